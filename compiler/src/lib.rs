@@ -1,0 +1,1 @@
+//! mnc library.

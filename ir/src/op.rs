@@ -1,0 +1,340 @@
+//! The closed set of IR operations and their typed attributes.
+//!
+//! Every op has exactly one output. Inputs are ordered; the number each op takes is given by
+//! [`Op::arity`] and checked by the verifier. Attributes are fully resolved by the importer
+//! (no optional inputs, no negative axes, no `auto_pad` strings past the frontend).
+
+use crate::schedule::ConvSchedule;
+use crate::tensor::{DType, Tensor};
+use std::fmt;
+
+/// Elementwise activation, standalone ([`Op::Act`]) or fused into a producer's epilogue.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// max(x, 0)
+    Relu,
+    /// min(max(x, min), max); ReLU6 is `Clip { min: 0, max: 6 }`.
+    Clip { min: f32, max: f32 },
+    /// 1 / (1 + exp(-x))
+    Sigmoid,
+    /// max(0, min(1, alpha * x + beta))
+    HardSigmoid { alpha: f32, beta: f32 },
+    /// x * max(0, min(1, x / 6 + 1/2))
+    HardSwish,
+    /// x * sigmoid(x) (also called Swish)
+    Silu,
+}
+
+impl Activation {
+    /// Applies the activation to one value. This is the single definition of its semantics.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Relu => x.max(0.0),
+            Activation::Clip { min, max } => x.max(min).min(max),
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Activation::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Activation::Silu => x / (1.0 + (-x).exp()),
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Activation::Relu => f.write_str("relu"),
+            Activation::Clip { min, max } => write!(f, "clip({min:?},{max:?})"),
+            Activation::Sigmoid => f.write_str("sigmoid"),
+            Activation::HardSigmoid { alpha, beta } => write!(f, "hardsigmoid({alpha:?},{beta:?})"),
+            Activation::HardSwish => f.write_str("hardswish"),
+            Activation::Silu => f.write_str("silu"),
+        }
+    }
+}
+
+/// Epilogue fused into a conv or Gemm: optional residual add (the op's last input, added
+/// after the bias), then optional activation.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct Epilogue {
+    /// When true the op has one extra trailing input of the output's shape, added to the
+    /// result (after the bias, before the activation).
+    pub residual: bool,
+    pub act: Option<Activation>,
+}
+
+/// 2-D convolution on NCHW activations with OIHW weights (`O = out channels`,
+/// `I = in channels / group`). Inputs: x, w, and optionally bias `[O]` (`has_bias`), then the
+/// residual operand when `epilogue.residual` is set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv {
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    /// Explicit padding: top, left, bottom, right.
+    pub pads: [usize; 4],
+    pub group: usize,
+    pub has_bias: bool,
+    pub epilogue: Epilogue,
+    /// Execution schedule chosen by the scheduling pass (`None` until then).
+    pub schedule: Option<ConvSchedule>,
+}
+
+impl Default for Conv {
+    /// A 1x1, stride-1, ungrouped conv without bias; construct others with
+    /// `Conv { kernel: [3, 3], ..Default::default() }` so new fields do not break callers.
+    fn default() -> Self {
+        Conv {
+            kernel: [1, 1],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [0; 4],
+            group: 1,
+            has_bias: false,
+            epilogue: Epilogue::default(),
+            schedule: None,
+        }
+    }
+}
+
+/// Squeeze-and-Excitation block as one op: `y = x * gate(W2 · act(W1 · mean_hw(x) + b1) + b2)`.
+/// Inputs: x `[N,C,H,W]`, w1 `[R,C,1,1]`, b1 `[R]`, w2 `[C,R,1,1]`, b2 `[C]` (the two 1x1
+/// convs keep their conv-shaped weights and names).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SqueezeExcite {
+    /// Activation after the reducing 1x1 conv (ReLU in MobileNetV3, SiLU in EfficientNet).
+    pub act: Activation,
+    /// Gate after the expanding 1x1 conv (HardSigmoid in MobileNetV3, Sigmoid in EfficientNet).
+    pub gate: Activation,
+}
+
+/// Generalized matrix multiply `alpha * A' * B' + beta * C` (ONNX Gemm) on 2-D operands.
+/// Inputs: a, b, and optionally c (broadcastable to the output), then the residual operand.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemm {
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub alpha: f32,
+    pub beta: f32,
+    pub has_c: bool,
+    pub epilogue: Epilogue,
+}
+
+impl Default for Gemm {
+    /// `A * B` without C; construct others with `..Default::default()`.
+    fn default() -> Self {
+        Gemm {
+            trans_a: false,
+            trans_b: false,
+            alpha: 1.0,
+            beta: 1.0,
+            has_c: false,
+            epilogue: Epilogue::default(),
+        }
+    }
+}
+
+/// Kind of spatial pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    Avg,
+}
+
+/// 2-D max or average pooling over NCHW.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pool {
+    pub kind: PoolKind,
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    /// top, left, bottom, right
+    pub pads: [usize; 4],
+    pub dilations: [usize; 2],
+    pub ceil_mode: bool,
+    /// Average pooling only: count padded cells in the divisor.
+    pub count_include_pad: bool,
+}
+
+impl Default for Pool {
+    /// A 1x1 stride-1 max pool; construct others with `..Default::default()`.
+    fn default() -> Self {
+        Pool {
+            kind: PoolKind::Max,
+            kernel: [1, 1],
+            strides: [1, 1],
+            pads: [0; 4],
+            dilations: [1, 1],
+            ceil_mode: false,
+            count_include_pad: false,
+        }
+    }
+}
+
+/// Elementwise binary op with numpy-style broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// Normalized slice along some axes: `starts`/`ends` already clamped to the dimension,
+/// `steps` non-zero.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slice {
+    pub axes: Vec<usize>,
+    pub starts: Vec<i64>,
+    pub ends: Vec<i64>,
+    pub steps: Vec<i64>,
+}
+
+/// The IR operations. Closed: every backend and pass matches it exhaustively.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Graph input number `index` (type stored on the node).
+    Input {
+        index: usize,
+    },
+    /// A constant (weights, biases, folded values). The node name is the tensor's name, e.g.
+    /// `features.0.0.weight`.
+    Constant(Tensor),
+    /// Pass-through; removed by cleanup.
+    Identity,
+    /// Inference-mode dropout: pass-through; removed by cleanup.
+    Dropout,
+    Conv(Conv),
+    /// Inference BatchNormalization. Inputs: x, scale, bias, mean, var (all `[C]`).
+    BatchNorm {
+        epsilon: f32,
+    },
+    /// Per-channel affine `y = x * scale[c] + bias[c]` over axis 1. Inputs: x, scale `[C]`,
+    /// bias `[C]`. Made from a BatchNorm with no conv to fold into.
+    ChannelAffine,
+    SqueezeExcite(SqueezeExcite),
+    Act(Activation),
+    Binary(BinaryOp),
+    Gemm(Gemm),
+    /// numpy `matmul` semantics on rank >= 2 operands (batch dims broadcast).
+    MatMul,
+    /// Mean over H and W, keeping them as size 1.
+    GlobalAveragePool,
+    /// Mean over the given (sorted, non-negative) axes.
+    ReduceMean {
+        axes: Vec<usize>,
+        keepdims: bool,
+    },
+    Pool(Pool),
+    /// Reshape to `[prod(d[..axis]), prod(d[axis..])]`.
+    Flatten {
+        axis: usize,
+    },
+    /// Reshape to a fully resolved static shape.
+    Reshape {
+        shape: Vec<usize>,
+    },
+    /// Remove the given size-1 axes (sorted, non-negative).
+    Squeeze {
+        axes: Vec<usize>,
+    },
+    /// Insert size-1 axes at the given output positions (sorted, non-negative).
+    Unsqueeze {
+        axes: Vec<usize>,
+    },
+    Transpose {
+        perm: Vec<usize>,
+    },
+    Concat {
+        axis: usize,
+    },
+    Slice(Slice),
+    /// numpy `take` along `axis`: inputs data and integer indices (negative wrap once).
+    Gather {
+        axis: usize,
+    },
+    Cast {
+        to: DType,
+    },
+    /// Constant-mode padding: `pads` holds begin pads for every axis then end pads.
+    Pad {
+        pads: Vec<usize>,
+        value: f32,
+    },
+    Softmax {
+        axis: usize,
+    },
+}
+
+impl Op {
+    /// Short op-kind name used in errors, reports and the text form.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "Input",
+            Op::Constant(_) => "Constant",
+            Op::Identity => "Identity",
+            Op::Dropout => "Dropout",
+            Op::Conv(_) => "Conv",
+            Op::BatchNorm { .. } => "BatchNorm",
+            Op::ChannelAffine => "ChannelAffine",
+            Op::SqueezeExcite(_) => "SqueezeExcite",
+            Op::Act(_) => "Act",
+            Op::Binary(BinaryOp::Add) => "Add",
+            Op::Binary(BinaryOp::Sub) => "Sub",
+            Op::Binary(BinaryOp::Mul) => "Mul",
+            Op::Binary(BinaryOp::Div) => "Div",
+            Op::Gemm(_) => "Gemm",
+            Op::MatMul => "MatMul",
+            Op::GlobalAveragePool => "GlobalAveragePool",
+            Op::ReduceMean { .. } => "ReduceMean",
+            Op::Pool(Pool {
+                kind: PoolKind::Max,
+                ..
+            }) => "MaxPool",
+            Op::Pool(Pool {
+                kind: PoolKind::Avg,
+                ..
+            }) => "AveragePool",
+            Op::Flatten { .. } => "Flatten",
+            Op::Reshape { .. } => "Reshape",
+            Op::Squeeze { .. } => "Squeeze",
+            Op::Unsqueeze { .. } => "Unsqueeze",
+            Op::Transpose { .. } => "Transpose",
+            Op::Concat { .. } => "Concat",
+            Op::Slice(_) => "Slice",
+            Op::Gather { .. } => "Gather",
+            Op::Cast { .. } => "Cast",
+            Op::Pad { .. } => "Pad",
+            Op::Softmax { .. } => "Softmax",
+        }
+    }
+
+    /// Allowed number of inputs as an inclusive range (min, max). `None` as max means any
+    /// number >= min (Concat).
+    pub fn arity(&self) -> (usize, Option<usize>) {
+        let exact = |n| (n, Some(n));
+        match self {
+            Op::Input { .. } | Op::Constant(_) => exact(0),
+            Op::Identity
+            | Op::Dropout
+            | Op::Act(_)
+            | Op::GlobalAveragePool
+            | Op::ReduceMean { .. }
+            | Op::Pool(_)
+            | Op::Flatten { .. }
+            | Op::Reshape { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Transpose { .. }
+            | Op::Slice(_)
+            | Op::Cast { .. }
+            | Op::Pad { .. }
+            | Op::Softmax { .. } => exact(1),
+            Op::Binary(_) | Op::MatMul | Op::Gather { .. } => exact(2),
+            Op::ChannelAffine => exact(3),
+            Op::SqueezeExcite(_) => exact(5),
+            Op::BatchNorm { .. } => exact(5),
+            Op::Conv(c) => exact(2 + c.has_bias as usize + c.epilogue.residual as usize),
+            Op::Gemm(g) => exact(2 + g.has_c as usize + g.epilogue.residual as usize),
+            Op::Concat { .. } => (1, None),
+        }
+    }
+}
