@@ -1,1 +1,11 @@
-//! mnc library.
+//! `mnc`: the ONNX frontend, the pipeline driver and the CLI of the mnc model compiler.
+//!
+//! - [`onnx`]: ONNX import (protobuf -> `mnc_ir::Graph`), one file per op family.
+//! - [`export`]: writes an IR graph back to a standard ONNX model.
+//! - [`zoo`]: built-in MobileNet / EfficientNet architectures as IR graphs.
+//! - [`cost`]: torchinfo-compatible parameter, mult-add and memory accounting.
+
+pub mod cost;
+pub mod export;
+pub mod onnx;
+pub mod zoo;

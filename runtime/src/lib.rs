@@ -1,1 +1,4 @@
-//! Runtime.
+//! `mnc-runtime`: executes models. Holds the reference executor (the oracle for every pass
+//! and backend).
+
+pub mod reference;

@@ -1,0 +1,1 @@
+//! Cost report (being written).
