@@ -54,8 +54,15 @@ pub fn window_out(
     if kernel == 0 || stride == 0 || dilation == 0 {
         return err("kernel, stride and dilation must be positive");
     }
-    let eff = dilation * (kernel - 1) + 1;
-    let padded = input + pad_begin + pad_end;
+    let overflow = || IrError::op("window arithmetic overflows (absurd kernel, dilation or pads)");
+    let eff = dilation
+        .checked_mul(kernel - 1)
+        .and_then(|v| v.checked_add(1))
+        .ok_or_else(overflow)?;
+    let padded = input
+        .checked_add(pad_begin)
+        .and_then(|v| v.checked_add(pad_end))
+        .ok_or_else(overflow)?;
     if padded < eff {
         return err(format!(
             "window {eff} (kernel {kernel}, dilation {dilation}) larger than padded input {padded}"
@@ -462,10 +469,11 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> Result<TensorType, IrError> {
                 ));
             }
             let r = x.rank();
-            TensorType::new(
-                x.dtype,
-                (0..r).map(|i| x.shape[i] + pads[i] + pads[i + r]).collect(),
-            )
+            let shape = (0..r)
+                .map(|i| x.shape[i].checked_add(pads[i])?.checked_add(pads[i + r]))
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| IrError::op(format!("Pad {pads:?} overflows for {x}")))?;
+            TensorType::new(x.dtype, shape)
         }
         Op::Softmax { axis } => {
             let x = ins[0];
@@ -534,6 +542,14 @@ mod tests {
         let x = TensorType::f32(vec![1, 32, 8, 8]);
         let w = TensorType::f32(vec![32, 1, 3, 3]);
         assert!(infer(&Op::Conv(c), &[&x, &w]).is_err());
+    }
+
+    #[test]
+    fn absurd_window_arithmetic_is_an_error() {
+        assert!(window_out(usize::MAX, 3, 1, 1, 1, 1, false).is_err());
+        assert!(window_out(8, 3, 1, usize::MAX, 0, 0, false).is_err());
+        let pad = Op::Pad { pads: vec![usize::MAX, 0], value: 0.0 };
+        assert!(infer(&pad, &[&TensorType::f32(vec![2])]).is_err());
     }
 
     #[test]

@@ -1,4 +1,8 @@
 //! `mnc-runtime`: executes models. Holds the reference executor (the oracle for every pass
-//! and backend).
+//! and backend) and the runtime's error type.
 
+pub mod error;
 pub mod reference;
+
+pub use error::RuntimeError;
+pub use reference::ReferenceExecutor;
