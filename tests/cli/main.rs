@@ -1,0 +1,110 @@
+//! End-to-end tests of the `mnc` binary: exit codes and one-line errors on bad input, and
+//! the commands a user types. (Compiled as an integration test of the `mnc` crate, so that
+//! `CARGO_BIN_EXE_mnc` points at the built binary; see compiler/Cargo.toml.)
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mnc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mnc")).args(args).output().expect("mnc runs")
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mnc-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Asserts a clean failure: exit code 1 or 2, one line on stderr naming `needle`, no panic.
+fn assert_clean_failure(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let code = o.status.code();
+    assert!(matches!(code, Some(1) | Some(2)), "exit code {code:?}, stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
+    assert!(err.contains(needle), "stderr does not name '{needle}': {err}");
+}
+
+fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+#[test]
+fn bad_model_files_fail_cleanly() {
+    let d = tmpdir("bad");
+    let x = fixture("mnv2_w035_op13").join("input.npy");
+    let x = x.to_str().unwrap();
+    let full = std::fs::read(fixture("mnv2_w035_op13").join("model.onnx")).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.onnx", vec![]),
+        ("random.onnx", (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect()),
+        ("truncated.onnx", full[..full.len() / 3].to_vec()),
+        // A valid protobuf message that is not a model: one varint field.
+        ("not_a_model.onnx", vec![0x08, 0x01]),
+    ];
+    for (name, bytes) in cases {
+        let p = d.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let o = mnc(&["run", p.to_str().unwrap(), "--input", x]);
+        assert_clean_failure(&o, name);
+    }
+    let o = mnc(&["run", d.join("missing.onnx").to_str().unwrap(), "--input", x]);
+    assert_clean_failure(&o, "missing.onnx");
+}
+
+#[test]
+fn bad_inputs_fail_cleanly() {
+    let d = tmpdir("npy");
+    let model = fixture("mnv2_w035_op13").join("model.onnx");
+    let model = model.to_str().unwrap();
+    let corrupt = d.join("corrupt.npy");
+    std::fs::write(&corrupt, b"\x93NUMPY\x01\x00garbage").unwrap();
+    assert_clean_failure(&mnc(&["run", model, "--input", corrupt.to_str().unwrap()]), "corrupt.npy");
+    // A valid .npy of the wrong shape: the input of another fixture.
+    let other = fixture("mnv3s_w035_b3_op17").join("input.npy");
+    assert_clean_failure(&mnc(&["run", model, "--input", other.to_str().unwrap()]), "input");
+    let o = mnc(&["run", model, "--input", other.to_str().unwrap(), "--target", "nonsense"]);
+    assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
+}
+
+#[test]
+fn run_writes_the_output_npy() {
+    let d = tmpdir("out");
+    let f = fixture("effnet_w025_op11");
+    let out = d.join("y.npy");
+    let o = mnc(&[
+        "run",
+        f.join("model.onnx").to_str().unwrap(),
+        "--input",
+        f.join("input.npy").to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let y = mnc::io::read_npy(&out).unwrap();
+    let y_ref = mnc::io::read_npy(&f.join("output.npy")).unwrap();
+    assert_eq!(y.shape, y_ref.shape);
+    let (y, r) = (y.as_f32().unwrap(), y_ref.as_f32().unwrap());
+    let scale = r.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(y.iter().zip(r).all(|(a, b)| (a - b).abs() <= 1e-4 * scale));
+}
+
+#[test]
+fn run_an_image_prints_top5_class_names() {
+    let img = repo().join("compiler/data/cat.jpg");
+    let o = mnc(&["run", "zoo:mobilenet_v2", "--image", img.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("output [1, 1000]"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("  ")).count(), 5, "{out}");
+    // Every top-5 line ends with an ImageNet class name.
+    let names = mnc::io::imagenet_classes();
+    for l in out.lines().filter(|l| l.starts_with("  ")) {
+        let idx: usize = l.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(l.trim_end().ends_with(names[idx]), "{l}");
+    }
+}
