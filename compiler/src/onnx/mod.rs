@@ -49,12 +49,9 @@ pub struct ImportOptions {
 /// ONNX node (name and op type).
 #[derive(Debug, Error)]
 pub enum ImportError {
-    #[error("{file}: cannot read the file: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The reason is part of the message (not a `source`), so a context chain prints it once.
+    #[error("{file}: cannot read the file: {reason}")]
+    Io { file: String, reason: std::io::Error },
     #[error("{file}: not a valid ONNX protobuf: {msg}")]
     Parse { file: String, msg: String },
     #[error("{file}: not an ONNX model: {msg}")]
@@ -94,9 +91,9 @@ pub enum ImportError {
 /// model's directory.
 pub fn import_file(path: &Path, opts: &ImportOptions) -> Result<Graph, ImportError> {
     let display = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+    let bytes = std::fs::read(path).map_err(|reason| ImportError::Io {
         file: display.clone(),
-        source,
+        reason,
     })?;
     let dir = match path.parent() {
         Some(p) if p.as_os_str().is_empty() => Path::new("."),
