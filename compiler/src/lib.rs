@@ -3,9 +3,12 @@
 //! - [`onnx`]: ONNX import (protobuf -> `mnc_ir::Graph`), one file per op family.
 //! - [`export`]: writes an IR graph back to a standard ONNX model.
 //! - [`zoo`]: built-in MobileNet / EfficientNet architectures as IR graphs.
+//! - [`model`]: loads a model from a file or the zoo; [`io`]: .npy and image input.
 //! - [`cost`]: torchinfo-compatible parameter, mult-add and memory accounting.
 
 pub mod cost;
 pub mod export;
+pub mod io;
+pub mod model;
 pub mod onnx;
 pub mod zoo;
