@@ -1,5 +1,6 @@
 //! The stable text form of the IR. Snapshot tests compare it, so it is deterministic and
-//! diff-friendly: one node per line in topological order, values renumbered `%0, %1, ...`
+//! diff-friendly: one node per line in topological order (each constant just before its first
+//! user), values renumbered `%0, %1, ...`
 //! in that order, attributes in a fixed order, constants shown by type and content hash
 //! (small ones by value).
 
@@ -106,9 +107,33 @@ pub fn op_attrs(op: &Op) -> String {
     }
 }
 
+/// The printing order: topological, with each constant placed just before its first user
+/// (so a conv's weights sit next to it, not in a block at the top). Constants no op uses
+/// (e.g. a constant graph output) come last.
+pub fn print_order(g: &Graph) -> Result<Vec<NodeId>, crate::error::IrError> {
+    let topo = g.topo_order()?;
+    let is_const = |id: NodeId| matches!(g.node(id).op, Op::Constant(_));
+    let mut placed = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(topo.len());
+    for &id in &topo {
+        if is_const(id) {
+            continue;
+        }
+        for i in g.inputs(id) {
+            if is_const(i) && placed.insert(i) {
+                out.push(i);
+            }
+        }
+        placed.insert(id);
+        out.push(id);
+    }
+    out.extend(topo.into_iter().filter(|id| !placed.contains(id)));
+    Ok(out)
+}
+
 /// Prints the graph in its stable text form. Fails only on a cyclic graph.
 pub fn print_graph(g: &Graph) -> Result<String, crate::error::IrError> {
-    let order = g.topo_order()?;
+    let order = print_order(g)?;
     let num: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     let mut s = String::new();
     writeln!(s, "graph {:?} {{", g.name).unwrap();
