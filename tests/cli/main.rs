@@ -108,3 +108,69 @@ fn run_an_image_prints_top5_class_names() {
         assert!(l.trim_end().ends_with(names[idx]), "{l}");
     }
 }
+
+/// `--emit onnx` writes the graph after cleanup and BN folding as standard ONNX: onnxruntime
+/// loads it, it has no BatchNormalization/Identity/Dropout left, and its output matches the
+/// input model's (onnxruntime's reference output of the fixture) to 1e-4 * max|y|.
+#[test]
+fn emit_onnx_is_loadable_and_equivalent() {
+    let Some(py) = mnc_tests::python_with_onnxruntime("emit_onnx_is_loadable_and_equivalent") else {
+        return;
+    };
+    let d = tmpdir("emit");
+    for fx in ["mnv2_w035_bn_op13", "effnet_w025_op11", "tf_effb0_same_op13"] {
+        let f = fixture(fx);
+        let out = d.join(format!("{fx}.onnx"));
+        let o = mnc(&[
+            "compile",
+            f.join("model.onnx").to_str().unwrap(),
+            "--emit",
+            "onnx",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{fx}: {}", String::from_utf8_lossy(&o.stderr));
+        let script = r#"
+import sys, onnx, numpy as np, onnxruntime as ort
+m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True)
+bad = [n.op_type for n in m.graph.node if n.op_type in ("BatchNormalization", "Identity", "Dropout")]
+assert not bad, f"left in the graph: {bad}"
+s = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+x = np.load(sys.argv[2]); r = np.load(sys.argv[3])
+y = s.run(None, {s.get_inputs()[0].name: x})[0]
+err, scale = float(np.abs(y - r).max()), float(np.abs(r).max())
+assert err <= 1e-4 * scale, f"max err {err} > 1e-4 * {scale}"
+print(f"ok err={err:.3e} scale={scale:.3e}")
+"#;
+        let o = Command::new(&py)
+            .arg("-c")
+            .arg(script)
+            .arg(&out)
+            .arg(f.join("input.npy"))
+            .arg(f.join("output.npy"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{fx}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+#[test]
+fn compile_reports_and_emits_ir() {
+    let f = fixture("mnv2_w035_bn_op13").join("model.onnx");
+    let o = mnc(&["compile", f.to_str().unwrap(), "-v", "--emit", "ir", "--print-after", "bn-fold"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(out.starts_with("# pipeline: optimize"), "{out}");
+    assert!(!out.contains("= BatchNorm["), "BatchNorm op left after the pipeline");
+    assert!(out.contains("= Conv["), "{out}");
+    assert!(err.contains("# IR after bn-fold"), "{err}");
+    assert!(err.contains("activation arena:"), "{err}");
+    assert!(err.contains("bn-fold"), "{err}");
+    let o = mnc(&["compile", f.to_str().unwrap(), "--print-after", "no-such-pass"]);
+    assert_clean_failure(&o, "no-such-pass");
+}

@@ -2,7 +2,8 @@
 //! BN-preserving export would give them): every BatchNorm folded, every activation and
 //! residual Add fused, every SE block recognized, and the output unchanged (reference
 //! executor, at a small resolution to keep the naive kernels fast). Node counts by kind
-//! before/after are snapshotted.
+//! before/after are snapshotted, and so is the whole optimized IR of MobileNetV2 and
+//! EfficientNet-B0.
 
 use mnc::zoo::{build, ZooOptions};
 use mnc_ir::{Graph, Tensor};
@@ -83,6 +84,10 @@ fn whole_models_fuse_completely() {
             m.naive_bytes
         );
         insta::assert_snapshot!(format!("zoo_counts_{name}"), counts_text(&g, &h));
+        if name != "mobilenet_v3_large" {
+            // The whole optimized IR of MobileNetV2 and EfficientNet-B0 (x86_64-avx2 facts).
+            insta::assert_snapshot!(format!("zoo_ir_{name}"), mnc_passes::dump(&h, &report).unwrap());
+        }
     }
 }
 
