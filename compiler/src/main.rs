@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use mnc::exec::{ExecOptions, Executable};
 use mnc::io;
 use mnc_ir::Tensor;
 use mnc_targets::Target;
@@ -20,8 +21,10 @@ struct Cli {
 enum Command {
     /// Run a model on an input tensor (.npy) or an image, print or save the output.
     Run(RunArgs),
-    /// Optimize a model for a target and emit its IR, Graphviz or ONNX, with a report.
+    /// Optimize a model for a target and emit its IR, Graphviz, ONNX or PTX, with a report.
     Compile(CompileArgs),
+    /// Time a model on a target: median/min/p90 latency, throughput, GFLOP/s.
+    Bench(BenchArgs),
     CostReport(mnc::cost::cli::CostArgs),
     Zoo(mnc::zoo::cli::ZooArgs),
 }
@@ -46,6 +49,41 @@ struct RunArgs {
     /// Batch size to compile for (default: the model's static batch, or 1).
     #[arg(long)]
     batch: Option<usize>,
+    /// CUDA targets: allow TF32 tensor-core math (about 3 significant digits per product).
+    #[arg(long)]
+    allow_tf32: bool,
+}
+
+/// Arguments of `mnc bench`.
+#[derive(Args)]
+struct BenchArgs {
+    /// The model: an ONNX file, or `zoo:NAME` for a built-in architecture (random weights).
+    model: String,
+    /// Execution target.
+    #[arg(long, default_value_t = Target::host_default())]
+    target: Target,
+    /// Batch size (default: the model's static batch, or 1).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Timed runs.
+    #[arg(long, default_value_t = 50)]
+    iters: usize,
+    /// Untimed runs before timing.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// CUDA targets: allow TF32 tensor-core math.
+    #[arg(long)]
+    allow_tf32: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = BenchFormat::Text)]
+    format: BenchFormat,
+}
+
+/// Output format of `mnc bench`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchFormat {
+    Text,
+    Json,
 }
 
 /// What `mnc compile` writes.
@@ -57,6 +95,8 @@ enum Emit {
     Dot,
     /// The graph after the target-independent passes (cleanup, BN folding) as standard ONNX.
     Onnx,
+    /// CUDA targets: the PTX module and the launch plan, written into the folder given by -o.
+    Ptx,
 }
 
 /// Arguments of `mnc compile`.
@@ -85,6 +125,9 @@ struct CompileArgs {
     /// Verbose: per-pass timing and change counts, memory plan.
     #[arg(short, long)]
     verbose: bool,
+    /// CUDA targets: allow TF32 tensor-core math (about 3 significant digits per product).
+    #[arg(long)]
+    allow_tf32: bool,
 }
 
 fn main() {
@@ -92,6 +135,7 @@ fn main() {
     let result = match &cli.cmd {
         Command::Run(a) => cmd_run(a),
         Command::Compile(a) => cmd_compile(a),
+        Command::Bench(a) => cmd_bench(a),
         Command::CostReport(a) => mnc::cost::cli::run(a),
         Command::Zoo(a) => mnc::zoo::cli::run(a),
     };
@@ -103,9 +147,7 @@ fn main() {
 }
 
 fn cmd_run(a: &RunArgs) -> Result<()> {
-    if !a.target.runs_on_host() {
-        bail!("target '{}' cannot run on this host", a.target);
-    }
+    check_runnable(a.target)?;
     let t0 = Instant::now();
     let graph = mnc::model::load(&a.model, a.batch)?;
     let t_load = t0.elapsed();
@@ -131,14 +173,13 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
     if graph.inputs.len() != 1 {
         bail!("{}: the model has {} inputs; `mnc run` feeds exactly one", a.model, graph.inputs.len());
     }
+    let mut exe = Executable::build(graph, a.target, &ExecOptions { allow_tf32: a.allow_tf32 })
+        .with_context(|| a.model.clone())?;
+    let t_load = t_load + t0.elapsed();
     let t1 = Instant::now();
-    let outputs = match a.target {
-        Target::Reference => mnc_runtime::reference::run(&graph, &[input])
-            .with_context(|| format!("{}: running on the reference executor", a.model))?,
-        t => mnc_runtime::cpu::CompiledModel::compile(&graph, t, &Default::default())
-            .and_then(|m| m.run(&[input]))
-            .with_context(|| format!("{}: running on target {t}", a.model))?,
-    };
+    let outputs = exe
+        .run(&[input])
+        .with_context(|| format!("{}: running on {}", a.model, exe.describe()))?;
     let t_run = t1.elapsed();
     let out = outputs.first().context("the model produced no output")?;
     if let Some(path) = &a.output {
@@ -161,17 +202,21 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
         }
     }
     println!(
-        "load {:.1} ms, run {:.1} ms on target {}",
+        "load+compile {:.1} ms, run {:.1} ms on target {} ({})",
         t_load.as_secs_f64() * 1e3,
         t_run.as_secs_f64() * 1e3,
-        a.target
+        a.target,
+        exe.describe()
     );
     Ok(())
 }
 
-/// Target facts the passes schedule for.
-fn target_facts(t: Target) -> mnc_passes::TargetFacts {
-    mnc_passes::TargetFacts::by_name(t.name()).unwrap_or_else(mnc_passes::TargetFacts::scalar)
+/// Refuses to run code for a CPU this host cannot execute (compiling for it is allowed).
+fn check_runnable(t: Target) -> Result<()> {
+    if !t.is_cuda() && !t.runs_on_host() {
+        bail!("target '{t}' cannot run on this host's CPU (compile for it with `mnc compile`)");
+    }
+    Ok(())
 }
 
 fn write_text(path: Option<&PathBuf>, text: &str) -> Result<()> {
@@ -193,11 +238,17 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
     if a.emit == Some(Emit::Onnx) && a.output.is_none() {
         bail!("--emit onnx needs -o OUT.onnx");
     }
+    if a.emit == Some(Emit::Ptx) && (!a.target.is_cuda() || a.output.is_none()) {
+        bail!("--emit ptx needs a CUDA target (--target cuda-sm80|cuda-sm90) and -o DIR");
+    }
+    if a.allow_tf32 && !a.target.is_cuda() {
+        bail!("--allow-tf32 applies to CUDA targets only");
+    }
     let t0 = Instant::now();
     let mut graph = mnc::model::load(&a.model, a.batch)?;
     let t_import = t0.elapsed();
     let opts = mnc_passes::PipelineOptions {
-        target: target_facts(a.target),
+        target: mnc::exec::target_facts(a.target),
         verify: true,
         print_after: if a.print_after_all {
             mnc_passes::PrintAfter::All
@@ -227,6 +278,26 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
             let out = a.output.as_ref().expect("checked above");
             mnc::export::write_onnx(&graph, out)
                 .with_context(|| format!("{}: writing ONNX", out.display()))?;
+        }
+        Some(Emit::Ptx) => {
+            let (Target::Cuda(arch), Some(dir)) = (a.target, a.output.as_ref()) else {
+                unreachable!("checked above")
+            };
+            let opts = mnc_targets::cuda::CudaOptions { allow_tf32: a.allow_tf32 };
+            let prog = mnc_targets::cuda::compile(&graph, arch, &opts)
+                .with_context(|| format!("{}: generating PTX", a.model))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            let ptx = dir.join(format!("{}.ptx", sanitize(&graph.name)));
+            std::fs::write(&ptx, &prog.ptx).with_context(|| format!("{}: cannot write", ptx.display()))?;
+            let plan = dir.join("plan.txt");
+            std::fs::write(&plan, prog.plan_text()).with_context(|| format!("{}: cannot write", plan.display()))?;
+            eprintln!(
+                "wrote {} kernels ({} launches) to {} and the launch plan to {}",
+                prog.kernels.len(),
+                prog.launches.len(),
+                ptx.display(),
+                plan.display()
+            );
         }
         None => {}
     }
@@ -303,4 +374,98 @@ fn compile_summary(
         let _ = write!(s, "{report}");
     }
     s
+}
+
+/// A file-name-safe form of a graph name.
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect();
+    if s.is_empty() {
+        "model".into()
+    } else {
+        s
+    }
+}
+
+/// The `q` quantile (0..=1) of sorted, non-empty samples (nearest rank).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn cmd_bench(a: &BenchArgs) -> Result<()> {
+    check_runnable(a.target)?;
+    if a.iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    let t0 = Instant::now();
+    let graph = mnc::model::load(&a.model, a.batch)?;
+    if graph.inputs.len() != 1 {
+        bail!("{}: the model has {} inputs; `mnc bench` feeds exactly one", a.model, graph.inputs.len());
+    }
+    let in_ty = graph.node(graph.inputs[0]).ty.clone();
+    let batch = in_ty.shape.first().copied().unwrap_or(1).max(1);
+    let mult_adds = mnc::cost::analyze(&graph, &Default::default())
+        .map(|c| c.total_mult_adds)
+        .unwrap_or(0);
+    let mut exe = Executable::build(graph, a.target, &ExecOptions { allow_tf32: a.allow_tf32 })
+        .with_context(|| a.model.clone())?;
+    let t_build = t0.elapsed();
+    // A fixed pseudo-random input in [-1, 1) (xorshift64).
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<f32> = (0..in_ty.numel())
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect();
+    let input = [Tensor::from_f32(in_ty.shape.clone(), data)?];
+    for _ in 0..a.warmup {
+        exe.run(&input)?;
+    }
+    let mut ms: Vec<f64> = Vec::with_capacity(a.iters);
+    for _ in 0..a.iters {
+        let t = Instant::now();
+        exe.run(&input)?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(|x, y| x.total_cmp(y));
+    let (median, min, p90) = (quantile(&ms, 0.5), ms[0], quantile(&ms, 0.9));
+    let throughput = batch as f64 / (median / 1e3);
+    // 2 FLOPs per mult-add.
+    let gflops = 2.0 * mult_adds as f64 / (median / 1e3) / 1e9;
+    let device = exe.describe();
+    match a.format {
+        BenchFormat::Json => {
+            let j = serde_json::json!({
+                "model": a.model, "target": a.target.name(), "device": device, "batch": batch,
+                "iters": a.iters, "warmup": a.warmup, "median_ms": median, "min_ms": min,
+                "p90_ms": p90, "throughput_per_s": throughput, "mult_adds": mult_adds,
+                "gflops": gflops, "build_ms": t_build.as_secs_f64() * 1e3,
+                "timing": "wall clock per run(), including host<->device copies for GPU targets",
+            });
+            println!("{}", serde_json::to_string_pretty(&j)?);
+        }
+        BenchFormat::Text => {
+            println!("{} on {} ({device}), batch {batch}", a.model, a.target);
+            println!("build (import + passes + codegen): {:.1} ms", t_build.as_secs_f64() * 1e3);
+            println!(
+                "latency over {} runs (after {} warm-up): median {median:.3} ms, min {min:.3} ms, p90 {p90:.3} ms",
+                a.iters, a.warmup
+            );
+            println!("throughput: {throughput:.1} inferences/s");
+            println!(
+                "compute: {:.3} G mult-adds per run -> {gflops:.1} GFLOP/s (2 FLOPs per mult-add)",
+                mult_adds as f64 / 1e9
+            );
+            if a.target.is_cuda() {
+                println!("(GPU timing is wall clock per run, including host<->device copies)");
+            }
+        }
+    }
+    Ok(())
 }

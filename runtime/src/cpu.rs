@@ -1,0 +1,310 @@
+//! The CPU runtime of the Cranelift JIT backend: [`CompiledModel`] owns a program compiled by
+//! `mnc_targets::cpu` (generated code, packed weights, arena layout) and executes it.
+//!
+//! Each run takes an arena of the planned size (reused from a small pool, so concurrent runs
+//! each get their own), copies the inputs in, calls every step with its pointer table (output,
+//! inputs, packed constants, scratch) and copies the outputs out. Steps the backend does not
+//! lower yet run the reference kernel (`mnc_ir::eval::eval_op`); they are listed as
+//! fallbacks in [`CompiledModel::report`]. Execution is single-threaded for now.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use mnc_runtime::cpu::{CompiledModel, CpuOptions};
+//! pub use mnc_targets::Target;
+//! let mut g = mnc_passes::samples::mobilenet_v2_block(1)?;
+//! mnc_passes::optimize(&mut g, &Default::default())?;
+//! let model = CompiledModel::compile(&g, Target::detect_host(), &CpuOptions::default())?;
+//! let x = mnc_ir::Tensor::zeros(&g.node(g.inputs[0]).ty)?;
+//! let y = model.run(&[x])?;
+//! println!("{:?}\n{}", y[0].shape, model.report().to_text());
+//! # Ok(()) }
+//! ```
+
+use crate::error::RuntimeError;
+use mnc_ir::eval::eval_op;
+use mnc_ir::tensor::checked_numel;
+use mnc_ir::{DType, IrError, Tensor, TensorData, TensorType};
+use mnc_targets::cpu::{compile, AlignedBytes, CpuProgram, Exec, Loc};
+pub use mnc_targets::cpu::{CompileReport, CpuError, CpuOptions};
+pub use mnc_targets::Target;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Wall time of every step of one run, with the step's node name, in step order.
+pub type StepTimes = Vec<(String, Duration)>;
+
+/// Errors of compiling or running a model on the CPU backend.
+#[derive(Debug, Error)]
+pub enum CpuRunError {
+    #[error("compiling for {target}: {source}")]
+    Compile {
+        target: Target,
+        #[source]
+        source: CpuError,
+    },
+    #[error("target '{0}' cannot run on this host (its CPU lacks the required instruction set); compile for it only to inspect the code")]
+    NotOnHost(Target),
+    #[error(transparent)]
+    Run(#[from] RuntimeError),
+}
+
+impl From<IrError> for CpuRunError {
+    fn from(e: IrError) -> Self {
+        CpuRunError::Run(RuntimeError::Ir(e))
+    }
+}
+
+/// A model compiled for a CPU target. `Send + Sync`: several threads may run it at once.
+pub struct CompiledModel {
+    program: CpuProgram,
+    graph_name: String,
+    compile_time: Duration,
+    arenas: Mutex<Vec<AlignedBytes>>,
+}
+
+impl CompiledModel {
+    /// Compiles `g` (normally after `mnc_passes::optimize`) for a JIT target. Compiling for a
+    /// target this host cannot run is allowed; running it is refused.
+    pub fn compile(
+        g: &mnc_ir::Graph,
+        target: Target,
+        opts: &CpuOptions,
+    ) -> Result<Self, CpuRunError> {
+        let t = Instant::now();
+        let program =
+            compile(g, target, opts).map_err(|source| CpuRunError::Compile { target, source })?;
+        Ok(CompiledModel {
+            program,
+            graph_name: g.name.clone(),
+            compile_time: t.elapsed(),
+            arenas: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The target the model was compiled for.
+    pub fn target(&self) -> Target {
+        self.program.target
+    }
+
+    /// Per-op strategies (fallbacks included), code size, arena size and phase times.
+    pub fn report(&self) -> &CompileReport {
+        &self.program.report
+    }
+
+    /// Wall time of the whole compilation (all phases).
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    /// CLIF text of every generated function (empty unless compiled with `keep_clif`).
+    pub fn clif_text(&self) -> String {
+        self.program.clif_text()
+    }
+
+    /// Runs the model on `inputs` (one per graph input, in order) and returns the outputs.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CpuRunError> {
+        self.run_inner(inputs, None)
+    }
+
+    /// Like [`CompiledModel::run`], also returning the wall time of every step (in step order,
+    /// with the step's node name).
+    pub fn run_profiled(
+        &self,
+        inputs: &[Tensor],
+    ) -> Result<(Vec<Tensor>, StepTimes), CpuRunError> {
+        let mut times = Vec::with_capacity(self.program.steps.len());
+        let out = self.run_inner(inputs, Some(&mut times))?;
+        Ok((out, times))
+    }
+
+    fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), RuntimeError> {
+        let p = &self.program;
+        if inputs.len() != p.inputs.len() {
+            return Err(RuntimeError::InputCount {
+                graph: self.graph_name.clone(),
+                expected: p.inputs.len(),
+                got: inputs.len(),
+            });
+        }
+        for ((name, ty, _), t) in p.inputs.iter().zip(inputs) {
+            if t.dtype() != ty.dtype || t.shape != ty.shape {
+                return Err(RuntimeError::InputType {
+                    name: name.clone(),
+                    expected: ty.clone(),
+                    got: t.ty(),
+                });
+            }
+            if checked_numel(&t.shape).ok() != Some(t.numel()) {
+                return Err(RuntimeError::InputData {
+                    name: name.clone(),
+                    shape: t.shape.clone(),
+                    len: t.numel(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn run_inner(
+        &self,
+        inputs: &[Tensor],
+        mut times: Option<&mut Vec<(String, Duration)>>,
+    ) -> Result<Vec<Tensor>, CpuRunError> {
+        let p = &self.program;
+        if !p.target.runs_on_host() {
+            return Err(CpuRunError::NotOnHost(p.target));
+        }
+        self.check_inputs(inputs)?;
+        let mut arena = self
+            .arenas
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_else(|| AlignedBytes::zeroed(p.arena_bytes));
+        for ((_, _, loc), t) in p.inputs.iter().zip(inputs) {
+            write_tensor(&mut arena, *loc, t)?;
+        }
+        let wptr = p.weights.as_ptr() as *mut u8;
+        let mut table: Vec<*mut u8> = Vec::with_capacity(16);
+        for step in &p.steps {
+            let t0 = Instant::now();
+            match step.exec {
+                Exec::Jit(f) => {
+                    table.clear();
+                    let aptr = arena.as_mut_ptr();
+                    for loc in &step.args {
+                        // SAFETY: offsets come from the plan and lie inside the arena or blob.
+                        table.push(unsafe {
+                            match *loc {
+                                Loc::Arena(o) => aptr.add(o),
+                                Loc::Weight(o) => wptr.add(o),
+                                Loc::Unused => std::ptr::null_mut(),
+                            }
+                        });
+                    }
+                    // SAFETY: the function was generated for exactly this pointer table:
+                    // every buffer has the size its static shape needs, the output does not
+                    // alias an input, weights are only read, and the target runs on this host.
+                    unsafe { f(table.as_ptr()) };
+                }
+                Exec::Fallback => {
+                    let mut args = Vec::with_capacity(step.inputs.len());
+                    for (loc, ty) in step.args[1..=step.inputs.len()].iter().zip(&step.inputs) {
+                        args.push(read_tensor(&arena, &p.weights, *loc, ty)?);
+                    }
+                    let refs: Vec<&Tensor> = args.iter().collect();
+                    let out = eval_op(&step.op, &refs)
+                        .map_err(|e| e.at_node(&step.node, step.op.kind()))?;
+                    if out.ty() != step.out {
+                        return Err(RuntimeError::NodeType {
+                            node: step.node.clone(),
+                            op: step.op.kind().to_string(),
+                            expected: step.out.clone(),
+                            got: out.ty(),
+                        }
+                        .into());
+                    }
+                    write_tensor(&mut arena, step.args[0], &out)?;
+                }
+            }
+            if let Some(t) = times.as_deref_mut() {
+                t.push((step.node.clone(), t0.elapsed()));
+            }
+        }
+        let mut outs = Vec::with_capacity(p.outputs.len());
+        for (_, ty, loc) in &p.outputs {
+            outs.push(read_tensor(&arena, &p.weights, *loc, ty)?);
+        }
+        if let Ok(mut pool) = self.arenas.lock() {
+            if pool.len() < 4 {
+                pool.push(arena);
+            }
+        }
+        Ok(outs)
+    }
+}
+
+fn region<'a>(
+    arena: &'a AlignedBytes,
+    weights: &'a AlignedBytes,
+    loc: Loc,
+    bytes: usize,
+) -> Result<&'a [u8], IrError> {
+    let (buf, off) = match loc {
+        Loc::Arena(o) => (arena, o),
+        Loc::Weight(o) => (weights, o),
+        Loc::Unused => {
+            return Err(IrError::Invalid(
+                "a value read by the runtime has no location".into(),
+            ))
+        }
+    };
+    buf.bytes().get(off..off + bytes).ok_or_else(|| {
+        IrError::Invalid(format!(
+            "value at {loc:?} ({bytes} bytes) lies outside its buffer"
+        ))
+    })
+}
+
+fn read_tensor(
+    arena: &AlignedBytes,
+    weights: &AlignedBytes,
+    loc: Loc,
+    ty: &TensorType,
+) -> Result<Tensor, IrError> {
+    let b = region(arena, weights, loc, ty.bytes())?;
+    let data = match ty.dtype {
+        DType::F32 => TensorData::F32(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        DType::I64 => TensorData::I64(
+            b.chunks_exact(8)
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+        ),
+    };
+    Ok(Tensor {
+        shape: ty.shape.clone(),
+        data,
+    })
+}
+
+fn write_tensor(arena: &mut AlignedBytes, loc: Loc, t: &Tensor) -> Result<(), IrError> {
+    let Loc::Arena(off) = loc else {
+        return Err(IrError::Invalid(
+            "a computed value is placed in the weights blob".into(),
+        ));
+    };
+    let bytes = t.ty().bytes();
+    let dst = arena.bytes_mut().get_mut(off..off + bytes).ok_or_else(|| {
+        IrError::Invalid(format!("arena slot at {off} ({bytes} bytes) out of range"))
+    })?;
+    match &t.data {
+        TensorData::F32(v) => {
+            for (d, x) in dst.chunks_exact_mut(4).zip(v) {
+                d.copy_from_slice(&x.to_le_bytes());
+            }
+        }
+        TensorData::I64(v) => {
+            for (d, x) in dst.chunks_exact_mut(8).zip(v) {
+                d.copy_from_slice(&x.to_le_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn compiled_model_is_send_and_sync() {
+        assert_send_sync::<CompiledModel>();
+    }
+}

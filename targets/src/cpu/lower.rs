@@ -1,0 +1,1325 @@
+//! Per-op lowering: decides how each op runs ([`plan_op`]: generated code, a no-op view, or
+//! a visible fallback to the reference kernel) and emits its Cranelift function
+//! ([`emit_op`]), specialized to the op's static shapes.
+//!
+//! Pointer-table layout of a generated function: slot 0 is the output, slots `1..=n_in` the
+//! op's inputs in order, then the op's packed constants (`extras`, made at compile time), then
+//! the scratch area when `scratch_bytes > 0`.
+
+use super::emit::{Emitter, Operand};
+use super::kernels::{pack_a, Kernel};
+use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
+use mnc_ir::{Activation, BinaryOp, Conv, DType, Op, PoolKind, Tensor, TensorType};
+
+/// What the lowering needs to know about one node.
+pub struct OpInfo<'g> {
+    pub op: &'g Op,
+    pub inputs: Vec<TensorType>,
+    /// The constant value of each input, when it is a constant.
+    pub consts: Vec<Option<&'g Tensor>>,
+    pub out: TensorType,
+}
+
+/// How one op is executed.
+pub enum Plan {
+    /// A generated function.
+    Jit(JitPlan),
+    /// The output is the input's bytes (reshape family): no code, same buffer.
+    View,
+    /// The reference kernel (`mnc_ir::eval::eval_op`), with the reason it is not lowered.
+    Fallback(String),
+}
+
+/// A lowered op: its kind, packed constants and scratch need.
+pub struct JitPlan {
+    pub kind: Kind,
+    /// Constants packed at compile time, passed after the inputs.
+    pub extras: Vec<Vec<f32>>,
+    pub scratch_bytes: usize,
+    /// Floating-point operations of one run (mult-adds count 2), for reports.
+    pub flops: u64,
+}
+
+/// The lowering strategy chosen for an op.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    /// Conv through the GEMM micro-kernel (im2col into scratch unless 1x1/s1/p0).
+    ConvGemm {
+        im2col: bool,
+        panel: usize,
+    },
+    /// Conv with one input channel per group (depthwise and channel multipliers): the input
+    /// plane copied into a zero-padded scratch plane, then either the per-ISA depthwise
+    /// kernel (`kernel`) plus a generated epilogue, or generated register-accumulating loops.
+    ConvDirect { kernel: bool },
+    Act(Activation),
+    /// `x * scale[c] + bias[c]`; scale/bias are extras 0/1 for BatchNorm, inputs 1/2 for
+    /// ChannelAffine.
+    Affine {
+        from_extras: bool,
+    },
+    Binary(BinaryOp),
+    /// Mean over the trailing `inner` elements of each of `planes` rows.
+    Mean {
+        planes: usize,
+        inner: usize,
+    },
+    SqueezeExcite,
+    Pool,
+    /// Gemm / MatMul with the constant B packed in 16-column panels (extra 0).
+    Gemm,
+    Concat {
+        axis: usize,
+    },
+}
+
+/// Short name of the strategy, for reports.
+impl Kind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Kind::ConvGemm { im2col: true, .. } => "conv-im2col-gemm",
+            Kind::ConvGemm { im2col: false, .. } => "conv-gemm",
+            Kind::ConvDirect { kernel: true } => "conv-direct-kernel",
+            Kind::ConvDirect { kernel: false } => "conv-direct",
+            Kind::Act(_) => "act",
+            Kind::Affine { .. } => "affine",
+            Kind::Binary(_) => "binary",
+            Kind::Mean { .. } => "mean",
+            Kind::SqueezeExcite => "squeeze-excite",
+            Kind::Pool => "pool",
+            Kind::Gemm => "gemm",
+            Kind::Concat { .. } => "concat",
+        }
+    }
+}
+
+fn jit(kind: Kind, extras: Vec<Vec<f32>>, scratch_bytes: usize, flops: u64) -> Plan {
+    Plan::Jit(JitPlan {
+        kind,
+        extras,
+        scratch_bytes,
+        flops,
+    })
+}
+
+/// Conv geometry, in elements.
+pub struct Geo {
+    n: usize,
+    ci: usize,
+    h: usize,
+    w: usize,
+    co: usize,
+    cig: usize,
+    cog: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+}
+
+fn geo(c: &Conv, info: &OpInfo) -> Geo {
+    let (xs, ws, ys) = (
+        &info.inputs[0].shape,
+        &info.inputs[1].shape,
+        &info.out.shape,
+    );
+    Geo {
+        n: xs[0],
+        ci: xs[1],
+        h: xs[2],
+        w: xs[3],
+        co: ws[0],
+        cig: ws[1],
+        cog: ws[0] / c.group.max(1),
+        kh: ws[2],
+        kw: ws[3],
+        oh: ys[2],
+        ow: ys[3],
+    }
+}
+
+/// Chooses how `info.op` runs on a target whose GEMM kernel is `kernel`.
+pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool) -> Plan {
+    let all_f32 = info.out.dtype == DType::F32 && info.inputs.iter().all(|t| t.dtype == DType::F32);
+    match info.op {
+        Op::Identity
+        | Op::Dropout
+        | Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. } => return Plan::View,
+        Op::Cast { to } if info.inputs.first().map(|t| t.dtype) == Some(*to) => return Plan::View,
+        _ => {}
+    }
+    if !all_f32 {
+        return Plan::Fallback("non-f32 operands".into());
+    }
+    let numel = info.out.numel();
+    match info.op {
+        Op::Conv(c) => {
+            if info.inputs[0].shape.len() != 4 {
+                return Plan::Fallback("conv input is not 4-D".into());
+            }
+            let g = geo(c, info);
+            let flops = 2 * (g.n * g.co * g.oh * g.ow * g.cig * g.kh * g.kw) as u64;
+            if g.cig == 1 {
+                let (hp, wp) = direct_padded(&g, c);
+                let kind = Kind::ConvDirect {
+                    kernel: has_dw_kernel,
+                };
+                return jit(kind, vec![], hp * wp * 4, flops);
+            }
+            let Some(wt) = info.consts[1] else {
+                return Plan::Fallback("conv weights are not constant".into());
+            };
+            let Some(wv) = wt.as_f32() else {
+                return Plan::Fallback("conv weights are not f32".into());
+            };
+            let k = g.cig * g.kh * g.kw;
+            let mut packed = Vec::new();
+            for grp in 0..c.group {
+                let rows = &wv[grp * g.cog * k..(grp + 1) * g.cog * k];
+                packed.extend(pack_a(rows, g.cog, k, kernel.mr));
+            }
+            let pointwise = g.kh == 1
+                && g.kw == 1
+                && c.strides == [1, 1]
+                && c.pads == [0; 4]
+                && g.oh == g.h
+                && g.ow == g.w;
+            let nn = g.oh * g.ow;
+            // A panel of B (k x panel floats) of about 128 KiB stays in L2.
+            let panel = ((32 * 1024) / k.max(1)).max(kernel.nr) / kernel.nr * kernel.nr;
+            let panel = panel.min(nn).max(1);
+            let scratch = if pointwise { 0 } else { k * nn * 4 };
+            jit(
+                Kind::ConvGemm {
+                    im2col: !pointwise,
+                    panel,
+                },
+                vec![packed],
+                scratch,
+                flops,
+            )
+        }
+        Op::Act(a) => jit(Kind::Act(*a), vec![], 0, numel as u64),
+        Op::ChannelAffine => {
+            if info.inputs[0].shape.len() < 2 {
+                return Plan::Fallback("affine input has rank < 2".into());
+            }
+            jit(
+                Kind::Affine { from_extras: false },
+                vec![],
+                0,
+                2 * numel as u64,
+            )
+        }
+        Op::BatchNorm { epsilon } => {
+            if info.inputs[0].shape.len() < 2 {
+                return Plan::Fallback("BatchNorm input has rank < 2".into());
+            }
+            let vals: Option<Vec<&[f32]>> = (1..5)
+                .map(|i| info.consts[i].and_then(|t| t.as_f32()))
+                .collect();
+            let Some(v) = vals else {
+                return Plan::Fallback("BatchNorm parameters are not constant".into());
+            };
+            let (scale, bias, mean, var) = (v[0], v[1], v[2], v[3]);
+            let s: Vec<f32> = (0..scale.len())
+                .map(|c| scale[c] / (var[c] + epsilon).sqrt())
+                .collect();
+            let b: Vec<f32> = (0..scale.len()).map(|c| bias[c] - mean[c] * s[c]).collect();
+            jit(
+                Kind::Affine { from_extras: true },
+                vec![s, b],
+                0,
+                2 * numel as u64,
+            )
+        }
+        Op::Binary(b) => jit(Kind::Binary(*b), vec![], 0, numel as u64),
+        Op::GlobalAveragePool => {
+            let s = &info.inputs[0].shape;
+            jit(
+                Kind::Mean {
+                    planes: s[0] * s[1],
+                    inner: s[2] * s[3],
+                },
+                vec![],
+                0,
+                info.inputs[0].numel() as u64,
+            )
+        }
+        Op::ReduceMean { axes, .. } => {
+            let s = &info.inputs[0].shape;
+            let r = s.len();
+            let trailing = !axes.is_empty()
+                && axes
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &a)| a == r - axes.len() + i);
+            if !trailing {
+                return Plan::Fallback("ReduceMean over non-trailing axes".into());
+            }
+            let inner: usize = s[r - axes.len()..].iter().product();
+            let planes: usize = s[..r - axes.len()].iter().product();
+            if inner == 0 {
+                return Plan::Fallback("ReduceMean over an empty axis".into());
+            }
+            jit(
+                Kind::Mean { planes, inner },
+                vec![],
+                0,
+                info.inputs[0].numel() as u64,
+            )
+        }
+        Op::SqueezeExcite(_) => {
+            let s = &info.inputs[0].shape;
+            let r = info.inputs[1].shape[0];
+            let flops = (s.iter().product::<usize>() * 2 + 4 * s[0] * s[1] * r) as u64;
+            jit(Kind::SqueezeExcite, vec![], (s[1] + r) * 4, flops)
+        }
+        Op::Pool(p) => {
+            let (s, o) = (&info.inputs[0].shape, &info.out.shape);
+            let (h, w, oh, ow) = (s[2] as i64, s[3] as i64, o[2], o[3]);
+            let pads: Vec<i64> = p.pads.iter().map(|&v| v as i64).collect();
+            let mut div = Vec::with_capacity(oh * ow);
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let y0 = (oy * p.strides[0]) as i64 - pads[0];
+                    let x0 = (ox * p.strides[1]) as i64 - pads[1];
+                    let rows: Vec<i64> = (0..p.kernel[0])
+                        .map(|k| y0 + (k * p.dilations[0]) as i64)
+                        .collect();
+                    let cols: Vec<i64> = (0..p.kernel[1])
+                        .map(|k| x0 + (k * p.dilations[1]) as i64)
+                        .collect();
+                    let vr = rows.iter().filter(|&&i| i >= 0 && i < h).count();
+                    let vc = cols.iter().filter(|&&i| i >= 0 && i < w).count();
+                    if vr * vc == 0 {
+                        return Plan::Fallback(format!(
+                            "pooling window at output ({oy}, {ox}) covers no input cell"
+                        ));
+                    }
+                    let pr = rows
+                        .iter()
+                        .filter(|&&i| i >= -pads[0] && i < h + pads[2])
+                        .count();
+                    let pc = cols
+                        .iter()
+                        .filter(|&&i| i >= -pads[1] && i < w + pads[3])
+                        .count();
+                    div.push(if p.count_include_pad {
+                        (pr * pc) as f32
+                    } else {
+                        (vr * vc) as f32
+                    });
+                }
+            }
+            let flops = (info.out.numel() * p.kernel[0] * p.kernel[1]) as u64;
+            let extras = if p.kind == PoolKind::Avg {
+                vec![div]
+            } else {
+                vec![]
+            };
+            jit(Kind::Pool, extras, 0, flops)
+        }
+        Op::Gemm(_) | Op::MatMul => plan_gemm(info),
+        Op::Concat { axis } => jit(Kind::Concat { axis: *axis }, vec![], 0, 0),
+        op => Plan::Fallback(format!("{} is not lowered yet", op.kind())),
+    }
+}
+
+/// Gemm (any transposes, C, epilogue) and MatMul with a rank-2 B, when B is constant: B is
+/// packed into panels of 16 columns, `[n/16][k][16]`, zero-padded.
+fn plan_gemm(info: &OpInfo) -> Plan {
+    let (m, k, n, trans_b) = match info.op {
+        Op::Gemm(g) => {
+            let (a, b) = (&info.inputs[0].shape, &info.inputs[1].shape);
+            let (m, k) = if g.trans_a {
+                (a[1], a[0])
+            } else {
+                (a[0], a[1])
+            };
+            let n = if g.trans_b { b[0] } else { b[1] };
+            (m, k, n, g.trans_b)
+        }
+        Op::MatMul => {
+            let (a, b) = (&info.inputs[0].shape, &info.inputs[1].shape);
+            if b.len() != 2 || a.len() < 2 {
+                return Plan::Fallback("MatMul with a batched B".into());
+            }
+            (a[..a.len() - 1].iter().product(), b[0], b[1], false)
+        }
+        _ => return Plan::Fallback("not a matrix product".into()),
+    };
+    let Some(bv) = info.consts[1].and_then(|t| t.as_f32()) else {
+        return Plan::Fallback("B operand is not constant".into());
+    };
+    let np = n.div_ceil(16);
+    let mut packed = vec![0.0f32; np * k * 16];
+    for p in 0..k {
+        for j in 0..n {
+            let v = if trans_b {
+                bv[j * k + p]
+            } else {
+                bv[p * n + j]
+            };
+            packed[((j / 16) * k + p) * 16 + j % 16] = v;
+        }
+    }
+    jit(Kind::Gemm, vec![packed], 0, 2 * (m * n * k) as u64)
+}
+
+/// Emits the body of `plan` for `info` (the function's entry block is current; the caller
+/// adds the return). `kernel` is the imported GEMM micro-kernel.
+pub fn emit_op(
+    e: &mut Emitter,
+    info: &OpInfo,
+    plan: &JitPlan,
+    kernel: &Kernel,
+    kref: Option<FuncRef>,
+    dref: Option<FuncRef>,
+) {
+    let n_in = info.inputs.len();
+    let extra = |j: usize| 1 + n_in + j;
+    let scratch_slot = 1 + n_in + plan.extras.len();
+    match (&plan.kind, info.op) {
+        (Kind::ConvGemm { im2col, panel }, Op::Conv(c)) => emit_conv_gemm(
+            e,
+            info,
+            c,
+            *im2col,
+            *panel,
+            extra(0),
+            scratch_slot,
+            kernel,
+            kref,
+        ),
+        (Kind::ConvDirect { kernel }, Op::Conv(c)) => {
+            let dref = if *kernel { dref } else { None };
+            emit_conv_direct(e, info, c, scratch_slot, dref)
+        }
+        (Kind::Act(a), _) => {
+            let (y, x) = (e.arg(0), e.arg(1));
+            let a = *a;
+            e.map(info.out.numel(), y, &[Operand::Contig(x)], &mut |e, v| {
+                e.act(a, v[0])
+            });
+        }
+        (Kind::Affine { from_extras }, _) => {
+            let (ss, bs) = if *from_extras {
+                (extra(0), extra(1))
+            } else {
+                (2, 3)
+            };
+            let (y, x, sc, bi) = (e.arg(0), e.arg(1), e.arg(ss), e.arg(bs));
+            let s = &info.inputs[0].shape;
+            let c = s[1];
+            let inner: usize = s[2..].iter().product();
+            e.for_range(0, (s[0] * c) as i64, 1, |e, plane| {
+                let ch = e.b.ins().urem_imm_u(plane, c as i64);
+                let sv = load_splat(e, sc, ch);
+                let bv = load_splat(e, bi, ch);
+                let off = e.b.ins().imul_imm_s(plane, (inner * 4) as i64);
+                let xp = e.b.ins().iadd(x, off);
+                let yp = e.b.ins().iadd(y, off);
+                e.map(inner, yp, &[Operand::Contig(xp)], &mut |e, v| {
+                    e.mul_add(v[0], sv, bv)
+                });
+            });
+        }
+        (Kind::Binary(op), _) => emit_binary(e, info, *op),
+        (Kind::Mean { planes, inner }, _) => {
+            let (y, x) = (e.arg(0), e.arg(1));
+            let (planes, inner) = (*planes, *inner);
+            e.for_range(0, planes as i64, 1, |e, p| {
+                let xp = e.add_scaled(x, p, (inner * 4) as i64);
+                let s = e.sum(xp, inner);
+                let r = e.b.ins().f32const(1.0 / inner as f32);
+                let m = e.b.ins().fmul(s, r);
+                let yp = e.add_scaled(y, p, 4);
+                e.b.ins().store(super::emit::mf(), m, yp, 0);
+            });
+        }
+        (Kind::SqueezeExcite, Op::SqueezeExcite(se)) => {
+            emit_se(e, info, se.act, se.gate, scratch_slot)
+        }
+        (Kind::Pool, Op::Pool(p)) => emit_pool(e, info, p, extra(0)),
+        (Kind::Gemm, _) => emit_gemm(e, info, extra(0)),
+        (Kind::Concat { axis }, _) => {
+            let y = e.arg(0);
+            let outer: usize = info.out.shape[..*axis].iter().product();
+            let inner: usize = info.out.shape[axis + 1..].iter().product();
+            let total = info.out.shape[*axis] * inner;
+            let mut at = 0;
+            for (i, t) in info.inputs.iter().enumerate() {
+                let chunk = t.shape[*axis] * inner;
+                let x = e.arg(1 + i);
+                e.for_range(0, outer as i64, 1, |e, o| {
+                    let xp = e.add_scaled(x, o, (chunk * 4) as i64);
+                    let yb = e.add_scaled(y, o, (total * 4) as i64);
+                    let yp = e.add_c(yb, (at * 4) as i64);
+                    e.copy(chunk, yp, xp);
+                });
+                at += chunk;
+            }
+        }
+        // plan_op pairs kinds with ops; a mismatch emits nothing (the caller never builds it).
+        _ => {}
+    }
+}
+
+/// The output positions `o` in `[lo, hi)` whose input position `o * stride + offset` lies
+/// inside `0..in_len` (the same contract as the reference conv's loop bounds).
+fn valid_range(out_len: usize, in_len: usize, stride: usize, offset: i64) -> (usize, usize) {
+    let s = stride as i64;
+    let lo = if offset >= 0 {
+        0
+    } else {
+        (-offset + s - 1) / s
+    };
+    let room = in_len as i64 - offset;
+    let hi = if room <= 0 {
+        0
+    } else {
+        ((room + s - 1) / s).min(out_len as i64)
+    };
+    let lo = lo.min(hi);
+    (lo as usize, hi as usize)
+}
+
+/// Loads `base[idx]` (f32) and broadcasts it.
+fn load_splat(e: &mut Emitter, base: Value, idx: Value) -> Value {
+    let a = e.add_scaled(base, idx, 4);
+    let s = e.b.ins().load(types::F32, super::emit::mf(), a, 0);
+    e.splat_v(s)
+}
+
+/// Epilogue of one output row of `len` elements at `row`: `act(row + bias + residual)`.
+fn epilogue_row(
+    e: &mut Emitter,
+    len: usize,
+    row: Value,
+    bias: Option<Value>,
+    res: Option<Value>,
+    act: Option<Activation>,
+) {
+    if bias.is_none() && res.is_none() && act.is_none() {
+        return;
+    }
+    let mut ops = vec![Operand::Contig(row)];
+    if let Some(r) = res {
+        ops.push(Operand::Contig(r));
+    }
+    e.map(len, row, &ops, &mut |e, v| {
+        let mut x = v[0];
+        if let Some(b) = bias {
+            x = e.b.ins().fadd(x, b);
+        }
+        if res.is_some() {
+            x = e.b.ins().fadd(x, v[1]);
+        }
+        if let Some(a) = act {
+            x = e.act(a, x);
+        }
+        x
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn emit_conv_gemm(
+    e: &mut Emitter,
+    info: &OpInfo,
+    c: &Conv,
+    im2col: bool,
+    panel: usize,
+    packed_slot: usize,
+    scratch_slot: usize,
+    kernel: &Kernel,
+    kref: Option<FuncRef>,
+) {
+    let Some(kref) = kref else { return };
+    let g = geo(c, info);
+    let k = g.cig * g.kh * g.kw;
+    let nn = g.oh * g.ow;
+    let plane_in = g.h * g.w;
+    let a_group = g.cog.div_ceil(kernel.mr) * k * kernel.mr;
+    let (y, x, a) = (e.arg(0), e.arg(1), e.arg(packed_slot));
+    let bias = if c.has_bias { Some(e.arg(3)) } else { None };
+    let res = if c.epilogue.residual {
+        Some(e.arg(3 + c.has_bias as usize))
+    } else {
+        None
+    };
+    let scratch = if im2col {
+        Some(e.arg(scratch_slot))
+    } else {
+        None
+    };
+    e.for_range(0, g.n as i64, 1, |e, b| {
+        e.for_range(0, c.group as i64, 1, |e, grp| {
+            // Input channels of this group: plane index b*ci + grp*cig.
+            let bi = e.b.ins().imul_imm_s(b, g.ci as i64);
+            let gi = e.b.ins().imul_imm_s(grp, g.cig as i64);
+            let pin = e.b.ins().iadd(bi, gi);
+            let xg = e.add_scaled(x, pin, (plane_in * 4) as i64);
+            let src = match scratch {
+                Some(s) => {
+                    emit_im2col(e, &g, c, xg, s);
+                    s
+                }
+                None => xg,
+            };
+            let ag = e.add_scaled(a, grp, (a_group * 4) as i64);
+            let bo = e.b.ins().imul_imm_s(b, g.co as i64);
+            let go = e.b.ins().imul_imm_s(grp, g.cog as i64);
+            let pout = e.b.ins().iadd(bo, go);
+            let yg = e.add_scaled(y, pout, (nn * 4) as i64);
+            let resg = res.map(|r| e.add_scaled(r, pout, (nn * 4) as i64));
+            let do_panel = |e: &mut Emitter, nb_bytes: Value, cols: usize| {
+                let bp = e.b.ins().iadd(src, nb_bytes);
+                let cp = e.b.ins().iadd(yg, nb_bytes);
+                let m_v = e.c64(g.cog as i64);
+                let n_v = e.c64(cols as i64);
+                let k_v = e.c64(k as i64);
+                let ld = e.c64(nn as i64);
+                e.b.ins().call(kref, &[m_v, n_v, k_v, ag, bp, ld, cp, ld]);
+                if bias.is_some() || res.is_some() || c.epilogue.act.is_some() {
+                    e.for_range(0, g.cog as i64, 1, |e, o| {
+                        let row = e.add_scaled(cp, o, (nn * 4) as i64);
+                        let bv = bias.map(|bb| {
+                            let ch = e.b.ins().iadd(go, o);
+                            load_splat(e, bb, ch)
+                        });
+                        let rv = resg.map(|r| {
+                            let rr = e.b.ins().iadd(r, nb_bytes);
+                            e.add_scaled(rr, o, (nn * 4) as i64)
+                        });
+                        epilogue_row(e, cols, row, bv, rv, c.epilogue.act);
+                    });
+                }
+            };
+            let full = nn / panel;
+            e.for_range(0, (full * panel * 4) as i64, (panel * 4) as i64, |e, nb| {
+                do_panel(e, nb, panel)
+            });
+            if !nn.is_multiple_of(panel) {
+                let nb = e.c64((full * panel * 4) as i64);
+                do_panel(e, nb, nn % panel);
+            }
+        });
+    });
+}
+
+/// im2col of one group: row `(icg, ky, kx)` of `dst` (length `oh*ow`) holds the input cells
+/// that tap reads for every output pixel, zero where the tap falls into padding.
+fn emit_im2col(e: &mut Emitter, g: &Geo, c: &Conv, xg: Value, dst: Value) {
+    let nn = g.oh * g.ow;
+    let plane_in = g.h * g.w;
+    let taps = g.kh * g.kw;
+    let zero = e.splat(0.0);
+    e.for_range(0, g.cig as i64, 1, |e, icg| {
+        let xp = e.add_scaled(xg, icg, (plane_in * 4) as i64);
+        let dst_c = e.add_scaled(dst, icg, (taps * nn * 4) as i64);
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = e.add_c(dst_c, (((ky * g.kw + kx) * nn) * 4) as i64);
+                let offy = (ky * c.dilations[0]) as i64 - c.pads[0] as i64;
+                let offx = (kx * c.dilations[1]) as i64 - c.pads[1] as i64;
+                let (oy0, oy1) = valid_range(g.oh, g.h, c.strides[0], offy);
+                let (ox0, ox1) = valid_range(g.ow, g.w, c.strides[1], offx);
+                if oy0 > 0 {
+                    e.fill(oy0 * g.ow, row, zero);
+                }
+                if oy1 < g.oh {
+                    let p = e.add_c(row, (oy1 * g.ow * 4) as i64);
+                    e.fill((g.oh - oy1) * g.ow, p, zero);
+                }
+                if oy1 <= oy0 {
+                    continue;
+                }
+                let sx = c.strides[1];
+                e.for_range(oy0 as i64, oy1 as i64, 1, |e, oy| {
+                    let dr = e.add_scaled(row, oy, (g.ow * 4) as i64);
+                    // iy = oy*sy + offy
+                    let iy = e.b.ins().imul_imm_s(oy, c.strides[0] as i64);
+                    let iy = e.b.ins().iadd_imm_s(iy, offy);
+                    let sr = e.add_scaled(xp, iy, (g.w * 4) as i64);
+                    if ox0 > 0 {
+                        e.fill(ox0, dr, zero);
+                    }
+                    if ox1 < g.ow {
+                        let p = e.add_c(dr, (ox1 * 4) as i64);
+                        e.fill(g.ow - ox1, p, zero);
+                    }
+                    if ox1 > ox0 {
+                        let s0 = e.add_c(sr, (ox0 as i64 * sx as i64 + offx) * 4);
+                        let d0 = e.add_c(dr, (ox0 * 4) as i64);
+                        if sx == 1 {
+                            e.copy(ox1 - ox0, d0, s0);
+                        } else {
+                            strided_copy(e, ox1 - ox0, d0, s0, sx);
+                        }
+                    }
+                });
+            }
+        }
+    });
+}
+
+/// Copies `n` f32 from `src` with element stride `stride` to contiguous `dst`.
+fn strided_copy(e: &mut Emitter, n: usize, dst: Value, src: Value, stride: usize) {
+    e.for_range(0, n as i64, 1, |e, i| {
+        let s = e.add_scaled(src, i, (stride * 4) as i64);
+        let v = e.b.ins().load(types::F32, super::emit::mf(), s, 0);
+        let d = e.add_scaled(dst, i, 4);
+        e.b.ins().store(super::emit::mf(), v, d, 0);
+    });
+}
+
+/// Loads `lanes` (4 or 1) f32 at element stride `stride` from `src` as an f32x4 (a splat
+/// when `lanes == 1`).
+fn load_strided(e: &mut Emitter, src: Value, stride: usize, lanes: usize) -> Value {
+    if stride == 1 || lanes == 1 {
+        return e.load_lanes(src, lanes);
+    }
+    let s0 = e.b.ins().load(types::F32, super::emit::mf(), src, 0);
+    let mut v = e.splat_v(s0);
+    for l in 1..4u8 {
+        let s = e.b.ins().load(
+            types::F32,
+            super::emit::mf(),
+            src,
+            (l as usize * stride * 4) as i32,
+        );
+        v = e.b.ins().insertlane(v, s, l);
+    }
+    v
+}
+
+/// Sliding-window row accumulation for pooling: for every output
+/// row `oy` of one plane, `init` the row, combine every valid tap's input row into it, then
+/// `finish` it.
+struct Window {
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    kh: usize,
+    kw: usize,
+    stride: [usize; 2],
+    dil: [usize; 2],
+    pads: [usize; 2],
+}
+
+enum Combine {
+    Max,
+    Add,
+}
+
+fn emit_window(
+    e: &mut Emitter,
+    win: &Window,
+    xp: Value,
+    yp: Value,
+    init: Value,
+    comb: Combine,
+    finish: &mut dyn FnMut(&mut Emitter, Value, Value),
+) {
+    e.for_range(0, win.oh as i64, 1, |e, oy| {
+        let yrow = e.add_scaled(yp, oy, (win.ow * 4) as i64);
+        e.fill(win.ow, yrow, init);
+        for ky in 0..win.kh {
+            let offy = (ky * win.dil[0]) as i64 - win.pads[0] as i64;
+            let iy = e.b.ins().imul_imm_s(oy, win.stride[0] as i64);
+            let iy = e.b.ins().iadd_imm_s(iy, offy);
+            let ok = e.in_range(iy, win.h as i64);
+            e.if_then(ok, |e| {
+                let xrow = e.add_scaled(xp, iy, (win.w * 4) as i64);
+                for kx in 0..win.kw {
+                    let offx = (kx * win.dil[1]) as i64 - win.pads[1] as i64;
+                    let (ox0, ox1) = valid_range(win.ow, win.w, win.stride[1], offx);
+                    if ox1 <= ox0 {
+                        continue;
+                    }
+                    let sx = win.stride[1];
+                    let ya = e.add_c(yrow, (ox0 * 4) as i64);
+                    let xa = e.add_c(xrow, (ox0 as i64 * sx as i64 + offx) * 4);
+                    let len = ox1 - ox0;
+                    let step = |e: &mut Emitter, i: usize, lanes: usize| {
+                        let yo = e.add_c(ya, (i * 4) as i64);
+                        let xo = e.add_c(xa, (i * sx * 4) as i64);
+                        let acc = e.load_lanes(yo, lanes);
+                        let xv = load_strided(e, xo, sx, lanes);
+                        let r = if matches!(comb, Combine::Max) {
+                            e.fmax_nan(acc, xv)
+                        } else {
+                            e.b.ins().fadd(acc, xv)
+                        };
+                        e.store_lanes(r, yo, lanes);
+                    };
+                    if sx == 1 {
+                        // Vector loop over whole f32x4, then tail lanes.
+                        let nv = len / 4;
+                        if nv > 0 {
+                            e.for_range(0, (nv * 16) as i64, 16, |e, off| {
+                                let yo = e.b.ins().iadd(ya, off);
+                                let xo = e.b.ins().iadd(xa, off);
+                                let acc = e.load_lanes(yo, 4);
+                                let xv = e.load_lanes(xo, 4);
+                                let r = if matches!(comb, Combine::Max) {
+                                    e.fmax_nan(acc, xv)
+                                } else {
+                                    e.b.ins().fadd(acc, xv)
+                                };
+                                e.store_lanes(r, yo, 4);
+                            });
+                        }
+                        for i in nv * 4..len {
+                            step(e, i, 1);
+                        }
+                    } else {
+                        let nv = len / 4;
+                        if nv > 0 {
+                            e.for_range(0, nv as i64, 1, |e, vi| {
+                                let yo = e.add_scaled(ya, vi, 16);
+                                let xo = e.add_scaled(xa, vi, (4 * sx * 4) as i64);
+                                let acc = e.load_lanes(yo, 4);
+                                let xv = load_strided(e, xo, sx, 4);
+                                let r = if matches!(comb, Combine::Max) {
+                                    e.fmax_nan(acc, xv)
+                                } else {
+                                    e.b.ins().fadd(acc, xv)
+                                };
+                                e.store_lanes(r, yo, 4);
+                            });
+                        }
+                        for i in nv * 4..len {
+                            step(e, i, 1);
+                        }
+                    }
+                }
+            });
+        }
+        finish(e, yrow, oy);
+    });
+}
+
+fn emit_conv_direct(
+    e: &mut Emitter,
+    info: &OpInfo,
+    c: &Conv,
+    scratch_slot: usize,
+    dref: Option<FuncRef>,
+) {
+    let g = geo(c, info);
+    let (y, x, w) = (e.arg(0), e.arg(1), e.arg(2));
+    let bias = if c.has_bias { Some(e.arg(3)) } else { None };
+    let res = if c.epilogue.residual {
+        Some(e.arg(3 + c.has_bias as usize))
+    } else {
+        None
+    };
+    let nn = g.oh * g.ow;
+    let zero = e.splat(0.0);
+    let act = c.epilogue.act;
+    let (hp, pw) = direct_padded(&g, c);
+    let sp = e.arg(scratch_slot);
+    e.fill(hp * pw, sp, zero);
+    e.for_range(0, (g.n * g.co) as i64, 1, |e, bo| {
+        // b = bo / co, o = bo % co; the input plane is b*ci + o / cog (one channel per group).
+        let b = e.b.ins().udiv_imm_u(bo, g.co as i64);
+        let o = e.b.ins().urem_imm_u(bo, g.co as i64);
+        let ic = e.b.ins().udiv_imm_u(o, g.cog as i64);
+        let bci = e.b.ins().imul_imm_s(b, g.ci as i64);
+        let pin = e.b.ins().iadd(bci, ic);
+        let xp = e.add_scaled(x, pin, (g.h * g.w * 4) as i64);
+        let yp = e.add_scaled(y, bo, (nn * 4) as i64);
+        let wp = e.add_scaled(w, o, (g.kh * g.kw * 4) as i64);
+        let taps: Vec<Value> = (0..g.kh * g.kw)
+            .map(|t| {
+                let s =
+                    e.b.ins()
+                        .load(types::F32, super::emit::mf(), wp, (t * 4) as i32);
+                e.splat_v(s)
+            })
+            .collect();
+        let bv = bias.map(|bb| load_splat(e, bb, o));
+        let rp = res.map(|r| e.add_scaled(r, bo, (nn * 4) as i64));
+        // Copy the plane into the interior of the padded buffer (its border stays zero).
+        e.for_range(0, g.h as i64, 1, |e, iy| {
+            let src = e.add_scaled(xp, iy, (g.w * 4) as i64);
+            let d0 = e.add_c(sp, (((c.pads[0] * pw) + c.pads[1]) * 4) as i64);
+            let dst = e.add_scaled(d0, iy, (pw * 4) as i64);
+            e.copy(g.w, dst, src);
+        });
+        if let Some(dref) = dref {
+            let args: Vec<Value> = [pw, g.kh, g.kw, c.strides[0], c.strides[1], c.dilations[0], c.dilations[1], g.oh, g.ow]
+                .iter()
+                .map(|&v| e.c64(v as i64))
+                .collect();
+            let mut call = vec![sp, args[0], wp];
+            call.extend_from_slice(&args[1..]);
+            call.push(yp);
+            e.b.ins().call(dref, &call);
+            epilogue_row(e, nn, yp, bv, rp, act);
+            return;
+        }
+        emit_direct_plane(e, &g, c, pw, sp, yp, rp, &taps, bv, act);
+    });
+}
+
+/// Geometry of the zero-padded copy of one input plane the direct conv reads: `(hp, wp)`,
+/// large enough that every tap of every f32x4 output chunk (the last one partial) reads
+/// inside it (a stride-2 chunk loads 8 consecutive inputs per tap).
+pub fn direct_padded(g: &Geo, c: &Conv) -> (usize, usize) {
+    let (sy, sx) = (c.strides[0], c.strides[1]);
+    let (dy, dx) = (c.dilations[0], c.dilations[1]);
+    let hp = (c.pads[0] + g.h).max((g.oh - 1) * sy + (g.kh - 1) * dy + 1);
+    let chunks = g.ow.div_ceil(4);
+    let extra = if sx == 2 { 1 } else { 0 };
+    let wp = (c.pads[1] + g.w).max((chunks * 4 - 1) * sx + (g.kw - 1) * dx + 1 + extra);
+    (hp, wp)
+}
+
+/// Loads the 4 inputs of an f32x4 output chunk at element stride `sx` from `addr`.
+fn load_chunk(e: &mut Emitter, addr: Value, off: i32, sx: usize) -> Value {
+    let mf = super::emit::mf();
+    match sx {
+        1 => e.b.ins().load(types::F32X4, mf, addr, off),
+        2 => {
+            use cranelift_codegen::ir::{Endianness, MemFlagsData};
+            let le = MemFlagsData::new().with_endianness(Endianness::Little);
+            let a = e.b.ins().load(types::F32X4, mf, addr, off);
+            let b = e.b.ins().load(types::F32X4, mf, addr, off + 16);
+            let ab = e.b.ins().bitcast(types::I8X16, le, a);
+            let bb = e.b.ins().bitcast(types::I8X16, le, b);
+            let bytes: Vec<u8> = [0u8, 2, 4, 6]
+                .iter()
+                .flat_map(|&l| (0..4).map(move |i| l * 4 + i))
+                .collect();
+            let mask = e.b.func.dfg.immediates.push(bytes.into());
+            let sh = e.b.ins().shuffle(ab, bb, mask);
+            e.b.ins().bitcast(types::F32X4, le, sh)
+        }
+        _ => {
+            let s0 = e.b.ins().load(types::F32, mf, addr, off);
+            let mut v = e.splat_v(s0);
+            for l in 1..4u8 {
+                let s =
+                    e.b.ins()
+                        .load(types::F32, mf, addr, off + (l as usize * sx * 4) as i32);
+                v = e.b.ins().insertlane(v, s, l);
+            }
+            v
+        }
+    }
+}
+
+/// One output plane of a direct conv from its zero-padded input copy `sp` (`wp` floats per
+/// row): for every output row, f32x4 chunks of columns (the last one partial) accumulate
+/// every tap in registers, then bias, residual and activation are applied before the single
+/// store.
+#[allow(clippy::too_many_arguments)]
+fn emit_direct_plane(
+    e: &mut Emitter,
+    g: &Geo,
+    c: &Conv,
+    wp: usize,
+    sp: Value,
+    yp: Value,
+    rp: Option<Value>,
+    taps: &[Value],
+    bias: Option<Value>,
+    act: Option<Activation>,
+) {
+    let (sy, sx) = (c.strides[0], c.strides[1]);
+    let (dy, dx) = (c.dilations[0], c.dilations[1]);
+    let mf = super::emit::mf();
+    let full = g.ow / 4;
+    let rem = g.ow % 4;
+    e.for_range(0, g.oh as i64, 1, |e, oy| {
+        let yrow = e.add_scaled(yp, oy, (g.ow * 4) as i64);
+        let rrow = rp.map(|r| e.add_scaled(r, oy, (g.ow * 4) as i64));
+        let srow = e.add_scaled(sp, oy, (sy * wp * 4) as i64);
+        let chunk = |e: &mut Emitter, ox_bytes: Value, lanes: usize| {
+            let mut acc = e.splat(0.0);
+            let base = e.add_scaled(srow, ox_bytes, sx as i64);
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let off = ((ky * dy * wp + kx * dx) * 4) as i32;
+                    let v = load_chunk(e, base, off, sx);
+                    acc = e.mul_add(v, taps[ky * g.kw + kx], acc);
+                }
+            }
+            if let Some(b) = bias {
+                acc = e.b.ins().fadd(acc, b);
+            }
+            if let Some(r) = rrow {
+                let a = e.b.ins().iadd(r, ox_bytes);
+                let rv = if lanes == 4 {
+                    e.b.ins().load(types::F32X4, mf, a, 0)
+                } else {
+                    let s0 = e.b.ins().load(types::F32, mf, a, 0);
+                    let mut v = e.splat_v(s0);
+                    for l in 1..lanes {
+                        let s = e.b.ins().load(types::F32, mf, a, (l * 4) as i32);
+                        v = e.b.ins().insertlane(v, s, l as u8);
+                    }
+                    v
+                };
+                acc = e.b.ins().fadd(acc, rv);
+            }
+            if let Some(a) = act {
+                acc = e.act(a, acc);
+            }
+            let a = e.b.ins().iadd(yrow, ox_bytes);
+            if lanes == 4 {
+                e.b.ins().store(mf, acc, a, 0);
+            } else {
+                for l in 0..lanes {
+                    let s = e.b.ins().extractlane(acc, l as u8);
+                    e.b.ins().store(mf, s, a, (l * 4) as i32);
+                }
+            }
+        };
+        e.for_range(0, (full * 16) as i64, 16, |e, ob| chunk(e, ob, 4));
+        if rem > 0 {
+            let ob = e.c64((full * 16) as i64);
+            chunk(e, ob, rem);
+        }
+    });
+}
+
+fn emit_pool(e: &mut Emitter, info: &OpInfo, p: &mnc_ir::Pool, div_slot: usize) {
+    let (s, o) = (&info.inputs[0].shape, &info.out.shape);
+    let (y, x) = (e.arg(0), e.arg(1));
+    let div = if p.kind == PoolKind::Avg {
+        Some(e.arg(div_slot))
+    } else {
+        None
+    };
+    let win = Window {
+        h: s[2],
+        w: s[3],
+        oh: o[2],
+        ow: o[3],
+        kh: p.kernel[0],
+        kw: p.kernel[1],
+        stride: p.strides,
+        dil: p.dilations,
+        pads: [p.pads[0], p.pads[1]],
+    };
+    let (plane_in, plane_out) = (s[2] * s[3], o[2] * o[3]);
+    let (init, comb) = match p.kind {
+        PoolKind::Max => (e.splat(f32::NEG_INFINITY), Combine::Max),
+        PoolKind::Avg => (e.splat(0.0), Combine::Add),
+    };
+    let ow = o[3];
+    e.for_range(0, (s[0] * s[1]) as i64, 1, |e, pl| {
+        let xp = e.add_scaled(x, pl, (plane_in * 4) as i64);
+        let yp = e.add_scaled(y, pl, (plane_out * 4) as i64);
+        let comb = match comb {
+            Combine::Max => Combine::Max,
+            _ => Combine::Add,
+        };
+        emit_window(e, &win, xp, yp, init, comb, &mut |e, yrow, oy| {
+            if let Some(d) = div {
+                let drow = e.add_scaled(d, oy, (ow * 4) as i64);
+                e.map(
+                    ow,
+                    yrow,
+                    &[Operand::Contig(yrow), Operand::Contig(drow)],
+                    &mut |e, v| e.b.ins().fdiv(v[0], v[1]),
+                );
+            }
+        });
+    });
+}
+
+fn emit_binary(e: &mut Emitter, info: &OpInfo, op: BinaryOp) {
+    let out = &info.out.shape;
+    let r = out.len();
+    let bstr = |shape: &[usize]| -> Vec<usize> {
+        let mut s = vec![0; r];
+        let lead = r - shape.len();
+        let mut acc = 1;
+        for i in (0..shape.len()).rev() {
+            s[lead + i] = if shape[i] == 1 { 0 } else { acc };
+            acc *= shape[i];
+        }
+        s
+    };
+    let sa = bstr(&info.inputs[0].shape);
+    let sb = bstr(&info.inputs[1].shape);
+    // Inner block: trailing dims over which each operand is contiguous or constant.
+    #[derive(Clone, Copy, PartialEq)]
+    enum M {
+        Any,
+        Contig,
+        Zero,
+    }
+    let fits = |m: M, s: usize, len: usize, dim: usize| -> Option<M> {
+        if dim == 1 {
+            return Some(m);
+        }
+        match m {
+            M::Any if s == 0 => Some(M::Zero),
+            M::Any if s == 1 => Some(M::Contig),
+            M::Zero if s == 0 => Some(M::Zero),
+            M::Contig if s == len => Some(M::Contig),
+            _ => None,
+        }
+    };
+    let (mut ma, mut mb, mut len, mut split) = (M::Any, M::Any, 1usize, r);
+    for d in (0..r).rev() {
+        match (fits(ma, sa[d], len, out[d]), fits(mb, sb[d], len, out[d])) {
+            (Some(a), Some(b)) => {
+                ma = a;
+                mb = b;
+                len *= out[d];
+                split = d;
+            }
+            _ => break,
+        }
+    }
+    let (y, a, b) = (e.arg(0), e.arg(1), e.arg(2));
+    let out_strides: Vec<usize> = (0..r).map(|d| out[d + 1..].iter().product()).collect();
+    fn rec(
+        e: &mut Emitter,
+        d: usize,
+        split: usize,
+        out: &[usize],
+        ptrs: [Value; 3],
+        strides: [&[usize]; 3],
+        leaf: &mut dyn FnMut(&mut Emitter, [Value; 3]),
+    ) {
+        if d == split {
+            leaf(e, ptrs);
+            return;
+        }
+        e.for_range(0, out[d] as i64, 1, |e, i| {
+            let p = [0, 1, 2].map(|k| {
+                if strides[k][d] == 0 {
+                    ptrs[k]
+                } else {
+                    e.add_scaled(ptrs[k], i, (strides[k][d] * 4) as i64)
+                }
+            });
+            rec(e, d + 1, split, out, p, strides, leaf);
+        });
+    }
+    let mut leaf = |e: &mut Emitter, p: [Value; 3]| {
+        let mk = |e: &mut Emitter, m: M, ptr: Value| match m {
+            M::Zero | M::Any => {
+                let s = e.b.ins().load(types::F32, super::emit::mf(), ptr, 0);
+                Operand::Splat(e.splat_v(s))
+            }
+            M::Contig => Operand::Contig(ptr),
+        };
+        let oa = mk(e, ma, p[1]);
+        let ob = mk(e, mb, p[2]);
+        e.map(len, p[0], &[oa, ob], &mut |e, v| match op {
+            BinaryOp::Add => e.b.ins().fadd(v[0], v[1]),
+            BinaryOp::Sub => e.b.ins().fsub(v[0], v[1]),
+            BinaryOp::Mul => e.b.ins().fmul(v[0], v[1]),
+            BinaryOp::Div => e.b.ins().fdiv(v[0], v[1]),
+        });
+    };
+    if info.out.numel() == 0 {
+        return;
+    }
+    rec(
+        e,
+        0,
+        split,
+        out,
+        [y, a, b],
+        [&out_strides, &sa, &sb],
+        &mut leaf,
+    );
+}
+
+fn emit_se(e: &mut Emitter, info: &OpInfo, act: Activation, gate: Activation, scratch_slot: usize) {
+    let s = &info.inputs[0].shape;
+    let (n, c, hw) = (s[0], s[1], s[2] * s[3]);
+    let r = info.inputs[1].shape[0];
+    let (y, x, w1, b1, w2, b2) = (e.arg(0), e.arg(1), e.arg(2), e.arg(3), e.arg(4), e.arg(5));
+    let sq = e.arg(scratch_slot);
+    let hid = e.add_c(sq, (c * 4) as i64);
+    let mf = super::emit::mf();
+    e.for_range(0, n as i64, 1, |e, b| {
+        let xb = e.add_scaled(x, b, (c * hw * 4) as i64);
+        let yb = e.add_scaled(y, b, (c * hw * 4) as i64);
+        e.for_range(0, c as i64, 1, |e, ch| {
+            let xp = e.add_scaled(xb, ch, (hw * 4) as i64);
+            let sum = e.sum(xp, hw);
+            let inv = e.b.ins().f32const(1.0 / hw as f32);
+            let m = e.b.ins().fmul(sum, inv);
+            let d = e.add_scaled(sq, ch, 4);
+            e.b.ins().store(mf, m, d, 0);
+        });
+        e.for_range(0, r as i64, 1, |e, j| {
+            let wr = e.add_scaled(w1, j, (c * 4) as i64);
+            let dot = e.dot(wr, Some(sq), c);
+            let bp = e.add_scaled(b1, j, 4);
+            let bv = e.b.ins().load(types::F32, mf, bp, 0);
+            let v = e.b.ins().fadd(dot, bv);
+            let v = e.act_scalar(act, v);
+            let d = e.add_scaled(hid, j, 4);
+            e.b.ins().store(mf, v, d, 0);
+        });
+        e.for_range(0, c as i64, 1, |e, ch| {
+            let wr = e.add_scaled(w2, ch, (r * 4) as i64);
+            let dot = e.dot(wr, Some(hid), r);
+            let bp = e.add_scaled(b2, ch, 4);
+            let bv = e.b.ins().load(types::F32, mf, bp, 0);
+            let v = e.b.ins().fadd(dot, bv);
+            let gv = e.act_scalar(gate, v);
+            let gs = e.splat_v(gv);
+            let xp = e.add_scaled(xb, ch, (hw * 4) as i64);
+            let yp = e.add_scaled(yb, ch, (hw * 4) as i64);
+            e.map(
+                hw,
+                yp,
+                &[Operand::Contig(xp), Operand::Splat(gs)],
+                &mut |e, v| e.b.ins().fmul(v[0], v[1]),
+            );
+        });
+    });
+}
+
+fn emit_gemm(e: &mut Emitter, info: &OpInfo, packed_slot: usize) {
+    let a_shape = &info.inputs[0].shape;
+    let (m, k, n, sam, sak, alpha, beta, c_slot, res_slot, act) = match info.op {
+        Op::Gemm(g) => {
+            let (m, k) = if g.trans_a {
+                (a_shape[1], a_shape[0])
+            } else {
+                (a_shape[0], a_shape[1])
+            };
+            let (sam, sak) = if g.trans_a { (1, m) } else { (k, 1) };
+            let n = info.out.shape[1];
+            let c_slot = if g.has_c { Some(3) } else { None };
+            let res_slot = if g.epilogue.residual {
+                Some(3 + g.has_c as usize)
+            } else {
+                None
+            };
+            (
+                m,
+                k,
+                n,
+                sam,
+                sak,
+                g.alpha,
+                g.beta,
+                c_slot,
+                res_slot,
+                g.epilogue.act,
+            )
+        }
+        _ => {
+            let k = a_shape[a_shape.len() - 1];
+            let m: usize = a_shape[..a_shape.len() - 1].iter().product();
+            let n = info.out.shape[info.out.shape.len() - 1];
+            (m, k, n, k, 1, 1.0, 0.0, None, None, None)
+        }
+    };
+    let (y, a, bp) = (e.arg(0), e.arg(1), e.arg(packed_slot));
+    let mf = super::emit::mf();
+    let np_full = n / 16;
+    let tail = n % 16;
+    e.for_range(0, m as i64, 1, |e, i| {
+        let arow = e.add_scaled(a, i, (sam * 4) as i64);
+        let yrow = e.add_scaled(y, i, (n * 4) as i64);
+        let panel = |e: &mut Emitter, jp: Value, cols: usize| {
+            let pb = e.add_scaled(bp, jp, (k * 16 * 4) as i64);
+            let z = e.splat(0.0);
+            let accs = e.for_acc(0, k as i64, 1, vec![z; 4], |e, p, acc| {
+                let ap = e.add_scaled(arow, p, (sak * 4) as i64);
+                let av = e.b.ins().load(types::F32, mf, ap, 0);
+                let av = e.splat_v(av);
+                let bb = e.add_scaled(pb, p, 64);
+                (0..4)
+                    .map(|v| {
+                        let bv = e.b.ins().load(types::F32X4, mf, bb, (v * 16) as i32);
+                        e.mul_add(av, bv, acc[v])
+                    })
+                    .collect()
+            });
+            let yp = e.add_scaled(yrow, jp, 64);
+            for (v, &acc) in accs.iter().enumerate() {
+                let valid = cols.saturating_sub(v * 4).min(4);
+                if valid == 4 {
+                    e.b.ins().store(mf, acc, yp, (v * 16) as i32);
+                } else {
+                    for l in 0..valid {
+                        let s = e.b.ins().extractlane(acc, l as u8);
+                        e.b.ins().store(mf, s, yp, ((v * 4 + l) * 4) as i32);
+                    }
+                }
+            }
+        };
+        e.for_range(0, np_full as i64, 1, |e, jp| panel(e, jp, 16));
+        if tail > 0 {
+            let jp = e.c64(np_full as i64);
+            panel(e, jp, tail);
+        }
+        // Epilogue: alpha * acc + beta * C + residual, then the activation.
+        let needs = alpha != 1.0 || c_slot.is_some() || res_slot.is_some() || act.is_some();
+        if needs {
+            let al = e.splat(alpha);
+            let be = e.splat(beta);
+            let mut ops = vec![Operand::Contig(yrow)];
+            let mut c_at = None;
+            if let Some(cs) = c_slot {
+                let ct = &info.inputs[2].shape;
+                let rank = ct.len();
+                // Broadcast strides of C against [m, n].
+                let (c0, c1) = match rank {
+                    0 => (0, 0),
+                    1 => (0, if ct[0] == 1 { 0 } else { 1 }),
+                    _ => (
+                        if ct[0] == 1 { 0 } else { ct[1] },
+                        if ct[1] == 1 { 0 } else { 1 },
+                    ),
+                };
+                let cb = e.arg(cs);
+                let crow = e.add_scaled(cb, i, (c0 * 4) as i64);
+                c_at = Some(ops.len());
+                ops.push(if c1 == 1 {
+                    Operand::Contig(crow)
+                } else {
+                    let s = e.b.ins().load(types::F32, mf, crow, 0);
+                    Operand::Splat(e.splat_v(s))
+                });
+            }
+            let mut r_at = None;
+            if let Some(rs) = res_slot {
+                let rb = e.arg(rs);
+                let rrow = e.add_scaled(rb, i, (n * 4) as i64);
+                r_at = Some(ops.len());
+                ops.push(Operand::Contig(rrow));
+            }
+            e.map(n, yrow, &ops, &mut |e, v| {
+                let mut x = if alpha != 1.0 {
+                    e.b.ins().fmul(v[0], al)
+                } else {
+                    v[0]
+                };
+                if let Some(ci) = c_at {
+                    let t = e.b.ins().fmul(v[ci], be);
+                    x = e.b.ins().fadd(x, t);
+                }
+                if let Some(ri) = r_at {
+                    x = e.b.ins().fadd(x, v[ri]);
+                }
+                if let Some(a) = act {
+                    x = e.act(a, x);
+                }
+                x
+            });
+        }
+    });
+}

@@ -1,0 +1,717 @@
+//! The Cranelift JIT backend for x86-64 (targets `x86_64`, `x86_64-avx2`, `x86_64-avx512`).
+//!
+//! [`compile`] turns an (optimized) graph into a [`CpuProgram`]:
+//! - every op is planned by [`lower::plan_op`]: a generated function specialized to its static
+//!   shapes, a no-op view (reshape family), or a *visible* fallback to the reference kernel
+//!   (listed in [`CompileReport`] with its reason);
+//! - activations get byte offsets in one arena from a liveness-based first-fit planner
+//!   (views share their input's buffer); constants and the packed weights live in one
+//!   read-only, 64-byte aligned blob;
+//! - each generated function takes a pointer table (output, inputs, packed constants,
+//!   scratch); convs and matrix products call the per-ISA `std::arch` GEMM micro-kernel of
+//!   [`kernels`] at panel granularity, everything else is Cranelift code (128-bit vectors).
+//!
+//! Execution (arena allocation per run, pointer tables, fallbacks) is in `mnc-runtime`.
+
+pub mod emit;
+pub mod kernels;
+pub mod lower;
+
+use crate::Target;
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, UserFuncName};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use lower::{OpInfo, Plan};
+use mnc_ir::{Graph, IrError, NodeId, Op, Tensor, TensorData, TensorType};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Errors of the CPU backend's compilation.
+#[derive(Debug, Error)]
+pub enum CpuError {
+    #[error("target '{0}' is not a JIT target")]
+    NotJit(Target),
+    #[error("cranelift ISA setup for '{target}': {msg}")]
+    Isa { target: Target, msg: String },
+    #[error("node '{node}' ({op}): code generation failed: {msg}")]
+    Codegen {
+        node: String,
+        op: String,
+        msg: String,
+    },
+    #[error("JIT module: {0}")]
+    Module(String),
+    #[error(transparent)]
+    Ir(#[from] IrError),
+}
+
+/// Options of [`compile`].
+#[derive(Clone, Debug)]
+pub struct CpuOptions {
+    /// Run Cranelift's verifier on every generated function (on in debug builds).
+    pub verify: bool,
+    /// Keep the CLIF text of every function (for `--emit clif`).
+    pub keep_clif: bool,
+}
+
+impl Default for CpuOptions {
+    fn default() -> Self {
+        CpuOptions {
+            verify: cfg!(debug_assertions),
+            keep_clif: false,
+        }
+    }
+}
+
+/// A 64-byte aligned, zero-initialized byte buffer (weights blob, run arenas).
+pub struct AlignedBytes {
+    chunks: Vec<Chunk>,
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Chunk([u8; 64]);
+
+impl AlignedBytes {
+    /// `len` zero bytes.
+    pub fn zeroed(len: usize) -> Self {
+        AlignedBytes {
+            chunks: vec![Chunk([0; 64]); len.div_ceil(64)],
+            len,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn as_ptr(&self) -> *const u8 {
+        self.chunks.as_ptr() as *const u8
+    }
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.chunks.as_mut_ptr() as *mut u8
+    }
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the chunks hold at least `len` initialized bytes.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
+    }
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, uniquely borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.as_mut_ptr(), self.len) }
+    }
+}
+
+/// Where a value lives: a byte offset into the run's arena or into the weights blob, or
+/// nowhere (a constant only read in packed form: its pointer-table slot is null and unread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loc {
+    Arena(usize),
+    Weight(usize),
+    Unused,
+}
+
+/// Entry point of a generated op function: takes the step's pointer table.
+pub type JitFn = unsafe extern "C" fn(*const *mut u8);
+
+/// How a step runs.
+#[derive(Clone, Copy)]
+pub enum Exec {
+    /// Generated code.
+    Jit(JitFn),
+    /// The reference kernel `mnc_ir::eval::eval_op` (shown as a fallback in the report).
+    Fallback,
+}
+
+/// One step of the execution plan.
+pub struct Step {
+    pub node: String,
+    pub op: Op,
+    pub exec: Exec,
+    /// Pointer-table locations: output, inputs, packed constants, then scratch.
+    pub args: Vec<Loc>,
+    pub inputs: Vec<TensorType>,
+    pub out: TensorType,
+}
+
+/// Per-op line of the compile report.
+#[derive(Clone, Debug)]
+pub struct OpReport {
+    pub node: String,
+    pub op: &'static str,
+    /// Lowering strategy (`conv-gemm`, `conv-direct`, ..., `view`) or `fallback: reason`.
+    pub strategy: String,
+    pub fallback: bool,
+    pub code_bytes: usize,
+    pub flops: u64,
+}
+
+/// What compilation did and how long each phase took.
+#[derive(Clone, Debug, Default)]
+pub struct CompileReport {
+    pub target: String,
+    pub ops: Vec<OpReport>,
+    pub code_bytes: usize,
+    pub arena_bytes: usize,
+    /// Sum of all activation sizes (one buffer per value).
+    pub naive_bytes: usize,
+    pub weight_bytes: usize,
+    pub scratch_bytes: usize,
+    pub flops: u64,
+    /// Planning, weight packing and memory planning.
+    pub time_plan: Duration,
+    /// Building CLIF with the function builder.
+    pub time_clif: Duration,
+    /// Cranelift compilation (and verification when on).
+    pub time_compile: Duration,
+    /// Linking/finalizing the JIT module.
+    pub time_finalize: Duration,
+    /// Creating the Cranelift ISA and the JIT module.
+    pub time_setup: Duration,
+    /// Everything else (copying the weights blob, bookkeeping).
+    pub time_other: Duration,
+    /// Wall time of the whole compilation.
+    pub time_total: Duration,
+}
+
+impl CompileReport {
+    /// Number of ops that run on the reference kernel.
+    pub fn fallbacks(&self) -> usize {
+        self.ops.iter().filter(|o| o.fallback).count()
+    }
+    /// A human-readable table: one line per op, then totals.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "target {}: {} ops, {} fallback",
+            self.target,
+            self.ops.len(),
+            self.fallbacks()
+        );
+        for o in &self.ops {
+            let _ = writeln!(
+                s,
+                "  {:<40} {:<18} {:<28} {:>7} B {:>12} flop",
+                o.node, o.op, o.strategy, o.code_bytes, o.flops
+            );
+        }
+        let _ = writeln!(
+            s,
+            "code {} B, arena {} B (naive {} B), scratch {} B, weights {} B, {:.1} MFLOP",
+            self.code_bytes,
+            self.arena_bytes,
+            self.naive_bytes,
+            self.scratch_bytes,
+            self.weight_bytes,
+            self.flops as f64 / 1e6
+        );
+        let _ = writeln!(
+            s,
+            "time: total {:.2} ms = setup {:.2} + plan {:.2} + clif {:.2} + compile {:.2} + finalize {:.2} + other {:.2}",
+            self.time_total.as_secs_f64() * 1e3,
+            self.time_setup.as_secs_f64() * 1e3,
+            self.time_plan.as_secs_f64() * 1e3,
+            self.time_clif.as_secs_f64() * 1e3,
+            self.time_compile.as_secs_f64() * 1e3,
+            self.time_finalize.as_secs_f64() * 1e3,
+            self.time_other.as_secs_f64() * 1e3
+        );
+        s
+    }
+}
+
+/// Owner of the JIT code. The module is never mutated after finalization; the code it owns
+/// is immutable and reentrant, so sharing it across threads is sound.
+struct JitCode(Option<JITModule>);
+
+// SAFETY: see the type docs: after `finalize_definitions` the module is only kept alive
+// (its memory freed on drop); the generated functions touch only the memory passed to them.
+unsafe impl Send for JitCode {}
+unsafe impl Sync for JitCode {}
+
+impl Drop for JitCode {
+    fn drop(&mut self) {
+        if let Some(m) = self.0.take() {
+            // SAFETY: no function pointer of this module outlives the program owning it.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// A compiled graph: the steps, where every value lives, the weights and the JIT code.
+pub struct CpuProgram {
+    pub target: Target,
+    pub steps: Vec<Step>,
+    /// Graph inputs: name, type and arena location.
+    pub inputs: Vec<(String, TensorType, Loc)>,
+    /// Graph outputs: name, type and location.
+    pub outputs: Vec<(String, TensorType, Loc)>,
+    /// Bytes of one run's arena (activations, then scratch).
+    pub arena_bytes: usize,
+    pub weights: AlignedBytes,
+    /// `(function name, CLIF text)` per generated function when `keep_clif` was set.
+    pub clif: Vec<(String, String)>,
+    pub report: CompileReport,
+    _code: JitCode,
+}
+
+impl CpuProgram {
+    /// The CLIF text of every generated function, each headed by its node name.
+    pub fn clif_text(&self) -> String {
+        self.clif
+            .iter()
+            .map(|(n, t)| format!("; {n}\n{t}\n"))
+            .collect()
+    }
+}
+
+/// The little-endian bytes of `v` (one copy).
+fn f32_le_bytes(v: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 4);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+/// The Cranelift ISA for a JIT target: x86-64 with the target's features enabled.
+pub fn isa_for(target: Target) -> Result<cranelift_codegen::isa::OwnedTargetIsa, CpuError> {
+    let ie = |msg: String| CpuError::Isa { target, msg };
+    let mut flags = settings::builder();
+    for (k, v) in [
+        ("opt_level", "speed"),
+        ("enable_verifier", "false"),
+        ("is_pic", "false"),
+        ("use_colocated_libcalls", "false"),
+    ] {
+        flags.set(k, v).map_err(|e| ie(e.to_string()))?;
+    }
+    let mut ib = cranelift_codegen::isa::lookup_by_name("x86_64").map_err(|e| ie(e.to_string()))?;
+    let mut feats = vec![
+        "has_sse3",
+        "has_ssse3",
+        "has_sse41",
+        "has_sse42",
+        "has_popcnt",
+    ];
+    match target {
+        Target::Reference | Target::Cuda(_) => return Err(CpuError::NotJit(target)),
+        Target::X86_64 => {}
+        Target::X86_64Avx2 => feats.extend([
+            "has_avx",
+            "has_avx2",
+            "has_fma",
+            "has_bmi1",
+            "has_bmi2",
+            "has_lzcnt",
+        ]),
+        Target::X86_64Avx512 => feats.extend([
+            "has_avx",
+            "has_avx2",
+            "has_fma",
+            "has_bmi1",
+            "has_bmi2",
+            "has_lzcnt",
+            "has_avx512f",
+            "has_avx512vl",
+            "has_avx512dq",
+        ]),
+    }
+    for f in feats {
+        ib.enable(f).map_err(|e| ie(format!("{f}: {e}")))?;
+    }
+    ib.finish(settings::Flags::new(flags))
+        .map_err(|e| ie(e.to_string()))
+}
+
+/// Compiles `g` for a JIT target. The graph should be verified (and normally optimized by
+/// `mnc_passes::optimize`); any op that is not lowered runs on its reference kernel and is
+/// listed as a fallback in the report.
+pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgram, CpuError> {
+    let t0 = Instant::now();
+    let kernel = kernels::gemm_kernel(target).ok_or(CpuError::NotJit(target))?;
+    let ts = Instant::now();
+    let isa = isa_for(target)?;
+    let mut t_setup = ts.elapsed();
+    let fma = matches!(target, Target::X86_64Avx2 | Target::X86_64Avx512);
+    let mut report = CompileReport {
+        target: target.name().to_string(),
+        ..Default::default()
+    };
+
+    // Nodes some output needs, in topological order.
+    for o in &g.outputs {
+        if !g.contains(o.node) {
+            return Err(
+                IrError::Invalid(format!("output '{}' refers to a removed node", o.name)).into(),
+            );
+        }
+    }
+    let mut needed = HashSet::new();
+    let mut stack: Vec<NodeId> = g.outputs.iter().map(|o| o.node).collect();
+    stack.extend(g.inputs.iter().copied());
+    while let Some(n) = stack.pop() {
+        if needed.insert(n) {
+            stack.extend(g.inputs(n));
+        }
+    }
+    let order: Vec<NodeId> = g
+        .topo_order()?
+        .into_iter()
+        .filter(|n| needed.contains(n))
+        .collect();
+
+    // Weights blob: every constant, then the packed extras.
+    let const_bytes: usize = order
+        .iter()
+        .filter_map(|&n| match &g.node(n).op {
+            Op::Constant(t) => Some(t.ty().bytes() + 64),
+            _ => None,
+        })
+        .sum();
+    let mut blob: Vec<u8> = Vec::with_capacity(const_bytes + const_bytes / 8);
+    let mut put = |bytes: &[u8]| -> usize {
+        let off = blob.len().div_ceil(64) * 64;
+        blob.resize(off, 0);
+        blob.extend_from_slice(bytes);
+        off
+    };
+    let tensor_bytes = |t: &Tensor| -> Vec<u8> {
+        match &t.data {
+            TensorData::F32(v) => f32_le_bytes(v),
+            TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    };
+
+    // Plan every op; views alias their input.
+    let mut weight_loc: HashMap<NodeId, usize> = HashMap::new();
+    // Constants, and views of constants, mapped to the constant.
+    let mut const_alias: HashMap<NodeId, NodeId> = HashMap::new();
+    let mut root: HashMap<NodeId, NodeId> = HashMap::new();
+    let mut plans: Vec<(NodeId, Plan)> = Vec::new();
+    for &id in &order {
+        let node = g.node(id);
+        match &node.op {
+            Op::Constant(_) => {
+                const_alias.insert(id, id);
+            }
+            Op::Input { .. } => {
+                root.insert(id, id);
+            }
+            op => {
+                let ins = g.inputs(id);
+                let info = OpInfo {
+                    op,
+                    inputs: ins.iter().map(|&i| g.node(i).ty.clone()).collect(),
+                    consts: ins
+                        .iter()
+                        .map(|&i| match &g.node(i).op {
+                            Op::Constant(t) => Some(t),
+                            _ => None,
+                        })
+                        .collect(),
+                    out: node.ty.clone(),
+                };
+                let plan = lower::plan_op(&info, &kernel);
+                if let Plan::View = plan {
+                    let src = ins[0];
+                    if let Some(&c) = const_alias.get(&src) {
+                        const_alias.insert(id, c);
+                    } else {
+                        let r = root.get(&src).copied().unwrap_or(src);
+                        root.insert(id, r);
+                    }
+                } else {
+                    root.insert(id, id);
+                }
+                plans.push((id, plan));
+            }
+        }
+    }
+
+    // Constants go into the blob only when some step reads them as they are: conv weights
+    // and Gemm/MatMul B operands that the lowering packed are read only in packed form.
+    let mut raw: HashSet<NodeId> = HashSet::new();
+    for (id, plan) in &plans {
+        for (k, i) in g.inputs(*id).into_iter().enumerate() {
+            let packed = k == 1
+                && matches!(plan, Plan::Jit(jp) if matches!(jp.kind, lower::Kind::ConvGemm { .. } | lower::Kind::Gemm));
+            if let (false, Some(&c)) = (packed, const_alias.get(&i)) {
+                raw.insert(c);
+            }
+        }
+    }
+    for o in &g.outputs {
+        if let Some(&c) = const_alias.get(&o.node) {
+            raw.insert(c);
+        }
+    }
+    for &id in &order {
+        if let (true, Op::Constant(t)) = (raw.contains(&id), &g.node(id).op) {
+            weight_loc.insert(id, put(&tensor_bytes(t)));
+        }
+    }
+    for (&v, &c) in &const_alias {
+        if let Some(&w) = weight_loc.get(&c) {
+            weight_loc.insert(v, w);
+        }
+    }
+
+    // Liveness of each arena buffer (keyed by its root value) over step positions.
+    let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i + 1)).collect();
+    let mut live: HashMap<NodeId, (usize, usize)> = HashMap::new();
+    for &id in &order {
+        let Some(&r) = root.get(&id) else { continue };
+        let def = if matches!(g.node(id).op, Op::Input { .. }) {
+            0
+        } else {
+            pos[&id]
+        };
+        let mut end = def;
+        for (u, _) in g.users(id) {
+            if let Some(&p) = pos.get(&u) {
+                end = end.max(p);
+            }
+        }
+        if g.is_output(id) {
+            end = usize::MAX;
+        }
+        let e = live.entry(r).or_insert((def, end));
+        e.0 = e.0.min(def);
+        e.1 = e.1.max(end);
+    }
+    let mut bufs: Vec<(NodeId, usize, usize, usize)> = live
+        .iter()
+        .map(|(&r, &(s, e))| (r, s, e, g.node(r).ty.bytes().div_ceil(64) * 64))
+        .collect();
+    bufs.sort_by_key(|&(r, s, _, size)| (s, std::cmp::Reverse(size), r));
+    let mut placed: Vec<(usize, usize, usize, usize)> = Vec::new(); // (offset, size, start, end)
+    let mut arena_off: HashMap<NodeId, usize> = HashMap::new();
+    let mut arena_bytes = 0usize;
+    for &(r, s, e, size) in &bufs {
+        let mut busy: Vec<(usize, usize)> = placed
+            .iter()
+            .filter(|p| p.2 <= e && s <= p.3)
+            .map(|p| (p.0, p.1))
+            .collect();
+        busy.sort();
+        let mut off = 0;
+        for (o, sz) in busy {
+            if off + size <= o {
+                break;
+            }
+            off = off.max(o + sz);
+        }
+        placed.push((off, size, s, e));
+        arena_off.insert(r, off);
+        arena_bytes = arena_bytes.max(off + size);
+        report.naive_bytes += size;
+    }
+    let loc_of = |id: NodeId| -> Option<Loc> {
+        if let Some(&w) = weight_loc.get(&id) {
+            return Some(Loc::Weight(w));
+        }
+        if const_alias.contains_key(&id) {
+            return Some(Loc::Unused);
+        }
+        root.get(&id)
+            .and_then(|r| arena_off.get(r))
+            .map(|&o| Loc::Arena(o))
+    };
+    let scratch_off = arena_bytes;
+    let mut scratch_bytes = 0usize;
+    report.time_plan = t0.elapsed().saturating_sub(t_setup);
+
+    // Code generation.
+    let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
+    jb.symbol(kernel.symbol, kernel.func as *const u8);
+    let ts = Instant::now();
+    let mut module = JITModule::new(jb);
+    t_setup += ts.elapsed();
+    let ptr = types::I64;
+    let mut ksig = module.make_signature();
+    for _ in 0..8 {
+        ksig.params.push(AbiParam::new(ptr));
+    }
+    let kid: FuncId = module
+        .declare_function(kernel.symbol, Linkage::Import, &ksig)
+        .map_err(|e| CpuError::Module(e.to_string()))?;
+    let mut sig = module.make_signature();
+    sig.params.push(AbiParam::new(ptr));
+    let mut ctx = module.make_context();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut clif = Vec::new();
+    let mut pending: Vec<(usize, FuncId)> = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
+    for (idx, (id, plan)) in plans.iter().enumerate() {
+        let node = g.node(*id);
+        let ins = g.inputs(*id);
+        let info = OpInfo {
+            op: &node.op,
+            inputs: ins.iter().map(|&i| g.node(i).ty.clone()).collect(),
+            consts: ins
+                .iter()
+                .map(|&i| match &g.node(i).op {
+                    Op::Constant(t) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+            out: node.ty.clone(),
+        };
+        let missing = |what: &str| CpuError::Codegen {
+            node: node.name.clone(),
+            op: node.op.kind().into(),
+            msg: format!("no location for {what}"),
+        };
+        let mut args = vec![loc_of(*id).ok_or_else(|| missing("the output"))?];
+        for &i in &ins {
+            args.push(loc_of(i).ok_or_else(|| missing("an input"))?);
+        }
+        let mut rep = OpReport {
+            node: node.name.clone(),
+            op: node.op.kind(),
+            strategy: String::new(),
+            fallback: false,
+            code_bytes: 0,
+            flops: 0,
+        };
+        match plan {
+            Plan::View => {
+                rep.strategy = "view".into();
+            }
+            Plan::Fallback(why) => {
+                rep.strategy = format!("fallback: {why}");
+                rep.fallback = true;
+                steps.push(Step {
+                    node: node.name.clone(),
+                    op: node.op.clone(),
+                    exec: Exec::Fallback,
+                    args,
+                    inputs: info.inputs.clone(),
+                    out: info.out.clone(),
+                });
+            }
+            Plan::Jit(jp) => {
+                rep.strategy = jp.kind.label().into();
+                rep.flops = jp.flops;
+                for x in &jp.extras {
+                    args.push(Loc::Weight(put(&f32_le_bytes(x))));
+                }
+                if jp.scratch_bytes > 0 {
+                    args.push(Loc::Arena(scratch_off));
+                    scratch_bytes = scratch_bytes.max(jp.scratch_bytes.div_ceil(64) * 64);
+                }
+                let cg = |e: String| CpuError::Codegen {
+                    node: node.name.clone(),
+                    op: node.op.kind().into(),
+                    msg: e,
+                };
+                let t1 = Instant::now();
+                let fname = format!("op{idx}");
+                let fid = module
+                    .declare_function(&fname, Linkage::Local, &sig)
+                    .map_err(|e| cg(e.to_string()))?;
+                ctx.func.signature = sig.clone();
+                ctx.func.name = UserFuncName::user(0, fid.as_u32());
+                {
+                    let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+                    let entry = b.create_block();
+                    b.append_block_params_for_function_params(entry);
+                    b.switch_to_block(entry);
+                    b.seal_block(entry);
+                    let table = b.block_params(entry)[0];
+                    let kref = module.declare_func_in_func(kid, b.func);
+                    let mut e = emit::Emitter { b, table, fma };
+                    lower::emit_op(&mut e, &info, jp, &kernel, Some(kref));
+                    e.b.ins().return_(&[]);
+                    e.b.seal_all_blocks();
+                    e.b.finalize(module.isa().frontend_config());
+                }
+                let t2 = Instant::now();
+                report.time_clif += t2 - t1;
+                if opts.verify {
+                    cranelift_codegen::verify_function(&ctx.func, module.isa())
+                        .map_err(|e| cg(format!("verifier: {e}")))?;
+                }
+                if opts.keep_clif {
+                    clif.push((
+                        format!("{fname} {} ({})", node.name, node.op.kind()),
+                        ctx.func.display().to_string(),
+                    ));
+                }
+                module
+                    .define_function(fid, &mut ctx)
+                    .map_err(|e| cg(format!("{e:?}")))?;
+                rep.code_bytes = ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
+                module.clear_context(&mut ctx);
+                report.time_compile += t2.elapsed();
+                pending.push((steps.len(), fid));
+                steps.push(Step {
+                    node: node.name.clone(),
+                    op: node.op.clone(),
+                    exec: Exec::Fallback,
+                    args,
+                    inputs: info.inputs.clone(),
+                    out: info.out.clone(),
+                });
+            }
+        }
+        report.code_bytes += rep.code_bytes;
+        report.flops += rep.flops;
+        report.ops.push(rep);
+    }
+    let t3 = Instant::now();
+    module
+        .finalize_definitions()
+        .map_err(|e| CpuError::Module(e.to_string()))?;
+    for (si, fid) in pending {
+        let p = module.get_finalized_function(fid);
+        // SAFETY: every generated function has the signature `fn(*const *mut u8)` (one
+        // pointer parameter, no return value, the ISA's default calling convention = C).
+        let f: JitFn = unsafe { std::mem::transmute::<*const u8, JitFn>(p) };
+        steps[si].exec = Exec::Jit(f);
+    }
+    report.time_finalize = t3.elapsed();
+
+    let mut weights = AlignedBytes::zeroed(blob.len());
+    weights.bytes_mut().copy_from_slice(&blob);
+    report.arena_bytes = arena_bytes;
+    report.scratch_bytes = scratch_bytes;
+    report.weight_bytes = blob.len();
+    let io = |ids: Vec<(String, NodeId)>| -> Result<Vec<(String, TensorType, Loc)>, CpuError> {
+        ids.into_iter()
+            .map(|(name, id)| {
+                let loc = loc_of(id)
+                    .ok_or_else(|| IrError::Invalid(format!("value '{name}' has no location")))?;
+                Ok((name, g.node(id).ty.clone(), loc))
+            })
+            .collect()
+    };
+    let inputs = io(g
+        .inputs
+        .iter()
+        .map(|&i| (g.node(i).name.clone(), i))
+        .collect())?;
+    let outputs = io(g.outputs.iter().map(|o| (o.name.clone(), o.node)).collect())?;
+    report.time_total = t0.elapsed();
+    report.time_other = report.time_total.saturating_sub(
+        report.time_plan + report.time_clif + report.time_compile + report.time_finalize,
+    );
+    Ok(CpuProgram {
+        target,
+        steps,
+        inputs,
+        outputs,
+        arena_bytes: scratch_off + scratch_bytes,
+        weights,
+        clif,
+        report,
+        _code: JitCode(Some(module)),
+    })
+}

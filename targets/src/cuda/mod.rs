@@ -1,0 +1,874 @@
+//! The CUDA target: lowers a (scheduled) IR graph to one PTX module plus a launch plan.
+//!
+//! Owns PTX emission (a pure function of the graph: no GPU, driver or toolkit involved, and
+//! deterministic text), the GPU tile choice ([`tiles`]), the kernel generators
+//! ([`kernels`]), and the device buffer plan: one weights buffer holding every f32 constant
+//! and one activation arena whose offsets come from a liveness-based first-fit planner
+//! (reshapes are views, so they alias their input). `mnc-runtime` loads the module and
+//! replays the launch plan with `cudarc`.
+//!
+//! Numerics: exact float32 (FMA accumulation in the reference order for convs and GEMMs);
+//! `exp` uses `ex2.approx` (about 2 ulp); means and the softmax denominator accumulate in
+//! f32 lane partials. With `allow_tf32` the GEMMs (pointwise convs, Gemm, MatMul) use TF32
+//! tensor cores (`mma.sync.m16n8k8`): operands rounded to 10-bit mantissas, f32 accumulation.
+
+pub mod kernels;
+pub mod ptx;
+pub mod tiles;
+
+use kernels::{ConvSpec, GemmSpec, Gen, PoolSpec};
+use mnc_ir::{DType, Graph, NodeId, Op, PoolKind, TensorType};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+use thiserror::Error;
+
+/// An NVIDIA GPU architecture that PTX is generated for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CudaArch {
+    /// Ampere (A100): `sm_80`.
+    Sm80,
+    /// Hopper (H100/H200): `sm_90`.
+    Sm90,
+}
+
+impl CudaArch {
+    /// Every architecture.
+    pub const ALL: [CudaArch; 2] = [CudaArch::Sm80, CudaArch::Sm90];
+    /// The PTX `.target` / `ptxas -arch` name (`sm_80`).
+    pub fn sm(self) -> &'static str {
+        match self {
+            CudaArch::Sm80 => "sm_80",
+            CudaArch::Sm90 => "sm_90",
+        }
+    }
+    /// The target name used on the command line (`cuda-sm80`).
+    pub fn target_name(self) -> &'static str {
+        match self {
+            CudaArch::Sm80 => "cuda-sm80",
+            CudaArch::Sm90 => "cuda-sm90",
+        }
+    }
+    /// Streaming multiprocessors of the reference part (A100: 108, H100 SXM: 132), used by
+    /// the tile choice to fill the GPU.
+    pub fn sm_count(self) -> usize {
+        match self {
+            CudaArch::Sm80 => 108,
+            CudaArch::Sm90 => 132,
+        }
+    }
+    /// The architecture to generate for a device of compute capability `major.minor`
+    /// (newer parts run `sm_90` PTX through the driver's JIT); `None` below 8.0.
+    pub fn for_compute_capability(major: i32, minor: i32) -> Option<CudaArch> {
+        let _ = minor;
+        match major {
+            8 => Some(CudaArch::Sm80),
+            m if m >= 9 => Some(CudaArch::Sm90),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CudaArch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.target_name())
+    }
+}
+
+impl FromStr for CudaArch {
+    type Err = CudaError;
+    fn from_str(s: &str) -> Result<Self, CudaError> {
+        CudaArch::ALL
+            .into_iter()
+            .find(|a| a.target_name() == s || a.sm() == s)
+            .ok_or_else(|| CudaError::UnknownArch(s.to_string()))
+    }
+}
+
+/// Code generation options of the CUDA target.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CudaOptions {
+    /// Use TF32 tensor-core `mma` for pointwise convs, Gemm and MatMul (operands rounded to
+    /// TF32, about 3 significant digits per product). Off by default: exact float32.
+    pub allow_tf32: bool,
+}
+
+/// Errors of CUDA code generation. Node-level errors name the node and op.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum CudaError {
+    #[error("unknown CUDA architecture '{0}' (available: cuda-sm80, cuda-sm90)")]
+    UnknownArch(String),
+    #[error("node '{node}' ({op}): not supported by the CUDA target: {reason}")]
+    Unsupported {
+        node: String,
+        op: String,
+        reason: String,
+    },
+    #[error("graph '{graph}': {msg}")]
+    Graph { graph: String, msg: String },
+}
+
+/// Which device buffer a pointer points into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Space {
+    /// The weights buffer (uploaded once).
+    Weights,
+    /// The activation arena.
+    Arena,
+}
+
+/// A pointer into a device buffer, in f32 elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BufRef {
+    pub space: Space,
+    pub offset: usize,
+}
+
+/// One kernel launch of the plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launch {
+    /// Index into [`CudaProgram::kernels`].
+    pub kernel: usize,
+    /// The IR node this launch computes (part of).
+    pub node: String,
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+    /// The kernel's pointer arguments, in order.
+    pub args: Vec<BufRef>,
+}
+
+/// A graph input or output bound to device memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Binding {
+    pub name: String,
+    pub ty: TensorType,
+    pub buf: BufRef,
+}
+
+/// The compiled model: PTX module text, the launch plan and the buffer layout.
+#[derive(Clone, Debug)]
+pub struct CudaProgram {
+    pub arch: CudaArch,
+    /// The whole PTX module (every distinct kernel once).
+    pub ptx: String,
+    /// Kernel entry names, indexed by [`Launch::kernel`].
+    pub kernels: Vec<String>,
+    pub launches: Vec<Launch>,
+    /// Every f32 constant, packed (offsets aligned to [`ALIGN`] elements).
+    pub weights: Vec<f32>,
+    /// Size of the activation arena in f32 elements.
+    pub arena_len: usize,
+    /// Sum of all activation buffer sizes without reuse (for reports).
+    pub naive_len: usize,
+    pub inputs: Vec<Binding>,
+    pub outputs: Vec<Binding>,
+}
+
+impl CudaProgram {
+    /// A human-readable launch plan: one line per launch (node, kernel, grid, block) and the
+    /// buffer sizes, for `-v` reports and debugging.
+    pub fn plan_text(&self) -> String {
+        let mut s = format!(
+            "{}: {} kernels, {} launches, weights {:.2} MiB, arena {:.2} MiB (naive {:.2} MiB)\n",
+            self.arch.target_name(),
+            self.kernels.len(),
+            self.launches.len(),
+            self.weights.len() as f64 * 4.0 / (1 << 20) as f64,
+            self.arena_len as f64 * 4.0 / (1 << 20) as f64,
+            self.naive_len as f64 * 4.0 / (1 << 20) as f64,
+        );
+        for l in &self.launches {
+            s.push_str(&format!(
+                "  {:<40} {:<20} grid {:?} block {}\n",
+                l.node, self.kernels[l.kernel], l.grid, l.block[0]
+            ));
+        }
+        s
+    }
+}
+
+/// Alignment of every buffer, in f32 elements (128 bytes).
+pub const ALIGN: usize = 32;
+
+/// The PTX ISA version emitted (accepted by ptxas 12.x/13.x for sm_80 and sm_90).
+pub const PTX_VERSION: &str = "8.0";
+
+fn align(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+/// First-fit arena allocator over f32 element offsets.
+#[derive(Default)]
+struct Arena {
+    free: Vec<(usize, usize)>,
+    top: usize,
+    naive: usize,
+}
+
+impl Arena {
+    fn alloc(&mut self, n: usize) -> usize {
+        let n = align(n.max(1));
+        self.naive += n;
+        if let Some(i) = self.free.iter().position(|&(_, len)| len >= n) {
+            let (start, len) = self.free[i];
+            if len == n {
+                self.free.remove(i);
+            } else {
+                self.free[i] = (start + n, len - n);
+            }
+            return start;
+        }
+        // Grow, merging a free block that ends at the top.
+        if let Some(&(start, len)) = self.free.last() {
+            if start + len == self.top {
+                self.free.pop();
+                self.top = start + n;
+                return start;
+            }
+        }
+        let start = self.top;
+        self.top += n;
+        start
+    }
+    fn release(&mut self, start: usize, n: usize) {
+        let n = align(n.max(1));
+        self.free.push((start, n));
+        self.free.sort();
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        for (s, l) in self.free.drain(..) {
+            match merged.last_mut() {
+                Some((ps, pl)) if *ps + *pl == s => *pl += l,
+                _ => merged.push((s, l)),
+            }
+        }
+        self.free = merged;
+    }
+}
+
+/// Lowering state.
+struct Lower<'g> {
+    g: &'g Graph,
+    arch: CudaArch,
+    weights: Vec<f32>,
+    arena: Arena,
+    /// Location of every computed value.
+    loc: HashMap<NodeId, BufRef>,
+    /// Arena buffers: start -> (len, remaining uses, pinned).
+    bufs: BTreeMap<usize, (usize, usize, bool)>,
+    /// Distinct kernels: body key -> index.
+    dedup: HashMap<String, usize>,
+    kernel_texts: Vec<String>,
+    kernel_names: Vec<String>,
+    launches: Vec<Launch>,
+    /// Use the TF32 tensor-core GEMM.
+    tf32: bool,
+}
+
+/// Ops that are views of their (single) input.
+fn is_view(op: &Op, g: &Graph, inputs: &[NodeId]) -> bool {
+    match op {
+        Op::Identity
+        | Op::Dropout
+        | Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. } => true,
+        Op::Cast { to } => inputs.first().is_some_and(|&i| g.node(i).ty.dtype == *to),
+        _ => false,
+    }
+}
+
+impl<'g> Lower<'g> {
+    fn unsupported(&self, id: NodeId, reason: impl Into<String>) -> CudaError {
+        let n = self.g.node(id);
+        CudaError::Unsupported {
+            node: n.name.clone(),
+            op: n.op.kind().to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn emit(&mut self, node: NodeId, gen: Gen, args: Vec<BufRef>) -> Result<(), CudaError> {
+        if gen.grid[1] > 65535 || gen.grid[2] > 65535 || gen.grid[0] > i32::MAX as u32 {
+            return Err(self.unsupported(
+                node,
+                format!("launch grid {:?} exceeds CUDA limits", gen.grid),
+            ));
+        }
+        let key = gen.kernel.body_key();
+        let idx = match self.dedup.get(&key) {
+            Some(&i) => i,
+            None => {
+                let i = self.kernel_names.len();
+                let name = format!("mnc_k{i}_{}", gen.kind);
+                self.kernel_texts.push(gen.kernel.render(&name));
+                self.kernel_names.push(name);
+                self.dedup.insert(key, i);
+                i
+            }
+        };
+        self.launches.push(Launch {
+            kernel: idx,
+            node: self.g.node(node).name.clone(),
+            grid: gen.grid,
+            block: [gen.kernel.block, 1, 1],
+            args,
+        });
+        Ok(())
+    }
+
+    /// The GEMM kernel for `s` (exact f32, or TF32 tensor cores when allowed).
+    fn gemm(&self, s: &GemmSpec) -> Gen {
+        if self.tf32 {
+            kernels::gemm_tf32(s)
+        } else {
+            kernels::gemm(s)
+        }
+    }
+
+    fn temp(&mut self, n: usize) -> BufRef {
+        BufRef {
+            space: Space::Arena,
+            offset: self.arena.alloc(n),
+        }
+    }
+}
+
+/// Compiles `graph` for `arch`: PTX for every node some output needs, the launch plan and
+/// the buffer layout. Works on any verified graph (fused or not); conv schedules from the
+/// CPU pipeline are ignored (GPU tiles come from [`tiles::gemm_tile`]).
+pub fn compile(
+    graph: &Graph,
+    arch: CudaArch,
+    opts: &CudaOptions,
+) -> Result<CudaProgram, CudaError> {
+    let gerr = |msg: String| CudaError::Graph {
+        graph: graph.name.clone(),
+        msg,
+    };
+    let order = graph.topo_order().map_err(|e| gerr(e.to_string()))?;
+    // Nodes some output needs.
+    let mut needed = HashSet::new();
+    let mut stack: Vec<NodeId> = graph.outputs.iter().map(|o| o.node).collect();
+    while let Some(n) = stack.pop() {
+        if !graph.contains(n) {
+            return Err(gerr("an output refers to a removed node".into()));
+        }
+        if needed.insert(n) {
+            stack.extend(graph.inputs(n));
+        }
+    }
+    let mut lw = Lower {
+        g: graph,
+        arch,
+        weights: Vec::new(),
+        arena: Arena::default(),
+        loc: HashMap::new(),
+        bufs: BTreeMap::new(),
+        dedup: HashMap::new(),
+        kernel_texts: Vec::new(),
+        kernel_names: Vec::new(),
+        launches: Vec::new(),
+        tf32: opts.allow_tf32,
+    };
+    // Root (storage-owning) node of every value, and the number of reads of each root.
+    let mut root: HashMap<NodeId, NodeId> = HashMap::new();
+    let mut uses: HashMap<NodeId, usize> = HashMap::new();
+    for &id in &order {
+        if !needed.contains(&id) {
+            continue;
+        }
+        let ins = graph.inputs(id);
+        let r = if is_view(&graph.node(id).op, graph, &ins) {
+            root[&ins[0]]
+        } else {
+            id
+        };
+        root.insert(id, r);
+        for i in ins {
+            *uses.entry(root[&i]).or_default() += 1;
+        }
+    }
+    let pinned: HashSet<NodeId> = graph.outputs.iter().map(|o| root[&o.node]).collect();
+
+    for &id in &order {
+        if !needed.contains(&id) {
+            continue;
+        }
+        let node = graph.node(id);
+        let ins = graph.inputs(id);
+        if node.ty.dtype != DType::F32 && !matches!(node.op, Op::Constant(_)) {
+            return Err(lw.unsupported(
+                id,
+                format!("values of type {} (only f32 runs on the GPU)", node.ty),
+            ));
+        }
+        if let Op::Constant(t) = &node.op {
+            // I64 constants are only legal as operands the target reads on the host (none
+            // today): any kernel reading one fails below.
+            if let Some(v) = t.as_f32() {
+                let off = lw.weights.len();
+                lw.weights.extend_from_slice(v);
+                lw.weights.resize(off + align(v.len().max(1)), 0.0);
+                lw.loc.insert(
+                    id,
+                    BufRef {
+                        space: Space::Weights,
+                        offset: off,
+                    },
+                );
+            }
+            continue;
+        }
+        if is_view(&node.op, graph, &ins) {
+            let src = *lw
+                .loc
+                .get(&ins[0])
+                .ok_or_else(|| lw.unsupported(id, "view of a value with no device buffer"))?;
+            lw.loc.insert(id, src);
+            continue;
+        }
+        let mut in_refs = Vec::with_capacity(ins.len());
+        for &i in &ins {
+            match lw.loc.get(&i) {
+                Some(&r) => in_refs.push(r),
+                None => {
+                    return Err(lw.unsupported(
+                        id,
+                        format!(
+                            "input '{}' is {} (only f32 values reach the GPU)",
+                            graph.node(i).name,
+                            graph.node(i).ty
+                        ),
+                    ))
+                }
+            }
+        }
+        // Output buffer, allocated before any input is released (no kernel runs in place).
+        let n_out = node.ty.numel();
+        let out = lw.temp(n_out);
+        lw.bufs.insert(
+            out.offset,
+            (
+                n_out,
+                uses.get(&id).copied().unwrap_or(0),
+                pinned.contains(&id),
+            ),
+        );
+        lw.loc.insert(id, out);
+        lower_node(&mut lw, id, &ins, &in_refs, out)?;
+        // Release inputs whose last read this was.
+        for &i in &ins {
+            let r = root[&i];
+            if let Some(BufRef {
+                space: Space::Arena,
+                offset,
+            }) = lw.loc.get(&r).copied()
+            {
+                if let Some(b) = lw.bufs.get_mut(&offset) {
+                    b.1 = b.1.saturating_sub(1);
+                    if b.1 == 0 && !b.2 {
+                        let len = b.0;
+                        lw.bufs.remove(&offset);
+                        lw.arena.release(offset, len);
+                    }
+                }
+            }
+        }
+        // A value nobody reads (and no output pins) is released at once.
+        if let Some(&(len, 0, false)) = lw.bufs.get(&out.offset) {
+            lw.bufs.remove(&out.offset);
+            lw.arena.release(out.offset, len);
+        }
+    }
+
+    let mut inputs = Vec::new();
+    for &id in &graph.inputs {
+        let n = graph.node(id);
+        if let Some(&buf) = lw.loc.get(&id) {
+            inputs.push(Binding {
+                name: n.name.clone(),
+                ty: n.ty.clone(),
+                buf,
+            });
+        } else if n.ty.dtype != DType::F32 {
+            return Err(gerr(format!(
+                "input '{}' is {}; only f32 inputs are supported",
+                n.name, n.ty
+            )));
+        } else {
+            // An input no output depends on: give it a buffer so that `run` can still take it.
+            let buf = lw.temp(n.ty.numel());
+            inputs.push(Binding {
+                name: n.name.clone(),
+                ty: n.ty.clone(),
+                buf,
+            });
+        }
+    }
+    let mut outputs = Vec::new();
+    for o in &graph.outputs {
+        let n = graph.node(o.node);
+        let buf = *lw.loc.get(&o.node).ok_or_else(|| {
+            gerr(format!(
+                "output '{}' has no device buffer ({})",
+                o.name, n.ty
+            ))
+        })?;
+        outputs.push(Binding {
+            name: o.name.clone(),
+            ty: n.ty.clone(),
+            buf,
+        });
+    }
+    let mut ptx = format!(
+        "//\n// Generated by mnc for {} ({}): {} kernels, {} launches\n//\n\n.version {PTX_VERSION}\n.target {}\n.address_size 64\n",
+        graph.name,
+        arch.target_name(),
+        lw.kernel_names.len(),
+        lw.launches.len(),
+        arch.sm()
+    );
+    for t in &lw.kernel_texts {
+        ptx.push('\n');
+        ptx.push_str(t);
+    }
+    Ok(CudaProgram {
+        arch,
+        ptx,
+        kernels: lw.kernel_names,
+        launches: lw.launches,
+        weights: lw.weights,
+        arena_len: lw.arena.top,
+        naive_len: lw.arena.naive,
+        inputs,
+        outputs,
+    })
+}
+
+fn shape(g: &Graph, id: NodeId) -> &[usize] {
+    &g.node(id).ty.shape
+}
+
+/// Emits the launches of one non-view node.
+fn lower_node(
+    lw: &mut Lower,
+    id: NodeId,
+    ins: &[NodeId],
+    a: &[BufRef],
+    out: BufRef,
+) -> Result<(), CudaError> {
+    let g = lw.g;
+    let node = g.node(id);
+    let oshape = node.ty.shape.clone();
+    let n_out = node.ty.numel();
+    let args = |extra: &[BufRef]| -> Vec<BufRef> {
+        let mut v = extra.to_vec();
+        v.push(out);
+        v
+    };
+    match &node.op {
+        Op::Input { .. } => {}
+        Op::Constant(_) | Op::Identity | Op::Dropout => {}
+        Op::Flatten { .. } | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => {}
+        Op::Cast { .. } => return Err(lw.unsupported(id, "casts between types")),
+        Op::Act(act) => lw.emit(id, kernels::act(n_out, *act), args(&a[..1]))?,
+        Op::Binary(op) => {
+            let gen = kernels::binary(*op, shape(g, ins[0]), shape(g, ins[1]), &oshape);
+            lw.emit(id, gen, args(&a[..2]))?;
+        }
+        Op::ChannelAffine => {
+            if oshape.len() < 2 {
+                return Err(lw.unsupported(id, "rank below 2"));
+            }
+            lw.emit(id, kernels::channel_affine(&oshape, None), args(&a[..3]))?;
+        }
+        Op::BatchNorm { epsilon } => {
+            if oshape.len() < 2 {
+                return Err(lw.unsupported(id, "rank below 2"));
+            }
+            lw.emit(
+                id,
+                kernels::channel_affine(&oshape, Some(*epsilon)),
+                args(&a[..5]),
+            )?;
+        }
+        Op::Softmax { axis } => {
+            let (outer, d, inner) = split3(&oshape, *axis, axis + 1);
+            lw.emit(id, kernels::softmax(outer, d, inner), args(&a[..1]))?;
+        }
+        Op::GlobalAveragePool => {
+            let s = shape(g, ins[0]);
+            let (outer, red, inner) = split3(s, 2, s.len());
+            lw.emit(id, kernels::mean(outer, red, inner), args(&a[..1]))?;
+        }
+        Op::ReduceMean { axes, .. } => {
+            let s = shape(g, ins[0]);
+            if axes.is_empty() {
+                lw.emit(id, kernels::mean(n_out, 1, 1), args(&a[..1]))?;
+            } else {
+                let (lo, hi) = (axes[0], axes[axes.len() - 1] + 1);
+                if hi - lo != axes.len() {
+                    return Err(
+                        lw.unsupported(id, format!("non-contiguous reduction axes {axes:?}"))
+                    );
+                }
+                let (outer, red, inner) = split3(s, lo, hi);
+                lw.emit(id, kernels::mean(outer, red, inner), args(&a[..1]))?;
+            }
+        }
+        Op::Pool(p) => {
+            let s = shape(g, ins[0]);
+            let spec = PoolSpec {
+                planes: s[0] * s[1],
+                h: s[2],
+                w: s[3],
+                oh: oshape[2],
+                ow: oshape[3],
+                kernel: p.kernel,
+                stride: p.strides,
+                dilation: p.dilations,
+                pads: p.pads,
+                max: p.kind == PoolKind::Max,
+                count_include_pad: p.count_include_pad,
+            };
+            check_pool_windows(&spec).map_err(|r| lw.unsupported(id, r))?;
+            lw.emit(id, kernels::pool(&spec), args(&a[..1]))?;
+        }
+        Op::Conv(c) => {
+            let xs = shape(g, ins[0]);
+            let ws = shape(g, ins[1]);
+            let spec = ConvSpec {
+                n: xs[0],
+                ci: xs[1],
+                h: xs[2],
+                w: xs[3],
+                co: ws[0],
+                oh: oshape[2],
+                ow: oshape[3],
+                kh: ws[2],
+                kw: ws[3],
+                stride: c.strides,
+                dilation: c.dilations,
+                pad: [c.pads[0], c.pads[1]],
+                group: c.group,
+                has_bias: c.has_bias,
+                residual: c.epilogue.residual,
+                act: c.epilogue.act,
+            };
+            let pointwise =
+                ws[2] == 1 && ws[3] == 1 && c.strides == [1, 1] && c.pads == [0; 4] && c.group == 1;
+            if pointwise {
+                let hw = spec.h * spec.w;
+                let (m, n, k) = (spec.co, spec.n * hw, spec.ci);
+                let gs = GemmSpec {
+                    m,
+                    n,
+                    k,
+                    ninner: hw,
+                    sam: spec.ci,
+                    sak: 1,
+                    sbk: hw,
+                    sbn: 1,
+                    sbb: spec.ci * hw,
+                    scm: hw,
+                    scn: 1,
+                    scb: spec.co * hw,
+                    alpha: 1.0,
+                    bias: c.has_bias.then_some((1, 0, 1.0)),
+                    residual: c.epilogue.residual,
+                    act: c.epilogue.act,
+                    tile: tiles::gemm_tile(m, n, k, lw.arch),
+                };
+                // GEMM operands: A = weights [co, ci], B = activations.
+                let mut ops = vec![a[1], a[0]];
+                ops.extend_from_slice(&a[2..]);
+                lw.emit(id, lw.gemm(&gs), args(&ops))?;
+            } else if c.group == spec.ci && spec.ci == spec.co {
+                lw.emit(id, kernels::depthwise(&spec), args(a))?;
+            } else {
+                lw.emit(id, kernels::direct_conv(&spec), args(a))?;
+            }
+        }
+        Op::Gemm(gm) => {
+            let (m, n) = (oshape[0], oshape[1]);
+            let sa = shape(g, ins[0]);
+            let k = if gm.trans_a { sa[0] } else { sa[1] };
+            let (sam, sak) = if gm.trans_a { (1, m) } else { (k, 1) };
+            let (sbk, sbn) = if gm.trans_b { (1, k) } else { (n, 1) };
+            let bias = if gm.has_c {
+                let cs = kernels::broadcast_strides(shape(g, ins[2]), 2);
+                Some((cs[0], cs[1], gm.beta))
+            } else {
+                None
+            };
+            let gs = GemmSpec {
+                m,
+                n,
+                k,
+                ninner: n,
+                sam,
+                sak,
+                sbk,
+                sbn,
+                sbb: 0,
+                scm: n,
+                scn: 1,
+                scb: 0,
+                alpha: gm.alpha,
+                bias,
+                residual: gm.epilogue.residual,
+                act: gm.epilogue.act,
+                tile: tiles::gemm_tile(m, n, k, lw.arch),
+            };
+            lw.emit(id, lw.gemm(&gs), args(a))?;
+        }
+        Op::MatMul => {
+            let sa = shape(g, ins[0]);
+            let sb = shape(g, ins[1]);
+            if sb.len() != 2 || sa.len() < 2 {
+                return Err(lw.unsupported(id, "only [.., M, K] x [K, N] products"));
+            }
+            let k = sa[sa.len() - 1];
+            let m: usize = sa[..sa.len() - 1].iter().product();
+            let n = sb[1];
+            let gs = GemmSpec {
+                m,
+                n,
+                k,
+                ninner: n,
+                sam: k,
+                sak: 1,
+                sbk: n,
+                sbn: 1,
+                sbb: 0,
+                scm: n,
+                scn: 1,
+                scb: 0,
+                alpha: 1.0,
+                bias: None,
+                residual: false,
+                act: None,
+                tile: tiles::gemm_tile(m, n, k, lw.arch),
+            };
+            lw.emit(id, lw.gemm(&gs), args(&a[..2]))?;
+        }
+        Op::SqueezeExcite(se) => {
+            let xs = shape(g, ins[0]);
+            let (nb, c, hw) = (xs[0], xs[1], xs[2] * xs[3]);
+            let r = shape(g, ins[1])[0];
+            let s = lw.temp(nb * c);
+            let hid = lw.temp(nb * r);
+            let gate = lw.temp(nb * c);
+            lw.emit(id, kernels::mean(nb * c, hw, 1), vec![a[0], s])?;
+            lw.emit(
+                id,
+                kernels::matvec(nb, r, c, se.act),
+                vec![s, a[1], a[2], hid],
+            )?;
+            lw.emit(
+                id,
+                kernels::matvec(nb, c, r, se.gate),
+                vec![hid, a[3], a[4], gate],
+            )?;
+            lw.emit(id, kernels::scale_rows(n_out, hw), vec![a[0], gate, out])?;
+            for (b, len) in [(s, nb * c), (hid, nb * r), (gate, nb * c)] {
+                lw.arena.release(b.offset, len);
+            }
+        }
+        Op::Transpose { perm } => {
+            let s = shape(g, ins[0]);
+            let st = kernels::strides(s);
+            let src: Vec<i64> = perm.iter().map(|&p| st[p] as i64).collect();
+            let dst = kernels::strides(&oshape);
+            lw.emit(
+                id,
+                kernels::copy_strided(&oshape, &src, 0, &dst, 0),
+                args(&a[..1]),
+            )?;
+        }
+        Op::Slice(sl) => {
+            let s = shape(g, ins[0]);
+            let st = kernels::strides(s);
+            let mut src: Vec<i64> = st.iter().map(|&v| v as i64).collect();
+            let mut base = 0i64;
+            for (k, &ax) in sl.axes.iter().enumerate() {
+                base += sl.starts[k] * st[ax] as i64;
+                src[ax] = st[ax] as i64 * sl.steps[k];
+            }
+            let dst = kernels::strides(&oshape);
+            if n_out > 0 {
+                lw.emit(
+                    id,
+                    kernels::copy_strided(&oshape, &src, base, &dst, 0),
+                    args(&a[..1]),
+                )?;
+            }
+        }
+        Op::Concat { axis } => {
+            let dst = kernels::strides(&oshape);
+            let mut at = 0usize;
+            for (j, &i) in ins.iter().enumerate() {
+                let s = shape(g, i).to_vec();
+                let src: Vec<i64> = kernels::strides(&s).iter().map(|&v| v as i64).collect();
+                if s.iter().product::<usize>() > 0 {
+                    let gen = kernels::copy_strided(&s, &src, 0, &dst, at * dst[*axis]);
+                    lw.emit(id, gen, vec![a[j], out])?;
+                }
+                at += s[*axis];
+            }
+        }
+        Op::Pad { pads, value } => {
+            let s = shape(g, ins[0]);
+            let r = s.len();
+            if r == 0 {
+                return Err(lw.unsupported(id, "padding a scalar"));
+            }
+            lw.emit(
+                id,
+                kernels::pad(s, &oshape, &pads[..r], *value),
+                args(&a[..1]),
+            )?;
+        }
+        Op::Gather { .. } => {
+            return Err(lw.unsupported(
+                id,
+                "Gather is not lowered (it should have been constant-folded)",
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `(prod(s[..lo]), prod(s[lo..hi]), prod(s[hi..]))`.
+fn split3(s: &[usize], lo: usize, hi: usize) -> (usize, usize, usize) {
+    (
+        s[..lo].iter().product(),
+        s[lo..hi].iter().product(),
+        s[hi..].iter().product(),
+    )
+}
+
+/// Refuses pooling windows that cover no input cell (the reference executor errors there).
+fn check_pool_windows(s: &PoolSpec) -> Result<(), String> {
+    let covers = |o: usize, stride: usize, pad: usize, k: usize, dil: usize, size: usize| {
+        (0..k).any(|t| {
+            let i = (o * stride + t * dil) as i64 - pad as i64;
+            i >= 0 && (i as usize) < size
+        })
+    };
+    for oy in 0..s.oh {
+        if !covers(oy, s.stride[0], s.pads[0], s.kernel[0], s.dilation[0], s.h) {
+            return Err(format!("pooling window row {oy} covers no input cell"));
+        }
+    }
+    for ox in 0..s.ow {
+        if !covers(ox, s.stride[1], s.pads[1], s.kernel[1], s.dilation[1], s.w) {
+            return Err(format!("pooling window column {ox} covers no input cell"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! Unit tests of the CUDA lowering (no GPU needed): determinism, kernel selection, buffer
+//! planning and refusals.
+
+use super::*;
+use mnc_ir::{Activation, Conv, Epilogue, Gemm, Tensor, TensorType};
+
+fn tf(shape: &[usize], seed: u32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|i| (((i as u32).wrapping_mul(2654435761u32) ^ seed) % 97) as f32 / 97.0 - 0.5)
+        .collect();
+    Tensor::from_f32(shape.to_vec(), data).unwrap()
+}
+
+/// x -> pointwise conv (bias, relu6) -> depthwise 3x3 s2 -> pointwise + residual-free -> GAP
+/// -> flatten -> gemm
+fn small() -> Graph {
+    let mut g = Graph::new("small");
+    let x = g.add_input("x", TensorType::f32(vec![2, 8, 9, 9]));
+    let w1 = g.add_constant("w1", tf(&[16, 8, 1, 1], 1));
+    let b1 = g.add_constant("b1", tf(&[16], 2));
+    let pw = Conv {
+        has_bias: true,
+        epilogue: Epilogue {
+            residual: false,
+            act: Some(Activation::Clip { min: 0.0, max: 6.0 }),
+        },
+        ..Default::default()
+    };
+    let c1 = g
+        .add_node_inferred("pw1", Op::Conv(pw), &[x, w1, b1])
+        .unwrap();
+    let w2 = g.add_constant("w2", tf(&[16, 1, 3, 3], 3));
+    let dw = Conv {
+        kernel: [3, 3],
+        strides: [2, 2],
+        pads: [1, 1, 1, 1],
+        group: 16,
+        ..Default::default()
+    };
+    let c2 = g.add_node_inferred("dw", Op::Conv(dw), &[c1, w2]).unwrap();
+    let p = g
+        .add_node_inferred("gap", Op::GlobalAveragePool, &[c2])
+        .unwrap();
+    let f = g
+        .add_node_inferred("flat", Op::Flatten { axis: 1 }, &[p])
+        .unwrap();
+    let fw = g.add_constant("fc.w", tf(&[5, 16], 4));
+    let fb = g.add_constant("fc.b", tf(&[5], 5));
+    let gm = Gemm {
+        trans_b: true,
+        has_c: true,
+        ..Default::default()
+    };
+    let y = g
+        .add_node_inferred("fc", Op::Gemm(gm), &[f, fw, fb])
+        .unwrap();
+    g.add_output("y", y);
+    g
+}
+
+#[test]
+fn ptx_is_deterministic_and_headed() {
+    let g = small();
+    let a = compile(&g, CudaArch::Sm80, &CudaOptions::default()).unwrap();
+    let b = compile(&g, CudaArch::Sm80, &CudaOptions::default()).unwrap();
+    assert_eq!(a.ptx, b.ptx);
+    assert!(a
+        .ptx
+        .contains(".version 8.0\n.target sm_80\n.address_size 64\n"));
+    let c = compile(&g, CudaArch::Sm90, &CudaOptions::default()).unwrap();
+    assert!(c.ptx.contains(".target sm_90"));
+}
+
+#[test]
+fn kernel_selection() {
+    let p = compile(&small(), CudaArch::Sm90, &CudaOptions::default()).unwrap();
+    let kinds: Vec<&str> = p
+        .launches
+        .iter()
+        .map(|l| p.kernels[l.kernel].rsplit('_').next().unwrap())
+        .collect();
+    assert_eq!(kinds, ["gemm", "dwconv", "mean", "gemm"]);
+    // the flatten is a view: the gemm reads the pooled buffer directly
+    assert_eq!(p.launches[3].args[0], p.launches[2].args[1]);
+    // pointwise conv args: w, x, bias, y (GEMM A = weights, B = activations)
+    assert_eq!(p.launches[0].args.len(), 4);
+    assert_eq!(p.launches[0].args[0].space, Space::Weights);
+    assert_eq!(p.launches[0].args[1], p.inputs[0].buf);
+    assert_eq!(p.inputs[0].buf.space, Space::Arena);
+    let text = p.plan_text();
+    assert!(
+        text.starts_with("cuda-sm90: 4 kernels, 4 launches"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pw1") && text.contains("mnc_k0_gemm"),
+        "{text}"
+    );
+}
+
+#[test]
+fn arena_reuses_dead_buffers() {
+    let p = compile(&small(), CudaArch::Sm80, &CudaOptions::default()).unwrap();
+    // x (2*8*81) and pw1 (2*16*81) must coexist; later values reuse x's space
+    assert!(
+        p.arena_len < p.naive_len,
+        "{} vs {}",
+        p.arena_len,
+        p.naive_len
+    );
+    for l in &p.launches {
+        let outb = l.args.last().unwrap();
+        for a in &l.args[..l.args.len() - 1] {
+            assert_ne!(a, outb, "{}: a kernel never runs in place", l.node);
+        }
+    }
+    let mut arena = Arena::default();
+    let a = arena.alloc(10);
+    let b = arena.alloc(40);
+    arena.release(a, 10);
+    assert_eq!(arena.alloc(20), a, "first fit reuses the freed block");
+    arena.release(b, 40);
+    assert_eq!(arena.alloc(64), b);
+}
+
+#[test]
+fn tf32_only_when_allowed() {
+    let exact = compile(&small(), CudaArch::Sm80, &CudaOptions::default()).unwrap();
+    assert!(!exact.ptx.contains("mma.sync") && !exact.ptx.contains("tf32"));
+    let tf32 = compile(&small(), CudaArch::Sm80, &CudaOptions { allow_tf32: true }).unwrap();
+    assert!(tf32
+        .ptx
+        .contains("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"));
+    assert!(tf32.ptx.contains("cvt.rna.tf32.f32"));
+    assert_eq!(tf32.launches.len(), exact.launches.len());
+}
+
+#[test]
+fn refusals_are_errors() {
+    let mut g = Graph::new("gather");
+    let x = g.add_input("x", TensorType::f32(vec![4, 3]));
+    let i = g.add_constant("i", Tensor::from_i64(vec![2], vec![0, 2]).unwrap());
+    let y = g
+        .add_node_inferred("take", Op::Gather { axis: 0 }, &[x, i])
+        .unwrap();
+    g.add_output("y", y);
+    let e = compile(&g, CudaArch::Sm90, &CudaOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("'take'"), "{e}");
+    assert_eq!("cuda-sm90".parse::<CudaArch>().unwrap(), CudaArch::Sm90);
+    assert!("cuda-sm70".parse::<CudaArch>().is_err());
+    assert_eq!(CudaArch::for_compute_capability(9, 0), Some(CudaArch::Sm90));
+    assert_eq!(CudaArch::for_compute_capability(8, 6), Some(CudaArch::Sm80));
+    assert_eq!(CudaArch::for_compute_capability(7, 5), None);
+}
