@@ -83,7 +83,8 @@ pub fn optimized(mut graph: Graph, target: Target) -> Result<Graph> {
     Ok(graph)
 }
 
-/// Target facts the passes schedule for (scalar facts for targets without a CPU preset).
+/// Target facts the passes schedule for: the preset of the target's name (CPU ISAs, CUDA
+/// architectures), scalar facts for the reference executor.
 pub fn target_facts(t: Target) -> mnc_passes::TargetFacts {
     mnc_passes::TargetFacts::by_name(t.name()).unwrap_or_else(mnc_passes::TargetFacts::scalar)
 }

@@ -9,7 +9,7 @@
 
 use crate::error::PassError;
 use crate::manager::{Pass, PassContext};
-use crate::target::TargetFacts;
+use crate::target::{gpu_tile, TargetFacts};
 use crate::util::single_user;
 use mnc_ir::schedule::{ConvClass, ConvSchedule, LoopOrder};
 use mnc_ir::{Graph, NodeId, Op};
@@ -19,6 +19,8 @@ const NAME: &str = "schedule";
 /// Everything about a conv that its schedule depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
+    /// Batch size.
+    pub batch: usize,
     pub ic: usize,
     pub ih: usize,
     pub iw: usize,
@@ -42,6 +44,7 @@ impl ConvShape {
         let x = g.inputs(id)[0];
         let (xs, ys) = (&g.node(x).ty.shape, &g.node(id).ty.shape);
         Some(ConvShape {
+            batch: xs[0],
             ic: xs[1],
             ih: xs[2],
             iw: xs[3],
@@ -85,6 +88,9 @@ pub fn classify(s: &ConvShape) -> ConvClass {
 ///   one broadcast weight; the reduction is blocked so that one weight panel and one input
 ///   panel fill at most half of L1. Weights that fit half of L2 stream per pixel tile
 ///   (pixel-outer), larger ones stay per oc tile (oc-outer).
+/// - On a GPU target, pointwise convs (run as a GEMM with `m = oc`, `n = batch * oh * ow`,
+///   `k = ic`) also get the block tile of [`gpu_tile::gemm_tile`]; other convs run one
+///   thread per output and get none.
 pub fn choose(s: &ConvShape, t: &TargetFacts) -> ConvSchedule {
     let class = classify(s);
     let v = t.vector_f32.max(1);
@@ -99,6 +105,7 @@ pub fn choose(s: &ConvShape, t: &TargetFacts) -> ConvSchedule {
             loop_order: LoopOrder::ChannelOuter,
             fuse_pointwise: false,
             band_rows: 0,
+            gpu: None,
         };
     }
     let pixels = if class == ConvClass::Pointwise {
@@ -121,6 +128,12 @@ pub fn choose(s: &ConvShape, t: &TargetFacts) -> ConvSchedule {
     } else {
         LoopOrder::OcOuter
     };
+    let gpu = match &t.gpu {
+        Some(g) if class == ConvClass::Pointwise => {
+            Some(gpu_tile::gemm_tile(s.oc, s.batch * s.oh * s.ow, s.ic, g))
+        }
+        _ => None,
+    };
     ConvSchedule {
         class,
         tile_oc,
@@ -130,6 +143,7 @@ pub fn choose(s: &ConvShape, t: &TargetFacts) -> ConvSchedule {
         loop_order,
         fuse_pointwise: false,
         band_rows: 0,
+        gpu,
     }
 }
 
@@ -190,6 +204,7 @@ mod tests {
         let p = k / 2;
         let o = (hw + 2 * p - k) / stride + 1;
         ConvShape {
+            batch: 1,
             ic,
             ih: hw,
             iw: hw,
@@ -298,5 +313,26 @@ mod tests {
             }
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn gpu_tiles_only_on_gpu_targets_and_only_for_pointwise() {
+        let mut pw = shape(320, 1280, 7, 1, 1, 1);
+        assert_eq!(choose(&pw, &TargetFacts::x86_64_avx2()).gpu, None);
+        let h100 = TargetFacts::cuda_sm90();
+        let gpu = h100.gpu.as_ref().unwrap();
+        // batch 1: m = 1280, n = 49 -> the smallest tile.
+        assert_eq!(
+            choose(&pw, &h100).gpu,
+            Some(gpu_tile::gemm_tile(1280, 49, 320, gpu))
+        );
+        assert_eq!(choose(&pw, &h100).gpu, Some(gpu_tile::GEMM_TILES[3]));
+        // batch 256 multiplies n: big tiles.
+        pw.batch = 256;
+        let t = choose(&pw, &h100).gpu.unwrap();
+        assert_eq!((t.bm, t.bn), (128, 128));
+        let dw = shape(144, 144, 56, 3, 1, 144);
+        assert_eq!(choose(&dw, &h100).gpu, None);
+        assert_eq!(choose(&shape(16, 32, 5, 3, 1, 1), &h100).gpu, None);
     }
 }

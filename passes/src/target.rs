@@ -1,6 +1,10 @@
-//! Target facts: the few numbers about a CPU that the target-dependent passes (scheduling,
-//! layout analysis, memory alignment) read. Pure data; the presets describe common vector
-//! ISAs, and `mnc-targets` maps its targets onto them.
+//! Target facts: the few numbers about a CPU or GPU that the target-dependent passes
+//! (scheduling, layout analysis, memory alignment) read. Pure data; the presets describe
+//! common vector ISAs and NVIDIA GPUs, and `mnc-targets` maps its targets onto them.
+//! [`gpu_tile`] owns the GPU GEMM tile choice (used by the scheduling pass and, for
+//! unscheduled graphs, by the CUDA code generator).
+
+pub mod gpu_tile;
 
 use std::fmt;
 
@@ -19,6 +23,44 @@ pub struct TargetFacts {
     pub l2_bytes: usize,
     /// Alignment of every buffer in the activation arena, bytes.
     pub alignment: usize,
+    /// GPU targets only: what the GPU tile choice needs (`None` on CPUs).
+    pub gpu: Option<GpuFacts>,
+}
+
+/// What the GPU tile choice knows about an NVIDIA GPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuFacts {
+    /// Compute capability as `10 * major + minor` (80 for sm_80).
+    pub compute_capability: u32,
+    /// Streaming multiprocessors.
+    pub sm_count: usize,
+    /// Threads per warp.
+    pub warp_size: usize,
+    /// Static shared memory one block may use without opt-in, bytes.
+    pub shared_bytes_per_block: usize,
+    /// Threads per block at most.
+    pub max_threads_per_block: usize,
+}
+
+impl GpuFacts {
+    /// A100 (sm_80): 108 SMs, 48 KiB static shared memory per block.
+    pub fn sm80() -> Self {
+        GpuFacts {
+            compute_capability: 80,
+            sm_count: 108,
+            warp_size: 32,
+            shared_bytes_per_block: 48 << 10,
+            max_threads_per_block: 1024,
+        }
+    }
+    /// H100 SXM (sm_90): 132 SMs, 48 KiB static shared memory per block.
+    pub fn sm90() -> Self {
+        GpuFacts {
+            compute_capability: 90,
+            sm_count: 132,
+            ..Self::sm80()
+        }
+    }
 }
 
 impl TargetFacts {
@@ -31,6 +73,7 @@ impl TargetFacts {
             l1_bytes: 32 << 10,
             l2_bytes: 1 << 20,
             alignment: 64,
+            gpu: None,
         }
     }
     /// x86-64 with AVX2/FMA: 8 f32 lanes, 16 ymm registers, 32 KiB L1d, 1 MiB L2.
@@ -42,6 +85,7 @@ impl TargetFacts {
             l1_bytes: 32 << 10,
             l2_bytes: 1 << 20,
             alignment: 64,
+            gpu: None,
         }
     }
     /// x86-64 with AVX-512F: 16 f32 lanes, 32 zmm registers, 48 KiB L1d, 2 MiB L2.
@@ -53,6 +97,7 @@ impl TargetFacts {
             l1_bytes: 48 << 10,
             l2_bytes: 2 << 20,
             alignment: 64,
+            gpu: None,
         }
     }
     /// AArch64 with NEON: 4 f32 lanes, 32 registers, 64 KiB L1d, 1 MiB L2.
@@ -64,6 +109,7 @@ impl TargetFacts {
             l1_bytes: 64 << 10,
             l2_bytes: 1 << 20,
             alignment: 64,
+            gpu: None,
         }
     }
     /// A scalar machine (also what the reference executor is scheduled for).
@@ -75,10 +121,36 @@ impl TargetFacts {
             l1_bytes: 32 << 10,
             l2_bytes: 256 << 10,
             alignment: 64,
+            gpu: None,
+        }
+    }
+    /// NVIDIA A100 (`cuda-sm80`). The CPU fields describe one thread and one SM (scalar
+    /// lanes, 255 registers per thread, 192 KiB L1/shared per SM, 40 MiB L2, 128-byte
+    /// buffers); the CUDA backend reads only the GPU tiles of the schedule.
+    pub fn cuda_sm80() -> Self {
+        TargetFacts {
+            name: "cuda-sm80".into(),
+            vector_f32: 1,
+            vector_registers: 255,
+            l1_bytes: 192 << 10,
+            l2_bytes: 40 << 20,
+            alignment: 128,
+            gpu: Some(GpuFacts::sm80()),
+        }
+    }
+    /// NVIDIA H100 (`cuda-sm90`): as [`TargetFacts::cuda_sm80`] with 256 KiB L1/shared per
+    /// SM and 50 MiB L2.
+    pub fn cuda_sm90() -> Self {
+        TargetFacts {
+            name: "cuda-sm90".into(),
+            l1_bytes: 256 << 10,
+            l2_bytes: 50 << 20,
+            gpu: Some(GpuFacts::sm90()),
+            ..Self::cuda_sm80()
         }
     }
     /// The presets by name (`x86_64`, `x86_64-avx2`, `x86_64-avx512`, `aarch64-neon`,
-    /// `scalar`).
+    /// `scalar`, `cuda-sm80`, `cuda-sm90`).
     pub fn by_name(name: &str) -> Option<Self> {
         Self::presets().into_iter().find(|t| t.name == name)
     }
@@ -90,6 +162,8 @@ impl TargetFacts {
             Self::x86_64_avx512(),
             Self::aarch64_neon(),
             Self::scalar(),
+            Self::cuda_sm80(),
+            Self::cuda_sm90(),
         ]
     }
 }
@@ -110,7 +184,17 @@ impl fmt::Display for TargetFacts {
             self.vector_registers,
             self.l1_bytes >> 10,
             self.l2_bytes >> 10
-        )
+        )?;
+        if let Some(g) = &self.gpu {
+            write!(
+                f,
+                " sm_{} sms{} smem={}K",
+                g.compute_capability,
+                g.sm_count,
+                g.shared_bytes_per_block >> 10
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -126,5 +210,25 @@ mod tests {
         }
         assert_eq!(TargetFacts::by_name("x86_64").unwrap().vector_f32, 4);
         assert!(TargetFacts::by_name("reference").is_none());
+        assert!(TargetFacts::presets()
+            .iter()
+            .all(|t| t.gpu.is_some() == t.name.starts_with("cuda-")));
+    }
+
+    #[test]
+    fn cuda_presets() {
+        let a = TargetFacts::by_name("cuda-sm80").unwrap();
+        let h = TargetFacts::by_name("cuda-sm90").unwrap();
+        assert_eq!(a.gpu.as_ref().unwrap().sm_count, 108);
+        assert_eq!(h.gpu.as_ref().unwrap().sm_count, 132);
+        assert_eq!(h.gpu.as_ref().unwrap().compute_capability, 90);
+        assert_eq!(
+            h.to_string(),
+            "cuda-sm90 v1 regs255 l1=256K l2=51200K sm_90 sms132 smem=48K"
+        );
+        assert_eq!(
+            TargetFacts::x86_64_avx2().to_string(),
+            "x86_64-avx2 v8 regs16 l1=32K l2=1024K"
+        );
     }
 }

@@ -52,9 +52,20 @@ impl CudaArch {
     /// Streaming multiprocessors of the reference part (A100: 108, H100 SXM: 132), used by
     /// the tile choice to fill the GPU.
     pub fn sm_count(self) -> usize {
+        self.gpu_facts().sm_count
+    }
+    /// What the GPU tile choice knows about the reference part of this architecture.
+    pub fn gpu_facts(self) -> mnc_passes::target::GpuFacts {
         match self {
-            CudaArch::Sm80 => 108,
-            CudaArch::Sm90 => 132,
+            CudaArch::Sm80 => mnc_passes::target::GpuFacts::sm80(),
+            CudaArch::Sm90 => mnc_passes::target::GpuFacts::sm90(),
+        }
+    }
+    /// The target facts the scheduling pass uses for this architecture.
+    pub fn target_facts(self) -> mnc_passes::TargetFacts {
+        match self {
+            CudaArch::Sm80 => mnc_passes::TargetFacts::cuda_sm80(),
+            CudaArch::Sm90 => mnc_passes::TargetFacts::cuda_sm90(),
         }
     }
     /// The architecture to generate for a device of compute capability `major.minor`
@@ -335,8 +346,10 @@ impl<'g> Lower<'g> {
 }
 
 /// Compiles `graph` for `arch`: PTX for every node some output needs, the launch plan and
-/// the buffer layout. Works on any verified graph (fused or not); conv schedules from the
-/// CPU pipeline are ignored (GPU tiles come from [`tiles::gemm_tile`]).
+/// the buffer layout. Works on any verified graph (fused or not). A pointwise conv runs with
+/// the GPU tile of its schedule when the scheduling pass chose one (graph optimized for a
+/// CUDA target); otherwise, and for Gemm/MatMul, the tile comes from [`tiles::gemm_tile`].
+/// The CPU parts of conv schedules are ignored.
 pub fn compile(
     graph: &Graph,
     arch: CudaArch,
@@ -678,7 +691,17 @@ fn lower_node(
                     bias: c.has_bias.then_some((1, 0, 1.0)),
                     residual: c.epilogue.residual,
                     act: c.epilogue.act,
-                    tile: tiles::gemm_tile(m, n, k, lw.arch),
+                    tile: match c.schedule.as_ref().and_then(|s| s.gpu) {
+                        Some(t) if tiles::supported(&t, lw.arch) => t,
+                        Some(t) => {
+                            let arch = lw.arch;
+                            return Err(lw.unsupported(
+                                id,
+                                format!("scheduled GPU tile [{t}] is not supported on {arch}"),
+                            ));
+                        }
+                        None => tiles::gemm_tile(m, n, k, lw.arch),
+                    },
                 };
                 // GEMM operands: A = weights [co, ci], B = activations.
                 let mut ops = vec![a[1], a[0]];
