@@ -81,8 +81,8 @@ pub fn plan_memory(g: &Graph, alignment: usize) -> Result<MemoryPlan, PassError>
     let is_act = |id: NodeId| !matches!(g.node(id).op, Op::Constant(_));
     let mut values: Vec<ValuePlan> = Vec::new();
     let mut index: HashMap<NodeId, usize> = HashMap::new();
-    // Per buffer: (latest last_use of its members, contains a graph input, max bytes).
-    let mut bufs: Vec<(usize, usize, bool, usize)> = Vec::new(); // (start, end, pinned, bytes)
+    // Per buffer: (first def, latest last_use of its members, holds a graph input, bytes).
+    let mut bufs: Vec<(usize, usize, bool, usize)> = Vec::new();
     for &id in &order {
         if !is_act(id) {
             continue;

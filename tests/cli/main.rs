@@ -2,7 +2,8 @@
 //! the commands a user types. (Compiled as an integration test of the `mnc` crate, so that
 //! `CARGO_BIN_EXE_mnc` points at the built binary; see compiler/Cargo.toml.)
 
-use std::path::{Path, PathBuf};
+use mnc_tests::{assert_close, fixtures_dir, repo_root};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn mnc(args: &[&str]) -> Output {
@@ -10,13 +11,7 @@ fn mnc(args: &[&str]) -> Output {
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mnc-cli-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    mnc_tests::tmp_dir(&format!("cli-{tag}"))
 }
 
 /// Asserts a clean failure: exit code 1 or 2, one line on stderr naming `needle`, no panic.
@@ -30,7 +25,7 @@ fn assert_clean_failure(o: &Output, needle: &str) {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    repo().join("tests/fixtures").join(name)
+    fixtures_dir().join(name)
 }
 
 #[test]
@@ -88,14 +83,12 @@ fn run_writes_the_output_npy() {
     let y = mnc::io::read_npy(&out).unwrap();
     let y_ref = mnc::io::read_npy(&f.join("output.npy")).unwrap();
     assert_eq!(y.shape, y_ref.shape);
-    let (y, r) = (y.as_f32().unwrap(), y_ref.as_f32().unwrap());
-    let scale = r.iter().fold(0f32, |m, v| m.max(v.abs()));
-    assert!(y.iter().zip(r).all(|(a, b)| (a - b).abs() <= 1e-4 * scale));
+    assert_close("mnc run", y.as_f32().unwrap(), y_ref.as_f32().unwrap(), 1e-4);
 }
 
 #[test]
 fn run_an_image_prints_top5_class_names() {
-    let img = repo().join("compiler/data/cat.jpg");
+    let img = repo_root().join("compiler/data/cat.jpg");
     let o = mnc(&["run", "zoo:mobilenet_v2", "--image", img.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

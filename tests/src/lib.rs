@@ -1,7 +1,9 @@
 //! Shared helpers of mnc's integration tests (the tests themselves are in `tests/tests/`):
-//! fixture discovery, the per-element tolerance check, and locating a Python with onnxruntime
-//! for the cross-checks against onnxruntime.
+//! fixture discovery, the per-element tolerance check, node counts by op kind, and locating a
+//! Python with onnxruntime for the cross-checks against onnxruntime.
 
+use mnc_ir::Graph;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,11 +19,24 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// Every committed fixture: folders under `tests/fixtures` holding `model.onnx`, sorted.
 pub fn fixtures() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
+    fixtures_in(&fixtures_dir())
+}
+
+/// The fixture folders (those holding `model.onnx`) directly under `root`, sorted; none
+/// when `root` cannot be read.
+pub fn fixtures_in(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("model.onnx").is_file()).collect())
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// A fresh-or-existing scratch folder `mnc-<tag>-<pid>` under the system temp folder.
+pub fn tmp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mnc-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    d
 }
 
 /// Largest absolute element error and the largest reference magnitude.
@@ -41,6 +56,33 @@ pub fn assert_close(what: &str, y: &[f32], y_ref: &[f32], rel: f32) {
         err <= rel * scale,
         "{what}: max|y - y_ref| = {err:e} > {rel:e} * max|y_ref| ({scale:e})"
     );
+}
+
+/// Node counts of `g` by op kind (constants counted as "Constant").
+pub fn kinds(g: &Graph) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    for id in g.node_ids() {
+        *m.entry(g.node(id).op.kind()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Node counts before and after a transformation, one `kind: before -> after` line per op
+/// kind present in either graph (the text of the counts snapshots).
+pub fn counts_text(before: &Graph, after: &Graph) -> String {
+    let (b, a) = (kinds(before), kinds(after));
+    let mut keys: Vec<&&str> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut s = format!("nodes: {} -> {}\n", before.node_count(), after.node_count());
+    for k in keys {
+        s.push_str(&format!(
+            "{k}: {} -> {}\n",
+            b.get(*k).unwrap_or(&0),
+            a.get(*k).unwrap_or(&0)
+        ));
+    }
+    s
 }
 
 /// A Python interpreter that can import onnxruntime, numpy and onnx: the repository's `.venv`

@@ -223,11 +223,13 @@ fn missing_file_is_an_error_naming_it() {
 
 // ---- exported ONNX files (scripts/make_fixtures.py writes fixtures-full/) ----
 
-fn fixture(name: &str) -> String {
-    format!(
+/// The table report of the full-size fixture `name` (from `fixtures-full/`).
+fn fixture_report(name: &str, batch: Option<usize>, freeze: &[&str], stage: Stage) -> String {
+    let model = format!(
         "{}/../fixtures-full/{name}/model.onnx",
         env!("CARGO_MANIFEST_DIR")
-    )
+    );
+    report(&args(&[&model], batch, freeze, stage)).unwrap()
 }
 
 fn assert_lines(text: &str, want: &[&str]) {
@@ -244,13 +246,7 @@ const FOLDED_NOTE: &str = "Note: BN-folded graph: BatchNorm parameters are folde
 #[test]
 #[ignore = "needs fixtures-full/ (python scripts/make_fixtures.py)"]
 fn exported_mobilenet_v2_matches_torchinfo() {
-    let t = report(&args(
-        &[&fixture("mobilenet_v2_bn_op13")],
-        None,
-        &[],
-        Stage::Imported,
-    ))
-    .unwrap();
+    let t = fixture_report("mobilenet_v2_bn_op13", None, &[], Stage::Imported);
     assert_lines(
         &t,
         &[
@@ -266,13 +262,7 @@ fn exported_mobilenet_v2_matches_torchinfo() {
     );
     assert!(!t.contains("Note: BN-folded"));
     // The BN-folded export: BN parameters gone, one bias per conv; the report says so.
-    let t = report(&args(
-        &[&fixture("mobilenet_v2_op13")],
-        None,
-        &[],
-        Stage::Imported,
-    ))
-    .unwrap();
+    let t = fixture_report("mobilenet_v2_op13", None, &[], Stage::Imported);
     assert_lines(
         &t,
         &[
@@ -283,13 +273,7 @@ fn exported_mobilenet_v2_matches_torchinfo() {
         ],
     );
     // --stage optimized folds the BN-preserved export to the same figures.
-    let t = report(&args(
-        &[&fixture("mobilenet_v2_bn_op13")],
-        None,
-        &[],
-        Stage::Optimized,
-    ))
-    .unwrap();
+    let t = fixture_report("mobilenet_v2_bn_op13", None, &[], Stage::Optimized);
     assert_lines(
         &t,
         &[
@@ -303,13 +287,7 @@ fn exported_mobilenet_v2_matches_torchinfo() {
 #[test]
 #[ignore = "needs fixtures-full/ (python scripts/make_fixtures.py)"]
 fn exported_efficientnet_b0_matches_torchinfo() {
-    let t = report(&args(
-        &[&fixture("efficientnet_b0_bn_op13")],
-        None,
-        &[],
-        Stage::Imported,
-    ))
-    .unwrap();
+    let t = fixture_report("efficientnet_b0_bn_op13", None, &[], Stage::Imported);
     assert_lines(
         &t,
         &[
@@ -322,13 +300,12 @@ fn exported_efficientnet_b0_matches_torchinfo() {
         ],
     );
     // Re-batched to 32 with the feature extractor frozen: only the 1000-class head trains.
-    let t = report(&args(
-        &[&fixture("efficientnet_b0_bn_op13")],
+    let t = fixture_report(
+        "efficientnet_b0_bn_op13",
         Some(32),
         &["features"],
         Stage::Imported,
-    ))
-    .unwrap();
+    );
     assert_lines(
         &t,
         &[

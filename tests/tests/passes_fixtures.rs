@@ -17,8 +17,7 @@ use mnc::onnx::{import_file, ImportOptions};
 use mnc_ir::{Graph, Tensor};
 use mnc_passes::samples::Lcg;
 use mnc_passes::{PipelineOptions, PASS_NAMES};
-use mnc_tests::{assert_close, fixtures, fixtures_dir, max_errors};
-use std::collections::BTreeMap;
+use mnc_tests::{assert_close, counts_text, fixtures, fixtures_dir, kinds, max_errors};
 use std::path::Path;
 
 /// Per-element tolerance relative to max|y|.
@@ -79,31 +78,6 @@ fn no_less_accurate(what: &str, dir: &Path, got: &[Tensor], want: &[Tensor]) {
         e_got <= 1.5 * e_ref + 1e-6 * scale,
         "{what}: {e_got:e} from output.npy, the unoptimized reference {e_ref:e}"
     );
-}
-
-/// Node counts by op kind (constants counted once as "Constant").
-fn kinds(g: &Graph) -> BTreeMap<&'static str, usize> {
-    let mut m = BTreeMap::new();
-    for id in g.node_ids() {
-        *m.entry(g.node(id).op.kind()).or_insert(0) += 1;
-    }
-    m
-}
-
-fn counts_text(before: &Graph, after: &Graph) -> String {
-    let (b, a) = (kinds(before), kinds(after));
-    let mut keys: Vec<&&str> = b.keys().chain(a.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let mut s = format!("nodes: {} -> {}\n", before.node_count(), after.node_count());
-    for k in keys {
-        s.push_str(&format!(
-            "{k}: {} -> {}\n",
-            b.get(*k).unwrap_or(&0),
-            a.get(*k).unwrap_or(&0)
-        ));
-    }
-    s
 }
 
 #[test]

@@ -9,36 +9,11 @@ use mnc::zoo::{build, ZooOptions};
 use mnc_ir::{Graph, Tensor};
 use mnc_passes::samples::Lcg;
 use mnc_passes::PipelineOptions;
-use mnc_tests::assert_close;
-use std::collections::BTreeMap;
+use mnc_tests::{assert_close, counts_text, kinds};
 
 /// Folding re-rounds every conv weight (see `passes_fixtures.rs` for the measured noise
 /// floor); the zoo models keep BN, so they use the same bound.
 const TOL_REFOLDED: f32 = 3e-5;
-
-fn kinds(g: &Graph) -> BTreeMap<&'static str, usize> {
-    let mut m = BTreeMap::new();
-    for id in g.node_ids() {
-        *m.entry(g.node(id).op.kind()).or_insert(0) += 1;
-    }
-    m
-}
-
-fn counts_text(before: &Graph, after: &Graph) -> String {
-    let (b, a) = (kinds(before), kinds(after));
-    let mut keys: Vec<&&str> = b.keys().chain(a.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    let mut s = format!("nodes: {} -> {}\n", before.node_count(), after.node_count());
-    for k in keys {
-        s.push_str(&format!(
-            "{k}: {} -> {}\n",
-            b.get(*k).unwrap_or(&0),
-            a.get(*k).unwrap_or(&0)
-        ));
-    }
-    s
-}
 
 fn zoo(name: &str, resolution: Option<usize>) -> Graph {
     build(
@@ -86,7 +61,10 @@ fn whole_models_fuse_completely() {
         insta::assert_snapshot!(format!("zoo_counts_{name}"), counts_text(&g, &h));
         if name != "mobilenet_v3_large" {
             // The whole optimized IR of MobileNetV2 and EfficientNet-B0 (x86_64-avx2 facts).
-            insta::assert_snapshot!(format!("zoo_ir_{name}"), mnc_passes::dump(&h, &report).unwrap());
+            insta::assert_snapshot!(
+                format!("zoo_ir_{name}"),
+                mnc_passes::dump(&h, &report).unwrap()
+            );
         }
     }
 }

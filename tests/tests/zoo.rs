@@ -17,9 +17,7 @@ fn opts(keep_bn: bool, resolution: usize) -> ZooOptions {
 }
 
 fn tmp_dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mnc-zoo-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    mnc_tests::tmp_dir(&format!("zoo-{test}"))
 }
 
 /// A deterministic unit-variance input for `g`'s first input.

@@ -107,14 +107,10 @@ fn value_info(name: &str, ty: &TensorType) -> ValueInfoProto {
     vi
 }
 
-fn dims(shape: &[usize]) -> Vec<i64> {
-    shape.iter().map(|&d| d as i64).collect()
-}
-
 fn f32_initializer(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.to_string();
-    t.dims = dims(shape);
+    t.dims = usizes(shape);
     t.data_type = DataType::FLOAT as i32;
     let mut raw = Vec::with_capacity(data.len() * 4);
     for v in data {
@@ -127,7 +123,7 @@ fn f32_initializer(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
 fn i64_initializer(name: &str, shape: &[usize], data: &[i64]) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.to_string();
-    t.dims = dims(shape);
+    t.dims = usizes(shape);
     t.data_type = DataType::INT64 as i32;
     t.int64_data = data.to_vec();
     t
@@ -157,6 +153,7 @@ fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     a
 }
 
+/// Dimensions, axes and window sizes as ONNX's `int64` lists.
 fn usizes(v: &[usize]) -> Vec<i64> {
     v.iter().map(|&x| x as i64).collect()
 }

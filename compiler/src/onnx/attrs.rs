@@ -66,10 +66,21 @@ impl<'p> OnnxNode<'p> {
         Ok(self.int(name)?.unwrap_or(default))
     }
 
+    /// A boolean integer attribute (any non-zero value is true).
+    pub fn flag(&self, name: &str, default: bool) -> OpResult<bool> {
+        Ok(self.int(name)?.map_or(default, |v| v != 0))
+    }
+
     pub fn ints(&self, name: &str) -> OpResult<Option<Vec<i64>>> {
         Ok(self
             .typed(name, AttributeType::INTS)?
             .map(|a| a.ints.clone()))
+    }
+
+    /// An integer list attribute that must be present.
+    pub fn required_ints(&self, name: &str) -> OpResult<Vec<i64>> {
+        self.ints(name)?
+            .ok_or_else(|| format!("attribute '{name}' is required"))
     }
 
     pub fn float(&self, name: &str) -> OpResult<Option<f32>> {
@@ -122,9 +133,14 @@ impl<'p> OnnxNode<'p> {
 
     /// A two-element spatial attribute (`strides`, `dilations`, `kernel_shape`), all >= 1.
     pub fn pair(&self, name: &str, default: [usize; 2]) -> OpResult<[usize; 2]> {
+        Ok(self.opt_pair(name)?.unwrap_or(default))
+    }
+
+    /// [`Self::pair`] without a default: `None` when the attribute is absent.
+    pub fn opt_pair(&self, name: &str) -> OpResult<Option<[usize; 2]>> {
         match self.usizes(name)? {
-            None => Ok(default),
-            Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => Ok([v[0], v[1]]),
+            None => Ok(None),
+            Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => Ok(Some([v[0], v[1]])),
             Some(v) => Err(format!(
                 "attribute '{name}' = {v:?}: only 2-D ops with positive values are supported"
             )),

@@ -33,8 +33,17 @@ pub(crate) fn resolve_pads(
             let mut pads = [0; 4];
             for i in 0..2 {
                 let out = hw[i].div_ceil(strides[i]);
-                let eff = dilations[i] * (kernel[i] - 1) + 1;
-                let total = ((out.saturating_sub(1)) * strides[i] + eff).saturating_sub(hw[i]);
+                // kernel, strides and dilations are attribute values: checked arithmetic
+                let total = dilations[i]
+                    .checked_mul(kernel[i].saturating_sub(1))
+                    .and_then(|v| v.checked_add(1))
+                    .and_then(|eff| out.saturating_sub(1).checked_mul(strides[i])?.checked_add(eff))
+                    .ok_or_else(|| {
+                        format!(
+                            "auto_pad {auto}: window arithmetic overflows (kernel {kernel:?}, strides {strides:?}, dilations {dilations:?})"
+                        )
+                    })?
+                    .saturating_sub(hw[i]);
                 let small = total / 2;
                 let (begin, end) = if auto == "SAME_UPPER" {
                     (small, total - small)
@@ -215,5 +224,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("2-D"), "{e}");
+    }
+
+    #[test]
+    fn same_padding_with_absurd_dilation_is_an_error_not_a_panic() {
+        for (k, strides) in [(5, 1), (3, 1)] {
+            let e = conv_model(
+                vec![
+                    a_str("auto_pad", "SAME_UPPER"),
+                    a_ints("dilations", &[i64::MAX, 1]),
+                    a_ints("strides", &[strides, 1]),
+                ],
+                &[1, 3, 8, 8],
+                &[4, 3, k, k],
+            )
+            .import()
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("(Conv)") && e.contains("overflow"), "{e}");
+        }
     }
 }

@@ -15,8 +15,8 @@ pub(crate) fn gemm(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
     let b = cx.input(n, 1)?;
     let c = cx.opt_input(n, 2)?;
     let op = Op::Gemm(Gemm {
-        trans_a: n.int_or("transA", 0)? != 0,
-        trans_b: n.int_or("transB", 0)? != 0,
+        trans_a: n.flag("transA", false)?,
+        trans_b: n.flag("transB", false)?,
         alpha: n.float_or("alpha", 1.0)?,
         beta: n.float_or("beta", 1.0)?,
         has_c: c.is_some(),

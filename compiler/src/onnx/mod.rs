@@ -51,7 +51,10 @@ pub struct ImportOptions {
 pub enum ImportError {
     /// The reason is part of the message (not a `source`), so a context chain prints it once.
     #[error("{file}: cannot read the file: {reason}")]
-    Io { file: String, reason: std::io::Error },
+    Io {
+        file: String,
+        reason: std::io::Error,
+    },
     #[error("{file}: not a valid ONNX protobuf: {msg}")]
     Parse { file: String, msg: String },
     #[error("{file}: not an ONNX model: {msg}")]
@@ -474,6 +477,19 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// [`Self::static_ints`] of an optional input: `None` when input `k` is absent.
+    pub fn opt_static_ints(
+        &self,
+        n: &OnnxNode,
+        k: usize,
+        what: &str,
+    ) -> OpResult<Option<Vec<i64>>> {
+        match self.opt_input(n, k)? {
+            Some(_) => self.static_ints(n, k, what).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The value of an optional constant scalar float input `k` (`None` when absent).
     pub fn static_scalar(&self, n: &OnnxNode, k: usize, what: &str) -> OpResult<Option<f32>> {
         let Some(id) = self.opt_input(n, k)? else {
@@ -602,13 +618,21 @@ pub(crate) fn norm_axis(axis: i64, rank: usize, what: &str) -> OpResult<usize> {
 
 /// Normalizes a list of axes for rank `rank`: negative wrap, sorted, duplicates refused.
 pub(crate) fn norm_axes(axes: &[i64], rank: usize, what: &str) -> OpResult<Vec<usize>> {
-    let mut v = axes
+    let mut v = norm_axes_in_order(axes, rank, what)?;
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// Normalizes a list of axes for rank `rank` keeping their order (for lists paired with
+/// per-axis values): negative wrap, duplicates refused.
+pub(crate) fn norm_axes_in_order(axes: &[i64], rank: usize, what: &str) -> OpResult<Vec<usize>> {
+    let v = axes
         .iter()
         .map(|&a| norm_axis(a, rank, what))
         .collect::<OpResult<Vec<_>>>()?;
-    v.sort_unstable();
-    if v.windows(2).any(|w| w[0] == w[1]) {
-        return Err(format!("{what}s {axes:?} repeat an axis"));
+    let mut seen = vec![false; rank];
+    if v.iter().any(|&a| std::mem::replace(&mut seen[a], true)) {
+        return Err(format!("axes {axes:?} repeat an axis"));
     }
     Ok(v)
 }

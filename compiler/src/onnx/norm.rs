@@ -19,7 +19,7 @@ pub(crate) fn batch_norm(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
         ));
     }
     n.only_attrs(&["epsilon", "momentum", "spatial", "is_test", "training_mode"])?;
-    if n.int_or("training_mode", 0)? != 0 {
+    if n.flag("training_mode", false)? {
         return Err("training_mode=1 is not supported (inference only)".into());
     }
     if n.int_or("spatial", 1)? != 1 {

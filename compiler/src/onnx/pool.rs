@@ -24,17 +24,16 @@ pub(crate) fn global_average_pool(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId
 pub(crate) fn reduce_mean(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
     let x = cx.input(n, 0)?;
     let rank = cx.ty(x).rank();
-    let keepdims = n.int_or("keepdims", 1)? != 0;
+    let keepdims = n.flag("keepdims", true)?;
     let (axes, noop) = if n.opset < 18 {
         n.only_attrs(&["axes", "keepdims"])?;
         (n.ints("axes")?, false)
     } else {
         n.only_attrs(&["keepdims", "noop_with_empty_axes"])?;
-        let axes = match cx.opt_input(n, 1)? {
-            None => None,
-            Some(_) => Some(cx.static_ints(n, 1, "axes")?),
-        };
-        (axes, n.int_or("noop_with_empty_axes", 0)? != 0)
+        (
+            cx.opt_static_ints(n, 1, "axes")?,
+            n.flag("noop_with_empty_axes", false)?,
+        )
     };
     let axes = match axes {
         Some(a) if !a.is_empty() => norm_axes(&a, rank, "axis")?,
@@ -70,15 +69,9 @@ pub(crate) fn pool(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
             "only 2-D pooling (NCHW input) is supported, got {xs:?}"
         ));
     }
-    let Some(kernel) = n.usizes("kernel_shape")? else {
-        return Err("attribute 'kernel_shape' is required".into());
-    };
-    if kernel.len() != 2 || kernel.contains(&0) {
-        return Err(format!(
-            "kernel_shape {kernel:?}: only positive 2-D kernels are supported"
-        ));
-    }
-    let kernel = [kernel[0], kernel[1]];
+    let kernel = n
+        .opt_pair("kernel_shape")?
+        .ok_or("attribute 'kernel_shape' is required")?;
     let strides = n.pair("strides", [1, 1])?;
     let dilations = n.pair("dilations", [1, 1])?;
     let pads = resolve_pads(n, [xs[2], xs[3]], kernel, strides, dilations)?;
@@ -88,8 +81,8 @@ pub(crate) fn pool(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
         strides,
         pads,
         dilations,
-        ceil_mode: n.int_or("ceil_mode", 0)? != 0,
-        count_include_pad: n.int_or("count_include_pad", 0)? != 0,
+        ceil_mode: n.flag("ceil_mode", false)?,
+        count_include_pad: n.flag("count_include_pad", false)?,
     });
     cx.emit(n, op, &[x])
 }
@@ -189,7 +182,7 @@ mod tests {
             .output("y")
             .import()
             .unwrap_err();
-        assert!(e.to_string().contains("repeat"), "{e}");
+        assert!(e.to_string().contains("axes [1, -1] repeat an axis"), "{e}");
         let e = Model::new(18)
             .input("x", &[2, 3])
             .input("ax", &[1])
@@ -272,5 +265,14 @@ mod tests {
             .import()
             .unwrap_err();
         assert!(e.to_string().contains("kernel_shape"), "{e}");
+        for k in [&[0, 2][..], &[2], &[-1, 2]] {
+            let e = Model::new(13)
+                .input("x", &[1, 3, 4, 4])
+                .node("MaxPool", &["x"], &["y"], vec![a_ints("kernel_shape", k)])
+                .output("y")
+                .import()
+                .unwrap_err();
+            assert!(e.to_string().contains("'kernel_shape'"), "{e}");
+        }
     }
 }

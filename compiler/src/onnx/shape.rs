@@ -28,7 +28,7 @@
 
 use super::attrs::OnnxNode;
 use super::data::{dims_of, tensor_from_proto};
-use super::{norm_axes, norm_axis, Ctx, OpResult, FOLD_LIMIT};
+use super::{norm_axes, norm_axes_in_order, norm_axis, Ctx, OpResult, FOLD_LIMIT};
 use mnc_ir::tensor::TensorData;
 use mnc_ir::{DType, NodeId, Op, Slice, Tensor};
 use onnx_protobuf::tensor_proto::DataType;
@@ -44,10 +44,8 @@ fn ints_attr_or_input(
 ) -> OpResult<Option<Vec<i64>>> {
     if n.opset < from_opset {
         n.ints(attr)
-    } else if cx.opt_input(n, input)?.is_some() {
-        cx.static_ints(n, input, attr).map(Some)
     } else {
-        Ok(None)
+        cx.opt_static_ints(n, input, attr)
     }
 }
 
@@ -90,12 +88,12 @@ pub(crate) fn reshape(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
     let x = cx.input(n, 0)?;
     let target = if n.opset < 5 {
         n.only_attrs(&["shape", "consumed_inputs"])?;
-        n.ints("shape")?.ok_or("attribute 'shape' is required")?
+        n.required_ints("shape")?
     } else {
         n.only_attrs(&["allowzero"])?;
         cx.static_ints(n, 1, "shape")?
     };
-    let allowzero = n.int_or("allowzero", 0)? != 0;
+    let allowzero = n.flag("allowzero", false)?;
     let input = cx.ty(x).shape.clone();
     let shape = match resolve_reshape(&input, &target, allowzero) {
         Ok(s) => s,
@@ -196,26 +194,18 @@ pub(crate) fn slice(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
     let (starts, ends, axes, steps) = if n.opset < 10 {
         n.only_attrs(&["starts", "ends", "axes"])?;
         (
-            n.ints("starts")?.ok_or("attribute 'starts' is required")?,
-            n.ints("ends")?.ok_or("attribute 'ends' is required")?,
+            n.required_ints("starts")?,
+            n.required_ints("ends")?,
             n.ints("axes")?,
             None,
         )
     } else {
         n.only_attrs(&[])?;
-        let axes = match cx.opt_input(n, 3)? {
-            Some(_) => Some(cx.static_ints(n, 3, "axes")?),
-            None => None,
-        };
-        let steps = match cx.opt_input(n, 4)? {
-            Some(_) => Some(cx.static_ints(n, 4, "steps")?),
-            None => None,
-        };
         (
             cx.static_ints(n, 1, "starts")?,
             cx.static_ints(n, 2, "ends")?,
-            axes,
-            steps,
+            cx.opt_static_ints(n, 3, "axes")?,
+            cx.opt_static_ints(n, 4, "steps")?,
         )
     };
     let k = starts.len();
@@ -232,12 +222,9 @@ pub(crate) fn slice(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
         ends: Vec::new(),
         steps: Vec::new(),
     };
-    let mut seen = vec![false; shape.len()];
+    let axes = norm_axes_in_order(&axes, shape.len(), "axis")?;
     for i in 0..k {
-        let a = norm_axis(axes[i], shape.len(), "axis")?;
-        if std::mem::replace(&mut seen[a], true) {
-            return Err(format!("axes {axes:?} repeat an axis"));
-        }
+        let a = axes[i];
         if steps[i] == 0 {
             return Err("a slice step is 0".into());
         }
@@ -307,12 +294,13 @@ pub(crate) fn pad(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
         n.only_attrs(&["mode"])?;
         let mut p = cx.static_ints(n, 1, "pads")?;
         let value = cx.static_scalar(n, 2, "constant_value")?.unwrap_or(0.0);
-        if n.opset >= 18 && cx.opt_input(n, 3)?.is_some() {
-            let axes = cx.static_ints(n, 3, "axes")?;
-            let axes = axes
-                .iter()
-                .map(|&a| norm_axis(a, rank, "axis"))
-                .collect::<OpResult<Vec<_>>>()?;
+        let axes = if n.opset >= 18 {
+            cx.opt_static_ints(n, 3, "axes")?
+        } else {
+            None
+        };
+        if let Some(axes) = axes {
+            let axes = norm_axes_in_order(&axes, rank, "axis")?;
             if p.len() != 2 * axes.len() {
                 return Err(format!("pads {p:?} do not match axes {axes:?}"));
             }
@@ -666,6 +654,16 @@ mod tests {
                 .unwrap_err();
             assert!(e.to_string().contains("(Pad)"), "{e}");
         }
+        // a repeated axis (undefined in ONNX) is refused, not silently overwritten
+        let e = Model::new(18)
+            .input("x", &[1, 3, 5, 5])
+            .init_i64("p", &[4], &[1, 1, 0, 1])
+            .init_i64("ax", &[2], &[3, -1])
+            .node("Pad", &["x", "p", "", "ax"], &["y"], vec![])
+            .output("y")
+            .import()
+            .unwrap_err();
+        assert!(e.to_string().contains("axes [3, -1] repeat an axis"), "{e}");
     }
 
     #[test]

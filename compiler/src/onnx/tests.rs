@@ -1,5 +1,6 @@
 //! Whole-model tests of the importer: bad input of every kind, batch handling, node order,
-//! naming, folding of shape-computing subgraphs, and the committed fixtures.
+//! naming and folding of shape-computing subgraphs. The committed fixtures are checked
+//! against onnxruntime in `tests/tests/fixtures.rs`.
 
 use super::testutil::*;
 use super::{import_bytes, import_file, ImportError, ImportOptions};
@@ -53,6 +54,14 @@ fn small_model_imports_with_names() {
     assert_eq!(g.node(g.outputs[0].node).sources, vec!["w".to_string()]);
 }
 
+/// One xorshift64 step: the next pseudo-random state.
+fn xorshift(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
 #[test]
 fn empty_file() {
     let e = err_of(&[]);
@@ -63,14 +72,7 @@ fn empty_file() {
 fn random_bytes() {
     // xorshift bytes: either not a protobuf or a protobuf that is not a model
     let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
-    let bytes: Vec<u8> = (0..4096)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s as u8
-        })
-        .collect();
+    let bytes: Vec<u8> = (0..4096).map(|_| xorshift(&mut s) as u8).collect();
     let e = err_of(&bytes);
     assert!(e.starts_with("bad.onnx: not"), "{e}");
 }
@@ -96,12 +98,7 @@ fn every_prefix_and_mutation_is_handled_without_panic() {
         }
     }
     let mut s: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    };
+    let mut next = || xorshift(&mut s);
     for _ in 0..2000 {
         let mut b = bytes.clone();
         for _ in 0..1 + next() % 4 {
@@ -627,102 +624,4 @@ fn tf_same_padding_subgraph_folds() {
         "{}",
         mnc_ir::print::print_graph(&g).unwrap_or_default()
     );
-}
-
-fn read_npy(p: &Path) -> (Vec<usize>, Vec<f32>) {
-    let f = std::fs::File::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let npy = npyz::NpyFile::new(std::io::BufReader::new(f)).unwrap();
-    let shape = npy.shape().iter().map(|&d| d as usize).collect();
-    (shape, npy.into_vec::<f32>().unwrap())
-}
-
-/// Imports `dir/model.onnx` at `tile` times the batch of `dir/input.npy`, evaluates the
-/// graph with the IR's reference kernels on the input repeated `tile` times and compares
-/// with `dir/output.npy` (onnxruntime's output, repeated): `max|y - y_ref| <= 1e-4 *
-/// max|y_ref|`.
-fn check_fixture(dir: &Path, tile: usize) {
-    let (mut xs, x) = read_npy(&dir.join("input.npy"));
-    let (mut ys, y_ref) = read_npy(&dir.join("output.npy"));
-    let x = x.repeat(tile);
-    let y_ref = y_ref.repeat(tile);
-    xs[0] *= tile;
-    ys[0] *= tile;
-    let opts = ImportOptions { batch: Some(xs[0]) };
-    let g = import_file(&dir.join("model.onnx"), &opts)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    mnc_ir::verify::verify(&g).unwrap();
-    assert_eq!(g.inputs.len(), 1, "{}", dir.display());
-    assert_eq!(g.node(g.inputs[0]).ty.shape, xs, "{}", dir.display());
-    let mut vals: std::collections::HashMap<mnc_ir::NodeId, mnc_ir::Tensor> = Default::default();
-    vals.insert(g.inputs[0], mnc_ir::Tensor::from_f32(xs, x).unwrap());
-    for id in g.topo_order().unwrap() {
-        if vals.contains_key(&id) {
-            continue;
-        }
-        let ins: Vec<&mnc_ir::Tensor> = g.inputs(id).iter().map(|i| &vals[i]).collect();
-        let t = mnc_ir::eval::eval_op(&g.node(id).op, &ins)
-            .unwrap_or_else(|e| panic!("{}: node {}: {e}", dir.display(), g.node(id).name));
-        vals.insert(id, t);
-    }
-    let y = &vals[&g.outputs[0].node];
-    assert_eq!(y.shape, ys, "{}", dir.display());
-    let y = y.as_f32().unwrap();
-    let scale = y_ref.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = y
-        .iter()
-        .zip(&y_ref)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        err <= 1e-4 * scale,
-        "{}: max err {err}, max |ref| {scale}",
-        dir.display()
-    );
-}
-
-/// Every committed fixture imports with static shapes, verifies, and (evaluated with the
-/// IR's reference kernels) matches onnxruntime's output.
-#[test]
-fn committed_fixtures_import_and_match_onnxruntime() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.join("model.onnx").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort();
-    if root.exists() {
-        assert!(!dirs.is_empty(), "no fixtures under {}", root.display());
-    }
-    for d in &dirs {
-        check_fixture(d, 1);
-        // re-specialized to a larger batch (also for static batch-1 exports)
-        check_fixture(d, 2);
-    }
-}
-
-/// The full-size models that `scripts/make_fixtures.py` writes to `fixtures-full/` (not in
-/// git; run with `--ignored` after generating them): every one imports and matches
-/// onnxruntime.
-#[test]
-#[ignore]
-fn full_size_fixtures_match_onnxruntime() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures-full");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.join("model.onnx").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort();
-    assert!(!dirs.is_empty(), "no fixtures under {}", root.display());
-    for d in &dirs {
-        let t = std::time::Instant::now();
-        check_fixture(d, 1);
-        eprintln!("{}: matches onnxruntime ({:?})", d.display(), t.elapsed());
-    }
 }

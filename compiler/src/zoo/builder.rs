@@ -1,5 +1,6 @@
 //! Graph building blocks shared by the zoo architectures: conv + BatchNorm (kept or folded),
-//! activations in exporter form, Squeeze-and-Excitation, residual add, pooling head, Linear.
+//! activations in exporter form, Squeeze-and-Excitation, the inverted-residual block of
+//! MobileNetV3 and EfficientNet, residual add, pooling head, Linear.
 //!
 //! Weights are pseudo-random (see [`super::rng`]) and scaled so activations stay O(1): the
 //! builder tracks an estimate of the second moment `E[x^2]` of every value it makes, and
@@ -33,6 +34,36 @@ pub struct ConvBn<'a> {
     pub groups: usize,
     /// Range of the BatchNorm's gamma (smaller for the last BN of a residual branch).
     pub gamma: (f64, f64),
+}
+
+/// Squeeze-and-Excitation inside an [`InvertedResidual`].
+pub struct SeSpec {
+    /// Channels of the squeezed (`fc1`) layer.
+    pub squeeze: usize,
+    /// Activation after `fc1`.
+    pub act: Activation,
+    /// Gate activation after `fc2`.
+    pub gate: Activation,
+}
+
+/// A torchvision inverted-residual block (MobileNetV3 `InvertedResidual`, EfficientNet
+/// `MBConv`): optional 1x1 expansion, depthwise conv, optional SE, 1x1 projection, each a
+/// numbered layer `block.j`, and a residual add when the shape is kept.
+pub struct InvertedResidual<'a> {
+    /// Module path of the layer sequence (`features.1.0.block`).
+    pub block: &'a str,
+    /// Name of the residual add.
+    pub add: &'a str,
+    /// Channels after expansion (no expansion layer when equal to the input's).
+    pub expanded: usize,
+    /// Depthwise kernel size.
+    pub kernel: usize,
+    /// Depthwise stride.
+    pub stride: usize,
+    pub cout: usize,
+    /// Activation of the expansion and depthwise layers.
+    pub act: Activation,
+    pub se: Option<SeSpec>,
 }
 
 /// The usual BatchNorm gamma range.
@@ -119,7 +150,7 @@ impl Builder {
 
     /// Conv (no bias) + BatchNorm, or with BN folded into the conv's weight and bias.
     pub fn conv_bn(&mut self, x: NodeId, s: &ConvBn) -> Result<NodeId, ZooError> {
-        let cin = self.shape(x).get(1).copied().unwrap_or(0);
+        let cin = self.channels(x);
         if s.groups == 0 || !cin.is_multiple_of(s.groups) || !s.cout.is_multiple_of(s.groups) {
             return Err(ZooError::Option(format!(
                 "{}: {cin} -> {} channels in {} groups",
@@ -233,6 +264,54 @@ impl Builder {
         }
     }
 
+    /// An [`InvertedResidual`] block on `x`.
+    pub fn inverted_residual(
+        &mut self,
+        x: NodeId,
+        s: &InvertedResidual,
+    ) -> Result<NodeId, ZooError> {
+        let p = s.block;
+        let cin = self.channels(x);
+        let residual = s.stride == 1 && cin == s.cout;
+        let mut j = 0;
+        let mut h = x;
+        if s.expanded != cin {
+            h = self.cna(
+                h,
+                &format!("{p}.0"),
+                s.expanded,
+                1,
+                1,
+                1,
+                Some(s.act),
+                GAMMA,
+            )?;
+            j += 1;
+        }
+        h = self.cna(
+            h,
+            &format!("{p}.{j}"),
+            s.expanded,
+            s.kernel,
+            s.stride,
+            s.expanded,
+            Some(s.act),
+            GAMMA,
+        )?;
+        j += 1;
+        if let Some(se) = &s.se {
+            h = self.se(h, &format!("{p}.{j}"), se.squeeze, se.act, se.gate)?;
+            j += 1;
+        }
+        let gamma = if residual { GAMMA_RESIDUAL } else { GAMMA };
+        h = self.cna(h, &format!("{p}.{j}"), s.cout, 1, 1, 1, None, gamma)?;
+        if residual {
+            self.add(h, x, s.add)
+        } else {
+            Ok(h)
+        }
+    }
+
     /// Activation node `name`. SiLU is written as an exporter writes it: `name.sigmoid`
     /// (Sigmoid) and `name` (`Mul(x, sigmoid)`).
     pub fn act(&mut self, x: NodeId, name: &str, a: Activation) -> Result<NodeId, ZooError> {
@@ -260,7 +339,7 @@ impl Builder {
         act: Activation,
         gate: Activation,
     ) -> Result<NodeId, ZooError> {
-        let c = self.shape(x).get(1).copied().unwrap_or(0);
+        let c = self.channels(x);
         let m2_x = self.m2_of(x);
         let pool = self.node(&format!("{p}.avgpool"), Op::GlobalAveragePool, &[x], m2_x)?;
         let fc1 = self.conv1x1_bias(
@@ -293,7 +372,7 @@ impl Builder {
         std: f64,
         m2_out: f64,
     ) -> Result<NodeId, ZooError> {
-        let cin = self.shape(x).get(1).copied().unwrap_or(0);
+        let cin = self.channels(x);
         let mut r = self.rng(&format!("{name}.weight"));
         let w: Vec<f32> = (0..cout * cin).map(|_| (r.normal() * std) as f32).collect();
         let mut rb = self.rng(&format!("{name}.bias"));
@@ -334,7 +413,7 @@ impl Builder {
     /// `nn.Linear` at module path `name`: Gemm(x, W^T) + b with `name.weight` `[out, in]` and
     /// `name.bias` `[out]`.
     pub fn linear(&mut self, x: NodeId, name: &str, out: usize) -> Result<NodeId, ZooError> {
-        let cin = self.shape(x).get(1).copied().unwrap_or(0);
+        let cin = self.channels(x);
         let std = 1.0 / (cin as f64 * self.m2_of(x)).sqrt();
         let mut r = self.rng(&format!("{name}.weight"));
         let w: Vec<f32> = (0..out * cin).map(|_| (r.normal() * std) as f32).collect();

@@ -2,6 +2,7 @@
 //! mult-adds; `mnc zoo NAME` builds one and writes it as ONNX.
 
 use super::{build, names, native_resolution, native_scaling, ZooOptions};
+use crate::cost::format::commas;
 use crate::cost::{analyze, CostOptions};
 use anyhow::Context;
 use std::fmt::Write;
@@ -120,18 +121,6 @@ pub fn rows() -> anyhow::Result<Vec<ZooRow>> {
         });
     }
     Ok(out)
-}
-
-fn commas(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// Renders the rows as `mnc zoo list` prints them.

@@ -1,7 +1,7 @@
 //! EfficientNet B0..B7 (torchvision) generated from B0's stage table by compound scaling:
 //! channels `_make_divisible(c * width, 8)`, repeats `ceil(n * depth)`.
 
-use super::builder::{Builder, GAMMA, GAMMA_RESIDUAL};
+use super::builder::{Builder, InvertedResidual, SeSpec, GAMMA};
 use super::{make_divisible, Resolved, ZooError};
 use mnc_ir::{Activation, Graph};
 
@@ -58,51 +58,23 @@ pub fn efficientnet(name: &str, o: &Resolved, eps: f32) -> Result<Graph, ZooErro
         for i in 0..scaled_repeats(n, d) {
             let cin = if i == 0 { adj(cin0) } else { cout };
             let stride = if i == 0 { s } else { 1 };
-            let p = format!("features.{}.{i}.block", si + 1);
-            let expanded = make_divisible((cin * t) as f64, 8);
-            let residual = stride == 1 && cin == cout;
-            let mut j = 0;
-            let mut h = y;
-            if expanded != cin {
-                h = b.cna(
-                    h,
-                    &format!("{p}.0"),
-                    expanded,
-                    1,
-                    1,
-                    1,
-                    Some(Activation::Silu),
-                    GAMMA,
-                )?;
-                j += 1;
-            }
-            h = b.cna(
-                h,
-                &format!("{p}.{j}"),
-                expanded,
-                k,
-                stride,
-                expanded,
-                Some(Activation::Silu),
-                GAMMA,
+            y = b.inverted_residual(
+                y,
+                &InvertedResidual {
+                    block: &format!("features.{}.{i}.block", si + 1),
+                    add: &format!("features.{}.{i}.add", si + 1),
+                    expanded: make_divisible((cin * t) as f64, 8),
+                    kernel: k,
+                    stride,
+                    cout,
+                    act: Activation::Silu,
+                    se: Some(SeSpec {
+                        squeeze: (cin / 4).max(1),
+                        act: Activation::Silu,
+                        gate: Activation::Sigmoid,
+                    }),
+                },
             )?;
-            j += 1;
-            let squeeze = (cin / 4).max(1);
-            h = b.se(
-                h,
-                &format!("{p}.{j}"),
-                squeeze,
-                Activation::Silu,
-                Activation::Sigmoid,
-            )?;
-            j += 1;
-            let gamma = if residual { GAMMA_RESIDUAL } else { GAMMA };
-            h = b.cna(h, &format!("{p}.{j}"), cout, 1, 1, 1, None, gamma)?;
-            y = if residual {
-                b.add(h, y, &format!("features.{}.{i}.add", si + 1))?
-            } else {
-                h
-            };
         }
     }
     let c = b.channels(y);

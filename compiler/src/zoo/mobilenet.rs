@@ -2,7 +2,9 @@
 //! layer, with torchvision/timm module paths as node names and state-dict keys as tensor
 //! names.
 
-use super::builder::{Builder, ConvBn, GAMMA, GAMMA_RESIDUAL, RELU6, TORCH_HARDSIGMOID};
+use super::builder::{
+    Builder, ConvBn, InvertedResidual, SeSpec, GAMMA, GAMMA_RESIDUAL, RELU6, TORCH_HARDSIGMOID,
+};
 use super::{make_divisible, Resolved, ZooError};
 use mnc_ir::{Activation, Graph};
 
@@ -208,50 +210,31 @@ pub fn mobilenet_v3(o: &Resolved, large: bool) -> Result<Graph, ZooError> {
         Some(Activation::HardSwish),
         GAMMA,
     )?;
-    for (i, &(cin, k, exp, cout, use_se, hs, stride)) in rows.iter().enumerate() {
-        let (cin, exp, cout) = (adj(cin), adj(exp), adj(cout));
+    for (i, &(_, k, exp, cout, use_se, hs, stride)) in rows.iter().enumerate() {
+        let (exp, cout) = (adj(exp), adj(cout));
         let act = if hs {
             Activation::HardSwish
         } else {
             Activation::Relu
         };
-        let p = format!("features.{}.block", i + 1);
-        let residual = stride == 1 && cin == cout;
-        let mut j = 0;
-        let mut h = y;
-        if exp != cin {
-            h = b.cna(h, &format!("{p}.0"), exp, 1, 1, 1, Some(act), GAMMA)?;
-            j += 1;
-        }
-        h = b.cna(
-            h,
-            &format!("{p}.{j}"),
-            exp,
-            k,
-            stride,
-            exp,
-            Some(act),
-            GAMMA,
+        let se = use_se.then(|| SeSpec {
+            squeeze: make_divisible((exp / 4) as f64, 8),
+            act: Activation::Relu,
+            gate: TORCH_HARDSIGMOID,
+        });
+        y = b.inverted_residual(
+            y,
+            &InvertedResidual {
+                block: &format!("features.{}.block", i + 1),
+                add: &format!("features.{}.add", i + 1),
+                expanded: exp,
+                kernel: k,
+                stride,
+                cout,
+                act,
+                se,
+            },
         )?;
-        j += 1;
-        if use_se {
-            let sq = make_divisible((exp / 4) as f64, 8);
-            h = b.se(
-                h,
-                &format!("{p}.{j}"),
-                sq,
-                Activation::Relu,
-                TORCH_HARDSIGMOID,
-            )?;
-            j += 1;
-        }
-        let gamma = if residual { GAMMA_RESIDUAL } else { GAMMA };
-        h = b.cna(h, &format!("{p}.{j}"), cout, 1, 1, 1, None, gamma)?;
-        y = if residual {
-            b.add(h, y, &format!("features.{}.add", i + 1))?
-        } else {
-            h
-        };
     }
     let c = b.channels(y);
     y = b.cna(

@@ -347,8 +347,7 @@ fn cli_builds_and_writes_onnx() {
         #[command(flatten)]
         zoo: cli::ZooArgs,
     }
-    let dir = std::env::temp_dir().join(format!("mnc-zoo-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = mnc_tests::tmp_dir("zoo-cli");
     let path = dir.join("m.onnx");
     let cmd = Cmd::try_parse_from([
         "zoo",
