@@ -34,7 +34,7 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
             path.display()
         ),
     };
-    let need = numel.checked_mul(elem).unwrap_or(usize::MAX);
+    let need = numel.saturating_mul(elem);
     if need > bytes.len() {
         bail!(
             "{}: header declares shape {shape:?} ({need} bytes) but the file has only {} bytes",

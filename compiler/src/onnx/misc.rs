@@ -55,6 +55,17 @@ pub(crate) fn constant(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
         "value_int",
         "value_ints",
     ])?;
+    // The spec requires exactly one value attribute.
+    let given: Vec<&str> = n
+        .proto
+        .attribute
+        .iter()
+        .map(|a| a.name.as_str())
+        .filter(|a| a.starts_with("value"))
+        .collect();
+    if given.len() > 1 {
+        return Err(format!("several value attributes ({}); exactly one is allowed", given.join(", ")).into());
+    }
     let t = if let Some(t) = n.tensor("value")? {
         tensor_from_proto(t, None).map_err(|e| format!("attribute 'value': {e}"))?
     } else if let Some(v) = n.float("value_float")? {
@@ -175,6 +186,21 @@ mod tests {
             .import()
             .unwrap_err();
         assert!(e.to_string().contains("'mask' is used"), "{e}");
+    }
+
+    #[test]
+    fn constant_with_two_values_is_refused() {
+        let e = Model::new(13)
+            .node(
+                "Constant",
+                &[],
+                &["c"],
+                vec![a_float("value_float", 3.0), a_float("value_floats", 1.0)],
+            )
+            .output("c")
+            .import()
+            .unwrap_err();
+        assert!(e.to_string().contains("exactly one"), "{e}");
     }
 
     #[test]
