@@ -5,7 +5,9 @@
 //! each get their own), copies the inputs in, calls every step with its pointer table (output,
 //! inputs, packed constants, scratch) and copies the outputs out. Steps the backend does not
 //! lower yet run the reference kernel (`mnc_ir::eval::eval_op`); they are listed as
-//! fallbacks in [`CompiledModel::report`]. Execution is single-threaded for now.
+//! fallbacks in [`CompiledModel::report`]. Steps run one after another on the calling thread;
+//! with `CpuOptions::threads = 2` the GEMM and depthwise micro-kernels split each call with
+//! one helper thread (experimental).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,9 +47,21 @@ pub enum CpuRunError {
     },
     #[error("target '{0}' cannot run on this host (its CPU lacks the required instruction set); compile for it only to inspect the code")]
     NotOnHost(Target),
+    /// Guard mode found a canary byte changed: a step wrote outside its buffers.
+    #[error(
+        "step '{step}' ({op}) wrote outside its buffers: canary at arena byte {offset} changed"
+    )]
+    GuardCorrupted {
+        step: String,
+        op: String,
+        offset: usize,
+    },
     #[error(transparent)]
     Run(#[from] RuntimeError),
 }
+
+/// The canary byte of guard mode.
+const CANARY: u8 = 0xA5;
 
 impl From<IrError> for CpuRunError {
     fn from(e: IrError) -> Self {
@@ -109,10 +123,7 @@ impl CompiledModel {
 
     /// Like [`CompiledModel::run`], also returning the wall time of every step (in step order,
     /// with the step's node name).
-    pub fn run_profiled(
-        &self,
-        inputs: &[Tensor],
-    ) -> Result<(Vec<Tensor>, StepTimes), CpuRunError> {
+    pub fn run_profiled(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, StepTimes), CpuRunError> {
         let mut times = Vec::with_capacity(self.program.steps.len());
         let out = self.run_inner(inputs, Some(&mut times))?;
         Ok((out, times))
@@ -162,12 +173,17 @@ impl CompiledModel {
             .ok()
             .and_then(|mut v| v.pop())
             .unwrap_or_else(|| AlignedBytes::zeroed(p.arena_bytes));
-        for ((_, _, loc), t) in p.inputs.iter().zip(inputs) {
+        for ((_, ty, loc), t) in p.inputs.iter().zip(inputs) {
             write_tensor(&mut arena, *loc, t)?;
+            self.guard_fill(&mut arena, *loc, ty.bytes());
         }
         let wptr = p.weights.as_ptr() as *mut u8;
         let mut table: Vec<*mut u8> = Vec::with_capacity(16);
         for step in &p.steps {
+            if p.guard > 0 {
+                self.guard_fill(&mut arena, step.args[0], step.out.bytes());
+                self.guard_fill(&mut arena, Loc::Arena(p.scratch.0), p.scratch.1);
+            }
             let t0 = Instant::now();
             match step.exec {
                 Exec::Jit(f) => {
@@ -211,6 +227,22 @@ impl CompiledModel {
             if let Some(t) = times.as_deref_mut() {
                 t.push((step.node.clone(), t0.elapsed()));
             }
+            if p.guard > 0 {
+                let mut regions = vec![(step.args[0], step.out.bytes())];
+                for (loc, ty) in step.args[1..].iter().zip(&step.inputs) {
+                    regions.push((*loc, ty.bytes()));
+                }
+                regions.push((Loc::Arena(p.scratch.0), p.scratch.1));
+                for (loc, bytes) in regions {
+                    if let Some(offset) = self.guard_check(&arena, loc, bytes) {
+                        return Err(CpuRunError::GuardCorrupted {
+                            step: step.node.clone(),
+                            op: step.op.kind().to_string(),
+                            offset,
+                        });
+                    }
+                }
+            }
         }
         let mut outs = Vec::with_capacity(p.outputs.len());
         for (_, ty, loc) in &p.outputs {
@@ -222,6 +254,42 @@ impl CompiledModel {
             }
         }
         Ok(outs)
+    }
+}
+
+impl CompiledModel {
+    /// The two canary zones around an arena value of `bytes` bytes at `loc` (none for other
+    /// locations or without guard mode).
+    fn guard_zones(&self, loc: Loc, bytes: usize) -> Vec<std::ops::Range<usize>> {
+        let g = self.program.guard;
+        match loc {
+            Loc::Arena(o) if g > 0 && o >= g => {
+                let end = o + bytes.div_ceil(64) * 64;
+                vec![o - g..o, end..end + g]
+            }
+            _ => vec![],
+        }
+    }
+
+    fn guard_fill(&self, arena: &mut AlignedBytes, loc: Loc, bytes: usize) {
+        for z in self.guard_zones(loc, bytes) {
+            if let Some(b) = arena.bytes_mut().get_mut(z) {
+                b.fill(CANARY);
+            }
+        }
+    }
+
+    /// The first changed canary byte around the value, if any.
+    fn guard_check(&self, arena: &AlignedBytes, loc: Loc, bytes: usize) -> Option<usize> {
+        for z in self.guard_zones(loc, bytes) {
+            let start = z.start;
+            if let Some(b) = arena.bytes().get(z) {
+                if let Some(i) = b.iter().position(|&v| v != CANARY) {
+                    return Some(start + i);
+                }
+            }
+        }
+        None
     }
 }
 
@@ -306,5 +374,37 @@ mod tests {
     #[test]
     fn compiled_model_is_send_and_sync() {
         assert_send_sync::<CompiledModel>();
+    }
+
+    #[test]
+    fn guard_mode_reports_an_out_of_bounds_write() {
+        use mnc_ir::{Activation, Graph, Op, TensorType};
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", TensorType::f32(vec![32]));
+        let r = g
+            .add_node_inferred("relu", Op::Act(Activation::Relu), &[x])
+            .unwrap();
+        g.add_output("y", r);
+        let opts = CpuOptions {
+            guards: true,
+            ..Default::default()
+        };
+        let t = Target::detect_host();
+        if !t.is_jit() {
+            return;
+        }
+        let mut m = CompiledModel::compile(&g, t, &opts).unwrap();
+        let x = Tensor::from_f32(vec![32], vec![1.0; 32]).unwrap();
+        assert_eq!(m.run(std::slice::from_ref(&x)).unwrap()[0], x);
+        // Pretend the step's output holds 16 floats: the generated code still writes 32, so
+        // its last 64 bytes land in the canary zone after a 64-byte buffer.
+        m.program.steps[0].out = TensorType::f32(vec![16]);
+        let e = m.run(&[x]).unwrap_err();
+        assert!(matches!(e, CpuRunError::GuardCorrupted { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("step 'relu' (Act) wrote outside its buffers"),
+            "{e}"
+        );
     }
 }

@@ -25,6 +25,9 @@ pub struct Kernel {
     pub symbol: &'static str,
     /// Entry point (only called when the host runs the target).
     pub func: GemmFn,
+    /// Symbol and entry point of the two-thread variant (splits rows or columns in two).
+    pub par_symbol: &'static str,
+    pub par_func: GemmFn,
     /// Rows of the register tile (rows per packed A block).
     pub mr: usize,
     /// Columns of the register tile.
@@ -38,18 +41,24 @@ pub fn gemm_kernel(t: Target) -> Option<Kernel> {
         Target::X86_64 => Some(Kernel {
             symbol: "mnc_gemm_sse",
             func: sse::gemm,
+            par_symbol: "mnc_gemm_sse_par",
+            par_func: gemm_par_sse,
             mr: sse::MR,
             nr: sse::NR,
         }),
         Target::X86_64Avx2 => Some(Kernel {
             symbol: "mnc_gemm_avx2",
             func: avx2::gemm,
+            par_symbol: "mnc_gemm_avx2_par",
+            par_func: gemm_par_avx2,
             mr: avx2::MR,
             nr: avx2::NR,
         }),
         Target::X86_64Avx512 => Some(Kernel {
             symbol: "mnc_gemm_avx512",
             func: avx512::gemm,
+            par_symbol: "mnc_gemm_avx512_par",
+            par_func: gemm_par_avx512,
             mr: avx512::MR,
             nr: avx512::NR,
         }),
@@ -91,6 +100,178 @@ pub fn dw_kernel(t: Target) -> Option<(&'static str, DwFn)> {
         _ => None,
     }
 }
+
+/// The two-thread variant of [`dw_kernel`] (splits the output rows in two).
+pub fn dw_kernel_par(t: Target) -> Option<(&'static str, DwFn)> {
+    match t {
+        Target::X86_64Avx2 => Some(("mnc_dw_avx2_par", dw_par_avx2)),
+        Target::X86_64Avx512 => Some(("mnc_dw_avx512_par", dw_par_avx512)),
+        _ => None,
+    }
+}
+
+/// Work (multiply-adds) below which a kernel call is not split.
+const PAR_MIN_WORK: usize = 1 << 17;
+
+/// Runs a GEMM kernel as two halves through [`super::par::join`]: by `mr`-row blocks when
+/// there are at least 4 (or no second column tile), else by `nr`-column tiles.
+///
+/// # Safety
+/// As for the kernel `f`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_split(
+    f: GemmFn,
+    mr: usize,
+    nr: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let (mb, nt) = (m.div_ceil(mr), n.div_ceil(nr));
+    if m * n * k < PAR_MIN_WORK || (mb < 2 && nt < 2) {
+        return f(m, n, k, a, b, ldb, c, ldc);
+    }
+    let (ua, ub, uc) = (a as usize, b as usize, c as usize);
+    if mb >= 4 || nt < 2 {
+        let mh = mb / 2 * mr;
+        super::par::join(
+            || f(mh, n, k, a, b, ldb, c, ldc),
+            || {
+                f(
+                    m - mh,
+                    n,
+                    k,
+                    (ua as *const f32).add(mh * k),
+                    ub as *const f32,
+                    ldb,
+                    (uc as *mut f32).add(mh * ldc),
+                    ldc,
+                )
+            },
+        );
+    } else {
+        let nh = nt / 2 * nr;
+        super::par::join(
+            || f(m, nh, k, a, b, ldb, c, ldc),
+            || {
+                f(
+                    m,
+                    n - nh,
+                    k,
+                    ua as *const f32,
+                    (ub as *const f32).add(nh),
+                    ldb,
+                    (uc as *mut f32).add(nh),
+                    ldc,
+                )
+            },
+        );
+    }
+}
+
+/// Runs a depthwise kernel as two halves of output rows through [`super::par::join`].
+///
+/// # Safety
+/// As for the kernel `f`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn dw_split(
+    f: DwFn,
+    sp: *const f32,
+    pw: usize,
+    taps: *const f32,
+    kh: usize,
+    kw: usize,
+    sy: usize,
+    sx: usize,
+    dy: usize,
+    dx: usize,
+    oh: usize,
+    ow: usize,
+    y: *mut f32,
+) {
+    if oh < 2 || oh * ow * kh * kw < PAR_MIN_WORK / 8 {
+        return f(sp, pw, taps, kh, kw, sy, sx, dy, dx, oh, ow, y);
+    }
+    let oh1 = oh / 2;
+    let (usp, ut, uy) = (sp as usize, taps as usize, y as usize);
+    super::par::join(
+        || f(sp, pw, taps, kh, kw, sy, sx, dy, dx, oh1, ow, y),
+        || {
+            f(
+                (usp as *const f32).add(oh1 * sy * pw),
+                pw,
+                ut as *const f32,
+                kh,
+                kw,
+                sy,
+                sx,
+                dy,
+                dx,
+                oh - oh1,
+                ow,
+                (uy as *mut f32).add(oh1 * ow),
+            )
+        },
+    );
+}
+
+macro_rules! par_entry {
+    ($gname:ident, $gemm:path, $mr:expr, $nr:expr) => {
+        /// Two-thread variant of the ISA's GEMM kernel (same contract).
+        ///
+        /// # Safety
+        /// As for the ISA's kernel.
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn $gname(
+            m: usize,
+            n: usize,
+            k: usize,
+            a: *const f32,
+            b: *const f32,
+            ldb: usize,
+            c: *mut f32,
+            ldc: usize,
+        ) {
+            gemm_split($gemm, $mr, $nr, m, n, k, a, b, ldb, c, ldc)
+        }
+    };
+}
+par_entry!(gemm_par_sse, sse::gemm, sse::MR, sse::NR);
+par_entry!(gemm_par_avx2, avx2::gemm, avx2::MR, avx2::NR);
+par_entry!(gemm_par_avx512, avx512::gemm, avx512::MR, avx512::NR);
+
+macro_rules! dw_par_entry {
+    ($name:ident, $dw:path) => {
+        /// Two-thread variant of the ISA's depthwise kernel (same contract).
+        ///
+        /// # Safety
+        /// As for the ISA's kernel.
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn $name(
+            sp: *const f32,
+            pw: usize,
+            taps: *const f32,
+            kh: usize,
+            kw: usize,
+            sy: usize,
+            sx: usize,
+            dy: usize,
+            dx: usize,
+            oh: usize,
+            ow: usize,
+            y: *mut f32,
+        ) {
+            dw_split($dw, sp, pw, taps, kh, kw, sy, sx, dy, dx, oh, ow, y)
+        }
+    };
+}
+dw_par_entry!(dw_par_avx2, avx2::dw);
+dw_par_entry!(dw_par_avx512, avx512::dw);
 
 /// Packs a row-major `m x k` matrix into `MR`-row blocks, `k`-major inside a block, the last
 /// block zero-padded to `MR` rows (the layout every kernel reads).
@@ -222,7 +403,18 @@ macro_rules! dw_body {
             ow: usize,
             y: *mut f32,
         ) {
-            let g = Geom { sp, pw, taps, kh, kw, sy, dy, dx, ow, y };
+            let g = Geom {
+                sp,
+                pw,
+                taps,
+                kh,
+                kw,
+                sy,
+                dy,
+                dx,
+                ow,
+                y,
+            };
             match sx {
                 1 => dw_rows::<1>(&g, oh),
                 2 => dw_rows::<2>(&g, oh),
@@ -560,6 +752,66 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn dw_kernels_match_naive_and_stay_in_bounds() {
+        for t in Target::host_jit_targets() {
+            let Some((_, f)) = dw_kernel(t) else { continue };
+            // (oh, ow, kh, kw, sy, sx, dy, dx)
+            for &(oh, ow, kh, kw, sy, sx, dy, dx) in &[
+                (1, 1, 1, 1, 1, 1, 1, 1),
+                (7, 7, 3, 3, 1, 1, 1, 1),
+                (9, 21, 5, 5, 2, 2, 1, 1),
+                (3, 40, 3, 3, 1, 2, 2, 2),
+                (13, 17, 3, 2, 3, 3, 1, 2),
+                (5, 33, 7, 7, 1, 1, 1, 1),
+            ] {
+                let hp = (oh - 1) * sy + (kh - 1) * dy + 1;
+                let wp = (ow - 1) * sx + (kw - 1) * dx + 1;
+                // A sentinel after the plane: exactly the elements the contract allows are read.
+                let mut plane = rand(hp * wp, 3);
+                plane.extend([f32::NAN; 64]);
+                let taps = rand(kh * kw, 4);
+                let mut y = vec![9.0f32; oh * ow + 40];
+                unsafe {
+                    f(
+                        plane.as_ptr(),
+                        wp,
+                        taps.as_ptr(),
+                        kh,
+                        kw,
+                        sy,
+                        sx,
+                        dy,
+                        dx,
+                        oh,
+                        ow,
+                        y.as_mut_ptr(),
+                    )
+                };
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut want = 0.0f32;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                want += taps[ky * kw + kx]
+                                    * plane[(oy * sy + ky * dy) * wp + ox * sx + kx * dx];
+                            }
+                        }
+                        let got = y[oy * ow + ox];
+                        assert!(
+                            (got - want).abs() <= 1e-5 * (kh * kw) as f32,
+                            "{t} ({oy},{ox}): {got} vs {want}"
+                        );
+                    }
+                }
+                assert!(
+                    y[oh * ow..].iter().all(|&v| v == 9.0),
+                    "{t}: wrote past the output"
+                );
             }
         }
     }

@@ -51,7 +51,9 @@ pub enum Kind {
     /// Conv with one input channel per group (depthwise and channel multipliers): the input
     /// plane copied into a zero-padded scratch plane, then either the per-ISA depthwise
     /// kernel (`kernel`) plus a generated epilogue, or generated register-accumulating loops.
-    ConvDirect { kernel: bool },
+    ConvDirect {
+        kernel: bool,
+    },
     Act(Activation),
     /// `x * scale[c] + bias[c]`; scale/bias are extras 0/1 for BatchNorm, inputs 1/2 for
     /// ChannelAffine.
@@ -836,7 +838,8 @@ fn emit_conv_direct(
         let xp = e.add_scaled(x, pin, (g.h * g.w * 4) as i64);
         let yp = e.add_scaled(y, bo, (nn * 4) as i64);
         let wp = e.add_scaled(w, o, (g.kh * g.kw * 4) as i64);
-        let taps: Vec<Value> = (0..g.kh * g.kw)
+        let n_taps = if dref.is_some() { 0 } else { g.kh * g.kw };
+        let taps: Vec<Value> = (0..n_taps)
             .map(|t| {
                 let s =
                     e.b.ins()
@@ -854,10 +857,20 @@ fn emit_conv_direct(
             e.copy(g.w, dst, src);
         });
         if let Some(dref) = dref {
-            let args: Vec<Value> = [pw, g.kh, g.kw, c.strides[0], c.strides[1], c.dilations[0], c.dilations[1], g.oh, g.ow]
-                .iter()
-                .map(|&v| e.c64(v as i64))
-                .collect();
+            let args: Vec<Value> = [
+                pw,
+                g.kh,
+                g.kw,
+                c.strides[0],
+                c.strides[1],
+                c.dilations[0],
+                c.dilations[1],
+                g.oh,
+                g.ow,
+            ]
+            .iter()
+            .map(|&v| e.c64(v as i64))
+            .collect();
             let mut call = vec![sp, args[0], wp];
             call.extend_from_slice(&args[1..]);
             call.push(yp);

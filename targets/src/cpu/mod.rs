@@ -16,6 +16,7 @@
 pub mod emit;
 pub mod kernels;
 pub mod lower;
+pub mod par;
 
 use crate::Target;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, UserFuncName};
@@ -55,13 +56,26 @@ pub struct CpuOptions {
     pub verify: bool,
     /// Keep the CLIF text of every function (for `--emit clif`).
     pub keep_clif: bool,
+    /// Test mode: surround every arena buffer and the scratch area with [`GUARD_BYTES`] of
+    /// canary bytes that the runtime fills before and checks after every step, so an
+    /// out-of-bounds write by generated code is reported (naming the step) instead of
+    /// silently corrupting a neighbour.
+    pub guards: bool,
+    /// Threads per run: 1, or 2 to split every GEMM and depthwise kernel call between the
+    /// caller and one persistent helper thread (larger values act as 2 for now).
+    pub threads: usize,
 }
+
+/// Size of each canary zone of [`CpuOptions::guards`] (before and after every buffer).
+pub const GUARD_BYTES: usize = 64;
 
 impl Default for CpuOptions {
     fn default() -> Self {
         CpuOptions {
             verify: cfg!(debug_assertions),
             keep_clif: false,
+            guards: false,
+            threads: 1,
         }
     }
 }
@@ -254,6 +268,10 @@ pub struct CpuProgram {
     pub outputs: Vec<(String, TensorType, Loc)>,
     /// Bytes of one run's arena (activations, then scratch).
     pub arena_bytes: usize,
+    /// Offset and size of the scratch area in the arena.
+    pub scratch: (usize, usize),
+    /// Canary bytes before and after every arena buffer (0 unless `CpuOptions::guards`).
+    pub guard: usize,
     pub weights: AlignedBytes,
     /// `(function name, CLIF text)` per generated function when `keep_clif` was set.
     pub clif: Vec<(String, String)>,
@@ -336,6 +354,12 @@ pub fn isa_for(target: Target) -> Result<cranelift_codegen::isa::OwnedTargetIsa,
 pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgram, CpuError> {
     let t0 = Instant::now();
     let kernel = kernels::gemm_kernel(target).ok_or(CpuError::NotJit(target))?;
+    let par = opts.threads >= 2;
+    let dw = if par {
+        kernels::dw_kernel_par(target)
+    } else {
+        kernels::dw_kernel(target)
+    };
     let ts = Instant::now();
     let isa = isa_for(target)?;
     let mut t_setup = ts.elapsed();
@@ -418,7 +442,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                         .collect(),
                     out: node.ty.clone(),
                 };
-                let plan = lower::plan_op(&info, &kernel);
+                let plan = lower::plan_op(&info, &kernel, dw.is_some());
                 if let Plan::View = plan {
                     let src = ins[0];
                     if let Some(&c) = const_alias.get(&src) {
@@ -486,9 +510,10 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
         e.0 = e.0.min(def);
         e.1 = e.1.max(end);
     }
+    let guard = if opts.guards { GUARD_BYTES } else { 0 };
     let mut bufs: Vec<(NodeId, usize, usize, usize)> = live
         .iter()
-        .map(|(&r, &(s, e))| (r, s, e, g.node(r).ty.bytes().div_ceil(64) * 64))
+        .map(|(&r, &(s, e))| (r, s, e, g.node(r).ty.bytes().div_ceil(64) * 64 + 2 * guard))
         .collect();
     bufs.sort_by_key(|&(r, s, _, size)| (s, std::cmp::Reverse(size), r));
     let mut placed: Vec<(usize, usize, usize, usize)> = Vec::new(); // (offset, size, start, end)
@@ -509,9 +534,9 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
             off = off.max(o + sz);
         }
         placed.push((off, size, s, e));
-        arena_off.insert(r, off);
+        arena_off.insert(r, off + guard);
         arena_bytes = arena_bytes.max(off + size);
-        report.naive_bytes += size;
+        report.naive_bytes += size - 2 * guard;
     }
     let loc_of = |id: NodeId| -> Option<Loc> {
         if let Some(&w) = weight_loc.get(&id) {
@@ -524,13 +549,21 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
             .and_then(|r| arena_off.get(r))
             .map(|&o| Loc::Arena(o))
     };
-    let scratch_off = arena_bytes;
+    let scratch_off = arena_bytes + guard;
     let mut scratch_bytes = 0usize;
     report.time_plan = t0.elapsed().saturating_sub(t_setup);
 
     // Code generation.
     let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
-    jb.symbol(kernel.symbol, kernel.func as *const u8);
+    let (ksym, kfunc) = if par {
+        (kernel.par_symbol, kernel.par_func)
+    } else {
+        (kernel.symbol, kernel.func)
+    };
+    jb.symbol(ksym, kfunc as *const u8);
+    if let Some((name, f)) = dw {
+        jb.symbol(name, f as *const u8);
+    }
     let ts = Instant::now();
     let mut module = JITModule::new(jb);
     t_setup += ts.elapsed();
@@ -540,8 +573,22 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
         ksig.params.push(AbiParam::new(ptr));
     }
     let kid: FuncId = module
-        .declare_function(kernel.symbol, Linkage::Import, &ksig)
+        .declare_function(ksym, Linkage::Import, &ksig)
         .map_err(|e| CpuError::Module(e.to_string()))?;
+    let did: Option<FuncId> = match dw {
+        Some((name, _)) => {
+            let mut dsig = module.make_signature();
+            for _ in 0..kernels::DW_PARAMS {
+                dsig.params.push(AbiParam::new(ptr));
+            }
+            Some(
+                module
+                    .declare_function(name, Linkage::Import, &dsig)
+                    .map_err(|e| CpuError::Module(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
     let mut sig = module.make_signature();
     sig.params.push(AbiParam::new(ptr));
     let mut ctx = module.make_context();
@@ -627,8 +674,9 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                     b.seal_block(entry);
                     let table = b.block_params(entry)[0];
                     let kref = module.declare_func_in_func(kid, b.func);
+                    let dref = did.map(|d| module.declare_func_in_func(d, b.func));
                     let mut e = emit::Emitter { b, table, fma };
-                    lower::emit_op(&mut e, &info, jp, &kernel, Some(kref));
+                    lower::emit_op(&mut e, &info, jp, &kernel, Some(kref), dref);
                     e.b.ins().return_(&[]);
                     e.b.seal_all_blocks();
                     e.b.finalize(module.isa().frontend_config());
@@ -708,7 +756,9 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
         steps,
         inputs,
         outputs,
-        arena_bytes: scratch_off + scratch_bytes,
+        arena_bytes: scratch_off + scratch_bytes + guard,
+        scratch: (scratch_off, scratch_bytes),
+        guard,
         weights,
         clif,
         report,

@@ -1,0 +1,92 @@
+//! Helpers shared by the CPU backend's integration tests: single-op graphs, deterministic
+//! random tensors, and the per-element tolerance check against the reference kernels.
+
+#![allow(dead_code)]
+
+use mnc_ir::eval::eval_op;
+use mnc_ir::{Graph, Op, Tensor, TensorType};
+use mnc_runtime::cpu::{CompiledModel, CpuOptions, Target};
+
+/// Deterministic values in [-1, 1) (xorshift).
+pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+pub fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::from_f32(shape.to_vec(), rand_vec(n, seed)).unwrap()
+}
+
+/// Options with Cranelift's verifier on every generated function and guard canaries around
+/// every buffer (an out-of-bounds write fails the run).
+pub fn verified() -> CpuOptions {
+    CpuOptions {
+        verify: true,
+        keep_clif: false,
+        guards: true,
+        threads: 1,
+    }
+}
+
+/// `max|y - y_ref| <= rel * max|y_ref|` per element, with equal shapes; returns the error.
+pub fn check_close(what: &str, y: &Tensor, y_ref: &Tensor, rel: f32) -> Result<f32, String> {
+    if y.shape != y_ref.shape {
+        return Err(format!("{what}: shape {:?} vs {:?}", y.shape, y_ref.shape));
+    }
+    let (a, b) = (y.as_f32().unwrap(), y_ref.as_f32().unwrap());
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let mut worst = 0.0f32;
+    for (i, (p, q)) in a.iter().zip(b).enumerate() {
+        let d = (p - q).abs();
+        if !(d <= rel * scale) && !(p.is_nan() && q.is_nan()) {
+            return Err(format!(
+                "{what}: element {i}: got {p}, want {q} (tol {rel} * {scale})"
+            ));
+        }
+        worst = worst.max(d);
+    }
+    Ok(worst)
+}
+
+/// One op applied to `inputs`; each input is a graph input (`false`) or a constant (`true`).
+pub fn single_op_graph(op: &Op, inputs: &[(Tensor, bool)]) -> (Graph, Vec<Tensor>) {
+    let mut g = Graph::new("single");
+    let mut ids = Vec::new();
+    let mut feeds = Vec::new();
+    for (k, (t, is_const)) in inputs.iter().enumerate() {
+        if *is_const {
+            ids.push(g.add_constant(format!("c{k}"), t.clone()));
+        } else {
+            ids.push(g.add_input(format!("x{k}"), TensorType::new(t.dtype(), t.shape.clone())));
+            feeds.push(t.clone());
+        }
+    }
+    let y = g.add_node_inferred("op", op.clone(), &ids).unwrap();
+    g.add_output("y", y);
+    mnc_ir::verify::verify(&g).unwrap();
+    (g, feeds)
+}
+
+/// Compiles the single-op graph for every JIT target the host runs and compares the result
+/// with `eval_op` under `rel`. Returns the number of fallback ops seen (per target summed).
+pub fn check_op_all_targets(op: &Op, inputs: &[(Tensor, bool)], rel: f32) -> Result<usize, String> {
+    let refs: Vec<&Tensor> = inputs.iter().map(|(t, _)| t).collect();
+    let want = eval_op(op, &refs).map_err(|e| e.to_string())?;
+    let (g, feeds) = single_op_graph(op, inputs);
+    let mut fallbacks = 0;
+    for t in Target::host_jit_targets() {
+        let m = CompiledModel::compile(&g, t, &verified()).map_err(|e| format!("{t}: {e}"))?;
+        fallbacks += m.report().fallbacks();
+        let got = m.run(&feeds).map_err(|e| format!("{t}: {e}"))?;
+        check_close(&format!("{t} {op:?}"), &got[0], &want, rel)?;
+    }
+    Ok(fallbacks)
+}

@@ -1,0 +1,171 @@
+//! The CPU backend on whole graphs: the hand-built MobileNetV2 / MobileNetV3 / EfficientNet
+//! blocks of `mnc_passes::samples` and every committed ONNX fixture, imported and optimized
+//! with `mnc_passes::optimize`, on every JIT target the host runs (Cranelift's verifier on).
+//! Each output matches the reference executor on the same optimized graph to
+//! `max|y - y_ref| <= 1e-4 * max|y_ref|` per element, and the exporter's `output.npy` to the
+//! same tolerance. The fixtures must compile without a single fallback op. A compiled model
+//! run from several threads at once gives identical results.
+
+mod cpu_common;
+
+use cpu_common::*;
+use mnc::onnx::{import_file, ImportOptions};
+use mnc_ir::{Graph, Tensor};
+use mnc_runtime::cpu::{CompiledModel, Target};
+use mnc_tests::fixtures;
+use std::path::Path;
+
+const TOL: f32 = 1e-4;
+
+fn optimized(mut g: Graph) -> Graph {
+    let opts = mnc_passes::PipelineOptions {
+        verify: true,
+        ..Default::default()
+    };
+    mnc_passes::optimize(&mut g, &opts).unwrap();
+    g
+}
+
+fn feeds(g: &Graph, seed: u64) -> Vec<Tensor> {
+    g.inputs
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| rand_tensor(&g.node(i).ty.shape, seed + k as u64))
+        .collect()
+}
+
+/// Compiles `g` for every host JIT target, checks it against `want`, returns the fallbacks.
+fn check_graph(what: &str, g: &Graph, x: &[Tensor], want: &[Tensor]) -> usize {
+    let mut fallbacks = 0;
+    for t in Target::host_jit_targets() {
+        let m =
+            CompiledModel::compile(g, t, &verified()).unwrap_or_else(|e| panic!("{what} {t}: {e}"));
+        fallbacks += m.report().fallbacks();
+        let got = m.run(x).unwrap_or_else(|e| panic!("{what} {t}: {e}"));
+        assert_eq!(got.len(), want.len());
+        for (k, (y, r)) in got.iter().zip(want).enumerate() {
+            check_close(&format!("{what} {t} output {k}"), y, r, TOL)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    fallbacks
+}
+
+#[test]
+fn sample_blocks() {
+    for (name, g) in [
+        ("mbv2", mnc_passes::samples::mobilenet_v2_block(11).unwrap()),
+        ("mbv3", mnc_passes::samples::mobilenet_v3_block(12).unwrap()),
+        (
+            "effnet",
+            mnc_passes::samples::efficientnet_mbconv_block(13).unwrap(),
+        ),
+    ] {
+        let x = feeds(&g, 5);
+        let want = mnc_runtime::reference::run(&g, &x).unwrap();
+        // unoptimized graph (BatchNorm, standalone activations, Add, Mul...) and optimized one
+        check_graph(&format!("{name} raw"), &g, &x, &want);
+        let fb = check_graph(&format!("{name} optimized"), &optimized(g), &x, &want);
+        assert_eq!(fb, 0, "{name}");
+    }
+}
+
+fn fixture_input(g: &Graph, dir: &Path) -> Vec<Tensor> {
+    let npy = dir.join("input.npy");
+    if npy.is_file() {
+        vec![mnc::io::read_npy(&npy).unwrap()]
+    } else {
+        feeds(g, 3)
+    }
+}
+
+#[test]
+fn committed_fixtures() {
+    let all = fixtures();
+    assert!(!all.is_empty(), "no fixtures found");
+    for dir in all {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let g = import_file(&dir.join("model.onnx"), &ImportOptions::default()).unwrap();
+        let g = optimized(g);
+        let x = fixture_input(&g, &dir);
+        let want = mnc_runtime::reference::run(&g, &x).unwrap();
+        let fb = check_graph(&name, &g, &x, &want);
+        assert_eq!(fb, 0, "{name}: fallback ops");
+        // and the exporter's own output
+        let npy = dir.join("output.npy");
+        if npy.is_file() {
+            let torch = mnc::io::read_npy(&npy).unwrap();
+            let m = CompiledModel::compile(&g, Target::detect_host(), &Default::default()).unwrap();
+            if m.target().is_jit() {
+                let got = m.run(&x).unwrap();
+                check_close(&format!("{name} vs output.npy"), &got[0], &torch, TOL).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn fixture_respecialized_to_batch_2() {
+    let dir = mnc_tests::fixtures_dir().join("mnv2_w035_op13");
+    let g = import_file(&dir.join("model.onnx"), &ImportOptions { batch: Some(2) }).unwrap();
+    let g = optimized(g);
+    assert_eq!(g.node(g.inputs[0]).ty.shape[0], 2);
+    let x = feeds(&g, 9);
+    let want = mnc_runtime::reference::run(&g, &x).unwrap();
+    assert_eq!(check_graph("mnv2 batch 2", &g, &x, &want), 0);
+}
+
+#[test]
+fn concurrent_runs_are_identical() {
+    let g = optimized(mnc_passes::samples::efficientnet_mbconv_block(3).unwrap());
+    let m = CompiledModel::compile(&g, Target::detect_host(), &Default::default()).unwrap();
+    if !m.target().is_jit() {
+        return;
+    }
+    let inputs: Vec<Vec<Tensor>> = (0..4).map(|s| feeds(&g, 100 + s)).collect();
+    let serial: Vec<Vec<Tensor>> = inputs.iter().map(|x| m.run(x).unwrap()).collect();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = inputs
+            .iter()
+            .map(|x| {
+                let m = &m;
+                s.spawn(move || (0..5).map(|_| m.run(x).unwrap()).collect::<Vec<_>>())
+            })
+            .collect();
+        for (h, want) in hs.into_iter().zip(&serial) {
+            for got in h.join().unwrap() {
+                assert_eq!(&got, want);
+            }
+        }
+    });
+}
+
+#[test]
+fn two_threads_give_identical_results() {
+    // The kernels split their work between the caller and a helper thread; every element is
+    // still computed by the same code, so outputs must match the 1-thread run bit for bit.
+    let dir = mnc_tests::fixtures_dir().join("mnv2_w035_op13");
+    let g =
+        optimized(import_file(&dir.join("model.onnx"), &ImportOptions { batch: Some(2) }).unwrap());
+    let x = feeds(&g, 21);
+    for t in Target::host_jit_targets() {
+        let one = CompiledModel::compile(&g, t, &verified()).unwrap();
+        let opts = mnc_runtime::cpu::CpuOptions {
+            threads: 2,
+            ..verified()
+        };
+        let two = CompiledModel::compile(&g, t, &opts).unwrap();
+        let want = one.run(&x).unwrap();
+        // several runs, also from two threads at once (the helper is then busy for one of them)
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| (0..3).map(|_| two.run(&x).unwrap()).collect::<Vec<_>>()))
+                .collect();
+            for h in hs {
+                for got in h.join().unwrap() {
+                    assert_eq!(got, want, "{t}");
+                }
+            }
+        });
+    }
+}
