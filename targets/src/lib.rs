@@ -49,10 +49,10 @@ impl Target {
         }
     }
 
-    /// The default target of the CLI (the reference executor until the CLI is wired to the
-    /// JIT backend; `host` resolves through [`Target::detect_host`]).
+    /// The default target of the CLI: the fastest JIT target this host runs
+    /// ([`Target::detect_host`]), the reference executor where none runs.
     pub fn host_default() -> Target {
-        Target::Reference
+        Target::detect_host()
     }
 
     /// The fastest JIT target this host can run (`host` on the command line); the reference
