@@ -97,6 +97,8 @@ enum Emit {
     Onnx,
     /// CUDA targets: the PTX module and the launch plan, written into the folder given by -o.
     Ptx,
+    /// x86-64 targets: the Cranelift IR (CLIF) of every generated function.
+    Clif,
 }
 
 /// Arguments of `mnc compile`.
@@ -244,6 +246,9 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
     if a.allow_tf32 && !a.target.is_cuda() {
         bail!("--allow-tf32 applies to CUDA targets only");
     }
+    if a.emit == Some(Emit::Clif) && !a.target.is_jit() {
+        bail!("--emit clif needs an x86-64 target (--target x86_64|x86_64-avx2|x86_64-avx512|host)");
+    }
     let t0 = Instant::now();
     let mut graph = mnc::model::load(&a.model, a.batch)?;
     let t_import = t0.elapsed();
@@ -278,6 +283,16 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
             let out = a.output.as_ref().expect("checked above");
             mnc::export::write_onnx(&graph, out)
                 .with_context(|| format!("{}: writing ONNX", out.display()))?;
+        }
+        Some(Emit::Clif) => {
+            let opts = mnc_targets::cpu::CpuOptions {
+                keep_clif: true,
+                verify: true,
+                ..Default::default()
+            };
+            let m = mnc_runtime::cpu::CompiledModel::compile(&graph, a.target, &opts)
+                .with_context(|| format!("{}: compiling for {}", a.model, a.target))?;
+            write_text(a.output.as_ref(), &m.clif_text())?;
         }
         Some(Emit::Ptx) => {
             let (Target::Cuda(arch), Some(dir)) = (a.target, a.output.as_ref()) else {

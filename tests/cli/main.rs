@@ -164,6 +164,19 @@ fn compile_reports_and_emits_ir() {
     assert!(err.contains("# IR after bn-fold"), "{err}");
     assert!(err.contains("activation arena:"), "{err}");
     assert!(err.contains("bn-fold"), "{err}");
+    // CLIF of the x86-64 JIT and PTX of the CUDA target: both need no special hardware.
+    let o = mnc(&["compile", f.to_str().unwrap(), "--emit", "clif", "--target", "x86_64"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let clif = String::from_utf8_lossy(&o.stdout);
+    assert!(clif.contains("function ") && clif.contains("(Conv)"), "{clif}");
+    let d = tmpdir("ptx");
+    let o = mnc(&["compile", f.to_str().unwrap(), "--emit", "ptx", "--target", "cuda-sm90", "-o", d.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ptx = std::fs::read_dir(&d).unwrap().filter_map(|e| e.ok()).find(|e| e.path().extension().is_some_and(|x| x == "ptx"));
+    let ptx = std::fs::read_to_string(ptx.expect("a .ptx file").path()).unwrap();
+    assert!(ptx.contains(".target sm_90") && ptx.contains(".entry"), "{}", &ptx[..ptx.len().min(400)]);
+    let o = mnc(&["compile", f.to_str().unwrap(), "--emit", "ptx", "--target", "x86_64", "-o", d.to_str().unwrap()]);
+    assert_clean_failure(&o, "--emit ptx");
     let o = mnc(&["compile", f.to_str().unwrap(), "--print-after", "no-such-pass"]);
     assert_clean_failure(&o, "no-such-pass");
 }
