@@ -10,6 +10,9 @@ use mnc_targets::Target;
 pub struct ExecOptions {
     /// CUDA: allow TF32 tensor-core math for pointwise convs and GEMMs (not exact f32).
     pub allow_tf32: bool,
+    /// CPU: threads per run (1, or 2 to split every GEMM and depthwise kernel call; see
+    /// docs/CPU_BACKEND.md). 0 means 1.
+    pub threads: usize,
 }
 
 /// A model ready to run on one target.
@@ -28,6 +31,9 @@ impl Executable {
         if opts.allow_tf32 && !target.is_cuda() {
             bail!("--allow-tf32 applies to CUDA targets only (target is {target})");
         }
+        if opts.threads > 1 && !target.is_jit() {
+            bail!("--threads applies to the x86-64 targets only (target is {target})");
+        }
         match target {
             Target::Reference => Ok(Executable::Reference(graph)),
             Target::Cuda(arch) => {
@@ -41,7 +47,11 @@ impl Executable {
             }
             Target::X86_64 | Target::X86_64Avx2 | Target::X86_64Avx512 => {
                 let g = optimized(graph, target)?;
-                let m = mnc_runtime::cpu::CompiledModel::compile(&g, target, &Default::default())
+                let copts = mnc_targets::cpu::CpuOptions {
+                    threads: opts.threads.max(1),
+                    ..Default::default()
+                };
+                let m = mnc_runtime::cpu::CompiledModel::compile(&g, target, &copts)
                     .with_context(|| format!("target {target}"))?;
                 Ok(Executable::Cpu(Box::new(m)))
             }

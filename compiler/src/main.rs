@@ -74,6 +74,13 @@ struct BenchArgs {
     /// CUDA targets: allow TF32 tensor-core math.
     #[arg(long)]
     allow_tf32: bool,
+    /// x86-64 targets: threads per run (1, or 2: experimental split of every GEMM and
+    /// depthwise kernel call, see docs/CPU_BACKEND.md).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// x86-64 targets: time and GFLOP/s per fused op (mean over the timed runs).
+    #[arg(long)]
+    profile: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = BenchFormat::Text)]
     format: BenchFormat,
@@ -133,6 +140,13 @@ struct CompileArgs {
 }
 
 fn main() {
+    // Like other Unix tools, end quietly when stdout is closed early (`mnc ... | head`)
+    // instead of failing on the write: restore the default SIGPIPE action Rust ignores.
+    #[cfg(unix)]
+    // SAFETY: setting a signal disposition at start-up, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match &cli.cmd {
         Command::Run(a) => cmd_run(a),
@@ -175,8 +189,8 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
     if graph.inputs.len() != 1 {
         bail!("{}: the model has {} inputs; `mnc run` feeds exactly one", a.model, graph.inputs.len());
     }
-    let mut exe = Executable::build(graph, a.target, &ExecOptions { allow_tf32: a.allow_tf32 })
-        .with_context(|| a.model.clone())?;
+    let eopts = ExecOptions { allow_tf32: a.allow_tf32, threads: 1 };
+    let mut exe = Executable::build(graph, a.target, &eopts).with_context(|| a.model.clone())?;
     let t_load = t_load + t0.elapsed();
     let t1 = Instant::now();
     let outputs = exe
@@ -425,8 +439,11 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
     let mult_adds = mnc::cost::analyze(&graph, &Default::default())
         .map(|c| c.total_mult_adds)
         .unwrap_or(0);
-    let mut exe = Executable::build(graph, a.target, &ExecOptions { allow_tf32: a.allow_tf32 })
-        .with_context(|| a.model.clone())?;
+    if a.profile && !a.target.is_jit() {
+        bail!("--profile needs an x86-64 target (per-op timing of the JIT code)");
+    }
+    let eopts = ExecOptions { allow_tf32: a.allow_tf32, threads: a.threads };
+    let mut exe = Executable::build(graph, a.target, &eopts).with_context(|| a.model.clone())?;
     let t_build = t0.elapsed();
     // A fixed pseudo-random input in [-1, 1) (xorshift64).
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -448,6 +465,10 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
         exe.run(&input)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let profile = match (&exe, a.profile) {
+        (Executable::Cpu(m), true) => Some(profile_ops(m, &input, a.iters)?),
+        _ => None,
+    };
     ms.sort_by(|x, y| x.total_cmp(y));
     let (median, min, p90) = (quantile(&ms, 0.5), ms[0], quantile(&ms, 0.9));
     let throughput = batch as f64 / (median / 1e3);
@@ -462,6 +483,10 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
                 "p90_ms": p90, "throughput_per_s": throughput, "mult_adds": mult_adds,
                 "gflops": gflops, "build_ms": t_build.as_secs_f64() * 1e3,
                 "timing": "wall clock per run(), including host<->device copies for GPU targets",
+                "profile": profile.as_ref().map(|p| p.iter().map(|r| serde_json::json!({
+                    "node": r.node, "op": r.op, "strategy": r.strategy, "mean_ms": r.mean_ms,
+                    "flops": r.flops, "gflops": r.gflops(),
+                })).collect::<Vec<_>>()),
             });
             println!("{}", serde_json::to_string_pretty(&j)?);
         }
@@ -480,7 +505,75 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
             if a.target.is_cuda() {
                 println!("(GPU timing is wall clock per run, including host<->device copies)");
             }
+            if let Some(p) = &profile {
+                println!("\nper op (mean over {} profiled runs):", a.iters);
+                println!("{:>9} {:>6} {:>9}  {:<18} {:<24} node", "ms", "%", "GFLOP/s", "op", "strategy");
+                let total: f64 = p.iter().map(|r| r.mean_ms).sum();
+                for r in p {
+                    println!(
+                        "{:>9.4} {:>5.1}% {:>9.1}  {:<18} {:<24} {}",
+                        r.mean_ms,
+                        100.0 * r.mean_ms / total.max(1e-12),
+                        r.gflops(),
+                        r.op,
+                        r.strategy,
+                        r.node
+                    );
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// One fused op's share of a profiled CPU run.
+struct OpProfile {
+    node: String,
+    op: String,
+    strategy: String,
+    flops: u64,
+    mean_ms: f64,
+}
+
+impl OpProfile {
+    fn gflops(&self) -> f64 {
+        if self.mean_ms > 0.0 {
+            self.flops as f64 / (self.mean_ms / 1e3) / 1e9
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Mean wall time per generated step over `iters` profiled runs, joined with the compile
+/// report's op kind, lowering strategy and FLOPs (by node name), in execution order.
+fn profile_ops(
+    m: &mnc_runtime::cpu::CompiledModel,
+    input: &[Tensor],
+    iters: usize,
+) -> Result<Vec<OpProfile>> {
+    let mut sums: Vec<(String, f64)> = Vec::new();
+    for _ in 0..iters {
+        let (_, times) = m.run_profiled(input)?;
+        if sums.is_empty() {
+            sums = times.iter().map(|(n, _)| (n.clone(), 0.0)).collect();
+        }
+        for ((_, acc), (_, d)) in sums.iter_mut().zip(&times) {
+            *acc += d.as_secs_f64() * 1e3;
+        }
+    }
+    let report = m.report();
+    Ok(sums
+        .into_iter()
+        .map(|(node, total)| {
+            let op = report.ops.iter().find(|o| o.node == node);
+            OpProfile {
+                op: op.map(|o| o.op.to_string()).unwrap_or_default(),
+                strategy: op.map(|o| o.strategy.clone()).unwrap_or_default(),
+                flops: op.map(|o| o.flops).unwrap_or(0),
+                mean_ms: total / iters as f64,
+                node,
+            }
+        })
+        .collect())
 }

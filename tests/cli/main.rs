@@ -180,3 +180,19 @@ fn compile_reports_and_emits_ir() {
     let o = mnc(&["compile", f.to_str().unwrap(), "--print-after", "no-such-pass"]);
     assert_clean_failure(&o, "no-such-pass");
 }
+
+#[test]
+fn bench_reports_latency_and_a_per_op_profile() {
+    let f = fixture("mnv2_trunc_dynbatch_op10").join("model.onnx");
+    let o = mnc(&["bench", f.to_str().unwrap(), "--iters", "3", "--warmup", "1", "--profile", "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bench --format json prints JSON");
+    for key in ["median_ms", "min_ms", "p90_ms", "throughput_per_s", "gflops", "mult_adds"] {
+        assert!(j[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {j}");
+    }
+    let ops = j["profile"].as_array().expect("a per-op profile");
+    assert!(ops.iter().any(|r| r["op"] == "Conv" && r["mean_ms"].as_f64().is_some()), "{j}");
+    // The reference executor has no per-op profile.
+    let o = mnc(&["bench", f.to_str().unwrap(), "--target", "reference", "--profile"]);
+    assert_clean_failure(&o, "--profile");
+}
