@@ -75,7 +75,11 @@ impl Executable {
             Executable::Cuda(m) => format!(
                 "{}{}",
                 m.device_name(),
-                if m.uses_cuda_graph() { ", CUDA graph" } else { "" }
+                if m.uses_cuda_graph() {
+                    ", CUDA graph"
+                } else {
+                    ""
+                }
             ),
         }
     }

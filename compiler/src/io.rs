@@ -24,7 +24,10 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
     let dtype = npy.dtype();
     let type_str = match &dtype {
         npyz::DType::Plain(t) => t.to_string(),
-        _ => bail!("{}: structured arrays are not supported; expected float32", path.display()),
+        _ => bail!(
+            "{}: structured arrays are not supported; expected float32",
+            path.display()
+        ),
     };
     let elem = match type_str.as_str() {
         "<f4" | "|f4" => 4,
@@ -54,7 +57,11 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
             .collect()
     };
     if data.len() != numel {
-        bail!("{}: expected {numel} elements, found {}", path.display(), data.len());
+        bail!(
+            "{}: expected {numel} elements, found {}",
+            path.display(),
+            data.len()
+        );
     }
     if order == npyz::Order::Fortran && shape.len() > 1 {
         data = fortran_to_c(&data, &shape);
@@ -121,9 +128,15 @@ pub fn load_image(path: &Path, resize: u32, crop: u32) -> Result<Tensor> {
         bail!("{}: empty image", path.display());
     }
     let (nw, nh) = if w <= h {
-        (resize, ((h as u64 * resize as u64) / w as u64).max(1) as u32)
+        (
+            resize,
+            ((h as u64 * resize as u64) / w as u64).max(1) as u32,
+        )
     } else {
-        (((w as u64 * resize as u64) / h as u64).max(1) as u32, resize)
+        (
+            ((w as u64 * resize as u64) / h as u64).max(1) as u32,
+            resize,
+        )
     };
     if nw < crop || nh < crop {
         bail!("resize {resize} is smaller than the crop {crop}");
@@ -146,7 +159,9 @@ pub fn load_image(path: &Path, resize: u32, crop: u32) -> Result<Tensor> {
 
 /// The 1000 ImageNet class names, in class-index order.
 pub fn imagenet_classes() -> Vec<&'static str> {
-    include_str!("../data/imagenet_classes.txt").lines().collect()
+    include_str!("../data/imagenet_classes.txt")
+        .lines()
+        .collect()
 }
 
 /// Indices and values of the `k` largest entries, largest first (ties by lower index).
@@ -169,7 +184,10 @@ mod tests {
         write_npy(&p, &t).unwrap();
         assert_eq!(read_npy(&p).unwrap(), t);
         // column-major [[1,2,3],[4,5,6]] is stored 1,4,2,5,3,6
-        assert_eq!(fortran_to_c(&[1., 4., 2., 5., 3., 6.], &[2, 3]), vec![1., 2., 3., 4., 5., 6.]);
+        assert_eq!(
+            fortran_to_c(&[1., 4., 2., 5., 3., 6.], &[2, 3]),
+            vec![1., 2., 3., 4., 5., 6.]
+        );
         std::fs::write(&p, b"\x93NUMPY garbage").unwrap();
         assert!(read_npy(&p).is_err());
         std::fs::remove_dir_all(&dir).ok();

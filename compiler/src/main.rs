@@ -179,7 +179,12 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
             // One image, replicated when the model was compiled for a larger batch.
             if want.len() == 4 && want[0] > 1 && want[1..] == t.shape[1..] {
                 let one = t.as_f32().unwrap_or_default().to_vec();
-                let data = one.iter().copied().cycle().take(one.len() * want[0]).collect();
+                let data = one
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(one.len() * want[0])
+                    .collect();
                 t = Tensor::from_f32(want, data)?;
             }
             t
@@ -187,9 +192,16 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
         (None, None) => bail!("give --input X.npy or --image PHOTO"),
     };
     if graph.inputs.len() != 1 {
-        bail!("{}: the model has {} inputs; `mnc run` feeds exactly one", a.model, graph.inputs.len());
+        bail!(
+            "{}: the model has {} inputs; `mnc run` feeds exactly one",
+            a.model,
+            graph.inputs.len()
+        );
     }
-    let eopts = ExecOptions { allow_tf32: a.allow_tf32, threads: 1 };
+    let eopts = ExecOptions {
+        allow_tf32: a.allow_tf32,
+        threads: 1,
+    };
     let mut exe = Executable::build(graph, a.target, &eopts).with_context(|| a.model.clone())?;
     let t_load = t_load + t0.elapsed();
     let t1 = Instant::now();
@@ -200,13 +212,22 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
     let out = outputs.first().context("the model produced no output")?;
     if let Some(path) = &a.output {
         io::write_npy(path, out)?;
-        eprintln!("wrote {} {:?} to {}", out.dtype(), out.shape, path.display());
+        eprintln!(
+            "wrote {} {:?} to {}",
+            out.dtype(),
+            out.shape,
+            path.display()
+        );
         return Ok(());
     }
     println!("output {:?} {}", out.shape, out.dtype());
     if let (Some(data), 2) = (out.as_f32(), out.shape.len()) {
         let (n, c) = (out.shape[0], out.shape[1]);
-        let names = if a.image.is_some() && c == 1000 { Some(io::imagenet_classes()) } else { None };
+        let names = if a.image.is_some() && c == 1000 {
+            Some(io::imagenet_classes())
+        } else {
+            None
+        };
         for b in 0..n {
             println!("batch item {b}: top-5");
             for (i, v) in io::top_k(&data[b * c..(b + 1) * c], 5) {
@@ -237,7 +258,9 @@ fn check_runnable(t: Target) -> Result<()> {
 
 fn write_text(path: Option<&PathBuf>, text: &str) -> Result<()> {
     match path {
-        Some(p) => std::fs::write(p, text).with_context(|| format!("{}: cannot write", p.display())),
+        Some(p) => {
+            std::fs::write(p, text).with_context(|| format!("{}: cannot write", p.display()))
+        }
         None => {
             print!("{text}");
             Ok(())
@@ -248,7 +271,10 @@ fn write_text(path: Option<&PathBuf>, text: &str) -> Result<()> {
 fn cmd_compile(a: &CompileArgs) -> Result<()> {
     for p in &a.print_after {
         if !mnc_passes::PASS_NAMES.contains(&p.as_str()) {
-            bail!("--print-after: unknown pass '{p}' (passes: {})", mnc_passes::PASS_NAMES.join(", "));
+            bail!(
+                "--print-after: unknown pass '{p}' (passes: {})",
+                mnc_passes::PASS_NAMES.join(", ")
+            );
         }
     }
     if a.emit == Some(Emit::Onnx) && a.output.is_none() {
@@ -261,7 +287,9 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
         bail!("--allow-tf32 applies to CUDA targets only");
     }
     if a.emit == Some(Emit::Clif) && !a.target.is_jit() {
-        bail!("--emit clif needs an x86-64 target (--target x86_64|x86_64-avx2|x86_64-avx512|host)");
+        bail!(
+            "--emit clif needs an x86-64 target (--target x86_64|x86_64-avx2|x86_64-avx512|host)"
+        );
     }
     let t0 = Instant::now();
     let mut graph = mnc::model::load(&a.model, a.batch)?;
@@ -312,14 +340,19 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
             let (Target::Cuda(arch), Some(dir)) = (a.target, a.output.as_ref()) else {
                 unreachable!("checked above")
             };
-            let opts = mnc_targets::cuda::CudaOptions { allow_tf32: a.allow_tf32 };
+            let opts = mnc_targets::cuda::CudaOptions {
+                allow_tf32: a.allow_tf32,
+            };
             let prog = mnc_targets::cuda::compile(&graph, arch, &opts)
                 .with_context(|| format!("{}: generating PTX", a.model))?;
-            std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("{}: cannot create", dir.display()))?;
             let ptx = dir.join(format!("{}.ptx", sanitize(&graph.name)));
-            std::fs::write(&ptx, &prog.ptx).with_context(|| format!("{}: cannot write", ptx.display()))?;
+            std::fs::write(&ptx, &prog.ptx)
+                .with_context(|| format!("{}: cannot write", ptx.display()))?;
             let plan = dir.join("plan.txt");
-            std::fs::write(&plan, prog.plan_text()).with_context(|| format!("{}: cannot write", plan.display()))?;
+            std::fs::write(&plan, prog.plan_text())
+                .with_context(|| format!("{}: cannot write", plan.display()))?;
             eprintln!(
                 "wrote {} kernels ({} launches) to {} and the launch plan to {}",
                 prog.kernels.len(),
@@ -365,7 +398,12 @@ fn compile_summary(
         *ops.entry(key).or_default() += 1;
     }
     let _ = writeln!(s, "{}: compiled for target {}", a.model, a.target);
-    let _ = writeln!(s, "nodes: {} imported -> {} after passes", nodes_imported, g.node_count());
+    let _ = writeln!(
+        s,
+        "nodes: {} imported -> {} after passes",
+        nodes_imported,
+        g.node_count()
+    );
     let fusions: Vec<String> = report
         .records
         .iter()
@@ -380,7 +418,10 @@ fn compile_summary(
     let _ = writeln!(
         s,
         "ops: {}",
-        ops.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+        ops.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     if let Ok(cost) = mnc::cost::analyze(g, &Default::default()) {
         let _ = writeln!(s, "mult-adds: {:.2} M", cost.total_mult_adds as f64 / 1e6);
@@ -409,7 +450,13 @@ fn compile_summary(
 fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() {
         "model".into()
@@ -432,7 +479,11 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
     let t0 = Instant::now();
     let graph = mnc::model::load(&a.model, a.batch)?;
     if graph.inputs.len() != 1 {
-        bail!("{}: the model has {} inputs; `mnc bench` feeds exactly one", a.model, graph.inputs.len());
+        bail!(
+            "{}: the model has {} inputs; `mnc bench` feeds exactly one",
+            a.model,
+            graph.inputs.len()
+        );
     }
     let in_ty = graph.node(graph.inputs[0]).ty.clone();
     let batch = in_ty.shape.first().copied().unwrap_or(1).max(1);
@@ -442,7 +493,10 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
     if a.profile && !a.target.is_jit() {
         bail!("--profile needs an x86-64 target (per-op timing of the JIT code)");
     }
-    let eopts = ExecOptions { allow_tf32: a.allow_tf32, threads: a.threads };
+    let eopts = ExecOptions {
+        allow_tf32: a.allow_tf32,
+        threads: a.threads,
+    };
     let mut exe = Executable::build(graph, a.target, &eopts).with_context(|| a.model.clone())?;
     let t_build = t0.elapsed();
     // A fixed pseudo-random input in [-1, 1) (xorshift64).
@@ -492,7 +546,10 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
         }
         BenchFormat::Text => {
             println!("{} on {} ({device}), batch {batch}", a.model, a.target);
-            println!("build (import + passes + codegen): {:.1} ms", t_build.as_secs_f64() * 1e3);
+            println!(
+                "build (import + passes + codegen): {:.1} ms",
+                t_build.as_secs_f64() * 1e3
+            );
             println!(
                 "latency over {} runs (after {} warm-up): median {median:.3} ms, min {min:.3} ms, p90 {p90:.3} ms",
                 a.iters, a.warmup
@@ -507,7 +564,10 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
             }
             if let Some(p) = &profile {
                 println!("\nper op (mean over {} profiled runs):", a.iters);
-                println!("{:>9} {:>6} {:>9}  {:<18} {:<24} node", "ms", "%", "GFLOP/s", "op", "strategy");
+                println!(
+                    "{:>9} {:>6} {:>9}  {:<18} {:<24} node",
+                    "ms", "%", "GFLOP/s", "op", "strategy"
+                );
                 let total: f64 = p.iter().map(|r| r.mean_ms).sum();
                 for r in p {
                     println!(

@@ -16,7 +16,8 @@ pub fn load(spec: &str, batch: Option<usize>) -> Result<Graph> {
             batch: batch.unwrap_or(1),
             ..Default::default()
         };
-        return crate::zoo::build(name, &opts).with_context(|| format!("building zoo model '{name}'"));
+        return crate::zoo::build(name, &opts)
+            .with_context(|| format!("building zoo model '{name}'"));
     }
     let opts = crate::onnx::ImportOptions { batch };
     Ok(crate::onnx::import_file(Path::new(spec), &opts)?)

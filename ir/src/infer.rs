@@ -548,7 +548,10 @@ mod tests {
     fn absurd_window_arithmetic_is_an_error() {
         assert!(window_out(usize::MAX, 3, 1, 1, 1, 1, false).is_err());
         assert!(window_out(8, 3, 1, usize::MAX, 0, 0, false).is_err());
-        let pad = Op::Pad { pads: vec![usize::MAX, 0], value: 0.0 };
+        let pad = Op::Pad {
+            pads: vec![usize::MAX, 0],
+            value: 0.0,
+        };
         assert!(infer(&pad, &[&TensorType::f32(vec![2])]).is_err());
     }
 

@@ -1,8 +1,8 @@
 //! `mnc-runtime`: executes models. Holds the reference executor (the oracle for every pass
 //! and backend) and the runtime's error type.
 
-pub mod cuda;
 pub mod cpu;
+pub mod cuda;
 pub mod error;
 pub mod reference;
 

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn mnc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mnc")).args(args).output().expect("mnc runs")
+    Command::new(env!("CARGO_BIN_EXE_mnc"))
+        .args(args)
+        .output()
+        .expect("mnc runs")
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
@@ -18,10 +21,20 @@ fn tmpdir(tag: &str) -> PathBuf {
 fn assert_clean_failure(o: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     let code = o.status.code();
-    assert!(matches!(code, Some(1) | Some(2)), "exit code {code:?}, stderr: {err}");
+    assert!(
+        matches!(code, Some(1) | Some(2)),
+        "exit code {code:?}, stderr: {err}"
+    );
     assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
-    assert!(err.contains(needle), "stderr does not name '{needle}': {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "expected one line, got: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "stderr does not name '{needle}': {err}"
+    );
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -36,7 +49,12 @@ fn bad_model_files_fail_cleanly() {
     let full = std::fs::read(fixture("mnv2_w035_op13").join("model.onnx")).unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty.onnx", vec![]),
-        ("random.onnx", (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect()),
+        (
+            "random.onnx",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+        ),
         ("truncated.onnx", full[..full.len() / 3].to_vec()),
         // A valid protobuf message that is not a model: one varint field.
         ("not_a_model.onnx", vec![0x08, 0x01]),
@@ -47,7 +65,12 @@ fn bad_model_files_fail_cleanly() {
         let o = mnc(&["run", p.to_str().unwrap(), "--input", x]);
         assert_clean_failure(&o, name);
     }
-    let o = mnc(&["run", d.join("missing.onnx").to_str().unwrap(), "--input", x]);
+    let o = mnc(&[
+        "run",
+        d.join("missing.onnx").to_str().unwrap(),
+        "--input",
+        x,
+    ]);
     assert_clean_failure(&o, "missing.onnx");
 }
 
@@ -58,11 +81,24 @@ fn bad_inputs_fail_cleanly() {
     let model = model.to_str().unwrap();
     let corrupt = d.join("corrupt.npy");
     std::fs::write(&corrupt, b"\x93NUMPY\x01\x00garbage").unwrap();
-    assert_clean_failure(&mnc(&["run", model, "--input", corrupt.to_str().unwrap()]), "corrupt.npy");
+    assert_clean_failure(
+        &mnc(&["run", model, "--input", corrupt.to_str().unwrap()]),
+        "corrupt.npy",
+    );
     // A valid .npy of the wrong shape: the input of another fixture.
     let other = fixture("mnv3s_w035_b3_op17").join("input.npy");
-    assert_clean_failure(&mnc(&["run", model, "--input", other.to_str().unwrap()]), "input");
-    let o = mnc(&["run", model, "--input", other.to_str().unwrap(), "--target", "nonsense"]);
+    assert_clean_failure(
+        &mnc(&["run", model, "--input", other.to_str().unwrap()]),
+        "input",
+    );
+    let o = mnc(&[
+        "run",
+        model,
+        "--input",
+        other.to_str().unwrap(),
+        "--target",
+        "nonsense",
+    ]);
     assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
 }
 
@@ -83,7 +119,12 @@ fn run_writes_the_output_npy() {
     let y = mnc::io::read_npy(&out).unwrap();
     let y_ref = mnc::io::read_npy(&f.join("output.npy")).unwrap();
     assert_eq!(y.shape, y_ref.shape);
-    assert_close("mnc run", y.as_f32().unwrap(), y_ref.as_f32().unwrap(), 1e-4);
+    assert_close(
+        "mnc run",
+        y.as_f32().unwrap(),
+        y_ref.as_f32().unwrap(),
+        1e-4,
+    );
 }
 
 #[test]
@@ -93,7 +134,11 @@ fn run_an_image_prints_top5_class_names() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("output [1, 1000]"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("  ")).count(), 5, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("  ")).count(),
+        5,
+        "{out}"
+    );
     // Every top-5 line ends with an ImageNet class name.
     let names = mnc::io::imagenet_classes();
     for l in out.lines().filter(|l| l.starts_with("  ")) {
@@ -107,11 +152,16 @@ fn run_an_image_prints_top5_class_names() {
 /// input model's (onnxruntime's reference output of the fixture) to 1e-4 * max|y|.
 #[test]
 fn emit_onnx_is_loadable_and_equivalent() {
-    let Some(py) = mnc_tests::python_with_onnxruntime("emit_onnx_is_loadable_and_equivalent") else {
+    let Some(py) = mnc_tests::python_with_onnxruntime("emit_onnx_is_loadable_and_equivalent")
+    else {
         return;
     };
     let d = tmpdir("emit");
-    for fx in ["mnv2_w035_bn_op13", "effnet_w025_op11", "tf_effb0_same_op13"] {
+    for fx in [
+        "mnv2_w035_bn_op13",
+        "effnet_w025_op11",
+        "tf_effb0_same_op13",
+    ] {
         let f = fixture(fx);
         let out = d.join(format!("{fx}.onnx"));
         let o = mnc(&[
@@ -122,7 +172,11 @@ fn emit_onnx_is_loadable_and_equivalent() {
             "-o",
             out.to_str().unwrap(),
         ]);
-        assert!(o.status.success(), "{fx}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{fx}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let script = r#"
 import sys, onnx, numpy as np, onnxruntime as ort
 m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True)
@@ -155,44 +209,126 @@ print(f"ok err={err:.3e} scale={scale:.3e}")
 #[test]
 fn compile_reports_and_emits_ir() {
     let f = fixture("mnv2_w035_bn_op13").join("model.onnx");
-    let o = mnc(&["compile", f.to_str().unwrap(), "-v", "--emit", "ir", "--print-after", "bn-fold"]);
+    let o = mnc(&[
+        "compile",
+        f.to_str().unwrap(),
+        "-v",
+        "--emit",
+        "ir",
+        "--print-after",
+        "bn-fold",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
     assert!(out.starts_with("# pipeline: optimize"), "{out}");
-    assert!(!out.contains("= BatchNorm["), "BatchNorm op left after the pipeline");
+    assert!(
+        !out.contains("= BatchNorm["),
+        "BatchNorm op left after the pipeline"
+    );
     assert!(out.contains("= Conv["), "{out}");
     assert!(err.contains("# IR after bn-fold"), "{err}");
     assert!(err.contains("activation arena:"), "{err}");
     assert!(err.contains("bn-fold"), "{err}");
     // CLIF of the x86-64 JIT and PTX of the CUDA target: both need no special hardware.
-    let o = mnc(&["compile", f.to_str().unwrap(), "--emit", "clif", "--target", "x86_64"]);
+    let o = mnc(&[
+        "compile",
+        f.to_str().unwrap(),
+        "--emit",
+        "clif",
+        "--target",
+        "x86_64",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let clif = String::from_utf8_lossy(&o.stdout);
-    assert!(clif.contains("function ") && clif.contains("(Conv)"), "{clif}");
+    assert!(
+        clif.contains("function ") && clif.contains("(Conv)"),
+        "{clif}"
+    );
     let d = tmpdir("ptx");
-    let o = mnc(&["compile", f.to_str().unwrap(), "--emit", "ptx", "--target", "cuda-sm90", "-o", d.to_str().unwrap()]);
+    let o = mnc(&[
+        "compile",
+        f.to_str().unwrap(),
+        "--emit",
+        "ptx",
+        "--target",
+        "cuda-sm90",
+        "-o",
+        d.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let ptx = std::fs::read_dir(&d).unwrap().filter_map(|e| e.ok()).find(|e| e.path().extension().is_some_and(|x| x == "ptx"));
+    let ptx = std::fs::read_dir(&d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().extension().is_some_and(|x| x == "ptx"));
     let ptx = std::fs::read_to_string(ptx.expect("a .ptx file").path()).unwrap();
-    assert!(ptx.contains(".target sm_90") && ptx.contains(".entry"), "{}", &ptx[..ptx.len().min(400)]);
-    let o = mnc(&["compile", f.to_str().unwrap(), "--emit", "ptx", "--target", "x86_64", "-o", d.to_str().unwrap()]);
+    assert!(
+        ptx.contains(".target sm_90") && ptx.contains(".entry"),
+        "{}",
+        &ptx[..ptx.len().min(400)]
+    );
+    let o = mnc(&[
+        "compile",
+        f.to_str().unwrap(),
+        "--emit",
+        "ptx",
+        "--target",
+        "x86_64",
+        "-o",
+        d.to_str().unwrap(),
+    ]);
     assert_clean_failure(&o, "--emit ptx");
-    let o = mnc(&["compile", f.to_str().unwrap(), "--print-after", "no-such-pass"]);
+    let o = mnc(&[
+        "compile",
+        f.to_str().unwrap(),
+        "--print-after",
+        "no-such-pass",
+    ]);
     assert_clean_failure(&o, "no-such-pass");
 }
 
 #[test]
 fn bench_reports_latency_and_a_per_op_profile() {
     let f = fixture("mnv2_trunc_dynbatch_op10").join("model.onnx");
-    let o = mnc(&["bench", f.to_str().unwrap(), "--iters", "3", "--warmup", "1", "--profile", "--format", "json"]);
+    let o = mnc(&[
+        "bench",
+        f.to_str().unwrap(),
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--profile",
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bench --format json prints JSON");
-    for key in ["median_ms", "min_ms", "p90_ms", "throughput_per_s", "gflops", "mult_adds"] {
+    let j: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("bench --format json prints JSON");
+    for key in [
+        "median_ms",
+        "min_ms",
+        "p90_ms",
+        "throughput_per_s",
+        "gflops",
+        "mult_adds",
+    ] {
         assert!(j[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {j}");
     }
     let ops = j["profile"].as_array().expect("a per-op profile");
-    assert!(ops.iter().any(|r| r["op"] == "Conv" && r["mean_ms"].as_f64().is_some()), "{j}");
+    assert!(
+        ops.iter()
+            .any(|r| r["op"] == "Conv" && r["mean_ms"].as_f64().is_some()),
+        "{j}"
+    );
     // The reference executor has no per-op profile.
-    let o = mnc(&["bench", f.to_str().unwrap(), "--target", "reference", "--profile"]);
+    let o = mnc(&[
+        "bench",
+        f.to_str().unwrap(),
+        "--target",
+        "reference",
+        "--profile",
+    ]);
     assert_clean_failure(&o, "--profile");
 }

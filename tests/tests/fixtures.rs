@@ -46,7 +46,11 @@ fn check_fixture(dir: &Path, tile: usize) -> usize {
 #[test]
 fn fixtures_match_onnxruntime_on_the_reference_executor() {
     let all = fixtures();
-    assert!(all.len() >= 4, "expected the committed fixtures, found {}", all.len());
+    assert!(
+        all.len() >= 4,
+        "expected the committed fixtures, found {}",
+        all.len()
+    );
     for dir in all {
         let nodes = check_fixture(&dir, 1);
         check_fixture(&dir, 2);

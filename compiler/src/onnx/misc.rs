@@ -64,7 +64,11 @@ pub(crate) fn constant(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
         .filter(|a| a.starts_with("value"))
         .collect();
     if given.len() > 1 {
-        return Err(format!("several value attributes ({}); exactly one is allowed", given.join(", ")).into());
+        return Err(format!(
+            "several value attributes ({}); exactly one is allowed",
+            given.join(", ")
+        )
+        .into());
     }
     let t = if let Some(t) = n.tensor("value")? {
         tensor_from_proto(t, None).map_err(|e| format!("attribute 'value': {e}"))?
