@@ -499,17 +499,8 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
     };
     let mut exe = Executable::build(graph, a.target, &eopts).with_context(|| a.model.clone())?;
     let t_build = t0.elapsed();
-    // A fixed pseudo-random input in [-1, 1) (xorshift64).
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let data: Vec<f32> = (0..in_ty.numel())
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect();
-    let input = [Tensor::from_f32(in_ty.shape.clone(), data)?];
+    // A fixed pseudo-random input in [-1, 1).
+    let input = [mnc_passes::samples::Lcg::new(1).tensor(&in_ty.shape, -1.0, 1.0)];
     for _ in 0..a.warmup {
         exe.run(&input)?;
     }

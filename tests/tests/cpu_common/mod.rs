@@ -7,17 +7,10 @@ use mnc_ir::eval::eval_op;
 use mnc_ir::{Graph, Op, Tensor, TensorType};
 use mnc_runtime::cpu::{CompiledModel, CpuOptions, Target};
 
-/// Deterministic values in [-1, 1) (xorshift).
+/// Deterministic values in [-1, 1) (the xorshift stream of `mnc_passes::samples::Lcg`).
 pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    let mut rng = mnc_passes::samples::Lcg::new(seed);
+    (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
 }
 
 pub fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {

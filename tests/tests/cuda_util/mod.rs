@@ -84,18 +84,7 @@ pub fn inputs_for(g: &Graph, seed: u64) -> Vec<Tensor> {
         .iter()
         .enumerate()
         .map(|(k, &id)| {
-            let shape = g.node(id).ty.shape.clone();
-            let n: usize = shape.iter().product();
-            let mut s = (seed + k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let data = (0..n)
-                .map(|_| {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect();
-            Tensor::from_f32(shape, data).unwrap()
+            mnc_passes::samples::Lcg::new(seed + k as u64).tensor(&g.node(id).ty.shape, -1.0, 1.0)
         })
         .collect()
 }
