@@ -6,6 +6,36 @@
 //! - [`model`]: loads a model from a file or the zoo; [`io`]: .npy and image input.
 //! - [`exec`]: builds the executable for a target (reference executor or compiled backend).
 //! - [`cost`]: torchinfo-compatible parameter, mult-add and memory accounting.
+//!
+//! # Example: compile a model for this CPU and run it
+//!
+//! ```
+//! use mnc_ir::Tensor;
+//! use mnc_targets::Target;
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! // An ONNX file path, or a built-in architecture (random weights).
+//! let graph = mnc::model::load("zoo:mobilenet_v3_small", Some(1))?;
+//! let target = Target::detect_host();
+//! let input = Tensor::from_f32(vec![1, 3, 224, 224], vec![0.5; 3 * 224 * 224])?;
+//! let outputs = if target.is_jit() {
+//!     // Optimize (BN folding, fusion, scheduling), then JIT-compile with Cranelift.
+//!     let graph = mnc::exec::optimized(graph, target)?;
+//!     let model = mnc_runtime::cpu::CompiledModel::compile(&graph, target, &Default::default())?;
+//!     // `CompiledModel` is `Send + Sync`: threads may share it, each run has its own arena.
+//!     std::thread::scope(|s| {
+//!         let a = s.spawn(|| model.run(std::slice::from_ref(&input)));
+//!         let b = model.run(std::slice::from_ref(&input));
+//!         assert_eq!(a.join().unwrap().unwrap(), b.as_ref().unwrap().clone());
+//!         b
+//!     })?
+//! } else {
+//!     mnc_runtime::reference::run(&graph, &[input])?
+//! };
+//! assert_eq!(outputs[0].shape, vec![1, 1000]);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod cost;
 pub mod exec;
