@@ -4,6 +4,7 @@
 //! - [`export`]: writes an IR graph back to a standard ONNX model.
 //! - [`zoo`]: built-in MobileNet / EfficientNet architectures as IR graphs.
 //! - [`model`]: loads a model from a file or the zoo; [`io`]: .npy and image input.
+//! - [`artifact`]: the `.mnc` compiled-model file (optimized IR for one target and batch).
 //! - [`exec`]: builds the executable for a target (reference executor or compiled backend).
 //! - [`cost`]: torchinfo-compatible parameter, mult-add and memory accounting.
 //!
@@ -37,6 +38,7 @@
 //! # }
 //! ```
 
+pub mod artifact;
 pub mod cost;
 pub mod exec;
 pub mod export;

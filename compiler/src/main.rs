@@ -122,7 +122,9 @@ struct CompileArgs {
     /// What to write (default: only the compile report).
     #[arg(long, value_enum)]
     emit: Option<Emit>,
-    /// Output file for --emit (default: standard output; required for --emit onnx).
+    /// Output file for --emit (default: standard output; required for --emit onnx), or,
+    /// without --emit, the compiled-model artifact (`.mnc`: optimized IR and schedules for
+    /// this target and batch), which `run` and `bench` load without re-optimizing.
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// Print the IR after every run of this pass (repeatable; see the pass names in -v).
@@ -165,7 +167,7 @@ fn main() {
 fn cmd_run(a: &RunArgs) -> Result<()> {
     check_runnable(a.target)?;
     let t0 = Instant::now();
-    let graph = mnc::model::load(&a.model, a.batch)?;
+    let (graph, stored) = mnc::model::load_any(&a.model, a.batch)?;
     let t_load = t0.elapsed();
     let input = match (&a.input, &a.image) {
         (Some(p), _) => io::read_npy(p)?,
@@ -202,7 +204,8 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
         allow_tf32: a.allow_tf32,
         threads: 1,
     };
-    let mut exe = Executable::build(graph, a.target, &eopts).with_context(|| a.model.clone())?;
+    let mut exe =
+        mnc::model::build_any(graph, stored, a.target, &eopts).with_context(|| a.model.clone())?;
     let t_load = t_load + t0.elapsed();
     let t1 = Instant::now();
     let outputs = exe
@@ -361,7 +364,17 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
                 plan.display()
             );
         }
-        None => {}
+        None => {
+            if let Some(out) = &a.output {
+                let batch = graph
+                    .inputs
+                    .first()
+                    .and_then(|&i| graph.node(i).ty.shape.first().copied())
+                    .unwrap_or(1);
+                mnc::artifact::write(out, &graph, a.target, batch, &report.header)?;
+                eprintln!("wrote the compiled model to {}", out.display());
+            }
+        }
     }
     // The report goes to stderr when the IR/graph itself went to stdout.
     let summary = compile_summary(&graph, &report, nodes_imported, t_import, t_passes, a);
@@ -477,7 +490,7 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
         bail!("--iters must be at least 1");
     }
     let t0 = Instant::now();
-    let graph = mnc::model::load(&a.model, a.batch)?;
+    let (graph, stored) = mnc::model::load_any(&a.model, a.batch)?;
     if graph.inputs.len() != 1 {
         bail!(
             "{}: the model has {} inputs; `mnc bench` feeds exactly one",
@@ -497,7 +510,8 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
         allow_tf32: a.allow_tf32,
         threads: a.threads,
     };
-    let mut exe = Executable::build(graph, a.target, &eopts).with_context(|| a.model.clone())?;
+    let mut exe =
+        mnc::model::build_any(graph, stored, a.target, &eopts).with_context(|| a.model.clone())?;
     let t_build = t0.elapsed();
     // A fixed pseudo-random input in [-1, 1).
     let input = [mnc_passes::samples::Lcg::new(1).tensor(&in_ty.shape, -1.0, 1.0)];

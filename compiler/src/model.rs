@@ -1,5 +1,6 @@
-//! Model loading for the CLI: a model is named by an ONNX file path or by `zoo:NAME` (a
-//! built-in architecture from [`crate::zoo`], with deterministic random weights).
+//! Model loading for the CLI: a model is named by an ONNX file path, by a compiled `.mnc`
+//! artifact ([`crate::artifact`], recognized by its magic bytes, see [`load_any`]) or by
+//! `zoo:NAME` (a built-in architecture from [`crate::zoo`], with deterministic random weights).
 
 use anyhow::{Context, Result};
 use mnc_ir::Graph;
@@ -21,4 +22,150 @@ pub fn load(spec: &str, batch: Option<usize>) -> Result<Graph> {
     }
     let opts = crate::onnx::ImportOptions { batch };
     Ok(crate::onnx::import_file(Path::new(spec), &opts)?)
+}
+
+/// Loads a model like [`load`], but also accepts a compiled `.mnc` artifact (recognized by its
+/// magic bytes, whatever the file's extension; a `.mnc` file without them is refused as
+/// "not an mnc artifact" instead of being parsed as ONNX). For an artifact it returns the stored optimized
+/// graph and `Some(target)` it was compiled for; for ONNX files and zoo models the imported,
+/// unoptimized graph and `None`. An artifact's batch is fixed: a different `batch` is refused.
+pub fn load_any(spec: &str, batch: Option<usize>) -> Result<(Graph, Option<mnc_targets::Target>)> {
+    let path = Path::new(spec);
+    let named_mnc = path
+        .extension()
+        .is_some_and(|e| e == crate::artifact::EXTENSION);
+    if !spec.starts_with(ZOO_PREFIX) && (named_mnc || crate::artifact::is_artifact(path)) {
+        let art = crate::artifact::read(path)?;
+        if let Some(b) = batch {
+            if b != art.batch {
+                anyhow::bail!(
+                    "{spec}: the artifact was compiled for batch {}, not {b}; recompile it with \
+                     --batch {b}",
+                    art.batch
+                );
+            }
+        }
+        return Ok((art.graph, Some(art.target)));
+    }
+    Ok((load(spec, batch)?, None))
+}
+
+/// Builds the executable for a model loaded by [`load_any`]. An ONNX or zoo graph
+/// (`stored == None`) goes through [`crate::exec::Executable::build`] (optimization
+/// pipeline, then code generation). An artifact's graph is already optimized and scheduled
+/// for `stored`: it is compiled as is (the CPU backend re-packs its weights here), and
+/// running it for another `target` is refused.
+pub fn build_any(
+    graph: Graph,
+    stored: Option<mnc_targets::Target>,
+    target: mnc_targets::Target,
+    opts: &crate::exec::ExecOptions,
+) -> Result<crate::exec::Executable> {
+    use crate::exec::Executable;
+    use mnc_targets::Target;
+    let Some(stored) = stored else {
+        return Executable::build(graph, target, opts);
+    };
+    if stored != target {
+        anyhow::bail!(
+            "the artifact was compiled for target {stored}, not {target}; run it with \
+             --target {stored} or compile the ONNX model for {target}"
+        );
+    }
+    if opts.allow_tf32 && !target.is_cuda() {
+        anyhow::bail!("--allow-tf32 applies to CUDA targets only (target is {target})");
+    }
+    if opts.threads > 1 && !target.is_jit() {
+        anyhow::bail!("--threads applies to the x86-64 targets only (target is {target})");
+    }
+    Ok(match target {
+        Target::Reference => Executable::Reference(graph),
+        Target::Cuda(arch) => {
+            let copts = mnc_targets::cuda::CudaOptions {
+                allow_tf32: opts.allow_tf32,
+            };
+            let m = mnc_runtime::cuda::CudaModel::compile(&graph, arch, &copts)
+                .with_context(|| format!("target {target}"))?;
+            Executable::Cuda(Box::new(m))
+        }
+        Target::X86_64 | Target::X86_64Avx2 | Target::X86_64Avx512 => {
+            let copts = mnc_targets::cpu::CpuOptions {
+                threads: opts.threads.max(1),
+                ..Default::default()
+            };
+            let m = mnc_runtime::cpu::CompiledModel::compile(&graph, target, &copts)
+                .with_context(|| format!("target {target}"))?;
+            Executable::Cpu(Box::new(m))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mnc_targets::Target;
+
+    /// An artifact loads through `load_any`, runs like the ONNX model, and is refused for
+    /// another batch or target.
+    #[test]
+    fn load_any_reads_artifacts_and_onnx() {
+        let dir = mnc_tests::fixtures_dir().join("mnv3s_w035_b3_op17");
+        let onnx = dir.join("model.onnx");
+        let onnx = onnx.to_str().unwrap();
+        let (g, stored) = load_any(onnx, None).unwrap();
+        assert_eq!(stored, None);
+        let batch = g.node(g.inputs[0]).ty.shape[0];
+        let target = Target::Reference;
+        let opt = crate::exec::optimized(g.clone(), target).unwrap();
+        let path = mnc_tests::tmp_dir("model-load-any").join("m.mnc");
+        crate::artifact::write(&path, &opt, target, batch, "h").unwrap();
+        let p = path.to_str().unwrap();
+        let (g2, stored) = load_any(p, None).unwrap();
+        assert_eq!(stored, Some(target));
+        assert_eq!(
+            mnc_ir::print::print_graph(&g2).unwrap(),
+            mnc_ir::print::print_graph(&opt).unwrap()
+        );
+        let e = load_any(p, Some(batch + 1)).unwrap_err().to_string();
+        assert!(e.contains("compiled for batch"), "{e}");
+        let e = build_any(g2.clone(), stored, Target::X86_64, &Default::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("compiled for target reference"), "{e}");
+        let ty = &g.node(g.inputs[0]).ty;
+        let x = mnc_ir::Tensor::from_f32(
+            ty.shape.clone(),
+            (0..ty.numel()).map(|k| (k % 13) as f32 / 13.0).collect(),
+        )
+        .unwrap();
+        let x = std::slice::from_ref(&x);
+        let y_ref = crate::exec::Executable::build(g, target, &Default::default())
+            .unwrap()
+            .run(x)
+            .unwrap();
+        let y = build_any(g2, stored, target, &Default::default())
+            .unwrap()
+            .run(x)
+            .unwrap();
+        let (a, b) = (y[0].as_f32().unwrap(), y_ref[0].as_f32().unwrap());
+        mnc_tests::assert_close("artifact vs onnx", a, b, 1e-4);
+        // Every JIT target this host runs: the artifact's code matches the reference.
+        for t in Target::host_jit_targets() {
+            let opt = crate::exec::optimized(g2_src(onnx), t).unwrap();
+            let path = mnc_tests::tmp_dir("model-load-any").join(format!("{t}.mnc"));
+            crate::artifact::write(&path, &opt, t, batch, "h").unwrap();
+            let (g3, stored) = load_any(path.to_str().unwrap(), Some(batch)).unwrap();
+            assert_eq!(stored, Some(t));
+            let y = build_any(g3, stored, t, &Default::default())
+                .unwrap()
+                .run(x)
+                .unwrap();
+            mnc_tests::assert_close(t.name(), y[0].as_f32().unwrap(), b, 1e-4);
+        }
+    }
+
+    fn g2_src(onnx: &str) -> Graph {
+        load(onnx, None).unwrap()
+    }
 }

@@ -332,3 +332,127 @@ fn bench_reports_latency_and_a_per_op_profile() {
     ]);
     assert_clean_failure(&o, "--profile");
 }
+/// `mnc compile -o X.mnc` writes an artifact; `run` and `bench` take it and give the ONNX
+/// model's results (the reference executor and the host's JIT target).
+#[test]
+fn compiled_artifact_runs_and_benches() {
+    let d = tmpdir("mnc-artifact");
+    let f = fixture("effnet_w025_op11");
+    let x = f.join("input.npy");
+    let y_ref = mnc::io::read_npy(&f.join("output.npy")).unwrap();
+    for target in ["reference", "host"] {
+        let art = d.join(format!("m-{target}.mnc"));
+        let o = mnc(&[
+            "compile",
+            f.join("model.onnx").to_str().unwrap(),
+            "--target",
+            target,
+            "-o",
+            art.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            mnc::artifact::is_artifact(&art),
+            "{target}: no artifact written"
+        );
+        let out = d.join(format!("y-{target}.npy"));
+        let o = mnc(&[
+            "run",
+            art.to_str().unwrap(),
+            "--target",
+            target,
+            "--input",
+            x.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let y = mnc::io::read_npy(&out).unwrap();
+        assert_eq!(y.shape, y_ref.shape);
+        assert_close(target, y.as_f32().unwrap(), y_ref.as_f32().unwrap(), 1e-4);
+        let o = mnc(&[
+            "bench",
+            art.to_str().unwrap(),
+            "--target",
+            target,
+            "--iters",
+            "2",
+            "--warmup",
+            "0",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // An artifact runs only on the target it was compiled for.
+    let art = d.join("m-reference.mnc");
+    let o = mnc(&[
+        "run",
+        art.to_str().unwrap(),
+        "--target",
+        "x86_64",
+        "--input",
+        x.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "compiled for target reference");
+}
+
+/// Corrupt, truncated, foreign and wrong-version artifacts fail with one clear line.
+#[test]
+fn bad_artifacts_fail_cleanly() {
+    let d = tmpdir("bad-mnc");
+    let f = fixture("mnv2_w035_op13");
+    let x = f.join("input.npy");
+    let good = d.join("good.mnc");
+    let o = mnc(&[
+        "compile",
+        f.join("model.onnx").to_str().unwrap(),
+        "--target",
+        "reference",
+        "-o",
+        good.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&good).unwrap();
+    let mut flipped = bytes.clone();
+    let mid = bytes.len() / 2;
+    flipped[mid] ^= 1;
+    let mut old = bytes.clone();
+    old[8..12].copy_from_slice(&0u32.to_le_bytes());
+    let onnx = std::fs::read(f.join("model.onnx")).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "flipped",
+            flipped,
+            "corrupt mnc artifact: checksum mismatch",
+        ),
+        (
+            "truncated",
+            bytes[..bytes.len() - 1000].to_vec(),
+            "truncated mnc artifact",
+        ),
+        ("onnx", onnx, "not an mnc artifact"),
+        (
+            "random",
+            (0..4096u32).map(|i| (i * 131 % 251) as u8).collect(),
+            "not an mnc artifact",
+        ),
+        ("old", old, "format version 0 is not supported"),
+    ];
+    for (name, data, needle) in cases {
+        let p = d.join(format!("{name}.mnc"));
+        std::fs::write(&p, data).unwrap();
+        for cmd in ["run", "bench"] {
+            let mut args = vec![cmd, p.to_str().unwrap(), "--target", "reference"];
+            if cmd == "run" {
+                args.extend(["--input", x.to_str().unwrap()]);
+            } else {
+                args.extend(["--iters", "1"]);
+            }
+            let o = mnc(&args);
+            assert_clean_failure(&o, needle);
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains(&format!("{name}.mnc")),
+                "{name}: the error does not name the file"
+            );
+        }
+    }
+}
