@@ -67,8 +67,7 @@ pub(crate) fn constant(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
         return Err(format!(
             "several value attributes ({}); exactly one is allowed",
             given.join(", ")
-        )
-        );
+        ));
     }
     let t = if let Some(t) = n.tensor("value")? {
         tensor_from_proto(t, None).map_err(|e| format!("attribute 'value': {e}"))?
