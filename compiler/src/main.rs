@@ -11,7 +11,12 @@ use std::time::Instant;
 
 /// mnc: a model compiler for ONNX convolutional networks (MobileNet, EfficientNet).
 #[derive(Parser)]
-#[command(name = "mnc", version, about, long_about = None)]
+#[command(
+    name = "mnc",
+    version,
+    about = "mnc: a model compiler for ONNX convolutional networks (MobileNet, EfficientNet): import, optimize, cost-report, and run on the CPU (Cranelift JIT) or an NVIDIA GPU (PTX)",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Command,
