@@ -647,6 +647,68 @@ fn col_offset(k: &mut Kernel, n: Reg, ninner: usize, sb: usize, sn: usize, total
     k.mad_imm(b, sb as u32, t)
 }
 
+/// The epilogue operands of a GEMM kernel (kernel parameters after A and B).
+struct GemmOut {
+    bias: Option<Reg>,
+    res: Option<Reg>,
+    out: Reg,
+}
+
+impl GemmOut {
+    fn of(s: &GemmSpec, ptrs: &[Reg]) -> GemmOut {
+        let mut next = 2;
+        let bias = s.bias.map(|_| {
+            next += 1;
+            ptrs[next - 1]
+        });
+        let res = s.residual.then(|| {
+            next += 1;
+            ptrs[next - 1]
+        });
+        GemmOut {
+            bias,
+            res,
+            out: ptrs[next],
+        }
+    }
+
+    /// Stores one accumulator `v` of output element (m, n), predicated on `p`: alpha, plus
+    /// beta * bias, plus the residual, then the activation (the fused epilogue).
+    #[allow(clippy::too_many_arguments)]
+    fn store(&self, k: &mut Kernel, s: &GemmSpec, p: Reg, m: Reg, n: Reg, coff: Reg, v: Reg) {
+        let mut v = v;
+        if s.alpha != 1.0 {
+            v = k.fop_imm("mul", v, s.alpha);
+        }
+        if let (Some((bsm, bsn, beta)), Some(bp)) = (s.bias, self.bias) {
+            let zero = k.imm_u32(0);
+            let bi = k.mad_imm(m, bsm as u32, zero);
+            let bi = k.mad_imm(n, bsn as u32, bi);
+            let a = k.addr(bp, bi);
+            let bvl = k.imm_f32(0.0);
+            k.ins(format!("@{p} ld.global.nc.f32 {bvl}, [{a}]"));
+            let bvl = if beta != 1.0 {
+                k.fop_imm("mul", bvl, beta)
+            } else {
+                bvl
+            };
+            v = k.fop("add", v, bvl);
+        }
+        let oi = k.mad_imm(m, s.scm as u32, coff);
+        if let Some(rp) = self.res {
+            let a = k.addr(rp, oi);
+            let rv = k.imm_f32(0.0);
+            k.ins(format!("@{p} ld.global.nc.f32 {rv}, [{a}]"));
+            v = k.fop("add", v, rv);
+        }
+        if let Some(a) = s.act {
+            v = k.act(a, v);
+        }
+        let a = k.addr(self.out, oi);
+        k.ins(format!("@{p} st.global.f32 [{a}], {v}"));
+    }
+}
+
 /// Shared-memory tiled GEMM with exact f32 FMA accumulation (k ascending, per output) and
 /// the fused epilogue. Params: A, B, [bias], [residual], C.
 pub fn gemm(s: &GemmSpec) -> Gen {
@@ -782,16 +844,7 @@ pub fn gemm(s: &GemmSpec) -> Gen {
     k.ins(format!("@{more} bra {top}"));
 
     // Epilogue.
-    let mut next = 2;
-    let bias_ptr = s.bias.map(|_| {
-        next += 1;
-        ptrs[next - 1]
-    });
-    let res_ptr = s.residual.then(|| {
-        next += 1;
-        ptrs[next - 1]
-    });
-    let out_ptr = ptrs[next];
+    let e = GemmOut::of(s, &ptrs);
     let rows: Vec<(Reg, Reg)> = (0..t.tm)
         .map(|i| {
             let m = k.u32_op("add", m0, ty);
@@ -815,36 +868,7 @@ pub fn gemm(s: &GemmSpec) -> Gen {
         for (j, &(n, pn, coff)) in cols.iter().enumerate() {
             let p = k.p();
             k.ins(format!("and.pred {p}, {pm}, {pn}"));
-            let mut v = acc[i][j];
-            if s.alpha != 1.0 {
-                v = k.fop_imm("mul", v, s.alpha);
-            }
-            if let (Some((bsm, bsn, beta)), Some(bp)) = (s.bias, bias_ptr) {
-                let zero = k.imm_u32(0);
-                let bi = k.mad_imm(m, bsm as u32, zero);
-                let bi = k.mad_imm(n, bsn as u32, bi);
-                let a = k.addr(bp, bi);
-                let bvl = k.imm_f32(0.0);
-                k.ins(format!("@{p} ld.global.nc.f32 {bvl}, [{a}]"));
-                let bvl = if beta != 1.0 {
-                    k.fop_imm("mul", bvl, beta)
-                } else {
-                    bvl
-                };
-                v = k.fop("add", v, bvl);
-            }
-            let oi = k.mad_imm(m, s.scm as u32, coff);
-            if let Some(rp) = res_ptr {
-                let a = k.addr(rp, oi);
-                let rv = k.imm_f32(0.0);
-                k.ins(format!("@{p} ld.global.nc.f32 {rv}, [{a}]"));
-                v = k.fop("add", v, rv);
-            }
-            if let Some(a) = s.act {
-                v = k.act(a, v);
-            }
-            let a = k.addr(out_ptr, oi);
-            k.ins(format!("@{p} st.global.f32 [{a}], {v}"));
+            e.store(&mut k, s, p, m, n, coff, acc[i][j]);
         }
     }
     k.ins("ret");
@@ -1025,16 +1049,7 @@ pub fn gemm_tf32(s: &GemmSpec) -> Gen {
 
     // Epilogue: element r of tile (mi, ni) is (m = wm + 16 mi + gid + 8 (r / 2),
     // n = wn + 8 ni + 2 tig + r % 2).
-    let mut next = 2;
-    let bias_ptr = s.bias.map(|_| {
-        next += 1;
-        ptrs[next - 1]
-    });
-    let res_ptr = s.residual.then(|| {
-        next += 1;
-        ptrs[next - 1]
-    });
-    let out_ptr = ptrs[next];
+    let e = GemmOut::of(s, &ptrs);
     let mrow = k.u32_op("add", m0, wm);
     let mrow = k.u32_op("add", mrow, gid);
     let ncol0 = k.u32_op("add", n0, wn);
@@ -1049,36 +1064,7 @@ pub fn gemm_tf32(s: &GemmSpec) -> Gen {
                 k.ins(format!("setp.lt.u32 {pn}, {n}, {}", s.n));
                 k.ins(format!("and.pred {p}, {pm}, {pn}"));
                 let coff = col_offset(&mut k, n, s.ninner, s.scb, s.scn, s.n);
-                let mut v = v0;
-                if s.alpha != 1.0 {
-                    v = k.fop_imm("mul", v, s.alpha);
-                }
-                if let (Some((bsm, bsn, beta)), Some(bp)) = (s.bias, bias_ptr) {
-                    let zero = k.imm_u32(0);
-                    let bi = k.mad_imm(m, bsm as u32, zero);
-                    let bi = k.mad_imm(n, bsn as u32, bi);
-                    let a = k.addr(bp, bi);
-                    let bvl = k.imm_f32(0.0);
-                    k.ins(format!("@{p} ld.global.nc.f32 {bvl}, [{a}]"));
-                    let bvl = if beta != 1.0 {
-                        k.fop_imm("mul", bvl, beta)
-                    } else {
-                        bvl
-                    };
-                    v = k.fop("add", v, bvl);
-                }
-                let oi = k.mad_imm(m, s.scm as u32, coff);
-                if let Some(rp) = res_ptr {
-                    let a = k.addr(rp, oi);
-                    let rv = k.imm_f32(0.0);
-                    k.ins(format!("@{p} ld.global.nc.f32 {rv}, [{a}]"));
-                    v = k.fop("add", v, rv);
-                }
-                if let Some(a) = s.act {
-                    v = k.act(a, v);
-                }
-                let a = k.addr(out_ptr, oi);
-                k.ins(format!("@{p} st.global.f32 [{a}], {v}"));
+                e.store(&mut k, s, p, m, n, coff, v0);
             }
         }
     }
