@@ -17,13 +17,9 @@ use std::path::Path;
 
 const TOL: f32 = 1e-4;
 
-fn optimized(mut g: Graph) -> Graph {
-    let opts = mnc_passes::PipelineOptions {
-        verify: true,
-        ..Default::default()
-    };
-    mnc_passes::optimize(&mut g, &opts).unwrap();
-    g
+/// The full pipeline as `mnc run --target x86_64-avx2` runs it (verified after every pass).
+fn optimized(g: Graph) -> Graph {
+    mnc::exec::optimized(g, Target::X86_64Avx2).unwrap()
 }
 
 fn feeds(g: &Graph, seed: u64) -> Vec<Tensor> {

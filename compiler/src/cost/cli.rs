@@ -85,15 +85,10 @@ pub fn report(args: &CostArgs) -> anyhow::Result<String> {
     Ok(render(&costs, args.format)?)
 }
 
-/// Runs the full optimization pipeline of `mnc-passes` (BN folding, fusion, scheduling) as
-/// `mnc compile` does; memory planning is skipped (not part of the report).
-pub fn optimize(mut g: mnc_ir::Graph) -> anyhow::Result<mnc_ir::Graph> {
-    let opts = mnc_passes::PipelineOptions {
-        plan_memory: false,
-        ..Default::default()
-    };
-    mnc_passes::optimize(&mut g, &opts)?;
-    Ok(g)
+/// The graph `--stage optimized` reports: the full pipeline as `mnc compile` runs it
+/// (scheduled for x86_64-avx2; schedules do not change any figure of the report).
+pub fn optimize(g: mnc_ir::Graph) -> anyhow::Result<mnc_ir::Graph> {
+    crate::exec::optimized(g, mnc_targets::Target::X86_64Avx2)
 }
 
 /// The note of an optimized-stage report: what the pipeline changed against the imported
