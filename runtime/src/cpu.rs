@@ -9,6 +9,10 @@
 //! with `CpuOptions::threads = 2` the GEMM and depthwise micro-kernels split each call with
 //! one helper thread (experimental).
 //!
+//! Two test modes check that generated code stays inside its buffers: canaries
+//! (`CpuOptions::guards`, writes only, checked after every step) and guard pages
+//! ([`CompiledModel::run_guarded`], reads and writes fault; see [`crate::guard`]).
+//!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use mnc_runtime::cpu::{CompiledModel, CpuOptions};
@@ -23,6 +27,7 @@
 //! ```
 
 use crate::error::RuntimeError;
+pub use crate::guard::{GuardError, GuardPlacement};
 use mnc_ir::eval::eval_op;
 use mnc_ir::tensor::checked_numel;
 use mnc_ir::{DType, IrError, Tensor, TensorData, TensorType};
@@ -56,6 +61,14 @@ pub enum CpuRunError {
         op: String,
         offset: usize,
     },
+    /// Guard-page mode could not set up a step's buffers (mapping failed, malformed table).
+    #[error("step '{step}' ({op}): guard pages: {source}")]
+    GuardPages {
+        step: String,
+        op: String,
+        #[source]
+        source: GuardError,
+    },
     #[error(transparent)]
     Run(#[from] RuntimeError),
 }
@@ -71,7 +84,7 @@ impl From<IrError> for CpuRunError {
 
 /// A model compiled for a CPU target. `Send + Sync`: several threads may run it at once.
 pub struct CompiledModel {
-    program: CpuProgram,
+    pub(crate) program: CpuProgram,
     graph_name: String,
     compile_time: Duration,
     arenas: Mutex<Vec<AlignedBytes>>,
@@ -118,14 +131,29 @@ impl CompiledModel {
 
     /// Runs the model on `inputs` (one per graph input, in order) and returns the outputs.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CpuRunError> {
-        self.run_inner(inputs, None)
+        self.run_inner(inputs, None, None)
+    }
+
+    /// Test mode: like [`CompiledModel::run`], but every generated step runs with each
+    /// buffer it can reach (output, inputs, packed constants, scratch, the pointer table)
+    /// copied into its own mapping between two inaccessible pages, placed as `placement`
+    /// says; inputs and constants are read-only. An out-of-bounds access by generated code
+    /// then faults (SIGSEGV ends the process) instead of corrupting memory. Fallback steps
+    /// run as usual; canaries (`CpuOptions::guards`) are still checked when compiled in.
+    /// Slow (several system calls and copies per step): for tests only.
+    pub fn run_guarded(
+        &self,
+        inputs: &[Tensor],
+        placement: GuardPlacement,
+    ) -> Result<Vec<Tensor>, CpuRunError> {
+        self.run_inner(inputs, None, Some(placement))
     }
 
     /// Like [`CompiledModel::run`], also returning the wall time of every step (in step order,
     /// with the step's node name).
     pub fn run_profiled(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, StepTimes), CpuRunError> {
         let mut times = Vec::with_capacity(self.program.steps.len());
-        let out = self.run_inner(inputs, Some(&mut times))?;
+        let out = self.run_inner(inputs, Some(&mut times), None)?;
         Ok((out, times))
     }
 
@@ -161,6 +189,7 @@ impl CompiledModel {
         &self,
         inputs: &[Tensor],
         mut times: Option<&mut Vec<(String, Duration)>>,
+        guard_pages: Option<GuardPlacement>,
     ) -> Result<Vec<Tensor>, CpuRunError> {
         let p = &self.program;
         if !p.target.runs_on_host() {
@@ -186,6 +215,15 @@ impl CompiledModel {
             }
             let t0 = Instant::now();
             match step.exec {
+                Exec::Jit(f) if guard_pages.is_some() => {
+                    let placement = guard_pages.unwrap_or(GuardPlacement::AgainstEnd);
+                    crate::guard::run_jit_step(step, f, &mut arena, &p.weights, placement)
+                        .map_err(|source| CpuRunError::GuardPages {
+                            step: step.node.clone(),
+                            op: step.op.kind().to_string(),
+                            source,
+                        })?;
+                }
                 Exec::Jit(f) => {
                     table.clear();
                     let aptr = arena.as_mut_ptr();

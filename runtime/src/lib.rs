@@ -4,6 +4,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod error;
+pub mod guard;
 pub mod reference;
 
 pub use error::RuntimeError;
