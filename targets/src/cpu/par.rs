@@ -1,184 +1,614 @@
-//! Two-way fork/join for the micro-kernels (`CpuOptions::threads == 2`): one persistent
-//! helper thread, shared by every model in the process. A kernel splits its work in two,
-//! gives one half to the helper and runs the other itself. When the helper is busy (another
-//! run is using it) the caller runs both halves itself, so concurrent runs never wait on
-//! each other and results do not depend on who ran what (the halves write disjoint outputs
-//! with the same arithmetic).
+//! The process-wide thread pool of the CPU backend kernels, and the machine's physical core
+//! count ([`physical_cores`]).
 //!
-//! Handoff: the helper spins on a sequence counter for a while after each job (low latency
-//! between the many kernel calls of one run), then parks on a condition variable. A job the
-//! helper has not claimed by the time the caller finished its own half is taken back and run
-//! by the caller (a claim word holds the job's sequence number and state), so a descheduled
-//! helper on a busy machine costs at most the serial time.
+//! [`for_each`] runs `f(t)` for every task `t` in `0..tasks` on the calling thread plus up
+//! to `threads - 1` persistent pool threads (`mnc-pool-N`, spawned lazily, kept for the life
+//! of the process, at most [`MAX_HELPERS`]); [`join`] is the two-way fork/join the older
+//! kernels use, built on the same machinery. There is one job slot: a dispatcher that finds
+//! it taken (another run dispatching concurrently, or a nested call from inside a task) runs
+//! its tasks serially on its own thread instead of waiting, so concurrent runs never wait on
+//! each other. Results must therefore not depend on which thread ran which task (callers
+//! write disjoint outputs with the same arithmetic).
+//!
+//! # Protocol
+//! The dispatcher, holding the `busy` flag, writes the job (closure, task count), then
+//! publishes it through two epoch-tagged words (`epoch << 24 | count`):
+//! - `claim` = `(epoch, tasks left)`: every participant, the caller included, claims one task
+//!   at a time with a compare-exchange that also checks the epoch, so tasks are handed out
+//!   dynamically and a pool thread that is descheduled between two tasks holds nothing back:
+//!   the caller keeps claiming and only waits for tasks already claimed and in progress.
+//! - `seats` = `(epoch, helper places left)`: a pool thread takes a seat before it claims, so
+//!   a job runs on at most `threads` threads in all.
+//!
+//! Pool threads spin (`std::hint::spin_loop`) on `seats` for [`IDLE_SPIN`] after the last job
+//! they saw, then park on a condition variable; the dispatcher only takes the lock and
+//! notifies when some thread is parked, so dispatching to spinning threads is a few atomic
+//! operations, no system call. Every finished task is counted in `done` (Release) and the
+//! dispatcher returns only once `done` accounts for every task the pool threads claimed
+//! (Acquire), so no pool thread touches the job or its closure after the dispatcher returned.
+//!
+//! # Panics
+//! A panic in a task (or in `join`'s first closure) is caught where it happens; the job's
+//! unclaimed tasks are then dropped (they may or may not have run), the dispatcher waits for
+//! the tasks in progress, releases the pool and resumes the first panic on the calling thread
+//! ([`std::panic::resume_unwind`]). The pool stays usable. In the serial fallbacks the panic
+//! simply propagates.
 
+use std::any::Any;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-/// A type-erased `&dyn Fn()` valid while the dispatcher waits for it.
-#[derive(Clone, Copy)]
-struct JobRef {
-    data: *const (),
-    call: unsafe fn(*const ()),
+/// Most pool threads ever spawned (a job has at most `MAX_HELPERS + 1` participants).
+pub const MAX_HELPERS: usize = 256;
+/// How long an idle pool thread spins after the last job it saw before it parks (about
+/// what 2^14 `spin_loop`s, the older helper's budget, take on a current x86 core). Short
+/// under Miri, whose clock is virtual, so that parking gets exercised there.
+pub const IDLE_SPIN: Duration = Duration::from_micros(if cfg!(miri) { 2 } else { 300 });
+/// How long a dispatcher spins on tasks in progress before it starts yielding its core.
+const WAIT_SPIN: Duration = Duration::from_micros(50);
+/// Spin iterations between two clock reads.
+const SPIN_CHECK: u32 = 64;
+
+/// Low bits of `claim` / `seats` holding a count; the high bits hold the job's epoch.
+const COUNT_BITS: u32 = 24;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// Largest task count of one published job; `for_each` splits larger ones.
+const MAX_JOB_TASKS: usize = COUNT_MASK as usize;
+/// Epochs wrap after 2^40 jobs; a stale compare-exchange would need a thread to sleep
+/// through exactly that many jobs to be mistaken for a current one.
+const EPOCH_MASK: u64 = u64::MAX >> COUNT_BITS;
+
+fn pack(epoch: u64, count: u64) -> u64 {
+    epoch << COUNT_BITS | count
+}
+fn epoch_of(w: u64) -> u64 {
+    w >> COUNT_BITS
+}
+fn count_of(w: u64) -> u64 {
+    w & COUNT_MASK
 }
 
-struct Helper {
-    /// Bumped by the dispatcher after writing `job`.
-    posted: AtomicU64,
-    /// Set to the job's sequence number by the helper once it finished.
-    done: AtomicU64,
-    /// `seq << 2 | state` of the current job: posted, claimed by the helper, or taken back.
-    claim: AtomicU64,
-    job: UnsafeCell<Option<JobRef>>,
-    /// Held by the dispatcher for the duration of a job (`try_lock`: never waited on).
-    dispatch: Mutex<()>,
+/// Keeps the hot words of the pool on cache lines of their own.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// The published job: a thin pointer to the dispatcher's `&dyn Fn(usize)` and the task count.
+#[derive(Clone, Copy)]
+struct Job {
+    f: *const (),
+    tasks: usize,
+}
+
+type TaskFn<'a> = &'a (dyn Fn(usize) + Sync + 'a);
+
+struct Pool {
+    /// The job slot: taken (Acquire) and released (Release) by a dispatcher, never waited on.
+    busy: Padded<AtomicBool>,
+    /// `(epoch, tasks left)` of the current job; tasks are claimed from the top down, task
+    /// index `tasks - left`.
+    claim: Padded<AtomicU64>,
+    /// `(epoch, seats left for pool threads)` of the current job; pool threads poll it.
+    seats: Padded<AtomicU64>,
+    /// Tasks of the current job finished (or dropped after a panic) by pool threads.
+    done: Padded<AtomicUsize>,
+    /// Written only by the `busy` holder before it publishes `claim`; read by a pool thread
+    /// only while it holds a claimed, unfinished task of that job.
+    job: UnsafeCell<Job>,
+    /// Epoch of the last published job (only touched by the `busy` holder).
+    epoch: AtomicU64,
+    /// Pool threads spawned so far (only grown by the `busy` holder).
+    helpers: AtomicUsize,
+    /// Set once a spawn failed: the pool stays at its current size.
+    spawn_failed: AtomicBool,
+    /// Pool threads parked (or about to park) on `wake`.
+    sleepers: AtomicUsize,
     park: Mutex<()>,
     wake: Condvar,
+    /// The first panic a pool thread caught in the current job.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
-// SAFETY: `job` is written only by the holder of `dispatch` before it publishes the job with
-// a Release store of `posted`, and read by the helper after an Acquire load observing it;
-// the dispatcher does not return (so the referenced closure stays alive) before the helper
-// has published `done` for that job.
-unsafe impl Sync for Helper {}
+// SAFETY: all fields but `job` are Sync. `job` is written only by the holder of `busy`,
+// before the Release store that publishes the job's `claim` word, and read by a pool thread
+// only after an Acquire compare-exchange on `claim` succeeded for that job's epoch (the
+// compare-exchanges of other participants continue the release sequence), so writes
+// happen-before reads. A reader holds a claimed task that is not yet counted in `done`; the
+// dispatcher does not release `busy` (so no next job is written) before it observed (Acquire)
+// every claimed task counted in `done` (Release, after the last read), so reads happen-before
+// the next write.
+unsafe impl Sync for Pool {}
 
-const SPINS: u32 = 1 << 14;
-const POSTED: u64 = 0;
-const CLAIMED: u64 = 1;
-const TAKEN_BACK: u64 = 2;
+static POOL: Pool = Pool {
+    busy: Padded(AtomicBool::new(false)),
+    claim: Padded(AtomicU64::new(0)),
+    seats: Padded(AtomicU64::new(0)),
+    done: Padded(AtomicUsize::new(0)),
+    job: UnsafeCell::new(Job {
+        f: std::ptr::null(),
+        tasks: 0,
+    }),
+    epoch: AtomicU64::new(0),
+    helpers: AtomicUsize::new(0),
+    spawn_failed: AtomicBool::new(false),
+    sleepers: AtomicUsize::new(0),
+    park: Mutex::new(()),
+    wake: Condvar::new(),
+    panic: Mutex::new(None),
+};
 
-fn helper() -> &'static Helper {
-    static H: OnceLock<&'static Helper> = OnceLock::new();
-    H.get_or_init(|| {
-        let h: &'static Helper = Box::leak(Box::new(Helper {
-            posted: AtomicU64::new(0),
-            done: AtomicU64::new(0),
-            claim: AtomicU64::new(TAKEN_BACK),
-            job: UnsafeCell::new(None),
-            dispatch: Mutex::new(()),
-            park: Mutex::new(()),
-            wake: Condvar::new(),
-        }));
-        let spawned = std::thread::Builder::new()
-            .name("mnc-kernel-helper".into())
-            .spawn(move || helper_loop(h));
-        if spawned.is_err() {
-            // Without a helper thread every join runs serially: hold the dispatch lock
-            // forever so that `try_lock` always fails.
-            std::mem::forget(h.dispatch.lock());
+/// Runs `f(t)` once for every `t` in `0..tasks`, on the calling thread plus up to
+/// `threads - 1` pool threads, and returns when all have finished. `threads <= 1` or
+/// `tasks <= 1` runs everything on the caller. Never blocks on another dispatcher: when the
+/// pool is busy (another run dispatching concurrently) or when called from inside a task
+/// (nested), it runs serially. A panic in `f` is resumed on the caller once no task is in
+/// progress any more (see the module docs).
+pub fn for_each(threads: usize, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+    if threads <= 1 || tasks <= 1 {
+        (0..tasks).for_each(f);
+        return;
+    }
+    let mut base = 0;
+    while base < tasks {
+        let n = (tasks - base).min(MAX_JOB_TASKS);
+        if base == 0 && n == tasks {
+            dispatch(threads, n, n - 1, f, || {});
+        } else {
+            dispatch(threads, n, n - 1, &|t| f(base + t), || {});
         }
-        h
-    })
+        base += n;
+    }
 }
 
-fn helper_loop(h: &'static Helper) {
-    let mut seen = 0u64;
-    loop {
-        let mut spins = 0u32;
-        loop {
-            if h.posted.load(Ordering::Acquire) > seen {
+/// Runs `a` on the calling thread and `b` on a pool thread (or both here when the pool is
+/// busy, or when `b` is not picked up before `a` is done), returning when both are done.
+pub fn join<A: FnOnce(), B: Fn() + Sync>(a: A, b: B) {
+    dispatch(2, 1, 1, &|_| b(), a);
+}
+
+/// Runs `pre` and then tasks of `f` on the caller, and `f`'s tasks on up to
+/// `min(threads - 1, max_seats)` pool threads. `1 <= tasks <= MAX_JOB_TASKS`.
+fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: TaskFn<'_>, pre: P) {
+    let pool = &POOL;
+    let serial = |pre: P| {
+        pre();
+        (0..tasks).for_each(f);
+    };
+    if threads <= 1
+        || pool
+            .busy
+            .0
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+    {
+        return serial(pre);
+    }
+    let busy = BusyGuard(pool);
+    let helpers = grow(pool, (threads - 1).min(MAX_HELPERS));
+    let seats = (threads - 1).min(max_seats).min(helpers);
+    if seats == 0 {
+        drop(busy);
+        return serial(pre);
+    }
+
+    let epoch = (pool.epoch.load(Ordering::Relaxed) + 1) & EPOCH_MASK;
+    let epoch = epoch.max(1); // epoch 0 is the idle state pool threads start from
+    pool.epoch.store(epoch, Ordering::Relaxed);
+    pool.done.0.store(0, Ordering::Relaxed);
+    // `f` lives on this frame until we return; the pool reaches it through this pointer.
+    let f_ref: TaskFn<'_> = f;
+    // SAFETY: we hold `busy` and every pool thread finished with the previous job (see
+    // `impl Sync for Pool`); the stores below publish the write.
+    unsafe {
+        *pool.job.get() = Job {
+            f: &f_ref as *const TaskFn<'_> as *const (),
+            tasks,
+        };
+    }
+    pool.claim
+        .0
+        .store(pack(epoch, tasks as u64), Ordering::Release);
+    // SeqCst store then SeqCst load of `sleepers`, against the pool thread's SeqCst
+    // increment of `sleepers` then SeqCst load of `seats` (in `idle`): at least one side sees
+    // the other, so either the thread does not park or we notify it under `park`.
+    pool.seats
+        .0
+        .store(pack(epoch, seats as u64), Ordering::SeqCst);
+    let sleeping = pool.sleepers.load(Ordering::SeqCst);
+    if sleeping > 0 {
+        let _g = pool.park.lock().unwrap_or_else(|e| e.into_inner());
+        if sleeping <= seats {
+            pool.wake.notify_all();
+        } else {
+            (0..seats).for_each(|_| pool.wake.notify_one());
+        }
+    }
+
+    // Our share: `pre`, then tasks until none is left. Panics are caught so that we do not
+    // unwind out of this frame (freeing `f`) while pool threads may still run it.
+    let mut mine = 0usize; // tasks run or dropped here
+    let mut payload = None;
+    if let Err(p) = catch_unwind(AssertUnwindSafe(pre)) {
+        payload = Some(p);
+        mine += close(pool, epoch);
+    } else {
+        while let Some(left) = claim(pool, epoch) {
+            let t = tasks - left;
+            mine += 1;
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(t))) {
+                payload = Some(p);
+                mine += close(pool, epoch);
                 break;
             }
-            spins += 1;
-            if spins < SPINS {
-                std::hint::spin_loop();
-            } else {
-                let guard = h.park.lock().unwrap_or_else(|e| e.into_inner());
-                if h.posted.load(Ordering::Acquire) == seen {
-                    drop(h.wake.wait(guard));
-                }
-                spins = 0;
-            }
         }
-        seen = h.posted.load(Ordering::Acquire);
-        let claimed = h
-            .claim
-            .compare_exchange(
-                seen << 2 | POSTED,
-                seen << 2 | CLAIMED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok();
-        if !claimed {
-            // Taken back by the dispatcher (which no longer waits for us), or superseded.
-            continue;
-        }
-        // SAFETY: see `impl Sync for Helper`; the claim succeeded, so the dispatcher waits
-        // for `done` and the job is alive.
-        if let Some(job) = unsafe { *h.job.get() } {
-            unsafe { (job.call)(job.data) };
-        }
-        h.done.store(seen, Ordering::Release);
     }
-}
 
-/// Runs `a` on the calling thread and `b` on the helper thread (or both here when the helper
-/// is busy), returning when both are done.
-pub fn join<A: FnOnce(), B: Fn() + Sync>(a: A, b: B) {
-    let h = helper();
-    let Ok(guard) = h.dispatch.try_lock() else {
-        a();
-        b();
-        return;
-    };
-    unsafe fn call<B: Fn()>(p: *const ()) {
-        // SAFETY: `p` points at the `B` on the dispatcher's stack, alive until `done`.
-        unsafe { (*(p as *const B))() }
-    }
-    // SAFETY: we hold `dispatch`; the helper reads `job` only after the Release below.
-    unsafe {
-        *h.job.get() = Some(JobRef {
-            data: &b as *const B as *const (),
-            call: call::<B>,
-        });
-    }
-    let seq = h.posted.load(Ordering::Relaxed) + 1;
-    h.claim.store(seq << 2 | POSTED, Ordering::Release);
-    h.posted.store(seq, Ordering::Release);
-    {
-        let _p = h.park.lock().unwrap_or_else(|e| e.into_inner());
-        h.wake.notify_one();
-    }
-    a();
-    let taken_back = h
-        .claim
-        .compare_exchange(
-            seq << 2 | POSTED,
-            seq << 2 | TAKEN_BACK,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        )
-        .is_ok();
-    if taken_back {
-        b();
-        drop(guard);
-        return;
-    }
+    // Wait for the tasks pool threads claimed and are still running.
+    let start = Instant::now();
     let mut spins = 0u32;
-    while h.done.load(Ordering::Acquire) < seq {
-        spins += 1;
-        if spins < SPINS {
+    while pool.done.0.load(Ordering::Acquire) + mine < tasks {
+        spins = spins.wrapping_add(1);
+        if !spins.is_multiple_of(SPIN_CHECK) || start.elapsed() < WAIT_SPIN {
             std::hint::spin_loop();
         } else {
             std::thread::yield_now();
         }
     }
-    drop(guard);
+    let helper_panic = pool.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(busy);
+    if let Some(p) = payload.or(helper_panic) {
+        resume_unwind(p);
+    }
+}
+
+/// Releases `busy` (Release: our reads and writes of the job happen-before the next holder's).
+struct BusyGuard(&'static Pool);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.busy.0.store(false, Ordering::Release);
+    }
+}
+
+/// Claims one task of job `epoch`: returns the number of tasks that were left (the task is
+/// `tasks - left`), or `None` when the job has none left or is over.
+fn claim(pool: &Pool, epoch: u64) -> Option<usize> {
+    let mut w = pool.claim.0.load(Ordering::Relaxed);
+    loop {
+        if epoch_of(w) != epoch || count_of(w) == 0 {
+            return None;
+        }
+        // Acquire on success: synchronizes with the dispatcher's Release publication of
+        // `claim` (and so of `job`).
+        match pool
+            .claim
+            .0
+            .compare_exchange_weak(w, w - 1, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => return Some(count_of(w) as usize),
+            Err(now) => w = now,
+        }
+    }
+}
+
+/// Drops the unclaimed tasks of job `epoch` (after a panic) and returns how many there were.
+/// Only called while the caller holds a claimed, unfinished task or is the dispatcher, so
+/// the job is still `epoch`.
+fn close(pool: &Pool, epoch: u64) -> usize {
+    count_of(pool.claim.0.swap(pack(epoch, 0), Ordering::AcqRel)) as usize
+}
+
+/// Spawns pool threads until there are `want` (or a spawn failed); returns how many exist.
+/// Only called by the `busy` holder.
+fn grow(pool: &'static Pool, want: usize) -> usize {
+    let mut have = pool.helpers.load(Ordering::Relaxed);
+    while have < want && !pool.spawn_failed.load(Ordering::Relaxed) {
+        let spawned = std::thread::Builder::new()
+            .name(format!("mnc-pool-{}", have + 1))
+            .spawn(move || helper_main(pool));
+        match spawned {
+            Ok(_) => {
+                have += 1;
+                pool.helpers.store(have, Ordering::Relaxed);
+            }
+            Err(_) => pool.spawn_failed.store(true, Ordering::Relaxed),
+        }
+    }
+    have
+}
+
+/// A pool thread: waits for a job with a free seat, runs tasks of it until none is left.
+fn helper_main(pool: &'static Pool) {
+    let mut seen = 0u64; // epoch of the last job looked at (0: none yet)
+    let mut idle_since = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        let w = pool.seats.0.load(Ordering::Relaxed);
+        if epoch_of(w) == seen {
+            spins = spins.wrapping_add(1);
+            if !spins.is_multiple_of(SPIN_CHECK) || idle_since.elapsed() < IDLE_SPIN {
+                std::hint::spin_loop();
+            } else {
+                idle(pool, seen);
+                idle_since = Instant::now();
+            }
+            continue;
+        }
+        idle_since = Instant::now();
+        if count_of(w) == 0 {
+            seen = epoch_of(w); // no seat left for us in this job
+            continue;
+        }
+        // Acquire: a seat of job E implies E's `claim` publication is visible to `claim`.
+        if pool
+            .seats
+            .0
+            .compare_exchange_weak(w, w - 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            continue; // lost a race (or a new job): look again
+        }
+        seen = epoch_of(w);
+        work(pool, seen);
+        idle_since = Instant::now();
+    }
+}
+
+/// Parks until a job newer than `seen` is published.
+fn idle(pool: &Pool, seen: u64) {
+    let mut g = pool.park.lock().unwrap_or_else(|e| e.into_inner());
+    pool.sleepers.fetch_add(1, Ordering::SeqCst);
+    while epoch_of(pool.seats.0.load(Ordering::SeqCst)) == seen {
+        g = pool.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+    }
+    pool.sleepers.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Runs tasks of job `epoch` until none is left; a panic drops the rest of the job.
+fn work(pool: &Pool, epoch: u64) {
+    while let Some(left) = claim(pool, epoch) {
+        // SAFETY: we hold a claimed task of job `epoch` not yet counted in `done`, so the
+        // dispatcher is still waiting in `dispatch`, `job` is that job's (see `impl Sync for
+        // Pool`) and `job.f` points at its live `&dyn Fn`.
+        let result = unsafe { run_task(pool, left) };
+        let mut finished = 1;
+        if let Err(p) = result {
+            let mut slot = pool.panic.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert(p);
+            drop(slot);
+            finished += close(pool, epoch);
+        }
+        // Release: the task's effects and our last use of `job` happen-before the
+        // dispatcher's Acquire load that sees this count.
+        pool.done.0.fetch_add(finished, Ordering::Release);
+        if finished > 1 {
+            return;
+        }
+    }
+}
+
+/// Runs the task `tasks - left` of the current job, catching a panic.
+///
+/// # Safety
+/// The caller holds that claimed task, not yet counted in `done`.
+unsafe fn run_task(pool: &Pool, left: usize) -> std::thread::Result<()> {
+    // SAFETY: by the contract, `job` holds the current job and its closure is alive until
+    // the task is counted in `done`, which happens after this function returned.
+    let job = unsafe { *pool.job.get() };
+    let f: TaskFn<'_> = unsafe { *(job.f as *const TaskFn<'_>) };
+    let t = job.tasks - left;
+    catch_unwind(AssertUnwindSafe(|| f(t)))
+}
+
+/// Number of physical cores (SMT siblings counted once) this process may run on: on Linux the
+/// distinct `(physical_package_id, core_id)` pairs of the online CPUs in the process's
+/// affinity mask (read from `/sys` and `/proc/self/status`), at most
+/// [`std::thread::available_parallelism`] (which also reflects cgroup quotas); elsewhere, or
+/// when those files cannot be read, `available_parallelism`. At least 1. Computed once.
+pub fn physical_cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| {
+        let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+        linux_physical_cores()
+            .map_or(logical, |p| p.min(logical))
+            .max(1)
+    })
+}
+
+fn linux_physical_cores() -> Option<usize> {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?;
+    let online = parse_cpu_list(online.trim())?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .and_then(|l| parse_cpu_list(l.trim()));
+    let mut cores = std::collections::BTreeSet::new();
+    for cpu in online {
+        if allowed.as_ref().is_some_and(|a| !a.contains(&cpu)) {
+            continue;
+        }
+        let dir = format!("/sys/devices/system/cpu/cpu{cpu}/topology");
+        let read = |name: &str| -> Option<i64> {
+            std::fs::read_to_string(format!("{dir}/{name}"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        cores.insert((read("physical_package_id")?, read("core_id")?));
+    }
+    (!cores.is_empty()).then_some(cores.len())
+}
+
+/// Parses a Linux CPU list such as `0-3,8,10-11`; `None` if malformed.
+fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                if a > b || b - a > 1 << 16 {
+                    return None;
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.trim().parse().ok()?),
+        }
+    }
+    Some(cpus)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{for_each, join, physical_cores};
+    use std::collections::HashSet;
+    use std::panic::catch_unwind;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    /// Runs `for_each(threads, tasks)` and checks that every task ran exactly once.
+    fn check_exactly_once(threads: usize, tasks: usize) {
+        let hits: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+        for_each(threads, tasks, &|t| {
+            hits[t].fetch_add(1, Ordering::Relaxed);
+        });
+        for (t, h) in hits.iter().enumerate() {
+            let n = h.load(Ordering::Relaxed);
+            assert_eq!(
+                n, 1,
+                "threads={threads} tasks={tasks}: task {t} ran {n} times"
+            );
+        }
+    }
 
     #[test]
-    fn join_runs_both_halves_even_when_contended() {
+    fn par_for_each_runs_every_task_exactly_once() {
+        let (threads_grid, tasks_grid, reps): (&[usize], &[usize], usize) = if cfg!(miri) {
+            (&[0, 1, 2, 3, 8], &[0, 1, 2, 5, 17], 1)
+        } else {
+            (
+                &[0, 1, 2, 3, 4, 7, 8, 16, 300],
+                &[0, 1, 2, 3, 5, 8, 17, 64, 1000],
+                5,
+            )
+        };
+        for &threads in threads_grid {
+            for &tasks in tasks_grid {
+                for _ in 0..reps {
+                    check_exactly_once(threads, tasks);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn par_for_each_uses_at_most_threads_participants() {
+        // Grow the pool first, then ask for 2 threads: at most the caller + 1 pool thread.
+        for_each(8, 64, &|_| {});
+        for _ in 0..rounds(20) {
+            let who = Mutex::new(HashSet::new());
+            for_each(2, 64, &|_| {
+                who.lock().unwrap().insert(std::thread::current().id());
+                spin_for(Duration::from_micros(20));
+            });
+            let who = who.into_inner().unwrap();
+            assert!(who.len() <= 2, "{} threads ran a threads=2 job", who.len());
+        }
+    }
+
+    #[test]
+    fn par_for_each_runs_on_named_pool_threads_or_caller() {
+        let me = std::thread::current().id();
+        let names = Mutex::new(Vec::new());
+        for _ in 0..rounds(20) {
+            for_each(4, 32, &|_| {
+                let cur = std::thread::current();
+                if cur.id() != me {
+                    names
+                        .lock()
+                        .unwrap()
+                        .push(cur.name().unwrap_or("").to_string());
+                }
+                spin_for(Duration::from_micros(10));
+            });
+        }
+        for n in names.into_inner().unwrap() {
+            assert!(n.starts_with("mnc-pool-"), "task ran on thread {n:?}");
+        }
+    }
+
+    #[test]
+    fn par_concurrent_dispatchers_get_correct_results() {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|d| {
+                    s.spawn(move || {
+                        for round in 0..rounds(300) {
+                            let tasks = 1 + (round * 7 + d * 13) % 40;
+                            let out: Vec<AtomicUsize> =
+                                (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+                            for_each(1 + (round + d) % 5, tasks, &|t| {
+                                out[t].fetch_add(t * 3 + d + 1, Ordering::Relaxed);
+                            });
+                            for (t, o) in out.iter().enumerate() {
+                                assert_eq!(o.load(Ordering::Relaxed), t * 3 + d + 1);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().expect("dispatcher thread failed");
+            }
+        });
+    }
+
+    #[test]
+    fn par_nested_for_each_runs_serially_and_completes() {
+        let hits: Vec<AtomicUsize> = (0..64).map(|_| AtomicUsize::new(0)).collect();
+        let inner_threads = Mutex::new(Vec::new());
+        for_each(4, 8, &|i| {
+            let outer = std::thread::current().id();
+            for_each(4, 8, &|j| {
+                // Serial: the inner tasks run on the thread that runs the outer task.
+                inner_threads
+                    .lock()
+                    .unwrap()
+                    .push(std::thread::current().id() == outer);
+                hits[i * 8 + j].fetch_add(1, Ordering::Relaxed);
+            });
+            join(
+                || {
+                    hits[i * 8].fetch_add(10, Ordering::Relaxed);
+                },
+                || {
+                    hits[i * 8 + 1].fetch_add(10, Ordering::Relaxed);
+                },
+            );
+        });
+        for (k, h) in hits.iter().enumerate() {
+            let want = if k % 8 < 2 { 11 } else { 1 };
+            assert_eq!(h.load(Ordering::Relaxed), want, "cell {k}");
+        }
+        assert!(inner_threads
+            .into_inner()
+            .unwrap()
+            .into_iter()
+            .all(|same| same));
+    }
+
+    #[test]
+    fn par_join_runs_both_halves_even_when_contended() {
         let total = AtomicUsize::new(0);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
-                    for i in 0..2000 {
-                        super::join(
+                    for i in 0..rounds(2000) {
+                        join(
                             || {
                                 total.fetch_add(i, Ordering::Relaxed);
                             },
@@ -190,7 +620,190 @@ mod tests {
                 });
             }
         });
-        let want = 4 * ((0..2000).sum::<usize>() + 2000);
+        let want = 4 * ((0..rounds(2000)).sum::<usize>() + rounds(2000));
         assert_eq!(total.load(Ordering::Relaxed), want);
+    }
+
+    #[test]
+    fn par_panic_in_task_propagates_and_pool_stays_usable() {
+        for round in 0..rounds(20) {
+            let ran = AtomicUsize::new(0);
+            let r = catch_unwind(|| {
+                for_each(4, 16, &|t| {
+                    spin_for(Duration::from_micros(20));
+                    if t == round % 16 {
+                        panic!("task {t} failed");
+                    }
+                    ran.fetch_add(1, Ordering::Relaxed);
+                });
+            });
+            let msg = r.expect_err("the panic must reach the caller");
+            let msg = msg
+                .downcast_ref::<String>()
+                .expect("panic payload is the task's message");
+            assert_eq!(*msg, format!("task {} failed", round % 16));
+            assert!(ran.load(Ordering::Relaxed) <= 15);
+            check_exactly_once(4, 33);
+        }
+        // A panic in `join`'s first half also reaches the caller.
+        let r = catch_unwind(|| join(|| panic!("first half"), || {}));
+        assert!(r.is_err());
+        check_exactly_once(4, 33);
+    }
+
+    #[test]
+    fn par_panic_on_pool_thread_propagates() {
+        // Tasks panic only on pool threads: either the caller ran every task (no panic) or
+        // the pool thread's panic reaches the caller. Either way the pool keeps working.
+        let mut pool_panics = 0;
+        for _ in 0..rounds(50) {
+            let ran = AtomicUsize::new(0);
+            let r = catch_unwind(|| {
+                for_each(2, 8, &|_| {
+                    spin_for(Duration::from_micros(50));
+                    let name = std::thread::current().name().map(str::to_string);
+                    if name.is_some_and(|n| n.starts_with("mnc-pool-")) {
+                        panic!("pool task failed");
+                    }
+                    ran.fetch_add(1, Ordering::Relaxed);
+                });
+            });
+            match r {
+                Ok(()) => assert_eq!(ran.load(Ordering::Relaxed), 8),
+                Err(p) => {
+                    assert_eq!(p.downcast_ref::<&str>(), Some(&"pool task failed"));
+                    pool_panics += 1;
+                }
+            }
+            check_exactly_once(3, 20);
+        }
+        eprintln!(
+            "pool-thread panics propagated: {pool_panics}/{}",
+            rounds(50)
+        );
+    }
+
+    #[test]
+    fn par_physical_cores_is_within_bounds() {
+        let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let p = physical_cores();
+        assert!(
+            p >= 1 && p <= logical,
+            "physical_cores={p}, logical={logical}"
+        );
+    }
+
+    #[test]
+    fn par_parse_cpu_list() {
+        assert_eq!(
+            super::parse_cpu_list("0-3,8,10-11"),
+            Some(vec![0, 1, 2, 3, 8, 10, 11])
+        );
+        assert_eq!(super::parse_cpu_list("5"), Some(vec![5]));
+        assert_eq!(super::parse_cpu_list(""), Some(vec![]));
+        assert_eq!(super::parse_cpu_list("3-1"), None);
+        assert_eq!(super::parse_cpu_list("x"), None);
+    }
+
+    /// `n` natively, far fewer under Miri.
+    fn rounds(n: usize) -> usize {
+        if cfg!(miri) {
+            n.div_ceil(100).max(2)
+        } else {
+            n
+        }
+    }
+
+    fn spin_for(d: Duration) {
+        let t = Instant::now();
+        while t.elapsed() < d {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Per-call overhead of an empty job; prints, asserts nothing about time.
+    /// `cargo test -p mnc-targets --release par_overhead -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn par_overhead_benchmark() {
+        fn per_call(n: usize, mut call: impl FnMut()) -> f64 {
+            let t = Instant::now();
+            for _ in 0..n {
+                call();
+            }
+            t.elapsed().as_secs_f64() * 1e9 / n as f64
+        }
+        fn median_after_idle(n: usize, idle: Duration, mut call: impl FnMut()) -> f64 {
+            let mut v: Vec<f64> = (0..n)
+                .map(|_| {
+                    std::thread::sleep(idle);
+                    let t = Instant::now();
+                    call();
+                    t.elapsed().as_secs_f64() * 1e9
+                })
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v[n / 2]
+        }
+        let cores = physical_cores();
+        let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!("physical_cores={cores} available_parallelism={logical}");
+        let noop = |_: usize| {};
+        for_each(logical.max(2), 64, &noop); // spawn the pool
+        const N: usize = 200_000;
+        println!(
+            "serial for_each(1, 2):              {:8.0} ns/call",
+            per_call(N, || for_each(1, 2, &noop))
+        );
+        for threads in [2, 4, 8, logical] {
+            if threads > logical.max(2) {
+                continue;
+            }
+            let ran = AtomicUsize::new(0);
+            let helped = AtomicUsize::new(0);
+            let me = std::thread::current().id();
+            let count = |_: usize| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                if std::thread::current().id() != me {
+                    helped.fetch_add(1, Ordering::Relaxed);
+                }
+            };
+            let ns = per_call(N, || for_each(threads, threads, &count));
+            println!(
+                "for_each({threads}, {threads}) back to back:    {ns:8.0} ns/call  \
+                 ({:.1}% of tasks ran on pool threads)",
+                100.0 * helped.load(Ordering::Relaxed) as f64 / ran.load(Ordering::Relaxed) as f64
+            );
+        }
+        println!(
+            "join(noop, noop) back to back:      {:8.0} ns/call",
+            per_call(N, || join(|| {}, || {}))
+        );
+        // Work that a second thread can share: 2 tasks of ~20 µs each.
+        let work = |_: usize| spin_for(Duration::from_micros(20));
+        println!(
+            "for_each(1, 2, 20µs tasks):         {:8.0} ns/call",
+            per_call(2000, || for_each(1, 2, &work))
+        );
+        println!(
+            "for_each(2, 2, 20µs tasks):         {:8.0} ns/call",
+            per_call(2000, || for_each(2, 2, &work))
+        );
+        println!(
+            "for_each(2, 2) 100 µs after last:   {:8.0} ns median",
+            median_after_idle(500, Duration::from_micros(100), || for_each(2, 2, &noop))
+        );
+        println!(
+            "for_each(2, 2) 5 ms after last:     {:8.0} ns median (pool parked)",
+            median_after_idle(300, Duration::from_millis(5), || for_each(2, 2, &noop))
+        );
+        println!(
+            "for_each(2, 2, 20µs) 5 ms after:    {:8.0} ns median (pool parked)",
+            median_after_idle(300, Duration::from_millis(5), || for_each(2, 2, &work))
+        );
+        println!(
+            "for_each(1, 2, 20µs) 5 ms after:    {:8.0} ns median (serial)",
+            median_after_idle(300, Duration::from_millis(5), || for_each(1, 2, &work))
+        );
     }
 }
