@@ -10,9 +10,20 @@ use mnc_targets::Target;
 pub struct ExecOptions {
     /// CUDA: allow TF32 tensor-core math for pointwise convs and GEMMs (not exact f32).
     pub allow_tf32: bool,
-    /// CPU: threads per run (1, or 2 to split every GEMM and depthwise kernel call; see
-    /// docs/CPU_BACKEND.md). 0 means 1.
+    /// CPU: threads per run (the kernels split their work over a persistent pool; results
+    /// do not depend on it). 0 means the number of physical cores.
     pub threads: usize,
+}
+
+impl ExecOptions {
+    /// The thread count a CPU build uses: `threads`, or the physical cores when 0.
+    pub fn cpu_threads(&self) -> usize {
+        if self.threads == 0 {
+            mnc_targets::cpu::par::physical_cores()
+        } else {
+            self.threads
+        }
+    }
 }
 
 /// A model ready to run on one target.
@@ -48,7 +59,7 @@ impl Executable {
             Target::X86_64 | Target::X86_64Avx2 | Target::X86_64Avx512 => {
                 let g = optimized(graph, target)?;
                 let copts = mnc_targets::cpu::CpuOptions {
-                    threads: opts.threads.max(1),
+                    threads: opts.cpu_threads(),
                     ..Default::default()
                 };
                 let m = mnc_runtime::cpu::CompiledModel::compile(&g, target, &copts)
@@ -71,7 +82,11 @@ impl Executable {
     pub fn describe(&self) -> String {
         match self {
             Executable::Reference(_) => "reference executor".into(),
-            Executable::Cpu(m) => format!("Cranelift JIT, {}", m.target()),
+            Executable::Cpu(m) => format!(
+                "Cranelift JIT, {}, {} thread(s)",
+                m.target(),
+                m.report().threads
+            ),
             Executable::Cuda(m) => format!(
                 "{}{}",
                 m.device_name(),

@@ -57,6 +57,9 @@ struct RunArgs {
     /// CUDA targets: allow TF32 tensor-core math (about 3 significant digits per product).
     #[arg(long)]
     allow_tf32: bool,
+    /// x86-64 targets: threads per run (default: the number of physical cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 /// Arguments of `mnc bench`.
@@ -79,10 +82,9 @@ struct BenchArgs {
     /// CUDA targets: allow TF32 tensor-core math.
     #[arg(long)]
     allow_tf32: bool,
-    /// x86-64 targets: threads per run (1, or 2: experimental split of every GEMM and
-    /// depthwise kernel call, see docs/CPU_BACKEND.md).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// x86-64 targets: threads per run (default: the number of physical cores).
+    #[arg(long)]
+    threads: Option<usize>,
     /// x86-64 targets: time and GFLOP/s per fused op (mean over the timed runs).
     #[arg(long)]
     profile: bool,
@@ -207,7 +209,7 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
     }
     let eopts = ExecOptions {
         allow_tf32: a.allow_tf32,
-        threads: 1,
+        threads: a.threads.unwrap_or(0),
     };
     let mut exe =
         mnc::model::build_any(graph, stored, a.target, &eopts).with_context(|| a.model.clone())?;
@@ -513,7 +515,7 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
     }
     let eopts = ExecOptions {
         allow_tf32: a.allow_tf32,
-        threads: a.threads,
+        threads: a.threads.unwrap_or(0),
     };
     let mut exe =
         mnc::model::build_any(graph, stored, a.target, &eopts).with_context(|| a.model.clone())?;

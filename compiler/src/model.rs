@@ -90,7 +90,7 @@ pub fn build_any(
         }
         Target::X86_64 | Target::X86_64Avx2 | Target::X86_64Avx512 => {
             let copts = mnc_targets::cpu::CpuOptions {
-                threads: opts.threads.max(1),
+                threads: opts.cpu_threads(),
                 ..Default::default()
             };
             let m = mnc_runtime::cpu::CompiledModel::compile(&graph, target, &copts)

@@ -137,31 +137,40 @@ fn concurrent_runs_are_identical() {
 }
 
 #[test]
-fn two_threads_give_identical_results() {
-    // The kernels split their work between the caller and a helper thread; every element is
-    // still computed by the same code, so outputs must match the 1-thread run bit for bit.
+fn every_thread_count_gives_identical_results() {
+    // The kernels split their work into tasks run by the caller and pool threads; every
+    // element is still computed by the same code, so outputs must match the 1-thread run bit
+    // for bit, whatever the thread count and however many runs share the pool.
     let dir = mnc_tests::fixtures_dir().join("mnv2_w035_op13");
     let g =
         optimized(import_file(&dir.join("model.onnx"), &ImportOptions { batch: Some(2) }).unwrap());
     let x = feeds(&g, 21);
     for t in Target::host_jit_targets() {
-        let one = CompiledModel::compile(&g, t, &verified()).unwrap();
-        let opts = mnc_runtime::cpu::CpuOptions {
-            threads: 2,
+        let single = mnc_runtime::cpu::CpuOptions {
+            threads: 1,
             ..verified()
         };
-        let two = CompiledModel::compile(&g, t, &opts).unwrap();
+        let one = CompiledModel::compile(&g, t, &single).unwrap();
         let want = one.run(&x).unwrap();
-        // several runs, also from two threads at once (the helper is then busy for one of them)
-        std::thread::scope(|s| {
-            let hs: Vec<_> = (0..2)
-                .map(|_| s.spawn(|| (0..3).map(|_| two.run(&x).unwrap()).collect::<Vec<_>>()))
-                .collect();
-            for h in hs {
-                for got in h.join().unwrap() {
-                    assert_eq!(got, want, "{t}");
+        for threads in [2, 3, 5] {
+            let opts = mnc_runtime::cpu::CpuOptions {
+                threads,
+                ..verified()
+            };
+            let many = CompiledModel::compile(&g, t, &opts).unwrap();
+            assert_eq!(many.report().threads, threads);
+            // several runs, also from two threads at once (one of them then finds the pool
+            // busy and runs its tasks serially)
+            std::thread::scope(|s| {
+                let hs: Vec<_> = (0..2)
+                    .map(|_| s.spawn(|| (0..3).map(|_| many.run(&x).unwrap()).collect::<Vec<_>>()))
+                    .collect();
+                for h in hs {
+                    for got in h.join().unwrap() {
+                        assert_eq!(got, want, "{t}, {threads} threads");
+                    }
                 }
-            }
-        });
+            });
+        }
     }
 }

@@ -1,98 +1,426 @@
-//! GEMM micro-kernels in Rust `std::arch`, compiled once per ISA and called by the generated
-//! code at panel granularity (registered with the JIT as symbols, see [`Kernel::symbol`]).
+//! Conv/GEMM kernels in Rust `std::arch`, compiled once per ISA and called by the generated
+//! code (registered with the JIT as symbols, see [`Kernel::symbol`] and [`dw_kernel`]).
 //!
-//! Every kernel computes `C[m x n] = A[m x k] * B[k x n]` (overwriting C) where
-//! - `A` is pre-packed by [`pack_a`]: blocks of `MR` rows, each stored `k`-major
-//!   (`a[(row / MR) * k * MR + p * MR + row % MR]`), the last block zero-padded;
-//! - `B` is row-major with leading dimension `ldb` (an NCHW activation plane or im2col rows);
-//! - `C` is row-major with leading dimension `ldc`.
+//! Entry points per ISA (all with the epilogue fused: bias, residual, activation from
+//! [`encode_act`], applied to the registers before the only store):
 //!
-//! Loop order: `MR`-row blocks of A outer (one A block, `k * MR` floats, stays in L1), `NR`
-//! column tiles inner; the caller passes a panel of B small enough to stay in L2. The last
-//! partial column tile uses masked loads/stores (AVX2/AVX-512) or a staged copy (SSE).
-//! The dot products accumulate over `k` ascending from zero (with FMA where the ISA has it).
+//! - **GEMM** ([`GemmFn`]): `C[m x n] = act(A[m x k] * B[k x n] + bias[row] + R)`. `A` is
+//!   pre-packed by [`pack_a`] (blocks of `MR` rows, `k`-major inside a block, the last block
+//!   zero-padded); `B` is row-major with leading dimension `ldb` (an NCHW activation plane or
+//!   im2col rows); `C` and the optional residual `R` are row-major with `ldc`. Loop order:
+//!   column panels of B small enough to stay in L2, `MR`-row blocks of A (one block, `k * MR`
+//!   floats, stays in L1), `NR`-column register tiles; the last partial tile uses masked
+//!   loads/stores (AVX2/AVX-512) or a staged copy (SSE).
+//! - **Matrix-vector** ([`GemvFn`]): one row times a constant `k x n` matrix (the classifier
+//!   at batch 1), `8 * W` columns per step.
+//! - **Depthwise op** ([`DwFn`], AVX2/AVX-512): a whole conv with one input channel per
+//!   group (depthwise and channel multipliers), geometry in a [`DwGeom`] stored in the
+//!   weights blob: each input plane is copied into a zero-padded scratch plane (L1/L2
+//!   resident), then up to 8 output rows x one vector of columns accumulate every tap in
+//!   registers.
+//! - **SqueezeExcite** ([`SeFn`]): squeeze (plane means), the two small mat-vecs with their
+//!   activations, and the channel scaling.
+//!
+//! All split their work over the persistent pool ([`super::par::for_each`]) when called with
+//! `threads > 1`: GEMM by (row blocks x column ranges), matrix-vector by column ranges,
+//! depthwise by ranges of planes, SqueezeExcite by channel ranges. Every
+//! output element is computed by exactly one task with the same arithmetic, so results do not
+//! depend on the thread count. Dot products accumulate over `k` (taps) ascending from zero,
+//! with FMA where the ISA has it.
 
 use crate::Target;
+use mnc_ir::Activation;
 
-/// Signature of every micro-kernel: `(m, n, k, a_packed, b, ldb, c, ldc)`.
-pub type GemmFn =
-    unsafe extern "C" fn(usize, usize, usize, *const f32, *const f32, usize, *mut f32, usize);
+/// Activation codes of the fused epilogue (the `act` argument of the kernels).
+pub mod act_code {
+    pub const NONE: u64 = 0;
+    pub const RELU: u64 = 1;
+    /// `p0 = min`, `p1 = max`.
+    pub const CLIP: u64 = 2;
+    pub const SIGMOID: u64 = 3;
+    /// `p0 = alpha`, `p1 = beta`.
+    pub const HARD_SIGMOID: u64 = 4;
+    pub const HARD_SWISH: u64 = 5;
+    pub const SILU: u64 = 6;
+}
 
-/// A micro-kernel for one ISA: its symbol name, entry point and register tile.
+/// The fused activation as `(code, params)`: the code from [`act_code`] and its two f32
+/// parameters packed as `p0.to_bits() | p1.to_bits() << 32`.
+pub fn encode_act(a: Option<Activation>) -> (u64, u64) {
+    let pack = |a: f32, b: f32| a.to_bits() as u64 | (b.to_bits() as u64) << 32;
+    match a {
+        None => (act_code::NONE, 0),
+        Some(Activation::Relu) => (act_code::RELU, 0),
+        Some(Activation::Clip { min, max }) => (act_code::CLIP, pack(min, max)),
+        Some(Activation::Sigmoid) => (act_code::SIGMOID, 0),
+        Some(Activation::HardSigmoid { alpha, beta }) => {
+            (act_code::HARD_SIGMOID, pack(alpha, beta))
+        }
+        Some(Activation::HardSwish) => (act_code::HARD_SWISH, 0),
+        Some(Activation::Silu) => (act_code::SILU, 0),
+    }
+}
+
+/// The epilogue of one kernel call.
+#[derive(Clone, Copy)]
+struct Epi {
+    /// Per-row bias (null: none).
+    bias: *const f32,
+    /// Residual with the output's layout (null: none).
+    res: *const f32,
+    code: u64,
+    p0: f32,
+    p1: f32,
+}
+
+impl Epi {
+    fn new(bias: *const f32, res: *const f32, code: u64, pp: u64) -> Epi {
+        Epi {
+            bias,
+            res,
+            code,
+            p0: f32::from_bits(pp as u32),
+            p1: f32::from_bits((pp >> 32) as u32),
+        }
+    }
+}
+
+/// Signature of the GEMM entry points:
+/// `(m, n, k, a_packed, b, ldb, c, ldc, bias, residual, act, act_params, threads)`;
+/// `bias` and `residual` may be null.
+pub type GemmFn = unsafe extern "C" fn(
+    usize,
+    usize,
+    usize,
+    *const f32,
+    *const f32,
+    usize,
+    *mut f32,
+    usize,
+    *const f32,
+    *const f32,
+    u64,
+    u64,
+    usize,
+);
+
+/// Number of parameters of [`GemmFn`].
+pub const GEMM_PARAMS: usize = 13;
+
+/// The GEMM kernel of one ISA: its symbol name, entry point and register tile.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernel {
     /// Symbol name under which the JIT resolves it.
     pub symbol: &'static str,
     /// Entry point (only called when the host runs the target).
     pub func: GemmFn,
-    /// Symbol and entry point of the two-thread variant (splits rows or columns in two).
-    pub par_symbol: &'static str,
-    pub par_func: GemmFn,
     /// Rows of the register tile (rows per packed A block).
     pub mr: usize,
     /// Columns of the register tile.
     pub nr: usize,
 }
 
-/// The GEMM micro-kernel the given JIT target uses (`None` for the reference target).
+/// The GEMM kernel the given JIT target uses (`None` for the reference and CUDA targets).
 pub fn gemm_kernel(t: Target) -> Option<Kernel> {
     match t {
         Target::Reference | Target::Cuda(_) => None,
         Target::X86_64 => Some(Kernel {
             symbol: "mnc_gemm_sse",
             func: sse::gemm,
-            par_symbol: "mnc_gemm_sse_par",
-            par_func: gemm_par_sse,
             mr: sse::MR,
             nr: sse::NR,
         }),
         Target::X86_64Avx2 => Some(Kernel {
             symbol: "mnc_gemm_avx2",
             func: avx2::gemm,
-            par_symbol: "mnc_gemm_avx2_par",
-            par_func: gemm_par_avx2,
             mr: avx2::MR,
             nr: avx2::NR,
         }),
         Target::X86_64Avx512 => Some(Kernel {
             symbol: "mnc_gemm_avx512",
             func: avx512::gemm,
-            par_symbol: "mnc_gemm_avx512_par",
-            par_func: gemm_par_avx512,
             mr: avx512::MR,
             nr: avx512::NR,
         }),
     }
 }
 
-/// Signature of the depthwise plane kernels:
-/// `(padded_plane, padded_width, taps, kh, kw, sy, sx, dy, dx, oh, ow, out)`.
+/// Signature of the matrix-vector entry points (one row of A times a constant B):
+/// `(n, k, x, b, y, bias, residual, act, act_params, threads)`: `y[j] = act(sum_p x[p] *
+/// b[p * n + j] + bias[j] + residual[j])`; `bias` and `residual` may be null.
+pub type GemvFn = unsafe extern "C" fn(
+    usize,
+    usize,
+    *const f32,
+    *const f32,
+    *mut f32,
+    *const f32,
+    *const f32,
+    u64,
+    u64,
+    usize,
+);
+
+/// Number of parameters of [`GemvFn`].
+pub const GEMV_PARAMS: usize = 10;
+
+/// The matrix-vector kernel of a target, with its symbol name.
+pub fn gemv_kernel(t: Target) -> Option<(&'static str, GemvFn)> {
+    match t {
+        Target::Reference | Target::Cuda(_) => None,
+        Target::X86_64 => Some(("mnc_gemv_sse", sse::gemv)),
+        Target::X86_64Avx2 => Some(("mnc_gemv_avx2", avx2::gemv)),
+        Target::X86_64Avx512 => Some(("mnc_gemv_avx512", avx512::gemv)),
+    }
+}
+
+/// One matrix-vector call, shared by its tasks.
+struct Gemv {
+    n: usize,
+    k: usize,
+    x: *const f32,
+    b: *const f32,
+    y: *mut f32,
+    epi: Epi,
+}
+
+// SAFETY: tasks read x, b, bias, residual and write disjoint column ranges of y.
+unsafe impl Sync for Gemv {}
+
+/// Runs a matrix-vector product as column ranges (multiples of `cols`) on `threads`.
+///
+/// # Safety
+/// As for the ISA's `gemv_cols`.
+unsafe fn gemv_drive(range: unsafe fn(&Gemv, usize, usize), cols: usize, g: &Gemv, threads: usize) {
+    let blocks = g.n.div_ceil(cols);
+    if threads <= 1 || g.n * g.k < PAR_MIN_WORK || blocks < 2 {
+        return range(g, 0, g.n);
+    }
+    let tasks = blocks.min(threads * TASKS_PER_THREAD);
+    super::par::for_each(threads, tasks, &|t| {
+        let (b0, b1) = part(blocks, tasks, t);
+        let (c0, c1) = (b0 * cols, (b1 * cols).min(g.n));
+        if c0 < c1 {
+            // SAFETY: disjoint column ranges of the caller's valid call.
+            unsafe { range(g, c0, c1) }
+        }
+    });
+}
+
+/// Shape and activations of a SqueezeExcite op, stored in the weights blob like [`DwGeom`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeGeom {
+    pub n: u64,
+    pub c: u64,
+    /// Elements per channel plane.
+    pub hw: u64,
+    /// Hidden width (rows of the first weight).
+    pub r: u64,
+    /// Hidden activation and gate ([`encode_act`]).
+    pub act: u64,
+    pub act_params: u64,
+    pub gate: u64,
+    pub gate_params: u64,
+}
+
+impl SeGeom {
+    /// The struct as f32 bit patterns, for the weights blob.
+    pub fn to_blob(&self) -> Vec<f32> {
+        words_to_blob(&[
+            self.n,
+            self.c,
+            self.hw,
+            self.r,
+            self.act,
+            self.act_params,
+            self.gate,
+            self.gate_params,
+        ])
+    }
+
+    /// Floats of scratch the op needs (the squeezed vector and the hidden one).
+    pub fn scratch_floats(&self) -> usize {
+        (self.c + self.r) as usize
+    }
+}
+
+/// `u64` words as f32 bit patterns (two per word, little-endian halves).
+fn words_to_blob(words: &[u64]) -> Vec<f32> {
+    words
+        .iter()
+        .flat_map(|&w| [f32::from_bits(w as u32), f32::from_bits((w >> 32) as u32)])
+        .collect()
+}
+
+/// Signature of the SqueezeExcite entry points: `(x, w1, b1, w2, b2, y, scratch, geometry,
+/// threads)`: per batch element, `s = mean over each plane of x`, `h = act(w1 s + b1)`,
+/// `g = gate(w2 h + b2)`, `y = x * g` per channel.
+pub type SeFn = unsafe extern "C" fn(
+    *const f32,
+    *const f32,
+    *const f32,
+    *const f32,
+    *const f32,
+    *mut f32,
+    *mut f32,
+    *const SeGeom,
+    usize,
+);
+
+/// Number of parameters of [`SeFn`].
+pub const SE_PARAMS: usize = 9;
+
+/// The SqueezeExcite kernel of a target, with its symbol name.
+pub fn se_kernel(t: Target) -> Option<(&'static str, SeFn)> {
+    match t {
+        Target::Reference | Target::Cuda(_) => None,
+        Target::X86_64 => Some(("mnc_se_sse", sse::se)),
+        Target::X86_64Avx2 => Some(("mnc_se_avx2", avx2::se)),
+        Target::X86_64Avx512 => Some(("mnc_se_avx512", avx512::se)),
+    }
+}
+
+/// One SqueezeExcite call, shared by its tasks.
+struct Se {
+    x: *const f32,
+    w1: *const f32,
+    b1: *const f32,
+    w2: *const f32,
+    b2: *const f32,
+    y: *mut f32,
+    scratch: *mut f32,
+    g: SeGeom,
+}
+
+// SAFETY: the tasks of one phase write disjoint channels of `scratch` (squeeze) or of `y`
+// (excite); phases are separated by the pool's join.
+unsafe impl Sync for Se {}
+
+/// The phases of a SqueezeExcite op of one ISA.
+struct SePhases {
+    /// Means of channels `c0..c1` of batch element `b` into `scratch[c]`.
+    squeeze: unsafe fn(&Se, usize, usize, usize),
+    /// The hidden vector of batch element `b` (serial: `r` short dot products).
+    hidden: unsafe fn(&Se),
+    /// Gates and scales channels `c0..c1` of batch element `b`.
+    excite: unsafe fn(&Se, usize, usize, usize),
+}
+
+/// Runs a SqueezeExcite op: per batch element, squeeze and excite split by channels.
+///
+/// # Safety
+/// As for the ISA's phase functions.
+unsafe fn se_drive(ph: &SePhases, d: &Se, threads: usize) {
+    let (c, hw) = (d.g.c as usize, d.g.hw as usize);
+    let tasks = if threads <= 1 || c * hw < PAR_MIN_WORK {
+        1
+    } else {
+        (threads * TASKS_PER_THREAD).min(c)
+    };
+    for b in 0..d.g.n as usize {
+        super::par::for_each(threads, tasks, &|t| {
+            let (c0, c1) = part(c, tasks, t);
+            // SAFETY: disjoint channel ranges of a valid call.
+            unsafe { (ph.squeeze)(d, b, c0, c1) }
+        });
+        (ph.hidden)(d);
+        super::par::for_each(threads, tasks, &|t| {
+            let (c0, c1) = part(c, tasks, t);
+            // SAFETY: as above.
+            unsafe { (ph.excite)(d, b, c0, c1) }
+        });
+    }
+}
+
+/// Geometry and epilogue of a depthwise op (one input channel per group), stored in the
+/// weights blob as `u64` words (see [`DwGeom::to_blob`]) and read by the kernel.
+///
+/// Output plane `q` (`0..planes`, `= b * co + o`) reads input plane `b * ci + o / cog`, taps
+/// `w[o * kh * kw ..]`, `bias[o]`, residual plane `q`. The zero-padded copy of an input plane
+/// is `hp x wp` floats with the input at row `pt`, column `pl`; every tap read of every output
+/// lies inside it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DwGeom {
+    pub planes: u64,
+    pub co: u64,
+    pub ci: u64,
+    pub cog: u64,
+    pub h: u64,
+    pub w: u64,
+    pub pt: u64,
+    pub pl: u64,
+    pub kh: u64,
+    pub kw: u64,
+    pub sy: u64,
+    pub sx: u64,
+    pub dy: u64,
+    pub dx: u64,
+    pub oh: u64,
+    pub ow: u64,
+    pub hp: u64,
+    pub wp: u64,
+    /// Activation code and parameters ([`encode_act`]).
+    pub act: u64,
+    pub act_params: u64,
+    /// Padded planes the scratch area holds (one per task; the most tasks a call uses).
+    pub tasks: u64,
+}
+
+impl DwGeom {
+    /// The struct as f32 bit patterns (two per `u64`, little-endian), for the weights blob.
+    pub fn to_blob(&self) -> Vec<f32> {
+        words_to_blob(&[
+            self.planes,
+            self.co,
+            self.ci,
+            self.cog,
+            self.h,
+            self.w,
+            self.pt,
+            self.pl,
+            self.kh,
+            self.kw,
+            self.sy,
+            self.sx,
+            self.dy,
+            self.dx,
+            self.oh,
+            self.ow,
+            self.hp,
+            self.wp,
+            self.act,
+            self.act_params,
+            self.tasks,
+        ])
+    }
+
+    /// Floats of scratch the op needs: one padded plane per task.
+    pub fn scratch_floats(&self) -> usize {
+        (self.tasks * self.hp * self.wp) as usize
+    }
+}
+
+/// Signature of the depthwise op entry points:
+/// `(x, taps, bias, residual, y, scratch, geometry, threads)`; `bias` and `residual` may be
+/// null.
 pub type DwFn = unsafe extern "C" fn(
     *const f32,
-    usize,
     *const f32,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
-    usize,
+    *const f32,
+    *const f32,
     *mut f32,
+    *mut f32,
+    *const DwGeom,
+    usize,
 );
 
 /// Number of parameters of [`DwFn`].
-pub const DW_PARAMS: usize = 12;
+pub const DW_PARAMS: usize = 8;
 
-/// The depthwise plane kernel of a target (`None` where the generated 128-bit code is used:
-/// the SSE baseline and the reference target), with its symbol name.
-///
-/// Contract: `out[oy][ox] = sum over (ky, kx) of taps[ky*kw + kx] *
-/// plane[(oy*sy + ky*dy) * padded_width + ox*sx + kx*dx]`, taps in that order from zero, for a
-/// zero-padded input plane laid out so that every read is inside it (the caller's padded
-/// copy, see `lower::direct_padded`). Stride-2 chunks read only the elements they use
-/// (masked loads), so nothing past the last needed input is touched.
+/// The depthwise op kernel of a target (`None` where generated 128-bit code is used: the SSE
+/// baseline), with its symbol name.
 pub fn dw_kernel(t: Target) -> Option<(&'static str, DwFn)> {
     match t {
         Target::X86_64Avx2 => Some(("mnc_dw_avx2", avx2::dw)),
@@ -101,28 +429,15 @@ pub fn dw_kernel(t: Target) -> Option<(&'static str, DwFn)> {
     }
 }
 
-/// The two-thread variant of [`dw_kernel`] (splits the output rows in two).
-pub fn dw_kernel_par(t: Target) -> Option<(&'static str, DwFn)> {
-    match t {
-        Target::X86_64Avx2 => Some(("mnc_dw_avx2_par", dw_par_avx2)),
-        Target::X86_64Avx512 => Some(("mnc_dw_avx512_par", dw_par_avx512)),
-        _ => None,
-    }
-}
+/// Multiply-adds below which a call is not split between threads.
+const PAR_MIN_WORK: usize = 1 << 16;
+/// Tasks per thread a split aims for (dynamic claiming balances a slow thread).
+const TASKS_PER_THREAD: usize = 4;
+/// Floats of B per column panel (128 KiB: stays in L2 next to the A block).
+const PANEL_FLOATS: usize = 32 * 1024;
 
-/// Work (multiply-adds) below which a kernel call is not split.
-const PAR_MIN_WORK: usize = 1 << 17;
-
-/// Runs a GEMM kernel as two halves through [`super::par::join`]: by `mr`-row blocks when
-/// there are at least 4 (or no second column tile), else by `nr`-column tiles.
-///
-/// # Safety
-/// As for the kernel `f`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_split(
-    f: GemmFn,
-    mr: usize,
-    nr: usize,
+/// One GEMM call, shared by its tasks.
+struct Gemm {
     m: usize,
     n: usize,
     k: usize,
@@ -131,147 +446,97 @@ unsafe fn gemm_split(
     ldb: usize,
     c: *mut f32,
     ldc: usize,
-) {
-    let (mb, nt) = (m.div_ceil(mr), n.div_ceil(nr));
-    if m * n * k < PAR_MIN_WORK || (mb < 2 && nt < 2) {
-        return f(m, n, k, a, b, ldb, c, ldc);
-    }
-    let (ua, ub, uc) = (a as usize, b as usize, c as usize);
-    if mb >= 4 || nt < 2 {
-        let mh = mb / 2 * mr;
-        super::par::join(
-            || f(mh, n, k, a, b, ldb, c, ldc),
-            || {
-                f(
-                    m - mh,
-                    n,
-                    k,
-                    (ua as *const f32).add(mh * k),
-                    ub as *const f32,
-                    ldb,
-                    (uc as *mut f32).add(mh * ldc),
-                    ldc,
-                )
-            },
-        );
-    } else {
-        let nh = nt / 2 * nr;
-        super::par::join(
-            || f(m, nh, k, a, b, ldb, c, ldc),
-            || {
-                f(
-                    m,
-                    n - nh,
-                    k,
-                    ua as *const f32,
-                    (ub as *const f32).add(nh),
-                    ldb,
-                    (uc as *mut f32).add(nh),
-                    ldc,
-                )
-            },
-        );
-    }
+    epi: Epi,
 }
 
-/// Runs a depthwise kernel as two halves of output rows through [`super::par::join`].
+// SAFETY: the tasks of one call read `a`, `b`, bias and residual and write disjoint parts of
+// `c` (each output element belongs to exactly one task); the dispatcher outlives them.
+unsafe impl Sync for Gemm {}
+
+/// `part(len, parts, i)`: the `i`-th of `parts` nearly equal ranges of `0..len`.
+fn part(len: usize, parts: usize, i: usize) -> (usize, usize) {
+    (len * i / parts, len * (i + 1) / parts)
+}
+
+/// Runs a GEMM (rows `r0..r1` in whole `mr` blocks, columns `c0..c1`) as tasks on `threads`.
 ///
 /// # Safety
-/// As for the kernel `f`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn dw_split(
-    f: DwFn,
-    sp: *const f32,
-    pw: usize,
-    taps: *const f32,
-    kh: usize,
-    kw: usize,
-    sy: usize,
-    sx: usize,
-    dy: usize,
-    dx: usize,
-    oh: usize,
-    ow: usize,
-    y: *mut f32,
+/// As for the ISA's `range` function: `g` describes valid buffers.
+unsafe fn gemm_drive(
+    range: unsafe fn(&Gemm, usize, usize, usize, usize),
+    mr: usize,
+    nr: usize,
+    g: &Gemm,
+    threads: usize,
 ) {
-    if oh < 2 || oh * ow * kh * kw < PAR_MIN_WORK / 8 {
-        return f(sp, pw, taps, kh, kw, sy, sx, dy, dx, oh, ow, y);
+    let (mb, nt) = (g.m.div_ceil(mr), g.n.div_ceil(nr));
+    if threads <= 1 || g.m * g.n * g.k < PAR_MIN_WORK || mb * nt < 2 {
+        return range(g, 0, g.m, 0, g.n);
     }
-    let oh1 = oh / 2;
-    let (usp, ut, uy) = (sp as usize, taps as usize, y as usize);
-    super::par::join(
-        || f(sp, pw, taps, kh, kw, sy, sx, dy, dx, oh1, ow, y),
-        || {
-            f(
-                (usp as *const f32).add(oh1 * sy * pw),
-                pw,
-                ut as *const f32,
-                kh,
-                kw,
-                sy,
-                sx,
-                dy,
-                dx,
-                oh - oh1,
-                ow,
-                (uy as *mut f32).add(oh1 * ow),
-            )
-        },
-    );
+    let want = (threads * TASKS_PER_THREAD)
+        .min(g.m * g.n * g.k / (PAR_MIN_WORK / 4))
+        .max(2);
+    let cc = nt.min(want);
+    let rc = mb.min(want.div_ceil(cc));
+    super::par::for_each(threads, cc * rc, &|t| {
+        let (ri, ci) = (t / cc, t % cc);
+        let (b0, b1) = part(mb, rc, ri);
+        let (t0, t1) = part(nt, cc, ci);
+        let (r0, r1) = (b0 * mr, (b1 * mr).min(g.m));
+        let (c0, c1) = (t0 * nr, (t1 * nr).min(g.n));
+        if r0 < r1 && c0 < c1 {
+            // SAFETY: disjoint sub-ranges of the caller's valid call.
+            unsafe { range(g, r0, r1, c0, c1) }
+        }
+    });
 }
 
-macro_rules! par_entry {
-    ($gname:ident, $gemm:path, $mr:expr, $nr:expr) => {
-        /// Two-thread variant of the ISA's GEMM kernel (same contract).
-        ///
-        /// # Safety
-        /// As for the ISA's kernel.
-        #[allow(clippy::too_many_arguments)]
-        pub unsafe extern "C" fn $gname(
-            m: usize,
-            n: usize,
-            k: usize,
-            a: *const f32,
-            b: *const f32,
-            ldb: usize,
-            c: *mut f32,
-            ldc: usize,
-        ) {
-            gemm_split($gemm, $mr, $nr, m, n, k, a, b, ldb, c, ldc)
-        }
-    };
+/// One depthwise call, shared by its tasks.
+struct Dw {
+    x: *const f32,
+    w: *const f32,
+    bias: *const f32,
+    res: *const f32,
+    y: *mut f32,
+    scratch: *mut f32,
+    g: DwGeom,
 }
-par_entry!(gemm_par_sse, sse::gemm, sse::MR, sse::NR);
-par_entry!(gemm_par_avx2, avx2::gemm, avx2::MR, avx2::NR);
-par_entry!(gemm_par_avx512, avx512::gemm, avx512::MR, avx512::NR);
 
-macro_rules! dw_par_entry {
-    ($name:ident, $dw:path) => {
-        /// Two-thread variant of the ISA's depthwise kernel (same contract).
-        ///
-        /// # Safety
-        /// As for the ISA's kernel.
-        #[allow(clippy::too_many_arguments)]
-        pub unsafe extern "C" fn $name(
-            sp: *const f32,
-            pw: usize,
-            taps: *const f32,
-            kh: usize,
-            kw: usize,
-            sy: usize,
-            sx: usize,
-            dy: usize,
-            dx: usize,
-            oh: usize,
-            ow: usize,
-            y: *mut f32,
-        ) {
-            dw_split($dw, sp, pw, taps, kh, kw, sy, sx, dy, dx, oh, ow, y)
-        }
+// SAFETY: tasks read x/w/bias/res, write disjoint output planes and their own scratch plane.
+unsafe impl Sync for Dw {}
+
+/// Runs a depthwise op as ranges of planes on `threads`, each task with its own padded plane.
+///
+/// # Safety
+/// As for the ISA's `planes` function.
+unsafe fn dw_drive(planes: unsafe fn(&Dw, usize, usize, *mut f32), d: &Dw, threads: usize) {
+    let g = &d.g;
+    let n = g.planes as usize;
+    let work = n * (g.oh * g.ow * g.kh * g.kw) as usize;
+    let tasks = if threads <= 1 || work < PAR_MIN_WORK {
+        1
+    } else {
+        (g.tasks as usize).min(n).max(1)
     };
+    let plane = (g.hp * g.wp) as usize;
+    if tasks == 1 {
+        return planes(d, 0, n, d.scratch);
+    }
+    super::par::for_each(threads, tasks, &|t| {
+        let (q0, q1) = part(n, tasks, t);
+        // SAFETY: task `t` owns scratch plane `t` (the geometry reserves `tasks` of them).
+        unsafe { planes(d, q0, q1, d.scratch.add(t * plane)) }
+    });
 }
-dw_par_entry!(dw_par_avx2, avx2::dw);
-dw_par_entry!(dw_par_avx512, avx512::dw);
+
+/// How many tasks (and scratch planes) a depthwise op with `threads` uses.
+pub fn dw_tasks(threads: usize) -> usize {
+    if threads <= 1 {
+        1
+    } else {
+        threads * TASKS_PER_THREAD
+    }
+}
 
 /// Packs a row-major `m x k` matrix into `MR`-row blocks, `k`-major inside a block, the last
 /// block zero-padded to `MR` rows (the layout every kernel reads).
@@ -287,19 +552,85 @@ pub fn pack_a(a: &[f32], m: usize, k: usize, mr: usize) -> Vec<f32> {
     out
 }
 
-/// The kernel body, shared by the ISA modules; each module provides `V`, `W`, `MR`, `NV`
-/// and the inlined vector helpers `zero`, `ld`, `ldm`, `st`, `stm`, `bc`, `fma`.
+/// Vector math shared by the ISA modules (each provides `V`, `W`, `zero`, `splat`, `add`,
+/// `sub`, `mul`, `div`, `min`, `max`, `fma`, `round`, `pow2` and `ld`/`ldm`/`st`/`stm`):
+/// the fused activations, with `exp` as in the generated code (range reduction by `n ln2`,
+/// degree-6 polynomial, `2^n` built in the exponent bits).
+macro_rules! act_body {
+    ($feat:literal) => {
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn exp(x: V) -> V {
+            let x = max(min(x, splat(88.3)), splat(-87.3));
+            let fx = round(mul(x, splat(std::f32::consts::LOG2_E)));
+            let r = sub(x, mul(fx, splat(0.693_359_4)));
+            let r = sub(r, mul(fx, splat(-2.121_944_4e-4)));
+            let mut y = splat(1.987_569_1e-4);
+            for c in [
+                1.398_199_9e-3,
+                8.333_452e-3,
+                4.166_579_6e-2,
+                1.666_666_5e-1,
+                0.5,
+            ] {
+                y = fma(y, r, splat(c));
+            }
+            let y = fma(y, mul(r, r), add(r, splat(1.0)));
+            mul(y, pow2(fx))
+        }
+
+        /// The activation `code` ([`super::act_code`]) with parameters `p0`, `p1`.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn act(v: V, code: u64, p0: f32, p1: f32) -> V {
+            match code {
+                super::act_code::NONE => v,
+                super::act_code::RELU => max(v, zero()),
+                super::act_code::CLIP => min(max(v, splat(p0)), splat(p1)),
+                super::act_code::SIGMOID => div(splat(1.0), add(splat(1.0), exp(sub(zero(), v)))),
+                super::act_code::HARD_SIGMOID => {
+                    min(max(fma(v, splat(p0), splat(p1)), zero()), splat(1.0))
+                }
+                super::act_code::HARD_SWISH => mul(
+                    v,
+                    min(
+                        max(fma(v, splat(1.0 / 6.0), splat(0.5)), zero()),
+                        splat(1.0),
+                    ),
+                ),
+                _ => div(v, add(splat(1.0), exp(sub(zero(), v)))),
+            }
+        }
+
+        /// Bias, residual and activation of one output vector of `n` lanes (`n == W`: full)
+        /// at `row`/`col` of an output with leading dimension `ld`.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn finish(mut v: V, e: &super::Epi, bias: V, res: *const f32, n: usize) -> V {
+            if !e.bias.is_null() {
+                v = add(v, bias);
+            }
+            if !res.is_null() {
+                v = add(v, if n == W { ld(res) } else { ldm(res, n) });
+            }
+            act(v, e.code, e.p0, e.p1)
+        }
+    };
+}
+
+/// The GEMM body, shared by the ISA modules (uses `NV`, `MR` and the module's helpers).
 macro_rules! gemm_body {
     ($feat:literal) => {
         /// Columns per register tile.
         pub const NR: usize = NV * W;
 
-        /// See the module docs for the contract.
+        /// See the module docs of `kernels` for the contract.
         ///
         /// # Safety
         /// The CPU must support the module's ISA; `a` must hold `ceil(m / MR) * k * MR`
-        /// floats, `b` `k` rows of `ldb` (at least `n` readable) and `c` `m` rows of `ldc`.
-        #[target_feature(enable = $feat)]
+        /// floats, `b` `k` rows of `ldb` (at least `n` readable), `c` (and the residual when
+        /// not null) `m` rows of `ldc`, the bias (when not null) `m` floats.
+        #[allow(clippy::too_many_arguments)]
         pub unsafe extern "C" fn gemm(
             m: usize,
             n: usize,
@@ -309,36 +640,61 @@ macro_rules! gemm_body {
             ldb: usize,
             c: *mut f32,
             ldc: usize,
+            bias: *const f32,
+            res: *const f32,
+            act: u64,
+            act_params: u64,
+            threads: usize,
         ) {
-            let mut mb = 0;
-            while mb < m {
-                let mr = (m - mb).min(MR);
-                let ap = a.add(mb * k);
-                let mut nb = 0;
-                while nb + NR <= n {
-                    tile::<true>(ap, b.add(nb), ldb, c.add(mb * ldc + nb), ldc, k, mr, NR);
-                    nb += NR;
+            let g = super::Gemm {
+                m,
+                n,
+                k,
+                a,
+                b,
+                ldb,
+                c,
+                ldc,
+                epi: super::Epi::new(bias, res, act, act_params),
+            };
+            super::gemm_drive(range, MR, NR, &g, threads)
+        }
+
+        /// Rows `r0..r1` (`r0` a multiple of `MR`) and columns `c0..c1` of the call.
+        #[target_feature(enable = $feat)]
+        unsafe fn range(g: &super::Gemm, r0: usize, r1: usize, c0: usize, c1: usize) {
+            let panel = (super::PANEL_FLOATS / g.k.max(1)).max(NR) / NR * NR;
+            let mut p0 = c0;
+            while p0 < c1 {
+                let p1 = (p0 + panel).min(c1);
+                let mut mb = r0;
+                while mb < r1 {
+                    let mr = (r1 - mb).min(MR);
+                    let mut nb = p0;
+                    while nb + NR <= p1 {
+                        tile::<true>(g, mb, nb, mr, NR);
+                        nb += NR;
+                    }
+                    if nb < p1 {
+                        tile::<false>(g, mb, nb, mr, p1 - nb);
+                    }
+                    mb += MR;
                 }
-                if nb < n {
-                    tile::<false>(ap, b.add(nb), ldb, c.add(mb * ldc + nb), ldc, k, mr, n - nb);
-                }
-                mb += MR;
+                p0 = p1;
             }
         }
 
+        /// One register tile: rows `row..row + mr`, columns `col..col + cols`.
         #[target_feature(enable = $feat)]
         #[inline]
-        #[allow(clippy::too_many_arguments)]
         unsafe fn tile<const FULL: bool>(
-            ap: *const f32,
-            bp: *const f32,
-            ldb: usize,
-            cp: *mut f32,
-            ldc: usize,
-            k: usize,
+            g: &super::Gemm,
+            row: usize,
+            col: usize,
             mr: usize,
             cols: usize,
         ) {
+            let (ap, bp, k, ldb) = (g.a.add(row * g.k), g.b.add(col), g.k, g.ldb);
             let mut acc = [[zero(); NV]; MR];
             let mut cnt = [W; NV];
             if !FULL {
@@ -364,13 +720,26 @@ macro_rules! gemm_body {
                     }
                 }
             }
+            let e = &g.epi;
             for r in 0..mr {
-                let crow = cp.add(r * ldc);
+                let off = (row + r) * g.ldc + col;
+                let crow = g.c.add(off);
+                let bias = if e.bias.is_null() {
+                    zero()
+                } else {
+                    bc(e.bias.add(row + r))
+                };
                 for j in 0..NV {
-                    if FULL {
-                        st(crow.add(j * W), acc[r][j]);
+                    let res = if e.res.is_null() {
+                        std::ptr::null()
                     } else {
-                        stm(crow.add(j * W), acc[r][j], cnt[j]);
+                        e.res.add(off + j * W)
+                    };
+                    if FULL {
+                        st(crow.add(j * W), finish(acc[r][j], e, bias, res, W));
+                    } else if cnt[j] > 0 {
+                        let v = finish(acc[r][j], e, bias, res, cnt[j]);
+                        stm(crow.add(j * W), v, cnt[j]);
                     }
                 }
             }
@@ -378,50 +747,341 @@ macro_rules! gemm_body {
     };
 }
 
-/// The depthwise plane kernel body for the AVX2 / AVX-512 modules (uses `V`, `W`, `zero`,
-/// `ld`, `ldm`, `st`, `stm`, `bc`, `fma` and the module's stride-2 loader `ld_s2`).
-macro_rules! dw_body {
+/// The matrix-vector body, shared by the ISA modules.
+macro_rules! gemv_body {
     ($feat:literal) => {
-        /// See [`super::dw_kernel`] for the contract.
+        /// Accumulators (vectors of columns) per step of [`gemv`].
+        const GV: usize = 8;
+
+        /// See [`super::GemvFn`] for the contract.
         ///
         /// # Safety
-        /// The CPU must support the module's ISA; the plane, taps and output must be as the
-        /// contract describes.
-        #[target_feature(enable = $feat)]
+        /// The CPU must support the module's ISA; `x` holds `k` floats, `b` `k * n`, `y` (and
+        /// the bias and residual when not null) `n`.
         #[allow(clippy::too_many_arguments)]
-        pub unsafe extern "C" fn dw(
-            sp: *const f32,
-            pw: usize,
-            taps: *const f32,
-            kh: usize,
-            kw: usize,
-            sy: usize,
-            sx: usize,
-            dy: usize,
-            dx: usize,
-            oh: usize,
-            ow: usize,
+        pub unsafe extern "C" fn gemv(
+            n: usize,
+            k: usize,
+            x: *const f32,
+            b: *const f32,
             y: *mut f32,
+            bias: *const f32,
+            res: *const f32,
+            act: u64,
+            act_params: u64,
+            threads: usize,
         ) {
-            let g = Geom {
-                sp,
-                pw,
-                taps,
-                kh,
-                kw,
-                sy,
-                dy,
-                dx,
-                ow,
+            let g = super::Gemv {
+                n,
+                k,
+                x,
+                b,
                 y,
+                epi: super::Epi::new(bias, res, act, act_params),
             };
-            match sx {
-                1 => dw_rows::<1>(&g, oh),
-                2 => dw_rows::<2>(&g, oh),
-                _ => dw_rows_any(&g, oh, sx),
+            super::gemv_drive(gemv_cols, GV * W, &g, threads)
+        }
+
+        /// Columns `c0..c1` of the call, `GV` vectors of columns at a time.
+        #[target_feature(enable = $feat)]
+        unsafe fn gemv_cols(g: &super::Gemv, c0: usize, c1: usize) {
+            let e = &g.epi;
+            let mut c = c0;
+            while c < c1 {
+                let mut cnt = [0usize; GV];
+                for (j, n) in cnt.iter_mut().enumerate() {
+                    *n = (c1 - c).saturating_sub(j * W).min(W);
+                }
+                let full = cnt[GV - 1] == W;
+                let mut acc = [zero(); GV];
+                for p in 0..g.k {
+                    let xv = bc(g.x.add(p));
+                    let row = g.b.add(p * g.n + c);
+                    for j in 0..GV {
+                        let v = if full {
+                            ld(row.add(j * W))
+                        } else {
+                            ldm(row.add(j * W), cnt[j])
+                        };
+                        acc[j] = fma(xv, v, acc[j]);
+                    }
+                }
+                for j in 0..GV {
+                    if cnt[j] == 0 {
+                        continue;
+                    }
+                    let at = c + j * W;
+                    let bias = if e.bias.is_null() {
+                        zero()
+                    } else if cnt[j] == W {
+                        ld(e.bias.add(at))
+                    } else {
+                        ldm(e.bias.add(at), cnt[j])
+                    };
+                    let res = if e.res.is_null() {
+                        std::ptr::null()
+                    } else {
+                        e.res.add(at)
+                    };
+                    let v = finish(acc[j], e, bias, res, cnt[j]);
+                    if cnt[j] == W {
+                        st(g.y.add(at), v);
+                    } else {
+                        stm(g.y.add(at), v, cnt[j]);
+                    }
+                }
+                c += GV * W;
+            }
+        }
+    };
+}
+
+/// The SqueezeExcite body, shared by the ISA modules.
+macro_rules! se_body {
+    ($feat:literal) => {
+        /// See [`super::SeFn`] for the contract.
+        ///
+        /// # Safety
+        /// The CPU must support the module's ISA; the buffers must be as the geometry
+        /// describes (scratch: `c + r` floats).
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn se(
+            x: *const f32,
+            w1: *const f32,
+            b1: *const f32,
+            w2: *const f32,
+            b2: *const f32,
+            y: *mut f32,
+            scratch: *mut f32,
+            geom: *const super::SeGeom,
+            threads: usize,
+        ) {
+            let d = super::Se {
+                x,
+                w1,
+                b1,
+                w2,
+                b2,
+                y,
+                scratch,
+                g: *geom,
+            };
+            let ph = super::SePhases {
+                squeeze: se_squeeze,
+                hidden: se_hidden,
+                excite: se_excite,
+            };
+            super::se_drive(&ph, &d, threads)
+        }
+
+        /// Sum of `n` floats from `p` (four vector accumulators, then the lanes in order).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn sum(p: *const f32, n: usize) -> f32 {
+            let mut acc = [zero(); 4];
+            let mut i = 0;
+            while i + 4 * W <= n {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = add(*a, ld(p.add(i + j * W)));
+                }
+                i += 4 * W;
+            }
+            while i + W <= n {
+                acc[0] = add(acc[0], ld(p.add(i)));
+                i += W;
+            }
+            if i < n {
+                acc[1] = add(acc[1], ldm(p.add(i), n - i));
+            }
+            let v = add(add(acc[0], acc[1]), add(acc[2], acc[3]));
+            let mut t = [0.0f32; W];
+            st(t.as_mut_ptr(), v);
+            t.iter().sum()
+        }
+
+        /// `sum_i a[i] * b[i]` over `n` floats.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn dot(a: *const f32, b: *const f32, n: usize) -> f32 {
+            let mut acc = [zero(); 2];
+            let mut i = 0;
+            while i + 2 * W <= n {
+                acc[0] = fma(ld(a.add(i)), ld(b.add(i)), acc[0]);
+                acc[1] = fma(ld(a.add(i + W)), ld(b.add(i + W)), acc[1]);
+                i += 2 * W;
+            }
+            while i < n {
+                let m = (n - i).min(W);
+                acc[0] = fma(ldm(a.add(i), m), ldm(b.add(i), m), acc[0]);
+                i += W;
+            }
+            let mut t = [0.0f32; W];
+            st(t.as_mut_ptr(), add(acc[0], acc[1]));
+            t.iter().sum()
+        }
+
+        /// The activation `code` of one scalar.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn act1(x: f32, code: u64, pp: u64) -> f32 {
+            let (p0, p1) = (f32::from_bits(pp as u32), f32::from_bits((pp >> 32) as u32));
+            let mut t = [0.0f32; W];
+            st(t.as_mut_ptr(), act(splat(x), code, p0, p1));
+            t[0]
+        }
+
+        #[target_feature(enable = $feat)]
+        unsafe fn se_squeeze(d: &super::Se, b: usize, c0: usize, c1: usize) {
+            let (c, hw) = (d.g.c as usize, d.g.hw as usize);
+            let inv = 1.0 / hw as f32;
+            for ch in c0..c1 {
+                *d.scratch.add(ch) = sum(d.x.add((b * c + ch) * hw), hw) * inv;
             }
         }
 
+        #[target_feature(enable = $feat)]
+        unsafe fn se_hidden(d: &super::Se) {
+            let (c, r) = (d.g.c as usize, d.g.r as usize);
+            let hid = d.scratch.add(c);
+            for j in 0..r {
+                let v = dot(d.w1.add(j * c), d.scratch, c) + *d.b1.add(j);
+                *hid.add(j) = act1(v, d.g.act, d.g.act_params);
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        unsafe fn se_excite(d: &super::Se, b: usize, c0: usize, c1: usize) {
+            let (c, hw, r) = (d.g.c as usize, d.g.hw as usize, d.g.r as usize);
+            let hid = d.scratch.add(c);
+            for ch in c0..c1 {
+                let v = dot(d.w2.add(ch * r), hid, r) + *d.b2.add(ch);
+                let g = splat(act1(v, d.g.gate, d.g.gate_params));
+                let (xp, yp) = (d.x.add((b * c + ch) * hw), d.y.add((b * c + ch) * hw));
+                let mut i = 0;
+                while i + W <= hw {
+                    st(yp.add(i), mul(ld(xp.add(i)), g));
+                    i += W;
+                }
+                if i < hw {
+                    stm(yp.add(i), mul(ldm(xp.add(i), hw - i), g), hw - i);
+                }
+            }
+        }
+    };
+}
+
+/// The depthwise body for the AVX2 / AVX-512 modules (uses the module's helpers and its
+/// stride-2 loader `ld_s2`).
+macro_rules! dw_body {
+    ($feat:literal) => {
+        /// See [`super::DwGeom`] and [`super::dw_kernel`] for the contract.
+        ///
+        /// # Safety
+        /// The CPU must support the module's ISA; the buffers must be as the geometry
+        /// describes (scratch: `tasks * hp * wp` floats).
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn dw(
+            x: *const f32,
+            w: *const f32,
+            bias: *const f32,
+            res: *const f32,
+            y: *mut f32,
+            scratch: *mut f32,
+            geom: *const super::DwGeom,
+            threads: usize,
+        ) {
+            let d = super::Dw {
+                x,
+                w,
+                bias,
+                res,
+                y,
+                scratch,
+                g: *geom,
+            };
+            super::dw_drive(planes, &d, threads)
+        }
+
+        /// Output planes `q0..q1`, using the padded plane `sp`.
+        #[target_feature(enable = $feat)]
+        unsafe fn planes(d: &super::Dw, q0: usize, q1: usize, sp: *mut f32) {
+            let g = &d.g;
+            let u = |v: u64| v as usize;
+            let (h, w, hp, wp) = (u(g.h), u(g.w), u(g.hp), u(g.wp));
+            let (co, ci, cog) = (u(g.co), u(g.ci), u(g.cog));
+            let (oh, ow, taps) = (u(g.oh), u(g.ow), u(g.kh * g.kw));
+            // The border stays zero: only the interior is rewritten per plane.
+            fill_zero(sp, hp * wp);
+            let interior = sp.add(u(g.pt) * wp + u(g.pl));
+            let (code, pp) = (g.act, g.act_params);
+            for q in q0..q1 {
+                let (b, o) = (q / co, q % co);
+                let xp = d.x.add((b * ci + o / cog) * h * w);
+                for iy in 0..h {
+                    copy(interior.add(iy * wp), xp.add(iy * w), w);
+                }
+                let epi = super::Epi::new(
+                    if d.bias.is_null() {
+                        d.bias
+                    } else {
+                        d.bias.add(o)
+                    },
+                    if d.res.is_null() {
+                        d.res
+                    } else {
+                        d.res.add(q * oh * ow)
+                    },
+                    code,
+                    pp,
+                );
+                let pg = Geom {
+                    sp,
+                    pw: wp,
+                    taps: d.w.add(o * taps),
+                    kh: u(g.kh),
+                    kw: u(g.kw),
+                    sy: u(g.sy),
+                    dy: u(g.dy),
+                    dx: u(g.dx),
+                    ow,
+                    y: d.y.add(q * oh * ow),
+                    epi,
+                };
+                match u(g.sx) {
+                    1 => dw_rows::<1>(&pg, oh),
+                    2 => dw_rows::<2>(&pg, oh),
+                    sx => dw_rows_any(&pg, oh, sx),
+                }
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn fill_zero(p: *mut f32, n: usize) {
+            let mut i = 0;
+            while i + W <= n {
+                st(p.add(i), zero());
+                i += W;
+            }
+            if i < n {
+                stm(p.add(i), zero(), n - i);
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn copy(dst: *mut f32, src: *const f32, n: usize) {
+            let mut i = 0;
+            while i + W <= n {
+                st(dst.add(i), ld(src.add(i)));
+                i += W;
+            }
+            if i < n {
+                stm(dst.add(i), ldm(src.add(i), n - i), n - i);
+            }
+        }
+
+        /// One output plane read from its padded input copy.
         struct Geom {
             sp: *const f32,
             pw: usize,
@@ -433,6 +1093,7 @@ macro_rules! dw_body {
             dx: usize,
             ow: usize,
             y: *mut f32,
+            epi: super::Epi,
         }
 
         #[target_feature(enable = $feat)]
@@ -488,10 +1149,13 @@ macro_rules! dw_body {
         }
 
         /// `RB` output rows from `oy`, column chunks of `W`; the taps broadcast once per
-        /// chunk and shared by the rows (independent accumulator chains).
+        /// chunk and shared by the rows (independent accumulator chains); the epilogue runs
+        /// on the registers before the store.
         #[target_feature(enable = $feat)]
         #[inline]
         unsafe fn block<const RB: usize, const SX: usize>(g: &Geom, oy: usize, sx: usize) {
+            let e = &g.epi;
+            let bias = if e.bias.is_null() { zero() } else { bc(e.bias) };
             let mut ox = 0;
             while ox < g.ow {
                 let n = (g.ow - ox).min(W);
@@ -508,11 +1172,18 @@ macro_rules! dw_body {
                     }
                 }
                 for (r, a) in acc.iter().enumerate() {
-                    let dst = g.y.add((oy + r) * g.ow + ox);
-                    if n == W {
-                        st(dst, *a);
+                    let off = (oy + r) * g.ow + ox;
+                    let res = if e.res.is_null() {
+                        std::ptr::null()
                     } else {
-                        stm(dst, *a, n);
+                        e.res.add(off)
+                    };
+                    let v = finish(*a, e, bias, res, n);
+                    let dst = g.y.add(off);
+                    if n == W {
+                        st(dst, v);
+                    } else {
+                        stm(dst, v, n);
                     }
                 }
                 ox += W;
@@ -535,6 +1206,53 @@ pub mod sse {
     #[inline]
     unsafe fn zero() -> V {
         _mm_setzero_ps()
+    }
+    #[target_feature(enable = "sse4.2")]
+    #[inline]
+    unsafe fn splat(x: f32) -> V {
+        _mm_set1_ps(x)
+    }
+    #[target_feature(enable = "sse4.2")]
+    #[inline]
+    unsafe fn add(a: V, b: V) -> V {
+        _mm_add_ps(a, b)
+    }
+    #[target_feature(enable = "sse4.2")]
+    #[inline]
+    unsafe fn sub(a: V, b: V) -> V {
+        _mm_sub_ps(a, b)
+    }
+    #[target_feature(enable = "sse4.2")]
+    #[inline]
+    unsafe fn mul(a: V, b: V) -> V {
+        _mm_mul_ps(a, b)
+    }
+    #[target_feature(enable = "sse4.2")]
+    #[inline]
+    unsafe fn div(a: V, b: V) -> V {
+        _mm_div_ps(a, b)
+    }
+    #[target_feature(enable = "sse4.2")]
+    #[inline]
+    unsafe fn min(a: V, b: V) -> V {
+        _mm_min_ps(a, b)
+    }
+    #[target_feature(enable = "sse4.2")]
+    #[inline]
+    unsafe fn max(a: V, b: V) -> V {
+        _mm_max_ps(a, b)
+    }
+    #[target_feature(enable = "sse4.2")]
+    #[inline]
+    unsafe fn round(a: V) -> V {
+        _mm_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
+    }
+    /// `2^n` for integral `n` in the normal exponent range.
+    #[target_feature(enable = "sse4.2")]
+    #[inline]
+    unsafe fn pow2(n: V) -> V {
+        let e = _mm_add_epi32(_mm_cvtps_epi32(n), _mm_set1_epi32(127));
+        _mm_castsi128_ps(_mm_slli_epi32::<23>(e))
     }
     #[target_feature(enable = "sse4.2")]
     #[inline]
@@ -574,7 +1292,10 @@ pub mod sse {
     unsafe fn fma(a: V, b: V, c: V) -> V {
         _mm_add_ps(_mm_mul_ps(a, b), c)
     }
+    act_body!("sse4.2");
     gemm_body!("sse4.2");
+    gemv_body!("sse4.2");
+    se_body!("sse4.2");
 }
 
 /// AVX2 + FMA: 4 x 24 tile of 256-bit vectors (12 accumulators).
@@ -591,6 +1312,53 @@ pub mod avx2 {
     #[inline]
     unsafe fn zero() -> V {
         _mm256_setzero_ps()
+    }
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn splat(x: f32) -> V {
+        _mm256_set1_ps(x)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn add(a: V, b: V) -> V {
+        _mm256_add_ps(a, b)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn sub(a: V, b: V) -> V {
+        _mm256_sub_ps(a, b)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn mul(a: V, b: V) -> V {
+        _mm256_mul_ps(a, b)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn div(a: V, b: V) -> V {
+        _mm256_div_ps(a, b)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn min(a: V, b: V) -> V {
+        _mm256_min_ps(a, b)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn max(a: V, b: V) -> V {
+        _mm256_max_ps(a, b)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn round(a: V) -> V {
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
+    }
+    /// `2^n` for integral `n` in the normal exponent range.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn pow2(n: V) -> V {
+        let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
     }
     #[target_feature(enable = "avx2,fma")]
     #[inline]
@@ -640,7 +1408,10 @@ pub mod avx2 {
         let t = _mm256_shuffle_ps(a, b, 0b10_00_10_00);
         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0b11_01_10_00))
     }
+    act_body!("avx2,fma");
     gemm_body!("avx2,fma");
+    gemv_body!("avx2,fma");
+    se_body!("avx2,fma");
     dw_body!("avx2,fma");
 }
 
@@ -658,6 +1429,53 @@ pub mod avx512 {
     #[inline]
     unsafe fn zero() -> V {
         _mm512_setzero_ps()
+    }
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn splat(x: f32) -> V {
+        _mm512_set1_ps(x)
+    }
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn add(a: V, b: V) -> V {
+        _mm512_add_ps(a, b)
+    }
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn sub(a: V, b: V) -> V {
+        _mm512_sub_ps(a, b)
+    }
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn mul(a: V, b: V) -> V {
+        _mm512_mul_ps(a, b)
+    }
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn div(a: V, b: V) -> V {
+        _mm512_div_ps(a, b)
+    }
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn min(a: V, b: V) -> V {
+        _mm512_min_ps(a, b)
+    }
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn max(a: V, b: V) -> V {
+        _mm512_max_ps(a, b)
+    }
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn round(a: V) -> V {
+        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
+    }
+    /// `2^n` for integral `n` in the normal exponent range.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn pow2(n: V) -> V {
+        let e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
     }
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
@@ -699,120 +1517,12 @@ pub mod avx512 {
         let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         _mm512_permutex2var_ps(a, idx, b)
     }
+    act_body!("avx512f,avx2,fma");
     gemm_body!("avx512f,avx2,fma");
+    gemv_body!("avx512f,avx2,fma");
+    se_body!("avx512f,avx2,fma");
     dw_body!("avx512f,avx2,fma");
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rand(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    #[test]
-    fn kernels_match_naive_on_ragged_shapes() {
-        for t in Target::host_jit_targets() {
-            let kern = gemm_kernel(t).unwrap();
-            for &(m, n, k) in &[
-                (1, 1, 1),
-                (3, 7, 5),
-                (9, 33, 17),
-                (17, 50, 3),
-                (8, 32, 64),
-                (13, 100, 40),
-            ] {
-                let a = rand(m * k, 1);
-                let b = rand(k * (n + 3), 2);
-                let ldb = n + 3;
-                let ldc = n + 2;
-                let mut c = vec![7.0f32; m * ldc];
-                let ap = pack_a(&a, m, k, kern.mr);
-                unsafe { (kern.func)(m, n, k, ap.as_ptr(), b.as_ptr(), ldb, c.as_mut_ptr(), ldc) };
-                for i in 0..m {
-                    for j in 0..ldc {
-                        let got = c[i * ldc + j];
-                        if j >= n {
-                            assert_eq!(got, 7.0, "{t} wrote outside C at ({i},{j})");
-                            continue;
-                        }
-                        let want: f32 = (0..k).map(|p| a[i * k + p] * b[p * ldb + j]).sum();
-                        assert!(
-                            (got - want).abs() <= 1e-5 * (k as f32),
-                            "{t} {m}x{n}x{k} at ({i},{j}): {got} vs {want}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn dw_kernels_match_naive_and_stay_in_bounds() {
-        for t in Target::host_jit_targets() {
-            let Some((_, f)) = dw_kernel(t) else { continue };
-            // (oh, ow, kh, kw, sy, sx, dy, dx)
-            for &(oh, ow, kh, kw, sy, sx, dy, dx) in &[
-                (1, 1, 1, 1, 1, 1, 1, 1),
-                (7, 7, 3, 3, 1, 1, 1, 1),
-                (9, 21, 5, 5, 2, 2, 1, 1),
-                (3, 40, 3, 3, 1, 2, 2, 2),
-                (13, 17, 3, 2, 3, 3, 1, 2),
-                (5, 33, 7, 7, 1, 1, 1, 1),
-            ] {
-                let hp = (oh - 1) * sy + (kh - 1) * dy + 1;
-                let wp = (ow - 1) * sx + (kw - 1) * dx + 1;
-                // A sentinel after the plane: exactly the elements the contract allows are read.
-                let mut plane = rand(hp * wp, 3);
-                plane.extend([f32::NAN; 64]);
-                let taps = rand(kh * kw, 4);
-                let mut y = vec![9.0f32; oh * ow + 40];
-                unsafe {
-                    f(
-                        plane.as_ptr(),
-                        wp,
-                        taps.as_ptr(),
-                        kh,
-                        kw,
-                        sy,
-                        sx,
-                        dy,
-                        dx,
-                        oh,
-                        ow,
-                        y.as_mut_ptr(),
-                    )
-                };
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut want = 0.0f32;
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                want += taps[ky * kw + kx]
-                                    * plane[(oy * sy + ky * dy) * wp + ox * sx + kx * dx];
-                            }
-                        }
-                        let got = y[oy * ow + ox];
-                        assert!(
-                            (got - want).abs() <= 1e-5 * (kh * kw) as f32,
-                            "{t} ({oy},{ox}): {got} vs {want}"
-                        );
-                    }
-                }
-                assert!(
-                    y[oh * ow..].iter().all(|&v| v == 9.0),
-                    "{t}: wrote past the output"
-                );
-            }
-        }
-    }
-}
+mod tests;

@@ -7,7 +7,7 @@
 //! the scratch area when `scratch_bytes > 0`.
 
 use super::emit::{Emitter, Operand};
-use super::kernels::{pack_a, Kernel};
+use super::kernels::{dw_tasks, encode_act, pack_a, DwGeom, Kernel, SeGeom};
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
 use mnc_ir::{Activation, BinaryOp, Conv, DType, Op, PoolKind, Tensor, TensorType};
 
@@ -43,16 +43,19 @@ pub struct JitPlan {
 /// The lowering strategy chosen for an op.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
-    /// Conv through the GEMM micro-kernel (im2col into scratch unless 1x1/s1/p0).
+    /// Conv through the GEMM kernel with its fused epilogue (im2col into scratch unless
+    /// 1x1/s1/p0), split over `threads`.
     ConvGemm {
         im2col: bool,
-        panel: usize,
+        threads: usize,
     },
-    /// Conv with one input channel per group (depthwise and channel multipliers): the input
-    /// plane copied into a zero-padded scratch plane, then either the per-ISA depthwise
-    /// kernel (`kernel`) plus a generated epilogue, or generated register-accumulating loops.
+    /// Conv with one input channel per group (depthwise and channel multipliers): either the
+    /// per-ISA depthwise op kernel (`kernel`: geometry in extra 0, one zero-padded scratch
+    /// plane per task, fused epilogue, split over `threads`), or generated
+    /// register-accumulating loops over a zero-padded copy of each plane.
     ConvDirect {
         kernel: bool,
+        threads: usize,
     },
     Act(Activation),
     /// `x * scale[c] + bias[c]`; scale/bias are extras 0/1 for BatchNorm, inputs 1/2 for
@@ -66,13 +69,24 @@ pub enum Kind {
         planes: usize,
         inner: usize,
     },
-    SqueezeExcite,
+    /// SqueezeExcite through the per-ISA kernel (geometry in extra 0), split over `threads`.
+    SqueezeExcite {
+        threads: usize,
+    },
     Pool,
     /// Gemm / MatMul with the constant B packed in 16-column panels (extra 0).
     Gemm,
+    /// Gemm / MatMul of one row through the matrix-vector kernel: `alpha B` (k x n) in extra
+    /// 0, `beta C` per output feature in extra 1 when the op has C.
+    GemmVec {
+        threads: usize,
+    },
     Concat {
         axis: usize,
     },
+    /// Data movement and Softmax (Transpose, Slice, Pad, Gather, Softmax): see
+    /// [`super::lower_data`].
+    Data(super::lower_data::DataKind),
 }
 
 /// Short name of the strategy, for reports.
@@ -81,21 +95,23 @@ impl Kind {
         match self {
             Kind::ConvGemm { im2col: true, .. } => "conv-im2col-gemm",
             Kind::ConvGemm { im2col: false, .. } => "conv-gemm",
-            Kind::ConvDirect { kernel: true } => "conv-direct-kernel",
-            Kind::ConvDirect { kernel: false } => "conv-direct",
+            Kind::ConvDirect { kernel: true, .. } => "conv-direct-kernel",
+            Kind::ConvDirect { kernel: false, .. } => "conv-direct",
             Kind::Act(_) => "act",
             Kind::Affine { .. } => "affine",
             Kind::Binary(_) => "binary",
             Kind::Mean { .. } => "mean",
-            Kind::SqueezeExcite => "squeeze-excite",
+            Kind::SqueezeExcite { .. } => "squeeze-excite",
             Kind::Pool => "pool",
             Kind::Gemm => "gemm",
+            Kind::GemmVec { .. } => "gemm-kernel",
             Kind::Concat { .. } => "concat",
+            Kind::Data(d) => d.label(),
         }
     }
 }
 
-fn jit(kind: Kind, extras: Vec<Vec<f32>>, scratch_bytes: usize, flops: u64) -> Plan {
+pub(crate) fn jit(kind: Kind, extras: Vec<Vec<f32>>, scratch_bytes: usize, flops: u64) -> Plan {
     Plan::Jit(JitPlan {
         kind,
         extras,
@@ -140,9 +156,15 @@ fn geo(c: &Conv, info: &OpInfo) -> Geo {
     }
 }
 
-/// Chooses how `info.op` runs on a target whose GEMM kernel is `kernel`.
-pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool) -> Plan {
-    let all_f32 = info.out.dtype == DType::F32 && info.inputs.iter().all(|t| t.dtype == DType::F32);
+/// Chooses how `info.op` runs on a target whose GEMM kernel is `kernel`, with `threads`
+/// threads per run.
+pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool, threads: usize) -> Plan {
+    let threads = threads.max(1);
+    // Gather's indices are i64 (read at compile time when constant, see `lower_data`).
+    let all_f32 = info.out.dtype == DType::F32
+        && info.inputs.iter().enumerate().all(|(k, t)| {
+            t.dtype == DType::F32 || (k == 1 && matches!(info.op, Op::Gather { .. }))
+        });
     match info.op {
         Op::Identity
         | Op::Dropout
@@ -166,10 +188,43 @@ pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool) -> Plan {
             let flops = 2 * (g.n * g.co * g.oh * g.ow * g.cig * g.kh * g.kw) as u64;
             if g.cig == 1 {
                 let (hp, wp) = direct_padded(&g, c);
-                let kind = Kind::ConvDirect {
-                    kernel: has_dw_kernel,
+                if !has_dw_kernel {
+                    let kind = Kind::ConvDirect {
+                        kernel: false,
+                        threads: 1,
+                    };
+                    return jit(kind, vec![], hp * wp * 4, flops);
+                }
+                let (act, act_params) = encode_act(c.epilogue.act);
+                let u = |v: usize| v as u64;
+                let geom = DwGeom {
+                    planes: u(g.n * g.co),
+                    co: u(g.co),
+                    ci: u(g.ci),
+                    cog: u(g.cog),
+                    h: u(g.h),
+                    w: u(g.w),
+                    pt: u(c.pads[0]),
+                    pl: u(c.pads[1]),
+                    kh: u(g.kh),
+                    kw: u(g.kw),
+                    sy: u(c.strides[0]),
+                    sx: u(c.strides[1]),
+                    dy: u(c.dilations[0]),
+                    dx: u(c.dilations[1]),
+                    oh: u(g.oh),
+                    ow: u(g.ow),
+                    hp: u(hp),
+                    wp: u(wp),
+                    act,
+                    act_params,
+                    tasks: u(dw_tasks(threads)),
                 };
-                return jit(kind, vec![], hp * wp * 4, flops);
+                let kind = Kind::ConvDirect {
+                    kernel: true,
+                    threads,
+                };
+                return jit(kind, vec![geom.to_blob()], geom.scratch_floats() * 4, flops);
             }
             let Some(wt) = info.consts[1] else {
                 return Plan::Fallback("conv weights are not constant".into());
@@ -190,14 +245,11 @@ pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool) -> Plan {
                 && g.oh == g.h
                 && g.ow == g.w;
             let nn = g.oh * g.ow;
-            // A panel of B (k x panel floats) of about 128 KiB stays in L2.
-            let panel = ((32 * 1024) / k.max(1)).max(kernel.nr) / kernel.nr * kernel.nr;
-            let panel = panel.min(nn).max(1);
             let scratch = if pointwise { 0 } else { k * nn * 4 };
             jit(
                 Kind::ConvGemm {
                     im2col: !pointwise,
-                    panel,
+                    threads,
                 },
                 vec![packed],
                 scratch,
@@ -274,11 +326,31 @@ pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool) -> Plan {
                 info.inputs[0].numel() as u64,
             )
         }
-        Op::SqueezeExcite(_) => {
+        Op::SqueezeExcite(se) => {
             let s = &info.inputs[0].shape;
+            if s.len() != 4 {
+                return Plan::Fallback("SqueezeExcite input is not 4-D".into());
+            }
             let r = info.inputs[1].shape[0];
             let flops = (s.iter().product::<usize>() * 2 + 4 * s[0] * s[1] * r) as u64;
-            jit(Kind::SqueezeExcite, vec![], (s[1] + r) * 4, flops)
+            let (act, act_params) = encode_act(Some(se.act));
+            let (gate, gate_params) = encode_act(Some(se.gate));
+            let geom = SeGeom {
+                n: s[0] as u64,
+                c: s[1] as u64,
+                hw: (s[2] * s[3]) as u64,
+                r: r as u64,
+                act,
+                act_params,
+                gate,
+                gate_params,
+            };
+            jit(
+                Kind::SqueezeExcite { threads },
+                vec![geom.to_blob()],
+                geom.scratch_floats() * 4,
+                flops,
+            )
         }
         Op::Pool(p) => {
             let (s, o) = (&info.inputs[0].shape, &info.out.shape);
@@ -325,15 +397,24 @@ pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool) -> Plan {
             };
             jit(Kind::Pool, extras, 0, flops)
         }
-        Op::Gemm(_) | Op::MatMul => plan_gemm(info),
+        Op::Gemm(_) | Op::MatMul => plan_gemm(info, threads),
         Op::Concat { axis } => jit(Kind::Concat { axis: *axis }, vec![], 0, 0),
+        Op::Transpose { .. }
+        | Op::Slice(_)
+        | Op::Pad { .. }
+        | Op::Gather { .. }
+        | Op::Softmax { .. } => super::lower_data::plan(info),
         op => Plan::Fallback(format!("{} is not lowered yet", op.kind())),
     }
 }
 
-/// Gemm (any transposes, C, epilogue) and MatMul with a rank-2 B, when B is constant: B is
-/// packed into panels of 16 columns, `[n/16][k][16]`, zero-padded.
-fn plan_gemm(info: &OpInfo) -> Plan {
+/// Gemm (any transposes, C, epilogue) and MatMul with a rank-2 B, when B is constant.
+///
+/// One row of A (batch 1, the classifier case) with C absent or one value per output
+/// feature: `y = a (alpha B) + beta C` through the matrix-vector kernel (`GemmVec`), split
+/// over the threads by output features. Otherwise B is packed into panels of 16 columns,
+/// `[n/16][k][16]`, zero-padded, for generated code.
+fn plan_gemm(info: &OpInfo, threads: usize) -> Plan {
     let (m, k, n, trans_b) = match info.op {
         Op::Gemm(g) => {
             let (a, b) = (&info.inputs[0].shape, &info.inputs[1].shape);
@@ -357,6 +438,9 @@ fn plan_gemm(info: &OpInfo) -> Plan {
     let Some(bv) = info.consts[1].and_then(|t| t.as_f32()) else {
         return Plan::Fallback("B operand is not constant".into());
     };
+    if let Some(p) = plan_gemm_vec(info, threads, (m, k, n, trans_b), bv) {
+        return p;
+    }
     let np = n.div_ceil(16);
     let mut packed = vec![0.0f32; np * k * 16];
     for p in 0..k {
@@ -372,34 +456,97 @@ fn plan_gemm(info: &OpInfo) -> Plan {
     jit(Kind::Gemm, vec![packed], 0, 2 * (m * n * k) as u64)
 }
 
-/// Emits the body of `plan` for `info` (the function's entry block is current; the caller
-/// adds the return). `kernel` is the imported GEMM micro-kernel.
-pub fn emit_op(
-    e: &mut Emitter,
+/// The `GemmVec` plan of [`plan_gemm`] when it applies.
+fn plan_gemm_vec(
     info: &OpInfo,
-    plan: &JitPlan,
-    kernel: &Kernel,
-    kref: Option<FuncRef>,
-    dref: Option<FuncRef>,
-) {
+    threads: usize,
+    (m, k, n, trans_b): (usize, usize, usize, bool),
+    bv: &[f32],
+) -> Option<Plan> {
+    let (alpha, beta, has_c) = match info.op {
+        Op::Gemm(g) => (g.alpha, g.beta, g.has_c),
+        _ => (1.0, 0.0, false),
+    };
+    if m != 1 {
+        return None;
+    }
+    // B as k x n row-major, scaled by alpha.
+    let mut bk = vec![0.0f32; n * k];
+    for p in 0..k {
+        for j in 0..n {
+            let v = if trans_b {
+                bv[j * k + p]
+            } else {
+                bv[p * n + j]
+            };
+            bk[p * n + j] = alpha * v;
+        }
+    }
+    let mut extras = vec![bk];
+    if has_c {
+        let c = info.consts[2]?.as_f32()?;
+        let bias: Vec<f32> = match c.len() {
+            1 => vec![beta * c[0]; n],
+            len if len == n && info.inputs[2].shape.last() == Some(&n) => {
+                c.iter().map(|&v| beta * v).collect()
+            }
+            _ => return None,
+        };
+        extras.push(bias);
+    }
+    Some(jit(
+        Kind::GemmVec { threads },
+        extras,
+        0,
+        2 * (m * n * k) as u64,
+    ))
+}
+
+/// The `std::arch` kernels imported into one generated function.
+#[derive(Clone, Copy, Default)]
+pub struct KernelRefs {
+    /// GEMM with fused epilogue ([`super::kernels::GemmFn`]).
+    pub gemm: Option<FuncRef>,
+    /// Depthwise op ([`super::kernels::DwFn`]; AVX2/AVX-512 only).
+    pub dw: Option<FuncRef>,
+    /// Matrix-vector product ([`super::kernels::GemvFn`]).
+    pub gemv: Option<FuncRef>,
+    /// SqueezeExcite ([`super::kernels::SeFn`]).
+    pub se: Option<FuncRef>,
+}
+
+/// Emits the body of `plan` for `info` (the function's entry block is current; the caller
+/// adds the return). `kernel` describes the imported GEMM kernel.
+pub fn emit_op(e: &mut Emitter, info: &OpInfo, plan: &JitPlan, kernel: &Kernel, refs: KernelRefs) {
+    let (kref, dref) = (refs.gemm, refs.dw);
     let n_in = info.inputs.len();
     let extra = |j: usize| 1 + n_in + j;
     let scratch_slot = 1 + n_in + plan.extras.len();
     match (&plan.kind, info.op) {
-        (Kind::ConvGemm { im2col, panel }, Op::Conv(c)) => emit_conv_gemm(
+        (Kind::ConvGemm { im2col, threads }, Op::Conv(c)) => emit_conv_gemm(
             e,
             info,
             c,
             *im2col,
-            *panel,
+            *threads,
             extra(0),
             scratch_slot,
             kernel,
             kref,
         ),
-        (Kind::ConvDirect { kernel }, Op::Conv(c)) => {
-            let dref = if *kernel { dref } else { None };
-            emit_conv_direct(e, info, c, scratch_slot, dref)
+        (
+            Kind::ConvDirect {
+                kernel: true,
+                threads,
+            },
+            Op::Conv(c),
+        ) => {
+            if let Some(dref) = dref {
+                emit_conv_dw_kernel(e, c, extra(0), scratch_slot, *threads, dref)
+            }
+        }
+        (Kind::ConvDirect { kernel: false, .. }, Op::Conv(c)) => {
+            emit_conv_direct(e, info, c, scratch_slot)
         }
         (Kind::Act(a), _) => {
             let (y, x) = (e.arg(0), e.arg(1));
@@ -443,11 +590,43 @@ pub fn emit_op(
                 e.b.ins().store(super::emit::mf(), m, yp, 0);
             });
         }
-        (Kind::SqueezeExcite, Op::SqueezeExcite(se)) => {
-            emit_se(e, info, se.act, se.gate, scratch_slot)
+        (Kind::SqueezeExcite { threads }, Op::SqueezeExcite(_)) => {
+            let Some(sref) = refs.se else { return };
+            let mut args: Vec<Value> = (1..=5).map(|i| e.arg(i)).collect();
+            args.push(e.arg(0));
+            args.push(e.arg(scratch_slot));
+            args.push(e.arg(extra(0)));
+            let th = e.c64(*threads as i64);
+            args.push(th);
+            e.b.ins().call(sref, &args);
         }
         (Kind::Pool, Op::Pool(p)) => emit_pool(e, info, p, extra(0)),
         (Kind::Gemm, _) => emit_gemm(e, info, extra(0)),
+        (Kind::GemmVec { threads }, _) => {
+            let Some(vref) = refs.gemv else { return };
+            let (y, a, w) = (e.arg(0), e.arg(1), e.arg(extra(0)));
+            let (n, k) = (info.out.numel(), info.inputs[0].numel());
+            let (has_c, residual, act) = match info.op {
+                Op::Gemm(g) => (g.has_c, g.epilogue.residual, g.epilogue.act),
+                _ => (false, false, None),
+            };
+            let null = e.c64(0);
+            let bias = if has_c { e.arg(extra(1)) } else { null };
+            let res = if residual {
+                e.arg(3 + has_c as usize)
+            } else {
+                null
+            };
+            let (act, act_params) = encode_act(act);
+            let (nv, kv) = (e.c64(n as i64), e.c64(k as i64));
+            let (ac, ap, th) = (
+                e.c64(act as i64),
+                e.c64(act_params as i64),
+                e.c64(*threads as i64),
+            );
+            e.b.ins()
+                .call(vref, &[nv, kv, a, w, y, bias, res, ac, ap, th]);
+        }
         (Kind::Concat { axis }, _) => {
             let y = e.arg(0);
             let outer: usize = info.out.shape[..*axis].iter().product();
@@ -466,6 +645,7 @@ pub fn emit_op(
                 at += chunk;
             }
         }
+        (Kind::Data(d), _) => super::lower_data::emit(e, info, d, &|j| extra(j), scratch_slot),
         // plan_op pairs kinds with ops; a mismatch emits nothing (the caller never builds it).
         _ => {}
     }
@@ -497,44 +677,13 @@ fn load_splat(e: &mut Emitter, base: Value, idx: Value) -> Value {
     e.splat_v(s)
 }
 
-/// Epilogue of one output row of `len` elements at `row`: `act(row + bias + residual)`.
-fn epilogue_row(
-    e: &mut Emitter,
-    len: usize,
-    row: Value,
-    bias: Option<Value>,
-    res: Option<Value>,
-    act: Option<Activation>,
-) {
-    if bias.is_none() && res.is_none() && act.is_none() {
-        return;
-    }
-    let mut ops = vec![Operand::Contig(row)];
-    if let Some(r) = res {
-        ops.push(Operand::Contig(r));
-    }
-    e.map(len, row, &ops, &mut |e, v| {
-        let mut x = v[0];
-        if let Some(b) = bias {
-            x = e.b.ins().fadd(x, b);
-        }
-        if res.is_some() {
-            x = e.b.ins().fadd(x, v[1]);
-        }
-        if let Some(a) = act {
-            x = e.act(a, x);
-        }
-        x
-    });
-}
-
 #[allow(clippy::too_many_arguments)]
 fn emit_conv_gemm(
     e: &mut Emitter,
     info: &OpInfo,
     c: &Conv,
     im2col: bool,
-    panel: usize,
+    threads: usize,
     packed_slot: usize,
     scratch_slot: usize,
     kernel: &Kernel,
@@ -558,6 +707,7 @@ fn emit_conv_gemm(
     } else {
         None
     };
+    let (act, act_params) = encode_act(c.epilogue.act);
     e.for_range(0, g.n as i64, 1, |e, b| {
         e.for_range(0, c.group as i64, 1, |e, grp| {
             // Input channels of this group: plane index b*ci + grp*cig.
@@ -577,40 +727,46 @@ fn emit_conv_gemm(
             let go = e.b.ins().imul_imm_s(grp, g.cog as i64);
             let pout = e.b.ins().iadd(bo, go);
             let yg = e.add_scaled(y, pout, (nn * 4) as i64);
-            let resg = res.map(|r| e.add_scaled(r, pout, (nn * 4) as i64));
-            let do_panel = |e: &mut Emitter, nb_bytes: Value, cols: usize| {
-                let bp = e.b.ins().iadd(src, nb_bytes);
-                let cp = e.b.ins().iadd(yg, nb_bytes);
-                let m_v = e.c64(g.cog as i64);
-                let n_v = e.c64(cols as i64);
-                let k_v = e.c64(k as i64);
-                let ld = e.c64(nn as i64);
-                e.b.ins().call(kref, &[m_v, n_v, k_v, ag, bp, ld, cp, ld]);
-                if bias.is_some() || res.is_some() || c.epilogue.act.is_some() {
-                    e.for_range(0, g.cog as i64, 1, |e, o| {
-                        let row = e.add_scaled(cp, o, (nn * 4) as i64);
-                        let bv = bias.map(|bb| {
-                            let ch = e.b.ins().iadd(go, o);
-                            load_splat(e, bb, ch)
-                        });
-                        let rv = resg.map(|r| {
-                            let rr = e.b.ins().iadd(r, nb_bytes);
-                            e.add_scaled(rr, o, (nn * 4) as i64)
-                        });
-                        epilogue_row(e, cols, row, bv, rv, c.epilogue.act);
-                    });
-                }
-            };
-            let full = nn / panel;
-            e.for_range(0, (full * panel * 4) as i64, (panel * 4) as i64, |e, nb| {
-                do_panel(e, nb, panel)
-            });
-            if !nn.is_multiple_of(panel) {
-                let nb = e.c64((full * panel * 4) as i64);
-                do_panel(e, nb, nn % panel);
-            }
+            let null = e.c64(0);
+            let bg = bias.map_or(null, |bb| e.add_scaled(bb, go, 4));
+            let rg = res.map_or(null, |r| e.add_scaled(r, pout, (nn * 4) as i64));
+            let args: Vec<Value> = [g.cog, nn, k].iter().map(|&v| e.c64(v as i64)).collect();
+            let ld = e.c64(nn as i64);
+            let (ac, ap, th) = (
+                e.c64(act as i64),
+                e.c64(act_params as i64),
+                e.c64(threads as i64),
+            );
+            e.b.ins().call(
+                kref,
+                &[
+                    args[0], args[1], args[2], ag, src, ld, yg, ld, bg, rg, ac, ap, th,
+                ],
+            );
         });
     });
+}
+
+/// A depthwise conv through the per-ISA op kernel: one call, geometry in the blob.
+fn emit_conv_dw_kernel(
+    e: &mut Emitter,
+    c: &Conv,
+    geom_slot: usize,
+    scratch_slot: usize,
+    threads: usize,
+    dref: FuncRef,
+) {
+    let (y, x, w) = (e.arg(0), e.arg(1), e.arg(2));
+    let null = e.c64(0);
+    let bias = if c.has_bias { e.arg(3) } else { null };
+    let res = if c.epilogue.residual {
+        e.arg(3 + c.has_bias as usize)
+    } else {
+        null
+    };
+    let (sp, geom) = (e.arg(scratch_slot), e.arg(geom_slot));
+    let th = e.c64(threads as i64);
+    e.b.ins().call(dref, &[x, w, bias, res, y, sp, geom, th]);
 }
 
 /// im2col of one group: row `(icg, ky, kx)` of `dst` (length `oh*ow`) holds the input cells
@@ -807,13 +963,7 @@ fn emit_window(
     });
 }
 
-fn emit_conv_direct(
-    e: &mut Emitter,
-    info: &OpInfo,
-    c: &Conv,
-    scratch_slot: usize,
-    dref: Option<FuncRef>,
-) {
+fn emit_conv_direct(e: &mut Emitter, info: &OpInfo, c: &Conv, scratch_slot: usize) {
     let g = geo(c, info);
     let (y, x, w) = (e.arg(0), e.arg(1), e.arg(2));
     let bias = if c.has_bias { Some(e.arg(3)) } else { None };
@@ -838,7 +988,7 @@ fn emit_conv_direct(
         let xp = e.add_scaled(x, pin, (g.h * g.w * 4) as i64);
         let yp = e.add_scaled(y, bo, (nn * 4) as i64);
         let wp = e.add_scaled(w, o, (g.kh * g.kw * 4) as i64);
-        let n_taps = if dref.is_some() { 0 } else { g.kh * g.kw };
+        let n_taps = g.kh * g.kw;
         let taps: Vec<Value> = (0..n_taps)
             .map(|t| {
                 let s =
@@ -856,28 +1006,6 @@ fn emit_conv_direct(
             let dst = e.add_scaled(d0, iy, (pw * 4) as i64);
             e.copy(g.w, dst, src);
         });
-        if let Some(dref) = dref {
-            let args: Vec<Value> = [
-                pw,
-                g.kh,
-                g.kw,
-                c.strides[0],
-                c.strides[1],
-                c.dilations[0],
-                c.dilations[1],
-                g.oh,
-                g.ow,
-            ]
-            .iter()
-            .map(|&v| e.c64(v as i64))
-            .collect();
-            let mut call = vec![sp, args[0], wp];
-            call.extend_from_slice(&args[1..]);
-            call.push(yp);
-            e.b.ins().call(dref, &call);
-            epilogue_row(e, nn, yp, bv, rp, act);
-            return;
-        }
         emit_direct_plane(e, &g, c, pw, sp, yp, rp, &taps, bv, act);
     });
 }
@@ -1151,55 +1279,6 @@ fn emit_binary(e: &mut Emitter, info: &OpInfo, op: BinaryOp) {
         [&out_strides, &sa, &sb],
         &mut leaf,
     );
-}
-
-fn emit_se(e: &mut Emitter, info: &OpInfo, act: Activation, gate: Activation, scratch_slot: usize) {
-    let s = &info.inputs[0].shape;
-    let (n, c, hw) = (s[0], s[1], s[2] * s[3]);
-    let r = info.inputs[1].shape[0];
-    let (y, x, w1, b1, w2, b2) = (e.arg(0), e.arg(1), e.arg(2), e.arg(3), e.arg(4), e.arg(5));
-    let sq = e.arg(scratch_slot);
-    let hid = e.add_c(sq, (c * 4) as i64);
-    let mf = super::emit::mf();
-    e.for_range(0, n as i64, 1, |e, b| {
-        let xb = e.add_scaled(x, b, (c * hw * 4) as i64);
-        let yb = e.add_scaled(y, b, (c * hw * 4) as i64);
-        e.for_range(0, c as i64, 1, |e, ch| {
-            let xp = e.add_scaled(xb, ch, (hw * 4) as i64);
-            let sum = e.sum(xp, hw);
-            let inv = e.b.ins().f32const(1.0 / hw as f32);
-            let m = e.b.ins().fmul(sum, inv);
-            let d = e.add_scaled(sq, ch, 4);
-            e.b.ins().store(mf, m, d, 0);
-        });
-        e.for_range(0, r as i64, 1, |e, j| {
-            let wr = e.add_scaled(w1, j, (c * 4) as i64);
-            let dot = e.dot(wr, Some(sq), c);
-            let bp = e.add_scaled(b1, j, 4);
-            let bv = e.b.ins().load(types::F32, mf, bp, 0);
-            let v = e.b.ins().fadd(dot, bv);
-            let v = e.act_scalar(act, v);
-            let d = e.add_scaled(hid, j, 4);
-            e.b.ins().store(mf, v, d, 0);
-        });
-        e.for_range(0, c as i64, 1, |e, ch| {
-            let wr = e.add_scaled(w2, ch, (r * 4) as i64);
-            let dot = e.dot(wr, Some(hid), r);
-            let bp = e.add_scaled(b2, ch, 4);
-            let bv = e.b.ins().load(types::F32, mf, bp, 0);
-            let v = e.b.ins().fadd(dot, bv);
-            let gv = e.act_scalar(gate, v);
-            let gs = e.splat_v(gv);
-            let xp = e.add_scaled(xb, ch, (hw * 4) as i64);
-            let yp = e.add_scaled(yb, ch, (hw * 4) as i64);
-            e.map(
-                hw,
-                yp,
-                &[Operand::Contig(xp), Operand::Splat(gs)],
-                &mut |e, v| e.b.ins().fmul(v[0], v[1]),
-            );
-        });
-    });
 }
 
 fn emit_gemm(e: &mut Emitter, info: &OpInfo, packed_slot: usize) {

@@ -8,14 +8,17 @@
 //!   (views share their input's buffer); constants and the packed weights live in one
 //!   read-only, 64-byte aligned blob;
 //! - each generated function takes a pointer table (output, inputs, packed constants,
-//!   scratch); convs and matrix products call the per-ISA `std::arch` GEMM micro-kernel of
-//!   [`kernels`] at panel granularity, everything else is Cranelift code (128-bit vectors).
+//!   scratch); convs call the per-ISA `std::arch` kernels of [`kernels`] (GEMM with fused
+//!   epilogue per batch and group; the whole depthwise op on AVX2/AVX-512), which split
+//!   their work over the thread pool of [`par`]; everything else is Cranelift code (128-bit
+//!   vectors).
 //!
 //! Execution (arena allocation per run, pointer tables, fallbacks) is in `mnc-runtime`.
 
 pub mod emit;
 pub mod kernels;
 pub mod lower;
+pub mod lower_data;
 pub mod par;
 
 use crate::Target;
@@ -61,8 +64,10 @@ pub struct CpuOptions {
     /// out-of-bounds write by generated code is reported (naming the step) instead of
     /// silently corrupting a neighbour.
     pub guards: bool,
-    /// Threads per run: 1, or 2 to split every GEMM and depthwise kernel call between the
-    /// caller and one persistent helper thread (larger values act as 2 for now).
+    /// Threads per run: the GEMM and depthwise kernels split every call into tasks run by
+    /// the caller and up to `threads - 1` threads of the persistent pool ([`par`]); results
+    /// are identical for every thread count. 1 runs everything on the caller. Default: the
+    /// number of physical cores ([`par::physical_cores`]).
     pub threads: usize,
 }
 
@@ -75,7 +80,7 @@ impl Default for CpuOptions {
             verify: cfg!(debug_assertions),
             keep_clif: false,
             guards: false,
-            threads: 1,
+            threads: par::physical_cores(),
         }
     }
 }
@@ -148,6 +153,9 @@ pub struct Step {
     pub exec: Exec,
     /// Pointer-table locations: output, inputs, packed constants, then scratch.
     pub args: Vec<Loc>,
+    /// Bytes of every pointer-table slot, parallel to `args` (0 for [`Loc::Unused`]): what
+    /// the step may read or write through it (the scratch slot: this step's own need).
+    pub arg_bytes: Vec<usize>,
     pub inputs: Vec<TensorType>,
     pub out: TensorType,
 }
@@ -168,6 +176,8 @@ pub struct OpReport {
 #[derive(Clone, Debug, Default)]
 pub struct CompileReport {
     pub target: String,
+    /// Threads per run the kernels were compiled for.
+    pub threads: usize,
     pub ops: Vec<OpReport>,
     pub code_bytes: usize,
     pub arena_bytes: usize,
@@ -203,8 +213,9 @@ impl CompileReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "target {}: {} ops, {} fallback",
+            "target {}, {} thread(s) per run: {} ops, {} fallback",
             self.target,
+            self.threads,
             self.ops.len(),
             self.fallbacks()
         );
@@ -354,18 +365,15 @@ pub fn isa_for(target: Target) -> Result<cranelift_codegen::isa::OwnedTargetIsa,
 pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgram, CpuError> {
     let t0 = Instant::now();
     let kernel = kernels::gemm_kernel(target).ok_or(CpuError::NotJit(target))?;
-    let par = opts.threads >= 2;
-    let dw = if par {
-        kernels::dw_kernel_par(target)
-    } else {
-        kernels::dw_kernel(target)
-    };
+    let threads = opts.threads.max(1);
+    let dw = kernels::dw_kernel(target);
     let ts = Instant::now();
     let isa = isa_for(target)?;
     let mut t_setup = ts.elapsed();
     let fma = matches!(target, Target::X86_64Avx2 | Target::X86_64Avx512);
     let mut report = CompileReport {
         target: target.name().to_string(),
+        threads,
         ..Default::default()
     };
 
@@ -442,7 +450,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                         .collect(),
                     out: node.ty.clone(),
                 };
-                let plan = lower::plan_op(&info, &kernel, dw.is_some());
+                let plan = lower::plan_op(&info, &kernel, dw.is_some(), threads);
                 if let Plan::View = plan {
                     let src = ins[0];
                     if let Some(&c) = const_alias.get(&src) {
@@ -465,7 +473,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     for (id, plan) in &plans {
         for (k, i) in g.inputs(*id).into_iter().enumerate() {
             let packed = k == 1
-                && matches!(plan, Plan::Jit(jp) if matches!(jp.kind, lower::Kind::ConvGemm { .. } | lower::Kind::Gemm));
+                && matches!(plan, Plan::Jit(jp) if matches!(jp.kind, lower::Kind::ConvGemm { .. } | lower::Kind::Gemm | lower::Kind::GemmVec { .. }));
             if let (false, Some(&c)) = (packed, const_alias.get(&i)) {
                 raw.insert(c);
             }
@@ -555,38 +563,33 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
 
     // Code generation.
     let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
-    let (ksym, kfunc) = if par {
-        (kernel.par_symbol, kernel.par_func)
-    } else {
-        (kernel.symbol, kernel.func)
-    };
+    let (ksym, kfunc) = (kernel.symbol, kernel.func);
     jb.symbol(ksym, kfunc as *const u8);
     if let Some((name, f)) = dw {
         jb.symbol(name, f as *const u8);
     }
+    let (vsym, vfunc) = kernels::gemv_kernel(target).ok_or(CpuError::NotJit(target))?;
+    jb.symbol(vsym, vfunc as *const u8);
+    let (ssym, sfunc) = kernels::se_kernel(target).ok_or(CpuError::NotJit(target))?;
+    jb.symbol(ssym, sfunc as *const u8);
     let ts = Instant::now();
     let mut module = JITModule::new(jb);
     t_setup += ts.elapsed();
     let ptr = types::I64;
-    let mut ksig = module.make_signature();
-    for _ in 0..8 {
-        ksig.params.push(AbiParam::new(ptr));
-    }
-    let kid: FuncId = module
-        .declare_function(ksym, Linkage::Import, &ksig)
-        .map_err(|e| CpuError::Module(e.to_string()))?;
-    let did: Option<FuncId> = match dw {
-        Some((name, _)) => {
-            let mut dsig = module.make_signature();
-            for _ in 0..kernels::DW_PARAMS {
-                dsig.params.push(AbiParam::new(ptr));
-            }
-            Some(
-                module
-                    .declare_function(name, Linkage::Import, &dsig)
-                    .map_err(|e| CpuError::Module(e.to_string()))?,
-            )
+    let import = |module: &mut JITModule, name: &str, params: usize| {
+        let mut sig = module.make_signature();
+        for _ in 0..params {
+            sig.params.push(AbiParam::new(ptr));
         }
+        module
+            .declare_function(name, Linkage::Import, &sig)
+            .map_err(|e| CpuError::Module(e.to_string()))
+    };
+    let kid = import(&mut module, ksym, kernels::GEMM_PARAMS)?;
+    let vid = import(&mut module, vsym, kernels::GEMV_PARAMS)?;
+    let sid = import(&mut module, ssym, kernels::SE_PARAMS)?;
+    let did = match dw {
+        Some((name, _)) => Some(import(&mut module, name, kernels::DW_PARAMS)?),
         None => None,
     };
     let mut sig = module.make_signature();
@@ -617,8 +620,11 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
             msg: format!("no location for {what}"),
         };
         let mut args = vec![loc_of(*id).ok_or_else(|| missing("the output"))?];
-        for &i in &ins {
-            args.push(loc_of(i).ok_or_else(|| missing("an input"))?);
+        let mut arg_bytes = vec![info.out.bytes()];
+        for (&i, ty) in ins.iter().zip(&info.inputs) {
+            let loc = loc_of(i).ok_or_else(|| missing("an input"))?;
+            args.push(loc);
+            arg_bytes.push(if loc == Loc::Unused { 0 } else { ty.bytes() });
         }
         let mut rep = OpReport {
             node: node.name.clone(),
@@ -640,6 +646,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                     op: node.op.clone(),
                     exec: Exec::Fallback,
                     args,
+                    arg_bytes,
                     inputs: info.inputs.clone(),
                     out: info.out.clone(),
                 });
@@ -649,9 +656,11 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                 rep.flops = jp.flops;
                 for x in &jp.extras {
                     args.push(Loc::Weight(put(&f32_le_bytes(x))));
+                    arg_bytes.push(x.len() * 4);
                 }
                 if jp.scratch_bytes > 0 {
                     args.push(Loc::Arena(scratch_off));
+                    arg_bytes.push(jp.scratch_bytes);
                     scratch_bytes = scratch_bytes.max(jp.scratch_bytes.div_ceil(64) * 64);
                 }
                 let cg = |e: String| CpuError::Codegen {
@@ -673,10 +682,14 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                     b.switch_to_block(entry);
                     b.seal_block(entry);
                     let table = b.block_params(entry)[0];
-                    let kref = module.declare_func_in_func(kid, b.func);
-                    let dref = did.map(|d| module.declare_func_in_func(d, b.func));
+                    let refs = lower::KernelRefs {
+                        gemm: Some(module.declare_func_in_func(kid, b.func)),
+                        dw: did.map(|d| module.declare_func_in_func(d, b.func)),
+                        gemv: Some(module.declare_func_in_func(vid, b.func)),
+                        se: Some(module.declare_func_in_func(sid, b.func)),
+                    };
                     let mut e = emit::Emitter { b, table, fma };
-                    lower::emit_op(&mut e, &info, jp, &kernel, Some(kref), dref);
+                    lower::emit_op(&mut e, &info, jp, &kernel, refs);
                     e.b.ins().return_(&[]);
                     e.b.seal_all_blocks();
                     e.b.finalize(module.isa().frontend_config());
@@ -705,6 +718,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                     op: node.op.clone(),
                     exec: Exec::Fallback,
                     args,
+                    arg_bytes,
                     inputs: info.inputs.clone(),
                     out: info.out.clone(),
                 });

@@ -1,0 +1,443 @@
+//! Kernels against naive loops: ragged shapes, every epilogue form, several thread counts
+//! (results must be bit-identical to one thread), nothing written outside the outputs.
+
+use super::*;
+
+fn rand(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn acts() -> Vec<Option<Activation>> {
+    vec![
+        None,
+        Some(Activation::Relu),
+        Some(Activation::Clip {
+            min: -0.25,
+            max: 0.5,
+        }),
+        Some(Activation::Sigmoid),
+        Some(Activation::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        }),
+        Some(Activation::HardSwish),
+        Some(Activation::Silu),
+    ]
+}
+
+/// `|got - want| <= tol` with `tol` relative to the magnitude of the dot product's terms.
+fn close(got: f32, want: f32, scale: f32) -> bool {
+    (got - want).abs() <= 1e-5 * scale.max(1.0)
+}
+
+#[test]
+fn activations_match_the_ir_definition() {
+    let xs: Vec<f32> = [
+        -1e30, -100.0, -88.5, -88.0, -20.0, -3.0, -1.0, -0.1, 0.0, 0.1, 1.0, 3.0, 20.0, 88.0, 88.5,
+        100.0, 1e30,
+    ]
+    .into_iter()
+    .chain(rand(200, 9).into_iter().map(|v| v * 12.0))
+    .collect();
+    for t in Target::host_jit_targets() {
+        let kern = gemm_kernel(t).unwrap();
+        for a in acts() {
+            let (code, pp) = encode_act(a);
+            // y = act(1 * x): a 1 x n GEMM with k = 1.
+            let ap = pack_a(&[1.0], 1, 1, kern.mr);
+            let mut y = vec![0.0f32; xs.len()];
+            unsafe {
+                (kern.func)(
+                    1,
+                    xs.len(),
+                    1,
+                    ap.as_ptr(),
+                    xs.as_ptr(),
+                    xs.len(),
+                    y.as_mut_ptr(),
+                    xs.len(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    code,
+                    pp,
+                    1,
+                )
+            };
+            for (&x, &got) in xs.iter().zip(&y) {
+                let want = a.map_or(x, |a| a.apply(x));
+                let ok = if want.is_finite() {
+                    (got - want).abs() <= 2e-6 * want.abs().max(1.0)
+                } else {
+                    got == want
+                };
+                assert!(ok, "{t} {a:?}({x}) = {got}, want {want}");
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
+    for t in Target::host_jit_targets() {
+        let kern = gemm_kernel(t).unwrap();
+        let shapes: &[(usize, usize, usize)] = &[
+            (1, 1, 1),
+            (3, 7, 5),
+            (9, 33, 17),
+            (17, 50, 3),
+            (8, 32, 64),
+            (13, 100, 40),
+            (40, 700, 24),
+            (96, 300, 16),
+            (160, 49, 200),
+        ];
+        for (si, &(m, n, k)) in shapes.iter().enumerate() {
+            let a = rand(m * k, 1 + si as u64);
+            let ldb = n + 3;
+            let ldc = n + 2;
+            let b = rand(k * ldb, 2 + si as u64);
+            let bias = rand(m, 3);
+            let res = rand(m * ldc, 4);
+            let ap = pack_a(&a, m, k, kern.mr);
+            for (ai, act) in acts().into_iter().enumerate() {
+                // Rotate the bias/residual forms with the activation.
+                let (with_bias, with_res) =
+                    [(false, false), (true, false), (true, true), (false, true)][(ai + si) % 4];
+                let (code, pp) = encode_act(act);
+                let mut first: Option<Vec<f32>> = None;
+                for threads in [1, 2, 3] {
+                    let mut c = vec![7.0f32; m * ldc + 5];
+                    unsafe {
+                        (kern.func)(
+                            m,
+                            n,
+                            k,
+                            ap.as_ptr(),
+                            b.as_ptr(),
+                            ldb,
+                            c.as_mut_ptr(),
+                            ldc,
+                            if with_bias {
+                                bias.as_ptr()
+                            } else {
+                                std::ptr::null()
+                            },
+                            if with_res {
+                                res.as_ptr()
+                            } else {
+                                std::ptr::null()
+                            },
+                            code,
+                            pp,
+                            threads,
+                        )
+                    };
+                    for i in 0..m {
+                        for j in 0..ldc {
+                            let got = c[i * ldc + j];
+                            if j >= n {
+                                assert_eq!(got, 7.0, "{t} wrote outside C at ({i},{j})");
+                                continue;
+                            }
+                            let mut want: f32 = (0..k).map(|p| a[i * k + p] * b[p * ldb + j]).sum();
+                            if with_bias {
+                                want += bias[i];
+                            }
+                            if with_res {
+                                want += res[i * ldc + j];
+                            }
+                            let want = act.map_or(want, |a| a.apply(want));
+                            assert!(
+                                close(got, want, k as f32),
+                                "{t} {m}x{n}x{k} {act:?} threads {threads} at ({i},{j}): {got} vs {want}"
+                            );
+                        }
+                    }
+                    assert!(c[m * ldc..].iter().all(|&v| v == 7.0), "{t}: wrote past C");
+                    match &first {
+                        None => first = Some(c),
+                        Some(f) => assert!(
+                            f.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()),
+                            "{t} {m}x{n}x{k}: {threads} threads differ from 1"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Naive depthwise conv with zero padding (top/left `pt`/`pl`), one input channel per group.
+#[allow(clippy::too_many_arguments)]
+fn dw_naive(
+    x: &[f32],
+    w: &[f32],
+    g: &DwGeom,
+    bias: Option<&[f32]>,
+    res: Option<&[f32]>,
+    act: Option<Activation>,
+) -> Vec<f32> {
+    let u = |v: u64| v as usize;
+    let (co, ci, cog, h, wd) = (u(g.co), u(g.ci), u(g.cog), u(g.h), u(g.w));
+    let (kh, kw, oh, ow) = (u(g.kh), u(g.kw), u(g.oh), u(g.ow));
+    let mut y = vec![0.0f32; u(g.planes) * oh * ow];
+    for q in 0..u(g.planes) {
+        let (b, o) = (q / co, q % co);
+        let xp = &x[(b * ci + o / cog) * h * wd..];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut s = 0.0f32;
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let iy = (oy * u(g.sy) + ky * u(g.dy)) as i64 - g.pt as i64;
+                        let ix = (ox * u(g.sx) + kx * u(g.dx)) as i64 - g.pl as i64;
+                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                            s += w[o * kh * kw + ky * kw + kx] * xp[iy as usize * wd + ix as usize];
+                        }
+                    }
+                }
+                if let Some(bb) = bias {
+                    s += bb[o];
+                }
+                let i = q * oh * ow + oy * ow + ox;
+                if let Some(r) = res {
+                    s += r[i];
+                }
+                y[i] = act.map_or(s, |a| a.apply(s));
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn dw_matches_naive_and_stays_in_bounds() {
+    for t in Target::host_jit_targets() {
+        let Some((_, f)) = dw_kernel(t) else { continue };
+        // (batch, channels, multiplier, h, w, k, stride, dilation, pad)
+        type Case = (
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+        );
+        let cases: &[Case] = &[
+            (1, 1, 1, 1, 1, 1, 1, 1, 0),
+            (1, 3, 1, 7, 7, 3, 1, 1, 1),
+            (2, 5, 1, 19, 21, 5, 2, 1, 2),
+            (1, 4, 2, 9, 40, 3, 2, 2, 2),
+            (1, 3, 1, 13, 17, 3, 3, 1, 1),
+            (1, 2, 1, 33, 33, 7, 1, 1, 3),
+            (1, 24, 1, 56, 56, 3, 1, 1, 1),
+            (1, 16, 1, 38, 38, 3, 2, 1, 1),
+        ];
+        for (ci_, &(n, c, mult, h, w, k, s, d, p)) in cases.iter().enumerate() {
+            let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
+            let ow = (w + 2 * p - d * (k - 1) - 1) / s + 1;
+            let co = c * mult;
+            let hp = (p + h).max((oh - 1) * s + (k - 1) * d + 1);
+            let wp = (p + w).max((ow - 1) * s + (k - 1) * d + 1);
+            for (ai, act) in acts().into_iter().enumerate() {
+                let (with_bias, with_res) =
+                    [(false, false), (true, false), (true, true), (false, true)][(ai + ci_) % 4];
+                let (code, pp) = encode_act(act);
+                let mut first: Option<Vec<f32>> = None;
+                for threads in [1usize, 2, 3] {
+                    let g = DwGeom {
+                        planes: (n * co) as u64,
+                        co: co as u64,
+                        ci: c as u64,
+                        cog: mult as u64,
+                        h: h as u64,
+                        w: w as u64,
+                        pt: p as u64,
+                        pl: p as u64,
+                        kh: k as u64,
+                        kw: k as u64,
+                        sy: s as u64,
+                        sx: s as u64,
+                        dy: d as u64,
+                        dx: d as u64,
+                        oh: oh as u64,
+                        ow: ow as u64,
+                        hp: hp as u64,
+                        wp: wp as u64,
+                        act: code,
+                        act_params: pp,
+                        tasks: dw_tasks(threads) as u64,
+                    };
+                    let x = rand(n * c * h * w, 3 + ci_ as u64);
+                    let wt = rand(co * k * k, 4);
+                    let bias = rand(co, 5);
+                    let res = rand(n * co * oh * ow, 6);
+                    let mut scratch = vec![f32::NAN; g.scratch_floats()];
+                    let mut y = vec![9.0f32; n * co * oh * ow + 40];
+                    unsafe {
+                        f(
+                            x.as_ptr(),
+                            wt.as_ptr(),
+                            if with_bias {
+                                bias.as_ptr()
+                            } else {
+                                std::ptr::null()
+                            },
+                            if with_res {
+                                res.as_ptr()
+                            } else {
+                                std::ptr::null()
+                            },
+                            y.as_mut_ptr(),
+                            scratch.as_mut_ptr(),
+                            &g,
+                            threads,
+                        )
+                    };
+                    let want = dw_naive(
+                        &x,
+                        &wt,
+                        &g,
+                        with_bias.then_some(&bias[..]),
+                        with_res.then_some(&res[..]),
+                        act,
+                    );
+                    for (i, (&gv, &wv)) in y.iter().zip(&want).enumerate() {
+                        assert!(
+                            close(gv, wv, (k * k) as f32),
+                            "{t} case {ci_} {act:?} threads {threads} at {i}: {gv} vs {wv}"
+                        );
+                    }
+                    assert!(
+                        y[want.len()..].iter().all(|&v| v == 9.0),
+                        "{t}: wrote past the output"
+                    );
+                    match &first {
+                        None => first = Some(y),
+                        Some(f) => assert!(
+                            f.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{t} case {ci_}: {threads} threads differ from 1"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dw_geometry_round_trips_through_the_blob() {
+    let g = DwGeom {
+        planes: 1 << 40,
+        co: 3,
+        ci: 4,
+        cog: 5,
+        h: 6,
+        w: 7,
+        pt: 8,
+        pl: 9,
+        kh: 10,
+        kw: 11,
+        sy: 12,
+        sx: 13,
+        dy: 14,
+        dx: 15,
+        oh: 16,
+        ow: 17,
+        hp: 18,
+        wp: 19,
+        act: 20,
+        act_params: encode_act(Some(Activation::Clip {
+            min: f32::NAN,
+            max: -0.0,
+        }))
+        .1,
+        tasks: 22,
+    };
+    let blob = g.to_blob();
+    let bytes: Vec<u8> = blob.iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(bytes.len(), std::mem::size_of::<DwGeom>());
+    let back: DwGeom = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const DwGeom) };
+    assert_eq!(back, g);
+}
+
+#[test]
+fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
+    for t in Target::host_jit_targets() {
+        let (_, f) = gemv_kernel(t).unwrap();
+        for (si, &(n, k)) in [(1, 1), (7, 3), (33, 17), (200, 64), (1000, 1280), (129, 5)]
+            .iter()
+            .enumerate()
+        {
+            let x = rand(k, 10 + si as u64);
+            let b = rand(k * n, 11 + si as u64);
+            let bias = rand(n, 12);
+            let res = rand(n, 13);
+            for (ai, act) in acts().into_iter().enumerate() {
+                let (with_bias, with_res) =
+                    [(false, false), (true, false), (true, true), (false, true)][(ai + si) % 4];
+                let (code, pp) = encode_act(act);
+                let mut first: Option<Vec<f32>> = None;
+                for threads in [1, 2, 3] {
+                    let mut y = vec![7.0f32; n + 20];
+                    unsafe {
+                        f(
+                            n,
+                            k,
+                            x.as_ptr(),
+                            b.as_ptr(),
+                            y.as_mut_ptr(),
+                            if with_bias {
+                                bias.as_ptr()
+                            } else {
+                                std::ptr::null()
+                            },
+                            if with_res {
+                                res.as_ptr()
+                            } else {
+                                std::ptr::null()
+                            },
+                            code,
+                            pp,
+                            threads,
+                        )
+                    };
+                    for j in 0..n {
+                        let mut want: f32 = (0..k).map(|p| x[p] * b[p * n + j]).sum();
+                        if with_bias {
+                            want += bias[j];
+                        }
+                        if with_res {
+                            want += res[j];
+                        }
+                        let want = act.map_or(want, |a| a.apply(want));
+                        assert!(
+                            close(y[j], want, k as f32),
+                            "{t} gemv {n}x{k} {act:?} threads {threads} at {j}: {} vs {want}",
+                            y[j]
+                        );
+                    }
+                    assert!(y[n..].iter().all(|&v| v == 7.0), "{t}: wrote past y");
+                    match &first {
+                        None => first = Some(y),
+                        Some(f) => assert!(
+                            f.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{t} gemv {n}x{k}: {threads} threads differ from 1"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
