@@ -22,7 +22,8 @@
 //! let outputs = if target.is_jit() {
 //!     // Optimize (BN folding, fusion, scheduling), then JIT-compile with Cranelift.
 //!     let graph = mnc::exec::optimized(graph, target)?;
-//!     let model = mnc_runtime::cpu::CompiledModel::compile(&graph, target, &Default::default())?;
+//!     let opts = mnc_runtime::cpu::CpuOptions { threads: 2, ..Default::default() };
+//!     let model = mnc_runtime::cpu::CompiledModel::compile(&graph, target, &opts)?;
 //!     // `CompiledModel` is `Send + Sync`: threads may share it, each run has its own arena.
 //!     std::thread::scope(|s| {
 //!         let a = s.spawn(|| model.run(std::slice::from_ref(&input)));

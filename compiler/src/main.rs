@@ -541,6 +541,18 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
     // 2 FLOPs per mult-add.
     let gflops = 2.0 * mult_adds as f64 / (median / 1e3) / 1e9;
     let device = exe.describe();
+    // The target's peak for the threads used: a measured multiply-add loop on one core, times
+    // the cores the run can use.
+    let peak = match &exe {
+        Executable::Cpu(m) => mnc_targets::cpu::kernels::peak_gflops(m.target()).map(|p| {
+            let cores = m
+                .report()
+                .threads
+                .clamp(1, mnc_targets::cpu::par::physical_cores());
+            (p * cores as f64, cores)
+        }),
+        _ => None,
+    };
     match a.format {
         BenchFormat::Json => {
             let j = serde_json::json!({
@@ -548,6 +560,7 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
                 "iters": a.iters, "warmup": a.warmup, "median_ms": median, "min_ms": min,
                 "p90_ms": p90, "throughput_per_s": throughput, "mult_adds": mult_adds,
                 "gflops": gflops, "build_ms": t_build.as_secs_f64() * 1e3,
+                "peak_gflops": peak.map(|p| p.0), "peak_share": peak.map(|p| gflops / p.0),
                 "timing": "wall clock per run(), including host<->device copies for GPU targets",
                 "profile": profile.as_ref().map(|p| p.iter().map(|r| serde_json::json!({
                     "node": r.node, "op": r.op, "strategy": r.strategy, "mean_ms": r.mean_ms,
@@ -571,6 +584,12 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
                 "compute: {:.3} G mult-adds per run -> {gflops:.1} GFLOP/s (2 FLOPs per mult-add)",
                 mult_adds as f64 / 1e9
             );
+            if let Some((p, cores)) = peak {
+                println!(
+                    "share of peak: {:.1}% of {p:.0} GFLOP/s ({cores} core(s) x a measured multiply-add loop in the target's vector width)",
+                    100.0 * gflops / p
+                );
+            }
             if a.target.is_cuda() {
                 println!("(GPU timing is wall clock per run, including host<->device copies)");
             }

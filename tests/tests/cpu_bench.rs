@@ -41,10 +41,12 @@ fn pointwise_gflops() {
         (960, 160, 7),
         (320, 1280, 7),
     ];
-    println!("pointwise conv (bias + ReLU6 epilogue), GFLOP/s, median of 200 runs");
+    println!("pointwise conv (bias + ReLU6 epilogue), GFLOP/s, median of 200 runs, 1 thread (1t) and 2 threads (2t)");
     print!("{:>16}", "shape");
     for t in Target::host_jit_targets() {
-        print!(" {:>14}", t.name());
+        for th in [1, 2] {
+            print!(" {:>18}", format!("{} {th}t", t.name()));
+        }
     }
     println!();
     for (ci, co, hw) in shapes {
@@ -66,8 +68,11 @@ fn pointwise_gflops() {
         );
         let flops = 2.0 * (ci * co * hw * hw) as f64;
         print!("{:>16}", format!("{ci}->{co}@{hw}"));
-        for t in Target::host_jit_targets() {
-            let m = CompiledModel::compile(&g, t, &CpuOptions::default()).unwrap();
+        for (t, threads) in Target::host_jit_targets()
+            .into_iter()
+            .flat_map(|t| [(t, 1), (t, 2)])
+        {
+            let m = CompiledModel::compile(&g, t, &with_threads(threads)).unwrap();
             for _ in 0..10 {
                 m.run(&feeds).unwrap();
             }
@@ -76,9 +81,17 @@ fn pointwise_gflops() {
             let times: Vec<f64> = (0..200)
                 .map(|_| m.run_profiled(&feeds).unwrap().1[0].1.as_secs_f64())
                 .collect();
-            print!(" {:>14.1}", flops / median(times) / 1e9);
+            print!(" {:>18.1}", flops / median(times) / 1e9);
         }
         println!();
+    }
+}
+
+/// Options with an explicit thread count (the default is the physical cores).
+fn with_threads(threads: usize) -> CpuOptions {
+    CpuOptions {
+        threads,
+        ..Default::default()
     }
 }
 
@@ -142,7 +155,7 @@ fn whole_models_vs_onnxruntime() {
         mnc_passes::optimize(&mut g, &Default::default()).unwrap();
         let t_passes = t1.elapsed();
         let gflop = {
-            let m = CompiledModel::compile(&g, Target::X86_64, &CpuOptions::default()).unwrap();
+            let m = CompiledModel::compile(&g, Target::X86_64, &with_threads(1)).unwrap();
             m.report().flops as f64 / 1e9
         };
         println!(
@@ -152,7 +165,7 @@ fn whole_models_vs_onnxruntime() {
         );
         let mut models = Vec::new();
         for t in Target::host_jit_targets() {
-            let m = CompiledModel::compile(&g, t, &CpuOptions::default()).unwrap();
+            let m = CompiledModel::compile(&g, t, &with_threads(1)).unwrap();
             let r = m.report();
             println!(
                 "  {t}: codegen {:.1} ms (setup {:.1}, plan {:.1}, clif {:.1}, compile {:.1}, finalize {:.1}, other {:.1}), code {} KiB, arena {:.2} MiB (naive {:.2}), {} fallback",
@@ -293,7 +306,7 @@ fn all_full_fixtures_on_host() {
         }
         let mut g = import_file(&model, &ImportOptions::default()).unwrap();
         mnc_passes::optimize(&mut g, &Default::default()).unwrap();
-        let m = CompiledModel::compile(&g, t, &CpuOptions::default()).unwrap();
+        let m = CompiledModel::compile(&g, t, &with_threads(1)).unwrap();
         let x = mnc::io::read_npy(&inp).unwrap();
         let want = mnc::io::read_npy(&out).unwrap();
         let t0 = Instant::now();

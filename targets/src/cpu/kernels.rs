@@ -864,7 +864,8 @@ macro_rules! se_body {
                 b2,
                 y,
                 scratch,
-                g: *geom,
+                // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
+                g: std::ptr::read_unaligned(geom),
             };
             let ph = super::SePhases {
                 squeeze: se_squeeze,
@@ -970,6 +971,70 @@ macro_rules! se_body {
     };
 }
 
+/// The peak-throughput loop of an ISA module (for [`peak_gflops`]).
+macro_rules! peak_body {
+    ($feat:literal) => {
+        /// Independent multiply-add chains per step of [`fma_loop`] (covers FMA latency x
+        /// the two FMA pipes).
+        const CHAINS: usize = 12;
+
+        /// `steps` rounds of `CHAINS` independent vector multiply-adds; returns the sum of
+        /// the lanes so nothing is optimized away. FLOPs: `2 * W * CHAINS * steps`.
+        #[target_feature(enable = $feat)]
+        pub unsafe fn fma_loop(steps: usize) -> f32 {
+            let (a, b) = (splat(0.999_999), splat(1e-7));
+            let mut acc = [zero(); CHAINS];
+            for (i, v) in acc.iter_mut().enumerate() {
+                *v = splat(i as f32);
+            }
+            for _ in 0..steps {
+                for v in acc.iter_mut() {
+                    *v = fma(*v, a, b);
+                }
+            }
+            let mut t = [0.0f32; W];
+            let mut s = zero();
+            for v in acc {
+                s = add(s, v);
+            }
+            st(t.as_mut_ptr(), s);
+            t.iter().sum()
+        }
+
+        /// FLOPs one step of [`fma_loop`] does.
+        pub const FLOPS_PER_STEP: usize = 2 * W * CHAINS;
+    };
+}
+
+/// The measured single-core peak of a JIT target on this host, in GFLOP/s: the best of a few
+/// ~2 ms runs of a loop of independent multiply-adds in the target's vector width (FMA where
+/// the ISA has it, multiply + add on the SSE baseline). `None` when the host cannot run it.
+/// Used to report the share of peak an op or model reaches.
+pub fn peak_gflops(t: Target) -> Option<f64> {
+    if !t.runs_on_host() {
+        return None;
+    }
+    let (f, per_step): (unsafe fn(usize) -> f32, usize) = match t {
+        Target::X86_64 => (sse::fma_loop, sse::FLOPS_PER_STEP),
+        Target::X86_64Avx2 => (avx2::fma_loop, avx2::FLOPS_PER_STEP),
+        Target::X86_64Avx512 => (avx512::fma_loop, avx512::FLOPS_PER_STEP),
+        Target::Reference | Target::Cuda(_) => return None,
+    };
+    let steps = 200_000;
+    let mut best = 0.0f64;
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        // SAFETY: the host runs the target's ISA (checked above).
+        let r = unsafe { f(steps) };
+        let secs = t0.elapsed().as_secs_f64();
+        std::hint::black_box(r);
+        if secs > 0.0 {
+            best = best.max((steps * per_step) as f64 / secs / 1e9);
+        }
+    }
+    Some(best)
+}
+
 /// The depthwise body for the AVX2 / AVX-512 modules (uses the module's helpers and its
 /// stride-2 loader `ld_s2`).
 macro_rules! dw_body {
@@ -997,7 +1062,8 @@ macro_rules! dw_body {
                 res,
                 y,
                 scratch,
-                g: *geom,
+                // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
+                g: std::ptr::read_unaligned(geom),
             };
             super::dw_drive(planes, &d, threads)
         }
@@ -1296,6 +1362,7 @@ pub mod sse {
     gemm_body!("sse4.2");
     gemv_body!("sse4.2");
     se_body!("sse4.2");
+    peak_body!("sse4.2");
 }
 
 /// AVX2 + FMA: 4 x 24 tile of 256-bit vectors (12 accumulators).
@@ -1412,6 +1479,7 @@ pub mod avx2 {
     gemm_body!("avx2,fma");
     gemv_body!("avx2,fma");
     se_body!("avx2,fma");
+    peak_body!("avx2,fma");
     dw_body!("avx2,fma");
 }
 
@@ -1521,6 +1589,7 @@ pub mod avx512 {
     gemm_body!("avx512f,avx2,fma");
     gemv_body!("avx512f,avx2,fma");
     se_body!("avx512f,avx2,fma");
+    peak_body!("avx512f,avx2,fma");
     dw_body!("avx512f,avx2,fma");
 }
 

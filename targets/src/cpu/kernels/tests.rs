@@ -441,3 +441,12 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
         }
     }
 }
+
+#[test]
+fn peak_is_measured_for_host_targets_only() {
+    for t in Target::host_jit_targets() {
+        let p = peak_gflops(t).unwrap();
+        assert!(p.is_finite() && p > 0.1, "{t}: {p}");
+    }
+    assert_eq!(peak_gflops(Target::Reference), None);
+}
