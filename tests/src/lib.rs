@@ -41,6 +41,25 @@ pub fn fixtures_in(root: &Path) -> Vec<PathBuf> {
 }
 
 /// A fresh-or-existing scratch folder `mnc-<tag>-<pid>` under the system temp folder.
+/// The three hand-built sample blocks of `mnc_passes::samples` (MobileNetV2 inverted
+/// residual, MobileNetV3 block with SE, EfficientNet MBConv), named, with fixed seeds.
+pub fn sample_blocks() -> Vec<(&'static str, Graph)> {
+    vec![
+        (
+            "mbv2",
+            mnc_passes::samples::mobilenet_v2_block(11).expect("sample block"),
+        ),
+        (
+            "mbv3",
+            mnc_passes::samples::mobilenet_v3_block(12).expect("sample block"),
+        ),
+        (
+            "effnet",
+            mnc_passes::samples::efficientnet_mbconv_block(13).expect("sample block"),
+        ),
+    ]
+}
+
 pub fn tmp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("mnc-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));

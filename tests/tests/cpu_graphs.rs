@@ -49,14 +49,7 @@ fn check_graph(what: &str, g: &Graph, x: &[Tensor], want: &[Tensor]) -> usize {
 
 #[test]
 fn sample_blocks() {
-    for (name, g) in [
-        ("mbv2", mnc_passes::samples::mobilenet_v2_block(11).unwrap()),
-        ("mbv3", mnc_passes::samples::mobilenet_v3_block(12).unwrap()),
-        (
-            "effnet",
-            mnc_passes::samples::efficientnet_mbconv_block(13).unwrap(),
-        ),
-    ] {
+    for (name, g) in mnc_tests::sample_blocks() {
         let x = feeds(&g, 5);
         let want = mnc_runtime::reference::run(&g, &x).unwrap();
         // unoptimized graph (BatchNorm, standalone activations, Add, Mul...) and optimized one

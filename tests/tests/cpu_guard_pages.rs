@@ -294,14 +294,7 @@ fn ragged_ops_in_both_placements() {
 fn sample_blocks_in_both_placements() {
     let t0 = Instant::now();
     let mut runs = 0;
-    for (name, g) in [
-        ("mbv2", mnc_passes::samples::mobilenet_v2_block(11).unwrap()),
-        ("mbv3", mnc_passes::samples::mobilenet_v3_block(12).unwrap()),
-        (
-            "effnet",
-            mnc_passes::samples::efficientnet_mbconv_block(13).unwrap(),
-        ),
-    ] {
+    for (name, g) in mnc_tests::sample_blocks() {
         let x = feeds(&g, 5);
         let want = mnc_runtime::reference::run(&g, &x).unwrap();
         let g = mnc::exec::optimized(g, Target::X86_64Avx2).unwrap();

@@ -445,15 +445,19 @@ fn plan_gemm(info: &OpInfo, threads: usize) -> Plan {
     let mut packed = vec![0.0f32; np * k * 16];
     for p in 0..k {
         for j in 0..n {
-            let v = if trans_b {
-                bv[j * k + p]
-            } else {
-                bv[p * n + j]
-            };
-            packed[((j / 16) * k + p) * 16 + j % 16] = v;
+            packed[((j / 16) * k + p) * 16 + j % 16] = b_elem(bv, trans_b, k, n, p, j);
         }
     }
     jit(Kind::Gemm, vec![packed], 0, 2 * (m * n * k) as u64)
+}
+
+/// Element `(p, j)` of the `k x n` matrix B stored as given (`n x k` when `trans_b`).
+fn b_elem(bv: &[f32], trans_b: bool, k: usize, n: usize, p: usize, j: usize) -> f32 {
+    if trans_b {
+        bv[j * k + p]
+    } else {
+        bv[p * n + j]
+    }
 }
 
 /// The `GemmVec` plan of [`plan_gemm`] when it applies.
@@ -474,12 +478,7 @@ fn plan_gemm_vec(
     let mut bk = vec![0.0f32; n * k];
     for p in 0..k {
         for j in 0..n {
-            let v = if trans_b {
-                bv[j * k + p]
-            } else {
-                bv[p * n + j]
-            };
-            bk[p * n + j] = alpha * v;
+            bk[p * n + j] = alpha * b_elem(bv, trans_b, k, n, p, j);
         }
     }
     let mut extras = vec![bk];

@@ -72,12 +72,22 @@ pub fn single_op_graph(op: &Op, inputs: &[(Tensor, bool)]) -> (Graph, Vec<Tensor
 /// Compiles the single-op graph for every JIT target the host runs and compares the result
 /// with `eval_op` under `rel`. Returns the number of fallback ops seen (per target summed).
 pub fn check_op_all_targets(op: &Op, inputs: &[(Tensor, bool)], rel: f32) -> Result<usize, String> {
+    check_op_all_targets_with(op, inputs, rel, &verified())
+}
+
+/// [`check_op_all_targets`] with the given compile options (e.g. another thread count).
+pub fn check_op_all_targets_with(
+    op: &Op,
+    inputs: &[(Tensor, bool)],
+    rel: f32,
+    opts: &CpuOptions,
+) -> Result<usize, String> {
     let refs: Vec<&Tensor> = inputs.iter().map(|(t, _)| t).collect();
     let want = eval_op(op, &refs).map_err(|e| e.to_string())?;
     let (g, feeds) = single_op_graph(op, inputs);
     let mut fallbacks = 0;
     for t in Target::host_jit_targets() {
-        let m = CompiledModel::compile(&g, t, &verified()).map_err(|e| format!("{t}: {e}"))?;
+        let m = CompiledModel::compile(&g, t, opts).map_err(|e| format!("{t}: {e}"))?;
         fallbacks += m.report().fallbacks();
         let got = m.run(&feeds).map_err(|e| format!("{t}: {e}"))?;
         check_close(&format!("{t} {op:?}"), &got[0], &want, rel)?;

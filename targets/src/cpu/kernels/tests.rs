@@ -3,16 +3,31 @@
 
 use super::*;
 
+/// `n` pseudo-random values in [-1, 1).
 fn rand(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    let mut g = mnc_passes::samples::Lcg::new(seed);
+    (0..n).map(|_| g.uniform(-1.0, 1.0)).collect()
+}
+
+/// `v`'s pointer when `on`, else null (an absent bias or residual).
+fn ptr_if(on: bool, v: &[f32]) -> *const f32 {
+    if on {
+        v.as_ptr()
+    } else {
+        std::ptr::null()
+    }
+}
+
+/// Keeps the first thread count's output; later ones must equal it bit for bit.
+fn same_as_first(first: &mut Option<Vec<f32>>, y: Vec<f32>, what: impl Fn() -> String) {
+    match first {
+        None => *first = Some(y),
+        Some(f) => assert!(
+            f.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{}",
+            what()
+        ),
+    }
 }
 
 fn acts() -> Vec<Option<Activation>> {
@@ -125,16 +140,8 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
                             ldb,
                             c.as_mut_ptr(),
                             ldc,
-                            if with_bias {
-                                bias.as_ptr()
-                            } else {
-                                std::ptr::null()
-                            },
-                            if with_res {
-                                res.as_ptr()
-                            } else {
-                                std::ptr::null()
-                            },
+                            ptr_if(with_bias, &bias),
+                            ptr_if(with_res, &res),
                             code,
                             pp,
                             threads,
@@ -162,13 +169,9 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
                         }
                     }
                     assert!(c[m * ldc..].iter().all(|&v| v == 7.0), "{t}: wrote past C");
-                    match &first {
-                        None => first = Some(c),
-                        Some(f) => assert!(
-                            f.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()),
-                            "{t} {m}x{n}x{k}: {threads} threads differ from 1"
-                        ),
-                    }
+                    same_as_first(&mut first, c, || {
+                        format!("{t} {m}x{n}x{k}: {threads} threads differ from 1")
+                    });
                 }
             }
         }
@@ -289,16 +292,8 @@ fn dw_matches_naive_and_stays_in_bounds() {
                         f(
                             x.as_ptr(),
                             wt.as_ptr(),
-                            if with_bias {
-                                bias.as_ptr()
-                            } else {
-                                std::ptr::null()
-                            },
-                            if with_res {
-                                res.as_ptr()
-                            } else {
-                                std::ptr::null()
-                            },
+                            ptr_if(with_bias, &bias),
+                            ptr_if(with_res, &res),
                             y.as_mut_ptr(),
                             scratch.as_mut_ptr(),
                             &g,
@@ -323,13 +318,9 @@ fn dw_matches_naive_and_stays_in_bounds() {
                         y[want.len()..].iter().all(|&v| v == 9.0),
                         "{t}: wrote past the output"
                     );
-                    match &first {
-                        None => first = Some(y),
-                        Some(f) => assert!(
-                            f.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
-                            "{t} case {ci_}: {threads} threads differ from 1"
-                        ),
-                    }
+                    same_as_first(&mut first, y, || {
+                        format!("{t} case {ci_}: {threads} threads differ from 1")
+                    });
                 }
             }
         }
@@ -398,16 +389,8 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
                             x.as_ptr(),
                             b.as_ptr(),
                             y.as_mut_ptr(),
-                            if with_bias {
-                                bias.as_ptr()
-                            } else {
-                                std::ptr::null()
-                            },
-                            if with_res {
-                                res.as_ptr()
-                            } else {
-                                std::ptr::null()
-                            },
+                            ptr_if(with_bias, &bias),
+                            ptr_if(with_res, &res),
                             code,
                             pp,
                             threads,
@@ -429,13 +412,9 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
                         );
                     }
                     assert!(y[n..].iter().all(|&v| v == 7.0), "{t}: wrote past y");
-                    match &first {
-                        None => first = Some(y),
-                        Some(f) => assert!(
-                            f.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
-                            "{t} gemv {n}x{k}: {threads} threads differ from 1"
-                        ),
-                    }
+                    same_as_first(&mut first, y, || {
+                        format!("{t} gemv {n}x{k}: {threads} threads differ from 1")
+                    });
                 }
             }
         }
