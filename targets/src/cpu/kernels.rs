@@ -1170,16 +1170,17 @@ macro_rules! dw_body {
                 block::<8, SX>(g, oy, SX);
                 oy += 8;
             }
-            if oy + 4 <= oh {
-                block::<4, SX>(g, oy, SX);
-                oy += 4;
-            }
-            if oy + 2 <= oh {
-                block::<2, SX>(g, oy, SX);
-                oy += 2;
-            }
-            if oy < oh {
-                block::<1, SX>(g, oy, SX);
+            // The rest in one block: as many independent accumulator chains as rows (small
+            // planes are otherwise bound by the FMA latency of one or two chains).
+            match oh - oy {
+                7 => block::<7, SX>(g, oy, SX),
+                6 => block::<6, SX>(g, oy, SX),
+                5 => block::<5, SX>(g, oy, SX),
+                4 => block::<4, SX>(g, oy, SX),
+                3 => block::<3, SX>(g, oy, SX),
+                2 => block::<2, SX>(g, oy, SX),
+                1 => block::<1, SX>(g, oy, SX),
+                _ => {}
             }
         }
 
@@ -1258,14 +1259,14 @@ macro_rules! dw_body {
     };
 }
 
-/// SSE4.2 baseline: 4 x 8 tile of 128-bit vectors, multiply + add (no FMA).
+/// SSE4.2 baseline: 6 x 8 tile of 128-bit vectors (12 accumulators), multiply + add (no FMA).
 pub mod sse {
     #[cfg(target_arch = "x86_64")]
     use core::arch::x86_64::*;
     type V = __m128;
     const W: usize = 4;
     /// Rows of the register tile.
-    pub const MR: usize = 4;
+    pub const MR: usize = 6;
     const NV: usize = 2;
 
     #[target_feature(enable = "sse4.2")]
@@ -1365,15 +1366,15 @@ pub mod sse {
     peak_body!("sse4.2");
 }
 
-/// AVX2 + FMA: 4 x 24 tile of 256-bit vectors (12 accumulators).
+/// AVX2 + FMA: 6 x 16 tile of 256-bit vectors (12 accumulators; each B vector feeds 6 rows).
 pub mod avx2 {
     #[cfg(target_arch = "x86_64")]
     use core::arch::x86_64::*;
     type V = __m256;
     const W: usize = 8;
     /// Rows of the register tile.
-    pub const MR: usize = 4;
-    const NV: usize = 3;
+    pub const MR: usize = 6;
+    const NV: usize = 2;
 
     #[target_feature(enable = "avx2,fma")]
     #[inline]
