@@ -328,6 +328,32 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
     for (pass, ir) in &report.dumps {
         eprintln!("# IR after {pass}\n{ir}");
     }
+    // Code generation for the target (what `run` would JIT or emit), for the report.
+    let t2 = Instant::now();
+    let mut backend: Option<String> = None;
+    let mut cpu_model = None;
+    if a.target.is_jit() && a.emit != Some(Emit::Onnx) {
+        let opts = mnc_targets::cpu::CpuOptions {
+            keep_clif: a.emit == Some(Emit::Clif),
+            verify: a.emit == Some(Emit::Clif) || cfg!(debug_assertions),
+            ..Default::default()
+        };
+        let m = mnc_runtime::cpu::CompiledModel::compile(&graph, a.target, &opts)
+            .with_context(|| format!("{}: compiling for {}", a.model, a.target))?;
+        let r = m.report();
+        backend = Some(format!(
+            "codegen: {} generated functions, {:.1} KiB of code, {} fallback op(s), {} thread(s) per run; packed weights {:.2} MB, the backend's arena {:.2} MB (liveness, no in-place reuse) + kernel scratch {:.2} MB",
+            r.ops.iter().filter(|o| o.code_bytes > 0).count(),
+            r.code_bytes as f64 / 1024.0,
+            r.fallbacks(),
+            r.threads,
+            r.weight_bytes as f64 / 1e6,
+            r.arena_bytes as f64 / 1e6,
+            r.scratch_bytes as f64 / 1e6,
+        ));
+        cpu_model = Some(m);
+    }
+    let t_codegen = backend.as_ref().map(|_| t2.elapsed());
     match a.emit {
         Some(Emit::Ir) => write_text(a.output.as_ref(), &mnc_passes::dump(&graph, &report)?)?,
         Some(Emit::Dot) => write_text(a.output.as_ref(), &mnc_ir::dot::to_dot(&graph))?,
@@ -337,13 +363,9 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
                 .with_context(|| format!("{}: writing ONNX", out.display()))?;
         }
         Some(Emit::Clif) => {
-            let opts = mnc_targets::cpu::CpuOptions {
-                keep_clif: true,
-                verify: true,
-                ..Default::default()
-            };
-            let m = mnc_runtime::cpu::CompiledModel::compile(&graph, a.target, &opts)
-                .with_context(|| format!("{}: compiling for {}", a.model, a.target))?;
+            let m = cpu_model
+                .as_ref()
+                .expect("compiled above for x86-64 targets");
             write_text(a.output.as_ref(), &m.clif_text())?;
         }
         Some(Emit::Ptx) => {
@@ -384,7 +406,12 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
         }
     }
     // The report goes to stderr when the IR/graph itself went to stdout.
-    let summary = compile_summary(&graph, &report, nodes_imported, t_import, t_passes, a);
+    let times = PhaseTimes {
+        import: t_import,
+        passes: t_passes,
+        codegen: t_codegen,
+    };
+    let summary = compile_summary(&graph, &report, nodes_imported, &times, backend, a);
     if a.emit.is_some() && a.output.is_none() {
         eprint!("{summary}");
     } else {
@@ -393,12 +420,19 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
     Ok(())
 }
 
+/// Wall time of the phases of `mnc compile` (codegen only for the x86-64 targets).
+struct PhaseTimes {
+    import: std::time::Duration,
+    passes: std::time::Duration,
+    codegen: Option<std::time::Duration>,
+}
+
 fn compile_summary(
     g: &mnc_ir::Graph,
     report: &mnc_passes::PipelineReport,
     nodes_imported: usize,
-    t_import: std::time::Duration,
-    t_passes: std::time::Duration,
+    times: &PhaseTimes,
+    backend: Option<String>,
     a: &CompileArgs,
 ) -> String {
     use std::collections::BTreeMap;
@@ -449,17 +483,25 @@ fn compile_summary(
     if let Some(m) = &report.memory {
         let _ = writeln!(
             s,
-            "activation arena: {:.2} MB (naive sum of activations {:.2} MB)",
+            "activation arena: {:.2} MB as planned by the passes with in-place reuse (naive sum of activations {:.2} MB)",
             m.arena_bytes as f64 / 1e6,
             m.naive_bytes as f64 / 1e6
         );
     }
-    let _ = writeln!(
+    if let Some(b) = backend {
+        let _ = writeln!(s, "{b}");
+    }
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let _ = write!(
         s,
         "time: import {:.1} ms, passes {:.1} ms",
-        t_import.as_secs_f64() * 1e3,
-        t_passes.as_secs_f64() * 1e3
+        ms(times.import),
+        ms(times.passes)
     );
+    let _ = match times.codegen {
+        Some(c) => writeln!(s, ", codegen {:.1} ms", ms(c)),
+        None => writeln!(s),
+    };
     if a.verbose {
         let _ = write!(s, "{report}");
     }

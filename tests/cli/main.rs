@@ -232,6 +232,12 @@ fn compile_reports_and_emits_ir() {
     assert!(err.contains("# IR after bn-fold"), "{err}");
     assert!(err.contains("activation arena:"), "{err}");
     assert!(err.contains("bn-fold"), "{err}");
+    if mnc_targets::Target::host_default().is_jit() {
+        // The default target is the host: the report covers code generation too.
+        assert!(err.contains("codegen: "), "{err}");
+        assert!(err.contains("0 fallback op(s)"), "{err}");
+        assert!(err.contains(", codegen "), "{err}");
+    }
     // CLIF of the x86-64 JIT and PTX of the CUDA target: both need no special hardware.
     let o = mnc(&[
         "compile",
