@@ -145,6 +145,16 @@ fn every_thread_count_gives_identical_results() {
         };
         let one = CompiledModel::compile(&g, t, &single).unwrap();
         let want = one.run(&x).unwrap();
+        // An absurd thread count is capped at what the pool can seat (no overflow).
+        let absurd = mnc_runtime::cpu::CpuOptions {
+            threads: usize::MAX,
+            ..verified()
+        };
+        let capped = CompiledModel::compile(&g, t, &absurd).unwrap();
+        assert_eq!(
+            capped.report().threads,
+            mnc_targets::cpu::par::MAX_HELPERS + 1
+        );
         for threads in [2, 3, 5] {
             let opts = mnc_runtime::cpu::CpuOptions {
                 threads,

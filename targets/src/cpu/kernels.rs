@@ -196,7 +196,7 @@ unsafe fn gemv_drive(range: unsafe fn(&Gemv, usize, usize), cols: usize, g: &Gem
     if threads <= 1 || g.n * g.k < PAR_MIN_WORK || blocks < 2 {
         return range(g, 0, g.n);
     }
-    let tasks = blocks.min(threads * TASKS_PER_THREAD);
+    let tasks = blocks.min(threads.saturating_mul(TASKS_PER_THREAD));
     super::par::for_each(threads, tasks, &|t| {
         let (b0, b1) = part(blocks, tasks, t);
         let (c0, c1) = (b0 * cols, (b1 * cols).min(g.n));
@@ -316,7 +316,7 @@ unsafe fn se_drive(ph: &SePhases, d: &Se, threads: usize) {
     let tasks = if threads <= 1 || c * hw < PAR_MIN_WORK {
         1
     } else {
-        (threads * TASKS_PER_THREAD).min(c)
+        threads.saturating_mul(TASKS_PER_THREAD).min(c)
     };
     for b in 0..d.g.n as usize {
         super::par::for_each(threads, tasks, &|t| {
@@ -473,7 +473,8 @@ unsafe fn gemm_drive(
     if threads <= 1 || g.m * g.n * g.k < PAR_MIN_WORK || mb * nt < 2 {
         return range(g, 0, g.m, 0, g.n);
     }
-    let want = (threads * TASKS_PER_THREAD)
+    let want = threads
+        .saturating_mul(TASKS_PER_THREAD)
         .min(g.m * g.n * g.k / (PAR_MIN_WORK / 4))
         .max(2);
     let cc = nt.min(want);
@@ -534,7 +535,7 @@ pub fn dw_tasks(threads: usize) -> usize {
     if threads <= 1 {
         1
     } else {
-        threads * TASKS_PER_THREAD
+        threads.saturating_mul(TASKS_PER_THREAD)
     }
 }
 
@@ -561,7 +562,9 @@ macro_rules! act_body {
         #[target_feature(enable = $feat)]
         #[inline]
         unsafe fn exp(x: V) -> V {
-            let x = max(min(x, splat(88.3)), splat(-87.3));
+            // The input second in min/max: NaN propagates (x86 returns the second operand
+            // when either is NaN), as in `Activation::apply`.
+            let x = min(splat(88.3), max(splat(-87.3), x));
             let fx = round(mul(x, splat(std::f32::consts::LOG2_E)));
             let r = sub(x, mul(fx, splat(0.693_359_4)));
             let r = sub(r, mul(fx, splat(-2.121_944_4e-4)));
@@ -589,7 +592,8 @@ macro_rules! act_body {
                 super::act_code::CLIP => min(max(v, splat(p0)), splat(p1)),
                 super::act_code::SIGMOID => div(splat(1.0), add(splat(1.0), exp(sub(zero(), v)))),
                 super::act_code::HARD_SIGMOID => {
-                    min(max(fma(v, splat(p0), splat(p1)), zero()), splat(1.0))
+                    // NaN propagates, as in `f32::clamp`.
+                    min(splat(1.0), max(zero(), fma(v, splat(p0), splat(p1))))
                 }
                 super::act_code::HARD_SWISH => mul(
                     v,
@@ -706,10 +710,12 @@ macro_rules! gemm_body {
                 let brow = bp.add(p * ldb);
                 let mut bv = [zero(); NV];
                 for j in 0..NV {
+                    // `wrapping_add`: an empty chunk's address may lie past the buffer (never
+                    // dereferenced: a masked load of 0 lanes reads nothing).
                     bv[j] = if FULL {
                         ld(brow.add(j * W))
                     } else {
-                        ldm(brow.add(j * W), cnt[j])
+                        ldm(brow.wrapping_add(j * W), cnt[j])
                     };
                 }
                 let arow = ap.add(p * MR);
@@ -733,7 +739,7 @@ macro_rules! gemm_body {
                     let res = if e.res.is_null() {
                         std::ptr::null()
                     } else {
-                        e.res.add(off + j * W)
+                        e.res.wrapping_add(off + j * W)
                     };
                     if FULL {
                         st(crow.add(j * W), finish(acc[r][j], e, bias, res, W));
@@ -801,7 +807,7 @@ macro_rules! gemv_body {
                         let v = if full {
                             ld(row.add(j * W))
                         } else {
-                            ldm(row.add(j * W), cnt[j])
+                            ldm(row.wrapping_add(j * W), cnt[j])
                         };
                         acc[j] = fma(xv, v, acc[j]);
                     }
@@ -1472,7 +1478,7 @@ pub mod avx2 {
     unsafe fn ld_s2(p: *const f32, n: usize) -> V {
         let m = 2 * n - 1;
         let a = ldm(p, m.min(W));
-        let b = ldm(p.add(W), m.saturating_sub(W));
+        let b = ldm(p.wrapping_add(W), m.saturating_sub(W));
         let t = _mm256_shuffle_ps(a, b, 0b10_00_10_00);
         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0b11_01_10_00))
     }
@@ -1582,7 +1588,7 @@ pub mod avx512 {
     unsafe fn ld_s2(p: *const f32, n: usize) -> V {
         let m = 2 * n - 1;
         let a = ldm(p, m.min(W));
-        let b = ldm(p.add(W), m.saturating_sub(W));
+        let b = ldm(p.wrapping_add(W), m.saturating_sub(W));
         let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         _mm512_permutex2var_ps(a, idx, b)
     }

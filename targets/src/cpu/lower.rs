@@ -218,7 +218,7 @@ pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool, threads: usi
                     wp: u(wp),
                     act,
                     act_params,
-                    tasks: u(dw_tasks(threads)),
+                    tasks: u(dw_tasks(threads).min(g.n * g.co).max(1)),
                 };
                 let kind = Kind::ConvDirect {
                     kernel: true,
@@ -515,9 +515,17 @@ pub struct KernelRefs {
 }
 
 /// Emits the body of `plan` for `info` (the function's entry block is current; the caller
-/// adds the return). `kernel` describes the imported GEMM kernel.
-pub fn emit_op(e: &mut Emitter, info: &OpInfo, plan: &JitPlan, kernel: &Kernel, refs: KernelRefs) {
-    let (kref, dref) = (refs.gemm, refs.dw);
+/// adds the return). `kernel` describes the imported GEMM kernel. Fails (naming what is
+/// missing) when the plan needs a kernel that was not imported or does not fit the op.
+pub fn emit_op(
+    e: &mut Emitter,
+    info: &OpInfo,
+    plan: &JitPlan,
+    kernel: &Kernel,
+    refs: KernelRefs,
+) -> Result<(), String> {
+    let missing = |what: &str| format!("the {what} kernel is not imported for this target");
+    let kref = refs.gemm.ok_or_else(|| missing("GEMM"));
     let n_in = info.inputs.len();
     let extra = |j: usize| 1 + n_in + j;
     let scratch_slot = 1 + n_in + plan.extras.len();
@@ -531,7 +539,7 @@ pub fn emit_op(e: &mut Emitter, info: &OpInfo, plan: &JitPlan, kernel: &Kernel, 
             extra(0),
             scratch_slot,
             kernel,
-            kref,
+            kref?,
         ),
         (
             Kind::ConvDirect {
@@ -540,9 +548,8 @@ pub fn emit_op(e: &mut Emitter, info: &OpInfo, plan: &JitPlan, kernel: &Kernel, 
             },
             Op::Conv(c),
         ) => {
-            if let Some(dref) = dref {
-                emit_conv_dw_kernel(e, c, extra(0), scratch_slot, *threads, dref)
-            }
+            let dref = refs.dw.ok_or_else(|| missing("depthwise"))?;
+            emit_conv_dw_kernel(e, c, extra(0), scratch_slot, *threads, dref)
         }
         (Kind::ConvDirect { kernel: false, .. }, Op::Conv(c)) => {
             emit_conv_direct(e, info, c, scratch_slot)
@@ -590,7 +597,7 @@ pub fn emit_op(e: &mut Emitter, info: &OpInfo, plan: &JitPlan, kernel: &Kernel, 
             });
         }
         (Kind::SqueezeExcite { threads }, Op::SqueezeExcite(_)) => {
-            let Some(sref) = refs.se else { return };
+            let sref = refs.se.ok_or_else(|| missing("SqueezeExcite"))?;
             let mut args: Vec<Value> = (1..=5).map(|i| e.arg(i)).collect();
             args.push(e.arg(0));
             args.push(e.arg(scratch_slot));
@@ -602,7 +609,7 @@ pub fn emit_op(e: &mut Emitter, info: &OpInfo, plan: &JitPlan, kernel: &Kernel, 
         (Kind::Pool, Op::Pool(p)) => emit_pool(e, info, p, extra(0)),
         (Kind::Gemm, _) => emit_gemm(e, info, extra(0)),
         (Kind::GemmVec { threads }, _) => {
-            let Some(vref) = refs.gemv else { return };
+            let vref = refs.gemv.ok_or_else(|| missing("matrix-vector"))?;
             let (y, a, w) = (e.arg(0), e.arg(1), e.arg(extra(0)));
             let (n, k) = (info.out.numel(), info.inputs[0].numel());
             let (has_c, residual, act) = match info.op {
@@ -645,9 +652,15 @@ pub fn emit_op(e: &mut Emitter, info: &OpInfo, plan: &JitPlan, kernel: &Kernel, 
             }
         }
         (Kind::Data(d), _) => super::lower_data::emit(e, info, d, &|j| extra(j), scratch_slot),
-        // plan_op pairs kinds with ops; a mismatch emits nothing (the caller never builds it).
-        _ => {}
+        (kind, op) => {
+            return Err(format!(
+                "strategy {} does not apply to a {} op",
+                kind.label(),
+                op.kind()
+            ))
+        }
     }
+    Ok(())
 }
 
 /// The output positions `o` in `[lo, hi)` whose input position `o * stride + offset` lies
@@ -686,9 +699,8 @@ fn emit_conv_gemm(
     packed_slot: usize,
     scratch_slot: usize,
     kernel: &Kernel,
-    kref: Option<FuncRef>,
+    kref: FuncRef,
 ) {
-    let Some(kref) = kref else { return };
     let g = geo(c, info);
     let k = g.cig * g.kh * g.kw;
     let nn = g.oh * g.ow;

@@ -365,7 +365,8 @@ pub fn isa_for(target: Target) -> Result<cranelift_codegen::isa::OwnedTargetIsa,
 pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgram, CpuError> {
     let t0 = Instant::now();
     let kernel = kernels::gemm_kernel(target).ok_or(CpuError::NotJit(target))?;
-    let threads = opts.threads.max(1);
+    // More threads than the pool can seat would only make empty tasks.
+    let threads = opts.threads.clamp(1, par::MAX_HELPERS + 1);
     let dw = kernels::dw_kernel(target);
     let ts = Instant::now();
     let isa = isa_for(target)?;
@@ -689,7 +690,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                         se: Some(module.declare_func_in_func(sid, b.func)),
                     };
                     let mut e = emit::Emitter { b, table, fma };
-                    lower::emit_op(&mut e, &info, jp, &kernel, refs);
+                    lower::emit_op(&mut e, &info, jp, &kernel, refs).map_err(cg)?;
                     e.b.ins().return_(&[]);
                     e.b.seal_all_blocks();
                     e.b.finalize(module.isa().frontend_config());
