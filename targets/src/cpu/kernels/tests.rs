@@ -264,6 +264,8 @@ fn dw_matches_naive_and_stays_in_bounds() {
             (1, 2, 1, 33, 33, 7, 1, 1, 3),
             (1, 24, 1, 56, 56, 3, 1, 1, 1),
             (1, 16, 1, 38, 38, 3, 2, 1, 1),
+            (1, 6, 1, 14, 14, 5, 1, 1, 2),
+            (2, 3, 2, 7, 9, 5, 2, 1, 2),
         ];
         for (ci_, &(n, c, mult, h, w, k, s, d, p)) in cases.iter().enumerate() {
             let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
