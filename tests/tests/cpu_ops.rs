@@ -232,7 +232,7 @@ fn gemm_and_matmul() {
 #[test]
 fn conv_hand_cases() {
     // (n, ci, h, w, co, k, stride, dil, pads, group)
-    let cases: &[(
+    type Case = (
         usize,
         usize,
         usize,
@@ -243,7 +243,8 @@ fn conv_hand_cases() {
         [usize; 2],
         [usize; 4],
         usize,
-    )] = &[
+    );
+    let cases: &[Case] = &[
         (1, 3, 17, 17, 8, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1], 1),
         (2, 16, 9, 9, 24, [1, 1], [1, 1], [1, 1], [0, 0, 0, 0], 1),
         (1, 12, 10, 7, 12, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1], 12),

@@ -986,6 +986,9 @@ macro_rules! peak_body {
 
         /// `steps` rounds of `CHAINS` independent vector multiply-adds; returns the sum of
         /// the lanes so nothing is optimized away. FLOPs: `2 * W * CHAINS * steps`.
+        ///
+        /// # Safety
+        /// The CPU must support the module's ISA.
         #[target_feature(enable = $feat)]
         pub unsafe fn fma_loop(steps: usize) -> f32 {
             let (a, b) = (splat(0.999_999), splat(1e-7));
