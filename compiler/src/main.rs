@@ -342,13 +342,14 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
             .with_context(|| format!("{}: compiling for {}", a.model, a.target))?;
         let r = m.report();
         backend = Some(format!(
-            "codegen: {} generated functions, {:.1} KiB of code, {} fallback op(s), {} thread(s) per run; packed weights {:.2} MB, the backend's arena {:.2} MB (liveness, no in-place reuse) + kernel scratch {:.2} MB",
+            "codegen: {} generated functions, {:.1} KiB of code, {} fallback op(s), {} thread(s) per run; packed weights {:.2} MB, the backend's arena {:.2} MB (liveness; {} op(s) in place) + kernel scratch {:.2} MB",
             r.ops.iter().filter(|o| o.code_bytes > 0).count(),
             r.code_bytes as f64 / 1024.0,
             r.fallbacks(),
             r.threads,
             r.weight_bytes as f64 / 1e6,
             r.arena_bytes as f64 / 1e6,
+            r.in_place_ops,
             r.scratch_bytes as f64 / 1e6,
         ));
         cpu_model = Some(m);
@@ -483,7 +484,7 @@ fn compile_summary(
     if let Some(m) = &report.memory {
         let _ = writeln!(
             s,
-            "activation arena: {:.2} MB as planned by the passes with in-place reuse (naive sum of activations {:.2} MB)",
+            "activation arena: {:.2} MB as planned by the passes (naive sum of activations {:.2} MB)",
             m.arena_bytes as f64 / 1e6,
             m.naive_bytes as f64 / 1e6
         );

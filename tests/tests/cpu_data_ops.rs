@@ -470,9 +470,8 @@ fn data_ops_speed() {
     use std::time::Instant;
     let opts = CpuOptions {
         verify: false,
-        keep_clif: false,
-        guards: false,
         threads: 1,
+        ..Default::default()
     };
     let sl = |axes: Vec<usize>, starts: Vec<i64>, ends: Vec<i64>, steps: Vec<i64>| {
         Op::Slice(Slice {

@@ -177,3 +177,69 @@ fn every_thread_count_gives_identical_results() {
         }
     }
 }
+
+#[test]
+fn in_place_execution_changes_nothing_but_the_arena() {
+    // Every committed fixture: in-place on (the default) gives bit-identical outputs to off,
+    // and does take over buffers (residual convs, SqueezeExcite).
+    let mut taken = 0;
+    for dir in fixtures() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let g = optimized(import_file(&dir.join("model.onnx"), &ImportOptions::default()).unwrap());
+        let x = fixture_input(&g, &dir);
+        for t in Target::host_jit_targets() {
+            let on = CompiledModel::compile(&g, t, &verified()).unwrap();
+            let off_opts = mnc_runtime::cpu::CpuOptions {
+                in_place: false,
+                ..verified()
+            };
+            let off = CompiledModel::compile(&g, t, &off_opts).unwrap();
+            assert_eq!(off.report().in_place_ops, 0);
+            assert!(
+                on.report().arena_bytes <= off.report().arena_bytes,
+                "{name} {t}"
+            );
+            taken += on.report().in_place_ops;
+            assert_eq!(on.run(&x).unwrap(), off.run(&x).unwrap(), "{name} {t}");
+        }
+    }
+    assert!(taken > 0, "no fixture ran any op in place");
+}
+
+#[test]
+fn in_place_is_refused_where_the_op_still_reads_the_input() {
+    use mnc_ir::{Activation, BinaryOp, Conv, Epilogue, Op};
+    // conv(x) + x with the residual fused: the residual is the conv's own input, which the
+    // GEMM kernel reads across all tiles, so the output must not overwrite it. Then x + x (same
+    // buffer in both slots, elementwise: in place is fine) and an activation of the result.
+    let mut g = Graph::new("self_residual");
+    let x = g.add_input("x", mnc_ir::TensorType::f32(vec![1, 16, 9, 9]));
+    // 1x1: the GEMM reads x in place (a 3x3 conv would read an im2col copy of it).
+    let w = g.add_constant("w", rand_tensor(&[16, 16, 1, 1], 3));
+    let c = Conv {
+        kernel: [1, 1],
+        epilogue: Epilogue {
+            residual: true,
+            act: Some(Activation::Relu),
+        },
+        ..Default::default()
+    };
+    let y = g
+        .add_node_inferred("conv", Op::Conv(c), &[x, w, x])
+        .unwrap();
+    let s = g
+        .add_node_inferred("double", Op::Binary(BinaryOp::Add), &[y, y])
+        .unwrap();
+    let a = g
+        .add_node_inferred("act", Op::Act(Activation::Silu), &[s])
+        .unwrap();
+    g.add_output("y", a);
+    let xs = feeds(&g, 7);
+    let want = mnc_runtime::reference::run(&g, &xs).unwrap();
+    assert_eq!(check_graph("self_residual", &g, &xs, &want), 0);
+    for t in Target::host_jit_targets() {
+        let m = CompiledModel::compile(&g, t, &verified()).unwrap();
+        // The Add and the activation run in place; the conv does not.
+        assert_eq!(m.report().in_place_ops, 2, "{t}");
+    }
+}

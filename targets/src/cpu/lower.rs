@@ -408,6 +408,27 @@ pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool, threads: usi
     }
 }
 
+/// The input whose buffer the output of a planned op may take over when that input dies
+/// at this op (in-place execution), with whether the input's buffer must feed no other input
+/// slot of the op. Only strategies whose code reads each element of that input just before
+/// writing the same output element (and never reads it again) qualify: elementwise maps
+/// (the full-shape operand of a Binary), the residual of a conv's fused epilogue (exclusive:
+/// a conv whose residual is its own input reads that input across all tiles), and the
+/// SqueezeExcite input (each batch element is squeezed before its planes are scaled).
+pub fn in_place_input(kind: &Kind, info: &OpInfo) -> Option<(usize, bool)> {
+    let same = |k: usize| info.inputs.get(k).is_some_and(|t| *t == info.out);
+    let slot = match (kind, info.op) {
+        (Kind::Act(_) | Kind::Affine { .. }, _) => Some((0, false)),
+        (Kind::Binary(_), _) => (0..2).find(|&k| same(k)).map(|k| (k, false)),
+        (Kind::ConvGemm { .. } | Kind::ConvDirect { .. }, Op::Conv(c)) if c.epilogue.residual => {
+            Some((2 + c.has_bias as usize, true))
+        }
+        (Kind::SqueezeExcite { .. }, _) => Some((0, true)),
+        _ => None,
+    }?;
+    same(slot.0).then_some(slot)
+}
+
 /// Gemm (any transposes, C, epilogue) and MatMul with a rank-2 B, when B is constant.
 ///
 /// One row of A (batch 1, the classifier case) with C absent or one value per output

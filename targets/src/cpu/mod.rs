@@ -64,6 +64,9 @@ pub struct CpuOptions {
     /// out-of-bounds write by generated code is reported (naming the step) instead of
     /// silently corrupting a neighbour.
     pub guards: bool,
+    /// Let an op's output take over the buffer of an input that dies at that op, where the
+    /// op's code allows it (`lower::in_place_input`): a smaller arena, hotter caches.
+    pub in_place: bool,
     /// Threads per run: the GEMM and depthwise kernels split every call into tasks run by
     /// the caller and up to `threads - 1` threads of the persistent pool ([`par`]); results
     /// are identical for every thread count. 1 runs everything on the caller. Default: the
@@ -80,6 +83,7 @@ impl Default for CpuOptions {
             verify: cfg!(debug_assertions),
             keep_clif: false,
             guards: false,
+            in_place: true,
             threads: par::physical_cores(),
         }
     }
@@ -178,6 +182,8 @@ pub struct CompileReport {
     pub target: String,
     /// Threads per run the kernels were compiled for.
     pub threads: usize,
+    /// Ops whose output took over the buffer of an input dying there (`CpuOptions::in_place`).
+    pub in_place_ops: usize,
     pub ops: Vec<OpReport>,
     pub code_bytes: usize,
     pub arena_bytes: usize,
@@ -427,6 +433,20 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     // Constants, and views of constants, mapped to the constant.
     let mut const_alias: HashMap<NodeId, NodeId> = HashMap::new();
     let mut root: HashMap<NodeId, NodeId> = HashMap::new();
+    // Values sharing each arena buffer (views and in-place outputs of its root).
+    let mut members: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+    let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i + 1)).collect();
+    // Whether no value sharing buffer `r` is read after step position `p` or is an output.
+    let dead_after = |members: &HashMap<NodeId, Vec<NodeId>>, r: NodeId, p: usize| {
+        members.get(&r).is_some_and(|ms| {
+            ms.iter().all(|&m| {
+                !g.is_output(m)
+                    && g.users(m)
+                        .iter()
+                        .all(|(u, _)| pos.get(u).is_none_or(|&q| q <= p))
+            })
+        })
+    };
     let mut plans: Vec<(NodeId, Plan)> = Vec::new();
     for &id in &order {
         let node = g.node(id);
@@ -436,6 +456,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
             }
             Op::Input { .. } => {
                 root.insert(id, id);
+                members.entry(id).or_default().push(id);
             }
             op => {
                 let ins = g.inputs(id);
@@ -452,16 +473,40 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                     out: node.ty.clone(),
                 };
                 let plan = lower::plan_op(&info, &kernel, dw.is_some(), threads);
-                if let Plan::View = plan {
-                    let src = ins[0];
-                    if let Some(&c) = const_alias.get(&src) {
-                        const_alias.insert(id, c);
-                    } else {
-                        let r = root.get(&src).copied().unwrap_or(src);
-                        root.insert(id, r);
+                // The buffer this op's output goes to: its input's for views and in-place
+                // ops (the input dies here), else a fresh one.
+                let shared = match &plan {
+                    Plan::View => {
+                        let src = ins[0];
+                        if let Some(&c) = const_alias.get(&src) {
+                            const_alias.insert(id, c);
+                            None
+                        } else {
+                            Some(root.get(&src).copied().unwrap_or(src))
+                        }
                     }
-                } else {
-                    root.insert(id, id);
+                    Plan::Jit(jp) if opts.in_place => lower::in_place_input(&jp.kind, &info)
+                        .and_then(|(k, exclusive)| {
+                            let r = *root.get(&ins[k])?;
+                            let alone = !exclusive
+                                || ins
+                                    .iter()
+                                    .enumerate()
+                                    .all(|(j, i)| j == k || root.get(i) != Some(&r));
+                            (alone
+                                && g.node(r).ty.bytes() == node.ty.bytes()
+                                && dead_after(&members, r, pos[&id]))
+                            .then_some(r)
+                        })
+                        .or(Some(id)),
+                    _ => Some(id),
+                };
+                if let Some(r) = shared {
+                    if r != id && !matches!(plan, Plan::View) {
+                        report.in_place_ops += 1;
+                    }
+                    root.insert(id, r);
+                    members.entry(r).or_default().push(id);
                 }
                 plans.push((id, plan));
             }
@@ -497,7 +542,6 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     }
 
     // Liveness of each arena buffer (keyed by its root value) over step positions.
-    let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i + 1)).collect();
     let mut live: HashMap<NodeId, (usize, usize)> = HashMap::new();
     for &id in &order {
         let Some(&r) = root.get(&id) else { continue };

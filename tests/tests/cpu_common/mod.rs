@@ -19,12 +19,14 @@ pub fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
 }
 
 /// Options with Cranelift's verifier on every generated function and guard canaries around
-/// every buffer (an out-of-bounds write fails the run).
+/// every buffer (an out-of-bounds write fails the run); one thread, in-place execution on
+/// (the default).
 pub fn verified() -> CpuOptions {
     CpuOptions {
         verify: true,
         keep_clif: false,
         guards: true,
+        in_place: true,
         threads: 1,
     }
 }
