@@ -22,14 +22,6 @@ fn optimized(g: Graph) -> Graph {
     mnc::exec::optimized(g, Target::X86_64Avx2).unwrap()
 }
 
-fn feeds(g: &Graph, seed: u64) -> Vec<Tensor> {
-    g.inputs
-        .iter()
-        .enumerate()
-        .map(|(k, &i)| rand_tensor(&g.node(i).ty.shape, seed + k as u64))
-        .collect()
-}
-
 /// Compiles `g` for every host JIT target, checks it against `want`, returns the fallbacks.
 fn check_graph(what: &str, g: &Graph, x: &[Tensor], want: &[Tensor]) -> usize {
     let mut fallbacks = 0;

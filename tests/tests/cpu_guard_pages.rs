@@ -65,14 +65,6 @@ fn check_op(what: &str, op: &Op, inputs: &[(Tensor, bool)]) -> usize {
     check_guarded(what, &g, &feeds, &[want])
 }
 
-fn feeds(g: &Graph, seed: u64) -> Vec<Tensor> {
-    g.inputs
-        .iter()
-        .enumerate()
-        .map(|(k, &i)| rand_tensor(&g.node(i).ty.shape, seed + k as u64))
-        .collect()
-}
-
 fn conv_case(
     what: &str,
     (n, ci, h, w): (usize, usize, usize, usize),

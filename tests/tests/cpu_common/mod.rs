@@ -18,6 +18,15 @@ pub fn rand_tensor(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_f32(shape.to_vec(), rand_vec(n, seed)).unwrap()
 }
 
+/// One random input per graph input (seeds `seed`, `seed + 1`, ...).
+pub fn feeds(g: &Graph, seed: u64) -> Vec<Tensor> {
+    g.inputs
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| rand_tensor(&g.node(i).ty.shape, seed + k as u64))
+        .collect()
+}
+
 /// Options with Cranelift's verifier on every generated function and guard canaries around
 /// every buffer (an out-of-bounds write fails the run); one thread, in-place execution on
 /// (the default).
