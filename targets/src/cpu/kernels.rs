@@ -1297,6 +1297,69 @@ macro_rules! dw_body {
     };
 }
 
+/// The one-instruction vector helpers of an ISA module (`zero`, `splat`, `add`, `sub`, `mul`,
+/// `div`, `min`, `max`, unaligned `ld` / `st`, broadcast `bc`), from its intrinsics.
+macro_rules! lane_ops {
+    ($feat:literal, $setzero:ident, $set1:ident, $add:ident, $sub:ident, $mul:ident, $div:ident,
+     $min:ident, $max:ident, $loadu:ident, $storeu:ident) => {
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn zero() -> V {
+            $setzero()
+        }
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn splat(x: f32) -> V {
+            $set1(x)
+        }
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn bc(p: *const f32) -> V {
+            $set1(*p)
+        }
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn add(a: V, b: V) -> V {
+            $add(a, b)
+        }
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn sub(a: V, b: V) -> V {
+            $sub(a, b)
+        }
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn mul(a: V, b: V) -> V {
+            $mul(a, b)
+        }
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn div(a: V, b: V) -> V {
+            $div(a, b)
+        }
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn min(a: V, b: V) -> V {
+            $min(a, b)
+        }
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn max(a: V, b: V) -> V {
+            $max(a, b)
+        }
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn ld(p: *const f32) -> V {
+            $loadu(p)
+        }
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn st(p: *mut f32, v: V) {
+            $storeu(p, v)
+        }
+    };
+}
+
 /// SSE4.2 baseline: 6 x 8 tile of 128-bit vectors (12 accumulators), multiply + add (no FMA).
 pub mod sse {
     #[cfg(target_arch = "x86_64")]
@@ -1307,46 +1370,6 @@ pub mod sse {
     pub const MR: usize = 6;
     const NV: usize = 2;
 
-    #[target_feature(enable = "sse4.2")]
-    #[inline]
-    unsafe fn zero() -> V {
-        _mm_setzero_ps()
-    }
-    #[target_feature(enable = "sse4.2")]
-    #[inline]
-    unsafe fn splat(x: f32) -> V {
-        _mm_set1_ps(x)
-    }
-    #[target_feature(enable = "sse4.2")]
-    #[inline]
-    unsafe fn add(a: V, b: V) -> V {
-        _mm_add_ps(a, b)
-    }
-    #[target_feature(enable = "sse4.2")]
-    #[inline]
-    unsafe fn sub(a: V, b: V) -> V {
-        _mm_sub_ps(a, b)
-    }
-    #[target_feature(enable = "sse4.2")]
-    #[inline]
-    unsafe fn mul(a: V, b: V) -> V {
-        _mm_mul_ps(a, b)
-    }
-    #[target_feature(enable = "sse4.2")]
-    #[inline]
-    unsafe fn div(a: V, b: V) -> V {
-        _mm_div_ps(a, b)
-    }
-    #[target_feature(enable = "sse4.2")]
-    #[inline]
-    unsafe fn min(a: V, b: V) -> V {
-        _mm_min_ps(a, b)
-    }
-    #[target_feature(enable = "sse4.2")]
-    #[inline]
-    unsafe fn max(a: V, b: V) -> V {
-        _mm_max_ps(a, b)
-    }
     #[target_feature(enable = "sse4.2")]
     #[inline]
     unsafe fn round(a: V) -> V {
@@ -1361,22 +1384,12 @@ pub mod sse {
     }
     #[target_feature(enable = "sse4.2")]
     #[inline]
-    unsafe fn ld(p: *const f32) -> V {
-        _mm_loadu_ps(p)
-    }
-    #[target_feature(enable = "sse4.2")]
-    #[inline]
     unsafe fn ldm(p: *const f32, n: usize) -> V {
         let mut t = [0.0f32; 4];
         for (i, v) in t.iter_mut().enumerate().take(n) {
             *v = *p.add(i);
         }
         _mm_loadu_ps(t.as_ptr())
-    }
-    #[target_feature(enable = "sse4.2")]
-    #[inline]
-    unsafe fn st(p: *mut f32, v: V) {
-        _mm_storeu_ps(p, v)
     }
     #[target_feature(enable = "sse4.2")]
     #[inline]
@@ -1389,14 +1402,22 @@ pub mod sse {
     }
     #[target_feature(enable = "sse4.2")]
     #[inline]
-    unsafe fn bc(p: *const f32) -> V {
-        _mm_set1_ps(*p)
-    }
-    #[target_feature(enable = "sse4.2")]
-    #[inline]
     unsafe fn fma(a: V, b: V, c: V) -> V {
         _mm_add_ps(_mm_mul_ps(a, b), c)
     }
+    lane_ops!(
+        "sse4.2",
+        _mm_setzero_ps,
+        _mm_set1_ps,
+        _mm_add_ps,
+        _mm_sub_ps,
+        _mm_mul_ps,
+        _mm_div_ps,
+        _mm_min_ps,
+        _mm_max_ps,
+        _mm_loadu_ps,
+        _mm_storeu_ps
+    );
     act_body!("sse4.2");
     gemm_body!("sse4.2");
     gemv_body!("sse4.2");
@@ -1416,46 +1437,6 @@ pub mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn zero() -> V {
-        _mm256_setzero_ps()
-    }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn splat(x: f32) -> V {
-        _mm256_set1_ps(x)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn add(a: V, b: V) -> V {
-        _mm256_add_ps(a, b)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn sub(a: V, b: V) -> V {
-        _mm256_sub_ps(a, b)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn mul(a: V, b: V) -> V {
-        _mm256_mul_ps(a, b)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn div(a: V, b: V) -> V {
-        _mm256_div_ps(a, b)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn min(a: V, b: V) -> V {
-        _mm256_min_ps(a, b)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn max(a: V, b: V) -> V {
-        _mm256_max_ps(a, b)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
     unsafe fn round(a: V) -> V {
         _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
     }
@@ -1465,11 +1446,6 @@ pub mod avx2 {
     unsafe fn pow2(n: V) -> V {
         let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
         _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
-    }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn ld(p: *const f32) -> V {
-        _mm256_loadu_ps(p)
     }
     #[target_feature(enable = "avx2,fma")]
     #[inline]
@@ -1486,18 +1462,8 @@ pub mod avx2 {
     }
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn st(p: *mut f32, v: V) {
-        _mm256_storeu_ps(p, v)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
     unsafe fn stm(p: *mut f32, v: V, n: usize) {
         _mm256_maskstore_ps(p, mask(n), v)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn bc(p: *const f32) -> V {
-        _mm256_broadcast_ss(&*p)
     }
     #[target_feature(enable = "avx2,fma")]
     #[inline]
@@ -1514,6 +1480,19 @@ pub mod avx2 {
         let t = _mm256_shuffle_ps(a, b, 0b10_00_10_00);
         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0b11_01_10_00))
     }
+    lane_ops!(
+        "avx2,fma",
+        _mm256_setzero_ps,
+        _mm256_set1_ps,
+        _mm256_add_ps,
+        _mm256_sub_ps,
+        _mm256_mul_ps,
+        _mm256_div_ps,
+        _mm256_min_ps,
+        _mm256_max_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps
+    );
     act_body!("avx2,fma");
     gemm_body!("avx2,fma");
     gemv_body!("avx2,fma");
@@ -1534,46 +1513,6 @@ pub mod avx512 {
 
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    unsafe fn zero() -> V {
-        _mm512_setzero_ps()
-    }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    unsafe fn splat(x: f32) -> V {
-        _mm512_set1_ps(x)
-    }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    unsafe fn add(a: V, b: V) -> V {
-        _mm512_add_ps(a, b)
-    }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    unsafe fn sub(a: V, b: V) -> V {
-        _mm512_sub_ps(a, b)
-    }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    unsafe fn mul(a: V, b: V) -> V {
-        _mm512_mul_ps(a, b)
-    }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    unsafe fn div(a: V, b: V) -> V {
-        _mm512_div_ps(a, b)
-    }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    unsafe fn min(a: V, b: V) -> V {
-        _mm512_min_ps(a, b)
-    }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    unsafe fn max(a: V, b: V) -> V {
-        _mm512_max_ps(a, b)
-    }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
     unsafe fn round(a: V) -> V {
         _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
     }
@@ -1586,28 +1525,13 @@ pub mod avx512 {
     }
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    unsafe fn ld(p: *const f32) -> V {
-        _mm512_loadu_ps(p)
-    }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
     unsafe fn ldm(p: *const f32, n: usize) -> V {
         _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, p)
     }
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    unsafe fn st(p: *mut f32, v: V) {
-        _mm512_storeu_ps(p, v)
-    }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
     unsafe fn stm(p: *mut f32, v: V, n: usize) {
         _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as __mmask16, v)
-    }
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    unsafe fn bc(p: *const f32) -> V {
-        _mm512_set1_ps(*p)
     }
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
@@ -1624,6 +1548,19 @@ pub mod avx512 {
         let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         _mm512_permutex2var_ps(a, idx, b)
     }
+    lane_ops!(
+        "avx512f,avx2,fma",
+        _mm512_setzero_ps,
+        _mm512_set1_ps,
+        _mm512_add_ps,
+        _mm512_sub_ps,
+        _mm512_mul_ps,
+        _mm512_div_ps,
+        _mm512_min_ps,
+        _mm512_max_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps
+    );
     act_body!("avx512f,avx2,fma");
     gemm_body!("avx512f,avx2,fma");
     gemv_body!("avx512f,avx2,fma");
