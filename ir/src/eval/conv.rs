@@ -7,13 +7,9 @@ use crate::op::{Conv, Epilogue, SqueezeExcite};
 use crate::tensor::Tensor;
 
 /// The output positions `o` in `[lo, hi)` (with `hi <= out_len`) whose input position
-/// `o * stride + offset` lies inside `0..in_len`.
-pub(crate) fn valid_range(
-    out_len: usize,
-    in_len: usize,
-    stride: usize,
-    offset: i64,
-) -> (usize, usize) {
+/// `o * stride + offset` lies inside `0..in_len`. Shared with the JIT's im2col and pooling
+/// loops, which must visit exactly the cells the reference does.
+pub fn valid_range(out_len: usize, in_len: usize, stride: usize, offset: i64) -> (usize, usize) {
     let s = stride as i64;
     let lo = if offset >= 0 {
         0

@@ -9,6 +9,7 @@
 use super::emit::{Emitter, Operand};
 use super::kernels::{dw_tasks, encode_act, pack_a, DwGeom, Kernel, SeGeom};
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
+use mnc_ir::eval::conv::valid_range;
 use mnc_ir::{Activation, BinaryOp, Conv, DType, Op, PoolKind, Tensor, TensorType};
 
 /// What the lowering needs to know about one node.
@@ -18,6 +19,27 @@ pub struct OpInfo<'g> {
     /// The constant value of each input, when it is a constant.
     pub consts: Vec<Option<&'g Tensor>>,
     pub out: TensorType,
+}
+
+impl<'g> OpInfo<'g> {
+    /// What the lowering needs about node `id` of `g`: its op, input and output types, and the
+    /// value of every constant input.
+    pub fn of(g: &'g mnc_ir::Graph, id: mnc_ir::NodeId) -> Self {
+        let node = g.node(id);
+        let ins = g.inputs(id);
+        OpInfo {
+            op: &node.op,
+            inputs: ins.iter().map(|&i| g.node(i).ty.clone()).collect(),
+            consts: ins
+                .iter()
+                .map(|&i| match &g.node(i).op {
+                    Op::Constant(t) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+            out: node.ty.clone(),
+        }
+    }
 }
 
 /// How one op is executed.
@@ -684,25 +706,6 @@ pub fn emit_op(
     Ok(())
 }
 
-/// The output positions `o` in `[lo, hi)` whose input position `o * stride + offset` lies
-/// inside `0..in_len` (the same contract as the reference conv's loop bounds).
-fn valid_range(out_len: usize, in_len: usize, stride: usize, offset: i64) -> (usize, usize) {
-    let s = stride as i64;
-    let lo = if offset >= 0 {
-        0
-    } else {
-        (-offset + s - 1) / s
-    };
-    let room = in_len as i64 - offset;
-    let hi = if room <= 0 {
-        0
-    } else {
-        ((room + s - 1) / s).min(out_len as i64)
-    };
-    let lo = lo.min(hi);
-    (lo as usize, hi as usize)
-}
-
 /// Loads `base[idx]` (f32) and broadcasts it.
 fn load_splat(e: &mut Emitter, base: Value, idx: Value) -> Value {
     let a = e.add_scaled(base, idx, 4);
@@ -936,9 +939,8 @@ fn emit_window(
                     let ya = e.add_c(yrow, (ox0 * 4) as i64);
                     let xa = e.add_c(xrow, (ox0 as i64 * sx as i64 + offx) * 4);
                     let len = ox1 - ox0;
-                    let step = |e: &mut Emitter, i: usize, lanes: usize| {
-                        let yo = e.add_c(ya, (i * 4) as i64);
-                        let xo = e.add_c(xa, (i * sx * 4) as i64);
+                    // Combine `lanes` inputs at element stride `sx` into the row at `yo`.
+                    let combine = |e: &mut Emitter, yo: Value, xo: Value, lanes: usize| {
                         let acc = e.load_lanes(yo, lanes);
                         let xv = load_strided(e, xo, sx, lanes);
                         let r = if matches!(comb, Combine::Max) {
@@ -948,45 +950,19 @@ fn emit_window(
                         };
                         e.store_lanes(r, yo, lanes);
                     };
-                    if sx == 1 {
-                        // Vector loop over whole f32x4, then tail lanes.
-                        let nv = len / 4;
-                        if nv > 0 {
-                            e.for_range(0, (nv * 16) as i64, 16, |e, off| {
-                                let yo = e.b.ins().iadd(ya, off);
-                                let xo = e.b.ins().iadd(xa, off);
-                                let acc = e.load_lanes(yo, 4);
-                                let xv = e.load_lanes(xo, 4);
-                                let r = if matches!(comb, Combine::Max) {
-                                    e.fmax_nan(acc, xv)
-                                } else {
-                                    e.b.ins().fadd(acc, xv)
-                                };
-                                e.store_lanes(r, yo, 4);
-                            });
-                        }
-                        for i in nv * 4..len {
-                            step(e, i, 1);
-                        }
-                    } else {
-                        let nv = len / 4;
-                        if nv > 0 {
-                            e.for_range(0, nv as i64, 1, |e, vi| {
-                                let yo = e.add_scaled(ya, vi, 16);
-                                let xo = e.add_scaled(xa, vi, (4 * sx * 4) as i64);
-                                let acc = e.load_lanes(yo, 4);
-                                let xv = load_strided(e, xo, sx, 4);
-                                let r = if matches!(comb, Combine::Max) {
-                                    e.fmax_nan(acc, xv)
-                                } else {
-                                    e.b.ins().fadd(acc, xv)
-                                };
-                                e.store_lanes(r, yo, 4);
-                            });
-                        }
-                        for i in nv * 4..len {
-                            step(e, i, 1);
-                        }
+                    // Whole f32x4 chunks, then the tail lanes one by one.
+                    let nv = len / 4;
+                    if nv > 0 {
+                        e.for_range(0, nv as i64, 1, |e, vi| {
+                            let yo = e.add_scaled(ya, vi, 16);
+                            let xo = e.add_scaled(xa, vi, (4 * sx * 4) as i64);
+                            combine(e, yo, xo, 4);
+                        });
+                    }
+                    for i in nv * 4..len {
+                        let yo = e.add_c(ya, (i * 4) as i64);
+                        let xo = e.add_c(xa, (i * sx * 4) as i64);
+                        combine(e, yo, xo, 1);
                     }
                 }
             });

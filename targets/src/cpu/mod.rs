@@ -458,20 +458,9 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                 root.insert(id, id);
                 members.entry(id).or_default().push(id);
             }
-            op => {
+            _ => {
                 let ins = g.inputs(id);
-                let info = OpInfo {
-                    op,
-                    inputs: ins.iter().map(|&i| g.node(i).ty.clone()).collect(),
-                    consts: ins
-                        .iter()
-                        .map(|&i| match &g.node(i).op {
-                            Op::Constant(t) => Some(t),
-                            _ => None,
-                        })
-                        .collect(),
-                    out: node.ty.clone(),
-                };
+                let info = OpInfo::of(g, id);
                 let plan = lower::plan_op(&info, &kernel, dw.is_some(), threads);
                 // The buffer this op's output goes to: its input's for views and in-place
                 // ops (the input dies here), else a fresh one.
@@ -647,18 +636,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     for (idx, (id, plan)) in plans.iter().enumerate() {
         let node = g.node(*id);
         let ins = g.inputs(*id);
-        let info = OpInfo {
-            op: &node.op,
-            inputs: ins.iter().map(|&i| g.node(i).ty.clone()).collect(),
-            consts: ins
-                .iter()
-                .map(|&i| match &g.node(i).op {
-                    Op::Constant(t) => Some(t),
-                    _ => None,
-                })
-                .collect(),
-            out: node.ty.clone(),
-        };
+        let info = OpInfo::of(g, *id);
         let missing = |what: &str| CpuError::Codegen {
             node: node.name.clone(),
             op: node.op.kind().into(),
