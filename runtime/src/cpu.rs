@@ -404,8 +404,27 @@ fn write_tensor(arena: &mut AlignedBytes, loc: Loc, t: &Tensor) -> Result<(), Ir
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use mnc_ir::{Activation, Graph, Op, TensorType};
+
+    /// `relu` over 32 floats (one JIT step: output slot 0, input slot 1) compiled with `opts`
+    /// for the host, with an input of both signs; `None` on a host without a JIT target.
+    pub(crate) fn relu32(opts: &CpuOptions) -> Option<(CompiledModel, Tensor)> {
+        let t = Target::detect_host();
+        if !t.is_jit() {
+            return None;
+        }
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", TensorType::f32(vec![32]));
+        let r = g
+            .add_node_inferred("relu", Op::Act(Activation::Relu), &[x])
+            .unwrap();
+        g.add_output("y", r);
+        let m = CompiledModel::compile(&g, t, opts).unwrap();
+        let x = Tensor::from_f32(vec![32], (0..32).map(|i| i as f32 - 15.5).collect()).unwrap();
+        Some((m, x))
+    }
 
     fn assert_send_sync<T: Send + Sync>() {}
 
@@ -416,24 +435,16 @@ mod tests {
 
     #[test]
     fn guard_mode_reports_an_out_of_bounds_write() {
-        use mnc_ir::{Activation, Graph, Op, TensorType};
-        let mut g = Graph::new("g");
-        let x = g.add_input("x", TensorType::f32(vec![32]));
-        let r = g
-            .add_node_inferred("relu", Op::Act(Activation::Relu), &[x])
-            .unwrap();
-        g.add_output("y", r);
         let opts = CpuOptions {
             guards: true,
             ..Default::default()
         };
-        let t = Target::detect_host();
-        if !t.is_jit() {
+        let Some((mut m, x)) = relu32(&opts) else {
             return;
-        }
-        let mut m = CompiledModel::compile(&g, t, &opts).unwrap();
-        let x = Tensor::from_f32(vec![32], vec![1.0; 32]).unwrap();
-        assert_eq!(m.run(std::slice::from_ref(&x)).unwrap()[0], x);
+        };
+        let relu = x.as_f32().unwrap().iter().map(|v| v.max(0.0)).collect();
+        let want = Tensor::from_f32(vec![32], relu).unwrap();
+        assert_eq!(m.run(std::slice::from_ref(&x)).unwrap()[0], want);
         // Pretend the step's output holds 16 floats: the generated code still writes 32, so
         // its last 64 bytes land in the canary zone after a 64-byte buffer.
         m.program.steps[0].out = TensorType::f32(vec![16]);

@@ -357,25 +357,13 @@ mod tests {
     }
 
     use crate::cpu::{CompiledModel, CpuOptions, CpuRunError, Target};
-    use mnc_ir::{Activation, Graph, Op, Tensor, TensorType};
+    use mnc_ir::{Tensor, TensorType};
     use std::os::unix::process::ExitStatusExt;
     use std::process::Command;
 
-    /// `relu` over 32 floats (one JIT step: output slot 0, input slot 1), for a JIT host.
+    /// [`crate::cpu::tests::relu32`] with the default options.
     fn relu32() -> Option<(CompiledModel, Tensor)> {
-        let t = Target::detect_host();
-        if !t.is_jit() {
-            return None;
-        }
-        let mut g = Graph::new("g");
-        let x = g.add_input("x", TensorType::f32(vec![32]));
-        let r = g
-            .add_node_inferred("relu", Op::Act(Activation::Relu), &[x])
-            .unwrap();
-        g.add_output("y", r);
-        let m = CompiledModel::compile(&g, t, &CpuOptions::default()).unwrap();
-        let x = Tensor::from_f32(vec![32], (0..32).map(|i| i as f32 - 15.5).collect()).unwrap();
-        Some((m, x))
+        crate::cpu::tests::relu32(&CpuOptions::default())
     }
 
     /// Deliberately broken "generated code": reads the f32 just before input slot 1.
