@@ -9,6 +9,18 @@ fn rand(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| g.uniform(-1.0, 1.0)).collect()
 }
 
+/// The fused epilogue as the IR defines it: `act(sum + bias + residual)`.
+fn epilogue(sum: f32, bias: Option<f32>, res: Option<f32>, act: Option<Activation>) -> f32 {
+    let v = sum + bias.unwrap_or(0.0) + res.unwrap_or(0.0);
+    act.map_or(v, |a| a.apply(v))
+}
+
+/// Which of bias and residual the `i`-th case uses (rotated with the activation, so every
+/// activation meets every form across the shapes).
+fn epilogue_form(i: usize) -> (bool, bool) {
+    [(false, false), (true, false), (true, true), (false, true)][i % 4]
+}
+
 /// `v`'s pointer when `on`, else null (an absent bias or residual).
 fn ptr_if(on: bool, v: &[f32]) -> *const f32 {
     if on {
@@ -142,8 +154,7 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
             let ap = pack_a(&a, m, k, kern.mr);
             for (ai, act) in acts().into_iter().enumerate() {
                 // Rotate the bias/residual forms with the activation.
-                let (with_bias, with_res) =
-                    [(false, false), (true, false), (true, true), (false, true)][(ai + si) % 4];
+                let (with_bias, with_res) = epilogue_form(ai + si);
                 let (code, pp) = encode_act(act);
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1, 2, 3] {
@@ -172,14 +183,12 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
                                 assert_eq!(got, 7.0, "{t} wrote outside C at ({i},{j})");
                                 continue;
                             }
-                            let mut want: f32 = (0..k).map(|p| a[i * k + p] * b[p * ldb + j]).sum();
-                            if with_bias {
-                                want += bias[i];
-                            }
-                            if with_res {
-                                want += res[i * ldc + j];
-                            }
-                            let want = act.map_or(want, |a| a.apply(want));
+                            let want = epilogue(
+                                (0..k).map(|p| a[i * k + p] * b[p * ldb + j]).sum(),
+                                with_bias.then(|| bias[i]),
+                                with_res.then(|| res[i * ldc + j]),
+                                act,
+                            );
                             assert!(
                                 close(got, want, k as f32),
                                 "{t} {m}x{n}x{k} {act:?} threads {threads} at ({i},{j}): {got} vs {want}"
@@ -225,14 +234,8 @@ fn dw_naive(
                         }
                     }
                 }
-                if let Some(bb) = bias {
-                    s += bb[o];
-                }
                 let i = q * oh * ow + oy * ow + ox;
-                if let Some(r) = res {
-                    s += r[i];
-                }
-                y[i] = act.map_or(s, |a| a.apply(s));
+                y[i] = epilogue(s, bias.map(|b| b[o]), res.map(|r| r[i]), act);
             }
         }
     }
@@ -274,8 +277,7 @@ fn dw_matches_naive_and_stays_in_bounds() {
             let hp = (p + h).max((oh - 1) * s + (k - 1) * d + 1);
             let wp = (p + w).max((ow - 1) * s + (k - 1) * d + 1);
             for (ai, act) in acts().into_iter().enumerate() {
-                let (with_bias, with_res) =
-                    [(false, false), (true, false), (true, true), (false, true)][(ai + ci_) % 4];
+                let (with_bias, with_res) = epilogue_form(ai + ci_);
                 let (code, pp) = encode_act(act);
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1usize, 2, 3] {
@@ -396,8 +398,7 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
             let bias = rand(n, 12);
             let res = rand(n, 13);
             for (ai, act) in acts().into_iter().enumerate() {
-                let (with_bias, with_res) =
-                    [(false, false), (true, false), (true, true), (false, true)][(ai + si) % 4];
+                let (with_bias, with_res) = epilogue_form(ai + si);
                 let (code, pp) = encode_act(act);
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1, 2, 3] {
@@ -417,14 +418,12 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
                         )
                     };
                     for j in 0..n {
-                        let mut want: f32 = (0..k).map(|p| x[p] * b[p * n + j]).sum();
-                        if with_bias {
-                            want += bias[j];
-                        }
-                        if with_res {
-                            want += res[j];
-                        }
-                        let want = act.map_or(want, |a| a.apply(want));
+                        let want = epilogue(
+                            (0..k).map(|p| x[p] * b[p * n + j]).sum(),
+                            with_bias.then(|| bias[j]),
+                            with_res.then(|| res[j]),
+                            act,
+                        );
                         assert!(
                             close(y[j], want, k as f32),
                             "{t} gemv {n}x{k} {act:?} threads {threads} at {j}: {} vs {want}",
