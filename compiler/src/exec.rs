@@ -1,5 +1,6 @@
-//! Builds an executable model for a target and runs it: the one place where the CLI's `run`
-//! and `bench` choose between the reference executor and the compiled backends.
+//! Builds an executable model for a target and runs it: the one place where `run`, `bench`,
+//! the compiled-model API ([`crate::compiled`]) and the Python binding choose between the
+//! reference executor and the compiled backends.
 
 use anyhow::{bail, Context, Result};
 use mnc_ir::{Graph, Tensor};
@@ -24,57 +25,73 @@ impl ExecOptions {
             self.threads
         }
     }
+
+    /// Refuses options that do not apply to `target` (instead of silently dropping them).
+    pub fn check(&self, target: Target) -> Result<()> {
+        if self.allow_tf32 && !target.is_cuda() {
+            bail!("--allow-tf32 applies to CUDA targets only (target is {target})");
+        }
+        if self.threads > 1 && !target.is_jit() {
+            bail!("--threads applies to the x86-64 targets only (target is {target})");
+        }
+        Ok(())
+    }
 }
 
-/// A model ready to run on one target.
+/// A model ready to run on one target. `Send + Sync`: [`Executable::run`] takes `&self`, so
+/// several threads may run one executable at once.
 pub enum Executable {
     /// The naive reference executor on the imported (unoptimized) graph: the oracle.
     Reference(Graph),
     /// Cranelift JIT code for an x86-64 CPU, after the optimization pipeline.
     Cpu(Box<mnc_runtime::cpu::CompiledModel>),
-    /// PTX on an NVIDIA GPU through the CUDA driver, after the optimization pipeline.
-    Cuda(Box<mnc_runtime::cuda::CudaModel>),
+    /// PTX on an NVIDIA GPU through the CUDA driver, after the optimization pipeline; the
+    /// driver handles live on a thread of their own (see [`crate::cuda_worker`]).
+    Cuda(crate::cuda_worker::CudaWorker),
 }
 
 impl Executable {
     /// Prepares `graph` for `target`. Compiled targets run the optimization pipeline first.
     pub fn build(graph: Graph, target: Target, opts: &ExecOptions) -> Result<Self> {
-        if opts.allow_tf32 && !target.is_cuda() {
-            bail!("--allow-tf32 applies to CUDA targets only (target is {target})");
-        }
-        if opts.threads > 1 && !target.is_jit() {
-            bail!("--threads applies to the x86-64 targets only (target is {target})");
-        }
+        opts.check(target)?;
         match target {
             Target::Reference => Ok(Executable::Reference(graph)),
+            _ => Self::from_optimized(optimized(graph, target)?, target, opts),
+        }
+    }
+
+    /// Prepares an already optimized `graph` (the pipeline's output, or a `.mnc` artifact's
+    /// graph) for `target`: code generation only.
+    pub fn from_optimized(graph: Graph, target: Target, opts: &ExecOptions) -> Result<Self> {
+        opts.check(target)?;
+        Ok(match target {
+            Target::Reference => Executable::Reference(graph),
             Target::Cuda(arch) => {
-                let g = optimized(graph, target)?;
                 let copts = mnc_targets::cuda::CudaOptions {
                     allow_tf32: opts.allow_tf32,
                 };
-                let m = mnc_runtime::cuda::CudaModel::compile(&g, arch, &copts)
+                let w = crate::cuda_worker::CudaWorker::compile(graph, arch, copts)
                     .with_context(|| format!("target {target}"))?;
-                Ok(Executable::Cuda(Box::new(m)))
+                Executable::Cuda(w)
             }
             Target::X86_64 | Target::X86_64Avx2 | Target::X86_64Avx512 => {
-                let g = optimized(graph, target)?;
                 let copts = mnc_targets::cpu::CpuOptions {
                     threads: opts.cpu_threads(),
                     ..Default::default()
                 };
-                let m = mnc_runtime::cpu::CompiledModel::compile(&g, target, &copts)
+                let m = mnc_runtime::cpu::CompiledModel::compile(&graph, target, &copts)
                     .with_context(|| format!("target {target}"))?;
-                Ok(Executable::Cpu(Box::new(m)))
+                Executable::Cpu(Box::new(m))
             }
-        }
+        })
     }
 
-    /// Runs the model on `inputs`.
-    pub fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    /// Runs the model on `inputs` (one tensor per graph input, in order).
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         match self {
             Executable::Reference(g) => Ok(mnc_runtime::reference::run(g, inputs)?),
             Executable::Cpu(m) => Ok(m.run(inputs)?),
-            Executable::Cuda(m) => Ok(m.run(inputs)?),
+            Executable::Cuda(m) => m.run(inputs.to_vec()),
         }
     }
 
@@ -87,28 +104,25 @@ impl Executable {
                 m.target(),
                 m.report().threads
             ),
-            Executable::Cuda(m) => format!(
-                "{}{}",
-                m.device_name(),
-                if m.uses_cuda_graph() {
-                    ", CUDA graph"
-                } else {
-                    ""
-                }
-            ),
+            Executable::Cuda(m) => m.describe().to_string(),
         }
+    }
+}
+
+/// The pipeline options every compiled target uses: the target's facts, the verifier after
+/// every pass, no memory plan (each backend plans its own arena).
+pub fn pipeline_options(target: Target) -> mnc_passes::PipelineOptions {
+    mnc_passes::PipelineOptions {
+        target: target_facts(target),
+        verify: true,
+        plan_memory: false,
+        ..Default::default()
     }
 }
 
 /// Runs the full optimization pipeline for `target` (verified).
 pub fn optimized(mut graph: Graph, target: Target) -> Result<Graph> {
-    let opts = mnc_passes::PipelineOptions {
-        target: target_facts(target),
-        verify: true,
-        plan_memory: false,
-        ..Default::default()
-    };
-    mnc_passes::optimize(&mut graph, &opts).context("optimizing")?;
+    mnc_passes::optimize(&mut graph, &pipeline_options(target)).context("optimizing")?;
     Ok(graph)
 }
 

@@ -7,6 +7,9 @@
 //! - [`artifact`]: the `.mnc` compiled-model file (optimized IR for one target and batch).
 //! - [`exec`]: builds the executable for a target (reference executor or compiled backend).
 //! - [`cost`]: torchinfo-compatible parameter, mult-add and memory accounting.
+//! - [`compiled`]: a compiled model as one object (load, optimize, codegen, run, bench, save),
+//!   with its compile report ([`report`]) and benchmark ([`bench`]); the CLI and the Python
+//!   binding share it.
 //!
 //! # Example: compile a model for this CPU and run it
 //!
@@ -40,10 +43,14 @@
 //! ```
 
 pub mod artifact;
+pub mod bench;
+pub mod compiled;
 pub mod cost;
+pub mod cuda_worker;
 pub mod exec;
 pub mod export;
 pub mod io;
 pub mod model;
 pub mod onnx;
+pub mod report;
 pub mod zoo;

@@ -2,8 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use mnc::exec::{ExecOptions, Executable};
+use mnc::bench::BenchOptions;
+use mnc::compiled::{CompileOptions, Model, Source};
+use mnc::exec::ExecOptions;
 use mnc::io;
+use mnc::report::{CodegenSummary, CompileSummary, PhaseTimes};
 use mnc_ir::Tensor;
 use mnc_targets::Target;
 use std::path::PathBuf;
@@ -174,17 +177,27 @@ fn main() {
 fn cmd_run(a: &RunArgs) -> Result<()> {
     check_runnable(a.target)?;
     let t0 = Instant::now();
-    let (graph, stored) = mnc::model::load_any(&a.model, a.batch)?;
-    let t_load = t0.elapsed();
+    let opts = CompileOptions {
+        target: a.target,
+        batch: a.batch,
+        exec: ExecOptions {
+            allow_tf32: a.allow_tf32,
+            threads: a.threads.unwrap_or(0),
+        },
+    };
+    let model = Model::compile(Source::Spec(&a.model), &opts)?;
+    if model.inputs().len() != 1 {
+        bail!(
+            "{}: the model has {} inputs; `mnc run` feeds exactly one",
+            a.model,
+            model.inputs().len()
+        );
+    }
     let input = match (&a.input, &a.image) {
         (Some(p), _) => io::read_npy(p)?,
         (None, Some(p)) => {
             let mut t = io::load_image(p, 256, 224)?;
-            let want = graph
-                .inputs
-                .first()
-                .map(|&i| graph.node(i).ty.shape.clone())
-                .unwrap_or_default();
+            let want = model.inputs()[0].shape.clone();
             // One image, replicated when the model was compiled for a larger batch.
             if want.len() == 4 && want[0] > 1 && want[1..] == t.shape[1..] {
                 let one = t.as_f32().unwrap_or_default().to_vec();
@@ -200,24 +213,9 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
         }
         (None, None) => bail!("give --input X.npy or --image PHOTO"),
     };
-    if graph.inputs.len() != 1 {
-        bail!(
-            "{}: the model has {} inputs; `mnc run` feeds exactly one",
-            a.model,
-            graph.inputs.len()
-        );
-    }
-    let eopts = ExecOptions {
-        allow_tf32: a.allow_tf32,
-        threads: a.threads.unwrap_or(0),
-    };
-    let mut exe =
-        mnc::model::build_any(graph, stored, a.target, &eopts).with_context(|| a.model.clone())?;
-    let t_load = t_load + t0.elapsed();
+    let t_load = t0.elapsed();
     let t1 = Instant::now();
-    let outputs = exe
-        .run(&[input])
-        .with_context(|| format!("{}: running on {}", a.model, exe.describe()))?;
+    let outputs = model.run(&[input])?;
     let t_run = t1.elapsed();
     let out = outputs.first().context("the model produced no output")?;
     if let Some(path) = &a.output {
@@ -253,7 +251,7 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
         t_load.as_secs_f64() * 1e3,
         t_run.as_secs_f64() * 1e3,
         a.target,
-        exe.describe()
+        model.executable().describe()
     );
     Ok(())
 }
@@ -293,8 +291,9 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
     if a.emit == Some(Emit::Ptx) && (!a.target.is_cuda() || a.output.is_none()) {
         bail!("--emit ptx needs a CUDA target (--target cuda-sm80|cuda-sm90) and -o DIR");
     }
-    if a.allow_tf32 && !a.target.is_cuda() {
-        bail!("--allow-tf32 applies to CUDA targets only");
+    if a.allow_tf32 && a.emit != Some(Emit::Ptx) {
+        // Only the PTX emitted here carries it: an artifact stores no backend options.
+        bail!("--allow-tf32 applies to `--emit ptx` of a CUDA target only (the .mnc artifact and the compile report do not depend on it; pass it to `mnc run`/`mnc bench`)");
     }
     if a.emit == Some(Emit::Clif) && !a.target.is_jit() {
         bail!(
@@ -330,7 +329,7 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
     }
     // Code generation for the target (what `run` would JIT or emit), for the report.
     let t2 = Instant::now();
-    let mut backend: Option<String> = None;
+    let mut codegen: Option<CodegenSummary> = None;
     let mut cpu_model = None;
     if a.target.is_jit() && a.emit != Some(Emit::Onnx) {
         let opts = mnc_targets::cpu::CpuOptions {
@@ -340,21 +339,10 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
         };
         let m = mnc_runtime::cpu::CompiledModel::compile(&graph, a.target, &opts)
             .with_context(|| format!("{}: compiling for {}", a.model, a.target))?;
-        let r = m.report();
-        backend = Some(format!(
-            "codegen: {} generated functions, {:.1} KiB of code, {} fallback op(s), {} thread(s) per run; packed weights {:.2} MB, the backend's arena {:.2} MB (liveness; {} op(s) in place) + kernel scratch {:.2} MB",
-            r.ops.iter().filter(|o| o.code_bytes > 0).count(),
-            r.code_bytes as f64 / 1024.0,
-            r.fallbacks(),
-            r.threads,
-            r.weight_bytes as f64 / 1e6,
-            r.arena_bytes as f64 / 1e6,
-            r.in_place_ops,
-            r.scratch_bytes as f64 / 1e6,
-        ));
+        codegen = Some(CodegenSummary::of_cpu(&m));
         cpu_model = Some(m);
     }
-    let t_codegen = backend.as_ref().map(|_| t2.elapsed());
+    let t_codegen = codegen.as_ref().map(|_| t2.elapsed());
     match a.emit {
         Some(Emit::Ir) => write_text(a.output.as_ref(), &mnc_passes::dump(&graph, &report)?)?,
         Some(Emit::Dot) => write_text(a.output.as_ref(), &mnc_ir::dot::to_dot(&graph))?,
@@ -407,106 +395,28 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
         }
     }
     // The report goes to stderr when the IR/graph itself went to stdout.
-    let times = PhaseTimes {
-        import: t_import,
-        passes: t_passes,
-        codegen: t_codegen,
+    let times = PhaseTimes::new(t_import, t_passes, t_codegen);
+    let summary = CompileSummary::new(
+        &a.model,
+        a.target,
+        &graph,
+        nodes_imported,
+        Some(&report),
+        codegen,
+        times,
+    )
+    .text();
+    let summary = if a.verbose {
+        format!("{summary}{report}")
+    } else {
+        summary
     };
-    let summary = compile_summary(&graph, &report, nodes_imported, &times, backend, a);
     if a.emit.is_some() && a.output.is_none() {
         eprint!("{summary}");
     } else {
         print!("{summary}");
     }
     Ok(())
-}
-
-/// Wall time of the phases of `mnc compile` (codegen only for the x86-64 targets).
-struct PhaseTimes {
-    import: std::time::Duration,
-    passes: std::time::Duration,
-    codegen: Option<std::time::Duration>,
-}
-
-fn compile_summary(
-    g: &mnc_ir::Graph,
-    report: &mnc_passes::PipelineReport,
-    nodes_imported: usize,
-    times: &PhaseTimes,
-    backend: Option<String>,
-    a: &CompileArgs,
-) -> String {
-    use std::collections::BTreeMap;
-    use std::fmt::Write;
-    let mut s = String::new();
-    let mut ops: BTreeMap<String, usize> = BTreeMap::new();
-    for id in g.node_ids() {
-        let n = g.node(id);
-        let key = match &n.op {
-            mnc_ir::Op::Conv(c) => match &c.schedule {
-                Some(sc) => format!("Conv/{}", sc.class),
-                None => "Conv".to_string(),
-            },
-            mnc_ir::Op::Constant(_) | mnc_ir::Op::Input { .. } => continue,
-            op => op.kind().to_string(),
-        };
-        *ops.entry(key).or_default() += 1;
-    }
-    let _ = writeln!(s, "{}: compiled for target {}", a.model, a.target);
-    let _ = writeln!(
-        s,
-        "nodes: {} imported -> {} after passes",
-        nodes_imported,
-        g.node_count()
-    );
-    let fusions: Vec<String> = report
-        .records
-        .iter()
-        .fold(BTreeMap::<&str, usize>::new(), |mut m, r| {
-            *m.entry(r.pass).or_default() += r.changes;
-            m
-        })
-        .into_iter()
-        .map(|(p, c)| format!("{p} {c}"))
-        .collect();
-    let _ = writeln!(s, "changes by pass: {}", fusions.join(", "));
-    let _ = writeln!(
-        s,
-        "ops: {}",
-        ops.iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    if let Ok(cost) = mnc::cost::analyze(g, &Default::default()) {
-        let _ = writeln!(s, "mult-adds: {:.2} M", cost.total_mult_adds as f64 / 1e6);
-    }
-    if let Some(m) = &report.memory {
-        let _ = writeln!(
-            s,
-            "activation arena: {:.2} MB as planned by the passes (naive sum of activations {:.2} MB)",
-            m.arena_bytes as f64 / 1e6,
-            m.naive_bytes as f64 / 1e6
-        );
-    }
-    if let Some(b) = backend {
-        let _ = writeln!(s, "{b}");
-    }
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    let _ = write!(
-        s,
-        "time: import {:.1} ms, passes {:.1} ms",
-        ms(times.import),
-        ms(times.passes)
-    );
-    let _ = match times.codegen {
-        Some(c) => writeln!(s, ", codegen {:.1} ms", ms(c)),
-        None => writeln!(s),
-    };
-    if a.verbose {
-        let _ = write!(s, "{report}");
-    }
-    s
 }
 
 /// A file-name-safe form of a graph name.
@@ -528,186 +438,34 @@ fn sanitize(name: &str) -> String {
     }
 }
 
-/// The `q` quantile (0..=1) of sorted, non-empty samples (nearest rank).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 fn cmd_bench(a: &BenchArgs) -> Result<()> {
     check_runnable(a.target)?;
     if a.iters == 0 {
         bail!("--iters must be at least 1");
     }
-    let t0 = Instant::now();
-    let (graph, stored) = mnc::model::load_any(&a.model, a.batch)?;
-    if graph.inputs.len() != 1 {
-        bail!(
-            "{}: the model has {} inputs; `mnc bench` feeds exactly one",
-            a.model,
-            graph.inputs.len()
-        );
-    }
-    let in_ty = graph.node(graph.inputs[0]).ty.clone();
-    let batch = in_ty.shape.first().copied().unwrap_or(1).max(1);
-    let mult_adds = mnc::cost::analyze(&graph, &Default::default())
-        .map(|c| c.total_mult_adds)
-        .unwrap_or(0);
     if a.profile && !a.target.is_jit() {
         bail!("--profile needs an x86-64 target (per-op timing of the JIT code)");
     }
-    let eopts = ExecOptions {
-        allow_tf32: a.allow_tf32,
-        threads: a.threads.unwrap_or(0),
+    let opts = CompileOptions {
+        target: a.target,
+        batch: a.batch,
+        exec: ExecOptions {
+            allow_tf32: a.allow_tf32,
+            threads: a.threads.unwrap_or(0),
+        },
     };
-    let mut exe =
-        mnc::model::build_any(graph, stored, a.target, &eopts).with_context(|| a.model.clone())?;
-    let t_build = t0.elapsed();
-    // A fixed pseudo-random input in [-1, 1).
-    let input = [mnc_passes::samples::Lcg::new(1).tensor(&in_ty.shape, -1.0, 1.0)];
-    for _ in 0..a.warmup {
-        exe.run(&input)?;
-    }
-    let mut ms: Vec<f64> = Vec::with_capacity(a.iters);
-    for _ in 0..a.iters {
-        let t = Instant::now();
-        exe.run(&input)?;
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    let profile = match (&exe, a.profile) {
-        (Executable::Cpu(m), true) => Some(profile_ops(m, &input, a.iters)?),
-        _ => None,
-    };
-    ms.sort_by(|x, y| x.total_cmp(y));
-    let (median, min, p90) = (quantile(&ms, 0.5), ms[0], quantile(&ms, 0.9));
-    let throughput = batch as f64 / (median / 1e3);
-    // 2 FLOPs per mult-add.
-    let gflops = 2.0 * mult_adds as f64 / (median / 1e3) / 1e9;
-    let device = exe.describe();
-    // The target's peak for the threads used: a measured multiply-add loop on one core, times
-    // the cores the run can use.
-    let peak = match &exe {
-        Executable::Cpu(m) => mnc_targets::cpu::kernels::peak_gflops(m.target()).map(|p| {
-            let cores = m
-                .report()
-                .threads
-                .clamp(1, mnc_targets::cpu::par::physical_cores());
-            (p * cores as f64, cores)
-        }),
-        _ => None,
-    };
+    let model = Model::compile(Source::Spec(&a.model), &opts)?;
+    let r = mnc::bench::bench(
+        &model,
+        &BenchOptions {
+            iters: a.iters,
+            warmup: a.warmup,
+            profile: a.profile,
+        },
+    )?;
     match a.format {
-        BenchFormat::Json => {
-            let j = serde_json::json!({
-                "model": a.model, "target": a.target.name(), "device": device, "batch": batch,
-                "iters": a.iters, "warmup": a.warmup, "median_ms": median, "min_ms": min,
-                "p90_ms": p90, "throughput_per_s": throughput, "mult_adds": mult_adds,
-                "gflops": gflops, "build_ms": t_build.as_secs_f64() * 1e3,
-                "peak_gflops": peak.map(|p| p.0), "peak_share": peak.map(|p| gflops / p.0),
-                "timing": "wall clock per run(), including host<->device copies for GPU targets",
-                "profile": profile.as_ref().map(|p| p.iter().map(|r| serde_json::json!({
-                    "node": r.node, "op": r.op, "strategy": r.strategy, "mean_ms": r.mean_ms,
-                    "flops": r.flops, "gflops": r.gflops(),
-                })).collect::<Vec<_>>()),
-            });
-            println!("{}", serde_json::to_string_pretty(&j)?);
-        }
-        BenchFormat::Text => {
-            println!("{} on {} ({device}), batch {batch}", a.model, a.target);
-            println!(
-                "build (import + passes + codegen): {:.1} ms",
-                t_build.as_secs_f64() * 1e3
-            );
-            println!(
-                "latency over {} runs (after {} warm-up): median {median:.3} ms, min {min:.3} ms, p90 {p90:.3} ms",
-                a.iters, a.warmup
-            );
-            println!("throughput: {throughput:.1} inferences/s");
-            println!(
-                "compute: {:.3} G mult-adds per run -> {gflops:.1} GFLOP/s (2 FLOPs per mult-add)",
-                mult_adds as f64 / 1e9
-            );
-            if let Some((p, cores)) = peak {
-                println!(
-                    "share of peak: {:.1}% of {p:.0} GFLOP/s ({cores} core(s) x a measured multiply-add loop in the target's vector width)",
-                    100.0 * gflops / p
-                );
-            }
-            if a.target.is_cuda() {
-                println!("(GPU timing is wall clock per run, including host<->device copies)");
-            }
-            if let Some(p) = &profile {
-                println!("\nper op (mean over {} profiled runs):", a.iters);
-                println!(
-                    "{:>9} {:>6} {:>9}  {:<18} {:<24} node",
-                    "ms", "%", "GFLOP/s", "op", "strategy"
-                );
-                let total: f64 = p.iter().map(|r| r.mean_ms).sum();
-                for r in p {
-                    println!(
-                        "{:>9.4} {:>5.1}% {:>9.1}  {:<18} {:<24} {}",
-                        r.mean_ms,
-                        100.0 * r.mean_ms / total.max(1e-12),
-                        r.gflops(),
-                        r.op,
-                        r.strategy,
-                        r.node
-                    );
-                }
-            }
-        }
+        BenchFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        BenchFormat::Text => print!("{}", r.text()),
     }
     Ok(())
-}
-
-/// One fused op's share of a profiled CPU run.
-struct OpProfile {
-    node: String,
-    op: String,
-    strategy: String,
-    flops: u64,
-    mean_ms: f64,
-}
-
-impl OpProfile {
-    fn gflops(&self) -> f64 {
-        if self.mean_ms > 0.0 {
-            self.flops as f64 / (self.mean_ms / 1e3) / 1e9
-        } else {
-            0.0
-        }
-    }
-}
-
-/// Mean wall time per generated step over `iters` profiled runs, joined with the compile
-/// report's op kind, lowering strategy and FLOPs (by node name), in execution order.
-fn profile_ops(
-    m: &mnc_runtime::cpu::CompiledModel,
-    input: &[Tensor],
-    iters: usize,
-) -> Result<Vec<OpProfile>> {
-    let mut sums: Vec<(String, f64)> = Vec::new();
-    for _ in 0..iters {
-        let (_, times) = m.run_profiled(input)?;
-        if sums.is_empty() {
-            sums = times.iter().map(|(n, _)| (n.clone(), 0.0)).collect();
-        }
-        for ((_, acc), (_, d)) in sums.iter_mut().zip(&times) {
-            *acc += d.as_secs_f64() * 1e3;
-        }
-    }
-    let report = m.report();
-    Ok(sums
-        .into_iter()
-        .map(|(node, total)| {
-            let op = report.ops.iter().find(|o| o.node == node);
-            OpProfile {
-                op: op.map(|o| o.op.to_string()).unwrap_or_default(),
-                strategy: op.map(|o| o.strategy.clone()).unwrap_or_default(),
-                flops: op.map(|o| o.flops).unwrap_or(0),
-                mean_ms: total / iters as f64,
-                node,
-            }
-        })
-        .collect())
 }

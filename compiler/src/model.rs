@@ -62,7 +62,6 @@ pub fn build_any(
     opts: &crate::exec::ExecOptions,
 ) -> Result<crate::exec::Executable> {
     use crate::exec::Executable;
-    use mnc_targets::Target;
     let Some(stored) = stored else {
         return Executable::build(graph, target, opts);
     };
@@ -72,32 +71,7 @@ pub fn build_any(
              --target {stored} or compile the ONNX model for {target}"
         );
     }
-    if opts.allow_tf32 && !target.is_cuda() {
-        anyhow::bail!("--allow-tf32 applies to CUDA targets only (target is {target})");
-    }
-    if opts.threads > 1 && !target.is_jit() {
-        anyhow::bail!("--threads applies to the x86-64 targets only (target is {target})");
-    }
-    Ok(match target {
-        Target::Reference => Executable::Reference(graph),
-        Target::Cuda(arch) => {
-            let copts = mnc_targets::cuda::CudaOptions {
-                allow_tf32: opts.allow_tf32,
-            };
-            let m = mnc_runtime::cuda::CudaModel::compile(&graph, arch, &copts)
-                .with_context(|| format!("target {target}"))?;
-            Executable::Cuda(Box::new(m))
-        }
-        Target::X86_64 | Target::X86_64Avx2 | Target::X86_64Avx512 => {
-            let copts = mnc_targets::cpu::CpuOptions {
-                threads: opts.cpu_threads(),
-                ..Default::default()
-            };
-            let m = mnc_runtime::cpu::CompiledModel::compile(&graph, target, &copts)
-                .with_context(|| format!("target {target}"))?;
-            Executable::Cpu(Box::new(m))
-        }
-    })
+    Executable::from_optimized(graph, target, opts)
 }
 
 #[cfg(test)]

@@ -16,7 +16,15 @@ pub enum Stage {
 }
 
 impl Stage {
-    fn as_str(self) -> &'static str {
+    /// The stage named `imported` or `optimized`.
+    pub fn from_name(name: &str) -> Option<Stage> {
+        [Stage::Imported, Stage::Optimized]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+
+    /// `imported` or `optimized`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Stage::Imported => "imported",
             Stage::Optimized => "optimized",
@@ -66,23 +74,33 @@ pub fn report(args: &CostArgs) -> anyhow::Result<String> {
     for path in &args.models {
         // The import error names the file.
         let graph = crate::model::load(&path.to_string_lossy(), args.batch)?;
-        let cost = match args.stage {
-            Stage::Imported => analyze(&graph, &opts)?,
-            Stage::Optimized => {
-                let before = analyze(&graph, &opts)?;
-                let optimized =
-                    optimize(graph).with_context(|| format!("optimizing {}", path.display()))?;
-                let mut after = analyze(&optimized, &opts)?;
-                after.notes.push(savings_note(&before, &after));
-                after
-            }
-        };
+        let cost = cost_at_stage(graph, &opts, args.stage)
+            .with_context(|| format!("{}", path.display()))?;
         costs.push(cost);
     }
     for (cost, label) in costs.iter_mut().zip(model_labels(&args.models)) {
         cost.model = label;
     }
     Ok(render(&costs, args.format)?)
+}
+
+/// The cost report of an imported graph at `stage` (for `Optimized`, with a note of what the
+/// pipeline saved). The CLI and the Python binding's `cost_report` both call it.
+pub fn cost_at_stage(
+    graph: mnc_ir::Graph,
+    opts: &CostOptions,
+    stage: Stage,
+) -> anyhow::Result<ModelCost> {
+    Ok(match stage {
+        Stage::Imported => analyze(&graph, opts)?,
+        Stage::Optimized => {
+            let before = analyze(&graph, opts)?;
+            let optimized = optimize(graph).context("optimizing")?;
+            let mut after = analyze(&optimized, opts)?;
+            after.notes.push(savings_note(&before, &after));
+            after
+        }
+    })
 }
 
 /// The graph `--stage optimized` reports: the full pipeline as `mnc compile` runs it

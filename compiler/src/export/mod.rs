@@ -56,10 +56,14 @@ pub enum ExportError {
     },
 }
 
+/// Serializes `g` as an ONNX model (the bytes [`write_onnx`] writes).
+pub fn to_bytes(g: &Graph) -> Result<Vec<u8>, ExportError> {
+    Ok(to_model_proto(g)?.write_to_bytes()?)
+}
+
 /// Writes `g` as an ONNX model file at `path`.
 pub fn write_onnx(g: &Graph, path: &Path) -> Result<(), ExportError> {
-    let model = to_model_proto(g)?;
-    let bytes = model.write_to_bytes()?;
+    let bytes = to_bytes(g)?;
     std::fs::write(path, bytes).map_err(|source| ExportError::Io {
         path: path.to_path_buf(),
         source,

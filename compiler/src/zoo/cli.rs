@@ -62,9 +62,9 @@ pub struct ZooArgs {
     /// Batch size of the graph input.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub batch: usize,
-    /// Format of `mnc zoo list`.
-    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
-    pub format: ListFormat,
+    /// Format of `mnc zoo list` (default: text); refused when building a model.
+    #[arg(long, value_enum)]
+    pub format: Option<ListFormat>,
 }
 
 /// The EfficientNet paper's published figures (Tan & Le 2019, Table 2): params, FLOPs.
@@ -186,8 +186,14 @@ params(fold): the default BN-folded form. Mult-adds at the native resolution, ba
 /// Runs `mnc zoo`.
 pub fn run(args: &ZooArgs) -> anyhow::Result<()> {
     if args.model == "list" {
-        print!("{}", render(&rows()?, args.format));
+        print!(
+            "{}",
+            render(&rows()?, args.format.unwrap_or(ListFormat::Text))
+        );
         return Ok(());
+    }
+    if args.format.is_some() {
+        anyhow::bail!("--format applies to `mnc zoo list` only (a model is written as ONNX)");
     }
     let opts = ZooOptions {
         num_classes: args.num_classes,

@@ -1,0 +1,185 @@
+//! The compile report as data: what `mnc compile` prints and what the Python binding's
+//! `CompiledModel.report()` returns (one struct, so the two never disagree).
+
+use mnc_ir::{Graph, Op};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Code generation figures of an x86-64 target.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CodegenSummary {
+    /// Generated functions (one per op that runs JIT code).
+    pub functions: usize,
+    /// Machine code size in bytes.
+    pub code_bytes: usize,
+    /// Ops that run on the reference kernel instead of generated code.
+    pub fallbacks: usize,
+    /// Threads per run.
+    pub threads: usize,
+    /// Weights packed for the kernels, bytes.
+    pub weight_bytes: usize,
+    /// The backend's activation arena (liveness), bytes.
+    pub arena_bytes: usize,
+    /// Ops whose output overwrites one of their inputs.
+    pub in_place_ops: usize,
+    /// Kernel scratch, bytes.
+    pub scratch_bytes: usize,
+}
+
+impl CodegenSummary {
+    /// The figures of a compiled CPU model.
+    pub fn of_cpu(m: &mnc_runtime::cpu::CompiledModel) -> Self {
+        let r = m.report();
+        CodegenSummary {
+            functions: r.ops.iter().filter(|o| o.code_bytes > 0).count(),
+            code_bytes: r.code_bytes,
+            fallbacks: r.fallbacks(),
+            threads: r.threads,
+            weight_bytes: r.weight_bytes,
+            arena_bytes: r.arena_bytes,
+            in_place_ops: r.in_place_ops,
+            scratch_bytes: r.scratch_bytes,
+        }
+    }
+}
+
+/// Wall time of the phases of a compilation, milliseconds (`codegen` only where code was
+/// generated for the report: the x86-64 targets).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct PhaseTimes {
+    pub import_ms: f64,
+    pub passes_ms: f64,
+    pub codegen_ms: Option<f64>,
+}
+
+impl PhaseTimes {
+    /// From measured durations.
+    pub fn new(import: Duration, passes: Duration, codegen: Option<Duration>) -> Self {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        PhaseTimes {
+            import_ms: ms(import),
+            passes_ms: ms(passes),
+            codegen_ms: codegen.map(ms),
+        }
+    }
+}
+
+/// What a compilation did: nodes before and after the passes, changes per pass, the ops of
+/// the optimized graph by class, mult-adds, code generation and phase times.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CompileSummary {
+    /// The model as the user named it.
+    pub model: String,
+    /// The target's name.
+    pub target: String,
+    /// Graph nodes (constants and inputs included) as imported (or as loaded from an artifact).
+    pub nodes_imported: usize,
+    /// Graph nodes after the passes.
+    pub nodes_optimized: usize,
+    /// Changes per pass, summed over the fixed-point iterations (empty for an artifact: its
+    /// passes ran when it was written).
+    pub changes_by_pass: BTreeMap<String, usize>,
+    /// Ops of the optimized graph by class (`Conv/depthwise`, `SqueezeExcite`, ...).
+    pub ops: BTreeMap<String, usize>,
+    /// Mult-adds of the optimized graph (torchinfo conventions).
+    pub mult_adds: Option<u64>,
+    /// Code generation (x86-64 targets).
+    pub codegen: Option<CodegenSummary>,
+    /// Phase times.
+    pub times: PhaseTimes,
+}
+
+impl CompileSummary {
+    /// Summarizes the optimized graph `g`; `passes` is the pipeline's report (none for an
+    /// artifact).
+    pub fn new(
+        model: &str,
+        target: mnc_targets::Target,
+        g: &Graph,
+        nodes_imported: usize,
+        passes: Option<&mnc_passes::PipelineReport>,
+        codegen: Option<CodegenSummary>,
+        times: PhaseTimes,
+    ) -> Self {
+        let mut ops: BTreeMap<String, usize> = BTreeMap::new();
+        for id in g.node_ids() {
+            let key = match &g.node(id).op {
+                Op::Conv(c) => match &c.schedule {
+                    Some(sc) => format!("Conv/{}", sc.class),
+                    None => "Conv".to_string(),
+                },
+                Op::Constant(_) | Op::Input { .. } => continue,
+                op => op.kind().to_string(),
+            };
+            *ops.entry(key).or_default() += 1;
+        }
+        let mut changes_by_pass = BTreeMap::new();
+        for r in passes.map(|p| p.records.as_slice()).unwrap_or_default() {
+            *changes_by_pass.entry(r.pass.to_string()).or_default() += r.changes;
+        }
+        CompileSummary {
+            model: model.to_string(),
+            target: target.name().to_string(),
+            nodes_imported,
+            nodes_optimized: g.node_count(),
+            changes_by_pass,
+            ops,
+            mult_adds: crate::cost::analyze(g, &Default::default())
+                .ok()
+                .map(|c| c.total_mult_adds),
+            codegen,
+            times,
+        }
+    }
+
+    /// The report's text, as `mnc compile` prints it.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let join = |m: &BTreeMap<String, usize>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(s, "{}: compiled for target {}", self.model, self.target);
+        let _ = writeln!(
+            s,
+            "nodes: {} imported -> {} after passes",
+            self.nodes_imported, self.nodes_optimized
+        );
+        if !self.changes_by_pass.is_empty() {
+            let _ = writeln!(s, "changes by pass: {}", join(&self.changes_by_pass));
+        }
+        let _ = writeln!(s, "ops: {}", join(&self.ops));
+        if let Some(m) = self.mult_adds {
+            let _ = writeln!(s, "mult-adds: {:.2} M", m as f64 / 1e6);
+        }
+        if let Some(c) = &self.codegen {
+            let _ = writeln!(
+                s,
+                "codegen: {} generated functions, {:.1} KiB of code, {} fallback op(s), {} thread(s) per run; packed weights {:.2} MB, the backend's arena {:.2} MB (liveness; {} op(s) in place) + kernel scratch {:.2} MB",
+                c.functions,
+                c.code_bytes as f64 / 1024.0,
+                c.fallbacks,
+                c.threads,
+                c.weight_bytes as f64 / 1e6,
+                c.arena_bytes as f64 / 1e6,
+                c.in_place_ops,
+                c.scratch_bytes as f64 / 1e6,
+            );
+        }
+        let t = &self.times;
+        let _ = write!(
+            s,
+            "time: import {:.1} ms, passes {:.1} ms",
+            t.import_ms, t.passes_ms
+        );
+        let _ = match t.codegen_ms {
+            Some(c) => writeln!(s, ", codegen {c:.1} ms"),
+            None => writeln!(s),
+        };
+        s
+    }
+}
