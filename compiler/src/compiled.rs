@@ -192,6 +192,13 @@ impl Model {
             .with_context(|| format!("{}: running on {}", self.name, self.exe.describe()))
     }
 
+    /// [`Model::run`] on borrowed inputs (no copy before the backend's own).
+    pub fn run_views(&self, inputs: &[mnc_ir::TensorView<'_>]) -> Result<Vec<Tensor>> {
+        self.exe
+            .run_views(inputs)
+            .with_context(|| format!("{}: running on {}", self.name, self.exe.describe()))
+    }
+
     /// Writes the `.mnc` artifact (optimized IR and schedules for this target and batch).
     pub fn save(&self, path: &Path) -> Result<()> {
         crate::artifact::write(
@@ -287,6 +294,7 @@ mod tests {
         assert_eq!(a.summary().ops, b.summary().ops);
         let x = mnc_passes::samples::Lcg::new(3).tensor(&a.inputs()[0].shape, -1.0, 1.0);
         let ya = a.run(std::slice::from_ref(&x)).unwrap();
+        assert_eq!(ya, a.run_views(&[x.view()]).unwrap());
         assert_eq!(ya, b.run(std::slice::from_ref(&x)).unwrap());
         let art = mnc_tests::tmp_dir("compiled-save").join("m.mnc");
         a.save(&art).unwrap();

@@ -3,7 +3,7 @@
 //! reference executor and the compiled backends.
 
 use anyhow::{bail, Context, Result};
-use mnc_ir::{Graph, Tensor};
+use mnc_ir::{Graph, Tensor, TensorView};
 use mnc_targets::Target;
 
 /// Options that change what is built (they show in the compile report).
@@ -92,6 +92,15 @@ impl Executable {
             Executable::Reference(g) => Ok(mnc_runtime::reference::run(g, inputs)?),
             Executable::Cpu(m) => Ok(m.run(inputs)?),
             Executable::Cuda(m) => m.run(inputs.to_vec()),
+        }
+    }
+
+    /// Runs the model on borrowed inputs: the CPU backend copies each once, straight into
+    /// its arena; the other executors take owned copies.
+    pub fn run_views(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>> {
+        match self {
+            Executable::Cpu(m) => Ok(m.run_views(inputs)?),
+            _ => self.run(&inputs.iter().map(TensorView::to_tensor).collect::<Vec<_>>()),
         }
     }
 

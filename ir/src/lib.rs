@@ -25,4 +25,4 @@ pub use graph::{Graph, GraphOutput, Node, NodeId};
 pub use op::{
     Activation, BinaryOp, Conv, Epilogue, Gemm, Op, Pool, PoolKind, Slice, SqueezeExcite,
 };
-pub use tensor::{DType, Tensor, TensorData, TensorType};
+pub use tensor::{DType, Tensor, TensorData, TensorDataRef, TensorType, TensorView};

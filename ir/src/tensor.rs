@@ -97,6 +97,62 @@ pub enum TensorData {
     I64(Vec<i64>),
 }
 
+/// Borrowed element storage of a [`TensorView`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TensorDataRef<'a> {
+    F32(&'a [f32]),
+    I64(&'a [i64]),
+}
+
+/// A borrowed dense tensor in row-major (C) order: a caller's buffer (a NumPy array, a
+/// memory map) given to a runtime without first copying it into a [`Tensor`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TensorView<'a> {
+    pub shape: &'a [usize],
+    pub data: TensorDataRef<'a>,
+}
+
+impl<'a> TensorView<'a> {
+    /// Views `data` as an f32 tensor of `shape`, checking that the lengths agree.
+    pub fn f32(shape: &'a [usize], data: &'a [f32]) -> Result<Self, IrError> {
+        if checked_numel(shape)? != data.len() {
+            return Err(IrError::DataLength {
+                shape: shape.to_vec(),
+                len: data.len(),
+            });
+        }
+        Ok(TensorView {
+            shape,
+            data: TensorDataRef::F32(data),
+        })
+    }
+    pub fn dtype(&self) -> DType {
+        match self.data {
+            TensorDataRef::F32(_) => DType::F32,
+            TensorDataRef::I64(_) => DType::I64,
+        }
+    }
+    pub fn ty(&self) -> TensorType {
+        TensorType::new(self.dtype(), self.shape.to_vec())
+    }
+    pub fn numel(&self) -> usize {
+        match self.data {
+            TensorDataRef::F32(v) => v.len(),
+            TensorDataRef::I64(v) => v.len(),
+        }
+    }
+    /// An owned copy.
+    pub fn to_tensor(&self) -> Tensor {
+        Tensor {
+            shape: self.shape.to_vec(),
+            data: match self.data {
+                TensorDataRef::F32(v) => TensorData::F32(v.to_vec()),
+                TensorDataRef::I64(v) => TensorData::I64(v.to_vec()),
+            },
+        }
+    }
+}
+
 /// A dense tensor in row-major (C) order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
@@ -163,6 +219,16 @@ impl Tensor {
         match &self.data {
             TensorData::F32(v) => v.len(),
             TensorData::I64(v) => v.len(),
+        }
+    }
+    /// A borrowed view of this tensor.
+    pub fn view(&self) -> TensorView<'_> {
+        TensorView {
+            shape: &self.shape,
+            data: match &self.data {
+                TensorData::F32(v) => TensorDataRef::F32(v),
+                TensorData::I64(v) => TensorDataRef::I64(v),
+            },
         }
     }
     pub fn as_f32(&self) -> Option<&[f32]> {

@@ -6,7 +6,7 @@
 use mnc::bench::BenchOptions;
 use mnc::compiled::{CompileOptions, Model, PortInfo, Source};
 use mnc::exec::ExecOptions;
-use mnc_ir::{DType, Tensor};
+use mnc_ir::{DType, Tensor, TensorView};
 use mnc_targets::Target;
 use numpy::{PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -167,13 +167,18 @@ struct CompiledModel {
     model: Arc<Model>,
 }
 
-/// One input array as a tensor: float32 and the input's shape, else `InputError`.
-/// The array's memory is read once; non-C-contiguous arrays (Fortran order, strided views)
-/// are read element by element in logical order.
-fn input_tensor(arr: &Bound<'_, PyAny>, port: &PortInfo, k: usize) -> PyResult<Tensor> {
+/// One input array, checked: float32 and the input's shape, else `InputError`.
+/// A C-contiguous array is borrowed as it is (the backend copies it once, into its arena);
+/// other layouts (Fortran order, strided views) are first read in logical order.
+enum Input<'py> {
+    Borrowed(PyReadonlyArrayDyn<'py, f32>),
+    Copied(Vec<f32>),
+}
+
+fn input_array<'py>(arr: &Bound<'py, PyAny>, port: &PortInfo, k: usize) -> PyResult<Input<'py>> {
     let py = arr.py();
     let what = format!("input {k} ('{}')", port.name);
-    let Ok(a) = arr.extract::<PyReadonlyArrayDyn<'_, f32>>() else {
+    let Ok(a) = arr.extract::<PyReadonlyArrayDyn<'py, f32>>() else {
         let dtype = arr
             .getattr("dtype")
             .and_then(|d| d.str())
@@ -205,12 +210,23 @@ fn input_tensor(arr: &Bound<'_, PyAny>, port: &PortInfo, k: usize) -> PyResult<T
         ));
     }
     // `as_slice` also accepts Fortran-ordered arrays (it reads memory order): only a
-    // C-contiguous array is taken as one slice.
-    let data: Vec<f32> = match a.as_slice() {
-        Ok(s) if a.is_c_contiguous() => s.to_vec(),
-        _ => a.as_array().iter().copied().collect(),
-    };
-    Tensor::from_f32(port.shape.clone(), data).map_err(|e| error(py, "InputError", e.to_string()))
+    // C-contiguous array is borrowed as one slice.
+    if a.is_c_contiguous() && a.as_slice().is_ok() {
+        return Ok(Input::Borrowed(a));
+    }
+    Ok(Input::Copied(a.as_array().iter().copied().collect()))
+}
+
+impl Input<'_> {
+    fn view<'a>(&'a self, shape: &'a [usize]) -> Result<TensorView<'a>, mnc_ir::IrError> {
+        let data = match self {
+            Input::Borrowed(a) => a.as_slice().map_err(|e| {
+                mnc_ir::IrError::Invalid(format!("the array is no longer contiguous: {e}"))
+            })?,
+            Input::Copied(v) => v.as_slice(),
+        };
+        TensorView::f32(shape, data)
+    }
 }
 
 fn outputs_to_py<'py>(py: Python<'py>, outs: Vec<Tensor>) -> PyResult<Vec<Bound<'py, PyAny>>> {
@@ -302,13 +318,20 @@ impl CompiledModel {
                 ),
             ));
         }
-        let mut inputs = Vec::with_capacity(arrays.len());
+        let mut held = Vec::with_capacity(arrays.len());
         for (k, (a, p)) in arrays.iter().zip(ports).enumerate() {
-            inputs.push(input_tensor(a, p, k)?);
+            held.push(input_array(a, p, k)?);
         }
-        let model = self.model.clone();
+        let mut views = Vec::with_capacity(held.len());
+        for (h, p) in held.iter().zip(ports) {
+            views.push(
+                h.view(&p.shape)
+                    .map_err(|e| error(py, "InputError", e.to_string()))?,
+            );
+        }
+        let model = &self.model;
         let outs = py
-            .detach(move || model.run(&inputs))
+            .detach(|| model.run_views(&views))
             .map_err(|e| error(py, "RunError", format!("{e:#}")))?;
         outputs_to_py(py, outs)
     }

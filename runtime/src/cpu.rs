@@ -30,7 +30,7 @@ use crate::error::RuntimeError;
 pub use crate::guard::{GuardError, GuardPlacement};
 use mnc_ir::eval::eval_op;
 use mnc_ir::tensor::checked_numel;
-use mnc_ir::{DType, IrError, Tensor, TensorData, TensorType};
+use mnc_ir::{DType, IrError, Tensor, TensorData, TensorDataRef, TensorType, TensorView};
 use mnc_targets::cpu::{compile, AlignedBytes, CpuProgram, Exec, Loc};
 pub use mnc_targets::cpu::{CompileReport, CpuError, CpuOptions};
 pub use mnc_targets::Target;
@@ -131,6 +131,12 @@ impl CompiledModel {
 
     /// Runs the model on `inputs` (one per graph input, in order) and returns the outputs.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, CpuRunError> {
+        self.run_views(&views(inputs))
+    }
+
+    /// Like [`CompiledModel::run`] on borrowed inputs: each is copied once, straight into
+    /// the run's arena.
+    pub fn run_views(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, CpuRunError> {
         self.run_inner(inputs, None, None)
     }
 
@@ -146,18 +152,18 @@ impl CompiledModel {
         inputs: &[Tensor],
         placement: GuardPlacement,
     ) -> Result<Vec<Tensor>, CpuRunError> {
-        self.run_inner(inputs, None, Some(placement))
+        self.run_inner(&views(inputs), None, Some(placement))
     }
 
     /// Like [`CompiledModel::run`], also returning the wall time of every step (in step order,
     /// with the step's node name).
     pub fn run_profiled(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, StepTimes), CpuRunError> {
         let mut times = Vec::with_capacity(self.program.steps.len());
-        let out = self.run_inner(inputs, Some(&mut times), None)?;
+        let out = self.run_inner(&views(inputs), Some(&mut times), None)?;
         Ok((out, times))
     }
 
-    fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), RuntimeError> {
+    fn check_inputs(&self, inputs: &[TensorView<'_>]) -> Result<(), RuntimeError> {
         let p = &self.program;
         if inputs.len() != p.inputs.len() {
             return Err(RuntimeError::InputCount {
@@ -177,7 +183,7 @@ impl CompiledModel {
             if checked_numel(&t.shape).ok() != Some(t.numel()) {
                 return Err(RuntimeError::InputData {
                     name: name.clone(),
-                    shape: t.shape.clone(),
+                    shape: t.shape.to_vec(),
                     len: t.numel(),
                 });
             }
@@ -187,7 +193,7 @@ impl CompiledModel {
 
     fn run_inner(
         &self,
-        inputs: &[Tensor],
+        inputs: &[TensorView<'_>],
         mut times: Option<&mut Vec<(String, Duration)>>,
         guard_pages: Option<GuardPlacement>,
     ) -> Result<Vec<Tensor>, CpuRunError> {
@@ -203,7 +209,7 @@ impl CompiledModel {
             .and_then(|mut v| v.pop())
             .unwrap_or_else(|| AlignedBytes::zeroed(p.arena_bytes));
         for ((_, ty, loc), t) in p.inputs.iter().zip(inputs) {
-            write_tensor(&mut arena, *loc, t)?;
+            write_tensor(&mut arena, *loc, *t)?;
             self.guard_fill(&mut arena, *loc, ty.bytes());
         }
         let wptr = p.weights.as_ptr() as *mut u8;
@@ -259,7 +265,7 @@ impl CompiledModel {
                         }
                         .into());
                     }
-                    write_tensor(&mut arena, step.args[0], &out)?;
+                    write_tensor(&mut arena, step.args[0], out.view())?;
                 }
             }
             if let Some(t) = times.as_deref_mut() {
@@ -378,7 +384,12 @@ fn read_tensor(
     })
 }
 
-fn write_tensor(arena: &mut AlignedBytes, loc: Loc, t: &Tensor) -> Result<(), IrError> {
+/// Borrowed views of owned tensors.
+fn views(ts: &[Tensor]) -> Vec<TensorView<'_>> {
+    ts.iter().map(Tensor::view).collect()
+}
+
+fn write_tensor(arena: &mut AlignedBytes, loc: Loc, t: TensorView<'_>) -> Result<(), IrError> {
     let Loc::Arena(off) = loc else {
         return Err(IrError::Invalid(
             "a computed value is placed in the weights blob".into(),
@@ -388,13 +399,13 @@ fn write_tensor(arena: &mut AlignedBytes, loc: Loc, t: &Tensor) -> Result<(), Ir
     let dst = arena.bytes_mut().get_mut(off..off + bytes).ok_or_else(|| {
         IrError::Invalid(format!("arena slot at {off} ({bytes} bytes) out of range"))
     })?;
-    match &t.data {
-        TensorData::F32(v) => {
+    match t.data {
+        TensorDataRef::F32(v) => {
             for (d, x) in dst.chunks_exact_mut(4).zip(v) {
                 d.copy_from_slice(&x.to_le_bytes());
             }
         }
-        TensorData::I64(v) => {
+        TensorDataRef::I64(v) => {
             for (d, x) in dst.chunks_exact_mut(8).zip(v) {
                 d.copy_from_slice(&x.to_le_bytes());
             }
