@@ -74,6 +74,9 @@ pub enum GuardError {
     /// `Step::arg_bytes` is not parallel to `Step::args`.
     #[error("the step has {args} pointer-table slots but {sizes} slot sizes")]
     SlotSizes { args: usize, sizes: usize },
+    /// The generated code reads more pointer-table slots than the step provides.
+    #[error("the generated code reads {read} pointer-table slots but the step provides {len}")]
+    ShortTable { read: usize, len: usize },
     /// The output slot is null or not in the arena.
     #[error("the output slot is at {0:?}, not in the arena")]
     OutputLoc(Loc),
@@ -221,6 +224,48 @@ impl Drop for GuardedBuf {
 /// Byte pattern of the output and the scratch before the step (every f32 is a NaN).
 const POISON: u8 = 0xFF;
 
+/// Checks a JIT step's pointer table before its code is called, in plain and in guard-page
+/// runs: the table is as long as the code reads (`Step::slots_read`), `Step::arg_bytes` is
+/// parallel to `Step::args`, and every slot's `arg_bytes` bytes lie inside the arena
+/// (`arena_len` bytes) or the weights blob (`weights_len` bytes). The plan guarantees all of
+/// this; the check keeps a modified `Step` (its fields are public) from turning into
+/// out-of-bounds pointers.
+pub(crate) fn check_slots(
+    step: &Step,
+    arena_len: usize,
+    weights_len: usize,
+) -> Result<(), GuardError> {
+    if step.arg_bytes.len() != step.args.len() {
+        return Err(GuardError::SlotSizes {
+            args: step.args.len(),
+            sizes: step.arg_bytes.len(),
+        });
+    }
+    if step.slots_read > step.args.len() {
+        return Err(GuardError::ShortTable {
+            read: step.slots_read,
+            len: step.args.len(),
+        });
+    }
+    for (slot, (&loc, &bytes)) in step.args.iter().zip(&step.arg_bytes).enumerate() {
+        let (off, size, buffer) = match loc {
+            Loc::Arena(o) => (o, arena_len, "arena"),
+            Loc::Weight(o) => (o, weights_len, "weights blob"),
+            Loc::Unused => continue,
+        };
+        if off.checked_add(bytes).is_none_or(|end| end > size) {
+            return Err(GuardError::OutOfRange {
+                slot,
+                loc,
+                bytes,
+                buffer,
+                size,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The `bytes` bytes at `loc` (slot `slot`), bounds-checked.
 fn slot_bytes<'a>(
     arena: &'a AlignedBytes,
@@ -257,12 +302,7 @@ pub(crate) fn run_jit_step(
     weights: &AlignedBytes,
     placement: GuardPlacement,
 ) -> Result<(), GuardError> {
-    if step.arg_bytes.len() != step.args.len() {
-        return Err(GuardError::SlotSizes {
-            args: step.args.len(),
-            sizes: step.arg_bytes.len(),
-        });
-    }
+    check_slots(step, arena.len(), weights.len())?;
     let Loc::Arena(out_off) = step.args.first().copied().unwrap_or(Loc::Unused) else {
         return Err(GuardError::OutputLoc(
             step.args.first().copied().unwrap_or(Loc::Unused),
@@ -556,24 +596,25 @@ mod tests {
     fn a_slot_outside_the_arena_is_an_error() {
         let Some((mut m, x)) = relu32() else { return };
         m.program.steps[0].arg_bytes[1] = 1 << 40;
-        let e = m
-            .run_guarded(std::slice::from_ref(&x), GuardPlacement::AgainstEnd)
-            .unwrap_err();
-        assert!(
-            matches!(
-                &e,
-                CpuRunError::GuardPages {
-                    source: GuardError::OutOfRange { slot: 1, .. },
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        assert!(
-            e.to_string()
-                .starts_with("step 'relu' (Act): guard pages: pointer-table slot 1"),
-            "{e}"
-        );
+        for pl in GuardPlacement::ALL {
+            let e = m.run_guarded(std::slice::from_ref(&x), pl).unwrap_err();
+            assert!(
+                matches!(
+                    &e,
+                    CpuRunError::PointerTable {
+                        source: GuardError::OutOfRange { slot: 1, .. },
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+            assert!(
+                e.to_string().starts_with(
+                    "step 'relu' (Act): refusing to call its code: pointer-table slot 1"
+                ),
+                "{e}"
+            );
+        }
         m.program.steps[0].arg_bytes.pop();
         let e = m
             .run_guarded(std::slice::from_ref(&x), GuardPlacement::AgainstStart)
@@ -581,12 +622,19 @@ mod tests {
         assert!(
             matches!(
                 &e,
-                CpuRunError::GuardPages {
+                CpuRunError::PointerTable {
                     source: GuardError::SlotSizes { .. },
                     ..
                 }
             ),
             "{e}"
         );
+        // The guard-page runner checks on its own too (it is the same function).
+        let (arena, weights) = (AlignedBytes::zeroed(64), AlignedBytes::zeroed(0));
+        let step = &m.program.steps[0];
+        assert!(matches!(
+            check_slots(step, arena.len(), weights.len()),
+            Err(GuardError::SlotSizes { .. })
+        ));
     }
 }

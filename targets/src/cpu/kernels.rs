@@ -30,6 +30,56 @@
 
 use crate::Target;
 use mnc_ir::Activation;
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+thread_local! {
+    /// The message of a panic caught at a kernel boundary on this thread and not yet taken
+    /// by [`take_panic`].
+    static PANICKED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test hook: the next [`at_boundary`] call on this thread panics inside its body.
+    pub(crate) static INJECT_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs the body of an `extern "C"` kernel entry point. A panic must not unwind out of an
+/// `extern "C"` function (that aborts the process), nor through the generated code calling
+/// it (which has no unwind information): a panic of the body (on this thread, or resumed here
+/// from a pool thread by [`super::par::for_each`]) is caught, its message is recorded for
+/// [`take_panic`], and the kernel returns normally with its output unspecified. While a
+/// panic is recorded, further kernel calls on this thread (the rest of the step's loops)
+/// return at once. The runtime takes the record after every step and fails the run with it.
+pub fn at_boundary(body: impl FnOnce()) {
+    if PANICKED.with(|p| p.borrow().is_some()) {
+        return;
+    }
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        #[cfg(test)]
+        if INJECT_PANIC.with(|i| i.replace(false)) {
+            panic!("injected kernel panic");
+        }
+        body()
+    }));
+    if let Err(payload) = r {
+        let msg = match payload.downcast::<String>() {
+            Ok(s) => *s,
+            Err(p) => p.downcast_ref::<&str>().map_or_else(
+                || "a panic with a non-string payload".into(),
+                |s| s.to_string(),
+            ),
+        };
+        PANICKED.with(|p| *p.borrow_mut() = Some(msg));
+    }
+}
+
+/// Takes the message of the panic [`at_boundary`] caught on this thread since the last call,
+/// if any.
+pub fn take_panic() -> Option<String> {
+    PANICKED.with(|p| p.borrow_mut().take())
+}
 
 /// Activation codes of the fused epilogue (the `act` argument of the kernels).
 pub mod act_code {
@@ -563,8 +613,10 @@ macro_rules! act_body {
         #[inline]
         unsafe fn exp(x: V) -> V {
             // The input second in min/max: NaN propagates (x86 returns the second operand
-            // when either is NaN), as in `Activation::apply`.
-            let x = min(splat(88.3), max(splat(-87.3), x));
+            // when either is NaN), as in `Activation::apply`. Above 88.38 the result is
+            // +inf (2^128 built in the exponent bits), so exp overflows as in f32::exp and
+            // SiLU(-inf) = -inf / inf = NaN on every path; below -87.3 it stays normal.
+            let x = min(splat(89.0), max(splat(-87.3), x));
             let fx = round(mul(x, splat(std::f32::consts::LOG2_E)));
             let r = sub(x, mul(fx, splat(0.693_359_4)));
             let r = sub(r, mul(fx, splat(-2.121_944_4e-4)));
@@ -588,18 +640,19 @@ macro_rules! act_body {
         unsafe fn act(v: V, code: u64, p0: f32, p1: f32) -> V {
             match code {
                 super::act_code::NONE => v,
-                super::act_code::RELU => max(v, zero()),
-                super::act_code::CLIP => min(max(v, splat(p0)), splat(p1)),
+                // The input second in min/max (x86 returns the second operand when either is
+                // NaN): NaN propagates, as in `Activation::apply`.
+                super::act_code::RELU => max(zero(), v),
+                super::act_code::CLIP => min(splat(p1), max(splat(p0), v)),
                 super::act_code::SIGMOID => div(splat(1.0), add(splat(1.0), exp(sub(zero(), v)))),
                 super::act_code::HARD_SIGMOID => {
-                    // NaN propagates, as in `f32::clamp`.
                     min(splat(1.0), max(zero(), fma(v, splat(p0), splat(p1))))
                 }
                 super::act_code::HARD_SWISH => mul(
                     v,
                     min(
-                        max(fma(v, splat(1.0 / 6.0), splat(0.5)), zero()),
                         splat(1.0),
+                        max(zero(), fma(v, splat(1.0 / 6.0), splat(0.5))),
                     ),
                 ),
                 _ => div(v, add(splat(1.0), exp(sub(zero(), v)))),
@@ -661,7 +714,8 @@ macro_rules! gemm_body {
                 ldc,
                 epi: super::Epi::new(bias, res, act, act_params),
             };
-            super::gemm_drive(range, MR, NR, &g, threads)
+            // SAFETY: the buffers are as this function's contract states, and so is the ISA.
+            super::at_boundary(|| unsafe { super::gemm_drive(range, MR, NR, &g, threads) })
         }
 
         /// Rows `r0..r1` (`r0` a multiple of `MR`) and columns `c0..c1` of the call.
@@ -785,7 +839,8 @@ macro_rules! gemv_body {
                 y,
                 epi: super::Epi::new(bias, res, act, act_params),
             };
-            super::gemv_drive(gemv_cols, GV * W, &g, threads)
+            // SAFETY: the buffers are as this function's contract states, and so is the ISA.
+            super::at_boundary(|| unsafe { super::gemv_drive(gemv_cols, GV * W, &g, threads) })
         }
 
         /// Columns `c0..c1` of the call, `GV` vectors of columns at a time.
@@ -862,23 +917,27 @@ macro_rules! se_body {
             geom: *const super::SeGeom,
             threads: usize,
         ) {
-            let d = super::Se {
-                x,
-                w1,
-                b1,
-                w2,
-                b2,
-                y,
-                scratch,
-                // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
-                g: std::ptr::read_unaligned(geom),
-            };
-            let ph = super::SePhases {
-                squeeze: se_squeeze,
-                hidden: se_hidden,
-                excite: se_excite,
-            };
-            super::se_drive(&ph, &d, threads)
+            // SAFETY: the buffers (the geometry included) are as this function's contract
+            // states, and so is the ISA.
+            super::at_boundary(|| unsafe {
+                let d = super::Se {
+                    x,
+                    w1,
+                    b1,
+                    w2,
+                    b2,
+                    y,
+                    scratch,
+                    // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
+                    g: std::ptr::read_unaligned(geom),
+                };
+                let ph = super::SePhases {
+                    squeeze: se_squeeze,
+                    hidden: se_hidden,
+                    excite: se_excite,
+                };
+                super::se_drive(&ph, &d, threads)
+            })
         }
 
         /// Sum of `n` floats from `p` (four vector accumulators, then the lanes in order).
@@ -1064,17 +1123,21 @@ macro_rules! dw_body {
             geom: *const super::DwGeom,
             threads: usize,
         ) {
-            let d = super::Dw {
-                x,
-                w,
-                bias,
-                res,
-                y,
-                scratch,
-                // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
-                g: std::ptr::read_unaligned(geom),
-            };
-            super::dw_drive(planes, &d, threads)
+            // SAFETY: the buffers (the geometry included) are as this function's contract
+            // states, and so is the ISA.
+            super::at_boundary(|| unsafe {
+                let d = super::Dw {
+                    x,
+                    w,
+                    bias,
+                    res,
+                    y,
+                    scratch,
+                    // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
+                    g: std::ptr::read_unaligned(geom),
+                };
+                super::dw_drive(planes, &d, threads)
+            })
         }
 
         /// Output planes `q0..q1`, using the padded plane `sp`.

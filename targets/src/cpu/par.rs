@@ -230,14 +230,19 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
     // unwind out of this frame (freeing `f`) while pool threads may still run it.
     let mut mine = 0usize; // tasks run or dropped here
     let mut payload = None;
-    if let Err(p) = catch_unwind(AssertUnwindSafe(pre)) {
+    let mut pre = Some(pre);
+    if let Err(p) = caught(&mut || {
+        if let Some(pre) = pre.take() {
+            pre()
+        }
+    }) {
         payload = Some(p);
         mine += close(pool, epoch);
     } else {
         while let Some(left) = claim(pool, epoch) {
             let t = tasks - left;
             mine += 1;
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(t))) {
+            if let Err(p) = caught(&mut || f(t)) {
                 payload = Some(p);
                 mine += close(pool, epoch);
                 break;
@@ -399,7 +404,17 @@ unsafe fn run_task(pool: &Pool, left: usize) -> std::thread::Result<()> {
     let job = unsafe { *pool.job.get() };
     let f: TaskFn<'_> = unsafe { *(job.f as *const TaskFn<'_>) };
     let t = job.tasks - left;
-    catch_unwind(AssertUnwindSafe(|| f(t)))
+    caught(&mut || f(t))
+}
+
+/// Runs `f`, catching a panic: the only `catch_unwind` of the pool. Kept out of line: with
+/// `catch_unwind` inlined into `dispatch`'s claiming loop, the `mnc-runtime` test binary
+/// (opt-level 1) called the panic cleanup with a garbage payload pointer (the exception
+/// class, "MOZ\0RUST") and crashed with SIGSEGV instead of catching a task's panic
+/// (regression test: `pool_task_panics_are_caught_in_this_crate` in `mnc-runtime`).
+#[inline(never)]
+fn caught(f: &mut dyn FnMut()) -> std::thread::Result<()> {
+    catch_unwind(AssertUnwindSafe(f))
 }
 
 /// Number of physical cores (SMT siblings counted once) this process may run on: on Linux the

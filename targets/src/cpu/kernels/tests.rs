@@ -67,29 +67,11 @@ fn close(got: f32, want: f32, scale: f32) -> bool {
 
 #[test]
 fn activations_match_the_ir_definition() {
-    let xs: Vec<f32> = [
-        -1e30,
-        -100.0,
-        -88.5,
-        -88.0,
-        -20.0,
-        -3.0,
-        -1.0,
-        -0.1,
-        0.0,
-        0.1,
-        1.0,
-        3.0,
-        20.0,
-        88.0,
-        88.5,
-        100.0,
-        1e30,
-        f32::NAN,
-    ]
-    .into_iter()
-    .chain(rand(200, 9).into_iter().map(|v| v * 12.0))
-    .collect();
+    let xs: Vec<f32> = mnc_ir::op::ACTIVATION_PROBES
+        .iter()
+        .copied()
+        .chain(rand(200, 9).into_iter().map(|v| v * 12.0))
+        .collect();
     for t in Target::host_jit_targets() {
         let kern = gemm_kernel(t).unwrap();
         for a in acts() {
@@ -116,13 +98,7 @@ fn activations_match_the_ir_definition() {
             };
             for (&x, &got) in xs.iter().zip(&y) {
                 let want = a.map_or(x, |a| a.apply(x));
-                let ok = if want.is_nan() {
-                    got.is_nan()
-                } else if want.is_finite() {
-                    (got - want).abs() <= 2e-6 * want.abs().max(1.0)
-                } else {
-                    got == want
-                };
+                let ok = mnc_ir::op::agrees(got, want);
                 assert!(ok, "{t} {a:?}({x}) = {got}, want {want}");
             }
         }
@@ -447,4 +423,157 @@ fn peak_is_measured_for_host_targets_only() {
         assert!(p.is_finite() && p > 0.1, "{t}: {p}");
     }
     assert_eq!(peak_gflops(Target::Reference), None);
+}
+
+#[test]
+fn every_kernel_entry_catches_panics_at_its_boundary() {
+    let null = std::ptr::null();
+    let nullm = std::ptr::null_mut();
+    // The injected panic fires before the body, so no buffer is touched: every ISA's entry
+    // points can be called on any host.
+    for t in [Target::X86_64, Target::X86_64Avx2, Target::X86_64Avx512] {
+        let gemm = gemm_kernel(t).unwrap().func;
+        let (_, gemv) = gemv_kernel(t).unwrap();
+        let (_, se) = se_kernel(t).unwrap();
+        let mut calls: Vec<(&str, Box<dyn Fn()>)> = vec![
+            (
+                "gemm",
+                Box::new(move || unsafe {
+                    gemm(0, 0, 0, null, null, 0, nullm, 0, null, null, 0, 0, 2)
+                }),
+            ),
+            (
+                "gemv",
+                Box::new(move || unsafe { gemv(0, 0, null, null, nullm, null, null, 0, 0, 2) }),
+            ),
+            (
+                "se",
+                Box::new(move || unsafe {
+                    se(
+                        null,
+                        null,
+                        null,
+                        null,
+                        null,
+                        nullm,
+                        nullm,
+                        std::ptr::null(),
+                        2,
+                    )
+                }),
+            ),
+        ];
+        if let Some((_, dw)) = dw_kernel(t) {
+            calls.push((
+                "dw",
+                Box::new(move || unsafe {
+                    dw(null, null, null, null, nullm, nullm, std::ptr::null(), 2)
+                }),
+            ));
+        }
+        for (name, call) in calls {
+            INJECT_PANIC.with(|i| i.set(true));
+            call(); // returns normally instead of aborting the process
+            assert_eq!(
+                take_panic().as_deref(),
+                Some("injected kernel panic"),
+                "{t} {name}"
+            );
+        }
+    }
+    // A panic of a pool task is resumed on the caller and caught there too; while it is
+    // pending, further kernel bodies on this thread do not run.
+    at_boundary(|| {
+        crate::cpu::par::for_each(2, 4, &|t| {
+            if t == 1 {
+                panic!("task {t} failed")
+            }
+        })
+    });
+    let ran = std::cell::Cell::new(false);
+    at_boundary(|| ran.set(true));
+    assert!(!ran.get());
+    assert_eq!(take_panic().as_deref(), Some("task 1 failed"));
+    at_boundary(|| ran.set(true));
+    assert!(ran.get());
+    assert_eq!(take_panic(), None);
+}
+
+/// The feature lists of the `#[target_feature]` attributes in the ISA module `module` of
+/// `kernels.rs` (`enable = "..."` literals and the literal passed to the body macros).
+fn kernel_features(src: &str, module: &str) -> Vec<String> {
+    let start = src
+        .find(&format!("pub mod {module} {{"))
+        .unwrap_or_else(|| panic!("no module {module}"));
+    let rest = &src[start + 1..];
+    let end = rest
+        .find("\npub mod ")
+        .or_else(|| rest.find("\n#[cfg(test)]"));
+    let body = &rest[..end.unwrap_or(rest.len())];
+    let mut lists = Vec::new();
+    let mut prev = "";
+    for line in body.lines() {
+        let l = line.trim();
+        let lit = if let Some(i) = l.find("enable = \"") {
+            Some(&l[i + 10..])
+        } else if l.contains("_body!(\"") {
+            l.find('"').map(|i| &l[i + 1..])
+        } else if prev.ends_with("lane_ops!(") && l.starts_with('"') {
+            Some(&l[1..])
+        } else {
+            None
+        };
+        if let Some(lit) = lit {
+            lists.push(lit[..lit.find('"').unwrap()].to_string());
+        }
+        prev = l;
+    }
+    lists
+}
+
+#[test]
+fn kernel_target_features_lie_in_the_targets_feature_table() {
+    let src = include_str!("../kernels.rs");
+    // The shared bodies take the feature list from the module (`$feat`): no literal there.
+    let shared = &src[..src.find("pub mod sse {").unwrap()];
+    assert!(
+        !shared.contains("enable = \""),
+        "a literal feature list outside the ISA modules"
+    );
+    for (module, t) in [
+        ("sse", Target::X86_64),
+        ("avx2", Target::X86_64Avx2),
+        ("avx512", Target::X86_64Avx512),
+    ] {
+        let lists = kernel_features(src, module);
+        assert!(lists.len() >= 6, "{module}: found only {lists:?}");
+        for list in &lists {
+            for f in list.split(',') {
+                assert!(
+                    t.cpu_features().contains(&f),
+                    "{module} enables {f}, which {t}'s feature table lacks"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn cranelift_enables_exactly_the_feature_table() {
+    use std::collections::BTreeSet;
+    for t in [Target::X86_64, Target::X86_64Avx2, Target::X86_64Avx512] {
+        let isa = crate::cpu::isa_for(t).unwrap();
+        let on: BTreeSet<String> = isa
+            .isa_flags()
+            .iter()
+            .filter(|v| v.name.starts_with("has_") && v.as_bool() == Some(true))
+            .map(|v| v.name.to_string())
+            .collect();
+        let want: BTreeSet<String> = t
+            .cpu_features()
+            .iter()
+            .map(|f| crate::cpu::cranelift_flag(f))
+            .collect();
+        assert_eq!(on, want, "{t}");
+    }
 }
