@@ -6,6 +6,12 @@
 //! are Rust `std::arch` code compiled per ISA ([`cpu::kernels`]). `host` is a command-line
 //! alias resolved by [`Target::detect_host`].
 
+// Unsafe discipline: every unsafe operation, also inside an `unsafe fn`, sits in an `unsafe`
+// block with a `// SAFETY:` comment stating why its invariant holds (the clippy lint is
+// checked by `cargo clippy -p mnc-targets -p mnc-runtime --all-targets`).
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod cpu;
 pub mod cuda;
 

@@ -268,6 +268,7 @@ struct JitCode(Option<JITModule>);
 // SAFETY: see the type docs: after `finalize_definitions` the module is only kept alive
 // (its memory freed on drop); the generated functions touch only the memory passed to them.
 unsafe impl Send for JitCode {}
+// SAFETY: as for `Send`: nothing reachable through a shared reference is ever mutated.
 unsafe impl Sync for JitCode {}
 
 impl Drop for JitCode {
@@ -361,46 +362,6 @@ fn check_slots_read(args: &[Loc], slots_read: usize) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod slot_tests {
-    use super::*;
-
-    #[test]
-    fn a_plan_with_fewer_slots_than_the_code_reads_is_refused() {
-        let args = [Loc::Arena(0), Loc::Weight(0)];
-        assert!(check_slots_read(&args, 2).is_ok());
-        let e = check_slots_read(&args, 3).unwrap_err();
-        assert_eq!(
-            e,
-            "the generated code reads 3 pointer-table slots but the plan provides 2"
-        );
-    }
-
-    #[test]
-    fn every_step_records_the_slots_its_code_reads() {
-        let t = Target::detect_host();
-        if !t.is_jit() {
-            eprintln!("SKIPPED: the host runs no JIT target");
-            return;
-        }
-        let mut g = mnc_passes::samples::mobilenet_v2_block(2).unwrap();
-        mnc_passes::optimize(&mut g, &Default::default()).unwrap();
-        let p = compile(&g, t, &CpuOptions::default()).unwrap();
-        for s in &p.steps {
-            match s.exec {
-                Exec::Jit(_) => assert!(
-                    s.slots_read >= 2 && s.slots_read <= s.args.len(),
-                    "{}: reads {} of {} slots",
-                    s.node,
-                    s.slots_read,
-                    s.args.len()
-                ),
-                Exec::Fallback => assert_eq!(s.slots_read, 0),
-            }
-        }
-    }
 }
 
 /// Compiles `g` for a JIT target (normally after `mnc_passes::optimize`); any op that is not
@@ -854,4 +815,44 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
         report,
         _code: JitCode(Some(module)),
     })
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_with_fewer_slots_than_the_code_reads_is_refused() {
+        let args = [Loc::Arena(0), Loc::Weight(0)];
+        assert!(check_slots_read(&args, 2).is_ok());
+        let e = check_slots_read(&args, 3).unwrap_err();
+        assert_eq!(
+            e,
+            "the generated code reads 3 pointer-table slots but the plan provides 2"
+        );
+    }
+
+    #[test]
+    fn every_step_records_the_slots_its_code_reads() {
+        let t = Target::detect_host();
+        if !t.is_jit() {
+            eprintln!("SKIPPED: the host runs no JIT target");
+            return;
+        }
+        let mut g = mnc_passes::samples::mobilenet_v2_block(2).unwrap();
+        mnc_passes::optimize(&mut g, &Default::default()).unwrap();
+        let p = compile(&g, t, &CpuOptions::default()).unwrap();
+        for s in &p.steps {
+            match s.exec {
+                Exec::Jit(_) => assert!(
+                    s.slots_read >= 2 && s.slots_read <= s.args.len(),
+                    "{}: reads {} of {} slots",
+                    s.node,
+                    s.slots_read,
+                    s.args.len()
+                ),
+                Exec::Fallback => assert_eq!(s.slots_read, 0),
+            }
+        }
+    }
 }

@@ -402,6 +402,7 @@ unsafe fn run_task(pool: &Pool, left: usize) -> std::thread::Result<()> {
     // SAFETY: by the contract, `job` holds the current job and its closure is alive until
     // the task is counted in `done`, which happens after this function returned.
     let job = unsafe { *pool.job.get() };
+    // SAFETY: `job.f` points at the dispatcher's `&dyn Fn` (see `dispatch`), alive as above.
     let f: TaskFn<'_> = unsafe { *(job.f as *const TaskFn<'_>) };
     let t = job.tasks - left;
     caught(&mut || f(t))

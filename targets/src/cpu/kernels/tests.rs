@@ -79,6 +79,7 @@ fn activations_match_the_ir_definition() {
             // y = act(1 * x): a 1 x n GEMM with k = 1.
             let ap = pack_a(&[1.0], 1, 1, kern.mr);
             let mut y = vec![0.0f32; xs.len()];
+            // SAFETY: the GEMM contract: `ap` is packed for m = k = 1, `xs` and `y` hold `xs.len()` floats, no bias or residual.
             unsafe {
                 (kern.func)(
                     1,
@@ -135,6 +136,7 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1, 2, 3] {
                     let mut c = vec![7.0f32; m * ldc + 5];
+                    // SAFETY: the buffers are sized for this m x n x k call (leading dimensions ldb/ldc, bias m floats, residual like C); the host runs the target.
                     unsafe {
                         (kern.func)(
                             m,
@@ -286,6 +288,7 @@ fn dw_matches_naive_and_stays_in_bounds() {
                     let res = rand(n * co * oh * ow, 6);
                     let mut scratch = vec![f32::NAN; g.scratch_floats()];
                     let mut y = vec![9.0f32; n * co * oh * ow + 40];
+                    // SAFETY: the buffers are sized as the geometry describes (scratch: `scratch_floats()`); the host runs the target.
                     unsafe {
                         f(
                             x.as_ptr(),
@@ -357,6 +360,7 @@ fn dw_geometry_round_trips_through_the_blob() {
     let blob = g.to_blob();
     let bytes: Vec<u8> = blob.iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(bytes.len(), std::mem::size_of::<DwGeom>());
+    // SAFETY: `bytes` holds exactly `size_of::<DwGeom>()` bytes, and every bit pattern is a valid `DwGeom` (u64 fields).
     let back: DwGeom = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const DwGeom) };
     assert_eq!(back, g);
 }
@@ -379,6 +383,7 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1, 2, 3] {
                     let mut y = vec![7.0f32; n + 20];
+                    // SAFETY: `x` holds k floats, `b` k * n, `y` n (+ slack), bias and residual n; the host runs the target.
                     unsafe {
                         f(
                             n,
@@ -435,19 +440,23 @@ fn every_kernel_entry_catches_panics_at_its_boundary() {
         let gemm = gemm_kernel(t).unwrap().func;
         let (_, gemv) = gemv_kernel(t).unwrap();
         let (_, se) = se_kernel(t).unwrap();
-        let mut calls: Vec<(&str, Box<dyn Fn()>)> = vec![
+        type Call = (&'static str, Box<dyn Fn()>);
+        let mut calls: Vec<Call> = vec![
             (
                 "gemm",
+                // SAFETY: the injected panic fires before the kernel body: no pointer is used.
                 Box::new(move || unsafe {
                     gemm(0, 0, 0, null, null, 0, nullm, 0, null, null, 0, 0, 2)
                 }),
             ),
             (
                 "gemv",
+                // SAFETY: as above.
                 Box::new(move || unsafe { gemv(0, 0, null, null, nullm, null, null, 0, 0, 2) }),
             ),
             (
                 "se",
+                // SAFETY: as above.
                 Box::new(move || unsafe {
                     se(
                         null,
@@ -466,6 +475,7 @@ fn every_kernel_entry_catches_panics_at_its_boundary() {
         if let Some((_, dw)) = dw_kernel(t) {
             calls.push((
                 "dw",
+                // SAFETY: as above.
                 Box::new(move || unsafe {
                     dw(null, null, null, null, nullm, nullm, std::ptr::null(), 2)
                 }),
