@@ -9,6 +9,13 @@
 //! with `CpuOptions::threads = 2` the GEMM and depthwise micro-kernels split each call with
 //! one helper thread (experimental).
 //!
+//! Before every call of generated code the step's pointer table is checked
+//! (`guard::check_slots`: as long as the code reads, every slot inside its buffer), and a
+//! panic inside a kernel (caught at its `extern "C"` boundary, also when it happened on a pool
+//! thread) fails the run with [`RuntimeError::KernelPanic`] instead of aborting the process.
+//! [`CompiledModel::compile`] verifies the graph first (`mnc_ir::verify`), so a graph whose
+//! stored node types lie is refused rather than compiled into out-of-bounds code.
+//!
 //! Two test modes check that generated code stays inside its buffers: canaries
 //! (`CpuOptions::guards`, writes only, checked after every step) and guard pages
 //! ([`CompiledModel::run_guarded`], reads and writes fault; see [`crate::guard`]).
