@@ -31,7 +31,6 @@
 use crate::Target;
 use mnc_ir::Activation;
 use std::cell::RefCell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 thread_local! {
     /// The message of a panic caught at a kernel boundary on this thread and not yet taken
@@ -56,13 +55,16 @@ pub fn at_boundary(body: impl FnOnce()) {
     if PANICKED.with(|p| p.borrow().is_some()) {
         return;
     }
-    let r = catch_unwind(AssertUnwindSafe(|| {
+    let mut body = Some(body);
+    let r = super::par::caught(&mut || {
         #[cfg(test)]
         if INJECT_PANIC.with(|i| i.replace(false)) {
             panic!("injected kernel panic");
         }
-        body()
-    }));
+        if let Some(body) = body.take() {
+            body()
+        }
+    });
     if let Err(payload) = r {
         let msg = match payload.downcast::<String>() {
             Ok(s) => *s,

@@ -408,13 +408,17 @@ unsafe fn run_task(pool: &Pool, left: usize) -> std::thread::Result<()> {
     caught(&mut || f(t))
 }
 
-/// Runs `f`, catching a panic: the only `catch_unwind` of the pool. Kept out of line: with
-/// `catch_unwind` inlined into `dispatch`'s claiming loop, the `mnc-runtime` test binary
-/// (opt-level 1) called the panic cleanup with a garbage payload pointer (the exception
-/// class, "MOZ\0RUST") and crashed with SIGSEGV instead of catching a task's panic
+/// Runs `f`, catching a panic: the only `catch_unwind` of the pool and of the kernels'
+/// `extern "C"` boundary ([`super::kernels::at_boundary`]). Kept out of line: with
+/// `catch_unwind` inlined into `dispatch`'s claiming loop, the copy of this crate linked into
+/// the `mnc-runtime` test binary (opt-level 1) crashed with SIGSEGV in `__rust_panic_cleanup`
+/// when a task the caller ran panicked: the landing pad the personality routine entered
+/// passed `r15` (holding the exception class "MOZ\0RUST") instead of `rax` (where
+/// `_Unwind_SetGR` had put the exception object) to the cleanup. That is wrong code for the
+/// inlined catch, not a logic error of the pool; a catch in a function of its own avoids it
 /// (regression test: `pool_task_panics_are_caught_in_this_crate` in `mnc-runtime`).
 #[inline(never)]
-fn caught(f: &mut dyn FnMut()) -> std::thread::Result<()> {
+pub(crate) fn caught(f: &mut dyn FnMut()) -> std::thread::Result<()> {
     catch_unwind(AssertUnwindSafe(f))
 }
 
