@@ -71,6 +71,24 @@ impl Activation {
     }
 }
 
+/// One activation of every kind, with the parameters tests use (ReLU6 and an asymmetric clip
+/// straddling zero, MobileNetV3's HardSigmoid).
+pub const ACTIVATION_EXAMPLES: &[Activation] = &[
+    Activation::Relu,
+    Activation::Clip { min: 0.0, max: 6.0 },
+    Activation::Clip {
+        min: -0.25,
+        max: 0.5,
+    },
+    Activation::Sigmoid,
+    Activation::HardSigmoid {
+        alpha: 0.2,
+        beta: 0.5,
+    },
+    Activation::HardSwish,
+    Activation::Silu,
+];
+
 /// Inputs every implementation of the activations is tested on, next to ordinary values: NaN,
 /// the infinities, both zeros, values around the overflow of `exp` (`ln(f32::MAX)` is about
 /// 88.72) and the clamps of the vector `exp`, and huge finite values.

@@ -447,6 +447,17 @@ pub(crate) mod tests {
     use mnc_ir::{Activation, Graph, Op, TensorType};
     use mnc_targets::cpu::Exec;
 
+    /// `y = relu(x)` over `n` floats (node `relu`).
+    fn relu_graph(n: usize) -> Graph {
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", TensorType::f32(vec![n]));
+        let r = g
+            .add_node_inferred("relu", Op::Act(Activation::Relu), &[x])
+            .unwrap();
+        g.add_output("y", r);
+        g
+    }
+
     /// `relu` over 32 floats (one JIT step: output slot 0, input slot 1) compiled with `opts`
     /// for the host, with an input of both signs; `None` on a host without a JIT target.
     pub(crate) fn relu32(opts: &CpuOptions) -> Option<(CompiledModel, Tensor)> {
@@ -454,13 +465,7 @@ pub(crate) mod tests {
         if !t.is_jit() {
             return None;
         }
-        let mut g = Graph::new("g");
-        let x = g.add_input("x", TensorType::f32(vec![32]));
-        let r = g
-            .add_node_inferred("relu", Op::Act(Activation::Relu), &[x])
-            .unwrap();
-        g.add_output("y", r);
-        let m = CompiledModel::compile(&g, t, opts).unwrap();
+        let m = CompiledModel::compile(&relu_graph(32), t, opts).unwrap();
         let x = Tensor::from_f32(vec![32], (0..32).map(|i| i as f32 - 15.5).collect()).unwrap();
         Some((m, x))
     }
@@ -498,12 +503,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_graph_with_a_lying_node_type_is_refused() {
-        let mut g = Graph::new("g");
-        let x = g.add_input("x", TensorType::f32(vec![32]));
-        let r = g
-            .add_node_inferred("relu", Op::Act(Activation::Relu), &[x])
-            .unwrap();
-        g.add_output("y", r);
+        let mut g = relu_graph(32);
+        let r = g.find("relu").unwrap();
         // `Node::ty` is public: claim the relu makes 4096 floats out of 32. Compiled as is,
         // the arena would be planned from the claim and the code would read 4096 floats of
         // a 32-float input.
@@ -580,33 +581,18 @@ pub(crate) mod tests {
 
     #[test]
     fn generated_activations_agree_with_the_reference_on_the_probes() {
-        use mnc_ir::op::{agrees, ACTIVATION_PROBES};
+        use mnc_ir::op::{agrees, ACTIVATION_EXAMPLES, ACTIVATION_PROBES};
         // Three copies (75 values): the unrolled vector loop, single vectors and the scalar
         // tail all see every probe.
         let xs: Vec<f32> = (0..3)
             .flat_map(|_| ACTIVATION_PROBES.iter().copied())
             .collect();
-        let acts = [
-            Activation::Relu,
-            Activation::Clip { min: 0.0, max: 6.0 },
-            Activation::Clip {
-                min: -0.25,
-                max: 0.5,
-            },
-            Activation::Sigmoid,
-            Activation::HardSigmoid {
-                alpha: 0.2,
-                beta: 0.5,
-            },
-            Activation::HardSwish,
-            Activation::Silu,
-        ];
         let targets = Target::host_jit_targets();
         if targets.is_empty() {
             eprintln!("SKIPPED: the host runs no JIT target");
         }
         for t in targets {
-            for a in acts {
+            for &a in ACTIVATION_EXAMPLES {
                 let mut g = Graph::new("g");
                 let x = g.add_input("x", TensorType::f32(vec![xs.len()]));
                 let r = g.add_node_inferred("act", Op::Act(a), &[x]).unwrap();

@@ -43,21 +43,9 @@ fn same_as_first(first: &mut Option<Vec<f32>>, y: Vec<f32>, what: impl Fn() -> S
 }
 
 fn acts() -> Vec<Option<Activation>> {
-    vec![
-        None,
-        Some(Activation::Relu),
-        Some(Activation::Clip {
-            min: -0.25,
-            max: 0.5,
-        }),
-        Some(Activation::Sigmoid),
-        Some(Activation::HardSigmoid {
-            alpha: 0.2,
-            beta: 0.5,
-        }),
-        Some(Activation::HardSwish),
-        Some(Activation::Silu),
-    ]
+    std::iter::once(None)
+        .chain(mnc_ir::op::ACTIVATION_EXAMPLES.iter().copied().map(Some))
+        .collect()
 }
 
 /// `|got - want| <= tol` with `tol` relative to the magnitude of the dot product's terms.
