@@ -9,34 +9,129 @@ use crate::tensor::{DType, Tensor};
 use std::fmt;
 
 /// Elementwise activation, standalone ([`Op::Act`]) or fused into a producer's epilogue.
+///
+/// # Semantics of NaN, infinities and signed zeros
+/// Those of onnxruntime's CPU kernels (checked against onnxruntime 1.32), and the same on every
+/// code path (the reference executor, the generated CPU code, the `std::arch` kernels and the
+/// PTX); [`Activation::apply`] is the definition:
+/// - **NaN propagates** through every activation: `Relu(NaN) = Clip(NaN) = NaN` (a `max`
+///   that ignores NaN would return 0 or `min`), and likewise for the others.
+/// - Infinities: `Relu(+inf) = +inf`, `Clip(+-inf) = max / min`, `Sigmoid(+-inf) = 1 / 0`,
+///   `HardSwish(-inf) = -inf * 0 = NaN`, `SiLU(-inf) = -inf / (1 + exp(inf)) = NaN`
+///   (exp overflows to `+inf` on every path), `SiLU(+inf) = +inf`.
+/// - The sign of a zero result is not part of the contract (`Relu(-0.0)` may be `-0.0` or
+///   `+0.0`: onnxruntime returns `-0.0`, a vector `max` may return `+0.0`).
+///
+/// Tests compare every path with [`agrees`] on [`ACTIVATION_PROBES`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
-    /// max(x, 0)
+    /// max(x, 0), NaN propagating
     Relu,
-    /// min(max(x, min), max); ReLU6 is `Clip { min: 0, max: 6 }`.
+    /// min(max(x, min), max), NaN propagating; ReLU6 is `Clip { min: 0, max: 6 }`.
     Clip { min: f32, max: f32 },
     /// 1 / (1 + exp(-x))
     Sigmoid,
-    /// max(0, min(1, alpha * x + beta))
+    /// max(0, min(1, alpha * x + beta)), NaN propagating
     HardSigmoid { alpha: f32, beta: f32 },
-    /// x * max(0, min(1, x / 6 + 1/2))
+    /// x * max(0, min(1, x / 6 + 1/2)), NaN propagating
     HardSwish,
-    /// x * sigmoid(x) (also called Swish)
+    /// x * sigmoid(x) (also called Swish), computed as x / (1 + exp(-x))
     Silu,
 }
 
 impl Activation {
-    /// Applies the activation to one value. This is the single definition of its semantics.
+    /// Applies the activation to one value. This is the single definition of its semantics
+    /// (see the type's docs for NaN and infinities).
     pub fn apply(self, x: f32) -> f32 {
+        // `f32::max`/`min` ignore a NaN operand; comparisons pass NaN through (a comparison
+        // with NaN is false), as onnxruntime's kernels do.
+        let clamp = |x: f32, lo: f32, hi: f32| {
+            if x < lo {
+                lo
+            } else if x > hi {
+                hi
+            } else {
+                x
+            }
+        };
         match self {
-            Activation::Relu => x.max(0.0),
-            Activation::Clip { min, max } => x.max(min).min(max),
+            Activation::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
+            Activation::Clip { min, max } => clamp(x, min, max),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
-            Activation::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Activation::HardSigmoid { alpha, beta } => clamp(alpha * x + beta, 0.0, 1.0),
+            Activation::HardSwish => x * clamp(x / 6.0 + 0.5, 0.0, 1.0),
             Activation::Silu => x / (1.0 + (-x).exp()),
         }
     }
+}
+
+/// One activation of every kind, with the parameters tests use (ReLU6 and an asymmetric clip
+/// straddling zero, MobileNetV3's HardSigmoid).
+pub const ACTIVATION_EXAMPLES: &[Activation] = &[
+    Activation::Relu,
+    Activation::Clip { min: 0.0, max: 6.0 },
+    Activation::Clip {
+        min: -0.25,
+        max: 0.5,
+    },
+    Activation::Sigmoid,
+    Activation::HardSigmoid {
+        alpha: 0.2,
+        beta: 0.5,
+    },
+    Activation::HardSwish,
+    Activation::Silu,
+];
+
+/// Inputs every implementation of the activations is tested on, next to ordinary values: NaN,
+/// the infinities, both zeros, values around the overflow of `exp` (`ln(f32::MAX)` is about
+/// 88.72) and the clamps of the vector `exp`, and huge finite values.
+pub const ACTIVATION_PROBES: &[f32] = &[
+    f32::NAN,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    3.0,
+    -3.0,
+    6.5,
+    -6.5,
+    20.0,
+    -20.0,
+    87.0,
+    -87.0,
+    88.5,
+    -88.5,
+    89.0,
+    -89.0,
+    100.0,
+    -100.0,
+    1e30,
+    -1e30,
+    f32::MAX,
+    f32::MIN,
+];
+
+/// The agreement rule of activation tests: `got` agrees with the reference value `want` when
+/// both are NaN, or they are equal (so equal infinities, and `+0.0 == -0.0`: the sign of a
+/// zero is not part of the contract), or both are finite and
+/// `|got - want| <= 1e-5 * max(1, |want|)` (the vector `exp` is a polynomial approximation,
+/// and it overflows to `+inf` slightly before `ln(f32::MAX)`, where the exact results of
+/// Sigmoid and SiLU are below `1e-37` anyway).
+pub fn agrees(got: f32, want: f32) -> bool {
+    if got.is_nan() || want.is_nan() {
+        return got.is_nan() && want.is_nan();
+    }
+    got == want
+        || (got.is_finite() && want.is_finite() && (got - want).abs() <= 1e-5 * want.abs().max(1.0))
 }
 
 impl fmt::Display for Activation {
@@ -336,5 +431,63 @@ impl Op {
             Op::Gemm(g) => exact(2 + g.has_c as usize + g.epilogue.residual as usize),
             Op::Concat { .. } => (1, None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const N: f32 = f32::NAN;
+    const I: f32 = f32::INFINITY;
+
+    /// onnxruntime 1.32's CPU outputs on [`ACTIVATION_PROBES`] (ONNX Relu, Clip(0, 6),
+    /// Sigmoid, HardSigmoid(0.2, 0.5), HardSwish; SiLU is not an ONNX op).
+    #[rustfmt::skip]
+    fn onnxruntime_outputs() -> Vec<(Activation, [f32; 25])> {
+        let m = f32::MAX;
+        let hs = Activation::HardSigmoid { alpha: 0.2, beta: 0.5 };
+        vec![
+            (Activation::Relu, [N, I, 0.0, 0.0, -0.0, 1.0, 0.0, 3.0, 0.0, 6.5, 0.0, 20.0, 0.0,
+                87.0, 0.0, 88.5, 0.0, 89.0, 0.0, 100.0, 0.0, 1e30, 0.0, m, 0.0]),
+            (Activation::Clip { min: 0.0, max: 6.0 }, [N, 6.0, 0.0, 0.0, -0.0, 1.0, 0.0, 3.0,
+                0.0, 6.0, 0.0, 6.0, 0.0, 6.0, 0.0, 6.0, 0.0, 6.0, 0.0, 6.0, 0.0, 6.0, 0.0, 6.0,
+                0.0]),
+            (Activation::Sigmoid, [N, 1.0, 0.0, 0.5, 0.5, 0.731_058_6, 0.268_941_43,
+                0.952_574_1, 0.047_425_866, 0.998_498_8, 0.001_501_172_8, 1.0, 0.0, 1.0, 0.0,
+                1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]),
+            (hs, [N, 1.0, 0.0, 0.5, 0.5, 0.7, 0.3, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0,
+                0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]),
+            (Activation::HardSwish, [N, I, N, 0.0, -0.0, 0.666_666_7, -0.333_333_3, 3.0, -0.0,
+                6.5, -0.0, 20.0, -0.0, 87.0, -0.0, 88.5, -0.0, 89.0, -0.0, 100.0, -0.0, 1e30,
+                -0.0, m, -0.0]),
+        ]
+    }
+
+    #[test]
+    fn activations_match_onnxruntime_on_the_probes() {
+        assert_eq!(ACTIVATION_PROBES.len(), 25);
+        for (a, want) in onnxruntime_outputs() {
+            for (&x, &w) in ACTIVATION_PROBES.iter().zip(&want) {
+                let got = a.apply(x);
+                assert!(agrees(got, w), "{a}({x}) = {got}, onnxruntime gives {w}");
+            }
+        }
+        // SiLU (no ONNX op): x * sigmoid(x) with exp overflowing to +inf.
+        let silu = |x: f32| Activation::Silu.apply(x);
+        assert!(silu(f32::NAN).is_nan());
+        assert!(silu(f32::NEG_INFINITY).is_nan());
+        assert_eq!(silu(f32::INFINITY), f32::INFINITY);
+        assert_eq!(silu(-100.0), 0.0);
+    }
+
+    #[test]
+    fn the_agreement_rule() {
+        assert!(agrees(f32::NAN, f32::NAN));
+        assert!(!agrees(0.0, f32::NAN) && !agrees(f32::NAN, 0.0));
+        assert!(agrees(-0.0, 0.0) && agrees(I, I));
+        assert!(!agrees(I, -I) && !agrees(f32::MAX, I) && !agrees(6.0, 0.0));
+        assert!(agrees(1.000_001, 1.0) && agrees(1e-38, 0.0));
+        assert!(!agrees(1.001, 1.0));
     }
 }

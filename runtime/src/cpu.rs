@@ -9,6 +9,13 @@
 //! with `CpuOptions::threads = 2` the GEMM and depthwise micro-kernels split each call with
 //! one helper thread (experimental).
 //!
+//! Before every call of generated code the step's pointer table is checked
+//! (`guard::check_slots`: as long as the code reads, every slot inside its buffer), and a
+//! panic inside a kernel (caught at its `extern "C"` boundary, also when it happened on a pool
+//! thread) fails the run with [`RuntimeError::KernelPanic`] instead of aborting the process.
+//! [`CompiledModel::compile`] verifies the graph first (`mnc_ir::verify`), so a graph whose
+//! stored node types lie is refused rather than compiled into out-of-bounds code.
+//!
 //! Two test modes check that generated code stays inside its buffers: canaries
 //! (`CpuOptions::guards`, writes only, checked after every step) and guard pages
 //! ([`CompiledModel::run_guarded`], reads and writes fault; see [`crate::guard`]).
@@ -64,6 +71,15 @@ pub enum CpuRunError {
     /// Guard-page mode could not set up a step's buffers (mapping failed, malformed table).
     #[error("step '{step}' ({op}): guard pages: {source}")]
     GuardPages {
+        step: String,
+        op: String,
+        #[source]
+        source: GuardError,
+    },
+    /// A step's pointer table does not fit its buffers or is shorter than its code reads (a
+    /// modified program: the compiler never produces one); the code was not called.
+    #[error("step '{step}' ({op}): refusing to call its code: {source}")]
+    PointerTable {
         step: String,
         op: String,
         #[source]
@@ -221,32 +237,54 @@ impl CompiledModel {
             }
             let t0 = Instant::now();
             match step.exec {
-                Exec::Jit(f) if guard_pages.is_some() => {
-                    let placement = guard_pages.unwrap_or(GuardPlacement::AgainstEnd);
-                    crate::guard::run_jit_step(step, f, &mut arena, &p.weights, placement)
-                        .map_err(|source| CpuRunError::GuardPages {
+                Exec::Jit(f) => {
+                    crate::guard::check_slots(step, arena.len(), p.weights.len()).map_err(
+                        |source| CpuRunError::PointerTable {
                             step: step.node.clone(),
                             op: step.op.kind().to_string(),
                             source,
-                        })?;
-                }
-                Exec::Jit(f) => {
-                    table.clear();
-                    let aptr = arena.as_mut_ptr();
-                    for loc in &step.args {
-                        // SAFETY: offsets come from the plan and lie inside the arena or blob.
-                        table.push(unsafe {
-                            match *loc {
-                                Loc::Arena(o) => aptr.add(o),
-                                Loc::Weight(o) => wptr.add(o),
+                        },
+                    )?;
+                    if let Some(placement) = guard_pages {
+                        crate::guard::run_jit_step(step, f, &mut arena, &p.weights, placement)
+                            .map_err(|source| CpuRunError::GuardPages {
+                                step: step.node.clone(),
+                                op: step.op.kind().to_string(),
+                                source,
+                            })?;
+                    } else {
+                        table.clear();
+                        let aptr = arena.as_mut_ptr();
+                        for loc in &step.args {
+                            table.push(match *loc {
+                                // SAFETY: `check_slots` showed `o + bytes <= arena.len()`.
+                                Loc::Arena(o) => unsafe { aptr.add(o) },
+                                // SAFETY: `check_slots` showed `o + bytes <= weights.len()`.
+                                Loc::Weight(o) => unsafe { wptr.add(o) },
                                 Loc::Unused => std::ptr::null_mut(),
-                            }
-                        });
+                            });
+                        }
+                        // SAFETY: the function was generated for this step's pointer table
+                        // and reads only its first `slots_read` slots, which exist
+                        // (`check_slots`). Every slot points to `arg_bytes` bytes inside the
+                        // arena or the weights blob (checked above), which is what its static
+                        // shape needs. Weights are only read. The output never aliases an
+                        // input, except where `mnc_targets::cpu::lower::in_place_input`
+                        // allows it: then it takes over the buffer of one input that dies at
+                        // this step and whose code reads each element just before writing
+                        // the same output element. Scratch is used by this step only. The
+                        // target runs on this host (checked at the start of the run), and
+                        // the kernels catch panics at their `extern "C"` boundary.
+                        unsafe { f(table.as_ptr()) };
                     }
-                    // SAFETY: the function was generated for exactly this pointer table:
-                    // every buffer has the size its static shape needs, the output does not
-                    // alias an input, weights are only read, and the target runs on this host.
-                    unsafe { f(table.as_ptr()) };
+                    if let Some(message) = mnc_targets::cpu::kernels::take_panic() {
+                        return Err(RuntimeError::KernelPanic {
+                            node: step.node.clone(),
+                            op: step.op.kind().to_string(),
+                            message,
+                        }
+                        .into());
+                    }
                 }
                 Exec::Fallback => {
                     let mut args = Vec::with_capacity(step.inputs.len());
@@ -418,6 +456,18 @@ fn write_tensor(arena: &mut AlignedBytes, loc: Loc, t: TensorView<'_>) -> Result
 pub(crate) mod tests {
     use super::*;
     use mnc_ir::{Activation, Graph, Op, TensorType};
+    use mnc_targets::cpu::Exec;
+
+    /// `y = relu(x)` over `n` floats (node `relu`).
+    fn relu_graph(n: usize) -> Graph {
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", TensorType::f32(vec![n]));
+        let r = g
+            .add_node_inferred("relu", Op::Act(Activation::Relu), &[x])
+            .unwrap();
+        g.add_output("y", r);
+        g
+    }
 
     /// `relu` over 32 floats (one JIT step: output slot 0, input slot 1) compiled with `opts`
     /// for the host, with an input of both signs; `None` on a host without a JIT target.
@@ -426,13 +476,7 @@ pub(crate) mod tests {
         if !t.is_jit() {
             return None;
         }
-        let mut g = Graph::new("g");
-        let x = g.add_input("x", TensorType::f32(vec![32]));
-        let r = g
-            .add_node_inferred("relu", Op::Act(Activation::Relu), &[x])
-            .unwrap();
-        g.add_output("y", r);
-        let m = CompiledModel::compile(&g, t, opts).unwrap();
+        let m = CompiledModel::compile(&relu_graph(32), t, opts).unwrap();
         let x = Tensor::from_f32(vec![32], (0..32).map(|i| i as f32 - 15.5).collect()).unwrap();
         Some((m, x))
     }
@@ -466,5 +510,113 @@ pub(crate) mod tests {
                 .contains("step 'relu' (Act) wrote outside its buffers"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_graph_with_a_lying_node_type_is_refused() {
+        let mut g = relu_graph(32);
+        let r = g.find("relu").unwrap();
+        // `Node::ty` is public: claim the relu makes 4096 floats out of 32. Compiled as is,
+        // the arena would be planned from the claim and the code would read 4096 floats of
+        // a 32-float input.
+        g.node_mut(r).ty = TensorType::f32(vec![4096]);
+        for target in [Target::X86_64, Target::X86_64Avx2, Target::X86_64Avx512] {
+            let e = match CompiledModel::compile(&g, target, &CpuOptions::default()) {
+                Err(e) => e,
+                Ok(_) => panic!("{target}: a graph with a wrong node type compiled"),
+            };
+            assert!(
+                e.to_string().contains("node 'relu' (Act) is typed"),
+                "{target}: {e}"
+            );
+        }
+    }
+
+    /// A stand-in for generated code whose kernel panics in a pool task (threads = 2).
+    unsafe extern "C" fn kernel_panics_in_pool_task(_: *const *mut u8) {
+        mnc_targets::cpu::kernels::at_boundary(|| {
+            mnc_targets::cpu::par::for_each(2, 4, &|t| {
+                if t == 1 {
+                    panic!("task {t} failed")
+                }
+            })
+        });
+    }
+
+    #[test]
+    fn a_kernel_panic_becomes_an_error_of_the_run() {
+        let Some((mut m, x)) = relu32(&CpuOptions::default()) else {
+            eprintln!("SKIPPED: the host runs no JIT target");
+            return;
+        };
+        let xs = std::slice::from_ref(&x);
+        let want = m.run(xs).unwrap();
+        let real = m.program.steps[0].exec;
+        m.program.steps[0].exec = Exec::Jit(kernel_panics_in_pool_task);
+        for _ in 0..20 {
+            let e = m.run(xs).unwrap_err();
+            assert!(
+                matches!(
+                    &e,
+                    CpuRunError::Run(RuntimeError::KernelPanic { message, .. })
+                        if message == "task 1 failed"
+                ),
+                "{e}"
+            );
+            assert_eq!(
+                e.to_string(),
+                "node 'relu' (Act): a kernel panicked: task 1 failed"
+            );
+        }
+        // The model (and the pool) keep working; no panic is left pending.
+        m.program.steps[0].exec = real;
+        assert_eq!(m.run(xs).unwrap(), want);
+        assert_eq!(mnc_targets::cpu::kernels::take_panic(), None);
+    }
+
+    #[test]
+    fn pool_task_panics_are_caught_in_this_crate() {
+        // Regression: built into this crate's test binary (opt-level 1), a panic of a task
+        // the caller ran crashed with SIGSEGV in `__rust_panic_cleanup` (see `par::caught`).
+        for _ in 0..200 {
+            let r = std::panic::catch_unwind(|| {
+                mnc_targets::cpu::par::for_each(2, 4, &|t| {
+                    if t == 1 {
+                        panic!("task 1")
+                    }
+                })
+            });
+            assert!(r.is_err());
+        }
+    }
+
+    #[test]
+    fn generated_activations_agree_with_the_reference_on_the_probes() {
+        use mnc_ir::op::{agrees, ACTIVATION_EXAMPLES, ACTIVATION_PROBES};
+        // Three copies (75 values): the unrolled vector loop, single vectors and the scalar
+        // tail all see every probe.
+        let xs: Vec<f32> = (0..3)
+            .flat_map(|_| ACTIVATION_PROBES.iter().copied())
+            .collect();
+        let targets = Target::host_jit_targets();
+        if targets.is_empty() {
+            eprintln!("SKIPPED: the host runs no JIT target");
+        }
+        for t in targets {
+            for &a in ACTIVATION_EXAMPLES {
+                let mut g = Graph::new("g");
+                let x = g.add_input("x", TensorType::f32(vec![xs.len()]));
+                let r = g.add_node_inferred("act", Op::Act(a), &[x]).unwrap();
+                g.add_output("y", r);
+                let m = CompiledModel::compile(&g, t, &CpuOptions::default()).unwrap();
+                assert_eq!(m.report().fallbacks(), 0);
+                let x = Tensor::from_f32(vec![xs.len()], xs.clone()).unwrap();
+                let y = m.run(&[x]).unwrap();
+                for (&x, &got) in xs.iter().zip(y[0].as_f32().unwrap()) {
+                    let want = a.apply(x);
+                    assert!(agrees(got, want), "{t} {a}({x}) = {got}, reference {want}");
+                }
+            }
+        }
     }
 }

@@ -37,6 +37,15 @@ pub enum RuntimeError {
         expected: TensorType,
         got: TensorType,
     },
+    /// Code called by a step (a `std::arch` kernel, possibly on a pool thread) panicked: an
+    /// internal error, caught at the kernel's `extern "C"` boundary instead of aborting the
+    /// process. The model's other runs are not affected.
+    #[error("node '{node}' ({op}): a kernel panicked: {message}")]
+    KernelPanic {
+        node: String,
+        op: String,
+        message: String,
+    },
     /// Shape inference or op evaluation failed (node-level errors name the node), or the
     /// graph is malformed (cycle, dangling input).
     #[error(transparent)]

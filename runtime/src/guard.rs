@@ -74,6 +74,9 @@ pub enum GuardError {
     /// `Step::arg_bytes` is not parallel to `Step::args`.
     #[error("the step has {args} pointer-table slots but {sizes} slot sizes")]
     SlotSizes { args: usize, sizes: usize },
+    /// The generated code reads more pointer-table slots than the step provides.
+    #[error("the generated code reads {read} pointer-table slots but the step provides {len}")]
+    ShortTable { read: usize, len: usize },
     /// The output slot is null or not in the arena.
     #[error("the output slot is at {0:?}, not in the arena")]
     OutputLoc(Loc),
@@ -143,6 +146,7 @@ impl GuardedBuf {
         let first = unsafe { map.add(page) };
         buf.data = match placement {
             GuardPlacement::AgainstStart => first,
+            // SAFETY: `len <= data_bytes`, so the result lies in the data pages.
             GuardPlacement::AgainstEnd => unsafe { first.add(data_bytes - len) },
         };
         buf.protect(
@@ -221,6 +225,48 @@ impl Drop for GuardedBuf {
 /// Byte pattern of the output and the scratch before the step (every f32 is a NaN).
 const POISON: u8 = 0xFF;
 
+/// Checks a JIT step's pointer table before its code is called, in plain and in guard-page
+/// runs: the table is as long as the code reads (`Step::slots_read`), `Step::arg_bytes` is
+/// parallel to `Step::args`, and every slot's `arg_bytes` bytes lie inside the arena
+/// (`arena_len` bytes) or the weights blob (`weights_len` bytes). The plan guarantees all of
+/// this; the check keeps a modified `Step` (its fields are public) from turning into
+/// out-of-bounds pointers.
+pub(crate) fn check_slots(
+    step: &Step,
+    arena_len: usize,
+    weights_len: usize,
+) -> Result<(), GuardError> {
+    if step.arg_bytes.len() != step.args.len() {
+        return Err(GuardError::SlotSizes {
+            args: step.args.len(),
+            sizes: step.arg_bytes.len(),
+        });
+    }
+    if step.slots_read > step.args.len() {
+        return Err(GuardError::ShortTable {
+            read: step.slots_read,
+            len: step.args.len(),
+        });
+    }
+    for (slot, (&loc, &bytes)) in step.args.iter().zip(&step.arg_bytes).enumerate() {
+        let (off, size, buffer) = match loc {
+            Loc::Arena(o) => (o, arena_len, "arena"),
+            Loc::Weight(o) => (o, weights_len, "weights blob"),
+            Loc::Unused => continue,
+        };
+        if off.checked_add(bytes).is_none_or(|end| end > size) {
+            return Err(GuardError::OutOfRange {
+                slot,
+                loc,
+                bytes,
+                buffer,
+                size,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The `bytes` bytes at `loc` (slot `slot`), bounds-checked.
 fn slot_bytes<'a>(
     arena: &'a AlignedBytes,
@@ -257,12 +303,7 @@ pub(crate) fn run_jit_step(
     weights: &AlignedBytes,
     placement: GuardPlacement,
 ) -> Result<(), GuardError> {
-    if step.arg_bytes.len() != step.args.len() {
-        return Err(GuardError::SlotSizes {
-            args: step.args.len(),
-            sizes: step.arg_bytes.len(),
-        });
-    }
+    check_slots(step, arena.len(), weights.len())?;
     let Loc::Arena(out_off) = step.args.first().copied().unwrap_or(Loc::Unused) else {
         return Err(GuardError::OutputLoc(
             step.args.first().copied().unwrap_or(Loc::Unused),
@@ -368,30 +409,44 @@ mod tests {
 
     /// Deliberately broken "generated code": reads the f32 just before input slot 1.
     unsafe extern "C" fn read_before_input(t: *const *mut u8) {
-        let x = *t.add(1) as *const f32;
-        let v = std::ptr::read_volatile(x.sub(1));
-        *(*t as *mut f32) = v;
+        // SAFETY: none: this out-of-bounds read is the fault the test expects (it runs in a
+        // child process, in guard-page mode, where it hits the leading guard page).
+        unsafe {
+            let x = *t.add(1) as *const f32;
+            let v = std::ptr::read_volatile(x.sub(1));
+            *(*t as *mut f32) = v;
+        }
     }
 
     /// Deliberately broken: writes into input slot 1 (read-only in guard-page mode).
     unsafe extern "C" fn write_into_input(t: *const *mut u8) {
-        std::ptr::write_volatile(*t.add(1) as *mut f32, 1.0);
+        // SAFETY: none: this write into a read-only input is the fault the test expects (in
+        // a child process, guard-page mode).
+        unsafe { std::ptr::write_volatile(*t.add(1) as *mut f32, 1.0) };
     }
 
     /// Deliberately broken: reads pointer-table slot 2 of a two-slot table.
     unsafe extern "C" fn read_past_table(t: *const *mut u8) {
-        let p = std::ptr::read_volatile(t.add(2));
-        *(*t as *mut usize) = p as usize;
+        // SAFETY: none: this read past the pointer table is the fault the test expects (in a
+        // child process, guard-page mode).
+        unsafe {
+            let p = std::ptr::read_volatile(t.add(2));
+            *(*t as *mut usize) = p as usize;
+        }
     }
 
     /// Correct: touches the first and last f32 of its output and input (nothing else).
     unsafe extern "C" fn touch_both_ends(t: *const *mut u8) {
-        let (y, x) = (*t as *mut f32, *t.add(1) as *const f32);
-        for i in 0..32 {
-            *y.add(i) = 0.0;
+        // SAFETY: the table of the relu32 step: slot 0 is a 32-float output, slot 1 a
+        // 32-float input; only elements 0..32 are touched.
+        unsafe {
+            let (y, x) = (*t as *mut f32, *t.add(1) as *const f32);
+            for i in 0..32 {
+                *y.add(i) = 0.0;
+            }
+            *y = std::ptr::read_volatile(x);
+            *y.add(31) = std::ptr::read_volatile(x.add(31));
         }
-        *y = std::ptr::read_volatile(x);
-        *y.add(31) = std::ptr::read_volatile(x.add(31));
     }
 
     /// Argument (a test-name filter that matches no test) by which the parent asks the
@@ -553,40 +608,70 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_outside_the_arena_is_an_error() {
-        let Some((mut m, x)) = relu32() else { return };
-        m.program.steps[0].arg_bytes[1] = 1 << 40;
-        let e = m
-            .run_guarded(std::slice::from_ref(&x), GuardPlacement::AgainstEnd)
-            .unwrap_err();
-        assert!(
-            matches!(
-                &e,
-                CpuRunError::GuardPages {
-                    source: GuardError::OutOfRange { slot: 1, .. },
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        assert!(
-            e.to_string()
-                .starts_with("step 'relu' (Act): guard pages: pointer-table slot 1"),
-            "{e}"
-        );
+    fn a_pointer_table_that_does_not_fit_is_refused_before_the_call() {
+        let Some((mut m, x)) = relu32() else {
+            eprintln!("SKIPPED: the host runs no JIT target");
+            return;
+        };
+        let xs = std::slice::from_ref(&x);
+        assert!((2..=m.program.steps[0].args.len()).contains(&m.program.steps[0].slots_read));
+        // Plain runs and both guard-page placements share `check_slots`.
+        let runs = |m: &CompiledModel| {
+            let mut errs = vec![m.run(xs).unwrap_err()];
+            for pl in GuardPlacement::ALL {
+                errs.push(m.run_guarded(xs, pl).unwrap_err());
+            }
+            errs
+        };
+        // The input slot moved to the end of the arena: a plain run used to build the
+        // pointer with an unchecked `add` and let the code read 64 bytes past the arena.
+        let arena = m.program.arena_bytes;
+        m.program.steps[0].args[1] = Loc::Arena(arena - 64);
+        for e in runs(&m) {
+            assert!(
+                matches!(
+                    &e,
+                    CpuRunError::PointerTable {
+                        source: GuardError::OutOfRange { slot: 1, .. },
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+            assert!(
+                e.to_string().starts_with(
+                    "step 'relu' (Act): refusing to call its code: pointer-table slot 1"
+                ),
+                "{e}"
+            );
+        }
+        m.program.steps[0].args[1] = Loc::Arena(0);
         m.program.steps[0].arg_bytes.pop();
-        let e = m
-            .run_guarded(std::slice::from_ref(&x), GuardPlacement::AgainstStart)
-            .unwrap_err();
-        assert!(
-            matches!(
-                &e,
-                CpuRunError::GuardPages {
-                    source: GuardError::SlotSizes { .. },
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        for e in runs(&m) {
+            assert!(
+                matches!(
+                    &e,
+                    CpuRunError::PointerTable {
+                        source: GuardError::SlotSizes { .. },
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
+        // A table shorter than the code reads.
+        m.program.steps[0].args.truncate(1);
+        for e in runs(&m) {
+            assert!(
+                matches!(
+                    &e,
+                    CpuRunError::PointerTable {
+                        source: GuardError::ShortTable { read: 2, len: 1 },
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
     }
 }

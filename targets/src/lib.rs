@@ -6,6 +6,12 @@
 //! are Rust `std::arch` code compiled per ISA ([`cpu::kernels`]). `host` is a command-line
 //! alias resolved by [`Target::detect_host`].
 
+// Unsafe discipline: every unsafe operation, also inside an `unsafe fn`, sits in an `unsafe`
+// block with a `// SAFETY:` comment stating why its invariant holds (the clippy lint is
+// checked by `cargo clippy -p mnc-targets -p mnc-runtime --all-targets`).
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod cpu;
 pub mod cuda;
 
@@ -77,26 +83,41 @@ impl Target {
         matches!(self, Target::Cuda(_))
     }
 
-    /// Whether this host's CPU can execute code for the target. CUDA targets run on a GPU:
-    /// this is false for them, and the CUDA runtime reports whether a device is present.
+    /// The x86 CPU features code for the target may use: the one table from which the
+    /// Cranelift ISA flags are made (`has_` + the name without dots, see
+    /// [`cpu::isa_for`]), which the `#[target_feature]` attributes of the target's
+    /// `std::arch` kernels stay within (tested), and which [`Target::runs_on_host`] checks
+    /// completely. Names as `is_x86_feature_detected!` spells them. Empty for the reference
+    /// and CUDA targets.
+    pub fn cpu_features(self) -> &'static [&'static str] {
+        const BASE: &[&str] = &["sse3", "ssse3", "sse4.1", "sse4.2", "popcnt"];
+        const AVX2: &[&str] = &[
+            "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "bmi1", "bmi2",
+            "lzcnt",
+        ];
+        const AVX512: &[&str] = &[
+            "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "bmi1", "bmi2",
+            "lzcnt", "avx512f", "avx512vl", "avx512dq",
+        ];
+        match self {
+            Target::Reference | Target::Cuda(_) => &[],
+            Target::X86_64 => BASE,
+            Target::X86_64Avx2 => AVX2,
+            Target::X86_64Avx512 => AVX512,
+        }
+    }
+
+    /// Whether this host's CPU can execute code for the target: every feature of
+    /// [`Target::cpu_features`] is present. CUDA targets run on a GPU: this is false for them,
+    /// and the CUDA runtime reports whether a device is present.
     pub fn runs_on_host(self) -> bool {
         match self {
             Target::Reference => true,
             Target::Cuda(_) => false,
-            #[cfg(target_arch = "x86_64")]
-            Target::X86_64 => std::is_x86_feature_detected!("sse4.2"),
-            #[cfg(target_arch = "x86_64")]
-            Target::X86_64Avx2 => {
-                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-            }
-            #[cfg(target_arch = "x86_64")]
-            Target::X86_64Avx512 => {
-                std::is_x86_feature_detected!("avx512f")
-                    && std::is_x86_feature_detected!("avx2")
-                    && std::is_x86_feature_detected!("fma")
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
+            Target::X86_64 | Target::X86_64Avx2 | Target::X86_64Avx512 => self
+                .cpu_features()
+                .iter()
+                .all(|f| host_has(f) == Some(true)),
         }
     }
 
@@ -106,6 +127,37 @@ impl Target {
             .into_iter()
             .filter(|t| t.runs_on_host())
             .collect()
+    }
+}
+
+/// Whether this host's CPU has the x86 feature `name` (a name of [`Target::cpu_features`]);
+/// `None` for a name this function cannot detect. On other architectures: `Some(false)`.
+fn host_has(name: &str) -> Option<bool> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::is_x86_feature_detected as has;
+        Some(match name {
+            "sse3" => has!("sse3"),
+            "ssse3" => has!("ssse3"),
+            "sse4.1" => has!("sse4.1"),
+            "sse4.2" => has!("sse4.2"),
+            "popcnt" => has!("popcnt"),
+            "avx" => has!("avx"),
+            "avx2" => has!("avx2"),
+            "fma" => has!("fma"),
+            "bmi1" => has!("bmi1"),
+            "bmi2" => has!("bmi2"),
+            "lzcnt" => has!("lzcnt"),
+            "avx512f" => has!("avx512f"),
+            "avx512vl" => has!("avx512vl"),
+            "avx512dq" => has!("avx512dq"),
+            _ => return None,
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = name;
+        Some(false)
     }
 }
 
@@ -151,6 +203,25 @@ mod tests {
         let e = "x86_64-avx9".parse::<Target>().unwrap_err();
         assert!(e.to_string().contains("reference"));
         assert!(e.to_string().contains("x86_64-avx512"));
+    }
+
+    #[test]
+    fn every_feature_of_every_table_is_detectable() {
+        // `host_has` knows every name of the tables (an unknown name would make the target
+        // never run), each table extends the one below it, and no name repeats.
+        let jit = [Target::X86_64, Target::X86_64Avx2, Target::X86_64Avx512];
+        for w in jit.windows(2) {
+            let (lo, hi) = (w[0].cpu_features(), w[1].cpu_features());
+            assert!(lo.iter().all(|f| hi.contains(f)), "{} ⊄ {}", w[0], w[1]);
+        }
+        for t in jit {
+            let fs = t.cpu_features();
+            let set: std::collections::HashSet<_> = fs.iter().collect();
+            assert_eq!(set.len(), fs.len(), "{t}: repeated feature");
+            for f in fs {
+                assert!(host_has(f).is_some(), "{t}: {f} has no run-time detection");
+            }
+        }
     }
 
     #[test]

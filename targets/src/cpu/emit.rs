@@ -18,6 +18,10 @@ pub struct Emitter<'a> {
     pub table: Value,
     /// Whether `fma` may be emitted (the target has FMA).
     pub fma: bool,
+    /// Number of pointer-table slots the generated code reads (one past the highest slot
+    /// [`Emitter::arg`] loaded): the compiler refuses a plan whose table is shorter, and the
+    /// runtime checks the table's length before every call.
+    pub slots_read: usize,
 }
 
 /// How a map operand is read: a contiguous run, or one value broadcast to every element.
@@ -36,8 +40,10 @@ pub fn mf() -> MemFlagsData {
 }
 
 impl<'a> Emitter<'a> {
-    /// Address stored in slot `i` of the pointer table.
+    /// Address stored in slot `i` of the pointer table (the only way generated code reads
+    /// the table; recorded in [`Emitter::slots_read`]).
     pub fn arg(&mut self, i: usize) -> Value {
+        self.slots_read = self.slots_read.max(i + 1);
         self.b
             .ins()
             .load(types::I64, mf(), self.table, (i * 8) as i32)
@@ -287,9 +293,11 @@ impl<'a> Emitter<'a> {
 
     /// `exp(x)` on f32x4: Cephes-style range reduction `x = n ln2 + r`, a degree-6
     /// polynomial for `exp(r)` and `2^n` built in the exponent bits (relative error about
-    /// 2e-7 on the clamped range [-87.3, 88.3]).
+    /// 2e-7 on [-87.3, 88.37]; `x` is clamped to [-87.3, 89]: above 88.38 the result is
+    /// `+inf`, as `f32::exp` overflows, so SiLU(-inf) = NaN as on every path; NaN
+    /// propagates: Cranelift's `fmin`/`fmax` return NaN when either operand is NaN).
     pub fn exp(&mut self, x: Value) -> Value {
-        let hi = self.splat(88.3);
+        let hi = self.splat(89.0);
         let lo = self.splat(-87.3);
         let x = self.b.ins().fmin(x, hi);
         let x = self.b.ins().fmax(x, lo);
@@ -349,7 +357,8 @@ impl<'a> Emitter<'a> {
         self.b.ins().fmin(v, h)
     }
 
-    /// Applies an activation to an f32x4 (semantics of [`Activation::apply`]).
+    /// Applies an activation to an f32x4 (semantics of [`Activation::apply`]: NaN
+    /// propagates, as it does through Cranelift's `fmax`/`fmin`).
     pub fn act(&mut self, a: Activation, x: Value) -> Value {
         match a {
             Activation::Relu => {

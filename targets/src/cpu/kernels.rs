@@ -30,6 +30,58 @@
 
 use crate::Target;
 use mnc_ir::Activation;
+use std::cell::RefCell;
+
+thread_local! {
+    /// The message of a panic caught at a kernel boundary on this thread and not yet taken
+    /// by [`take_panic`].
+    static PANICKED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test hook: the next [`at_boundary`] call on this thread panics inside its body.
+    pub(crate) static INJECT_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs the body of an `extern "C"` kernel entry point. A panic must not unwind out of an
+/// `extern "C"` function (that aborts the process), nor through the generated code calling
+/// it (which has no unwind information): a panic of the body (on this thread, or resumed here
+/// from a pool thread by [`super::par::for_each`]) is caught, its message is recorded for
+/// [`take_panic`], and the kernel returns normally with its output unspecified. While a
+/// panic is recorded, further kernel calls on this thread (the rest of the step's loops)
+/// return at once. The runtime takes the record after every step and fails the run with it.
+pub fn at_boundary(body: impl FnOnce()) {
+    if PANICKED.with(|p| p.borrow().is_some()) {
+        return;
+    }
+    let mut body = Some(body);
+    let r = super::par::caught(&mut || {
+        #[cfg(test)]
+        if INJECT_PANIC.with(|i| i.replace(false)) {
+            panic!("injected kernel panic");
+        }
+        if let Some(body) = body.take() {
+            body()
+        }
+    });
+    if let Err(payload) = r {
+        let msg = match payload.downcast::<String>() {
+            Ok(s) => *s,
+            Err(p) => p.downcast_ref::<&str>().map_or_else(
+                || "a panic with a non-string payload".into(),
+                |s| s.to_string(),
+            ),
+        };
+        PANICKED.with(|p| *p.borrow_mut() = Some(msg));
+    }
+}
+
+/// Takes the message of the panic [`at_boundary`] caught on this thread since the last call,
+/// if any.
+pub fn take_panic() -> Option<String> {
+    PANICKED.with(|p| p.borrow_mut().take())
+}
 
 /// Activation codes of the fused epilogue (the `act` argument of the kernels).
 pub mod act_code {
@@ -194,7 +246,8 @@ unsafe impl Sync for Gemv {}
 unsafe fn gemv_drive(range: unsafe fn(&Gemv, usize, usize), cols: usize, g: &Gemv, threads: usize) {
     let blocks = g.n.div_ceil(cols);
     if threads <= 1 || g.n * g.k < PAR_MIN_WORK || blocks < 2 {
-        return range(g, 0, g.n);
+        // SAFETY: the whole call, as the caller's contract allows.
+        return unsafe { range(g, 0, g.n) };
     }
     let tasks = blocks.min(threads.saturating_mul(TASKS_PER_THREAD));
     super::par::for_each(threads, tasks, &|t| {
@@ -324,7 +377,9 @@ unsafe fn se_drive(ph: &SePhases, d: &Se, threads: usize) {
             // SAFETY: disjoint channel ranges of a valid call.
             unsafe { (ph.squeeze)(d, b, c0, c1) }
         });
-        (ph.hidden)(d);
+        // SAFETY: the squeeze of batch element `b` is complete (the pool joined) and no
+        // task runs now.
+        unsafe { (ph.hidden)(d) };
         super::par::for_each(threads, tasks, &|t| {
             let (c0, c1) = part(c, tasks, t);
             // SAFETY: as above.
@@ -471,7 +526,8 @@ unsafe fn gemm_drive(
 ) {
     let (mb, nt) = (g.m.div_ceil(mr), g.n.div_ceil(nr));
     if threads <= 1 || g.m * g.n * g.k < PAR_MIN_WORK || mb * nt < 2 {
-        return range(g, 0, g.m, 0, g.n);
+        // SAFETY: the whole call, as the caller's contract allows.
+        return unsafe { range(g, 0, g.m, 0, g.n) };
     }
     let want = threads
         .saturating_mul(TASKS_PER_THREAD)
@@ -521,7 +577,8 @@ unsafe fn dw_drive(planes: unsafe fn(&Dw, usize, usize, *mut f32), d: &Dw, threa
     };
     let plane = (g.hp * g.wp) as usize;
     if tasks == 1 {
-        return planes(d, 0, n, d.scratch);
+        // SAFETY: every plane, with the first scratch plane, as the caller's contract allows.
+        return unsafe { planes(d, 0, n, d.scratch) };
     }
     super::par::for_each(threads, tasks, &|t| {
         let (q0, q1) = part(n, tasks, t);
@@ -561,10 +618,12 @@ macro_rules! act_body {
     ($feat:literal) => {
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn exp(x: V) -> V {
+        fn exp(x: V) -> V {
             // The input second in min/max: NaN propagates (x86 returns the second operand
-            // when either is NaN), as in `Activation::apply`.
-            let x = min(splat(88.3), max(splat(-87.3), x));
+            // when either is NaN), as in `Activation::apply`. Above 88.38 the result is
+            // +inf (2^128 built in the exponent bits), so exp overflows as in f32::exp and
+            // SiLU(-inf) = -inf / inf = NaN on every path; below -87.3 it stays normal.
+            let x = min(splat(89.0), max(splat(-87.3), x));
             let fx = round(mul(x, splat(std::f32::consts::LOG2_E)));
             let r = sub(x, mul(fx, splat(0.693_359_4)));
             let r = sub(r, mul(fx, splat(-2.121_944_4e-4)));
@@ -585,21 +644,22 @@ macro_rules! act_body {
         /// The activation `code` ([`super::act_code`]) with parameters `p0`, `p1`.
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn act(v: V, code: u64, p0: f32, p1: f32) -> V {
+        fn act(v: V, code: u64, p0: f32, p1: f32) -> V {
             match code {
                 super::act_code::NONE => v,
-                super::act_code::RELU => max(v, zero()),
-                super::act_code::CLIP => min(max(v, splat(p0)), splat(p1)),
+                // The input second in min/max (x86 returns the second operand when either is
+                // NaN): NaN propagates, as in `Activation::apply`.
+                super::act_code::RELU => max(zero(), v),
+                super::act_code::CLIP => min(splat(p1), max(splat(p0), v)),
                 super::act_code::SIGMOID => div(splat(1.0), add(splat(1.0), exp(sub(zero(), v)))),
                 super::act_code::HARD_SIGMOID => {
-                    // NaN propagates, as in `f32::clamp`.
                     min(splat(1.0), max(zero(), fma(v, splat(p0), splat(p1))))
                 }
                 super::act_code::HARD_SWISH => mul(
                     v,
                     min(
-                        max(fma(v, splat(1.0 / 6.0), splat(0.5)), zero()),
                         splat(1.0),
+                        max(zero(), fma(v, splat(1.0 / 6.0), splat(0.5))),
                     ),
                 ),
                 _ => div(v, add(splat(1.0), exp(sub(zero(), v)))),
@@ -610,14 +670,20 @@ macro_rules! act_body {
         /// at `row`/`col` of an output with leading dimension `ld`.
         #[target_feature(enable = $feat)]
         #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `res`, when not null, is valid for reading `n` f32
+        /// (`n <= W`).
         unsafe fn finish(mut v: V, e: &super::Epi, bias: V, res: *const f32, n: usize) -> V {
-            if !e.bias.is_null() {
-                v = add(v, bias);
+            // SAFETY: `res` holds `n` readable f32 when not null (this function's contract).
+            unsafe {
+                if !e.bias.is_null() {
+                    v = add(v, bias);
+                }
+                if !res.is_null() {
+                    v = add(v, if n == W { ld(res) } else { ldm(res, n) });
+                }
+                act(v, e.code, e.p0, e.p1)
             }
-            if !res.is_null() {
-                v = add(v, if n == W { ld(res) } else { ldm(res, n) });
-            }
-            act(v, e.code, e.p0, e.p1)
         }
     };
 }
@@ -661,36 +727,48 @@ macro_rules! gemm_body {
                 ldc,
                 epi: super::Epi::new(bias, res, act, act_params),
             };
-            super::gemm_drive(range, MR, NR, &g, threads)
+            // SAFETY: the buffers are as this function's contract states, and so is the ISA.
+            super::at_boundary(|| unsafe { super::gemm_drive(range, MR, NR, &g, threads) })
         }
 
         /// Rows `r0..r1` (`r0` a multiple of `MR`) and columns `c0..c1` of the call.
         #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `g` describes buffers as [`gemm`]'s contract states;
+        /// rows `r0..r1` (`r0` a multiple of `MR`) and columns `c0..c1` lie inside the call and no
+        /// other task writes them.
         unsafe fn range(g: &super::Gemm, r0: usize, r1: usize, c0: usize, c1: usize) {
-            let panel = (super::PANEL_FLOATS / g.k.max(1)).max(NR) / NR * NR;
-            let mut p0 = c0;
-            while p0 < c1 {
-                let p1 = (p0 + panel).min(c1);
-                let mut mb = r0;
-                while mb < r1 {
-                    let mr = (r1 - mb).min(MR);
-                    let mut nb = p0;
-                    while nb + NR <= p1 {
-                        tile::<true>(g, mb, nb, mr, NR);
-                        nb += NR;
+            // SAFETY: every tile lies inside rows `r0..r1`, columns `c0..c1` of the call (the loops
+            // clip the last panel, block and tile), which the contract gives this task.
+            unsafe {
+                let panel = (super::PANEL_FLOATS / g.k.max(1)).max(NR) / NR * NR;
+                let mut p0 = c0;
+                while p0 < c1 {
+                    let p1 = (p0 + panel).min(c1);
+                    let mut mb = r0;
+                    while mb < r1 {
+                        let mr = (r1 - mb).min(MR);
+                        let mut nb = p0;
+                        while nb + NR <= p1 {
+                            tile::<true>(g, mb, nb, mr, NR);
+                            nb += NR;
+                        }
+                        if nb < p1 {
+                            tile::<false>(g, mb, nb, mr, p1 - nb);
+                        }
+                        mb += MR;
                     }
-                    if nb < p1 {
-                        tile::<false>(g, mb, nb, mr, p1 - nb);
-                    }
-                    mb += MR;
+                    p0 = p1;
                 }
-                p0 = p1;
             }
         }
 
         /// One register tile: rows `row..row + mr`, columns `col..col + cols`.
         #[target_feature(enable = $feat)]
         #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; as for [`range`]; rows `row..row + mr` (`mr <= MR`)
+        /// and columns `col..col + cols` (`cols <= NR`, `== NR` when `FULL`) lie inside the call.
         unsafe fn tile<const FULL: bool>(
             g: &super::Gemm,
             row: usize,
@@ -698,54 +776,59 @@ macro_rules! gemm_body {
             mr: usize,
             cols: usize,
         ) {
-            let (ap, bp, k, ldb) = (g.a.add(row * g.k), g.b.add(col), g.k, g.ldb);
-            let mut acc = [[zero(); NV]; MR];
-            let mut cnt = [W; NV];
-            if !FULL {
-                for (j, c) in cnt.iter_mut().enumerate() {
-                    *c = cols.saturating_sub(j * W).min(W);
-                }
-            }
-            for p in 0..k {
-                let brow = bp.add(p * ldb);
-                let mut bv = [zero(); NV];
-                for j in 0..NV {
-                    // `wrapping_add`: an empty chunk's address may lie past the buffer (never
-                    // dereferenced: a masked load of 0 lanes reads nothing).
-                    bv[j] = if FULL {
-                        ld(brow.add(j * W))
-                    } else {
-                        ldm(brow.wrapping_add(j * W), cnt[j])
-                    };
-                }
-                let arow = ap.add(p * MR);
-                for r in 0..MR {
-                    let av = bc(arow.add(r));
-                    for j in 0..NV {
-                        acc[r][j] = fma(av, bv[j], acc[r][j]);
+            // SAFETY: the tile lies inside the call (contract): A's block `row / MR` holds `k * MR`
+            // floats, B rows `0..k` hold `col + cols` columns, C rows `row..row + mr` hold
+            // `col + cols` columns; the partial tile loads and stores `cnt[j]` lanes only.
+            unsafe {
+                let (ap, bp, k, ldb) = (g.a.add(row * g.k), g.b.add(col), g.k, g.ldb);
+                let mut acc = [[zero(); NV]; MR];
+                let mut cnt = [W; NV];
+                if !FULL {
+                    for (j, c) in cnt.iter_mut().enumerate() {
+                        *c = cols.saturating_sub(j * W).min(W);
                     }
                 }
-            }
-            let e = &g.epi;
-            for r in 0..mr {
-                let off = (row + r) * g.ldc + col;
-                let crow = g.c.add(off);
-                let bias = if e.bias.is_null() {
-                    zero()
-                } else {
-                    bc(e.bias.add(row + r))
-                };
-                for j in 0..NV {
-                    let res = if e.res.is_null() {
-                        std::ptr::null()
+                for p in 0..k {
+                    let brow = bp.add(p * ldb);
+                    let mut bv = [zero(); NV];
+                    for j in 0..NV {
+                        // `wrapping_add`: an empty chunk's address may lie past the buffer (never
+                        // dereferenced: a masked load of 0 lanes reads nothing).
+                        bv[j] = if FULL {
+                            ld(brow.add(j * W))
+                        } else {
+                            ldm(brow.wrapping_add(j * W), cnt[j])
+                        };
+                    }
+                    let arow = ap.add(p * MR);
+                    for r in 0..MR {
+                        let av = bc(arow.add(r));
+                        for j in 0..NV {
+                            acc[r][j] = fma(av, bv[j], acc[r][j]);
+                        }
+                    }
+                }
+                let e = &g.epi;
+                for r in 0..mr {
+                    let off = (row + r) * g.ldc + col;
+                    let crow = g.c.add(off);
+                    let bias = if e.bias.is_null() {
+                        zero()
                     } else {
-                        e.res.wrapping_add(off + j * W)
+                        bc(e.bias.add(row + r))
                     };
-                    if FULL {
-                        st(crow.add(j * W), finish(acc[r][j], e, bias, res, W));
-                    } else if cnt[j] > 0 {
-                        let v = finish(acc[r][j], e, bias, res, cnt[j]);
-                        stm(crow.add(j * W), v, cnt[j]);
+                    for j in 0..NV {
+                        let res = if e.res.is_null() {
+                            std::ptr::null()
+                        } else {
+                            e.res.wrapping_add(off + j * W)
+                        };
+                        if FULL {
+                            st(crow.add(j * W), finish(acc[r][j], e, bias, res, W));
+                        } else if cnt[j] > 0 {
+                            let v = finish(acc[r][j], e, bias, res, cnt[j]);
+                            stm(crow.add(j * W), v, cnt[j]);
+                        }
                     }
                 }
             }
@@ -785,58 +868,66 @@ macro_rules! gemv_body {
                 y,
                 epi: super::Epi::new(bias, res, act, act_params),
             };
-            super::gemv_drive(gemv_cols, GV * W, &g, threads)
+            // SAFETY: the buffers are as this function's contract states, and so is the ISA.
+            super::at_boundary(|| unsafe { super::gemv_drive(gemv_cols, GV * W, &g, threads) })
         }
 
         /// Columns `c0..c1` of the call, `GV` vectors of columns at a time.
         #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `g` describes buffers as [`gemv`]'s contract states;
+        /// `c0..c1` lies inside `0..n` and no other task writes those columns.
         unsafe fn gemv_cols(g: &super::Gemv, c0: usize, c1: usize) {
-            let e = &g.epi;
-            let mut c = c0;
-            while c < c1 {
-                let mut cnt = [0usize; GV];
-                for (j, n) in cnt.iter_mut().enumerate() {
-                    *n = (c1 - c).saturating_sub(j * W).min(W);
-                }
-                let full = cnt[GV - 1] == W;
-                let mut acc = [zero(); GV];
-                for p in 0..g.k {
-                    let xv = bc(g.x.add(p));
-                    let row = g.b.add(p * g.n + c);
+            // SAFETY: `x` holds `k` floats, `b` `k * n`, and columns `c..c + cnt[j]` of `y`, bias
+            // and residual lie inside `c0..c1 <= n` (contract).
+            unsafe {
+                let e = &g.epi;
+                let mut c = c0;
+                while c < c1 {
+                    let mut cnt = [0usize; GV];
+                    for (j, n) in cnt.iter_mut().enumerate() {
+                        *n = (c1 - c).saturating_sub(j * W).min(W);
+                    }
+                    let full = cnt[GV - 1] == W;
+                    let mut acc = [zero(); GV];
+                    for p in 0..g.k {
+                        let xv = bc(g.x.add(p));
+                        let row = g.b.add(p * g.n + c);
+                        for j in 0..GV {
+                            let v = if full {
+                                ld(row.add(j * W))
+                            } else {
+                                ldm(row.wrapping_add(j * W), cnt[j])
+                            };
+                            acc[j] = fma(xv, v, acc[j]);
+                        }
+                    }
                     for j in 0..GV {
-                        let v = if full {
-                            ld(row.add(j * W))
+                        if cnt[j] == 0 {
+                            continue;
+                        }
+                        let at = c + j * W;
+                        let bias = if e.bias.is_null() {
+                            zero()
+                        } else if cnt[j] == W {
+                            ld(e.bias.add(at))
                         } else {
-                            ldm(row.wrapping_add(j * W), cnt[j])
+                            ldm(e.bias.add(at), cnt[j])
                         };
-                        acc[j] = fma(xv, v, acc[j]);
+                        let res = if e.res.is_null() {
+                            std::ptr::null()
+                        } else {
+                            e.res.add(at)
+                        };
+                        let v = finish(acc[j], e, bias, res, cnt[j]);
+                        if cnt[j] == W {
+                            st(g.y.add(at), v);
+                        } else {
+                            stm(g.y.add(at), v, cnt[j]);
+                        }
                     }
+                    c += GV * W;
                 }
-                for j in 0..GV {
-                    if cnt[j] == 0 {
-                        continue;
-                    }
-                    let at = c + j * W;
-                    let bias = if e.bias.is_null() {
-                        zero()
-                    } else if cnt[j] == W {
-                        ld(e.bias.add(at))
-                    } else {
-                        ldm(e.bias.add(at), cnt[j])
-                    };
-                    let res = if e.res.is_null() {
-                        std::ptr::null()
-                    } else {
-                        e.res.add(at)
-                    };
-                    let v = finish(acc[j], e, bias, res, cnt[j]);
-                    if cnt[j] == W {
-                        st(g.y.add(at), v);
-                    } else {
-                        stm(g.y.add(at), v, cnt[j]);
-                    }
-                }
-                c += GV * W;
             }
         }
     };
@@ -862,115 +953,154 @@ macro_rules! se_body {
             geom: *const super::SeGeom,
             threads: usize,
         ) {
-            let d = super::Se {
-                x,
-                w1,
-                b1,
-                w2,
-                b2,
-                y,
-                scratch,
-                // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
-                g: std::ptr::read_unaligned(geom),
-            };
-            let ph = super::SePhases {
-                squeeze: se_squeeze,
-                hidden: se_hidden,
-                excite: se_excite,
-            };
-            super::se_drive(&ph, &d, threads)
+            // SAFETY: the buffers (the geometry included) are as this function's contract
+            // states, and so is the ISA.
+            super::at_boundary(|| unsafe {
+                let d = super::Se {
+                    x,
+                    w1,
+                    b1,
+                    w2,
+                    b2,
+                    y,
+                    scratch,
+                    // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
+                    g: std::ptr::read_unaligned(geom),
+                };
+                let ph = super::SePhases {
+                    squeeze: se_squeeze,
+                    hidden: se_hidden,
+                    excite: se_excite,
+                };
+                super::se_drive(&ph, &d, threads)
+            })
         }
 
         /// Sum of `n` floats from `p` (four vector accumulators, then the lanes in order).
         #[target_feature(enable = $feat)]
         #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `p` is valid for reading `n` f32.
         unsafe fn sum(p: *const f32, n: usize) -> f32 {
-            let mut acc = [zero(); 4];
-            let mut i = 0;
-            while i + 4 * W <= n {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = add(*a, ld(p.add(i + j * W)));
+            // SAFETY: `p + i` with `i + W <= n` (full loads) or `n - i` lanes (masked) stays inside
+            // the `n` readable floats (contract).
+            unsafe {
+                let mut acc = [zero(); 4];
+                let mut i = 0;
+                while i + 4 * W <= n {
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a = add(*a, ld(p.add(i + j * W)));
+                    }
+                    i += 4 * W;
                 }
-                i += 4 * W;
+                while i + W <= n {
+                    acc[0] = add(acc[0], ld(p.add(i)));
+                    i += W;
+                }
+                if i < n {
+                    acc[1] = add(acc[1], ldm(p.add(i), n - i));
+                }
+                let v = add(add(acc[0], acc[1]), add(acc[2], acc[3]));
+                let mut t = [0.0f32; W];
+                st(t.as_mut_ptr(), v);
+                t.iter().sum()
             }
-            while i + W <= n {
-                acc[0] = add(acc[0], ld(p.add(i)));
-                i += W;
-            }
-            if i < n {
-                acc[1] = add(acc[1], ldm(p.add(i), n - i));
-            }
-            let v = add(add(acc[0], acc[1]), add(acc[2], acc[3]));
-            let mut t = [0.0f32; W];
-            st(t.as_mut_ptr(), v);
-            t.iter().sum()
         }
 
         /// `sum_i a[i] * b[i]` over `n` floats.
         #[target_feature(enable = $feat)]
         #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `a` and `b` are valid for reading `n` f32 each.
         unsafe fn dot(a: *const f32, b: *const f32, n: usize) -> f32 {
-            let mut acc = [zero(); 2];
-            let mut i = 0;
-            while i + 2 * W <= n {
-                acc[0] = fma(ld(a.add(i)), ld(b.add(i)), acc[0]);
-                acc[1] = fma(ld(a.add(i + W)), ld(b.add(i + W)), acc[1]);
-                i += 2 * W;
+            // SAFETY: every load reads `W` floats below `n`, or `m = n - i` lanes, of `a` and `b`
+            // (contract: `n` floats each).
+            unsafe {
+                let mut acc = [zero(); 2];
+                let mut i = 0;
+                while i + 2 * W <= n {
+                    acc[0] = fma(ld(a.add(i)), ld(b.add(i)), acc[0]);
+                    acc[1] = fma(ld(a.add(i + W)), ld(b.add(i + W)), acc[1]);
+                    i += 2 * W;
+                }
+                while i < n {
+                    let m = (n - i).min(W);
+                    acc[0] = fma(ldm(a.add(i), m), ldm(b.add(i), m), acc[0]);
+                    i += W;
+                }
+                let mut t = [0.0f32; W];
+                st(t.as_mut_ptr(), add(acc[0], acc[1]));
+                t.iter().sum()
             }
-            while i < n {
-                let m = (n - i).min(W);
-                acc[0] = fma(ldm(a.add(i), m), ldm(b.add(i), m), acc[0]);
-                i += W;
-            }
-            let mut t = [0.0f32; W];
-            st(t.as_mut_ptr(), add(acc[0], acc[1]));
-            t.iter().sum()
         }
 
         /// The activation `code` of one scalar.
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn act1(x: f32, code: u64, pp: u64) -> f32 {
+        fn act1(x: f32, code: u64, pp: u64) -> f32 {
             let (p0, p1) = (f32::from_bits(pp as u32), f32::from_bits((pp >> 32) as u32));
             let mut t = [0.0f32; W];
-            st(t.as_mut_ptr(), act(splat(x), code, p0, p1));
+            // SAFETY: `st` writes the `W` floats of the local array `t`.
+            unsafe { st(t.as_mut_ptr(), act(splat(x), code, p0, p1)) };
             t[0]
         }
 
         #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `d` describes buffers as [`se`]'s contract states; `b
+        /// < n`, `c0..c1` lies inside `0..c` and no other task writes those scratch channels.
         unsafe fn se_squeeze(d: &super::Se, b: usize, c0: usize, c1: usize) {
-            let (c, hw) = (d.g.c as usize, d.g.hw as usize);
-            let inv = 1.0 / hw as f32;
-            for ch in c0..c1 {
-                *d.scratch.add(ch) = sum(d.x.add((b * c + ch) * hw), hw) * inv;
-            }
-        }
-
-        #[target_feature(enable = $feat)]
-        unsafe fn se_hidden(d: &super::Se) {
-            let (c, r) = (d.g.c as usize, d.g.r as usize);
-            let hid = d.scratch.add(c);
-            for j in 0..r {
-                let v = dot(d.w1.add(j * c), d.scratch, c) + *d.b1.add(j);
-                *hid.add(j) = act1(v, d.g.act, d.g.act_params);
-            }
-        }
-
-        #[target_feature(enable = $feat)]
-        unsafe fn se_excite(d: &super::Se, b: usize, c0: usize, c1: usize) {
-            let (c, hw, r) = (d.g.c as usize, d.g.hw as usize, d.g.r as usize);
-            let hid = d.scratch.add(c);
-            for ch in c0..c1 {
-                let v = dot(d.w2.add(ch * r), hid, r) + *d.b2.add(ch);
-                let g = splat(act1(v, d.g.gate, d.g.gate_params));
-                let (xp, yp) = (d.x.add((b * c + ch) * hw), d.y.add((b * c + ch) * hw));
-                let mut i = 0;
-                while i + W <= hw {
-                    st(yp.add(i), mul(ld(xp.add(i)), g));
-                    i += W;
+            // SAFETY: channel `ch < c` of batch element `b < n`: its plane of `x` holds `hw`
+            // floats, and `scratch[ch]` is this task's (contract).
+            unsafe {
+                let (c, hw) = (d.g.c as usize, d.g.hw as usize);
+                let inv = 1.0 / hw as f32;
+                for ch in c0..c1 {
+                    *d.scratch.add(ch) = sum(d.x.add((b * c + ch) * hw), hw) * inv;
                 }
-                if i < hw {
-                    stm(yp.add(i), mul(ldm(xp.add(i), hw - i), g), hw - i);
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `d` describes buffers as [`se`]'s contract states,
+        /// its squeezed vector is written, and no task runs concurrently.
+        unsafe fn se_hidden(d: &super::Se) {
+            // SAFETY: `w1` holds `r * c` floats, `b1` `r`, scratch `c + r` (contract).
+            unsafe {
+                let (c, r) = (d.g.c as usize, d.g.r as usize);
+                let hid = d.scratch.add(c);
+                for j in 0..r {
+                    let v = dot(d.w1.add(j * c), d.scratch, c) + *d.b1.add(j);
+                    *hid.add(j) = act1(v, d.g.act, d.g.act_params);
+                }
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `d` describes buffers as [`se`]'s contract states,
+        /// its hidden vector is written; `b < n`, `c0..c1` lies inside `0..c` and no other task
+        /// writes those output channels.
+        unsafe fn se_excite(d: &super::Se, b: usize, c0: usize, c1: usize) {
+            // SAFETY: channel `ch < c` of batch element `b`: `w2` row `ch` holds `r` floats,
+            // `b2[ch]`
+            // exists, and the planes of `x` and `y` hold `hw` floats (contract).
+            unsafe {
+                let (c, hw, r) = (d.g.c as usize, d.g.hw as usize, d.g.r as usize);
+                let hid = d.scratch.add(c);
+                for ch in c0..c1 {
+                    let v = dot(d.w2.add(ch * r), hid, r) + *d.b2.add(ch);
+                    let g = splat(act1(v, d.g.gate, d.g.gate_params));
+                    let (xp, yp) = (d.x.add((b * c + ch) * hw), d.y.add((b * c + ch) * hw));
+                    let mut i = 0;
+                    while i + W <= hw {
+                        st(yp.add(i), mul(ld(xp.add(i)), g));
+                        i += W;
+                    }
+                    if i < hw {
+                        stm(yp.add(i), mul(ldm(xp.add(i), hw - i), g), hw - i);
+                    }
                 }
             }
         }
@@ -991,23 +1121,26 @@ macro_rules! peak_body {
         /// The CPU must support the module's ISA.
         #[target_feature(enable = $feat)]
         pub unsafe fn fma_loop(steps: usize) -> f32 {
-            let (a, b) = (splat(0.999_999), splat(1e-7));
-            let mut acc = [zero(); CHAINS];
-            for (i, v) in acc.iter_mut().enumerate() {
-                *v = splat(i as f32);
-            }
-            for _ in 0..steps {
-                for v in acc.iter_mut() {
-                    *v = fma(*v, a, b);
+            // SAFETY: `st` writes the `W` floats of the local array `t`.
+            unsafe {
+                let (a, b) = (splat(0.999_999), splat(1e-7));
+                let mut acc = [zero(); CHAINS];
+                for (i, v) in acc.iter_mut().enumerate() {
+                    *v = splat(i as f32);
                 }
+                for _ in 0..steps {
+                    for v in acc.iter_mut() {
+                        *v = fma(*v, a, b);
+                    }
+                }
+                let mut t = [0.0f32; W];
+                let mut s = zero();
+                for v in acc {
+                    s = add(s, v);
+                }
+                st(t.as_mut_ptr(), s);
+                t.iter().sum()
             }
-            let mut t = [0.0f32; W];
-            let mut s = zero();
-            for v in acc {
-                s = add(s, v);
-            }
-            st(t.as_mut_ptr(), s);
-            t.iter().sum()
         }
 
         /// FLOPs one step of [`fma_loop`] does.
@@ -1064,103 +1197,129 @@ macro_rules! dw_body {
             geom: *const super::DwGeom,
             threads: usize,
         ) {
-            let d = super::Dw {
-                x,
-                w,
-                bias,
-                res,
-                y,
-                scratch,
-                // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
-                g: std::ptr::read_unaligned(geom),
-            };
-            super::dw_drive(planes, &d, threads)
+            // SAFETY: the buffers (the geometry included) are as this function's contract
+            // states, and so is the ISA.
+            super::at_boundary(|| unsafe {
+                let d = super::Dw {
+                    x,
+                    w,
+                    bias,
+                    res,
+                    y,
+                    scratch,
+                    // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
+                    g: std::ptr::read_unaligned(geom),
+                };
+                super::dw_drive(planes, &d, threads)
+            })
         }
 
         /// Output planes `q0..q1`, using the padded plane `sp`.
         #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `d` describes buffers as [`dw`]'s contract states;
+        /// `q0..q1` lies inside `0..planes` and no other task writes those output planes; `sp` is
+        /// valid for writing `hp * wp` f32 that only this task uses.
         unsafe fn planes(d: &super::Dw, q0: usize, q1: usize, sp: *mut f32) {
-            let g = &d.g;
-            let u = |v: u64| v as usize;
-            let (h, w, hp, wp) = (u(g.h), u(g.w), u(g.hp), u(g.wp));
-            let (co, ci, cog) = (u(g.co), u(g.ci), u(g.cog));
-            let (oh, ow, taps) = (u(g.oh), u(g.ow), u(g.kh * g.kw));
-            // The border stays zero: only the interior is rewritten per plane.
-            fill_zero(sp, hp * wp);
-            let interior = sp.add(u(g.pt) * wp + u(g.pl));
-            let (code, pp) = (g.act, g.act_params);
-            for q in q0..q1 {
-                let (b, o) = (q / co, q % co);
-                let xp = d.x.add((b * ci + o / cog) * h * w);
-                for iy in 0..h {
-                    copy(interior.add(iy * wp), xp.add(iy * w), w);
-                }
-                let epi = super::Epi::new(
-                    if d.bias.is_null() {
-                        d.bias
-                    } else {
-                        d.bias.add(o)
-                    },
-                    if d.res.is_null() {
-                        d.res
-                    } else {
-                        d.res.add(q * oh * ow)
-                    },
-                    code,
-                    pp,
-                );
-                let pg = Geom {
-                    sp,
-                    pw: wp,
-                    taps: d.w.add(o * taps),
-                    kh: u(g.kh),
-                    kw: u(g.kw),
-                    sy: u(g.sy),
-                    dy: u(g.dy),
-                    dx: u(g.dx),
-                    ow,
-                    y: d.y.add(q * oh * ow),
-                    epi,
-                };
-                // Square 3x3 / 5x5 windows, undilated, equal strides: the tap loops unrolled
-                // (each input vector loaded once per block and shared by the rows using it).
-                let square = g.kh == g.kw && g.dy == 1 && g.dx == 1 && g.sy == g.sx;
-                match (u(g.sx), if square { u(g.kh) } else { 0 }) {
-                    (1, 3) => dw_rows::<1, 3>(&pg, oh),
-                    // 5x5 unrolled only with 32 vector registers (AVX2 measured slower: spills).
-                    (1, 5) if W == 16 => dw_rows::<1, 5>(&pg, oh),
-                    (2, 3) => dw_rows::<2, 3>(&pg, oh),
-                    (2, 5) if W == 16 => dw_rows::<2, 5>(&pg, oh),
-                    (1, _) => dw_rows::<1, 0>(&pg, oh),
-                    (2, _) => dw_rows::<2, 0>(&pg, oh),
-                    (sx, _) => dw_rows_any(&pg, oh, sx),
+            // SAFETY: plane `q < planes` reads input plane `b * ci + o / cog` (`h * w` floats),
+            // taps
+            // `o * kh * kw..`, writes output plane `q` (`oh * ow` floats); `sp` holds
+            // `hp * wp` floats with the `h x w` interior at (`pt`, `pl`) (contract, geometry).
+            unsafe {
+                let g = &d.g;
+                let u = |v: u64| v as usize;
+                let (h, w, hp, wp) = (u(g.h), u(g.w), u(g.hp), u(g.wp));
+                let (co, ci, cog) = (u(g.co), u(g.ci), u(g.cog));
+                let (oh, ow, taps) = (u(g.oh), u(g.ow), u(g.kh * g.kw));
+                // The border stays zero: only the interior is rewritten per plane.
+                fill_zero(sp, hp * wp);
+                let interior = sp.add(u(g.pt) * wp + u(g.pl));
+                let (code, pp) = (g.act, g.act_params);
+                for q in q0..q1 {
+                    let (b, o) = (q / co, q % co);
+                    let xp = d.x.add((b * ci + o / cog) * h * w);
+                    for iy in 0..h {
+                        copy(interior.add(iy * wp), xp.add(iy * w), w);
+                    }
+                    let epi = super::Epi::new(
+                        if d.bias.is_null() {
+                            d.bias
+                        } else {
+                            d.bias.add(o)
+                        },
+                        if d.res.is_null() {
+                            d.res
+                        } else {
+                            d.res.add(q * oh * ow)
+                        },
+                        code,
+                        pp,
+                    );
+                    let pg = Geom {
+                        sp,
+                        pw: wp,
+                        taps: d.w.add(o * taps),
+                        kh: u(g.kh),
+                        kw: u(g.kw),
+                        sy: u(g.sy),
+                        dy: u(g.dy),
+                        dx: u(g.dx),
+                        ow,
+                        y: d.y.add(q * oh * ow),
+                        epi,
+                    };
+                    // Square 3x3 / 5x5 windows, undilated, equal strides: the tap loops unrolled
+                    // (each input vector loaded once per block and shared by the rows using it).
+                    let square = g.kh == g.kw && g.dy == 1 && g.dx == 1 && g.sy == g.sx;
+                    match (u(g.sx), if square { u(g.kh) } else { 0 }) {
+                        (1, 3) => dw_rows::<1, 3>(&pg, oh),
+                        // 5x5 unrolled only with 32 vector registers (AVX2 measured slower:
+                        // spills).
+                        (1, 5) if W == 16 => dw_rows::<1, 5>(&pg, oh),
+                        (2, 3) => dw_rows::<2, 3>(&pg, oh),
+                        (2, 5) if W == 16 => dw_rows::<2, 5>(&pg, oh),
+                        (1, _) => dw_rows::<1, 0>(&pg, oh),
+                        (2, _) => dw_rows::<2, 0>(&pg, oh),
+                        (sx, _) => dw_rows_any(&pg, oh, sx),
+                    }
                 }
             }
         }
 
         #[target_feature(enable = $feat)]
         #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `p` is valid for writing `n` f32.
         unsafe fn fill_zero(p: *mut f32, n: usize) {
-            let mut i = 0;
-            while i + W <= n {
-                st(p.add(i), zero());
-                i += W;
-            }
-            if i < n {
-                stm(p.add(i), zero(), n - i);
+            // SAFETY: stores stay below `n` floats at `p` (contract).
+            unsafe {
+                let mut i = 0;
+                while i + W <= n {
+                    st(p.add(i), zero());
+                    i += W;
+                }
+                if i < n {
+                    stm(p.add(i), zero(), n - i);
+                }
             }
         }
 
         #[target_feature(enable = $feat)]
         #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `dst` is valid for writing and `src` for reading `n`
+        /// f32; the two do not overlap.
         unsafe fn copy(dst: *mut f32, src: *const f32, n: usize) {
-            let mut i = 0;
-            while i + W <= n {
-                st(dst.add(i), ld(src.add(i)));
-                i += W;
-            }
-            if i < n {
-                stm(dst.add(i), ldm(src.add(i), n - i), n - i);
+            // SAFETY: loads and stores stay below `n` floats at `src` / `dst` (contract).
+            unsafe {
+                let mut i = 0;
+                while i + W <= n {
+                    st(dst.add(i), ld(src.add(i)));
+                    i += W;
+                }
+                if i < n {
+                    stm(dst.add(i), ldm(src.add(i), n - i), n - i);
+                }
             }
         }
 
@@ -1181,53 +1340,71 @@ macro_rules! dw_body {
 
         #[target_feature(enable = $feat)]
         #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `g` is one output plane as [`planes`] builds it:
+        /// every tap read of its `oh` output rows lies inside the padded plane `g.sp`, and `oh *
+        /// ow` outputs (and residuals) fit `g.y` (`g.epi.res`).
         unsafe fn dw_rows<const SX: usize, const K: usize>(g: &Geom, oh: usize) {
-            let mut oy = 0;
-            while oy + 8 <= oh {
-                block::<8, SX, K>(g, oy, SX);
-                oy += 8;
-            }
-            // The rest in one block: as many independent accumulator chains as rows (small
-            // planes are otherwise bound by the FMA latency of one or two chains).
-            match oh - oy {
-                7 => block::<7, SX, K>(g, oy, SX),
-                6 => block::<6, SX, K>(g, oy, SX),
-                5 => block::<5, SX, K>(g, oy, SX),
-                4 => block::<4, SX, K>(g, oy, SX),
-                3 => block::<3, SX, K>(g, oy, SX),
-                2 => block::<2, SX, K>(g, oy, SX),
-                1 => block::<1, SX, K>(g, oy, SX),
-                _ => {}
+            // SAFETY: `block` is called for rows `oy..oy + RB` with `oy + RB <= oh` (contract).
+            unsafe {
+                let mut oy = 0;
+                while oy + 8 <= oh {
+                    block::<8, SX, K>(g, oy, SX);
+                    oy += 8;
+                }
+                // The rest in one block: as many independent accumulator chains as rows (small
+                // planes are otherwise bound by the FMA latency of one or two chains).
+                match oh - oy {
+                    7 => block::<7, SX, K>(g, oy, SX),
+                    6 => block::<6, SX, K>(g, oy, SX),
+                    5 => block::<5, SX, K>(g, oy, SX),
+                    4 => block::<4, SX, K>(g, oy, SX),
+                    3 => block::<3, SX, K>(g, oy, SX),
+                    2 => block::<2, SX, K>(g, oy, SX),
+                    1 => block::<1, SX, K>(g, oy, SX),
+                    _ => {}
+                }
             }
         }
 
         #[target_feature(enable = $feat)]
         #[inline(never)]
+        /// # Safety
+        /// The CPU supports the module's ISA; as for [`dw_rows`].
         unsafe fn dw_rows_any(g: &Geom, oh: usize, sx: usize) {
-            for oy in 0..oh {
-                block::<1, 0, 0>(g, oy, sx);
+            // SAFETY: `block` is called for each row `oy < oh` (contract).
+            unsafe {
+                for oy in 0..oh {
+                    block::<1, 0, 0>(g, oy, sx);
+                }
             }
         }
 
         /// `n` (1..=W) inputs at element stride `sx` from `p` (stride 0 in `SX` = any).
         #[target_feature(enable = $feat)]
         #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `p` is valid for reading the elements `0, sx, .., (n
+        /// - 1) * sx` (`1 <= n <= W`; for `SX == 2`, `2n - 1` f32).
         unsafe fn load<const SX: usize>(p: *const f32, n: usize, sx: usize) -> V {
-            match SX {
-                1 => {
-                    if n == W {
-                        ld(p)
-                    } else {
-                        ldm(p, n)
+            // SAFETY: only the elements `i * sx` for `i < n` are read (contract).
+            unsafe {
+                match SX {
+                    1 => {
+                        if n == W {
+                            ld(p)
+                        } else {
+                            ldm(p, n)
+                        }
                     }
-                }
-                2 => ld_s2(p, n),
-                _ => {
-                    let mut t = [0.0f32; W];
-                    for (i, v) in t.iter_mut().enumerate().take(n) {
-                        *v = *p.add(i * sx);
+                    2 => ld_s2(p, n),
+                    _ => {
+                        let mut t = [0.0f32; W];
+                        for (i, v) in t.iter_mut().enumerate().take(n) {
+                            *v = *p.add(i * sx);
+                        }
+                        ld(t.as_ptr())
                     }
-                    ld(t.as_ptr())
                 }
             }
         }
@@ -1237,61 +1414,68 @@ macro_rules! dw_body {
         /// on the registers before the store.
         #[target_feature(enable = $feat)]
         #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; as for [`dw_rows`], for output rows `oy..oy + RB`.
         unsafe fn block<const RB: usize, const SX: usize, const K: usize>(
             g: &Geom,
             oy: usize,
             sx: usize,
         ) {
-            let e = &g.epi;
-            let bias = if e.bias.is_null() { zero() } else { bc(e.bias) };
-            let mut ox = 0;
-            while ox < g.ow {
-                let n = (g.ow - ox).min(W);
-                let mut acc = [zero(); RB];
-                if K > 0 {
-                    // K x K taps, stride SX, no dilation (checked by the caller): input row
-                    // `ir` of the block feeds output row `r` through tap row `ir - r * SX`.
-                    // Per accumulator the taps still come in (ky, kx) order.
-                    let base = g.sp.add(oy * SX * g.pw + ox * SX);
-                    for ir in 0..(RB - 1) * SX + K {
-                        for kx in 0..K {
-                            let v = load::<SX>(base.add(ir * g.pw + kx), n, SX);
-                            for (r, a) in acc.iter_mut().enumerate() {
-                                if ir >= r * SX && ir - r * SX < K {
-                                    let t = bc(g.taps.add((ir - r * SX) * K + kx));
-                                    *a = fma(v, t, *a);
+            // SAFETY: the geometry keeps every tap read of rows `oy..oy + RB` inside the padded
+            // plane
+            // and the `ow` outputs of each row inside the output plane (contract).
+            unsafe {
+                let e = &g.epi;
+                let bias = if e.bias.is_null() { zero() } else { bc(e.bias) };
+                let mut ox = 0;
+                while ox < g.ow {
+                    let n = (g.ow - ox).min(W);
+                    let mut acc = [zero(); RB];
+                    if K > 0 {
+                        // K x K taps, stride SX, no dilation (checked by the caller): input row
+                        // `ir` of the block feeds output row `r` through tap row `ir - r * SX`.
+                        // Per accumulator the taps still come in (ky, kx) order.
+                        let base = g.sp.add(oy * SX * g.pw + ox * SX);
+                        for ir in 0..(RB - 1) * SX + K {
+                            for kx in 0..K {
+                                let v = load::<SX>(base.add(ir * g.pw + kx), n, SX);
+                                for (r, a) in acc.iter_mut().enumerate() {
+                                    if ir >= r * SX && ir - r * SX < K {
+                                        let t = bc(g.taps.add((ir - r * SX) * K + kx));
+                                        *a = fma(v, t, *a);
+                                    }
                                 }
                             }
                         }
                     }
-                }
-                for ky in 0..if K > 0 { 0 } else { g.kh } {
-                    for kx in 0..g.kw {
-                        let t = bc(g.taps.add(ky * g.kw + kx));
-                        let col = ox * sx + kx * g.dx;
-                        for (r, a) in acc.iter_mut().enumerate() {
-                            let row = (oy + r) * g.sy + ky * g.dy;
-                            let v = load::<SX>(g.sp.add(row * g.pw + col), n, sx);
-                            *a = fma(v, t, *a);
+                    for ky in 0..if K > 0 { 0 } else { g.kh } {
+                        for kx in 0..g.kw {
+                            let t = bc(g.taps.add(ky * g.kw + kx));
+                            let col = ox * sx + kx * g.dx;
+                            for (r, a) in acc.iter_mut().enumerate() {
+                                let row = (oy + r) * g.sy + ky * g.dy;
+                                let v = load::<SX>(g.sp.add(row * g.pw + col), n, sx);
+                                *a = fma(v, t, *a);
+                            }
                         }
                     }
-                }
-                for (r, a) in acc.iter().enumerate() {
-                    let off = (oy + r) * g.ow + ox;
-                    let res = if e.res.is_null() {
-                        std::ptr::null()
-                    } else {
-                        e.res.add(off)
-                    };
-                    let v = finish(*a, e, bias, res, n);
-                    let dst = g.y.add(off);
-                    if n == W {
-                        st(dst, v);
-                    } else {
-                        stm(dst, v, n);
+                    for (r, a) in acc.iter().enumerate() {
+                        let off = (oy + r) * g.ow + ox;
+                        let res = if e.res.is_null() {
+                            std::ptr::null()
+                        } else {
+                            e.res.add(off)
+                        };
+                        let v = finish(*a, e, bias, res, n);
+                        let dst = g.y.add(off);
+                        if n == W {
+                            st(dst, v);
+                        } else {
+                            stm(dst, v, n);
+                        }
                     }
+                    ox += W;
                 }
-                ox += W;
             }
         }
     };
@@ -1304,58 +1488,67 @@ macro_rules! lane_ops {
      $min:ident, $max:ident, $loadu:ident, $storeu:ident) => {
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn zero() -> V {
+        fn zero() -> V {
             $setzero()
         }
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn splat(x: f32) -> V {
+        fn splat(x: f32) -> V {
             $set1(x)
         }
         #[target_feature(enable = $feat)]
         #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `p` is valid for reading one f32.
         unsafe fn bc(p: *const f32) -> V {
-            $set1(*p)
+            // SAFETY: `p` is readable (contract).
+            unsafe { $set1(*p) }
         }
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn add(a: V, b: V) -> V {
+        fn add(a: V, b: V) -> V {
             $add(a, b)
         }
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn sub(a: V, b: V) -> V {
+        fn sub(a: V, b: V) -> V {
             $sub(a, b)
         }
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn mul(a: V, b: V) -> V {
+        fn mul(a: V, b: V) -> V {
             $mul(a, b)
         }
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn div(a: V, b: V) -> V {
+        fn div(a: V, b: V) -> V {
             $div(a, b)
         }
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn min(a: V, b: V) -> V {
+        fn min(a: V, b: V) -> V {
             $min(a, b)
         }
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn max(a: V, b: V) -> V {
+        fn max(a: V, b: V) -> V {
             $max(a, b)
         }
         #[target_feature(enable = $feat)]
         #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `p` is valid for reading `W` f32 (any alignment).
         unsafe fn ld(p: *const f32) -> V {
-            $loadu(p)
+            // SAFETY: `W` floats at `p` are readable (contract); the load is unaligned.
+            unsafe { $loadu(p) }
         }
         #[target_feature(enable = $feat)]
         #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `p` is valid for writing `W` f32 (any alignment).
         unsafe fn st(p: *mut f32, v: V) {
-            $storeu(p, v)
+            // SAFETY: `W` floats at `p` are writable (contract); the store is unaligned.
+            unsafe { $storeu(p, v) }
         }
     };
 }
@@ -1372,37 +1565,49 @@ pub mod sse {
 
     #[target_feature(enable = "sse4.2")]
     #[inline]
-    unsafe fn round(a: V) -> V {
+    fn round(a: V) -> V {
         _mm_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
     }
     /// `2^n` for integral `n` in the normal exponent range.
     #[target_feature(enable = "sse4.2")]
     #[inline]
-    unsafe fn pow2(n: V) -> V {
+    fn pow2(n: V) -> V {
         let e = _mm_add_epi32(_mm_cvtps_epi32(n), _mm_set1_epi32(127));
         _mm_castsi128_ps(_mm_slli_epi32::<23>(e))
     }
     #[target_feature(enable = "sse4.2")]
     #[inline]
+    /// # Safety
+    /// The CPU supports the module's ISA; `p` is valid for reading `n` f32 (`n <= W`).
     unsafe fn ldm(p: *const f32, n: usize) -> V {
-        let mut t = [0.0f32; 4];
-        for (i, v) in t.iter_mut().enumerate().take(n) {
-            *v = *p.add(i);
+        // SAFETY: the first `n` floats at `p` are readable (contract); lanes past `n` are not
+        // read.
+        unsafe {
+            let mut t = [0.0f32; 4];
+            for (i, v) in t.iter_mut().enumerate().take(n) {
+                *v = *p.add(i);
+            }
+            _mm_loadu_ps(t.as_ptr())
         }
-        _mm_loadu_ps(t.as_ptr())
     }
     #[target_feature(enable = "sse4.2")]
     #[inline]
+    /// # Safety
+    /// The CPU supports the module's ISA; `p` is valid for writing `n` f32 (`n <= W`).
     unsafe fn stm(p: *mut f32, v: V, n: usize) {
-        let mut t = [0.0f32; 4];
-        _mm_storeu_ps(t.as_mut_ptr(), v);
-        for (i, x) in t.iter().enumerate().take(n) {
-            *p.add(i) = *x;
+        // SAFETY: the first `n` floats at `p` are writable (contract); lanes past `n` are not
+        // written.
+        unsafe {
+            let mut t = [0.0f32; 4];
+            _mm_storeu_ps(t.as_mut_ptr(), v);
+            for (i, x) in t.iter().enumerate().take(n) {
+                *p.add(i) = *x;
+            }
         }
     }
     #[target_feature(enable = "sse4.2")]
     #[inline]
-    unsafe fn fma(a: V, b: V, c: V) -> V {
+    fn fma(a: V, b: V, c: V) -> V {
         _mm_add_ps(_mm_mul_ps(a, b), c)
     }
     lane_ops!(
@@ -1437,19 +1642,19 @@ pub mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn round(a: V) -> V {
+    fn round(a: V) -> V {
         _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
     }
     /// `2^n` for integral `n` in the normal exponent range.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn pow2(n: V) -> V {
+    fn pow2(n: V) -> V {
         let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
         _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
     }
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn mask(n: usize) -> __m256i {
+    fn mask(n: usize) -> __m256i {
         _mm256_cmpgt_epi32(
             _mm256_set1_epi32(n as i32),
             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
@@ -1457,28 +1662,42 @@ pub mod avx2 {
     }
     #[target_feature(enable = "avx2,fma")]
     #[inline]
+    /// # Safety
+    /// The CPU supports the module's ISA; `p` is valid for reading `n` f32 (`n <= W`).
     unsafe fn ldm(p: *const f32, n: usize) -> V {
-        _mm256_maskload_ps(p, mask(n))
+        // SAFETY: the first `n` floats at `p` are readable (contract); lanes past `n` are not
+        // read.
+        unsafe { _mm256_maskload_ps(p, mask(n)) }
     }
     #[target_feature(enable = "avx2,fma")]
     #[inline]
+    /// # Safety
+    /// The CPU supports the module's ISA; `p` is valid for writing `n` f32 (`n <= W`).
     unsafe fn stm(p: *mut f32, v: V, n: usize) {
-        _mm256_maskstore_ps(p, mask(n), v)
+        // SAFETY: the first `n` floats at `p` are writable (contract); lanes past `n` are not
+        // written.
+        unsafe { _mm256_maskstore_ps(p, mask(n), v) }
     }
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn fma(a: V, b: V, c: V) -> V {
+    fn fma(a: V, b: V, c: V) -> V {
         _mm256_fmadd_ps(a, b, c)
     }
     /// Elements `0, 2, .., 2(n-1)` from `p` (reads exactly `2n - 1` floats).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
+    /// # Safety
+    /// The CPU supports the module's ISA; `p` is valid for reading `2n - 1` f32 (`1 <= n <= W`).
     unsafe fn ld_s2(p: *const f32, n: usize) -> V {
-        let m = 2 * n - 1;
-        let a = ldm(p, m.min(W));
-        let b = ldm(p.wrapping_add(W), m.saturating_sub(W));
-        let t = _mm256_shuffle_ps(a, b, 0b10_00_10_00);
-        _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0b11_01_10_00))
+        // SAFETY: `2n - 1` floats at `p` are readable (contract): the two masked loads read
+        // exactly those.
+        unsafe {
+            let m = 2 * n - 1;
+            let a = ldm(p, m.min(W));
+            let b = ldm(p.wrapping_add(W), m.saturating_sub(W));
+            let t = _mm256_shuffle_ps(a, b, 0b10_00_10_00);
+            _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0b11_01_10_00))
+        }
     }
     lane_ops!(
         "avx2,fma",
@@ -1513,40 +1732,54 @@ pub mod avx512 {
 
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    unsafe fn round(a: V) -> V {
+    fn round(a: V) -> V {
         _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
     }
     /// `2^n` for integral `n` in the normal exponent range.
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    unsafe fn pow2(n: V) -> V {
+    fn pow2(n: V) -> V {
         let e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
         _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
     }
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
+    /// # Safety
+    /// The CPU supports the module's ISA; `p` is valid for reading `n` f32 (`n <= W`).
     unsafe fn ldm(p: *const f32, n: usize) -> V {
-        _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, p)
+        // SAFETY: the first `n` floats at `p` are readable (contract); lanes past `n` are not
+        // read.
+        unsafe { _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, p) }
     }
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
+    /// # Safety
+    /// The CPU supports the module's ISA; `p` is valid for writing `n` f32 (`n <= W`).
     unsafe fn stm(p: *mut f32, v: V, n: usize) {
-        _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as __mmask16, v)
+        // SAFETY: the first `n` floats at `p` are writable (contract); lanes past `n` are not
+        // written.
+        unsafe { _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as __mmask16, v) }
     }
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    unsafe fn fma(a: V, b: V, c: V) -> V {
+    fn fma(a: V, b: V, c: V) -> V {
         _mm512_fmadd_ps(a, b, c)
     }
     /// Elements `0, 2, .., 2(n-1)` from `p` (reads exactly `2n - 1` floats).
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
+    /// # Safety
+    /// The CPU supports the module's ISA; `p` is valid for reading `2n - 1` f32 (`1 <= n <= W`).
     unsafe fn ld_s2(p: *const f32, n: usize) -> V {
-        let m = 2 * n - 1;
-        let a = ldm(p, m.min(W));
-        let b = ldm(p.wrapping_add(W), m.saturating_sub(W));
-        let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        _mm512_permutex2var_ps(a, idx, b)
+        // SAFETY: `2n - 1` floats at `p` are readable (contract): the two masked loads read
+        // exactly those.
+        unsafe {
+            let m = 2 * n - 1;
+            let a = ldm(p, m.min(W));
+            let b = ldm(p.wrapping_add(W), m.saturating_sub(W));
+            let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            _mm512_permutex2var_ps(a, idx, b)
+        }
     }
     lane_ops!(
         "avx512f,avx2,fma",

@@ -160,6 +160,10 @@ pub struct Step {
     /// Bytes of every pointer-table slot, parallel to `args` (0 for [`Loc::Unused`]): what
     /// the step may read or write through it (the scratch slot: this step's own need).
     pub arg_bytes: Vec<usize>,
+    /// Pointer-table slots the generated code reads (`0..slots_read`; 0 for fallbacks).
+    /// Compilation guarantees `slots_read <= args.len()`; the runtime checks it again
+    /// before every call, since the fields are public.
+    pub slots_read: usize,
     pub inputs: Vec<TensorType>,
     pub out: TensorType,
 }
@@ -264,6 +268,7 @@ struct JitCode(Option<JITModule>);
 // SAFETY: see the type docs: after `finalize_definitions` the module is only kept alive
 // (its memory freed on drop); the generated functions touch only the memory passed to them.
 unsafe impl Send for JitCode {}
+// SAFETY: as for `Send`: nothing reachable through a shared reference is ever mutated.
 unsafe impl Sync for JitCode {}
 
 impl Drop for JitCode {
@@ -315,7 +320,14 @@ fn f32_le_bytes(v: &[f32]) -> Vec<u8> {
     out
 }
 
-/// The Cranelift ISA for a JIT target: x86-64 with the target's features enabled.
+/// The Cranelift x86-64 setting enabling the CPU feature `f` of [`Target::cpu_features`]:
+/// `has_` and the name without dots (`sse4.1` -> `has_sse41`).
+pub fn cranelift_flag(f: &str) -> String {
+    format!("has_{}", f.replace('.', ""))
+}
+
+/// The Cranelift ISA for a JIT target: x86-64 with exactly the target's
+/// [`Target::cpu_features`] enabled.
 pub fn isa_for(target: Target) -> Result<cranelift_codegen::isa::OwnedTargetIsa, CpuError> {
     let ie = |msg: String| CpuError::Isa { target, msg };
     let mut flags = settings::builder();
@@ -328,48 +340,40 @@ pub fn isa_for(target: Target) -> Result<cranelift_codegen::isa::OwnedTargetIsa,
         flags.set(k, v).map_err(|e| ie(e.to_string()))?;
     }
     let mut ib = cranelift_codegen::isa::lookup_by_name("x86_64").map_err(|e| ie(e.to_string()))?;
-    let mut feats = vec![
-        "has_sse3",
-        "has_ssse3",
-        "has_sse41",
-        "has_sse42",
-        "has_popcnt",
-    ];
-    match target {
-        Target::Reference | Target::Cuda(_) => return Err(CpuError::NotJit(target)),
-        Target::X86_64 => {}
-        Target::X86_64Avx2 => feats.extend([
-            "has_avx",
-            "has_avx2",
-            "has_fma",
-            "has_bmi1",
-            "has_bmi2",
-            "has_lzcnt",
-        ]),
-        Target::X86_64Avx512 => feats.extend([
-            "has_avx",
-            "has_avx2",
-            "has_fma",
-            "has_bmi1",
-            "has_bmi2",
-            "has_lzcnt",
-            "has_avx512f",
-            "has_avx512vl",
-            "has_avx512dq",
-        ]),
+    if !target.is_jit() {
+        return Err(CpuError::NotJit(target));
     }
-    for f in feats {
-        ib.enable(f).map_err(|e| ie(format!("{f}: {e}")))?;
+    for f in target.cpu_features() {
+        let flag = cranelift_flag(f);
+        ib.enable(&flag).map_err(|e| ie(format!("{flag}: {e}")))?;
     }
     ib.finish(settings::Flags::new(flags))
         .map_err(|e| ie(e.to_string()))
 }
 
-/// Compiles `g` for a JIT target. The graph should be verified (and normally optimized by
-/// `mnc_passes::optimize`); any op that is not lowered runs on its reference kernel and is
-/// listed as a fallback in the report.
+/// Checks that the plan gives generated code every pointer-table slot it reads: `args` has
+/// at least `slots_read` slots. (A null slot, [`Loc::Unused`], may be loaded: some lowerings
+/// load the raw weight slot of a conv whose weights they read in packed form only.)
+fn check_slots_read(args: &[Loc], slots_read: usize) -> Result<(), String> {
+    if slots_read > args.len() {
+        return Err(format!(
+            "the generated code reads {slots_read} pointer-table slots but the plan provides {}",
+            args.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Compiles `g` for a JIT target (normally after `mnc_passes::optimize`); any op that is not
+/// lowered runs on its reference kernel and is listed as a fallback in the report.
+///
+/// The graph is verified first ([`mnc_ir::verify::verify`]): the generated code trusts every
+/// node's stored type for its buffer sizes, and `Node::ty` is a public field, so a graph
+/// whose types disagree with shape inference is refused here rather than compiled into code
+/// that reads or writes outside its buffers.
 pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgram, CpuError> {
     let t0 = Instant::now();
+    mnc_ir::verify::verify(g)?;
     let kernel = kernels::gemm_kernel(target).ok_or(CpuError::NotJit(target))?;
     // More threads than the pool can seat would only make empty tasks.
     let threads = opts.threads.clamp(1, par::MAX_HELPERS + 1);
@@ -670,6 +674,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                     exec: Exec::Fallback,
                     args,
                     arg_bytes,
+                    slots_read: 0,
                     inputs: info.inputs.clone(),
                     out: info.out.clone(),
                 });
@@ -692,6 +697,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                     msg: e,
                 };
                 let t1 = Instant::now();
+                let slots_read;
                 let fname = format!("op{idx}");
                 let fid = module
                     .declare_function(&fname, Linkage::Local, &sig)
@@ -711,12 +717,19 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                         gemv: Some(module.declare_func_in_func(vid, b.func)),
                         se: Some(module.declare_func_in_func(sid, b.func)),
                     };
-                    let mut e = emit::Emitter { b, table, fma };
+                    let mut e = emit::Emitter {
+                        b,
+                        table,
+                        fma,
+                        slots_read: 0,
+                    };
                     lower::emit_op(&mut e, &info, jp, &kernel, refs).map_err(cg)?;
+                    slots_read = e.slots_read;
                     e.b.ins().return_(&[]);
                     e.b.seal_all_blocks();
                     e.b.finalize(module.isa().frontend_config());
                 }
+                check_slots_read(&args, slots_read).map_err(cg)?;
                 let t2 = Instant::now();
                 report.time_clif += t2 - t1;
                 if opts.verify {
@@ -742,6 +755,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                     exec: Exec::Fallback,
                     args,
                     arg_bytes,
+                    slots_read,
                     inputs: info.inputs.clone(),
                     out: info.out.clone(),
                 });
@@ -801,4 +815,44 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
         report,
         _code: JitCode(Some(module)),
     })
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_with_fewer_slots_than_the_code_reads_is_refused() {
+        let args = [Loc::Arena(0), Loc::Weight(0)];
+        assert!(check_slots_read(&args, 2).is_ok());
+        let e = check_slots_read(&args, 3).unwrap_err();
+        assert_eq!(
+            e,
+            "the generated code reads 3 pointer-table slots but the plan provides 2"
+        );
+    }
+
+    #[test]
+    fn every_step_records_the_slots_its_code_reads() {
+        let t = Target::detect_host();
+        if !t.is_jit() {
+            eprintln!("SKIPPED: the host runs no JIT target");
+            return;
+        }
+        let mut g = mnc_passes::samples::mobilenet_v2_block(2).unwrap();
+        mnc_passes::optimize(&mut g, &Default::default()).unwrap();
+        let p = compile(&g, t, &CpuOptions::default()).unwrap();
+        for s in &p.steps {
+            match s.exec {
+                Exec::Jit(_) => assert!(
+                    s.slots_read >= 2 && s.slots_read <= s.args.len(),
+                    "{}: reads {} of {} slots",
+                    s.node,
+                    s.slots_read,
+                    s.args.len()
+                ),
+                Exec::Fallback => assert_eq!(s.slots_read, 0),
+            }
+        }
+    }
 }

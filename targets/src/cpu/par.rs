@@ -230,14 +230,19 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
     // unwind out of this frame (freeing `f`) while pool threads may still run it.
     let mut mine = 0usize; // tasks run or dropped here
     let mut payload = None;
-    if let Err(p) = catch_unwind(AssertUnwindSafe(pre)) {
+    let mut pre = Some(pre);
+    if let Err(p) = caught(&mut || {
+        if let Some(pre) = pre.take() {
+            pre()
+        }
+    }) {
         payload = Some(p);
         mine += close(pool, epoch);
     } else {
         while let Some(left) = claim(pool, epoch) {
             let t = tasks - left;
             mine += 1;
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(t))) {
+            if let Err(p) = caught(&mut || f(t)) {
                 payload = Some(p);
                 mine += close(pool, epoch);
                 break;
@@ -397,9 +402,24 @@ unsafe fn run_task(pool: &Pool, left: usize) -> std::thread::Result<()> {
     // SAFETY: by the contract, `job` holds the current job and its closure is alive until
     // the task is counted in `done`, which happens after this function returned.
     let job = unsafe { *pool.job.get() };
+    // SAFETY: `job.f` points at the dispatcher's `&dyn Fn` (see `dispatch`), alive as above.
     let f: TaskFn<'_> = unsafe { *(job.f as *const TaskFn<'_>) };
     let t = job.tasks - left;
-    catch_unwind(AssertUnwindSafe(|| f(t)))
+    caught(&mut || f(t))
+}
+
+/// Runs `f`, catching a panic: the only `catch_unwind` of the pool and of the kernels'
+/// `extern "C"` boundary ([`super::kernels::at_boundary`]). Kept out of line: with
+/// `catch_unwind` inlined into `dispatch`'s claiming loop, the copy of this crate linked into
+/// the `mnc-runtime` test binary (opt-level 1) crashed with SIGSEGV in `__rust_panic_cleanup`
+/// when a task the caller ran panicked: the landing pad the personality routine entered
+/// passed `r15` (holding the exception class "MOZ\0RUST") instead of `rax` (where
+/// `_Unwind_SetGR` had put the exception object) to the cleanup. That is wrong code for the
+/// inlined catch, not a logic error of the pool; a catch in a function of its own avoids it
+/// (regression test: `pool_task_panics_are_caught_in_this_crate` in `mnc-runtime`).
+#[inline(never)]
+pub(crate) fn caught(f: &mut dyn FnMut()) -> std::thread::Result<()> {
+    catch_unwind(AssertUnwindSafe(f))
 }
 
 /// Number of physical cores (SMT siblings counted once) this process may run on: on Linux the

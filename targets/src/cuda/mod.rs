@@ -346,7 +346,8 @@ impl<'g> Lower<'g> {
 }
 
 /// Compiles `graph` for `arch`: PTX for every node some output needs, the launch plan and
-/// the buffer layout. Works on any verified graph (fused or not). A pointwise conv runs with
+/// the buffer layout. Works on any graph that passes the verifier (fused or not; checked
+/// here). A pointwise conv runs with
 /// the GPU tile of its schedule when the scheduling pass chose one (graph optimized for a
 /// CUDA target); otherwise, and for Gemm/MatMul, the tile comes from [`tiles::gemm_tile`].
 /// The CPU parts of conv schedules are ignored.
@@ -359,6 +360,9 @@ pub fn compile(
         graph: graph.name.clone(),
         msg,
     };
+    // The launch plan and buffer sizes trust every node's stored type, and `Node::ty` is a
+    // public field: a graph whose types disagree with shape inference is refused.
+    mnc_ir::verify::verify(graph).map_err(|e| gerr(e.to_string()))?;
     let order = graph.topo_order().map_err(|e| gerr(e.to_string()))?;
     // Nodes some output needs.
     let mut needed = HashSet::new();

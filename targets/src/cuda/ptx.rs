@@ -263,13 +263,21 @@ impl Kernel {
         self.ins(format!("ex2.approx.f32 {r}, {t}"));
         r
     }
-    /// Applies an activation with the semantics of [`Activation::apply`].
+    /// `min`/`max` (`op`) of `a` and an immediate that returns NaN when `a` is NaN
+    /// (`.NaN`, PTX 7.0 and sm_80+): plain `max.f32` returns the other operand.
+    fn fop_imm_nan(&mut self, op: &str, a: Reg, imm: f32) -> Reg {
+        let r = self.f();
+        self.ins(format!("{op}.NaN.f32 {r}, {a}, {}", fimm(imm)));
+        r
+    }
+    /// Applies an activation with the semantics of [`Activation::apply`] (NaN propagates
+    /// through the clamps; `ex2.approx` overflows to `+inf`, so SiLU(-inf) = NaN).
     pub fn act(&mut self, a: Activation, x: Reg) -> Reg {
         match a {
-            Activation::Relu => self.fop_imm("max", x, 0.0),
+            Activation::Relu => self.fop_imm_nan("max", x, 0.0),
             Activation::Clip { min, max } => {
-                let t = self.fop_imm("max", x, min);
-                self.fop_imm("min", t, max)
+                let t = self.fop_imm_nan("max", x, min);
+                self.fop_imm_nan("min", t, max)
             }
             Activation::Sigmoid => {
                 let e = self.exp_neg(x);
@@ -279,14 +287,14 @@ impl Kernel {
             Activation::HardSigmoid { alpha, beta } => {
                 let t = self.fop_imm("mul", x, alpha);
                 let t = self.fop_imm("add", t, beta);
-                let t = self.fop_imm("max", t, 0.0);
-                self.fop_imm("min", t, 1.0)
+                let t = self.fop_imm_nan("max", t, 0.0);
+                self.fop_imm_nan("min", t, 1.0)
             }
             Activation::HardSwish => {
                 let t = self.fop_imm("div", x, 6.0);
                 let t = self.fop_imm("add", t, 0.5);
-                let t = self.fop_imm("max", t, 0.0);
-                let t = self.fop_imm("min", t, 1.0);
+                let t = self.fop_imm_nan("max", t, 0.0);
+                let t = self.fop_imm_nan("min", t, 1.0);
                 self.fop("mul", x, t)
             }
             Activation::Silu => {

@@ -153,3 +153,39 @@ fn refusals_are_errors() {
     assert_eq!(CudaArch::for_compute_capability(8, 6), Some(CudaArch::Sm80));
     assert_eq!(CudaArch::for_compute_capability(7, 5), None);
 }
+
+#[test]
+fn a_graph_with_a_lying_node_type_is_refused() {
+    let mut g = small();
+    let dw = g.find("dw").unwrap();
+    // `Node::ty` is public: a bigger claimed output would size the buffers and launches
+    // from the claim while the kernels read the real input.
+    g.node_mut(dw).ty = TensorType::f32(vec![2, 16, 50, 50]);
+    let e = compile(&g, CudaArch::Sm80, &CudaOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("node 'dw' (Conv) is typed"), "{e}");
+}
+
+#[test]
+fn activations_propagate_nan_in_ptx() {
+    // Relu / Clip / HardSigmoid / HardSwish clamp with `max.NaN` / `min.NaN` (sm_80+), so NaN
+    // propagates as in `Activation::apply`; plain `max.f32` would return the other operand.
+    for &a in mnc_ir::op::ACTIVATION_EXAMPLES {
+        if matches!(a, Activation::Sigmoid | Activation::Silu) {
+            continue; // no clamp
+        }
+        let mut g = Graph::new("act");
+        let x = g.add_input("x", TensorType::f32(vec![4, 64]));
+        let y = g.add_node_inferred("a", Op::Act(a), &[x]).unwrap();
+        g.add_output("y", y);
+        let p = compile(&g, CudaArch::Sm80, &CudaOptions::default()).unwrap();
+        let body = &p.ptx[p.ptx.find(".entry").unwrap()..];
+        assert!(body.contains("max.NaN.f32"), "{a}: {body}");
+        for line in body.lines() {
+            let l = line.trim_start();
+            assert!(
+                !(l.starts_with("max.f32") || l.starts_with("min.f32")),
+                "{a}: NaN-dropping clamp `{l}`"
+            );
+        }
+    }
+}

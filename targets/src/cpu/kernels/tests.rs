@@ -43,21 +43,9 @@ fn same_as_first(first: &mut Option<Vec<f32>>, y: Vec<f32>, what: impl Fn() -> S
 }
 
 fn acts() -> Vec<Option<Activation>> {
-    vec![
-        None,
-        Some(Activation::Relu),
-        Some(Activation::Clip {
-            min: -0.25,
-            max: 0.5,
-        }),
-        Some(Activation::Sigmoid),
-        Some(Activation::HardSigmoid {
-            alpha: 0.2,
-            beta: 0.5,
-        }),
-        Some(Activation::HardSwish),
-        Some(Activation::Silu),
-    ]
+    std::iter::once(None)
+        .chain(mnc_ir::op::ACTIVATION_EXAMPLES.iter().copied().map(Some))
+        .collect()
 }
 
 /// `|got - want| <= tol` with `tol` relative to the magnitude of the dot product's terms.
@@ -67,29 +55,11 @@ fn close(got: f32, want: f32, scale: f32) -> bool {
 
 #[test]
 fn activations_match_the_ir_definition() {
-    let xs: Vec<f32> = [
-        -1e30,
-        -100.0,
-        -88.5,
-        -88.0,
-        -20.0,
-        -3.0,
-        -1.0,
-        -0.1,
-        0.0,
-        0.1,
-        1.0,
-        3.0,
-        20.0,
-        88.0,
-        88.5,
-        100.0,
-        1e30,
-        f32::NAN,
-    ]
-    .into_iter()
-    .chain(rand(200, 9).into_iter().map(|v| v * 12.0))
-    .collect();
+    let xs: Vec<f32> = mnc_ir::op::ACTIVATION_PROBES
+        .iter()
+        .copied()
+        .chain(rand(200, 9).into_iter().map(|v| v * 12.0))
+        .collect();
     for t in Target::host_jit_targets() {
         let kern = gemm_kernel(t).unwrap();
         for a in acts() {
@@ -97,6 +67,7 @@ fn activations_match_the_ir_definition() {
             // y = act(1 * x): a 1 x n GEMM with k = 1.
             let ap = pack_a(&[1.0], 1, 1, kern.mr);
             let mut y = vec![0.0f32; xs.len()];
+            // SAFETY: the GEMM contract: `ap` is packed for m = k = 1, `xs` and `y` hold `xs.len()` floats, no bias or residual.
             unsafe {
                 (kern.func)(
                     1,
@@ -116,13 +87,7 @@ fn activations_match_the_ir_definition() {
             };
             for (&x, &got) in xs.iter().zip(&y) {
                 let want = a.map_or(x, |a| a.apply(x));
-                let ok = if want.is_nan() {
-                    got.is_nan()
-                } else if want.is_finite() {
-                    (got - want).abs() <= 2e-6 * want.abs().max(1.0)
-                } else {
-                    got == want
-                };
+                let ok = mnc_ir::op::agrees(got, want);
                 assert!(ok, "{t} {a:?}({x}) = {got}, want {want}");
             }
         }
@@ -159,6 +124,7 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1, 2, 3] {
                     let mut c = vec![7.0f32; m * ldc + 5];
+                    // SAFETY: the buffers are sized for this m x n x k call (leading dimensions ldb/ldc, bias m floats, residual like C); the host runs the target.
                     unsafe {
                         (kern.func)(
                             m,
@@ -310,6 +276,7 @@ fn dw_matches_naive_and_stays_in_bounds() {
                     let res = rand(n * co * oh * ow, 6);
                     let mut scratch = vec![f32::NAN; g.scratch_floats()];
                     let mut y = vec![9.0f32; n * co * oh * ow + 40];
+                    // SAFETY: the buffers are sized as the geometry describes (scratch: `scratch_floats()`); the host runs the target.
                     unsafe {
                         f(
                             x.as_ptr(),
@@ -381,6 +348,7 @@ fn dw_geometry_round_trips_through_the_blob() {
     let blob = g.to_blob();
     let bytes: Vec<u8> = blob.iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(bytes.len(), std::mem::size_of::<DwGeom>());
+    // SAFETY: `bytes` holds exactly `size_of::<DwGeom>()` bytes, and every bit pattern is a valid `DwGeom` (u64 fields).
     let back: DwGeom = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const DwGeom) };
     assert_eq!(back, g);
 }
@@ -403,6 +371,7 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1, 2, 3] {
                     let mut y = vec![7.0f32; n + 20];
+                    // SAFETY: `x` holds k floats, `b` k * n, `y` n (+ slack), bias and residual n; the host runs the target.
                     unsafe {
                         f(
                             n,
@@ -447,4 +416,162 @@ fn peak_is_measured_for_host_targets_only() {
         assert!(p.is_finite() && p > 0.1, "{t}: {p}");
     }
     assert_eq!(peak_gflops(Target::Reference), None);
+}
+
+#[test]
+fn every_kernel_entry_catches_panics_at_its_boundary() {
+    let null = std::ptr::null();
+    let nullm = std::ptr::null_mut();
+    // The injected panic fires before the body, so no buffer is touched: every ISA's entry
+    // points can be called on any host.
+    for t in [Target::X86_64, Target::X86_64Avx2, Target::X86_64Avx512] {
+        let gemm = gemm_kernel(t).unwrap().func;
+        let (_, gemv) = gemv_kernel(t).unwrap();
+        let (_, se) = se_kernel(t).unwrap();
+        type Call = (&'static str, Box<dyn Fn()>);
+        let mut calls: Vec<Call> = vec![
+            (
+                "gemm",
+                // SAFETY: the injected panic fires before the kernel body: no pointer is used.
+                Box::new(move || unsafe {
+                    gemm(0, 0, 0, null, null, 0, nullm, 0, null, null, 0, 0, 2)
+                }),
+            ),
+            (
+                "gemv",
+                // SAFETY: as above.
+                Box::new(move || unsafe { gemv(0, 0, null, null, nullm, null, null, 0, 0, 2) }),
+            ),
+            (
+                "se",
+                // SAFETY: as above.
+                Box::new(move || unsafe {
+                    se(
+                        null,
+                        null,
+                        null,
+                        null,
+                        null,
+                        nullm,
+                        nullm,
+                        std::ptr::null(),
+                        2,
+                    )
+                }),
+            ),
+        ];
+        if let Some((_, dw)) = dw_kernel(t) {
+            calls.push((
+                "dw",
+                // SAFETY: as above.
+                Box::new(move || unsafe {
+                    dw(null, null, null, null, nullm, nullm, std::ptr::null(), 2)
+                }),
+            ));
+        }
+        for (name, call) in calls {
+            INJECT_PANIC.with(|i| i.set(true));
+            call(); // returns normally instead of aborting the process
+            assert_eq!(
+                take_panic().as_deref(),
+                Some("injected kernel panic"),
+                "{t} {name}"
+            );
+        }
+    }
+    // A panic of a pool task is resumed on the caller and caught there too; while it is
+    // pending, further kernel bodies on this thread do not run.
+    at_boundary(|| {
+        crate::cpu::par::for_each(2, 4, &|t| {
+            if t == 1 {
+                panic!("task {t} failed")
+            }
+        })
+    });
+    let ran = std::cell::Cell::new(false);
+    at_boundary(|| ran.set(true));
+    assert!(!ran.get());
+    assert_eq!(take_panic().as_deref(), Some("task 1 failed"));
+    at_boundary(|| ran.set(true));
+    assert!(ran.get());
+    assert_eq!(take_panic(), None);
+}
+
+/// The feature lists of the `#[target_feature]` attributes in the ISA module `module` of
+/// `kernels.rs` (`enable = "..."` literals and the literal passed to the body macros).
+fn kernel_features(src: &str, module: &str) -> Vec<String> {
+    let start = src
+        .find(&format!("pub mod {module} {{"))
+        .unwrap_or_else(|| panic!("no module {module}"));
+    let rest = &src[start + 1..];
+    let end = rest
+        .find("\npub mod ")
+        .or_else(|| rest.find("\n#[cfg(test)]"));
+    let body = &rest[..end.unwrap_or(rest.len())];
+    let mut lists = Vec::new();
+    let mut prev = "";
+    for line in body.lines() {
+        let l = line.trim();
+        let lit = if let Some(i) = l.find("enable = \"") {
+            Some(&l[i + 10..])
+        } else if l.contains("_body!(\"") {
+            l.find('"').map(|i| &l[i + 1..])
+        } else if prev.ends_with("lane_ops!(") && l.starts_with('"') {
+            Some(&l[1..])
+        } else {
+            None
+        };
+        if let Some(lit) = lit {
+            lists.push(lit[..lit.find('"').unwrap()].to_string());
+        }
+        prev = l;
+    }
+    lists
+}
+
+#[test]
+fn kernel_target_features_lie_in_the_targets_feature_table() {
+    let src = include_str!("../kernels.rs");
+    // The shared bodies take the feature list from the module (`$feat`): no literal there.
+    let shared = &src[..src.find("pub mod sse {").unwrap()];
+    assert!(
+        !shared.contains("enable = \""),
+        "a literal feature list outside the ISA modules"
+    );
+    for (module, t) in [
+        ("sse", Target::X86_64),
+        ("avx2", Target::X86_64Avx2),
+        ("avx512", Target::X86_64Avx512),
+    ] {
+        let lists = kernel_features(src, module);
+        assert!(lists.len() >= 6, "{module}: found only {lists:?}");
+        for list in &lists {
+            for f in list.split(',') {
+                assert!(
+                    t.cpu_features().contains(&f),
+                    "{module} enables {f}, which {t}'s feature table lacks"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn cranelift_enables_exactly_the_feature_table() {
+    use std::collections::BTreeSet;
+    for t in [Target::X86_64, Target::X86_64Avx2, Target::X86_64Avx512] {
+        let isa = crate::cpu::isa_for(t).unwrap();
+        let on: BTreeSet<String> = isa
+            .isa_flags()
+            .iter()
+            .filter(|v| v.name.starts_with("has_") && v.as_bool() == Some(true))
+            .map(|v| v.name.to_string())
+            .collect();
+        let want: BTreeSet<String> = t
+            .cpu_features()
+            .iter()
+            .map(|f| crate::cpu::cranelift_flag(f))
+            .collect();
+        assert_eq!(on, want, "{t}");
+    }
 }
