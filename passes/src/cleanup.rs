@@ -301,35 +301,28 @@ mod tests {
         assert_eq!(fold_constants(&mut g, test_eval).unwrap(), 0);
     }
 
-    #[test]
-    fn merges_zero_pad_into_conv() {
+    /// `x [1,2,6,6]` -> zero Pad `pads` ("pad") -> 3x3 stride-2 conv with pad 1 ("conv") ->
+    /// Pad of 1 on every side with `value` ("pad1") -> `k`x`k` conv in `group`s ("conv2").
+    fn pad_conv_chain(pads: [usize; 8], value: f32, k: usize, group: usize) -> Graph {
         let mut b = Builder::new("t", 3);
         let x = b.input("x", &[1, 2, 6, 6]);
+        let pad = |pads: Vec<usize>, value| Op::Pad { pads, value };
         let p =
-            b.g.add_node_inferred(
-                "pad",
-                Op::Pad {
-                    pads: vec![0, 0, 1, 0, 0, 0, 1, 1],
-                    value: 0.0,
-                },
-                &[x],
-            )
-            .unwrap();
+            b.g.add_node_inferred("pad", pad(pads.to_vec(), 0.0), &[x])
+                .unwrap();
         let c = b.conv("conv", p, 3, 3, 2, 1, true).unwrap();
-        // A non-zero pad is not merged.
         let q =
-            b.g.add_node_inferred(
-                "pad1",
-                Op::Pad {
-                    pads: vec![0, 0, 1, 1, 0, 0, 1, 1],
-                    value: 1.0,
-                },
-                &[c],
-            )
-            .unwrap();
-        let d = b.conv("conv2", q, 3, 3, 1, 3, false).unwrap();
+            b.g.add_node_inferred("pad1", pad(vec![0, 0, 1, 1, 0, 0, 1, 1], value), &[c])
+                .unwrap();
+        let d = b.conv("conv2", q, 3, k, 1, group, false).unwrap();
         b.g.add_output("y", d);
-        let before = b.g.clone();
+        b.g
+    }
+
+    #[test]
+    fn merges_zero_pad_into_conv() {
+        // A non-zero pad ("pad1") is not merged.
+        let before = pad_conv_chain([0, 0, 1, 0, 0, 0, 1, 1], 1.0, 3, 3);
         let (after, n) = check_pass(&before, &Cleanup { eval: test_eval }, 1e-6);
         assert_eq!(n, 2, "one merge + the dead Pad");
         assert!(after.find("pad").is_none());
@@ -342,32 +335,7 @@ mod tests {
         // A 3x3 conv with pad 1 after a zero Pad of 2 at the bottom: merged, the bottom pad
         // would be 3 = the window (a window row lying wholly in padding), which the IR
         // refuses; the Pad stays. A 1x1 conv never takes a pad.
-        let mut b = Builder::new("t", 3);
-        let x = b.input("x", &[1, 2, 6, 6]);
-        let p =
-            b.g.add_node_inferred(
-                "pad",
-                Op::Pad {
-                    pads: vec![0, 0, 1, 0, 0, 0, 2, 1],
-                    value: 0.0,
-                },
-                &[x],
-            )
-            .unwrap();
-        let c = b.conv("conv", p, 3, 3, 2, 1, true).unwrap();
-        let q =
-            b.g.add_node_inferred(
-                "pad1",
-                Op::Pad {
-                    pads: vec![0, 0, 1, 1, 0, 0, 1, 1],
-                    value: 0.0,
-                },
-                &[c],
-            )
-            .unwrap();
-        let d = b.conv("pointwise", q, 3, 1, 1, 1, false).unwrap();
-        b.g.add_output("y", d);
-        let before = b.g.clone();
+        let before = pad_conv_chain([0, 0, 1, 0, 0, 0, 2, 1], 0.0, 1, 1);
         let (after, n) = check_pass(&before, &Cleanup { eval: test_eval }, 1e-6);
         assert_eq!(n, 0);
         assert!(after.find("pad").is_some() && after.find("pad1").is_some());
