@@ -40,7 +40,10 @@ fn one_op(shape: &[usize], op: Op, wshape: Option<&[usize]>) -> Result<Graph, Ir
 }
 
 fn refused(r: Result<Graph, IrError>, needle: &str) {
-    let e = r.err().expect("the graph must be refused").to_string();
+    let Err(e) = r else {
+        panic!("the graph must be refused")
+    };
+    let e = e.to_string();
     assert!(
         e.contains("node 'victim'") && e.contains(needle),
         "error should name the node and say '{needle}': {e}"
