@@ -320,6 +320,24 @@ fn a_huge_pool_window_compiles_in_bounded_code() {
 }
 
 #[test]
+fn average_pool_divisors_are_per_row_and_column() {
+    // The old divisor table held one float per output pixel (16.8 MB here, 8 GiB for a
+    // 2^31-pixel plane, allocated at compile time from a tiny model); now a row and a
+    // column factor: 16 KB.
+    let op = Op::Pool(Pool {
+        kind: PoolKind::Avg,
+        kernel: [2, 2],
+        ..Default::default()
+    });
+    let g = one_op(&[1, 1, 2048, 2048], op, None).unwrap();
+    for t in jit_targets() {
+        let m = CompiledModel::compile(&g, t, &plain()).unwrap();
+        let w = m.report().weight_bytes;
+        assert!(w <= 2 * 2047 * 4 + 128, "{t}: {w} bytes of divisors");
+    }
+}
+
+#[test]
 fn load_offsets_past_2gib_are_not_truncated() {
     // Max pooling with a 1x1 window and column stride 2^29 over a row of 3 * 2^29 + 1: the
     // four lanes of the output chunk are loaded 0, 2, 4 and 6 GiB past the row start. The

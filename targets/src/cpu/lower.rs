@@ -95,6 +95,8 @@ pub enum Kind {
     SqueezeExcite {
         threads: usize,
     },
+    /// Max or average pooling (generated window loops); average pooling divides by a row
+    /// factor times a column factor (extras 0 and 1).
     Pool,
     /// Gemm / MatMul with the constant B packed in 16-column panels (extra 0).
     Gemm,
@@ -447,8 +449,8 @@ fn plan_conv(
 }
 
 /// Per output position along one pooling axis: how many taps fall inside the input, and how
-/// many inside the padded input (`O(out * kernel)`; the divisor of output `(oy, ox)` is the
-/// product of its row's and column's counts).
+/// many inside the padded input, each in O(1) (`O(out)` in all; the divisor of output
+/// `(oy, ox)` is the product of its row's and its column's counts).
 fn pool_axis_counts(
     input: usize,
     out: usize,
@@ -459,13 +461,17 @@ fn pool_axis_counts(
 ) -> Vec<(usize, usize)> {
     // Sizes were checked by shape inference: padded extents are at most 2^32.
     let (input, pb, pe) = (input as i64, pads.0 as i64, pads.1 as i64);
+    let (kernel, dil) = (kernel as i64, dil as i64);
+    // Taps `k` in `0..kernel` with `lo <= start + k * dil < hi`.
+    let taps_in = |start: i64, lo: i64, hi: i64| -> usize {
+        let first = (lo - start).div_euclid(dil) + i64::from((lo - start).rem_euclid(dil) != 0);
+        let last = (hi - 1 - start).div_euclid(dil);
+        (last.min(kernel - 1) - first.max(0) + 1).max(0) as usize
+    };
     (0..out)
         .map(|o| {
             let start = (o * stride) as i64 - pb;
-            let taps = (0..kernel).map(|k| start + (k * dil) as i64);
-            let valid = taps.clone().filter(|&i| i >= 0 && i < input).count();
-            let padded = taps.filter(|&i| i >= -pb && i < input + pe).count();
-            (valid, padded)
+            (taps_in(start, 0, input), taps_in(start, -pb, input + pe))
         })
         .collect()
 }
@@ -501,18 +507,20 @@ fn plan_pool(p: &mnc_ir::Pool, info: &OpInfo) -> Plan {
         ));
     }
     let flops = (info.out.numel() * p.kernel[0] * p.kernel[1]) as u64;
+    // Average pooling: the divisor of output (oy, ox) is row factor oy times column factor
+    // ox (extras 0 and 1; each count is at most 256, so the product is exact in f32).
     let extras = if p.kind == PoolKind::Avg {
-        let mut div = Vec::with_capacity(rows.len() * cols.len());
-        for &(vr, pr) in &rows {
-            for &(vc, pc) in &cols {
-                div.push(if p.count_include_pad {
-                    (pr * pc) as f32
+        let factors = |counts: &[(usize, usize)]| -> Vec<f32> {
+            let pick = |&(valid, padded): &(usize, usize)| {
+                if p.count_include_pad {
+                    padded
                 } else {
-                    (vr * vc) as f32
-                });
-            }
-        }
-        vec![div]
+                    valid
+                }
+            };
+            counts.iter().map(|c| pick(c) as f32).collect()
+        };
+        vec![factors(&rows), factors(&cols)]
     } else {
         vec![]
     };
@@ -1239,7 +1247,7 @@ fn emit_pool(e: &mut Emitter, info: &OpInfo, p: &mnc_ir::Pool, div_slot: usize) 
     let (s, o) = (&info.inputs[0].shape, &info.out.shape);
     let (y, x) = (e.arg(0), e.arg(1));
     let div = if p.kind == PoolKind::Avg {
-        Some(e.arg(div_slot))
+        Some((e.arg(div_slot), e.arg(div_slot + 1)))
     } else {
         None
     };
@@ -1268,13 +1276,16 @@ fn emit_pool(e: &mut Emitter, info: &OpInfo, p: &mnc_ir::Pool, div_slot: usize) 
             _ => Combine::Add,
         };
         emit_window(e, &win, xp, yp, init, comb, &mut |e, yrow, oy| {
-            if let Some(d) = div {
-                let drow = e.add_scaled(d, oy, (ow * 4) as i64);
+            if let Some((rows, cols)) = div {
+                let r = load_splat(e, rows, oy);
                 e.map(
                     ow,
                     yrow,
-                    &[Operand::Contig(yrow), Operand::Contig(drow)],
-                    &mut |e, v| e.b.ins().fdiv(v[0], v[1]),
+                    &[Operand::Contig(yrow), Operand::Contig(cols)],
+                    &mut |e, v| {
+                        let d = e.b.ins().fmul(v[1], r);
+                        e.b.ins().fdiv(v[0], d)
+                    },
                 );
             }
         });
@@ -1517,4 +1528,38 @@ fn emit_gemm(e: &mut Emitter, info: &OpInfo, packed_slot: usize) {
             });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pool_axis_counts;
+
+    #[test]
+    fn pool_axis_counts_match_counting_every_tap() {
+        for input in 1..9usize {
+            for kernel in 1..5usize {
+                for dil in 1..4usize {
+                    for stride in 1..4usize {
+                        for (pb, pe) in [(0, 0), (1, 0), (0, 2), (2, 3)] {
+                            let out =
+                                (input + pb + pe).saturating_sub(dil * (kernel - 1)) / stride + 1;
+                            let got = pool_axis_counts(input, out, kernel, stride, dil, (pb, pe));
+                            for (o, &(valid, padded)) in got.iter().enumerate() {
+                                let taps =
+                                    (0..kernel).map(|k| (o * stride + k * dil) as i64 - pb as i64);
+                                let want_valid = taps
+                                    .clone()
+                                    .filter(|&i| (0..input as i64).contains(&i))
+                                    .count();
+                                let want_padded = taps
+                                    .filter(|&i| (-(pb as i64)..(input + pe) as i64).contains(&i))
+                                    .count();
+                                assert_eq!((valid, padded), (want_valid, want_padded));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
