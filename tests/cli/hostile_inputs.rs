@@ -190,6 +190,20 @@ fn hostile_conv_and_pool_geometry() {
         &mnc(&["compile", s(&m)]),
         &["pool4096.onnx", "victim", "256x256"],
     );
+    // A 74 KB model whose im2col scratch would be 18 GiB (3x3 conv over 2048 channels of
+    // 512x512): refused at compile time, before any arena exists.
+    let m = one_node_model(
+        &d,
+        "im2col.onnx",
+        "Conv",
+        &[1, 2048, 512, 512],
+        Some(&[1, 2048, 3, 3]),
+        vec![ints("pads", &[1, 1, 1, 1])],
+    );
+    assert_refused(
+        &mnc(&["compile", s(&m)]),
+        &["im2col.onnx", "victim", "16 GiB arena limit"],
+    );
     // A 64x64 window is allowed: the reference kernel runs it, shown as a fallback.
     let m = one_node_model(
         &d,
