@@ -112,14 +112,29 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+/// The longest side of an image `load_image` decodes (larger ones are refused before
+/// decoding; the decoder's default allocation limit of 512 MiB applies too).
+pub const MAX_IMAGE_SIDE: u32 = 32768;
+
+/// The most pixels the resized image of `load_image` may have: an extreme aspect ratio (a
+/// 1 x 30000 strip scaled so that its short side is 256) is refused instead of becoming a
+/// multi-GB buffer.
+pub const MAX_RESIZED_PIXELS: u64 = 1 << 26;
+
 /// Loads an image and applies the standard ImageNet evaluation transform: resize the shorter
 /// side to `resize` (bilinear), center-crop `crop` x `crop`, scale to [0, 1], normalize with
-/// ImageNet mean/std, NCHW with batch 1.
+/// ImageNet mean/std, NCHW with batch 1. Images wider or taller than [`MAX_IMAGE_SIDE`] and
+/// resized images of more than [`MAX_RESIZED_PIXELS`] are refused with an error.
 pub fn load_image(path: &Path, resize: u32, crop: u32) -> Result<Tensor> {
-    let img = image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .with_context(|| format!("{}: cannot open image", path.display()))?
         .with_guessed_format()
-        .with_context(|| format!("{}: cannot read image", path.display()))?
+        .with_context(|| format!("{}: cannot read image", path.display()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    reader.limits(limits);
+    let img = reader
         .decode()
         .map_err(|e| anyhow::anyhow!("{}: cannot decode image: {e}", path.display()))?
         .to_rgb8();
@@ -127,17 +142,20 @@ pub fn load_image(path: &Path, resize: u32, crop: u32) -> Result<Tensor> {
     if w == 0 || h == 0 {
         bail!("{}: empty image", path.display());
     }
+    let (w64, h64, r64) = (u64::from(w), u64::from(h), u64::from(resize));
     let (nw, nh) = if w <= h {
-        (
-            resize,
-            ((h as u64 * resize as u64) / w as u64).max(1) as u32,
-        )
+        (r64, (h64 * r64 / w64).max(1))
     } else {
-        (
-            ((w as u64 * resize as u64) / h as u64).max(1) as u32,
-            resize,
-        )
+        ((w64 * r64 / h64).max(1), r64)
     };
+    if nw.checked_mul(nh).is_none_or(|px| px > MAX_RESIZED_PIXELS) {
+        bail!(
+            "{}: a {w}x{h} image resized to {nw}x{nh} would exceed {MAX_RESIZED_PIXELS} pixels (aspect ratio too extreme)",
+            path.display()
+        );
+    }
+    // Both fit in u32: their product is at most 2^26.
+    let (nw, nh) = (u32::try_from(nw)?, u32::try_from(nh)?);
     if nw < crop || nh < crop {
         bail!("resize {resize} is smaller than the crop {crop}");
     }
@@ -145,9 +163,10 @@ pub fn load_image(path: &Path, resize: u32, crop: u32) -> Result<Tensor> {
     let (x0, y0) = ((nw - crop) / 2, (nh - crop) / 2);
     let c = crop as usize;
     let mut data = vec![0f32; 3 * c * c];
-    for y in 0..c {
-        for x in 0..c {
-            let p = resized.get_pixel(x0 + x as u32, y0 + y as u32);
+    for y in 0..crop {
+        for x in 0..crop {
+            let p = resized.get_pixel(x0 + x, y0 + y);
+            let (y, x) = (y as usize, x as usize);
             for ch in 0..3 {
                 let v = p[ch] as f32 / 255.0;
                 data[ch * c * c + y * c + x] = (v - IMAGENET_MEAN[ch]) / IMAGENET_STD[ch];
@@ -190,6 +209,35 @@ mod tests {
         );
         std::fs::write(&p, b"\x93NUMPY garbage").unwrap();
         assert!(read_npy(&p).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn extreme_images_are_refused_before_large_allocations() {
+        let dir = std::env::temp_dir().join(format!("mnc-io-img-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // 1 x 40000: over the side limit, refused by the decoder's limits (the old loader
+        // scaled it to 256 x 10,240,000, a 7.9 GB buffer).
+        let p = dir.join("tall.png");
+        image::RgbImage::new(1, 40_000).save(&p).unwrap();
+        let e = format!("{:#}", load_image(&p, 256, 224).unwrap_err());
+        assert!(e.contains("tall.png") && e.contains("limit"), "{e}");
+        // 2 x 30000: decodable, but resized to 256 x 3,840,000 pixels (> 2^26).
+        let p = dir.join("strip.png");
+        image::RgbImage::new(30_000, 2).save(&p).unwrap();
+        let e = format!("{:#}", load_image(&p, 256, 224).unwrap_err());
+        assert!(e.contains("strip.png") && e.contains("aspect ratio"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        // A large resize overflows nothing.
+        let e = format!("{:#}", load_image(&p, u32::MAX, 224).unwrap_err());
+        assert!(e.contains("aspect ratio"), "{e}");
+        // An ordinary image still loads.
+        let p = dir.join("ok.png");
+        image::RgbImage::new(300, 257).save(&p).unwrap();
+        assert_eq!(
+            load_image(&p, 256, 224).unwrap().shape,
+            vec![1, 3, 224, 224]
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 

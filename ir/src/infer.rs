@@ -41,7 +41,23 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, IrError> {
     Ok(out)
 }
 
+/// The largest padded extent (input plus both pads) a conv or pooling window may slide over
+/// along one axis: larger extents are refused before any backend does arithmetic on them.
+pub const MAX_PADDED_EXTENT: usize = 1 << 32;
+
+/// The most taps (`kernel[0] * kernel[1]`) a pooling window may have (256 x 256).
+pub const MAX_POOL_WINDOW_TAPS: usize = 256 * 256;
+
+/// The most window taps a whole pooling op may visit (`N * C * OH * OW * KH * KW`).
+pub const MAX_POOL_TOTAL_TAPS: u64 = 1 << 40;
+
 /// Output size of a sliding window along one axis (shared by conv and pooling).
+///
+/// Besides the arithmetic, this is where window geometry is validated: the padded extent is
+/// at most [`MAX_PADDED_EXTENT`], each pad is smaller than the (dilated) window (a window
+/// that can lie wholly in the padding reads nothing), and the stride is at most the padded
+/// extent (a longer stride places the same single window; the ONNX importer rewrites such
+/// strides to the padded extent, which is equivalent).
 pub fn window_out(
     input: usize,
     kernel: usize,
@@ -63,9 +79,24 @@ pub fn window_out(
         .checked_add(pad_begin)
         .and_then(|v| v.checked_add(pad_end))
         .ok_or_else(overflow)?;
+    if padded > MAX_PADDED_EXTENT {
+        return err(format!(
+            "padded input {padded} (input {input}, pads {pad_begin} and {pad_end}) exceeds the limit of 2^32"
+        ));
+    }
     if padded < eff {
         return err(format!(
             "window {eff} (kernel {kernel}, dilation {dilation}) larger than padded input {padded}"
+        ));
+    }
+    if pad_begin >= eff || pad_end >= eff {
+        return err(format!(
+            "pads {pad_begin} and {pad_end} must be smaller than the window {eff} (kernel {kernel}, dilation {dilation})"
+        ));
+    }
+    if stride > padded {
+        return err(format!(
+            "stride {stride} is larger than the padded input {padded}"
         ));
     }
     let span = padded - eff;
@@ -154,6 +185,24 @@ fn pool_shape(p: &Pool, x: &TensorType) -> Result<Vec<usize>, IrError> {
         p.pads[3],
         p.ceil_mode,
     )?;
+    let taps = p.kernel[0].saturating_mul(p.kernel[1]);
+    if taps > MAX_POOL_WINDOW_TAPS {
+        return err(format!(
+            "pooling window {}x{} has more than 256x256 taps",
+            p.kernel[0], p.kernel[1]
+        ));
+    }
+    let total = [x.shape[0], x.shape[1], oh, ow, taps]
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+        .filter(|&t| t <= MAX_POOL_TOTAL_TAPS);
+    if total.is_none() {
+        return err(format!(
+            "pooling visits more than 2^40 window taps ({} x {} outputs x {taps} taps)",
+            x.shape[0].saturating_mul(x.shape[1]),
+            oh.saturating_mul(ow)
+        ));
+    }
     Ok(vec![x.shape[0], x.shape[1], oh, ow])
 }
 

@@ -59,7 +59,10 @@ pub fn merge_pads(g: &mut Graph) -> usize {
         let x = g.inputs(id)[0];
         let (t, l, b, r) = (pads[2], pads[3], pads[6], pads[7]);
         for (user, slot) in g.users(id) {
-            if slot != 0 || !matches!(g.node(user).op, Op::Conv(_)) {
+            let Op::Conv(c) = &g.node(user).op else {
+                continue;
+            };
+            if slot != 0 || merged_pads(c, [t, l, b, r]).is_none() {
                 continue;
             }
             let mut ins = g.inputs(user);
@@ -68,15 +71,29 @@ pub fn merge_pads(g: &mut Graph) -> usize {
             let src = g.node(id).sources.clone();
             crate::util::add_sources(g, user, &src);
             if let Op::Conv(c) = &mut g.node_mut(user).op {
-                c.pads[0] += t;
-                c.pads[1] += l;
-                c.pads[2] += b;
-                c.pads[3] += r;
+                if let Some(p) = merged_pads(c, [t, l, b, r]) {
+                    c.pads = p;
+                }
             }
             n += 1;
         }
     }
     n
+}
+
+/// The pads of `c` with `extra` (top, left, bottom, right) added, when every merged pad stays
+/// smaller than the conv's dilated window along its axis (the IR refuses pads that reach the
+/// window: such a Pad stays a separate node).
+fn merged_pads(c: &mnc_ir::Conv, extra: [usize; 4]) -> Option<[usize; 4]> {
+    let mut out = [0; 4];
+    for i in 0..4 {
+        let axis = i % 2;
+        let window = c.dilations[axis]
+            .checked_mul(c.kernel[axis].checked_sub(1)?)?
+            .checked_add(1)?;
+        out[i] = c.pads[i].checked_add(extra[i]).filter(|&p| p < window)?;
+    }
+    Some(out)
 }
 
 /// Replaces every node whose inputs are all constants by the constant it computes, in
@@ -284,39 +301,47 @@ mod tests {
         assert_eq!(fold_constants(&mut g, test_eval).unwrap(), 0);
     }
 
-    #[test]
-    fn merges_zero_pad_into_conv() {
+    /// `x [1,2,6,6]` -> zero Pad `pads` ("pad") -> 3x3 stride-2 conv with pad 1 ("conv") ->
+    /// Pad of 1 on every side with `value` ("pad1") -> `k`x`k` conv in `group`s ("conv2").
+    fn pad_conv_chain(pads: [usize; 8], value: f32, k: usize, group: usize) -> Graph {
         let mut b = Builder::new("t", 3);
         let x = b.input("x", &[1, 2, 6, 6]);
+        let pad = |pads: Vec<usize>, value| Op::Pad { pads, value };
         let p =
-            b.g.add_node_inferred(
-                "pad",
-                Op::Pad {
-                    pads: vec![0, 0, 1, 0, 0, 0, 2, 1],
-                    value: 0.0,
-                },
-                &[x],
-            )
-            .unwrap();
+            b.g.add_node_inferred("pad", pad(pads.to_vec(), 0.0), &[x])
+                .unwrap();
         let c = b.conv("conv", p, 3, 3, 2, 1, true).unwrap();
-        // A non-zero pad is not merged.
         let q =
-            b.g.add_node_inferred(
-                "pad1",
-                Op::Pad {
-                    pads: vec![0, 0, 1, 1, 0, 0, 1, 1],
-                    value: 1.0,
-                },
-                &[c],
-            )
-            .unwrap();
-        let d = b.conv("conv2", q, 3, 3, 1, 3, false).unwrap();
+            b.g.add_node_inferred("pad1", pad(vec![0, 0, 1, 1, 0, 0, 1, 1], value), &[c])
+                .unwrap();
+        let d = b.conv("conv2", q, 3, k, 1, group, false).unwrap();
         b.g.add_output("y", d);
-        let before = b.g.clone();
+        b.g
+    }
+
+    #[test]
+    fn merges_zero_pad_into_conv() {
+        // A non-zero pad ("pad1") is not merged.
+        let before = pad_conv_chain([0, 0, 1, 0, 0, 0, 1, 1], 1.0, 3, 3);
         let (after, n) = check_pass(&before, &Cleanup { eval: test_eval }, 1e-6);
         assert_eq!(n, 2, "one merge + the dead Pad");
         assert!(after.find("pad").is_none());
         assert!(after.find("pad1").is_some());
         insta::assert_snapshot!(before_after(&before, &after));
+    }
+
+    #[test]
+    fn does_not_merge_pads_that_reach_the_window() {
+        // A 3x3 conv with pad 1 after a zero Pad of 2 at the bottom: merged, the bottom pad
+        // would be 3 = the window (a window row lying wholly in padding), which the IR
+        // refuses; the Pad stays. A 1x1 conv never takes a pad.
+        let before = pad_conv_chain([0, 0, 1, 0, 0, 0, 2, 1], 0.0, 1, 1);
+        let (after, n) = check_pass(&before, &Cleanup { eval: test_eval }, 1e-6);
+        assert_eq!(n, 0);
+        assert!(after.find("pad").is_some() && after.find("pad1").is_some());
+        let Op::Conv(c) = &after.node(after.find("conv").unwrap()).op else {
+            panic!()
+        };
+        assert_eq!(c.pads, [1; 4]);
     }
 }

@@ -38,7 +38,7 @@ pub use crate::guard::{GuardError, GuardPlacement};
 use mnc_ir::eval::eval_op;
 use mnc_ir::tensor::checked_numel;
 use mnc_ir::{DType, IrError, Tensor, TensorData, TensorDataRef, TensorType, TensorView};
-use mnc_targets::cpu::{compile, AlignedBytes, CpuProgram, Exec, Loc};
+use mnc_targets::cpu::{compile, AlignedBytes, AllocError, CpuProgram, Exec, Loc};
 pub use mnc_targets::cpu::{CompileReport, CpuError, CpuOptions};
 pub use mnc_targets::Target;
 use std::sync::Mutex;
@@ -85,6 +85,9 @@ pub enum CpuRunError {
         #[source]
         source: GuardError,
     },
+    /// The run arena could not be allocated.
+    #[error("run arena: {0}")]
+    Arena(#[from] AllocError),
     #[error(transparent)]
     Run(#[from] RuntimeError),
 }
@@ -223,7 +226,7 @@ impl CompiledModel {
             .lock()
             .ok()
             .and_then(|mut v| v.pop())
-            .unwrap_or_else(|| AlignedBytes::zeroed(p.arena_bytes));
+            .map_or_else(|| AlignedBytes::zeroed(p.arena_bytes), Ok)?;
         for ((_, ty, loc), t) in p.inputs.iter().zip(inputs) {
             write_tensor(&mut arena, *loc, *t)?;
             self.guard_fill(&mut arena, *loc, ty.bytes());

@@ -59,6 +59,28 @@ pub(crate) fn resolve_pads(
     }
 }
 
+/// Strides with every stride longer than its padded extent (`hw + pads`) shortened to that
+/// extent: such a stride places one window at the start either way (also with `ceil_mode`),
+/// so the result is the same. Exporters write stride-2 1x1 convs on 1x1 maps; the IR refuses
+/// strides past the padded input (`mnc_ir::infer::window_out`), so they are rewritten here.
+pub(crate) fn canonical_strides(
+    hw: [usize; 2],
+    pads: [usize; 4],
+    strides: [usize; 2],
+) -> OpResult<[usize; 2]> {
+    let mut out = strides;
+    for i in 0..2 {
+        let padded = hw[i]
+            .checked_add(pads[i])
+            .and_then(|v| v.checked_add(pads[i + 2]))
+            .ok_or_else(|| format!("pads {pads:?} overflow for an input of {hw:?}"))?;
+        if padded > 0 && out[i] > padded {
+            out[i] = padded;
+        }
+    }
+    Ok(out)
+}
+
 /// ONNX `Conv` (2-D, any group count, optional bias).
 pub(crate) fn conv(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
     n.only_attrs(&[
@@ -96,6 +118,7 @@ pub(crate) fn conv(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
     let strides = n.pair("strides", [1, 1])?;
     let dilations = n.pair("dilations", [1, 1])?;
     let pads = resolve_pads(n, [xs[2], xs[3]], kernel, strides, dilations)?;
+    let strides = canonical_strides([xs[2], xs[3]], pads, strides)?;
     let op = Op::Conv(Conv {
         kernel,
         strides,
@@ -224,6 +247,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("2-D"), "{e}");
+    }
+
+    #[test]
+    fn over_long_strides_are_canonicalized_and_bad_pads_refused() {
+        // The depthwise 1x1 conv on a 1x1 input with stride 2^62: one window either
+        // way, imported with the equivalent stride 1 (so is an exporter's stride-2 1x1 conv).
+        for s in [2, 1 << 62] {
+            let g = conv_model(
+                vec![a_int("group", 4), a_ints("strides", &[2, s])],
+                &[1, 4, 1, 1],
+                &[4, 1, 1, 1],
+            )
+            .import()
+            .unwrap();
+            let (op, ty) = op_of(&g, "y");
+            let Op::Conv(c) = op else { panic!("{op:?}") };
+            assert_eq!(c.strides, [1, 1]);
+            assert_eq!(ty.shape, vec![1, 4, 1, 1]);
+        }
+        // A stride within the padded input is kept: 5 + 1 + 1 = 7 >= 4.
+        let g = conv_model(
+            vec![a_ints("strides", &[4, 4]), a_ints("pads", &[1, 1, 1, 1])],
+            &[1, 3, 5, 5],
+            &[4, 3, 3, 3],
+        )
+        .import()
+        .unwrap();
+        let Op::Conv(c) = op_of(&g, "y").0 else {
+            panic!()
+        };
+        assert_eq!(c.strides, [4, 4]);
+        // Pads that reach the window are refused, naming the node.
+        let e = conv_model(
+            vec![a_ints("pads", &[1, 0, 0, 0])],
+            &[1, 3, 4, 4],
+            &[4, 3, 1, 1],
+        )
+        .import()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("(Conv)") && e.contains("smaller than the window"),
+            "{e}"
+        );
     }
 
     #[test]

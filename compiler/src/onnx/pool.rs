@@ -9,7 +9,7 @@
 //! from 10; the optional `Indices` output must be unused). Only 2-D windows are supported.
 
 use super::attrs::OnnxNode;
-use super::conv::resolve_pads;
+use super::conv::{canonical_strides, resolve_pads};
 use super::{norm_axes, Ctx, OpResult};
 use mnc_ir::{NodeId, Op, Pool, PoolKind};
 
@@ -75,6 +75,7 @@ pub(crate) fn pool(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
     let strides = n.pair("strides", [1, 1])?;
     let dilations = n.pair("dilations", [1, 1])?;
     let pads = resolve_pads(n, [xs[2], xs[3]], kernel, strides, dilations)?;
+    let strides = canonical_strides([xs[2], xs[3]], pads, strides)?;
     let op = Op::Pool(Pool {
         kind: if max { PoolKind::Max } else { PoolKind::Avg },
         kernel,

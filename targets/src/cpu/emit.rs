@@ -88,6 +88,26 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// Loads a `ty` from `addr + off` bytes. The offset goes into the instruction's 32-bit
+    /// immediate only when it fits; a larger one (a plane past 2 GiB) is added to the address
+    /// first, never truncated.
+    pub fn load_at(&mut self, ty: types::Type, addr: Value, off: i64) -> Value {
+        let (a, o) = self.split_offset(addr, off);
+        self.b.ins().load(ty, mf(), a, o)
+    }
+    /// Stores `v` at `addr + off` bytes (offsets as in [`Emitter::load_at`]).
+    pub fn store_at(&mut self, v: Value, addr: Value, off: i64) {
+        let (a, o) = self.split_offset(addr, off);
+        self.b.ins().store(mf(), v, a, o);
+    }
+    /// `(addr, off)` as a base and a 32-bit immediate offset.
+    fn split_offset(&mut self, addr: Value, off: i64) -> (Value, i32) {
+        match i32::try_from(off) {
+            Ok(o) => (addr, o),
+            Err(_) => (self.add_c(addr, off), 0),
+        }
+    }
+
     /// Loads 4 lanes from `addr` (`lanes == 4`), or one f32 broadcast to all lanes.
     pub fn load_lanes(&mut self, addr: Value, lanes: usize) -> Value {
         if lanes == 4 {

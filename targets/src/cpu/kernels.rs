@@ -451,9 +451,10 @@ impl DwGeom {
         ])
     }
 
-    /// Floats of scratch the op needs: one padded plane per task.
-    pub fn scratch_floats(&self) -> usize {
-        (self.tasks * self.hp * self.wp) as usize
+    /// Floats of scratch the op needs: one padded plane per task (`None` on overflow).
+    pub fn scratch_floats(&self) -> Option<usize> {
+        let f = self.tasks.checked_mul(self.hp)?.checked_mul(self.wp)?;
+        usize::try_from(f).ok()
     }
 }
 

@@ -95,6 +95,8 @@ pub enum Kind {
     SqueezeExcite {
         threads: usize,
     },
+    /// Max or average pooling (generated window loops); average pooling divides by a row
+    /// factor times a column factor (extras 0 and 1).
     Pool,
     /// Gemm / MatMul with the constant B packed in 16-column panels (extra 0).
     Gemm,
@@ -179,8 +181,14 @@ fn geo(c: &Conv, info: &OpInfo) -> Geo {
 }
 
 /// Chooses how `info.op` runs on a target whose GEMM kernel is `kernel`, with `threads`
-/// threads per run.
-pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool, threads: usize) -> Plan {
+/// threads per run. Fails (with the reason) when a size the op's code needs, such as its
+/// scratch area, overflows or exceeds [`super::MAX_ARENA_BYTES`].
+pub fn plan_op(
+    info: &OpInfo,
+    kernel: &Kernel,
+    has_dw_kernel: bool,
+    threads: usize,
+) -> Result<Plan, String> {
     let threads = threads.max(1);
     // Gather's indices are i64 (read at compile time when constant, see `lower_data`).
     let all_f32 = info.out.dtype == DType::F32
@@ -193,95 +201,22 @@ pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool, threads: usi
         | Op::Flatten { .. }
         | Op::Reshape { .. }
         | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. } => return Plan::View,
-        Op::Cast { to } if info.inputs.first().map(|t| t.dtype) == Some(*to) => return Plan::View,
+        | Op::Unsqueeze { .. } => return Ok(Plan::View),
+        Op::Cast { to } if info.inputs.first().map(|t| t.dtype) == Some(*to) => {
+            return Ok(Plan::View)
+        }
         _ => {}
     }
     if !all_f32 {
-        return Plan::Fallback("non-f32 operands".into());
+        return Ok(Plan::Fallback("non-f32 operands".into()));
     }
     let numel = info.out.numel();
-    match info.op {
-        Op::Conv(c) => {
-            if info.inputs[0].shape.len() != 4 {
-                return Plan::Fallback("conv input is not 4-D".into());
-            }
-            let g = geo(c, info);
-            let flops = 2 * (g.n * g.co * g.oh * g.ow * g.cig * g.kh * g.kw) as u64;
-            if g.cig == 1 {
-                let (hp, wp) = direct_padded(&g, c);
-                if !has_dw_kernel {
-                    let kind = Kind::ConvDirect {
-                        kernel: false,
-                        threads: 1,
-                    };
-                    return jit(kind, vec![], hp * wp * 4, flops);
-                }
-                let (act, act_params) = encode_act(c.epilogue.act);
-                let u = |v: usize| v as u64;
-                let geom = DwGeom {
-                    planes: u(g.n * g.co),
-                    co: u(g.co),
-                    ci: u(g.ci),
-                    cog: u(g.cog),
-                    h: u(g.h),
-                    w: u(g.w),
-                    pt: u(c.pads[0]),
-                    pl: u(c.pads[1]),
-                    kh: u(g.kh),
-                    kw: u(g.kw),
-                    sy: u(c.strides[0]),
-                    sx: u(c.strides[1]),
-                    dy: u(c.dilations[0]),
-                    dx: u(c.dilations[1]),
-                    oh: u(g.oh),
-                    ow: u(g.ow),
-                    hp: u(hp),
-                    wp: u(wp),
-                    act,
-                    act_params,
-                    tasks: u(dw_tasks(threads).min(g.n * g.co).max(1)),
-                };
-                let kind = Kind::ConvDirect {
-                    kernel: true,
-                    threads,
-                };
-                return jit(kind, vec![geom.to_blob()], geom.scratch_floats() * 4, flops);
-            }
-            let Some(wt) = info.consts[1] else {
-                return Plan::Fallback("conv weights are not constant".into());
-            };
-            let Some(wv) = wt.as_f32() else {
-                return Plan::Fallback("conv weights are not f32".into());
-            };
-            let k = g.cig * g.kh * g.kw;
-            let mut packed = Vec::new();
-            for grp in 0..c.group {
-                let rows = &wv[grp * g.cog * k..(grp + 1) * g.cog * k];
-                packed.extend(pack_a(rows, g.cog, k, kernel.mr));
-            }
-            let pointwise = g.kh == 1
-                && g.kw == 1
-                && c.strides == [1, 1]
-                && c.pads == [0; 4]
-                && g.oh == g.h
-                && g.ow == g.w;
-            let nn = g.oh * g.ow;
-            let scratch = if pointwise { 0 } else { k * nn * 4 };
-            jit(
-                Kind::ConvGemm {
-                    im2col: !pointwise,
-                    threads,
-                },
-                vec![packed],
-                scratch,
-                flops,
-            )
-        }
+    Ok(match info.op {
+        Op::Conv(c) => plan_conv(c, info, kernel, has_dw_kernel, threads)?,
         Op::Act(a) => jit(Kind::Act(*a), vec![], 0, numel as u64),
         Op::ChannelAffine => {
             if info.inputs[0].shape.len() < 2 {
-                return Plan::Fallback("affine input has rank < 2".into());
+                return Ok(Plan::Fallback("affine input has rank < 2".into()));
             }
             jit(
                 Kind::Affine { from_extras: false },
@@ -292,13 +227,15 @@ pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool, threads: usi
         }
         Op::BatchNorm { epsilon } => {
             if info.inputs[0].shape.len() < 2 {
-                return Plan::Fallback("BatchNorm input has rank < 2".into());
+                return Ok(Plan::Fallback("BatchNorm input has rank < 2".into()));
             }
             let vals: Option<Vec<&[f32]>> = (1..5)
                 .map(|i| info.consts[i].and_then(|t| t.as_f32()))
                 .collect();
             let Some(v) = vals else {
-                return Plan::Fallback("BatchNorm parameters are not constant".into());
+                return Ok(Plan::Fallback(
+                    "BatchNorm parameters are not constant".into(),
+                ));
             };
             let (scale, bias, mean, var) = (v[0], v[1], v[2], v[3]);
             let s: Vec<f32> = (0..scale.len())
@@ -334,12 +271,12 @@ pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool, threads: usi
                     .enumerate()
                     .all(|(i, &a)| a == r - axes.len() + i);
             if !trailing {
-                return Plan::Fallback("ReduceMean over non-trailing axes".into());
+                return Ok(Plan::Fallback("ReduceMean over non-trailing axes".into()));
             }
             let inner: usize = s[r - axes.len()..].iter().product();
             let planes: usize = s[..r - axes.len()].iter().product();
             if inner == 0 {
-                return Plan::Fallback("ReduceMean over an empty axis".into());
+                return Ok(Plan::Fallback("ReduceMean over an empty axis".into()));
             }
             jit(
                 Kind::Mean { planes, inner },
@@ -351,7 +288,7 @@ pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool, threads: usi
         Op::SqueezeExcite(se) => {
             let s = &info.inputs[0].shape;
             if s.len() != 4 {
-                return Plan::Fallback("SqueezeExcite input is not 4-D".into());
+                return Ok(Plan::Fallback("SqueezeExcite input is not 4-D".into()));
             }
             let r = info.inputs[1].shape[0];
             let flops = (s.iter().product::<usize>() * 2 + 4 * s[0] * s[1] * r) as u64;
@@ -374,51 +311,7 @@ pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool, threads: usi
                 flops,
             )
         }
-        Op::Pool(p) => {
-            let (s, o) = (&info.inputs[0].shape, &info.out.shape);
-            let (h, w, oh, ow) = (s[2] as i64, s[3] as i64, o[2], o[3]);
-            let pads: Vec<i64> = p.pads.iter().map(|&v| v as i64).collect();
-            let mut div = Vec::with_capacity(oh * ow);
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let y0 = (oy * p.strides[0]) as i64 - pads[0];
-                    let x0 = (ox * p.strides[1]) as i64 - pads[1];
-                    let rows: Vec<i64> = (0..p.kernel[0])
-                        .map(|k| y0 + (k * p.dilations[0]) as i64)
-                        .collect();
-                    let cols: Vec<i64> = (0..p.kernel[1])
-                        .map(|k| x0 + (k * p.dilations[1]) as i64)
-                        .collect();
-                    let vr = rows.iter().filter(|&&i| i >= 0 && i < h).count();
-                    let vc = cols.iter().filter(|&&i| i >= 0 && i < w).count();
-                    if vr * vc == 0 {
-                        return Plan::Fallback(format!(
-                            "pooling window at output ({oy}, {ox}) covers no input cell"
-                        ));
-                    }
-                    let pr = rows
-                        .iter()
-                        .filter(|&&i| i >= -pads[0] && i < h + pads[2])
-                        .count();
-                    let pc = cols
-                        .iter()
-                        .filter(|&&i| i >= -pads[1] && i < w + pads[3])
-                        .count();
-                    div.push(if p.count_include_pad {
-                        (pr * pc) as f32
-                    } else {
-                        (vr * vc) as f32
-                    });
-                }
-            }
-            let flops = (info.out.numel() * p.kernel[0] * p.kernel[1]) as u64;
-            let extras = if p.kind == PoolKind::Avg {
-                vec![div]
-            } else {
-                vec![]
-            };
-            jit(Kind::Pool, extras, 0, flops)
-        }
+        Op::Pool(p) => plan_pool(p, info),
         Op::Gemm(_) | Op::MatMul => plan_gemm(info, threads),
         Op::Concat { axis } => jit(Kind::Concat { axis: *axis }, vec![], 0, 0),
         Op::Transpose { .. }
@@ -427,7 +320,211 @@ pub fn plan_op(info: &OpInfo, kernel: &Kernel, has_dw_kernel: bool, threads: usi
         | Op::Gather { .. }
         | Op::Softmax { .. } => super::lower_data::plan(info),
         op => Plan::Fallback(format!("{} is not lowered yet", op.kind())),
+    })
+}
+
+/// Windows with more taps than this are not unrolled into generated code (im2col, the
+/// direct conv, pooling): such ops run on the reference kernel, reported as a fallback, so
+/// the code size of every generated function stays bounded.
+pub const MAX_UNROLLED_TAPS: usize = 16 * 16;
+
+/// `floats` f32 of scratch in bytes, refused when the count overflowed (`None`) or the bytes
+/// exceed the arena limit [`super::MAX_ARENA_BYTES`].
+pub fn scratch_bytes(floats: Option<usize>, what: &str) -> Result<usize, String> {
+    floats
+        .and_then(|f| f.checked_mul(4))
+        .filter(|&b| b <= super::MAX_ARENA_BYTES)
+        .ok_or_else(|| {
+            format!(
+                "the {what} scratch area would exceed the {} GiB arena limit",
+                super::MAX_ARENA_BYTES >> 30
+            )
+        })
+}
+
+/// The fallback reason for a window that is too large to unroll, if it is.
+fn too_many_taps(kh: usize, kw: usize) -> Option<Plan> {
+    (kh.saturating_mul(kw) > MAX_UNROLLED_TAPS).then(|| {
+        Plan::Fallback(format!(
+            "window {kh}x{kw} has more than {MAX_UNROLLED_TAPS} taps (not unrolled)"
+        ))
+    })
+}
+
+/// The plan of a conv ([`plan_op`]).
+fn plan_conv(
+    c: &Conv,
+    info: &OpInfo,
+    kernel: &Kernel,
+    has_dw_kernel: bool,
+    threads: usize,
+) -> Result<Plan, String> {
+    if info.inputs[0].shape.len() != 4 {
+        return Ok(Plan::Fallback("conv input is not 4-D".into()));
     }
+    let g = geo(c, info);
+    let flops = 2 * (g.n * g.co * g.oh * g.ow * g.cig * g.kh * g.kw) as u64;
+    if g.cig == 1 {
+        let (hp, wp) = direct_padded(&g, c)?;
+        if !has_dw_kernel {
+            if let Some(p) = too_many_taps(g.kh, g.kw) {
+                return Ok(p);
+            }
+            let kind = Kind::ConvDirect {
+                kernel: false,
+                threads: 1,
+            };
+            let scratch = scratch_bytes(hp.checked_mul(wp), "padded plane")?;
+            return Ok(jit(kind, vec![], scratch, flops));
+        }
+        let (act, act_params) = encode_act(c.epilogue.act);
+        let u = |v: usize| v as u64;
+        let geom = DwGeom {
+            planes: u(g.n * g.co),
+            co: u(g.co),
+            ci: u(g.ci),
+            cog: u(g.cog),
+            h: u(g.h),
+            w: u(g.w),
+            pt: u(c.pads[0]),
+            pl: u(c.pads[1]),
+            kh: u(g.kh),
+            kw: u(g.kw),
+            sy: u(c.strides[0]),
+            sx: u(c.strides[1]),
+            dy: u(c.dilations[0]),
+            dx: u(c.dilations[1]),
+            oh: u(g.oh),
+            ow: u(g.ow),
+            hp: u(hp),
+            wp: u(wp),
+            act,
+            act_params,
+            tasks: u(dw_tasks(threads).min(g.n * g.co).max(1)),
+        };
+        let kind = Kind::ConvDirect {
+            kernel: true,
+            threads,
+        };
+        let scratch = scratch_bytes(geom.scratch_floats(), "padded planes")?;
+        return Ok(jit(kind, vec![geom.to_blob()], scratch, flops));
+    }
+    let Some(wt) = info.consts[1] else {
+        return Ok(Plan::Fallback("conv weights are not constant".into()));
+    };
+    let Some(wv) = wt.as_f32() else {
+        return Ok(Plan::Fallback("conv weights are not f32".into()));
+    };
+    let k = g.cig * g.kh * g.kw;
+    let pointwise = g.kh == 1
+        && g.kw == 1
+        && c.strides == [1, 1]
+        && c.pads == [0; 4]
+        && g.oh == g.h
+        && g.ow == g.w;
+    if !pointwise {
+        if let Some(p) = too_many_taps(g.kh, g.kw) {
+            return Ok(p);
+        }
+    }
+    let scratch = if pointwise {
+        0
+    } else {
+        scratch_bytes(k.checked_mul(g.oh * g.ow), "im2col")?
+    };
+    let mut packed = Vec::new();
+    for grp in 0..c.group {
+        let rows = &wv[grp * g.cog * k..(grp + 1) * g.cog * k];
+        packed.extend(pack_a(rows, g.cog, k, kernel.mr));
+    }
+    Ok(jit(
+        Kind::ConvGemm {
+            im2col: !pointwise,
+            threads,
+        },
+        vec![packed],
+        scratch,
+        flops,
+    ))
+}
+
+/// Per output position along one pooling axis: how many taps fall inside the input, and how
+/// many inside the padded input, each in O(1) (`O(out)` in all; the divisor of output
+/// `(oy, ox)` is the product of its row's and its column's counts).
+fn pool_axis_counts(
+    input: usize,
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    dil: usize,
+    pads: (usize, usize),
+) -> Vec<(usize, usize)> {
+    // Sizes were checked by shape inference: padded extents are at most 2^32.
+    let (input, pb, pe) = (input as i64, pads.0 as i64, pads.1 as i64);
+    let (kernel, dil) = (kernel as i64, dil as i64);
+    // Taps `k` in `0..kernel` with `lo <= start + k * dil < hi`.
+    let taps_in = |start: i64, lo: i64, hi: i64| -> usize {
+        let first = (lo - start).div_euclid(dil) + i64::from((lo - start).rem_euclid(dil) != 0);
+        let last = (hi - 1 - start).div_euclid(dil);
+        (last.min(kernel - 1) - first.max(0) + 1).max(0) as usize
+    };
+    (0..out)
+        .map(|o| {
+            let start = (o * stride) as i64 - pb;
+            (taps_in(start, 0, input), taps_in(start, -pb, input + pe))
+        })
+        .collect()
+}
+
+/// The plan of a pooling op ([`plan_op`]): generated code with the divisor table of average
+/// pooling as extra 0.
+fn plan_pool(p: &mnc_ir::Pool, info: &OpInfo) -> Plan {
+    if let Some(plan) = too_many_taps(p.kernel[0], p.kernel[1]) {
+        return plan;
+    }
+    let (s, o) = (&info.inputs[0].shape, &info.out.shape);
+    let rows = pool_axis_counts(
+        s[2],
+        o[2],
+        p.kernel[0],
+        p.strides[0],
+        p.dilations[0],
+        (p.pads[0], p.pads[2]),
+    );
+    let cols = pool_axis_counts(
+        s[3],
+        o[3],
+        p.kernel[1],
+        p.strides[1],
+        p.dilations[1],
+        (p.pads[1], p.pads[3]),
+    );
+    let empty_row = rows.iter().position(|r| r.0 == 0);
+    let empty_col = cols.iter().position(|c| c.0 == 0);
+    if empty_row.is_some() || empty_col.is_some() {
+        return Plan::Fallback(format!(
+            "a pooling window (output row {empty_row:?}, column {empty_col:?}) covers no input cell"
+        ));
+    }
+    let flops = (info.out.numel() * p.kernel[0] * p.kernel[1]) as u64;
+    // Average pooling: the divisor of output (oy, ox) is row factor oy times column factor
+    // ox (extras 0 and 1; each count is at most 256, so the product is exact in f32).
+    let extras = if p.kind == PoolKind::Avg {
+        let factors = |counts: &[(usize, usize)]| -> Vec<f32> {
+            let pick = |&(valid, padded): &(usize, usize)| {
+                if p.count_include_pad {
+                    padded
+                } else {
+                    valid
+                }
+            };
+            counts.iter().map(|c| pick(c) as f32).collect()
+        };
+        vec![factors(&rows), factors(&cols)]
+    } else {
+        vec![]
+    };
+    jit(Kind::Pool, extras, 0, flops)
 }
 
 /// The input whose buffer the output of a planned op may take over when that input dies
@@ -595,7 +692,7 @@ pub fn emit_op(
             emit_conv_dw_kernel(e, c, extra(0), scratch_slot, *threads, dref)
         }
         (Kind::ConvDirect { kernel: false, .. }, Op::Conv(c)) => {
-            emit_conv_direct(e, info, c, scratch_slot)
+            emit_conv_direct(e, info, c, scratch_slot)?
         }
         (Kind::Act(a), _) => {
             let (y, x) = (e.arg(0), e.arg(1));
@@ -879,12 +976,7 @@ fn load_strided(e: &mut Emitter, src: Value, stride: usize, lanes: usize) -> Val
     let s0 = e.b.ins().load(types::F32, super::emit::mf(), src, 0);
     let mut v = e.splat_v(s0);
     for l in 1..4u8 {
-        let s = e.b.ins().load(
-            types::F32,
-            super::emit::mf(),
-            src,
-            (l as usize * stride * 4) as i32,
-        );
+        let s = e.load_at(types::F32, src, (l as usize * stride * 4) as i64);
         v = e.b.ins().insertlane(v, s, l);
     }
     v
@@ -971,7 +1063,12 @@ fn emit_window(
     });
 }
 
-fn emit_conv_direct(e: &mut Emitter, info: &OpInfo, c: &Conv, scratch_slot: usize) {
+fn emit_conv_direct(
+    e: &mut Emitter,
+    info: &OpInfo,
+    c: &Conv,
+    scratch_slot: usize,
+) -> Result<(), String> {
     let g = geo(c, info);
     let (y, x, w) = (e.arg(0), e.arg(1), e.arg(2));
     let bias = if c.has_bias { Some(e.arg(3)) } else { None };
@@ -983,7 +1080,7 @@ fn emit_conv_direct(e: &mut Emitter, info: &OpInfo, c: &Conv, scratch_slot: usiz
     let nn = g.oh * g.ow;
     let zero = e.splat(0.0);
     let act = c.epilogue.act;
-    let (hp, pw) = direct_padded(&g, c);
+    let (hp, pw) = direct_padded(&g, c)?;
     let sp = e.arg(scratch_slot);
     e.fill(hp * pw, sp, zero);
     e.for_range(0, (g.n * g.co) as i64, 1, |e, bo| {
@@ -999,9 +1096,7 @@ fn emit_conv_direct(e: &mut Emitter, info: &OpInfo, c: &Conv, scratch_slot: usiz
         let n_taps = g.kh * g.kw;
         let taps: Vec<Value> = (0..n_taps)
             .map(|t| {
-                let s =
-                    e.b.ins()
-                        .load(types::F32, super::emit::mf(), wp, (t * 4) as i32);
+                let s = e.load_at(types::F32, wp, (t * 4) as i64);
                 e.splat_v(s)
             })
             .collect();
@@ -1016,31 +1111,41 @@ fn emit_conv_direct(e: &mut Emitter, info: &OpInfo, c: &Conv, scratch_slot: usiz
         });
         emit_direct_plane(e, &g, c, pw, sp, yp, rp, &taps, bv, act);
     });
+    Ok(())
 }
 
 /// Geometry of the zero-padded copy of one input plane the direct conv reads: `(hp, wp)`,
 /// large enough that every tap of every f32x4 output chunk (the last one partial) reads
-/// inside it (a stride-2 chunk loads 8 consecutive inputs per tap).
-pub fn direct_padded(g: &Geo, c: &Conv) -> (usize, usize) {
+/// inside it (a stride-2 chunk loads 8 consecutive inputs per tap). Checked arithmetic: an
+/// overflow is an error, never a wrapped (small) plane.
+pub fn direct_padded(g: &Geo, c: &Conv) -> Result<(usize, usize), String> {
     let (sy, sx) = (c.strides[0], c.strides[1]);
     let (dy, dx) = (c.dilations[0], c.dilations[1]);
-    let hp = (c.pads[0] + g.h).max((g.oh - 1) * sy + (g.kh - 1) * dy + 1);
-    let chunks = g.ow.div_ceil(4);
+    let extent =
+        |pad: usize, input: usize, last: usize, s: usize, k: usize, d: usize, extra: usize| {
+            let span = last
+                .checked_mul(s)?
+                .checked_add((k - 1).checked_mul(d)?)?
+                .checked_add(1 + extra)?;
+            Some(pad.checked_add(input)?.max(span))
+        };
+    let overflow = || "the padded plane of the direct conv overflows".to_string();
+    let hp = extent(c.pads[0], g.h, g.oh - 1, sy, g.kh, dy, 0).ok_or_else(overflow)?;
+    let last_col = g.ow.div_ceil(4) * 4 - 1;
     let extra = if sx == 2 { 1 } else { 0 };
-    let wp = (c.pads[1] + g.w).max((chunks * 4 - 1) * sx + (g.kw - 1) * dx + 1 + extra);
-    (hp, wp)
+    let wp = extent(c.pads[1], g.w, last_col, sx, g.kw, dx, extra).ok_or_else(overflow)?;
+    Ok((hp, wp))
 }
 
 /// Loads the 4 inputs of an f32x4 output chunk at element stride `sx` from `addr`.
-fn load_chunk(e: &mut Emitter, addr: Value, off: i32, sx: usize) -> Value {
-    let mf = super::emit::mf();
+fn load_chunk(e: &mut Emitter, addr: Value, off: i64, sx: usize) -> Value {
     match sx {
-        1 => e.b.ins().load(types::F32X4, mf, addr, off),
+        1 => e.load_at(types::F32X4, addr, off),
         2 => {
             use cranelift_codegen::ir::{Endianness, MemFlagsData};
             let le = MemFlagsData::new().with_endianness(Endianness::Little);
-            let a = e.b.ins().load(types::F32X4, mf, addr, off);
-            let b = e.b.ins().load(types::F32X4, mf, addr, off + 16);
+            let a = e.load_at(types::F32X4, addr, off);
+            let b = e.load_at(types::F32X4, addr, off + 16);
             let ab = e.b.ins().bitcast(types::I8X16, le, a);
             let bb = e.b.ins().bitcast(types::I8X16, le, b);
             let bytes: Vec<u8> = [0u8, 2, 4, 6]
@@ -1052,12 +1157,10 @@ fn load_chunk(e: &mut Emitter, addr: Value, off: i32, sx: usize) -> Value {
             e.b.ins().bitcast(types::F32X4, le, sh)
         }
         _ => {
-            let s0 = e.b.ins().load(types::F32, mf, addr, off);
+            let s0 = e.load_at(types::F32, addr, off);
             let mut v = e.splat_v(s0);
             for l in 1..4u8 {
-                let s =
-                    e.b.ins()
-                        .load(types::F32, mf, addr, off + (l as usize * sx * 4) as i32);
+                let s = e.load_at(types::F32, addr, off + (l as usize * sx * 4) as i64);
                 v = e.b.ins().insertlane(v, s, l);
             }
             v
@@ -1096,7 +1199,7 @@ fn emit_direct_plane(
             let base = e.add_scaled(srow, ox_bytes, sx as i64);
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
-                    let off = ((ky * dy * wp + kx * dx) * 4) as i32;
+                    let off = ((ky * dy * wp + kx * dx) * 4) as i64;
                     let v = load_chunk(e, base, off, sx);
                     acc = e.mul_add(v, taps[ky * g.kw + kx], acc);
                 }
@@ -1112,7 +1215,7 @@ fn emit_direct_plane(
                     let s0 = e.b.ins().load(types::F32, mf, a, 0);
                     let mut v = e.splat_v(s0);
                     for l in 1..lanes {
-                        let s = e.b.ins().load(types::F32, mf, a, (l * 4) as i32);
+                        let s = e.load_at(types::F32, a, (l * 4) as i64);
                         v = e.b.ins().insertlane(v, s, l as u8);
                     }
                     v
@@ -1128,7 +1231,7 @@ fn emit_direct_plane(
             } else {
                 for l in 0..lanes {
                     let s = e.b.ins().extractlane(acc, l as u8);
-                    e.b.ins().store(mf, s, a, (l * 4) as i32);
+                    e.store_at(s, a, (l * 4) as i64);
                 }
             }
         };
@@ -1144,7 +1247,7 @@ fn emit_pool(e: &mut Emitter, info: &OpInfo, p: &mnc_ir::Pool, div_slot: usize) 
     let (s, o) = (&info.inputs[0].shape, &info.out.shape);
     let (y, x) = (e.arg(0), e.arg(1));
     let div = if p.kind == PoolKind::Avg {
-        Some(e.arg(div_slot))
+        Some((e.arg(div_slot), e.arg(div_slot + 1)))
     } else {
         None
     };
@@ -1173,13 +1276,16 @@ fn emit_pool(e: &mut Emitter, info: &OpInfo, p: &mnc_ir::Pool, div_slot: usize) 
             _ => Combine::Add,
         };
         emit_window(e, &win, xp, yp, init, comb, &mut |e, yrow, oy| {
-            if let Some(d) = div {
-                let drow = e.add_scaled(d, oy, (ow * 4) as i64);
+            if let Some((rows, cols)) = div {
+                let r = load_splat(e, rows, oy);
                 e.map(
                     ow,
                     yrow,
-                    &[Operand::Contig(yrow), Operand::Contig(drow)],
-                    &mut |e, v| e.b.ins().fdiv(v[0], v[1]),
+                    &[Operand::Contig(yrow), Operand::Contig(cols)],
+                    &mut |e, v| {
+                        let d = e.b.ins().fmul(v[1], r);
+                        e.b.ins().fdiv(v[0], d)
+                    },
                 );
             }
         });
@@ -1343,7 +1449,7 @@ fn emit_gemm(e: &mut Emitter, info: &OpInfo, packed_slot: usize) {
                 let bb = e.add_scaled(pb, p, 64);
                 (0..4)
                     .map(|v| {
-                        let bv = e.b.ins().load(types::F32X4, mf, bb, (v * 16) as i32);
+                        let bv = e.load_at(types::F32X4, bb, (v * 16) as i64);
                         e.mul_add(av, bv, acc[v])
                     })
                     .collect()
@@ -1352,11 +1458,11 @@ fn emit_gemm(e: &mut Emitter, info: &OpInfo, packed_slot: usize) {
             for (v, &acc) in accs.iter().enumerate() {
                 let valid = cols.saturating_sub(v * 4).min(4);
                 if valid == 4 {
-                    e.b.ins().store(mf, acc, yp, (v * 16) as i32);
+                    e.store_at(acc, yp, (v * 16) as i64);
                 } else {
                     for l in 0..valid {
                         let s = e.b.ins().extractlane(acc, l as u8);
-                        e.b.ins().store(mf, s, yp, ((v * 4 + l) * 4) as i32);
+                        e.store_at(s, yp, ((v * 4 + l) * 4) as i64);
                     }
                 }
             }
@@ -1422,4 +1528,38 @@ fn emit_gemm(e: &mut Emitter, info: &OpInfo, packed_slot: usize) {
             });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pool_axis_counts;
+
+    #[test]
+    fn pool_axis_counts_match_counting_every_tap() {
+        for input in 1..9usize {
+            for kernel in 1..5usize {
+                for dil in 1..4usize {
+                    for stride in 1..4usize {
+                        for (pb, pe) in [(0, 0), (1, 0), (0, 2), (2, 3)] {
+                            let out =
+                                (input + pb + pe).saturating_sub(dil * (kernel - 1)) / stride + 1;
+                            let got = pool_axis_counts(input, out, kernel, stride, dil, (pb, pe));
+                            for (o, &(valid, padded)) in got.iter().enumerate() {
+                                let taps =
+                                    (0..kernel).map(|k| (o * stride + k * dil) as i64 - pb as i64);
+                                let want_valid = taps
+                                    .clone()
+                                    .filter(|&i| (0..input as i64).contains(&i))
+                                    .count();
+                                let want_padded = taps
+                                    .filter(|&i| (-(pb as i64)..(input + pe) as i64).contains(&i))
+                                    .count();
+                                assert_eq!((valid, padded), (want_valid, want_padded));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

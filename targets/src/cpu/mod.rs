@@ -48,6 +48,19 @@ pub enum CpuError {
     },
     #[error("JIT module: {0}")]
     Module(String),
+    /// A size the op's code needs (scratch, padded planes) overflows or exceeds the arena
+    /// limit [`MAX_ARENA_BYTES`].
+    #[error("node '{node}' ({op}): {msg}")]
+    Oversize {
+        node: String,
+        op: String,
+        msg: String,
+    },
+    /// The run arena (activations and scratch) would exceed [`MAX_ARENA_BYTES`].
+    #[error("the model needs a run arena of {bytes} bytes, more than the limit of {} GiB", MAX_ARENA_BYTES >> 30)]
+    ArenaTooLarge { bytes: usize },
+    #[error(transparent)]
+    Alloc(#[from] AllocError),
     #[error(transparent)]
     Ir(#[from] IrError),
 }
@@ -77,6 +90,17 @@ pub struct CpuOptions {
 /// Size of each canary zone of [`CpuOptions::guards`] (before and after every buffer).
 pub const GUARD_BYTES: usize = 64;
 
+/// The largest run arena (activations plus scratch) a model may need: compilation refuses
+/// larger ones (and any single scratch area larger than this) with an error.
+pub const MAX_ARENA_BYTES: usize = 16 << 30;
+
+/// A buffer that could not be allocated.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("cannot allocate {bytes} bytes")]
+pub struct AllocError {
+    pub bytes: usize,
+}
+
 impl Default for CpuOptions {
     fn default() -> Self {
         CpuOptions {
@@ -100,12 +124,15 @@ pub struct AlignedBytes {
 struct Chunk([u8; 64]);
 
 impl AlignedBytes {
-    /// `len` zero bytes.
-    pub fn zeroed(len: usize) -> Self {
-        AlignedBytes {
-            chunks: vec![Chunk([0; 64]); len.div_ceil(64)],
-            len,
-        }
+    /// `len` zero bytes, or an error when the memory cannot be had (never an abort).
+    pub fn zeroed(len: usize) -> Result<Self, AllocError> {
+        let n = len.div_ceil(64);
+        let mut chunks = Vec::new();
+        chunks
+            .try_reserve_exact(n)
+            .map_err(|_| AllocError { bytes: len })?;
+        chunks.resize(n, Chunk([0; 64]));
+        Ok(AlignedBytes { chunks, len })
     }
     pub fn len(&self) -> usize {
         self.len
@@ -465,7 +492,14 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
             _ => {
                 let ins = g.inputs(id);
                 let info = OpInfo::of(g, id);
-                let plan = lower::plan_op(&info, &kernel, dw.is_some(), threads);
+                let plan =
+                    lower::plan_op(&info, &kernel, dw.is_some(), threads).map_err(|msg| {
+                        CpuError::Oversize {
+                            node: node.name.clone(),
+                            op: node.op.kind().into(),
+                            msg,
+                        }
+                    })?;
                 // The buffer this op's output goes to: its input's for views and in-place
                 // ops (the input dies here), else a fresh one.
                 let shared = match &plan {
@@ -596,6 +630,21 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
             .map(|&o| Loc::Arena(o))
     };
     let scratch_off = arena_bytes + guard;
+    // The run arena is allocated per run: refuse a model whose arena exceeds the limit now.
+    let scratch_need = plans
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Plan::Jit(jp) => Some(jp.scratch_bytes.div_ceil(64) * 64),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let total = scratch_off
+        .saturating_add(scratch_need)
+        .saturating_add(guard);
+    if total > MAX_ARENA_BYTES {
+        return Err(CpuError::ArenaTooLarge { bytes: total });
+    }
     let mut scratch_bytes = 0usize;
     report.time_plan = t0.elapsed().saturating_sub(t_setup);
 
@@ -778,7 +827,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     }
     report.time_finalize = t3.elapsed();
 
-    let mut weights = AlignedBytes::zeroed(blob.len());
+    let mut weights = AlignedBytes::zeroed(blob.len())?;
     weights.bytes_mut().copy_from_slice(&blob);
     report.arena_bytes = arena_bytes;
     report.scratch_bytes = scratch_bytes;

@@ -274,7 +274,7 @@ fn dw_matches_naive_and_stays_in_bounds() {
                     let wt = rand(co * k * k, 4);
                     let bias = rand(co, 5);
                     let res = rand(n * co * oh * ow, 6);
-                    let mut scratch = vec![f32::NAN; g.scratch_floats()];
+                    let mut scratch = vec![f32::NAN; g.scratch_floats().unwrap()];
                     let mut y = vec![9.0f32; n * co * oh * ow + 40];
                     // SAFETY: the buffers are sized as the geometry describes (scratch: `scratch_floats()`); the host runs the target.
                     unsafe {
