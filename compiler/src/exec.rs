@@ -79,8 +79,8 @@ impl Executable {
                     threads: opts.cpu_threads(),
                     ..Default::default()
                 };
-                let m = mnc_runtime::cpu::CompiledModel::compile(&graph, target, &copts)
-                    .with_context(|| format!("target {target}"))?;
+                // The error names the target ("compiling for x86_64-avx2: ...").
+                let m = mnc_runtime::cpu::CompiledModel::compile(&graph, target, &copts)?;
                 Executable::Cpu(Box::new(m))
             }
         })

@@ -54,3 +54,49 @@ pub mod model;
 pub mod onnx;
 pub mod report;
 pub mod zoo;
+
+/// The one-line message of an error, as the CLI prints it (after `mnc: error: `) and the
+/// Python package raises it: the context chain joined by `: `, where a link whose text the
+/// previous link already ends with is skipped (typed errors that both print their source and
+/// return it as `source()` would otherwise repeat it).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for link in e.chain() {
+        let text = link.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_line_joins_the_chain_without_repeating_sources() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("inner problem")]
+        struct Inner;
+        #[derive(Debug, thiserror::Error)]
+        #[error("compiling: {source}")]
+        struct Outer {
+            #[source]
+            source: Inner,
+        }
+        let e = anyhow::Error::new(Outer { source: Inner }).context("model.onnx");
+        assert_eq!(
+            format!("{e:#}"),
+            "model.onnx: compiling: inner problem: inner problem"
+        );
+        assert_eq!(
+            super::error_line(&e),
+            "model.onnx: compiling: inner problem"
+        );
+        let plain = anyhow::anyhow!("a").context("b");
+        assert_eq!(super::error_line(&plain), "b: a");
+    }
+}

@@ -169,7 +169,7 @@ fn main() {
     };
     if let Err(e) = result {
         // One line: the context chain joined by ': '.
-        eprintln!("mnc: error: {e:#}");
+        eprintln!("mnc: error: {}", mnc::error_line(&e));
         std::process::exit(1);
     }
 }
@@ -338,7 +338,7 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
             ..Default::default()
         };
         let m = mnc_runtime::cpu::CompiledModel::compile(&graph, a.target, &opts)
-            .with_context(|| format!("{}: compiling for {}", a.model, a.target))?;
+            .with_context(|| a.model.clone())?;
         codegen = Some(CodegenSummary::of_cpu(&m));
         cpu_model = Some(m);
     }

@@ -39,7 +39,7 @@ fn compile_error(py: Python<'_>, e: anyhow::Error) -> PyErr {
     } else {
         "CompileError"
     };
-    error(py, kind, format!("{e:#}"))
+    error(py, kind, mnc::error_line(&e))
 }
 
 fn parse_target(py: Python<'_>, name: &str) -> PyResult<Target> {
@@ -332,7 +332,7 @@ impl CompiledModel {
         let model = &self.model;
         let outs = py
             .detach(|| model.run_views(&views))
-            .map_err(|e| error(py, "RunError", format!("{e:#}")))?;
+            .map_err(|e| error(py, "RunError", mnc::error_line(&e)))?;
         outputs_to_py(py, outs)
     }
 
@@ -409,7 +409,7 @@ impl CompiledModel {
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let model = self.model.clone();
         py.detach(move || model.save(&path))
-            .map_err(|e| error(py, "Error", format!("{e:#}")))
+            .map_err(|e| error(py, "Error", mnc::error_line(&e)))
     }
 
     fn __repr__(&self) -> String {
@@ -436,7 +436,7 @@ fn bench_json(
     };
     let r = py
         .detach(move || mnc::bench::bench(&model, &opts))
-        .map_err(|e| error(py, "RunError", format!("{e:#}")))?;
+        .map_err(|e| error(py, "RunError", mnc::error_line(&e)))?;
     let text = serde_json::to_string(&r).map_err(|e| error(py, "Error", e.to_string()))?;
     json_to_py(py, &text)
 }

@@ -32,6 +32,14 @@ fn assert_refused(o: &Output, needles: &[&str]) {
     for n in needles {
         assert!(err.contains(n), "stderr does not say '{n}': {err}");
     }
+    // Each part of the message once (a typed error's source is not repeated).
+    let parts: Vec<&str> = err.trim_end().split(": ").collect();
+    for (k, p) in parts.iter().enumerate().skip(1) {
+        assert!(
+            !parts[..k].contains(p) || p.len() < 12,
+            "'{p}' repeated in: {err}"
+        );
+    }
 }
 
 fn assert_ok(o: &Output) -> String {
