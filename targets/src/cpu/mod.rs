@@ -848,8 +848,13 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
         .collect())?;
     let outputs = io(g.outputs.iter().map(|o| (o.name.clone(), o.node)).collect())?;
     report.time_total = t0.elapsed();
+    report.time_setup = t_setup;
     report.time_other = report.time_total.saturating_sub(
-        report.time_plan + report.time_clif + report.time_compile + report.time_finalize,
+        report.time_setup
+            + report.time_plan
+            + report.time_clif
+            + report.time_compile
+            + report.time_finalize,
     );
     Ok(CpuProgram {
         target,
@@ -879,6 +884,26 @@ mod slot_tests {
             e,
             "the generated code reads 3 pointer-table slots but the plan provides 2"
         );
+    }
+
+    /// The phases of the compile report add up to the total, setup (ISA and JIT module
+    /// creation) recorded in its own field and not counted again in "other".
+    #[test]
+    fn compile_phases_add_up() {
+        let mut g = mnc_passes::samples::mobilenet_v2_block(2).unwrap();
+        mnc_passes::optimize(&mut g, &Default::default()).unwrap();
+        // Compiling needs no host support for the target: every JIT target is checked.
+        for t in [Target::X86_64, Target::X86_64Avx2, Target::X86_64Avx512] {
+            let r = compile(&g, t, &CpuOptions::default()).unwrap().report;
+            assert!(r.time_setup > Duration::ZERO, "{t}: setup not recorded");
+            let parts = r.time_setup
+                + r.time_plan
+                + r.time_clif
+                + r.time_compile
+                + r.time_finalize
+                + r.time_other;
+            assert_eq!(parts, r.time_total, "{t}: {}", r.to_text());
+        }
     }
 
     #[test]
