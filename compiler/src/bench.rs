@@ -79,19 +79,20 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
     if opts.profile && !model.target().is_jit() {
         bail!("--profile needs an x86-64 target (per-op timing of the JIT code)");
     }
-    let inputs: Vec<Tensor> = model
+    let inputs: std::sync::Arc<[Tensor]> = model
         .inputs()
         .iter()
         .enumerate()
         .map(|(k, p)| mnc_passes::samples::Lcg::new(1 + k as u64).tensor(&p.shape, -1.0, 1.0))
         .collect();
     for _ in 0..opts.warmup {
-        model.run(&inputs)?;
+        model.run_shared(&inputs)?;
     }
-    let mut ms: Vec<f64> = Vec::with_capacity(opts.iters);
+    // Not preallocated from a caller's number (a huge --iters must not abort the process).
+    let mut ms: Vec<f64> = Vec::new();
     for _ in 0..opts.iters {
         let t = std::time::Instant::now();
-        model.run(&inputs)?;
+        model.run_shared(&inputs)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let profile = match (model.executable(), opts.profile) {

@@ -4,7 +4,7 @@
 
 use crate::exec::{ExecOptions, Executable};
 use crate::report::{CodegenSummary, CompileSummary, PhaseTimes};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use mnc_ir::{DType, Graph, Tensor};
 use mnc_targets::Target;
 use std::path::Path;
@@ -53,7 +53,8 @@ pub struct PortInfo {
 pub struct Model {
     name: String,
     target: Target,
-    /// The optimized graph (what an artifact stores).
+    /// The graph the executable was built from (what an artifact stores): optimized for a
+    /// compiled target, as imported for the reference target.
     optimized: Graph,
     header: String,
     exe: Executable,
@@ -126,32 +127,26 @@ impl Model {
             .unwrap_or(0);
         let (inputs, outputs) = ports(&graph);
         let t1 = Instant::now();
-        let (optimized, passes, original) = match stored {
+        let (optimized, passes) = match stored {
             Some(stored) => {
-                if stored != target {
-                    bail!(
-                        "{name}: the artifact was compiled for target {stored}, not {target}; \
-                         run it with --target {stored} or compile the ONNX model for {target}"
-                    );
-                }
-                (graph, None, None)
+                crate::model::check_artifact_target(stored, target)
+                    .with_context(|| name.clone())?;
+                (graph, None)
             }
+            // The reference target runs the imported graph as it is (it is the oracle, and
+            // must keep working when a pass fails): no pipeline.
+            None if target == Target::Reference => (graph, None),
             None => {
-                let mut g = graph.clone();
+                let mut g = graph;
                 let report = mnc_passes::optimize(&mut g, &crate::exec::pipeline_options(target))
                     .with_context(|| format!("{name}: optimizing"))?;
-                // The reference target runs the imported graph: it is the oracle.
-                let original = (target == Target::Reference).then_some(graph);
-                (g, Some(report), original)
+                (g, Some(report))
             }
         };
         let t_passes = t1.elapsed();
         let t2 = Instant::now();
-        let exe = match original {
-            Some(g) => Executable::from_optimized(g, target, exec),
-            None => Executable::from_optimized(optimized.clone(), target, exec),
-        }
-        .with_context(|| name.clone())?;
+        let exe = Executable::from_optimized(optimized.clone(), target, exec)
+            .with_context(|| name.clone())?;
         let t_codegen = t2.elapsed();
         let codegen = match &exe {
             Executable::Cpu(m) => Some(CodegenSummary::of_cpu(m)),
@@ -167,9 +162,10 @@ impl Model {
             codegen,
             times,
         );
-        let header = match &passes {
-            Some(p) => p.header.clone(),
-            None => format!("# loaded from the artifact {name}"),
+        let header = match (&passes, stored) {
+            (Some(p), _) => p.header.clone(),
+            (None, Some(_)) => format!("# loaded from the artifact {name}"),
+            (None, None) => "# reference target: the imported graph, no passes".to_string(),
         };
         Ok(Model {
             name,
@@ -189,6 +185,14 @@ impl Model {
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         self.exe
             .run(inputs)
+            .with_context(|| format!("{}: running on {}", self.name, self.exe.describe()))
+    }
+
+    /// [`Model::run`] on inputs shared between calls (a benchmark's): a CUDA model takes them
+    /// without copying.
+    pub fn run_shared(&self, inputs: &std::sync::Arc<[Tensor]>) -> Result<Vec<Tensor>> {
+        self.exe
+            .run_shared(inputs)
             .with_context(|| format!("{}: running on {}", self.name, self.exe.describe()))
     }
 

@@ -7,14 +7,15 @@
 use anyhow::{anyhow, Context, Result};
 use mnc_ir::{Graph, Tensor};
 use mnc_runtime::cuda::{CudaArch, CudaModel, CudaOptions};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 type Reply = mpsc::Sender<Result<Vec<Tensor>>>;
+type Job = (Arc<[Tensor]>, Reply);
 
 /// A handle to a [`CudaModel`] living on its worker thread.
 pub struct CudaWorker {
-    jobs: Option<mpsc::Sender<(Vec<Tensor>, Reply)>>,
+    jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     describe: String,
 }
@@ -23,7 +24,7 @@ impl CudaWorker {
     /// Starts the worker thread and compiles `graph` for `arch` on it (PTX generation and
     /// module load); returns once the model is loaded, or with the compile error.
     pub fn compile(graph: Graph, arch: CudaArch, opts: CudaOptions) -> Result<Self> {
-        let (jobs, rx) = mpsc::channel::<(Vec<Tensor>, Reply)>();
+        let (jobs, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String>>();
         let thread = std::thread::Builder::new()
             .name("mnc-cuda".into())
@@ -73,7 +74,7 @@ impl CudaWorker {
     }
 
     /// Runs the model on the worker thread and waits for the outputs.
-    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    pub fn run(&self, inputs: Arc<[Tensor]>) -> Result<Vec<Tensor>> {
         let (tx, rx) = mpsc::channel();
         let jobs = self
             .jobs

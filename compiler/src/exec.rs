@@ -5,6 +5,7 @@
 use anyhow::{bail, Context, Result};
 use mnc_ir::{Graph, Tensor, TensorView};
 use mnc_targets::Target;
+use std::sync::Arc;
 
 /// Options that change what is built (they show in the compile report).
 #[derive(Clone, Debug, Default)]
@@ -91,7 +92,16 @@ impl Executable {
         match self {
             Executable::Reference(g) => Ok(mnc_runtime::reference::run(g, inputs)?),
             Executable::Cpu(m) => Ok(m.run(inputs)?),
-            Executable::Cuda(m) => m.run(inputs.to_vec()),
+            Executable::Cuda(m) => m.run(Arc::from(inputs.to_vec())),
+        }
+    }
+
+    /// [`Executable::run`] on inputs shared between calls: the CUDA worker takes them
+    /// without a copy (what a benchmark times).
+    pub fn run_shared(&self, inputs: &Arc<[Tensor]>) -> Result<Vec<Tensor>> {
+        match self {
+            Executable::Cuda(m) => m.run(inputs.clone()),
+            _ => self.run(inputs),
         }
     }
 

@@ -185,6 +185,12 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
             threads: a.threads.unwrap_or(0),
         },
     };
+    // The input first: a bad input file fails before a full compile.
+    let input = match (&a.input, &a.image) {
+        (Some(p), _) => io::read_npy(p)?,
+        (None, Some(p)) => io::load_image(p, 256, 224)?,
+        (None, None) => bail!("give --input X.npy or --image PHOTO"),
+    };
     let model = Model::compile(Source::Spec(&a.model), &opts)?;
     if model.inputs().len() != 1 {
         bail!(
@@ -193,26 +199,21 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
             model.inputs().len()
         );
     }
-    let input = match (&a.input, &a.image) {
-        (Some(p), _) => io::read_npy(p)?,
-        (None, Some(p)) => {
-            let mut t = io::load_image(p, 256, 224)?;
-            let want = model.inputs()[0].shape.clone();
-            // One image, replicated when the model was compiled for a larger batch.
-            if want.len() == 4 && want[0] > 1 && want[1..] == t.shape[1..] {
-                let one = t.as_f32().unwrap_or_default().to_vec();
-                let data = one
-                    .iter()
-                    .copied()
-                    .cycle()
-                    .take(one.len() * want[0])
-                    .collect();
-                t = Tensor::from_f32(want, data)?;
-            }
-            t
-        }
-        (None, None) => bail!("give --input X.npy or --image PHOTO"),
-    };
+    let want = &model.inputs()[0].shape;
+    // One image, replicated when the model was compiled for a larger batch.
+    let input =
+        if a.image.is_some() && want.len() == 4 && want[0] > 1 && want[1..] == input.shape[1..] {
+            let one = input.as_f32().unwrap_or_default();
+            let data = one
+                .iter()
+                .copied()
+                .cycle()
+                .take(one.len() * want[0])
+                .collect();
+            Tensor::from_f32(want.clone(), data)?
+        } else {
+            input
+        };
     let t_load = t0.elapsed();
     let t1 = Instant::now();
     let outputs = model.run(&[input])?;

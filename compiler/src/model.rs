@@ -65,13 +65,22 @@ pub fn build_any(
     let Some(stored) = stored else {
         return Executable::build(graph, target, opts);
     };
+    check_artifact_target(stored, target)?;
+    Executable::from_optimized(graph, target, opts)
+}
+
+/// Refuses to run an artifact compiled for `stored` on another `target`.
+pub fn check_artifact_target(
+    stored: mnc_targets::Target,
+    target: mnc_targets::Target,
+) -> Result<()> {
     if stored != target {
         anyhow::bail!(
             "the artifact was compiled for target {stored}, not {target}; run it with \
              --target {stored} or compile the ONNX model for {target}"
         );
     }
-    Executable::from_optimized(graph, target, opts)
+    Ok(())
 }
 
 #[cfg(test)]

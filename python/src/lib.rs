@@ -8,7 +8,7 @@ use mnc::compiled::{CompileOptions, Model, PortInfo, Source};
 use mnc::exec::ExecOptions;
 use mnc_ir::{DType, Tensor, TensorView};
 use mnc_targets::Target;
-use numpy::{PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyArrayMethods, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 use std::path::PathBuf;
@@ -167,66 +167,63 @@ struct CompiledModel {
     model: Arc<Model>,
 }
 
-/// One input array, checked: float32 and the input's shape, else `InputError`.
-/// A C-contiguous array is borrowed as it is (the backend copies it once, into its arena);
-/// other layouts (Fortran order, strided views) are first read in logical order.
-enum Input<'py> {
-    Borrowed(PyReadonlyArrayDyn<'py, f32>),
-    Copied(Vec<f32>),
-}
-
-fn input_array<'py>(arr: &Bound<'py, PyAny>, port: &PortInfo, k: usize) -> PyResult<Input<'py>> {
+/// One input array, checked: a float32 ndarray of the input's shape, else `InputError`.
+/// An aligned C-contiguous array is borrowed as it is (the backend copies it once, into its
+/// arena); any other layout (Fortran order, strided views, fields of record arrays,
+/// misaligned buffers) is first copied into a new C-ordered array.
+fn input_array<'py>(
+    arr: &Bound<'py, PyAny>,
+    port: &PortInfo,
+    k: usize,
+) -> PyResult<PyReadonlyArrayDyn<'py, f32>> {
     let py = arr.py();
     let what = format!("input {k} ('{}')", port.name);
-    let Ok(a) = arr.extract::<PyReadonlyArrayDyn<'py, f32>>() else {
-        let dtype = arr
-            .getattr("dtype")
-            .and_then(|d| d.str())
-            .map(|s| s.to_string())
-            .unwrap_or_else(|_| {
-                arr.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            });
-        return Err(error(
+    let np = py.import("numpy")?;
+    let refuse = |got: String| {
+        error(
             py,
             "InputError",
             format!(
-                "{what}: expected a float32 numpy array of shape {}, got {dtype} (convert with .astype(numpy.float32))",
+                "{what}: expected a float32 numpy array of shape {}, got {got} (convert with .astype(numpy.float32))",
                 tuple_text(&port.shape)
             ),
-        ));
+        )
     };
-    if a.shape() != port.shape.as_slice() {
+    if !arr.is_instance(&np.getattr("ndarray")?)? {
+        return Err(refuse(arr.get_type().name()?.to_string()));
+    }
+    // The native-endian float32 dtype exactly (a big-endian '>f4' is refused, not reinterpreted).
+    let dtype = arr.getattr("dtype")?;
+    if !dtype.eq(np.getattr("dtype")?.call1(("=f4",))?)? {
+        return Err(refuse(dtype.str()?.to_string()));
+    }
+    let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
+    if shape != port.shape {
         return Err(error(
             py,
             "InputError",
             format!(
                 "{what}: expected shape {}, got {}",
                 tuple_text(&port.shape),
-                tuple_text(a.shape())
+                tuple_text(&shape)
             ),
         ));
     }
-    // `as_slice` also accepts Fortran-ordered arrays (it reads memory order): only a
-    // C-contiguous array is borrowed as one slice.
-    if a.is_c_contiguous() && a.as_slice().is_ok() {
-        return Ok(Input::Borrowed(a));
-    }
-    Ok(Input::Copied(a.as_array().iter().copied().collect()))
-}
-
-impl Input<'_> {
-    fn view<'a>(&'a self, shape: &'a [usize]) -> Result<TensorView<'a>, mnc_ir::IrError> {
-        let data = match self {
-            Input::Borrowed(a) => a.as_slice().map_err(|e| {
-                mnc_ir::IrError::Invalid(format!("the array is no longer contiguous: {e}"))
-            })?,
-            Input::Copied(v) => v.as_slice(),
-        };
-        TensorView::f32(shape, data)
-    }
+    let flags = arr.getattr("flags")?;
+    let direct = flags.getattr("c_contiguous")?.extract::<bool>()?
+        && flags.getattr("aligned")?.extract::<bool>()?;
+    let arr = if direct {
+        arr.clone()
+    } else {
+        // A fresh, aligned, C-ordered copy (`ascontiguousarray` would return a misaligned
+        // but contiguous array unchanged).
+        let kw = PyDict::new(py);
+        kw.set_item("order", "C")?;
+        kw.set_item("copy", true)?;
+        np.getattr("array")?.call((arr,), Some(&kw))?
+    };
+    // Other extraction errors (an array mutably borrowed by other Rust code) pass through.
+    Ok(arr.extract::<PyReadonlyArrayDyn<'py, f32>>()?)
 }
 
 fn outputs_to_py<'py>(py: Python<'py>, outs: Vec<Tensor>) -> PyResult<Vec<Bound<'py, PyAny>>> {
@@ -254,7 +251,9 @@ impl CompiledModel {
     /// Runs the model. Inputs are float32 NumPy arrays of the exact input shapes, given in
     /// order (`run(x)`), as one dict by name (`run({"input": x})`) or as keywords
     /// (`run(input=x)`). Returns one array per model output. Releases the GIL while it runs:
-    /// several Python threads may call it on one model at once.
+    /// several Python threads may call it on one model at once. An aligned C-contiguous
+    /// array is read in place while the GIL is released: do not write to or resize it from
+    /// another thread during the call (other layouts are copied first).
     #[pyo3(signature = (*args, **kwargs))]
     fn run<'py>(
         &self,
@@ -324,8 +323,11 @@ impl CompiledModel {
         }
         let mut views = Vec::with_capacity(held.len());
         for (h, p) in held.iter().zip(ports) {
+            let data = h
+                .as_slice()
+                .map_err(|e| error(py, "InputError", format!("input '{}': {e}", p.name)))?;
             views.push(
-                h.view(&p.shape)
+                TensorView::f32(&p.shape, data)
                     .map_err(|e| error(py, "InputError", e.to_string()))?,
             );
         }
@@ -429,6 +431,16 @@ fn bench_json(
     warmup: usize,
     profile: bool,
 ) -> PyResult<Bound<'_, PyAny>> {
+    if iters == 0 {
+        return Err(error(py, "InputError", "iters must be at least 1".into()));
+    }
+    if profile && !model.target().is_jit() {
+        return Err(error(
+            py,
+            "InputError",
+            "profile=True needs an x86-64 target (per-op timing of the JIT code)".into(),
+        ));
+    }
     let opts = BenchOptions {
         iters,
         warmup,

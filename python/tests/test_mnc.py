@@ -9,6 +9,7 @@ import os
 import pathlib
 import subprocess
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -25,7 +26,9 @@ MNV3 = FIXTURES / "mnv3s_w035_b3_op17"
 def cli():
     """The mnc CLI binary of this checkout (built if needed; a no-op after `cargo test`)."""
     subprocess.run(["cargo", "build", "-q", "-p", "mnc", "--bin", "mnc"], cwd=ROOT, check=True)
-    exe = ROOT / "target" / "debug" / "mnc"
+    meta = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"],
+                          cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    exe = pathlib.Path(json.loads(meta)["target_directory"]) / "debug" / "mnc"
     assert exe.exists(), exe
     return exe
 
@@ -53,14 +56,15 @@ def test_fixture_matches_onnxruntime_on_every_host_target():
 def test_output_is_bit_identical_to_the_cli(cli, tmp_path):
     for d in (MNV2, MNV3):
         x, _ = fixture_io(d)
-        out = tmp_path / f"{d.name}.npy"
-        subprocess.run(
-            [cli, "run", d / "model.onnx", "--input", d / "input.npy", "-o", out,
-             "--target", "host", "--threads", "1"],
-            check=True, capture_output=True,
-        )
-        (y,) = mnc.compile(str(d / "model.onnx"), threads=1).run(x)
-        assert np.array_equal(y, np.load(out)), d.name
+        for threads in (1, 2):
+            out = tmp_path / f"{d.name}-{threads}.npy"
+            subprocess.run(
+                [cli, "run", d / "model.onnx", "--input", d / "input.npy", "-o", out,
+                 "--target", "host", "--threads", str(threads)],
+                check=True, capture_output=True,
+            )
+            (y,) = mnc.compile(str(d / "model.onnx"), threads=threads).run(x)
+            assert np.array_equal(y, np.load(out)), (d.name, threads)
 
 
 def test_model_sources_agree():
@@ -112,6 +116,17 @@ def test_non_contiguous_inputs_are_read_in_logical_order():
     strided = wide[..., ::2]
     assert not strided.flags.c_contiguous
     assert np.array_equal(m.run(strided)[0], y)
+    # A float32 field of a packed record array: byte strides that are not multiples of 4.
+    rec = np.zeros(x.shape, dtype=np.dtype([("a", "<f4"), ("b", "<i2")], align=False))
+    rec["a"] = x
+    assert rec["a"].strides[-1] == 6
+    assert np.array_equal(m.run(rec["a"])[0], y)
+    # A misaligned but C-contiguous buffer.
+    buf = np.zeros(x.size * 4 + 1, np.uint8)
+    mis = np.frombuffer(buf.data, np.float32, count=x.size, offset=1).reshape(x.shape)
+    assert mis.flags.c_contiguous and not mis.flags.aligned
+    mis[...] = x
+    assert np.array_equal(m.run(mis)[0], y)
 
 
 def test_bad_inputs_raise_input_error():
@@ -127,6 +142,14 @@ def test_bad_inputs_raise_input_error():
         m.run({"nope": x})
     with pytest.raises(mnc.InputError, match="float32"):
         m.run([1.0, 2.0])
+    with pytest.raises(mnc.InputError, match=">f4"):
+        m.run(x.astype(">f4"))
+    with pytest.raises(mnc.InputError, match="unknown input"):
+        m.run({"input": x, "extra": x})
+    with pytest.raises(mnc.InputError, match="not both"):
+        m.run(x, input=x)
+    with pytest.raises(mnc.InputError, match="iters"):
+        m.bench(iters=0)
     with pytest.raises(mnc.InputError, match="target"):
         mnc.compile("zoo:mobilenet_v2", target="riscv")
     with pytest.raises(mnc.InputError, match="model must be"):
@@ -226,7 +249,7 @@ def test_bench_has_the_cli_json_fields(cli):
 
 
 def test_threads_share_one_model():
-    m = mnc.compile(MNV3 / "model.onnx", threads=1)
+    m = mnc.compile(MNV3 / "model.onnx", threads=2)
     x, _ = fixture_io(MNV3)
     (expected,) = m.run(x)
     results, errors = [], []
@@ -247,6 +270,27 @@ def test_threads_share_one_model():
     assert len(results) == 20
     for y in results:
         assert np.array_equal(y, expected)
+
+
+def test_the_gil_is_released_while_running():
+    m = mnc.compile("zoo:mobilenet_v3_small", threads=1)
+    span = {}
+
+    def work():
+        span["t0"] = time.perf_counter()
+        m.bench(iters=20, warmup=0)
+        span["t1"] = time.perf_counter()
+
+    t = threading.Thread(target=work)
+    ticks = []
+    t.start()
+    while t.is_alive():
+        ticks.append(time.perf_counter())
+    t.join()
+    t0, t1 = span["t0"], span["t1"]
+    middle = [x for x in ticks if t0 + 0.25 * (t1 - t0) < x < t0 + 0.75 * (t1 - t0)]
+    # Holding the GIL for the whole call would leave the main thread no tick in between.
+    assert len(middle) > 10, (len(middle), t1 - t0)
 
 
 def test_module_reads_well():
