@@ -304,9 +304,10 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
     let t0 = Instant::now();
     let mut graph = mnc::model::load(&a.model, a.batch)?;
     let t_import = t0.elapsed();
+    // The pipeline `run`, `bench` and the Python package use; the passes' memory plan (an
+    // analysis no backend uses) only when -v prints it.
     let opts = mnc_passes::PipelineOptions {
-        target: mnc::exec::target_facts(a.target),
-        verify: true,
+        plan_memory: a.verbose,
         print_after: if a.print_after_all {
             mnc_passes::PrintAfter::All
         } else if !a.print_after.is_empty() {
@@ -314,7 +315,7 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
         } else {
             mnc_passes::PrintAfter::Nothing
         },
-        ..Default::default()
+        ..mnc::exec::pipeline_options(a.target)
     };
     let nodes_imported = graph.node_count();
     let t1 = Instant::now();

@@ -190,6 +190,19 @@ def test_report():
     assert json.dumps(r)
 
 
+def test_report_text_is_what_mnc_compile_prints(cli):
+    path = str(MNV2 / "model.onnx")
+    text = mnc.compile(path).report_text()
+    out = subprocess.run([cli, "compile", path], check=True, capture_output=True,
+                         text=True).stdout
+
+    def strip(t):  # phase times differ from run to run
+        return [line for line in t.splitlines() if not line.startswith("time: ")]
+
+    assert strip(text) == strip(out)
+    assert len(strip(text)) >= 5
+
+
 def test_save_and_load_round_trip(cli, tmp_path):
     x, _ = fixture_io(MNV2)
     m = mnc.compile(MNV2 / "model.onnx", threads=1)
