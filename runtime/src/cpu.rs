@@ -199,7 +199,7 @@ impl CompiledModel {
                     got: t.ty(),
                 });
             }
-            if checked_numel(&t.shape).ok() != Some(t.numel()) {
+            if checked_numel(t.shape).ok() != Some(t.numel()) {
                 return Err(RuntimeError::InputData {
                     name: name.clone(),
                     shape: t.shape.to_vec(),
