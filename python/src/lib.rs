@@ -223,7 +223,7 @@ fn input_array<'py>(
         np.getattr("array")?.call((arr,), Some(&kw))?
     };
     // Other extraction errors (an array mutably borrowed by other Rust code) pass through.
-    Ok(arr.extract::<PyReadonlyArrayDyn<'py, f32>>()?)
+    arr.extract::<PyReadonlyArrayDyn<'py, f32>>()
 }
 
 fn outputs_to_py<'py>(py: Python<'py>, outs: Vec<Tensor>) -> PyResult<Vec<Bound<'py, PyAny>>> {
