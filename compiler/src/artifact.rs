@@ -1056,17 +1056,7 @@ mod tests {
                 tn: 4,
             }),
         };
-        let acts = [
-            Activation::Relu,
-            Activation::Clip { min: 0.0, max: 6.0 },
-            Activation::Sigmoid,
-            Activation::HardSigmoid {
-                alpha: 0.2,
-                beta: 0.5,
-            },
-            Activation::HardSwish,
-            Activation::Silu,
-        ];
+        let acts = mnc_ir::op::ACTIVATION_EXAMPLES;
         let mut ops = vec![
             Op::Identity,
             Op::Dropout,
@@ -1145,7 +1135,7 @@ mod tests {
         for b in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
             ops.push(Op::Binary(b));
         }
-        ops.extend(acts.into_iter().map(Op::Act));
+        ops.extend(acts.iter().copied().map(Op::Act));
         let mut prev = x;
         for (k, op) in ops.into_iter().enumerate() {
             let (lo, _) = op.arity();

@@ -177,14 +177,7 @@ fn main() {
 fn cmd_run(a: &RunArgs) -> Result<()> {
     check_runnable(a.target)?;
     let t0 = Instant::now();
-    let opts = CompileOptions {
-        target: a.target,
-        batch: a.batch,
-        exec: ExecOptions {
-            allow_tf32: a.allow_tf32,
-            threads: a.threads.unwrap_or(0),
-        },
-    };
+    let opts = compile_options(a.target, a.batch, a.allow_tf32, a.threads);
     // The input first: a bad input file fails before a full compile.
     let input = match (&a.input, &a.image) {
         (Some(p), _) => io::read_npy(p)?,
@@ -255,6 +248,23 @@ fn cmd_run(a: &RunArgs) -> Result<()> {
         model.executable().describe()
     );
     Ok(())
+}
+
+/// The compile options of `run` and `bench` (threads default to the physical cores).
+fn compile_options(
+    target: Target,
+    batch: Option<usize>,
+    allow_tf32: bool,
+    threads: Option<usize>,
+) -> CompileOptions {
+    CompileOptions {
+        target,
+        batch,
+        exec: ExecOptions {
+            allow_tf32,
+            threads: threads.unwrap_or(0),
+        },
+    }
 }
 
 /// Refuses to run code for a CPU this host cannot execute (compiling for it is allowed).
@@ -448,14 +458,7 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
     if a.profile && !a.target.is_jit() {
         bail!("--profile needs an x86-64 target (per-op timing of the JIT code)");
     }
-    let opts = CompileOptions {
-        target: a.target,
-        batch: a.batch,
-        exec: ExecOptions {
-            allow_tf32: a.allow_tf32,
-            threads: a.threads.unwrap_or(0),
-        },
-    };
+    let opts = compile_options(a.target, a.batch, a.allow_tf32, a.threads);
     let model = Model::compile(Source::Spec(&a.model), &opts)?;
     let r = mnc::bench::bench(
         &model,

@@ -104,21 +104,7 @@ mod tests {
 
     #[test]
     fn fuses_every_activation_kind() {
-        for a in [
-            Activation::Relu,
-            Activation::Clip { min: 0.0, max: 6.0 },
-            Activation::Clip {
-                min: -0.5,
-                max: 0.25,
-            },
-            Activation::Sigmoid,
-            Activation::HardSigmoid {
-                alpha: 0.2,
-                beta: 0.5,
-            },
-            Activation::HardSwish,
-            Activation::Silu,
-        ] {
+        for &a in mnc_ir::op::ACTIVATION_EXAMPLES {
             let g = conv_then(a);
             let (after, n) = check_pass(&g, &ActFusion, 1e-6);
             assert_eq!(n, 1, "{a}");
