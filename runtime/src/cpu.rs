@@ -473,10 +473,16 @@ pub(crate) mod tests {
     }
 
     /// `relu` over 32 floats (one JIT step: output slot 0, input slot 1) compiled with `opts`
-    /// for the host, with an input of both signs; `None` on a host without a JIT target.
+    /// for the host, with an input of both signs; `None` on a host without a JIT target
+    /// (after printing a SKIPPED line naming the calling test's location).
+    #[track_caller]
     pub(crate) fn relu32(opts: &CpuOptions) -> Option<(CompiledModel, Tensor)> {
         let t = Target::detect_host();
         if !t.is_jit() {
+            eprintln!(
+                "SKIPPED {}: no JIT target runs on this CPU",
+                std::panic::Location::caller()
+            );
             return None;
         }
         let m = CompiledModel::compile(&relu_graph(32), t, opts).unwrap();
