@@ -83,8 +83,11 @@ pub fn image(data: &[u8]) {
     }
 }
 
+/// What a fuzz target does with one input.
+pub type Run = fn(&[u8]);
+
 /// The targets by name, as `scripts/fuzz.sh` and the regression test name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Run)] = &[
     ("onnx_compile", onnx_compile),
     ("artifact", artifact),
     ("npy", npy),

@@ -244,7 +244,7 @@ impl Gen {
 
     fn conv(&mut self, d: &mut Draw, x: NodeId) -> Option<NodeId> {
         let ci = self.shape(x)[1];
-        let divisors: Vec<usize> = (2..ci).filter(|g| ci % g == 0).collect();
+        let divisors: Vec<usize> = (2..ci).filter(|&g| ci.is_multiple_of(g)).collect();
         let (group, oc) = match d.below(4) {
             // depthwise, channel multiplier 1 or 2
             0 => (ci, ci * d.range(1, 2)),

@@ -43,7 +43,9 @@ fn mismatch(got: &[Tensor], want: &[Tensor]) -> Option<String> {
         let (a, b) = (y.as_f32().unwrap(), r.as_f32().unwrap());
         let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for (i, (p, q)) in a.iter().zip(b).enumerate() {
-            if !((p - q).abs() <= TOL * scale) {
+            // NaN differences fail too.
+            let close = (p - q).abs() <= TOL * scale;
+            if !close {
                 return Some(format!(
                     "output {k} element {i}: {p}, want {q} (tolerance {TOL} * {scale})"
                 ));
