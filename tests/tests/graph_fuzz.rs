@@ -93,7 +93,7 @@ fn random_graphs_match_the_reference_on_every_host_target() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {cases} cases differ from the reference:\n{}\nfirst failing graph:\n{}",
+        "{} mismatches (passes and JIT counted apart) in {cases} graph x target cases:\n{}\nfirst failing graph:\n{}",
         failures.len(),
         failures.join("\n"),
         failures
