@@ -297,7 +297,7 @@ mod tests {
     fn npy_bytes(version: u8, header: &str, data: &[u8]) -> Vec<u8> {
         let pre = if version == 1 { 10 } else { 12 };
         let mut h = header.as_bytes().to_vec();
-        while (pre + h.len() + 1) % 64 != 0 {
+        while !(pre + h.len() + 1).is_multiple_of(64) {
             h.push(b' ');
         }
         h.push(b'\n');
