@@ -7,9 +7,7 @@
 //! (a candidate it refuses is redrawn) and sizes stay small, so the reference executor runs
 //! each graph in milliseconds. Deterministic: one seed, one graph.
 
-use mnc_ir::{
-    Activation, BinaryOp, Conv, Gemm, Graph, NodeId, Op, Pool, PoolKind, Tensor, TensorType,
-};
+use mnc_ir::{BinaryOp, Conv, Gemm, Graph, NodeId, Op, Pool, PoolKind, Tensor, TensorType};
 use mnc_passes::samples::Lcg;
 
 /// Largest channel count a layer produces.
@@ -151,21 +149,7 @@ impl Gen {
                 self.try_add("pool", Op::Pool(pool), &[x], vec![])
             }
             4 => {
-                let act = d.pick(&[
-                    Activation::Relu,
-                    Activation::Clip { min: 0.0, max: 6.0 },
-                    Activation::Clip {
-                        min: -0.5,
-                        max: 0.75,
-                    },
-                    Activation::Sigmoid,
-                    Activation::HardSigmoid {
-                        alpha: 0.2,
-                        beta: 0.5,
-                    },
-                    Activation::HardSwish,
-                    Activation::Silu,
-                ]);
+                let act = d.pick(mnc_ir::op::ACTIVATION_EXAMPLES);
                 self.try_add("act", Op::Act(act), &[x], vec![])
             }
             5 => {
