@@ -62,4 +62,4 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz.sh: FAILED: ${failed[*]} (inputs in fuzz/artifacts/<target>/, logs in fuzz/artifacts/<target>.log)"
   exit 1
 fi
-echo "fuzz.sh: ${#targets[@]} passed, 0 failed"
+echo "fuzz.sh: no finding in ${#targets[@]} targets"
