@@ -12,7 +12,14 @@ use std::path::Path;
 /// naming the file, before any large allocation.
 pub fn read_npy(path: &Path) -> Result<Tensor> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let npy = npyz::NpyFile::new(&bytes[..])
+    decode_npy(&bytes, path)
+}
+
+/// Decodes the bytes of a `.npy` file like [`read_npy`]; `path` only names the file in errors.
+pub fn decode_npy(bytes: &[u8], path: &Path) -> Result<Tensor> {
+    check_npy_header(bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid .npy file: {e}", path.display()))?;
+    let npy = npyz::NpyFile::new(bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a valid .npy file: {e}", path.display()))?;
     let shape: Vec<usize> = npy
         .shape()
@@ -67,6 +74,79 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
         data = fortran_to_c(&data, &shape);
     }
     Ok(Tensor::from_f32(shape, data)?)
+}
+
+/// The longest `.npy` header text accepted, in bytes (numpy's own `np.load` limit).
+pub const NPY_MAX_HEADER: usize = 10_000;
+
+/// Checks a `.npy` file's preamble and header text before `npyz` parses them: the magic
+/// bytes, a known format version, a header length within the file and at most
+/// [`NPY_MAX_HEADER`] bytes, and a flat header: a dict whose values nest brackets at most
+/// one level deep (`{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }`). Deeper
+/// nesting (structured dtypes, or a crafted header of thousands of brackets, which keeps the
+/// Python-literal parser busy for seconds) is refused, as is a header length larger than the
+/// file (which `npyz` would allocate, up to 4 GiB, before reading).
+fn check_npy_header(bytes: &[u8]) -> Result<(), String> {
+    const MAGIC: &[u8] = b"\x93NUMPY";
+    if bytes.len() < MAGIC.len() + 2 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err("bad magic bytes".into());
+    }
+    let (len, start) = match bytes[MAGIC.len()] {
+        1 => (
+            bytes
+                .get(8..10)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize),
+            10,
+        ),
+        2 | 3 => (
+            bytes
+                .get(8..12)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
+            12,
+        ),
+        v => return Err(format!("unsupported format version {v}")),
+    };
+    let len = len.ok_or("truncated header")?;
+    if len > NPY_MAX_HEADER {
+        return Err(format!(
+            "the header declares {len} bytes (at most {NPY_MAX_HEADER} are accepted)"
+        ));
+    }
+    let text = bytes
+        .get(start..start + len)
+        .ok_or_else(|| format!("truncated header ({len} bytes declared)"))?;
+    let trimmed = text.trim_ascii();
+    if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
+        return Err("the header is not a dict".into());
+    }
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    for &c in trimmed {
+        match (quote, c) {
+            (Some(_), _) if escaped => escaped = false,
+            (Some(_), b'\\') => escaped = true,
+            (Some(q), _) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(c),
+            (None, b'{' | b'(' | b'[') => {
+                depth += 1;
+                if depth > 2 {
+                    return Err("nested header values are not supported".into());
+                }
+            }
+            (None, b'}' | b')' | b']') => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or("unbalanced brackets in the header")?;
+            }
+            (None, _) => {}
+        }
+    }
+    if depth != 0 || quote.is_some() {
+        return Err("unbalanced brackets or quotes in the header".into());
+    }
+    Ok(())
 }
 
 /// Reorders column-major data of `shape` into row-major order.
@@ -210,6 +290,90 @@ mod tests {
         std::fs::write(&p, b"\x93NUMPY garbage").unwrap();
         assert!(read_npy(&p).is_err());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A `.npy` file of format `version` with `header` (padded to 64 bytes like numpy's) and
+    /// `data` after it.
+    fn npy_bytes(version: u8, header: &str, data: &[u8]) -> Vec<u8> {
+        let pre = if version == 1 { 10 } else { 12 };
+        let mut h = header.as_bytes().to_vec();
+        while !(pre + h.len() + 1).is_multiple_of(64) {
+            h.push(b' ');
+        }
+        h.push(b'\n');
+        let mut b = b"\x93NUMPY".to_vec();
+        b.extend_from_slice(&[version, 0]);
+        if version == 1 {
+            b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        } else {
+            b.extend_from_slice(&(h.len() as u32).to_le_bytes());
+        }
+        b.extend_from_slice(&h);
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn npy_headers_must_be_flat_short_and_inside_the_file() {
+        let p = Path::new("h.npy");
+        let data: Vec<u8> = [1f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let flat = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
+        let want = Tensor::from_f32(vec![2], vec![1.0, 2.0]).unwrap();
+        for v in [1, 2, 3] {
+            assert_eq!(decode_npy(&npy_bytes(v, flat, &data), p).unwrap(), want);
+        }
+        // Brackets inside strings are text, not nesting.
+        let quoted = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'x': '((\\'[[', }";
+        assert_eq!(decode_npy(&npy_bytes(1, quoted, &data), p).unwrap(), want);
+        let err = |b: Vec<u8>| decode_npy(&b, p).unwrap_err().to_string();
+        // Nested brackets are refused up front, also behind an escaped quote. npyz's
+        // Python-literal parser backtracks exponentially on unclosed '[': 20 of them took
+        // 17 s, the 40 here would take days.
+        let deep = format!("{}{}", "(".repeat(2000), ")".repeat(2000));
+        for h in [
+            format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {deep}, }}"),
+            format!("{{'a': 'x\\'', 'b': [{deep}], 'c': '', }}"),
+            "{'descr': [('x', '<f4')], 'fortran_order': False, 'shape': (2,), }".into(),
+            format!(
+                "{{'descr': '<f4', 'fortran_order': False, 'shape': {}, }}",
+                "[".repeat(40)
+            ),
+        ] {
+            let e = err(npy_bytes(1, &h, &data));
+            assert!(e.contains("nested header values are not supported"), "{e}");
+        }
+        // Longer than numpy's own limit.
+        let long = format!(
+            "{{'descr': '<f4', 'shape': (2,), 'x': '{}', }}",
+            "y".repeat(NPY_MAX_HEADER)
+        );
+        let e = err(npy_bytes(2, &long, &data));
+        assert!(e.contains("at most 10000"), "{e}");
+        // A header length past the end of the file (npyz would allocate it before reading).
+        let mut b = npy_bytes(2, flat, &data);
+        b[8..12].copy_from_slice(&4000u32.to_le_bytes());
+        let e = err(b);
+        assert!(e.contains("truncated header (4000 bytes declared)"), "{e}");
+        for (b, what) in [
+            (b"\x93NUMPY\x01\x00".to_vec(), "truncated header"),
+            (
+                b"\x93NUMPY\x07\x00\x10\x00".to_vec(),
+                "unsupported format version 7",
+            ),
+            (npy_bytes(1, "(1, 2)", &data), "the header is not a dict"),
+            (
+                npy_bytes(1, "{'shape': (2,)), }", &data),
+                "unbalanced brackets",
+            ),
+            (
+                npy_bytes(1, "{'shape': (2, }", &data),
+                "unbalanced brackets",
+            ),
+            (npy_bytes(1, "{'shape': '(2,), }", &data), "or quotes"),
+        ] {
+            let e = err(b);
+            assert!(e.contains(what), "{what}: {e}");
+        }
     }
 
     #[test]

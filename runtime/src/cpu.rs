@@ -473,10 +473,16 @@ pub(crate) mod tests {
     }
 
     /// `relu` over 32 floats (one JIT step: output slot 0, input slot 1) compiled with `opts`
-    /// for the host, with an input of both signs; `None` on a host without a JIT target.
+    /// for the host, with an input of both signs; `None` on a host without a JIT target
+    /// (after printing a SKIPPED line naming the calling test's location).
+    #[track_caller]
     pub(crate) fn relu32(opts: &CpuOptions) -> Option<(CompiledModel, Tensor)> {
         let t = Target::detect_host();
         if !t.is_jit() {
+            eprintln!(
+                "SKIPPED {}: no JIT target runs on this CPU",
+                std::panic::Location::caller()
+            );
             return None;
         }
         let m = CompiledModel::compile(&relu_graph(32), t, opts).unwrap();
@@ -549,7 +555,6 @@ pub(crate) mod tests {
     #[test]
     fn a_kernel_panic_becomes_an_error_of_the_run() {
         let Some((mut m, x)) = relu32(&CpuOptions::default()) else {
-            eprintln!("SKIPPED: the host runs no JIT target");
             return;
         };
         let xs = std::slice::from_ref(&x);
@@ -601,11 +606,9 @@ pub(crate) mod tests {
         let xs: Vec<f32> = (0..3)
             .flat_map(|_| ACTIVATION_PROBES.iter().copied())
             .collect();
-        let targets = Target::host_jit_targets();
-        if targets.is_empty() {
-            eprintln!("SKIPPED: the host runs no JIT target");
-        }
-        for t in targets {
+        for t in Target::jit_targets_for_test(
+            "generated_activations_agree_with_the_reference_on_the_probes",
+        ) {
             for &a in ACTIVATION_EXAMPLES {
                 let mut g = Graph::new("g");
                 let x = g.add_input("x", TensorType::f32(vec![xs.len()]));

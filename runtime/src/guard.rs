@@ -403,6 +403,7 @@ mod tests {
     use std::process::Command;
 
     /// [`crate::cpu::tests::relu32`] with the default options.
+    #[track_caller]
     fn relu32() -> Option<(CompiledModel, Tensor)> {
         crate::cpu::tests::relu32(&CpuOptions::default())
     }
@@ -455,6 +456,7 @@ mod tests {
 
     /// Runs `case` of [`fault_child`] in a child process (this test binary, filtered to that
     /// test) and asserts that it died by SIGSEGV inside the broken step.
+    #[track_caller]
     fn assert_child_segfaults(case: &str) {
         if relu32().is_none() {
             return;
@@ -492,6 +494,9 @@ mod tests {
     fn fault_child() {
         let Some(case) = std::env::args().find_map(|a| a.strip_prefix(CHILD_ARG).map(String::from))
         else {
+            eprintln!(
+                "SKIPPED fault_child: runs only as the child process of the guard-page fault tests"
+            );
             return;
         };
         let (mut m, x) = relu32().unwrap();
@@ -578,6 +583,7 @@ mod tests {
         // every kind of slot occurs; also with canaries and the two-thread kernels.
         let t = Target::detect_host();
         if !t.is_jit() {
+            eprintln!("SKIPPED guarded_runs_equal_plain_runs: no JIT target runs on this CPU");
             return;
         }
         let mut g = mnc_passes::samples::mobilenet_v2_block(4).unwrap();
@@ -610,7 +616,6 @@ mod tests {
     #[test]
     fn a_pointer_table_that_does_not_fit_is_refused_before_the_call() {
         let Some((mut m, x)) = relu32() else {
-            eprintln!("SKIPPED: the host runs no JIT target");
             return;
         };
         let xs = std::slice::from_ref(&x);

@@ -44,6 +44,9 @@ impl Target {
         Target::Cuda(cuda::CudaArch::Sm90),
     ];
 
+    /// The JIT targets, baseline first.
+    pub const JIT: &'static [Target] = &[Target::X86_64, Target::X86_64Avx2, Target::X86_64Avx512];
+
     /// The name used on the command line and in the IR dump.
     pub fn name(self) -> &'static str {
         match self {
@@ -123,10 +126,25 @@ impl Target {
 
     /// The JIT targets this host can run, baseline first.
     pub fn host_jit_targets() -> Vec<Target> {
-        [Target::X86_64, Target::X86_64Avx2, Target::X86_64Avx512]
-            .into_iter()
+        Target::JIT
+            .iter()
+            .copied()
             .filter(|t| t.runs_on_host())
             .collect()
+    }
+
+    /// Every JIT target, for tests: the ones this host runs are returned (baseline first),
+    /// and each one it cannot run prints `SKIPPED <test>: <target> not supported by this CPU`
+    /// to stderr, so that a host without (say) AVX-512 never skips those kernels silently.
+    /// Tests that loop over the host's JIT targets use this instead of
+    /// [`Target::host_jit_targets`].
+    pub fn jit_targets_for_test(test: &str) -> Vec<Target> {
+        let (run, skip): (Vec<Target>, Vec<Target>) =
+            Target::JIT.iter().partition(|t| t.runs_on_host());
+        for t in skip {
+            eprintln!("SKIPPED {test}: {t} not supported by this CPU");
+        }
+        run
     }
 }
 
@@ -233,5 +251,9 @@ mod tests {
         for t in Target::host_jit_targets() {
             assert!(t.runs_on_host() && t.is_jit());
         }
+        assert_eq!(
+            Target::jit_targets_for_test("host_alias"),
+            Target::host_jit_targets()
+        );
     }
 }

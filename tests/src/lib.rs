@@ -2,6 +2,8 @@
 //! fixture discovery, the per-element tolerance check, node counts by op kind, and locating a
 //! Python with onnxruntime for the cross-checks against onnxruntime.
 
+pub mod graphgen;
+
 use mnc_ir::Graph;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -43,7 +43,7 @@ fn pointwise_gflops() {
     ];
     println!("pointwise conv (bias + ReLU6 epilogue), GFLOP/s, median of 200 runs, 1 thread (1t) and 2 threads (2t)");
     print!("{:>16}", "shape");
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test("cpu_bench::pointwise_gflops") {
         for th in [1, 2] {
             print!(" {:>18}", format!("{} {th}t", t.name()));
         }
@@ -68,7 +68,7 @@ fn pointwise_gflops() {
         );
         let flops = 2.0 * (ci * co * hw * hw) as f64;
         print!("{:>16}", format!("{ci}->{co}@{hw}"));
-        for (t, threads) in Target::host_jit_targets()
+        for (t, threads) in Target::jit_targets_for_test("cpu_bench::pointwise_gflops")
             .into_iter()
             .flat_map(|t| [(t, 1), (t, 2)])
         {
@@ -164,7 +164,7 @@ fn whole_models_vs_onnxruntime() {
             ms(t_passes)
         );
         let mut models = Vec::new();
-        for t in Target::host_jit_targets() {
+        for t in Target::jit_targets_for_test("cpu_bench::whole_models_vs_onnxruntime") {
             let m = CompiledModel::compile(&g, t, &with_threads(1)).unwrap();
             let r = m.report();
             println!(
@@ -186,7 +186,9 @@ fn whole_models_vs_onnxruntime() {
             println!("    max|y - y_torch| = {err:.3e}");
             models.push((format!("{t} (1 thread)"), m));
         }
-        if let Some(&host) = Target::host_jit_targets().last() {
+        if let Some(&host) =
+            Target::jit_targets_for_test("cpu_bench::whole_models_vs_onnxruntime").last()
+        {
             let opts = CpuOptions {
                 threads: 2,
                 ..Default::default()

@@ -29,7 +29,7 @@ fn check(op: &Op, inputs: &[(Tensor, bool)], cmp: Cmp, strategy: &str) -> Result
     let want = eval_op(op, &refs).map_err(|e| format!("reference: {e}"))?;
     let (g, feeds) = single_op_graph(op, inputs);
     let mut n = 0;
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test(op.kind()) {
         let m = CompiledModel::compile(&g, t, &verified()).map_err(|e| format!("{t}: {e}"))?;
         let rep = m
             .report()
@@ -301,7 +301,9 @@ fn gather_non_constant_or_out_of_range_indices_stay_fallbacks() {
     let op = Op::Gather { axis: 0 };
     let (g, feeds) = single_op_graph(&op, &[(x.clone(), false), (i.clone(), false)]);
     let want = eval_op(&op, &[&x, &i]).unwrap();
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test(
+        "cpu_data_ops::gather_non_constant_or_out_of_range_indices_stay_fallbacks",
+    ) {
         let m = CompiledModel::compile(&g, t, &verified()).unwrap();
         assert_eq!(m.report().fallbacks(), 1);
         let text = m.report().to_text();
@@ -312,7 +314,9 @@ fn gather_non_constant_or_out_of_range_indices_stay_fallbacks() {
     // An index out of range: the graph compiles (fallback) and the run reports the error.
     let bad = idx(&[1], &[4]);
     let (g, feeds) = single_op_graph(&Op::Gather { axis: 1 }, &[(x, false), (bad, true)]);
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test(
+        "cpu_data_ops::gather_non_constant_or_out_of_range_indices_stay_fallbacks",
+    ) {
         let m = CompiledModel::compile(&g, t, &verified()).unwrap();
         assert_eq!(m.report().fallbacks(), 1);
         assert!(m.run(&feeds).is_err());
@@ -445,7 +449,9 @@ fn data_ops_in_one_graph_share_buffers_correctly() {
     let r_p = eval_op(&g.node(p).op, &[&r_s]).unwrap();
     let r_sm = eval_op(&g.node(sm).op, &[&r_p]).unwrap();
     let want = eval_op(&g.node(ga).op, &[&r_sm, &idx(&[3], &[-1, 0, 2])]).unwrap();
-    for tg in Target::host_jit_targets() {
+    for tg in
+        Target::jit_targets_for_test("cpu_data_ops::data_ops_in_one_graph_share_buffers_correctly")
+    {
         let m = CompiledModel::compile(&g, tg, &verified()).unwrap();
         assert_eq!(m.report().fallbacks(), 0, "{}", m.report().to_text());
         let got = m.run(std::slice::from_ref(&x)).unwrap();

@@ -25,7 +25,7 @@ fn optimized(g: Graph) -> Graph {
 /// Compiles `g` for every host JIT target, checks it against `want`, returns the fallbacks.
 fn check_graph(what: &str, g: &Graph, x: &[Tensor], want: &[Tensor]) -> usize {
     let mut fallbacks = 0;
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test(what) {
         let m =
             CompiledModel::compile(g, t, &verified()).unwrap_or_else(|e| panic!("{what} {t}: {e}"));
         fallbacks += m.report().fallbacks();
@@ -101,6 +101,7 @@ fn concurrent_runs_are_identical() {
     let g = optimized(mnc_passes::samples::efficientnet_mbconv_block(3).unwrap());
     let m = CompiledModel::compile(&g, Target::detect_host(), &Default::default()).unwrap();
     if !m.target().is_jit() {
+        eprintln!("SKIPPED concurrent_runs_are_identical: no JIT target runs on this CPU");
         return;
     }
     let inputs: Vec<Vec<Tensor>> = (0..4).map(|s| feeds(&g, 100 + s)).collect();
@@ -130,7 +131,8 @@ fn every_thread_count_gives_identical_results() {
     let g =
         optimized(import_file(&dir.join("model.onnx"), &ImportOptions { batch: Some(2) }).unwrap());
     let x = feeds(&g, 21);
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test("cpu_graphs::every_thread_count_gives_identical_results")
+    {
         let single = mnc_runtime::cpu::CpuOptions {
             threads: 1,
             ..verified()
@@ -179,7 +181,9 @@ fn in_place_execution_changes_nothing_but_the_arena() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         let g = optimized(import_file(&dir.join("model.onnx"), &ImportOptions::default()).unwrap());
         let x = fixture_input(&g, &dir);
-        for t in Target::host_jit_targets() {
+        for t in Target::jit_targets_for_test(
+            "cpu_graphs::in_place_execution_changes_nothing_but_the_arena",
+        ) {
             let on = CompiledModel::compile(&g, t, &verified()).unwrap();
             let off_opts = mnc_runtime::cpu::CpuOptions {
                 in_place: false,
@@ -229,7 +233,9 @@ fn in_place_is_refused_where_the_op_still_reads_the_input() {
     let xs = feeds(&g, 7);
     let want = mnc_runtime::reference::run(&g, &xs).unwrap();
     assert_eq!(check_graph("self_residual", &g, &xs, &want), 0);
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test(
+        "cpu_graphs::in_place_is_refused_where_the_op_still_reads_the_input",
+    ) {
         let m = CompiledModel::compile(&g, t, &verified()).unwrap();
         // The Add and the activation run in place; the conv does not.
         assert_eq!(m.report().in_place_ops, 2, "{t}");

@@ -28,7 +28,7 @@ const TOL: f32 = 1e-4;
 /// every output against `want` and against the plain run. Returns the number of guarded runs.
 fn check_guarded(what: &str, g: &Graph, x: &[Tensor], want: &[Tensor]) -> usize {
     let mut runs = 0;
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test(what) {
         let m =
             CompiledModel::compile(g, t, &verified()).unwrap_or_else(|e| panic!("{what} {t}: {e}"));
         assert_eq!(

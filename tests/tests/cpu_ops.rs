@@ -297,7 +297,10 @@ fn fallback_is_visible_and_still_correct() {
         keepdims: false,
     };
     let fb = check_op_all_targets(&op, &[(x.clone(), false)], 0.0).unwrap();
-    assert_eq!(fb, Target::host_jit_targets().len());
+    assert_eq!(
+        fb,
+        Target::jit_targets_for_test("cpu_ops::fallback_is_visible_and_still_correct").len()
+    );
     let (g, _) = single_op_graph(&op, &[(x, false)]);
     let m = CompiledModel::compile(&g, Target::X86_64, &CpuOptions::default()).unwrap();
     let text = m.report().to_text();
@@ -352,6 +355,7 @@ fn wrong_inputs_are_clear_errors() {
     );
     let m = CompiledModel::compile(&g, Target::detect_host(), &CpuOptions::default()).unwrap();
     if !m.target().is_jit() {
+        eprintln!("SKIPPED wrong_inputs_are_clear_errors: no JIT target runs on this CPU");
         return;
     }
     let e = m.run(&[rand_tensor(&[3, 2], 1)]).unwrap_err().to_string();
@@ -390,11 +394,25 @@ fn packed_constant_also_read_raw() {
     g.add_output("w_flat", flat);
     let feed = rand_tensor(&[1, 3, 1, 1], 2);
     let want = mnc_runtime::reference::run(&g, std::slice::from_ref(&feed)).unwrap();
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test("cpu_ops::packed_constant_also_read_raw") {
         let m = CompiledModel::compile(&g, t, &verified()).unwrap();
         let got = m.run(std::slice::from_ref(&feed)).unwrap();
+        assert_eq!(got.len(), want.len(), "{t}: number of outputs");
         for (a, b) in got.iter().zip(&want) {
             check_close(&format!("{t}"), a, b, TOL).unwrap();
         }
     }
+}
+
+/// Which ISAs the CPU tests exercise on this host: one `ISA exercised: <target>` line per
+/// JIT target it runs and one SKIPPED line per target it cannot (`.ci/run` prints them).
+#[test]
+fn host_isas() {
+    let run = Target::jit_targets_for_test("host_isas");
+    for t in &run {
+        eprintln!("ISA exercised: {t}");
+    }
+    assert_eq!(run, Target::host_jit_targets());
+    #[cfg(target_arch = "x86_64")]
+    assert!(!run.is_empty(), "no JIT target runs on this x86-64 CPU");
 }

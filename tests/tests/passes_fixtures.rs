@@ -68,6 +68,14 @@ fn compare(what: &str, got: &[Tensor], want: &[Tensor], tol: f32) {
 fn no_less_accurate(what: &str, dir: &Path, got: &[Tensor], want: &[Tensor]) {
     let npy = dir.join("output.npy");
     if got.len() != 1 || !npy.is_file() {
+        eprintln!(
+            "SKIPPED no_less_accurate {what}: {}",
+            if got.len() != 1 {
+                "more than one output"
+            } else {
+                "no output.npy from the exporter"
+            }
+        );
         return;
     }
     let torch = mnc::io::read_npy(&npy).unwrap();

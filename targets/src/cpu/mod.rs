@@ -910,7 +910,7 @@ mod slot_tests {
     fn every_step_records_the_slots_its_code_reads() {
         let t = Target::detect_host();
         if !t.is_jit() {
-            eprintln!("SKIPPED: the host runs no JIT target");
+            eprintln!("SKIPPED every_step_records_the_slots_its_code_reads: no JIT target runs on this CPU");
             return;
         }
         let mut g = mnc_passes::samples::mobilenet_v2_block(2).unwrap();

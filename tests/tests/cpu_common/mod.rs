@@ -97,7 +97,7 @@ pub fn check_op_all_targets_with(
     let want = eval_op(op, &refs).map_err(|e| e.to_string())?;
     let (g, feeds) = single_op_graph(op, inputs);
     let mut fallbacks = 0;
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test(op.kind()) {
         let m = CompiledModel::compile(&g, t, opts).map_err(|e| format!("{t}: {e}"))?;
         fallbacks += m.report().fallbacks();
         let got = m.run(&feeds).map_err(|e| format!("{t}: {e}"))?;

@@ -60,7 +60,7 @@ fn activations_match_the_ir_definition() {
         .copied()
         .chain(rand(200, 9).into_iter().map(|v| v * 12.0))
         .collect();
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test("activations_match_the_ir_definition") {
         let kern = gemm_kernel(t).unwrap();
         for a in acts() {
             let (code, pp) = encode_act(a);
@@ -96,7 +96,8 @@ fn activations_match_the_ir_definition() {
 
 #[test]
 fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test("gemm_matches_naive_with_every_epilogue_and_thread_count")
+    {
         let kern = gemm_kernel(t).unwrap();
         let shapes: &[(usize, usize, usize)] = &[
             (1, 1, 1),
@@ -210,7 +211,7 @@ fn dw_naive(
 
 #[test]
 fn dw_matches_naive_and_stays_in_bounds() {
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test("dw_matches_naive_and_stays_in_bounds") {
         let Some((_, f)) = dw_kernel(t) else { continue };
         // (batch, channels, multiplier, h, w, k, stride, dilation, pad)
         type Case = (
@@ -355,7 +356,8 @@ fn dw_geometry_round_trips_through_the_blob() {
 
 #[test]
 fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test("gemv_matches_naive_with_every_epilogue_and_thread_count")
+    {
         let (_, f) = gemv_kernel(t).unwrap();
         for (si, &(n, k)) in [(1, 1), (7, 3), (33, 17), (200, 64), (1000, 1280), (129, 5)]
             .iter()
@@ -411,7 +413,7 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
 
 #[test]
 fn peak_is_measured_for_host_targets_only() {
-    for t in Target::host_jit_targets() {
+    for t in Target::jit_targets_for_test("peak_is_measured_for_host_targets_only") {
         let p = peak_gflops(t).unwrap();
         assert!(p.is_finite() && p > 0.1, "{t}: {p}");
     }
