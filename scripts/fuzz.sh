@@ -9,7 +9,8 @@
 # runs with -Cpasses=sancov-module. Overflow checks and debug assertions are on (fuzz/Cargo.toml).
 # Each target starts from the committed corpus fuzz/corpus/<target>/ plus seeds generated from
 # the fixtures into fuzz/seeds/<target>/; new inputs go to fuzz/work/<target>/ and crashes to
-# fuzz/artifacts/<target>/ (all three git-ignored). Exits 1 if any target found a crash, a
+# fuzz/artifacts/<target>/ (all three git-ignored). The mutation seed is fixed (-seed=1), so a
+# run of the same code over the same corpus is repeatable (CI must not fail by chance). Exits 1 if any target found a crash, a
 # timeout (an input taking > 10 s), a resident size over 2 GiB or a single allocation over
 # 2 GiB (the fuzz binaries' allocator aborts on one: fuzz/src/lib.rs). fuzz/README.md says how to
 # run longer and how to turn a finding into a regression test.
@@ -48,7 +49,7 @@ for t in "${targets[@]}"; do
   if [ "$t" = onnx_compile ]; then extra=(-max_len=2000000); fi
   echo "fuzz.sh: $t for ${secs} s"
   if ! "$bin/$t" "fuzz/work/$t" "fuzz/corpus/$t" "fuzz/seeds/$t" \
-      -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+      -max_total_time="$secs" -seed=1 -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 "${extra[@]}" \
       2> "fuzz/artifacts/$t.log"; then
     failed+=("$t")
