@@ -52,15 +52,6 @@ pub enum Executable {
 }
 
 impl Executable {
-    /// Prepares `graph` for `target`. Compiled targets run the optimization pipeline first.
-    pub fn build(graph: Graph, target: Target, opts: &ExecOptions) -> Result<Self> {
-        opts.check(target)?;
-        match target {
-            Target::Reference => Ok(Executable::Reference(graph)),
-            _ => Self::from_optimized(optimized(graph, target)?, target, opts),
-        }
-    }
-
     /// Prepares an already optimized `graph` (the pipeline's output, or a `.mnc` artifact's
     /// graph) for `target`: code generation only.
     pub fn from_optimized(graph: Graph, target: Target, opts: &ExecOptions) -> Result<Self> {

@@ -50,25 +50,6 @@ pub fn load_any(spec: &str, batch: Option<usize>) -> Result<(Graph, Option<mnc_t
     Ok((load(spec, batch)?, None))
 }
 
-/// Builds the executable for a model loaded by [`load_any`]. An ONNX or zoo graph
-/// (`stored == None`) goes through [`crate::exec::Executable::build`] (optimization
-/// pipeline, then code generation). An artifact's graph is already optimized and scheduled
-/// for `stored`: it is compiled as is (the CPU backend re-packs its weights here), and
-/// running it for another `target` is refused.
-pub fn build_any(
-    graph: Graph,
-    stored: Option<mnc_targets::Target>,
-    target: mnc_targets::Target,
-    opts: &crate::exec::ExecOptions,
-) -> Result<crate::exec::Executable> {
-    use crate::exec::Executable;
-    let Some(stored) = stored else {
-        return Executable::build(graph, target, opts);
-    };
-    check_artifact_target(stored, target)?;
-    Executable::from_optimized(graph, target, opts)
-}
-
 /// Refuses to run an artifact compiled for `stored` on another `target`.
 pub fn check_artifact_target(
     stored: mnc_targets::Target,
@@ -86,6 +67,7 @@ pub fn check_artifact_target(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::Executable;
     use mnc_targets::Target;
 
     /// An artifact loads through `load_any`, runs like the ONNX model, and is refused for
@@ -111,9 +93,8 @@ mod tests {
         );
         let e = load_any(p, Some(batch + 1)).unwrap_err().to_string();
         assert!(e.contains("compiled for batch"), "{e}");
-        let e = build_any(g2.clone(), stored, Target::X86_64, &Default::default())
-            .err()
-            .unwrap()
+        let e = check_artifact_target(Target::Reference, Target::X86_64)
+            .unwrap_err()
             .to_string();
         assert!(e.contains("compiled for target reference"), "{e}");
         let ty = &g.node(g.inputs[0]).ty;
@@ -123,11 +104,12 @@ mod tests {
         )
         .unwrap();
         let x = std::slice::from_ref(&x);
-        let y_ref = crate::exec::Executable::build(g, target, &Default::default())
+        let exec = crate::exec::ExecOptions::default();
+        let y_ref = Executable::from_optimized(g, target, &exec)
             .unwrap()
             .run(x)
             .unwrap();
-        let y = build_any(g2, stored, target, &Default::default())
+        let y = Executable::from_optimized(g2, target, &exec)
             .unwrap()
             .run(x)
             .unwrap();
@@ -140,7 +122,7 @@ mod tests {
             crate::artifact::write(&path, &opt, t, batch, "h").unwrap();
             let (g3, stored) = load_any(path.to_str().unwrap(), Some(batch)).unwrap();
             assert_eq!(stored, Some(t));
-            let y = build_any(g3, stored, t, &Default::default())
+            let y = Executable::from_optimized(g3, t, &exec)
                 .unwrap()
                 .run(x)
                 .unwrap();
