@@ -48,16 +48,33 @@ fn parse_target(py: Python<'_>, name: &str) -> PyResult<Target> {
 }
 
 /// The model argument of `compile`/`cost_report`: a path (`str`/`os.PathLike`), `zoo:NAME`,
-/// ONNX `bytes`, or an object with `SerializeToString()` (an `onnx.ModelProto`).
-enum ModelArg {
+/// ONNX `bytes`, or an object with `SerializeToString()` (an `onnx.ModelProto`). The bytes
+/// object is held, not copied: Python bytes are immutable, so the slice [`ModelArg::source`]
+/// borrows stays valid while the GIL is released.
+enum ModelArg<'py> {
     Spec(String),
-    Bytes(Vec<u8>, String),
+    Bytes(Bound<'py, PyBytes>, String),
 }
 
-fn model_arg(model: &Bound<'_, PyAny>) -> PyResult<ModelArg> {
+/// What a [`ModelArg`] names, borrowed: `Send`, for use while the GIL is released.
+enum ModelSource<'a> {
+    Spec(&'a str),
+    Bytes(&'a [u8], &'a str),
+}
+
+impl ModelArg<'_> {
+    fn source(&self) -> ModelSource<'_> {
+        match self {
+            ModelArg::Spec(s) => ModelSource::Spec(s),
+            ModelArg::Bytes(b, name) => ModelSource::Bytes(b.as_bytes(), name),
+        }
+    }
+}
+
+fn model_arg<'py>(model: &Bound<'py, PyAny>) -> PyResult<ModelArg<'py>> {
     let py = model.py();
     if let Ok(b) = model.cast::<PyBytes>() {
-        return Ok(ModelArg::Bytes(b.as_bytes().to_vec(), "<bytes>".into()));
+        return Ok(ModelArg::Bytes(b.clone(), "<bytes>".into()));
     }
     if let Ok(s) = model.extract::<String>() {
         return Ok(ModelArg::Spec(s));
@@ -67,7 +84,7 @@ fn model_arg(model: &Bound<'_, PyAny>) -> PyResult<ModelArg> {
     }
     if model.hasattr("SerializeToString")? {
         let bytes = model.call_method0("SerializeToString")?;
-        let b = bytes.cast::<PyBytes>().map_err(|_| {
+        let b = bytes.cast_into::<PyBytes>().map_err(|_| {
             error(
                 py,
                 "InputError",
@@ -84,7 +101,7 @@ fn model_arg(model: &Bound<'_, PyAny>) -> PyResult<ModelArg> {
         } else {
             format!("<ModelProto {name}>")
         };
-        return Ok(ModelArg::Bytes(b.as_bytes().to_vec(), name));
+        return Ok(ModelArg::Bytes(b, name));
     }
     Err(error(
         py,
@@ -481,9 +498,10 @@ fn compile_model(
             "batch and threads must be at least 1".into(),
         ));
     }
-    py.detach(move || match &arg {
-        ModelArg::Spec(s) => Model::compile(Source::Spec(s), &opts),
-        ModelArg::Bytes(b, name) => Model::compile(Source::OnnxBytes { bytes: b, name }, &opts),
+    let src = arg.source();
+    py.detach(move || match src {
+        ModelSource::Spec(s) => Model::compile(Source::Spec(s), &opts),
+        ModelSource::Bytes(bytes, name) => Model::compile(Source::OnnxBytes { bytes, name }, &opts),
     })
     .map_err(|e| compile_error(py, e))
 }
@@ -576,18 +594,19 @@ fn cost_report<'py>(
         return Err(error(py, "InputError", "batch must be at least 1".into()));
     }
     let arg = model_arg(model)?;
+    let src = arg.source();
     let text = py
         .detach(move || -> anyhow::Result<String> {
-            let (graph, label) = match &arg {
-                ModelArg::Spec(s) => (
+            let (graph, label) = match src {
+                ModelSource::Spec(s) => (
                     mnc::model::load(s, batch)?,
                     mnc::cost::cli::model_labels(&[PathBuf::from(s)])
                         .pop()
                         .unwrap_or_default(),
                 ),
-                ModelArg::Bytes(b, name) => (
+                ModelSource::Bytes(b, name) => (
                     mnc::onnx::import_bytes(b, None, name, &mnc::onnx::ImportOptions { batch })?,
-                    name.clone(),
+                    name.to_string(),
                 ),
             };
             let opts = mnc::cost::CostOptions {
