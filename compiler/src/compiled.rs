@@ -145,8 +145,8 @@ impl Model {
         };
         let t_passes = t1.elapsed();
         let t2 = Instant::now();
-        let exe = Executable::from_optimized(optimized.clone(), target, exec)
-            .with_context(|| name.clone())?;
+        let exe =
+            Executable::from_optimized(&optimized, target, exec).with_context(|| name.clone())?;
         let t_codegen = t2.elapsed();
         let codegen = match &exe {
             Executable::Cpu(m) => Some(CodegenSummary::of_cpu(m)),

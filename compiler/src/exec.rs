@@ -53,16 +53,17 @@ pub enum Executable {
 
 impl Executable {
     /// Prepares an already optimized `graph` (the pipeline's output, or a `.mnc` artifact's
-    /// graph) for `target`: code generation only.
-    pub fn from_optimized(graph: Graph, target: Target, opts: &ExecOptions) -> Result<Self> {
+    /// graph) for `target`: code generation only (the reference executor and the CUDA worker
+    /// keep a copy of the graph; the CPU backend packs what it needs).
+    pub fn from_optimized(graph: &Graph, target: Target, opts: &ExecOptions) -> Result<Self> {
         opts.check(target)?;
         Ok(match target {
-            Target::Reference => Executable::Reference(graph),
+            Target::Reference => Executable::Reference(graph.clone()),
             Target::Cuda(arch) => {
                 let copts = mnc_targets::cuda::CudaOptions {
                     allow_tf32: opts.allow_tf32,
                 };
-                let w = crate::cuda_worker::CudaWorker::compile(graph, arch, copts)
+                let w = crate::cuda_worker::CudaWorker::compile(graph.clone(), arch, copts)
                     .with_context(|| format!("target {target}"))?;
                 Executable::Cuda(w)
             }
@@ -72,7 +73,7 @@ impl Executable {
                     ..Default::default()
                 };
                 // The error names the target ("compiling for x86_64-avx2: ...").
-                let m = mnc_runtime::cpu::CompiledModel::compile(&graph, target, &copts)?;
+                let m = mnc_runtime::cpu::CompiledModel::compile(graph, target, &copts)?;
                 Executable::Cpu(Box::new(m))
             }
         })

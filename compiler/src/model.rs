@@ -105,11 +105,11 @@ mod tests {
         .unwrap();
         let x = std::slice::from_ref(&x);
         let exec = crate::exec::ExecOptions::default();
-        let y_ref = Executable::from_optimized(g, target, &exec)
+        let y_ref = Executable::from_optimized(&g, target, &exec)
             .unwrap()
             .run(x)
             .unwrap();
-        let y = Executable::from_optimized(g2, target, &exec)
+        let y = Executable::from_optimized(&g2, target, &exec)
             .unwrap()
             .run(x)
             .unwrap();
@@ -122,7 +122,7 @@ mod tests {
             crate::artifact::write(&path, &opt, t, batch, "h").unwrap();
             let (g3, stored) = load_any(path.to_str().unwrap(), Some(batch)).unwrap();
             assert_eq!(stored, Some(t));
-            let y = Executable::from_optimized(g3, t, &exec)
+            let y = Executable::from_optimized(&g3, t, &exec)
                 .unwrap()
                 .run(x)
                 .unwrap();
