@@ -151,3 +151,33 @@ pub fn python_with_onnxruntime(test: &str) -> Option<PathBuf> {
     eprintln!("SKIPPED {test}: no Python with onnxruntime/numpy/onnx (run .ci/run or make .venv)");
     None
 }
+
+/// The generated "other exporters" fixtures (`fixtures-exporters/`, not in git): Keras
+/// applications converted by tf2onnx (`keras_*`) and the `onnx` package's light zoo CNNs with
+/// random weights (`zoo_*`), written by `scripts/make_exporter_fixtures.py` (which `.ci/run`
+/// calls). Returns the folders whose name starts with `prefix`; when there are none the
+/// caller should skip, and this prints a visible line saying so; with
+/// `MNC_REQUIRE_PYTHON=1` (set by `.ci/run`) it panics instead.
+pub fn exporter_fixtures(test: &str, prefix: &str) -> Vec<PathBuf> {
+    let root = repo_root().join("fixtures-exporters");
+    let v: Vec<PathBuf> = fixtures_in(&root)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .collect();
+    if v.is_empty() {
+        if std::env::var("MNC_REQUIRE_PYTHON").as_deref() == Ok("1") {
+            panic!(
+                "{test}: MNC_REQUIRE_PYTHON=1 but {} holds no {prefix}* fixtures",
+                root.display()
+            );
+        }
+        eprintln!(
+            "SKIPPED {test}: no {prefix}* fixtures in {} (python scripts/make_exporter_fixtures.py fixtures-exporters)",
+            root.display()
+        );
+    }
+    v
+}
