@@ -15,6 +15,7 @@
 
 pub mod act_fusion;
 pub mod bn_fold;
+pub mod canon;
 pub mod cleanup;
 pub mod error;
 pub mod layout;
@@ -69,7 +70,11 @@ impl Default for PipelineOptions {
 /// Every pass name, in pipeline order (for `--print-after` validation and help text).
 pub const PASS_NAMES: &[&str] = &[
     "cleanup",
+    "transpose-sink",
+    "simplify",
+    "act-canon",
     "bn-fold",
+    "affine-merge",
     "act-fusion",
     "residual-fusion",
     "se-fusion",
@@ -80,7 +85,11 @@ pub const PASS_NAMES: &[&str] = &[
 pub fn pass_by_name(name: &str) -> Option<Box<dyn Pass>> {
     Some(match name {
         "cleanup" => Box::new(cleanup::Cleanup::default()),
+        "transpose-sink" => Box::new(canon::transpose::TransposeSink),
+        "simplify" => Box::new(canon::simplify::Simplify),
+        "act-canon" => Box::new(canon::activation::ActCanon),
         "bn-fold" => Box::new(bn_fold::BnFold),
+        "affine-merge" => Box::new(canon::affine::AffineMerge),
         "act-fusion" => Box::new(act_fusion::ActFusion),
         "residual-fusion" => Box::new(residual::ResidualFusion),
         "se-fusion" => Box::new(se::SeFusion),
@@ -101,19 +110,37 @@ fn manager(name: &str, opts: &PipelineOptions) -> PassManager {
     pm
 }
 
-/// The target-independent pipeline: cleanup, then BatchNorm folding.
-pub fn cleanup_pipeline(opts: &PipelineOptions) -> PassManager {
-    manager("cleanup-fold", opts)
-        .once(cleanup::Cleanup::default())
-        .once(bn_fold::BnFold)
+/// The canonicalization group (see [`canon`]): layout, algebra and activation rewrites with
+/// cleanup, looped to a fixed point.
+fn canonicalize(pm: PassManager, opts: &PipelineOptions) -> PassManager {
+    pm.fixed_point(
+        "canonicalize",
+        vec![
+            Box::new(canon::transpose::TransposeSink),
+            Box::new(canon::simplify::Simplify),
+            Box::new(canon::activation::ActCanon),
+            Box::new(cleanup::Cleanup::default()),
+        ],
+        opts.max_iterations,
+    )
 }
 
-/// The full pipeline: cleanup, BatchNorm folding, the fusion group (activation, residual,
-/// SE) to a fixed point, then scheduling.
-pub fn optimize_pipeline(opts: &PipelineOptions) -> PassManager {
-    manager("optimize", opts)
-        .once(cleanup::Cleanup::default())
+/// The target-independent pipeline: cleanup, canonicalization, BatchNorm folding, affine
+/// merging.
+pub fn cleanup_pipeline(opts: &PipelineOptions) -> PassManager {
+    let pm = manager("cleanup-fold", opts).once(cleanup::Cleanup::default());
+    canonicalize(pm, opts)
         .once(bn_fold::BnFold)
+        .once(canon::affine::AffineMerge)
+}
+
+/// The full pipeline: cleanup, canonicalization, BatchNorm folding, affine merging, the
+/// fusion group (activation, residual, SE) to a fixed point, then scheduling.
+pub fn optimize_pipeline(opts: &PipelineOptions) -> PassManager {
+    let pm = manager("optimize", opts).once(cleanup::Cleanup::default());
+    canonicalize(pm, opts)
+        .once(bn_fold::BnFold)
+        .once(canon::affine::AffineMerge)
         .fixed_point(
             "fusion",
             vec![
@@ -276,7 +303,7 @@ mod tests {
         assert_eq!(r.dumps.len(), 3);
         assert_eq!(r.dumps[0].0, "bn-fold");
         let shown = r.to_string();
-        assert!(shown.starts_with("# pipeline: optimize = cleanup,bn-fold,(act-fusion,residual-fusion,se-fusion)*,schedule target: x86_64-avx2"));
+        assert!(shown.starts_with("# pipeline: optimize = cleanup,(transpose-sink,simplify,act-canon,cleanup)*,bn-fold,affine-merge,(act-fusion,residual-fusion,se-fusion)*,schedule target: x86_64-avx2"));
         assert!(shown.contains("memory: arena"));
         assert!(
             shown.contains("layout: target prefers nchw8c; 2 conversions"),

@@ -55,8 +55,33 @@ impl ConvShape {
             strides: c.strides,
             pads: c.pads,
             group: c.group,
-            is_stem: matches!(g.node(x).op, Op::Input { .. }),
+            is_stem: reads_graph_input(g, x),
         })
+    }
+}
+
+/// Whether `x` is a graph input, possibly through the input's layout Transpose and an
+/// elementwise preprocessing chain (ChannelAffine, a binary op with a constant operand):
+/// the conv reading it is the network's stem.
+fn reads_graph_input(g: &Graph, mut x: NodeId) -> bool {
+    loop {
+        let ins = g.inputs(x);
+        x = match &g.node(x).op {
+            Op::Input { .. } => return true,
+            Op::Transpose { .. } | Op::ChannelAffine => ins[0],
+            Op::Binary(_) => {
+                let konst: Vec<bool> = ins
+                    .iter()
+                    .map(|&i| matches!(g.node(i).op, Op::Constant(_)))
+                    .collect();
+                match konst.as_slice() {
+                    [false, true] => ins[0],
+                    [true, false] => ins[1],
+                    _ => return false,
+                }
+            }
+            _ => return false,
+        };
     }
 }
 

@@ -1,0 +1,263 @@
+//! `simplify`: algebraic identities and view canonicalization.
+//!
+//! - `x + 0`, `0 + x`, `x - 0`, `x * 1`, `1 * x`, `x / 1` (constant all zeros or all ones
+//!   that does not broadcast `x` to a larger shape) are removed.
+//! - A Transpose that moves only size-1 axes becomes a Reshape.
+//! - A view (Reshape, Squeeze, Unsqueeze, Flatten) of a view becomes one Reshape of the
+//!   first view's input; a view whose output shape equals its input's shape is removed.
+//! - A view from `[N, d1, ...]` to `[N, d1 * ...]` (rank >= 3) becomes `Flatten(axis=1)`,
+//!   the form torchvision exports (`Squeeze(axes=2,3)` of a pooled map, Keras `Flatten`).
+//! - `ReduceMean(axes=2,3, keepdims=1)` on a rank-4 tensor becomes `GlobalAveragePool`
+//!   (`keepdims=0`: GlobalAveragePool + Flatten).
+//! - `MatMul(x, W)` with 2-D `x` and constant 2-D `W` becomes `Gemm(x, W)`; an `Add` of a
+//!   constant bias `[K]` or `[1,K]` to a Gemm without C (its only user) becomes its C.
+//! - `Flatten(axis=1)` of a 1x1 conv (stride 1, no padding, ungrouped, no residual) over a
+//!   `[N,C,1,1]` map becomes a Gemm (`trans_b`, weights reshaped to `[K,C]`, same bias and
+//!   activation) of the Flatten of the conv's input; `Flatten(act(x))` becomes
+//!   `act(Flatten(x))` so the rule reaches through activations (the Keras classifier head:
+//!   pooled map -> 1x1 conv -> activation -> 1x1 conv -> Flatten becomes the torchvision
+//!   Flatten -> Gemm -> activation -> Gemm).
+
+use super::{add_const, add_node, retype};
+use crate::error::PassError;
+use crate::manager::{Pass, PassContext};
+use crate::util::{const_f32, single_user};
+use mnc_ir::{BinaryOp, Gemm, Graph, NodeId, Op, Tensor};
+
+const NAME: &str = "simplify";
+
+/// The simplification pass.
+pub struct Simplify;
+
+fn is_view(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Flatten { .. }
+    )
+}
+
+/// Rule: identity arithmetic at `id`.
+fn identity_arith(g: &mut Graph, id: NodeId) -> bool {
+    let Op::Binary(b) = g.node(id).op else {
+        return false;
+    };
+    let ins = g.inputs(id);
+    let all = |c: NodeId, v: f32| const_f32(g, c).is_some_and(|(_, d)| d.iter().all(|&x| x == v));
+    let keep = match b {
+        BinaryOp::Add if all(ins[1], 0.0) => Some(ins[0]),
+        BinaryOp::Add if all(ins[0], 0.0) => Some(ins[1]),
+        BinaryOp::Sub if all(ins[1], 0.0) => Some(ins[0]),
+        BinaryOp::Mul if all(ins[1], 1.0) => Some(ins[0]),
+        BinaryOp::Mul if all(ins[0], 1.0) => Some(ins[1]),
+        BinaryOp::Div if all(ins[1], 1.0) => Some(ins[0]),
+        _ => None,
+    };
+    match keep {
+        Some(x) if g.node(x).ty == g.node(id).ty => {
+            crate::util::absorb_into_input(g, id, x);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Rule: view chains and canonical views at `id`.
+fn views(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
+    if !is_view(&g.node(id).op) {
+        return Ok(false);
+    }
+    let x = g.inputs(id)[0];
+    let out = g.node(id).ty.shape.clone();
+    let (src, chained) = if is_view(&g.node(x).op) {
+        (g.inputs(x)[0], true)
+    } else {
+        (x, false)
+    };
+    let in_shape = g.node(src).ty.shape.clone();
+    if in_shape == out && g.node(src).ty.dtype == g.node(id).ty.dtype {
+        crate::util::absorb_into_input(g, id, src);
+        return Ok(true);
+    }
+    let flatten = in_shape.len() >= 3
+        && out.len() == 2
+        && out[0] == in_shape[0]
+        && out[1] == in_shape[1..].iter().product::<usize>();
+    let canonical = if flatten {
+        Op::Flatten { axis: 1 }
+    } else {
+        Op::Reshape { shape: out }
+    };
+    if !chained && (g.node(id).op == canonical || !flatten) {
+        return Ok(false);
+    }
+    g.set_inputs(id, &[src]);
+    g.node_mut(id).op = canonical;
+    retype(g, id, NAME)?;
+    Ok(true)
+}
+
+/// Rule: a Transpose that moves only size-1 axes (its non-unit axes stay in order) is a
+/// view: it becomes a Reshape.
+fn transpose_view(g: &mut Graph, id: NodeId) -> bool {
+    let Op::Transpose { perm } = &g.node(id).op else {
+        return false;
+    };
+    let x = g.inputs(id)[0];
+    let s = &g.node(x).ty.shape;
+    let moved: Vec<usize> = perm.iter().copied().filter(|&a| s[a] != 1).collect();
+    if !moved.windows(2).all(|w| w[0] < w[1]) {
+        return false;
+    }
+    let shape = g.node(id).ty.shape.clone();
+    g.node_mut(id).op = Op::Reshape { shape };
+    true
+}
+
+/// Rule: spatial ReduceMean to GlobalAveragePool at `id`.
+fn reduce_to_gap(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
+    let Op::ReduceMean { axes, keepdims } = &g.node(id).op else {
+        return Ok(false);
+    };
+    let x = g.inputs(id)[0];
+    if *axes != [2, 3] || g.node(x).ty.rank() != 4 {
+        return Ok(false);
+    }
+    let keepdims = *keepdims;
+    g.node_mut(id).op = Op::GlobalAveragePool;
+    retype(g, id, NAME)?;
+    if !keepdims {
+        let name = format!("{}/flatten", g.node(id).name);
+        let f = add_node(g, &name, Op::Flatten { axis: 1 }, &[id], NAME)?;
+        crate::util::redirect_uses(g, id, f);
+    }
+    Ok(true)
+}
+
+/// Rule: MatMul with constant 2-D weights to Gemm, and a bias Add into a Gemm's C.
+fn gemm(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
+    let ins = g.inputs(id);
+    match &g.node(id).op {
+        Op::MatMul => {
+            let w_const = const_f32(g, ins[1]).is_some_and(|(t, _)| t.shape.len() == 2);
+            if !w_const || g.node(ins[0]).ty.rank() != 2 {
+                return Ok(false);
+            }
+            g.node_mut(id).op = Op::Gemm(Gemm::default());
+            retype(g, id, NAME)?;
+            Ok(true)
+        }
+        Op::Binary(BinaryOp::Add) => {
+            for (gi, bi) in [(0, 1), (1, 0)] {
+                let (gemm_id, bias) = (ins[gi], ins[bi]);
+                let Op::Gemm(gm) = &g.node(gemm_id).op else {
+                    continue;
+                };
+                let k = g.node(gemm_id).ty.shape.get(1).copied().unwrap_or(0);
+                let bias_ok =
+                    const_f32(g, bias).is_some_and(|(t, _)| t.shape == [k] || t.shape == [1, k]);
+                if gm.has_c
+                    || gm.epilogue != Default::default()
+                    || !bias_ok
+                    || single_user(g, gemm_id) != Some((id, gi))
+                {
+                    continue;
+                }
+                let mut gm = gm.clone();
+                gm.has_c = true;
+                let gins = g.inputs(gemm_id);
+                g.set_inputs(gemm_id, &[gins[0], gins[1], bias]);
+                g.node_mut(gemm_id).op = Op::Gemm(gm);
+                crate::util::absorb(g, gemm_id, id);
+                return Ok(true);
+            }
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Rule: `Flatten(1)` of a 1x1 conv over a 1x1 map (or of an activation) at `id`.
+fn flatten_head(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
+    if g.node(id).op != (Op::Flatten { axis: 1 }) {
+        return Ok(false);
+    }
+    let x = g.inputs(id)[0];
+    if single_user(g, x) != Some((id, 0)) {
+        return Ok(false);
+    }
+    match g.node(x).op.clone() {
+        Op::Act(a) => {
+            // Flatten(act(y)) -> act(Flatten(y)): reuse both nodes, swapped.
+            let y = g.inputs(x)[0];
+            g.set_inputs(id, &[y]);
+            retype(g, id, NAME)?;
+            g.replace_all_uses(id, x);
+            g.set_inputs(x, &[id]);
+            g.node_mut(x).op = Op::Act(a);
+            retype(g, x, NAME)?;
+            Ok(true)
+        }
+        Op::Conv(c) => {
+            let cins = g.inputs(x);
+            let xin = cins[0];
+            let s = &g.node(xin).ty.shape;
+            let unit = s.len() == 4 && s[2] == 1 && s[3] == 1;
+            let pointwise = c.kernel == [1, 1]
+                && c.strides == [1, 1]
+                && c.pads == [0; 4]
+                && c.group == 1
+                && !c.epilogue.residual;
+            let Some((wt, w)) = const_f32(g, cins[1]) else {
+                return Ok(false);
+            };
+            if !unit || !pointwise {
+                return Ok(false);
+            }
+            let (k, cin) = (wt.shape[0], wt.shape[1]);
+            let w2 = Tensor::from_f32(vec![k, cin], w.to_vec()).map_err(PassError::ir(NAME))?;
+            let wname = format!("{}.2d", g.node(cins[1]).name);
+            let wid = add_const(g, &wname, w2);
+            // Flatten reads the conv's input; the conv becomes the Gemm reading the Flatten.
+            g.set_inputs(id, &[xin]);
+            retype(g, id, NAME)?;
+            g.replace_all_uses(id, x);
+            let mut gins = vec![id, wid];
+            if c.has_bias {
+                gins.push(cins[2]);
+            }
+            g.set_inputs(x, &gins);
+            g.node_mut(x).op = Op::Gemm(Gemm {
+                trans_b: true,
+                has_c: c.has_bias,
+                epilogue: c.epilogue,
+                ..Gemm::default()
+            });
+            retype(g, x, NAME)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+impl Pass for Simplify {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn run(&self, g: &mut Graph, _: &PassContext) -> Result<usize, PassError> {
+        let mut n = 0;
+        for id in g.topo_order().map_err(PassError::ir(NAME))? {
+            if !g.contains(id) {
+                continue;
+            }
+            let changed = identity_arith(g, id)
+                || transpose_view(g, id)
+                || views(g, id)?
+                || reduce_to_gap(g, id)?
+                || gemm(g, id)?
+                || flatten_head(g, id)?;
+            n += changed as usize;
+        }
+        n += g.remove_dead();
+        Ok(n)
+    }
+}
