@@ -66,6 +66,47 @@ impl PhaseTimes {
     }
 }
 
+/// One pass of the pipeline as the compile report shows it: how often it ran, what it
+/// changed, the node count before its first run and after its last run, and the net node
+/// change of its own runs (other passes may run in between, in a fixed-point group).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PassSummary {
+    pub pass: String,
+    pub runs: usize,
+    pub changes: usize,
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+    /// Sum over this pass's runs of (nodes after the run - nodes before it).
+    pub nodes_net: i64,
+}
+
+/// Per-pass summaries in pipeline order (first run) from a pipeline report.
+pub fn pass_summaries(r: &mnc_passes::PipelineReport) -> Vec<PassSummary> {
+    let mut out: Vec<PassSummary> = Vec::new();
+    let mut before = r.nodes_before;
+    for rec in &r.records {
+        let net = rec.nodes_after as i64 - before as i64;
+        match out.iter_mut().find(|p| p.pass == rec.pass) {
+            Some(p) => {
+                p.runs += 1;
+                p.changes += rec.changes;
+                p.nodes_after = rec.nodes_after;
+                p.nodes_net += net;
+            }
+            None => out.push(PassSummary {
+                pass: rec.pass.to_string(),
+                runs: 1,
+                changes: rec.changes,
+                nodes_before: before,
+                nodes_after: rec.nodes_after,
+                nodes_net: net,
+            }),
+        }
+        before = rec.nodes_after;
+    }
+    out
+}
+
 /// What a compilation did: nodes before and after the passes, changes per pass, the ops of
 /// the optimized graph by class, mult-adds, code generation and phase times.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -81,6 +122,8 @@ pub struct CompileSummary {
     /// Changes per pass, summed over the fixed-point iterations (empty for an artifact: its
     /// passes ran when it was written).
     pub changes_by_pass: BTreeMap<String, usize>,
+    /// Every pass in pipeline order with its node counts (empty for an artifact).
+    pub passes: Vec<PassSummary>,
     /// Ops of the optimized graph by class (`Conv/depthwise`, `SqueezeExcite`, ...).
     pub ops: BTreeMap<String, usize>,
     /// Mult-adds of the optimized graph (torchinfo conventions).
@@ -125,6 +168,7 @@ impl CompileSummary {
             nodes_imported,
             nodes_optimized: g.node_count(),
             changes_by_pass,
+            passes: passes.map(pass_summaries).unwrap_or_default(),
             ops,
             mult_adds: crate::cost::analyze(g, &Default::default())
                 .ok()
@@ -149,8 +193,18 @@ impl CompileSummary {
             "nodes: {} imported -> {} after passes",
             self.nodes_imported, self.nodes_optimized
         );
-        if !self.changes_by_pass.is_empty() {
-            let _ = writeln!(s, "changes by pass: {}", join(&self.changes_by_pass));
+        if !self.passes.is_empty() {
+            let _ = writeln!(
+                s,
+                "passes (nodes before the first run -> after the last run; net change of the pass's own runs):"
+            );
+            for p in &self.passes {
+                let _ = writeln!(
+                    s,
+                    "  {:<16} {:>2} run(s) {:>5} changes  nodes {:>5} -> {:<5} ({:+})",
+                    p.pass, p.runs, p.changes, p.nodes_before, p.nodes_after, p.nodes_net
+                );
+            }
         }
         let _ = writeln!(s, "ops: {}", join(&self.ops));
         if let Some(m) = self.mult_adds {

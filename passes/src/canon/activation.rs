@@ -168,3 +168,140 @@ impl Pass for ActCanon {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    fn kinds(g: &Graph) -> Vec<String> {
+        g.topo_order()
+            .unwrap()
+            .into_iter()
+            .filter(|&i| !matches!(g.node(i).op, Op::Constant(_) | Op::Input { .. }))
+            .map(|i| match &g.node(i).op {
+                Op::Act(a) => a.to_string(),
+                op => op.kind().to_string(),
+            })
+            .collect()
+    }
+
+    /// `relu6(x + 3)` scaled by 1/6 as a Mul (either operand order) or a Div by 6; then
+    /// optionally `x * that` (either order).
+    fn keras_hard(div: bool, swap: bool, swish: bool) -> Graph {
+        let mut b = Builder::new("hard", 3);
+        let x = b.input("x", &[2, 3, 4, 5]);
+        let three = b.g.add_constant("three", Tensor::scalar_f32(3.0));
+        let a = b.binary("add", BinaryOp::Add, three, x).unwrap();
+        let c = b
+            .act("relu6", Activation::Clip { min: 0.0, max: 6.0 }, a)
+            .unwrap();
+        let h = if div {
+            let six = b.g.add_constant("six", Tensor::scalar_f32(6.0));
+            b.binary("div", BinaryOp::Div, c, six).unwrap()
+        } else {
+            let k = b.g.add_constant("sixth", Tensor::scalar_f32(0.166_666_67));
+            let (l, r) = if swap { (k, c) } else { (c, k) };
+            b.binary("scale", BinaryOp::Mul, l, r).unwrap()
+        };
+        let y = if swish {
+            let (l, r) = if swap { (h, x) } else { (x, h) };
+            b.binary("mul", BinaryOp::Mul, l, r).unwrap()
+        } else {
+            h
+        };
+        b.g.add_output("y", y);
+        b.g
+    }
+
+    use mnc_ir::Tensor;
+
+    #[test]
+    fn recognizes_hardsigmoid_and_hardswish_in_every_spelling() {
+        for div in [false, true] {
+            for swap in [false, true] {
+                let g = keras_hard(div, swap, false);
+                let (h, n) = check_pass(&g, &ActCanon, 1e-6);
+                assert_eq!(n, 1 + 2, "div {div} swap {swap}"); // rewrite + 2 dead constants
+                assert_eq!(kinds(&h), ["hardsigmoid(0.16666667,0.5)"]);
+                let g = keras_hard(div, swap, true);
+                let (h, _) = check_pass(&g, &ActCanon, 1e-6);
+                assert_eq!(kinds(&h), ["hardswish"], "div {div} swap {swap}");
+            }
+        }
+        insta::assert_snapshot!(
+            "keras_hardswish",
+            before_after(
+                &keras_hard(false, false, true),
+                &check_pass(&keras_hard(false, false, true), &ActCanon, 1e-6).0
+            )
+        );
+    }
+
+    #[test]
+    fn merges_clip_chains_and_names_relu() {
+        let mut b = Builder::new("clips", 1);
+        let x = b.input("x", &[1, 2, 3, 3]);
+        // Max(x, 0) then Min(., 6) as the importer writes them.
+        let lo = b
+            .act(
+                "max",
+                Activation::Clip {
+                    min: 0.0,
+                    max: f32::INFINITY,
+                },
+                x,
+            )
+            .unwrap();
+        let hi = b
+            .act(
+                "min",
+                Activation::Clip {
+                    min: f32::NEG_INFINITY,
+                    max: 6.0,
+                },
+                lo,
+            )
+            .unwrap();
+        let r = b
+            .act(
+                "relu_only",
+                Activation::Clip {
+                    min: 0.0,
+                    max: f32::INFINITY,
+                },
+                x,
+            )
+            .unwrap();
+        b.g.add_output("y", hi);
+        b.g.add_output("r", r);
+        let (h, _) = check_pass(&b.g, &ActCanon, 0.0);
+        assert_eq!(kinds(&h), ["clip(0.0,6.0)", "relu"]);
+    }
+
+    #[test]
+    fn shared_intermediates_and_wrong_constants_are_left_alone() {
+        // The Add has a second user: nothing may be removed.
+        let mut g = keras_hard(false, false, true);
+        let add = g.find("add").unwrap();
+        let extra = g
+            .add_node_inferred("other", Op::Act(Activation::Relu), &[add])
+            .unwrap();
+        g.add_output("other", extra);
+        let (h, _) = check_pass(&g, &ActCanon, 0.0);
+        assert!(kinds(&h).contains(&"Add".to_string()), "{}", text(&h));
+        // relu6(x + 3) / 5 is not a HardSigmoid.
+        let mut b = Builder::new("not", 1);
+        let x = b.input("x", &[4]);
+        let three = b.g.add_constant("three", Tensor::scalar_f32(3.0));
+        let a = b.binary("add", BinaryOp::Add, x, three).unwrap();
+        let c = b
+            .act("relu6", Activation::Clip { min: 0.0, max: 6.0 }, a)
+            .unwrap();
+        let five = b.g.add_constant("five", Tensor::scalar_f32(5.0));
+        let d = b.binary("div", BinaryOp::Div, c, five).unwrap();
+        b.g.add_output("y", d);
+        let (_, n) = check_pass(&b.g, &ActCanon, 0.0);
+        assert_eq!(n, 0);
+    }
+}

@@ -205,3 +205,101 @@ impl Pass for AffineMerge {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use mnc_ir::{Activation, Conv};
+
+    fn count(g: &Graph, kind: &str) -> usize {
+        g.node_ids()
+            .into_iter()
+            .filter(|&i| g.node(i).op.kind() == kind)
+            .count()
+    }
+
+    /// Input -> Mul(per-channel) [-> Add(per-channel)] -> conv(pads) -> ReLU.
+    fn prep(add: bool, pads: usize, group: usize) -> Graph {
+        let mut b = Builder::new("prep", 2);
+        let x = b.input("x", &[2, 4, 6, 5]);
+        let s = b.constant("s", &[1, 4, 1, 1], 0.5, 2.0);
+        let mut y = b.binary("mul", BinaryOp::Mul, x, s).unwrap();
+        if add {
+            let o = b.constant("o", &[4, 1, 1], -1.0, 1.0);
+            y = b.binary("sub", BinaryOp::Sub, y, o).unwrap();
+        }
+        let w = b.constant("w", &[8, 4 / group, 3, 3], -0.5, 0.5);
+        let bias = b.constant("bias", &[8], -0.5, 0.5);
+        let c =
+            b.g.add_node_inferred(
+                "conv",
+                Op::Conv(Conv {
+                    kernel: [3, 3],
+                    pads: [pads; 4],
+                    group,
+                    has_bias: true,
+                    ..Default::default()
+                }),
+                &[y, w, bias],
+            )
+            .unwrap();
+        let r = b.act("relu", Activation::Relu, c).unwrap();
+        b.g.add_output("y", r);
+        b.g
+    }
+
+    #[test]
+    fn folds_exact_preprocessing_into_the_conv() {
+        // A pure scale folds even into a padded conv; scale + shift only into an unpadded one.
+        for (add, pads, group) in [(false, 1, 1), (false, 1, 2), (true, 0, 1), (true, 0, 4)] {
+            let (h, n) = check_pass(&prep(add, pads, group), &AffineMerge, 1e-5);
+            assert!(n > 0);
+            assert_eq!(count(&h, "Mul") + count(&h, "Sub"), 0, "{}", text(&h));
+            assert_eq!(count(&h, "ChannelAffine"), 0);
+        }
+    }
+
+    #[test]
+    fn inexact_fold_becomes_one_channel_affine() {
+        let (h, _) = check_pass(&prep(true, 1, 1), &AffineMerge, 1e-5);
+        assert_eq!(count(&h, "ChannelAffine"), 1, "{}", text(&h));
+        assert_eq!(count(&h, "Mul") + count(&h, "Sub"), 0);
+        insta::assert_snapshot!("padded_prep", text(&h));
+    }
+
+    #[test]
+    fn batchnorm_then_scale_layer_merge() {
+        // DenseNet (Caffe2): BatchNorm (already a ChannelAffine) -> Mul -> Add -> ReLU.
+        let mut b = Builder::new("bn_scale", 4);
+        let x = b.input("x", &[1, 3, 4, 4]);
+        let s = b.constant("bn.s", &[3], 0.5, 1.5);
+        let o = b.constant("bn.b", &[3], -0.5, 0.5);
+        let a =
+            b.g.add_node_inferred("bn", Op::ChannelAffine, &[x, s, o])
+                .unwrap();
+        let m = b.constant("scale.w", &[1, 3, 1, 1], 0.5, 1.5);
+        let y = b.binary("scale.mul", BinaryOp::Mul, a, m).unwrap();
+        let c = b.constant("scale.b", &[1, 3, 1, 1], -0.5, 0.5);
+        let y = b.binary("scale.add", BinaryOp::Add, y, c).unwrap();
+        let r = b.act("relu", Activation::Relu, y).unwrap();
+        b.g.add_output("y", r);
+        let (h, _) = check_pass(&b.g, &AffineMerge, 1e-5);
+        assert_eq!(count(&h, "ChannelAffine"), 1);
+        assert_eq!(count(&h, "Mul") + count(&h, "Add"), 0, "{}", text(&h));
+    }
+
+    #[test]
+    fn a_single_op_or_a_shared_link_stays() {
+        let mut b = Builder::new("single", 4);
+        let x = b.input("x", &[1, 3, 4, 4]);
+        let m = b.constant("m", &[1, 3, 1, 1], 0.5, 1.5);
+        let y = b.binary("mul", BinaryOp::Mul, x, m).unwrap();
+        let c = b.constant("c", &[1, 3, 1, 1], 0.5, 1.5);
+        let z = b.binary("add", BinaryOp::Add, y, c).unwrap();
+        b.g.add_output("z", z);
+        b.g.add_output("y", y); // the Mul is also an output: the chain is one link long
+        let (h, n) = check_pass(&b.g, &AffineMerge, 0.0);
+        assert_eq!(n, 0, "{}", text(&h));
+    }
+}

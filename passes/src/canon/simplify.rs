@@ -261,3 +261,175 @@ impl Pass for Simplify {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use mnc_ir::{Activation, Conv};
+
+    fn kinds(g: &Graph) -> Vec<&'static str> {
+        g.topo_order()
+            .unwrap()
+            .into_iter()
+            .map(|i| g.node(i).op.kind())
+            .filter(|k| *k != "Constant" && *k != "Input")
+            .collect()
+    }
+
+    /// Runs the pass until it changes nothing (at most 5 runs), checking every run
+    /// numerically against the original.
+    fn settle(g: &Graph) -> Graph {
+        let mut h = g.clone();
+        for _ in 0..5 {
+            let (next, n) = check_pass(&h, &Simplify, 1e-5);
+            h = next;
+            if n == 0 {
+                break;
+            }
+        }
+        let x = random_inputs(g, 7);
+        assert_close(&run(&h, &x), &run(g, &x), 1e-5);
+        h
+    }
+
+    #[test]
+    fn identity_arithmetic_is_removed_unless_it_broadcasts() {
+        let mut b = Builder::new("ids", 1);
+        let x = b.input("x", &[2, 3]);
+        let zero =
+            b.g.add_constant("zero", Tensor::from_f32(vec![1, 3], vec![0.0; 3]).unwrap());
+        let one = b.g.add_constant("one", Tensor::scalar_f32(1.0));
+        let a = b.binary("add0", BinaryOp::Add, zero, x).unwrap();
+        let m = b.binary("mul1", BinaryOp::Mul, a, one).unwrap();
+        let d = b.binary("div1", BinaryOp::Div, m, one).unwrap();
+        let s = b.binary("sub0", BinaryOp::Sub, d, zero).unwrap();
+        // 1 * [2,3] broadcast to [4,2,3] changes the shape: kept.
+        let big = b.g.add_constant(
+            "ones",
+            Tensor::from_f32(vec![4, 1, 1], vec![1.0; 4]).unwrap(),
+        );
+        let k = b.binary("bcast", BinaryOp::Mul, s, big).unwrap();
+        b.g.add_output("y", k);
+        let h = settle(&b.g);
+        assert_eq!(kinds(&h), ["Mul"]);
+    }
+
+    #[test]
+    fn keras_head_becomes_flatten_gemm_act_gemm() {
+        // GAP(keepdims) -> 1x1 conv + bias -> HardSwish -> 1x1 conv + bias
+        // -> Transpose(0,2,3,1) (moves only size-1 axes) -> Reshape [N, K].
+        let mut b = Builder::new("head", 1);
+        let x = b.input("x", &[2, 6, 3, 3]);
+        let p =
+            b.g.add_node_inferred("gap", Op::GlobalAveragePool, &[x])
+                .unwrap();
+        let c1 = b.conv("fc1", p, 10, 1, 1, 1, true).unwrap();
+        let a = b.act("hswish", Activation::HardSwish, c1).unwrap();
+        let c2 = b.conv("fc2", a, 4, 1, 1, 1, true).unwrap();
+        let t =
+            b.g.add_node_inferred(
+                "t",
+                Op::Transpose {
+                    perm: vec![0, 2, 3, 1],
+                },
+                &[c2],
+            )
+            .unwrap();
+        let r =
+            b.g.add_node_inferred("flat", Op::Reshape { shape: vec![2, 4] }, &[t])
+                .unwrap();
+        b.g.add_output("y", r);
+        let h = settle(&b.g);
+        assert_eq!(
+            kinds(&h),
+            ["GlobalAveragePool", "Flatten", "Gemm", "Act", "Gemm"],
+            "{}",
+            text(&h)
+        );
+        insta::assert_snapshot!("keras_head", text(&h));
+    }
+
+    #[test]
+    fn squeeze_reshape_round_trips_vanish_and_means_become_pools() {
+        // EfficientNet via tf2onnx: GAP -> Squeeze(2,3) -> Reshape back to [N,C,1,1].
+        let mut b = Builder::new("se_views", 1);
+        let x = b.input("x", &[1, 5, 4, 4]);
+        let m =
+            b.g.add_node_inferred(
+                "mean",
+                Op::ReduceMean {
+                    axes: vec![2, 3],
+                    keepdims: true,
+                },
+                &[x],
+            )
+            .unwrap();
+        let s =
+            b.g.add_node_inferred("sq", Op::Squeeze { axes: vec![2, 3] }, &[m])
+                .unwrap();
+        let r =
+            b.g.add_node_inferred(
+                "re",
+                Op::Reshape {
+                    shape: vec![1, 5, 1, 1],
+                },
+                &[s],
+            )
+            .unwrap();
+        let y = b.act("sig", Activation::Sigmoid, r).unwrap();
+        let flat =
+            b.g.add_node_inferred(
+                "mean2",
+                Op::ReduceMean {
+                    axes: vec![2, 3],
+                    keepdims: false,
+                },
+                &[x],
+            )
+            .unwrap();
+        b.g.add_output("y", y);
+        b.g.add_output("f", flat);
+        let h = settle(&b.g);
+        let mut k = kinds(&h);
+        k.sort();
+        assert_eq!(
+            k,
+            ["Act", "Flatten", "GlobalAveragePool", "GlobalAveragePool"],
+            "{}",
+            text(&h)
+        );
+    }
+
+    #[test]
+    fn matmul_and_bias_become_gemm() {
+        let mut b = Builder::new("dense", 1);
+        let x = b.input("x", &[3, 6]);
+        let w = b.constant("w", &[6, 4], -1.0, 1.0);
+        let m = b.g.add_node_inferred("mm", Op::MatMul, &[x, w]).unwrap();
+        let bias = b.constant("b", &[4], -1.0, 1.0);
+        let y = b.binary("bias", BinaryOp::Add, bias, m).unwrap();
+        b.g.add_output("y", y);
+        let h = settle(&b.g);
+        assert_eq!(kinds(&h), ["Gemm"]);
+        // A non-constant right operand stays a MatMul.
+        let mut b = Builder::new("mm", 1);
+        let x = b.input("x", &[3, 6]);
+        let w = b.input("w", &[6, 4]);
+        let m = b.g.add_node_inferred("mm", Op::MatMul, &[x, w]).unwrap();
+        b.g.add_output("y", m);
+        assert_eq!(kinds(&settle(&b.g)), ["MatMul"]);
+    }
+
+    #[test]
+    fn a_conv_over_a_larger_map_is_not_a_gemm() {
+        let mut b = Builder::new("map", 1);
+        let x = b.input("x", &[1, 3, 2, 2]);
+        let c = b.conv("pw", x, 4, 1, 1, 1, false).unwrap();
+        let f =
+            b.g.add_node_inferred("flat", Op::Flatten { axis: 1 }, &[c])
+                .unwrap();
+        b.g.add_output("y", f);
+        assert_eq!(kinds(&settle(&b.g)), ["Conv", "Flatten"]);
+    }
+}

@@ -1,0 +1,113 @@
+//! "Any exporter, same graph": Keras applications converted by tf2onnx (NHWC input, every
+//! conv wrapped in transposes, BatchNorm as Mul/Add, HardSwish as `x * relu6(x + 3) / 6`,
+//! SE means over NHWC axes, the classifier as 1x1 convs) must optimize to the same op classes
+//! as the torchvision export of the same architecture (mnc's built-in zoo model), with one
+//! Transpose at the input and at most one ChannelAffine (the Keras Rescaling/Normalization
+//! preprocessing where it cannot fold exactly into the padded stem conv), run with zero
+//! fallbacks on every CPU target and match onnxruntime to `1e-4 * max|y_ref|` per element.
+//!
+//! The fixtures are generated (tensorflow-cpu and tf2onnx) by
+//! `scripts/make_exporter_fixtures.py`, which `.ci/run` calls; without them these tests print
+//! a SKIPPED line (and fail under `MNC_REQUIRE_PYTHON=1`).
+
+use mnc::compiled::{CompileOptions, Model, Source};
+use mnc_ir::{Op, Tensor};
+use mnc_targets::Target;
+use mnc_tests::{assert_close, exporter_fixtures};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn meta(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("meta.json")).expect("meta.json");
+    serde_json::from_str(&text).expect("meta.json is JSON")
+}
+
+fn compile(spec: &str, target: Target, batch: Option<usize>) -> Model {
+    let opts = CompileOptions {
+        target,
+        batch,
+        ..Default::default()
+    };
+    Model::compile(Source::Spec(spec), &opts).unwrap_or_else(|e| panic!("{spec}: {e:#}"))
+}
+
+fn tiled(t: &Tensor, n: usize) -> Tensor {
+    let mut shape = t.shape.clone();
+    shape[0] *= n;
+    Tensor::from_f32(shape, t.as_f32().unwrap().repeat(n)).unwrap()
+}
+
+#[test]
+fn keras_models_optimize_to_the_torchvision_op_classes() {
+    let dirs = exporter_fixtures(
+        "keras_models_optimize_to_the_torchvision_op_classes",
+        "keras_",
+    );
+    let Some(&target) = Target::jit_targets_for_test("keras op classes").last() else {
+        return;
+    };
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let tv = meta(&dir)["torchvision_counterpart"]
+            .as_str()
+            .expect("torchvision_counterpart")
+            .to_string();
+        let model = dir.join("model.onnx");
+        let keras = compile(model.to_str().unwrap(), target, None);
+        let torch = compile(&format!("zoo:{tv}"), target, None);
+        let mut got: BTreeMap<String, usize> = keras.summary().ops.clone();
+        assert_eq!(
+            got.remove("Transpose"),
+            Some(1),
+            "{name}: exactly one Transpose (the NHWC input's)"
+        );
+        let affine = got.remove("ChannelAffine").unwrap_or(0);
+        assert!(affine <= 1, "{name}: {affine} ChannelAffine ops");
+        assert_eq!(got, torch.summary().ops, "{name} vs torchvision {tv}");
+        // The transpose reads the graph input directly.
+        let g = keras.optimized_graph();
+        let input = g.inputs[0];
+        let t = g
+            .node_ids()
+            .into_iter()
+            .find(|&i| matches!(g.node(i).op, Op::Transpose { .. }))
+            .unwrap();
+        assert_eq!(g.inputs(t), vec![input], "{name}");
+        eprintln!(
+            "{name}: {} -> {} nodes, ops {:?} (+1 Transpose, {affine} ChannelAffine) = {tv}",
+            keras.summary().nodes_imported,
+            keras.summary().nodes_optimized,
+            got
+        );
+    }
+}
+
+#[test]
+fn keras_models_match_onnxruntime_on_every_cpu_target_with_no_fallback() {
+    let dirs = exporter_fixtures("keras_models_match_onnxruntime", "keras_");
+    let targets = Target::jit_targets_for_test("keras vs onnxruntime");
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let x = mnc::io::read_npy(&dir.join("input.npy")).unwrap();
+        let y_ref = mnc::io::read_npy(&dir.join("output.npy")).unwrap();
+        let model = dir.join("model.onnx");
+        let spec = model.to_str().unwrap();
+        for &t in &targets {
+            for batch in [1, 2] {
+                let m = compile(spec, t, Some(batch));
+                let fallbacks = m.summary().codegen.as_ref().map(|c| c.fallbacks);
+                assert_eq!(fallbacks, Some(0), "{name} on {t}: fallbacks");
+                let y = m.run(&[tiled(&x, batch)]).unwrap();
+                let want = tiled(&y_ref, batch);
+                assert_eq!(y[0].shape, want.shape, "{name}");
+                let what = format!("{name} on {t}, batch {batch}");
+                assert_close(&what, y[0].as_f32().unwrap(), want.as_f32().unwrap(), 1e-4);
+            }
+        }
+        // The reference executor on the graph as imported (no passes) agrees too.
+        let m = compile(spec, Target::Reference, None);
+        let y = m.run(&[x]).unwrap();
+        assert_close(&name, y[0].as_f32().unwrap(), y_ref.as_f32().unwrap(), 1e-4);
+        eprintln!("{name}: matches onnxruntime on {targets:?} and the reference executor");
+    }
+}
