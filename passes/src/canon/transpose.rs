@@ -26,6 +26,11 @@
 //!    trailing ReduceMean (+ the inverse transpose when `keepdims`), which rules 1-2 then
 //!    cancel against the neighbouring transposes where they exist.
 //!
+//! 5. **Absorbed into a Gemm**: `Gemm(Flatten(Transpose(p)(x)), W)` (batch axis kept, the
+//!    Flatten used only there, constant `W`; MatMul too) becomes `Gemm(Flatten(x), W')` with
+//!    the rows of `W` (columns when `trans_b`) permuted: a Keras `Flatten` of an NHWC map
+//!    before a `Dense` layer.
+//!
 //! Rules 2 and 4 cannot undo each other: rule 2 never produces a non-trailing ReduceMean,
 //! and rule 3 never produces a transpose that rule 2 would move.
 
@@ -333,6 +338,86 @@ fn hoist(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
     Ok(true)
 }
 
+/// Rule 5 at `id` (a `Flatten(axis=1)` whose input is `Transpose(p)(x)` with `p[0] = 0`,
+/// read only by a Gemm or MatMul as its constant-weighted left operand): the transpose is
+/// absorbed by permuting the weight rows (columns when `trans_b`), and the Flatten reads `x`.
+fn absorb_into_gemm(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
+    if g.node(id).op != (Op::Flatten { axis: 1 }) {
+        return Ok(false);
+    }
+    let t = g.inputs(id)[0];
+    let Some(p) = perm_of(g, t) else {
+        return Ok(false);
+    };
+    let x = g.inputs(t)[0];
+    let Some((user, 0)) = single_user(g, id) else {
+        return Ok(false);
+    };
+    let trans_b = match &g.node(user).op {
+        Op::Gemm(gm) if !gm.trans_a => gm.trans_b,
+        Op::MatMul => false,
+        _ => return Ok(false),
+    };
+    let wid = g.inputs(user)[1];
+    let Some((wt, w)) = crate::util::const_f32(g, wid) else {
+        return Ok(false);
+    };
+    let ts = g.node(t).ty.shape.clone();
+    let xs = g.node(x).ty.shape.clone();
+    let features: usize = ts[1..].iter().product();
+    if p.first() != Some(&0) || wt.shape.len() != 2 || ts.len() < 2 {
+        return Ok(false);
+    }
+    let (rows, cols) = (wt.shape[0], wt.shape[1]);
+    if (if trans_b { cols } else { rows }) != features {
+        return Ok(false);
+    }
+    // Row-major strides of x's feature axes (1..r).
+    let r = ts.len();
+    let mut xstride = vec![0usize; r];
+    let mut acc = 1;
+    for a in (1..r).rev() {
+        xstride[a] = acc;
+        acc *= xs[a];
+    }
+    // For every feature j in the transposed order, its index in x's order.
+    let mut to_x = Vec::with_capacity(features);
+    let mut idx = vec![0usize; r];
+    for _ in 0..features {
+        to_x.push((1..r).map(|i| idx[i] * xstride[p[i]]).sum::<usize>());
+        for i in (1..r).rev() {
+            idx[i] += 1;
+            if idx[i] < ts[i] {
+                break;
+            }
+            idx[i] = 0;
+        }
+    }
+    let mut w2 = vec![0.0f32; w.len()];
+    for (j, &jx) in to_x.iter().enumerate() {
+        if trans_b {
+            for o in 0..rows {
+                w2[o * cols + jx] = w[o * cols + j];
+            }
+        } else {
+            w2[jx * cols..(jx + 1) * cols].copy_from_slice(&w[j * cols..(j + 1) * cols]);
+        }
+    }
+    let shape = wt.shape.clone();
+    let name = format!("{}.unpermuted", g.node(wid).name);
+    let nw = add_const(
+        g,
+        &name,
+        Tensor::from_f32(shape, w2).map_err(PassError::ir(NAME))?,
+    );
+    let mut uins = g.inputs(user);
+    uins[1] = nw;
+    g.set_inputs(user, &uins);
+    g.set_inputs(id, &[x]);
+    retype(g, id, NAME)?;
+    Ok(true)
+}
+
 /// Rule 4 at `id`. Returns whether it rewrote.
 fn split_reduce(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
     let Op::ReduceMean { axes, keepdims } = g.node(id).op.clone() else {
@@ -388,6 +473,7 @@ impl Pass for TransposeSink {
             let changed = match g.node(id).op {
                 Op::Transpose { .. } => compose(g, id)? || hoist(g, id)?,
                 Op::ReduceMean { .. } => sink(g, id)? || split_reduce(g, id)?,
+                Op::Flatten { .. } => absorb_into_gemm(g, id)?,
                 _ => sink(g, id)?,
             };
             n += changed as usize;
@@ -579,6 +665,34 @@ mod tests {
         let (h, n) = check_pass(&b.g, &TransposeSink, 0.0);
         assert_eq!(n, 0);
         assert_eq!(text(&h), text(&b.g));
+    }
+
+    #[test]
+    fn nhwc_flatten_before_a_dense_layer_is_absorbed_into_its_weights() {
+        for (trans_b, matmul) in [(false, false), (true, false), (false, true)] {
+            let mut b = Builder::new("dense", 2);
+            let x = b.input("x", &[2, 3, 4, 5]);
+            let c = b.conv("conv", x, 6, 3, 1, 1, true).unwrap();
+            let tt = t(&mut b, "t", TO_NHWC, c);
+            let f =
+                b.g.add_node_inferred("flat", Op::Flatten { axis: 1 }, &[tt])
+                    .unwrap();
+            let wshape = if trans_b { [7, 120] } else { [120, 7] };
+            let w = b.constant("w", &wshape, -0.3, 0.3);
+            let op = if matmul {
+                Op::MatMul
+            } else {
+                Op::Gemm(mnc_ir::Gemm {
+                    trans_b,
+                    ..Default::default()
+                })
+            };
+            let y = b.g.add_node_inferred("dense", op, &[f, w]).unwrap();
+            b.g.add_output("y", y);
+            let (h, n) = check_pass(&b.g, &TransposeSink, 1e-5);
+            assert!(n > 0);
+            assert_eq!(count(&h, "Transpose"), 0, "{}", text(&h));
+        }
     }
 
     #[test]
