@@ -11,6 +11,10 @@
 //!   (`keepdims=0`: GlobalAveragePool + Flatten).
 //! - `MatMul(x, W)` with 2-D `x` and constant 2-D `W` becomes `Gemm(x, W)`; an `Add` of a
 //!   constant bias `[K]` or `[1,K]` to a Gemm without C (its only user) becomes its C.
+//! - A view `[N,K] -> [N,K,1,1]` ending a chain of Gemms and activations that starts at a
+//!   Flatten of an `[N,C,1,1]` map (the SE block as GlobalAveragePool/Flatten/Gemm/Reshape)
+//!   becomes the same chain as 1x1 convs on the 4-D maps, without the views; `se-fusion`
+//!   then recognizes it.
 //! - `Flatten(axis=1)` of a 1x1 conv (stride 1, no padding, ungrouped, no residual) over a
 //!   `[N,C,1,1]` map becomes a Gemm (`trans_b`, weights reshaped to `[K,C]`, same bias and
 //!   activation) of the Flatten of the conv's input; `Flatten(act(x))` becomes
@@ -239,6 +243,102 @@ fn flatten_head(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
     }
 }
 
+/// Rule: `view [N,K] -> [N,K,1,1]` at `id` ending a chain of Gemms (constant weights,
+/// constant or no bias, plain) and activations that starts from a `Flatten` of an
+/// `[N,C,1,1]` map: the chain runs as 1x1 convs on the 4-D maps and both views go (the SE
+/// block in the GlobalAveragePool/Flatten/Gemm/Reshape form, which `se-fusion` then sees
+/// in its conv form).
+fn unflatten_chain(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
+    if !is_view(&g.node(id).op) {
+        return Ok(false);
+    }
+    let out = g.node(id).ty.shape.clone();
+    if out.len() != 4 || out[2] != 1 || out[3] != 1 {
+        return Ok(false);
+    }
+    // Walk up: (node, is_gemm) from the view's input to the Flatten.
+    let mut chain = Vec::new();
+    let mut cur = g.inputs(id)[0];
+    let mut next = id;
+    let flatten = loop {
+        if single_user(g, cur).map(|u| u.0) != Some(next) || g.node(cur).ty.rank() != 2 {
+            return Ok(false);
+        }
+        match &g.node(cur).op {
+            Op::Act(_) => chain.push(cur),
+            Op::Gemm(gm) => {
+                let ins = g.inputs(cur);
+                let plain = !gm.trans_a
+                    && gm.alpha == 1.0
+                    && gm.beta == 1.0
+                    && gm.epilogue == Default::default();
+                let w2d = const_f32(g, ins[1]).is_some_and(|(t, _)| t.shape.len() == 2);
+                let k = g.node(cur).ty.shape[1];
+                let bias_ok =
+                    !gm.has_c || const_f32(g, ins[2]).is_some_and(|(t, _)| t.shape == [k]);
+                if !(plain && w2d && bias_ok) {
+                    return Ok(false);
+                }
+                chain.push(cur);
+            }
+            op if is_view(op) => break cur,
+            _ => return Ok(false),
+        }
+        next = cur;
+        cur = g.inputs(cur)[0];
+    };
+    let src = g.inputs(flatten)[0];
+    let ss = g.node(src).ty.shape.clone();
+    if chain.is_empty() || ss.len() != 4 || ss[2] != 1 || ss[3] != 1 {
+        return Ok(false);
+    }
+    // Rewrite bottom-up: every Gemm becomes a 1x1 conv, every act is retyped.
+    let mut below = src;
+    for &n in chain.iter().rev() {
+        let ins = g.inputs(n);
+        match g.node(n).op.clone() {
+            Op::Gemm(gm) => {
+                let (wt, w) = const_f32(g, ins[1]).expect("checked above");
+                let (r, c) = (wt.shape[0], wt.shape[1]);
+                // Conv weights are [K, C, 1, 1]: the Gemm's B is [C, K] (or [K, C] if trans_b).
+                let wk: Vec<f32> = if gm.trans_b {
+                    w.to_vec()
+                } else {
+                    (0..c)
+                        .flat_map(|k| (0..r).map(move |i| (i, k)))
+                        .map(|(i, k)| w[i * c + k])
+                        .collect()
+                };
+                let (k, cin) = if gm.trans_b { (r, c) } else { (c, r) };
+                let name = format!("{}.conv", g.node(ins[1]).name);
+                let t = Tensor::from_f32(vec![k, cin, 1, 1], wk).map_err(PassError::ir(NAME))?;
+                let wid = add_const(g, &name, t);
+                let mut cins = vec![below, wid];
+                if gm.has_c {
+                    cins.push(ins[2]);
+                }
+                g.set_inputs(n, &cins);
+                g.node_mut(n).op = Op::Conv(mnc_ir::Conv {
+                    has_bias: gm.has_c,
+                    ..Default::default()
+                });
+            }
+            _ => g.set_inputs(n, &[below]),
+        }
+        retype(g, n, NAME)?;
+        below = n;
+    }
+    if g.node(below).ty.shape != out {
+        return Err(PassError::Node {
+            pass: NAME,
+            node: g.node(id).name.clone(),
+            msg: format!("unflattened chain gives {}", g.node(below).ty),
+        });
+    }
+    crate::util::absorb_into_input(g, id, below);
+    Ok(true)
+}
+
 impl Pass for Simplify {
     fn name(&self) -> &'static str {
         NAME
@@ -253,6 +353,7 @@ impl Pass for Simplify {
                 || transpose_view(g, id)
                 || views(g, id)?
                 || reduce_to_gap(g, id)?
+                || unflatten_chain(g, id)?
                 || gemm(g, id)?
                 || flatten_head(g, id)?;
             n += changed as usize;
@@ -419,6 +520,57 @@ mod tests {
         let m = b.g.add_node_inferred("mm", Op::MatMul, &[x, w]).unwrap();
         b.g.add_output("y", m);
         assert_eq!(kinds(&settle(&b.g)), ["MatMul"]);
+    }
+
+    #[test]
+    fn se_in_gemm_form_becomes_the_conv_form() {
+        for trans_b in [false, true] {
+            let mut b = Builder::new("se_gemm", 1);
+            let x = b.input("x", &[2, 6, 3, 3]);
+            let p =
+                b.g.add_node_inferred("gap", Op::GlobalAveragePool, &[x])
+                    .unwrap();
+            let f =
+                b.g.add_node_inferred("flat", Op::Flatten { axis: 1 }, &[p])
+                    .unwrap();
+            let gemm = |b: &mut Builder, name: &str, x: NodeId, cin: usize, k: usize| {
+                let shape = if trans_b { [k, cin] } else { [cin, k] };
+                let w = b.constant(&format!("{name}.w"), &shape, -0.5, 0.5);
+                let c = b.constant(&format!("{name}.b"), &[k], -0.5, 0.5);
+                let op = Op::Gemm(Gemm {
+                    trans_b,
+                    has_c: true,
+                    ..Default::default()
+                });
+                b.g.add_node_inferred(name, op, &[x, w, c]).unwrap()
+            };
+            let h = gemm(&mut b, "fc1", f, 6, 2);
+            let h = b.act("relu", Activation::Relu, h).unwrap();
+            let h = gemm(&mut b, "fc2", h, 2, 6);
+            let h = b.act("gate", Activation::Sigmoid, h).unwrap();
+            let r =
+                b.g.add_node_inferred(
+                    "unflat",
+                    Op::Reshape {
+                        shape: vec![2, 6, 1, 1],
+                    },
+                    &[h],
+                )
+                .unwrap();
+            let y = b.binary("excite", BinaryOp::Mul, x, r).unwrap();
+            b.g.add_output("y", y);
+            let h = settle(&b.g);
+            assert_eq!(
+                kinds(&h),
+                ["GlobalAveragePool", "Conv", "Act", "Conv", "Act", "Mul"],
+                "{}",
+                text(&h)
+            );
+            // ... which se-fusion then takes as one SqueezeExcite.
+            let mut f = h.clone();
+            let n = crate::Pass::run(&crate::se::SeFusion, &mut f, &Default::default()).unwrap();
+            assert_eq!(n, 1);
+        }
     }
 
     #[test]
