@@ -111,3 +111,31 @@ fn keras_models_match_onnxruntime_on_every_cpu_target_with_no_fallback() {
         eprintln!("{name}: matches onnxruntime on {targets:?} and the reference executor");
     }
 }
+
+/// What canonicalization did to each Keras model, pass by pass (runs, changes, nodes before
+/// the first run and after the last), and the op classes it ends with: reviewed snapshots
+/// (the fixtures' structure is fixed by the pinned tensorflow-cpu and tf2onnx versions).
+#[test]
+fn keras_per_pass_snapshots() {
+    let dirs = exporter_fixtures("keras_per_pass_snapshots", "keras_");
+    let Some(&target) = Target::jit_targets_for_test("keras per-pass snapshots").last() else {
+        return;
+    };
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let model = dir.join("model.onnx");
+        let m = compile(model.to_str().unwrap(), target, Some(1));
+        let s = m.summary();
+        let mut text = format!("nodes: {} -> {}\n", s.nodes_imported, s.nodes_optimized);
+        for p in &s.passes {
+            text.push_str(&format!(
+                "{:<16} runs {:>2} changes {:>4} nodes {:>4} -> {:<4} ({:+})\n",
+                p.pass, p.runs, p.changes, p.nodes_before, p.nodes_after, p.nodes_net
+            ));
+        }
+        for (k, v) in &s.ops {
+            text.push_str(&format!("{k}: {v}\n"));
+        }
+        insta::assert_snapshot!(format!("{name}_passes"), text);
+    }
+}
