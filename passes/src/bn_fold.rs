@@ -142,7 +142,8 @@ impl Pass for BnFold {
     fn run(&self, g: &mut Graph, _: &PassContext) -> Result<usize, PassError> {
         let mut n = 0;
         for id in g.topo_order().map_err(PassError::ir(NAME))? {
-            if !g.contains(id) {
+            // (Constants are skipped before the clone below: weights can be hundreds of MB.)
+            if !g.contains(id) || matches!(g.node(id).op, Op::Constant(_)) {
                 continue;
             }
             match g.node(id).op.clone() {

@@ -189,7 +189,11 @@ fn flatten_head(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
     if single_user(g, x) != Some((id, 0)) {
         return Ok(false);
     }
-    match g.node(x).op.clone() {
+    let op = match &g.node(x).op {
+        op @ (Op::Act(_) | Op::Conv(_)) => op.clone(),
+        _ => return Ok(false),
+    };
+    match op {
         Op::Act(a) => {
             // Flatten(act(y)) -> act(Flatten(y)): reuse both nodes, swapped.
             let y = g.inputs(x)[0];

@@ -188,6 +188,19 @@ fn reaches_inverse(g: &Graph, mut id: NodeId, p: &[usize]) -> bool {
 
 /// Rule 2 at `id`. Returns whether it rewrote.
 fn sink(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
+    let sinkable = matches!(
+        g.node(id).op,
+        Op::Act(_)
+            | Op::Binary(_)
+            | Op::Pad { .. }
+            | Op::ReduceMean { .. }
+            | Op::GlobalAveragePool
+            | Op::Concat { .. }
+            | Op::Softmax { .. }
+    );
+    if !sinkable {
+        return Ok(false);
+    }
     let ins = g.inputs(id);
     let op = g.node(id).op.clone();
     let concat = matches!(op, Op::Concat { .. });
