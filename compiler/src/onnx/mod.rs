@@ -575,6 +575,7 @@ fn converter(op_type: &str) -> Option<Converter> {
     Some(match op_type {
         "Conv" => conv::conv,
         "BatchNormalization" => norm::batch_norm,
+        "LRN" => norm::lrn,
         "Relu" => activation::relu,
         "Clip" => activation::clip,
         "Sigmoid" => activation::sigmoid,

@@ -863,6 +863,9 @@ fn lower_node(
                 "Gather is not lowered (it should have been constant-folded)",
             ))
         }
+        Op::Lrn(_) => {
+            return Err(lw.unsupported(id, "LRN has no PTX kernel yet (compile for a CPU target)"))
+        }
     }
     Ok(())
 }

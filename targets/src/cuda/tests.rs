@@ -155,6 +155,28 @@ fn refusals_are_errors() {
 }
 
 #[test]
+fn lrn_is_refused_naming_the_node() {
+    let mut g = Graph::new("lrn");
+    let x = g.add_input("x", TensorType::f32(vec![1, 8, 4, 4]));
+    let l = mnc_ir::Lrn {
+        size: 5,
+        alpha: 1e-4,
+        beta: 0.75,
+        bias: 1.0,
+    };
+    let y = g.add_node_inferred("norm1", Op::Lrn(l), &[x]).unwrap();
+    g.add_output("y", y);
+    let e = compile(&g, CudaArch::Sm80, &CudaOptions::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, CudaError::Unsupported { .. })
+            && msg.contains("'norm1' (LRN)")
+            && msg.contains("not supported by the CUDA target"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn a_graph_with_a_lying_node_type_is_refused() {
     let mut g = small();
     let dw = g.find("dw").unwrap();
