@@ -302,12 +302,28 @@ impl Lrn {
     /// `0..channels` (ONNX's definition; `ceil((size - 1) / 2) = size / 2`). The single
     /// definition of the window for every backend.
     pub fn window(&self, c: usize, channels: usize) -> std::ops::Range<usize> {
-        let lo = c.saturating_sub(self.size.saturating_sub(1) / 2);
+        let lo = c.saturating_sub(self.before());
         let hi = c
-            .saturating_add(self.size / 2)
+            .saturating_add(self.after())
             .saturating_add(1)
             .min(channels);
         lo..hi
+    }
+
+    /// Channels of the window before the output's channel: `floor((size - 1) / 2)`.
+    pub fn before(&self) -> usize {
+        self.size.saturating_sub(1) / 2
+    }
+
+    /// Channels of the window after the output's channel: `ceil((size - 1) / 2)`.
+    pub fn after(&self) -> usize {
+        self.size / 2
+    }
+
+    /// `alpha / size` rounded to f32, the factor of the sum of squares in the compiled
+    /// kernels (`y = x / (bias + alpha_over_size * sum)^beta`, all in f32).
+    pub fn alpha_over_size(&self) -> f32 {
+        self.alpha / self.size as f32
     }
 }
 

@@ -38,7 +38,7 @@ impl LrnGeom {
             c: c as u64,
             inner: inner as u64,
             size: l.size as u64,
-            alpha_over_size: bits(l.alpha / l.size as f32),
+            alpha_over_size: bits(l.alpha_over_size()),
             beta: bits(l.beta),
             bias: bits(l.bias),
         }
