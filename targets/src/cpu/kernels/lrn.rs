@@ -164,11 +164,8 @@ unsafe fn planes(d: &Call, p0: usize, p1: usize) {
 pub unsafe extern "C" fn lrn(x: *const f32, y: *mut f32, geom: *const LrnGeom, threads: usize) {
     super::at_boundary(|| {
         // SAFETY: the geometry is valid, as this function's contract states.
-        let d = Call {
-            x,
-            y,
-            g: unsafe { *geom },
-        };
+        let g = unsafe { *geom };
+        let d = Call { x, y, g };
         let total = (d.g.n * d.g.c) as usize;
         let work = total.saturating_mul(d.g.inner as usize);
         let tasks = if threads <= 1 || work < PAR_MIN_WORK {
