@@ -13,8 +13,8 @@
 use mnc_ir::schedule::{ConvClass, ConvSchedule, GpuTile, LoopOrder};
 use mnc_ir::tensor::checked_numel;
 use mnc_ir::{
-    Activation, BinaryOp, Conv, DType, Epilogue, Gemm, Graph, IrError, NodeId, Op, Pool, PoolKind,
-    Slice, SqueezeExcite, Tensor, TensorData, TensorType,
+    Activation, BinaryOp, Conv, DType, Epilogue, Gemm, Graph, IrError, Lrn, NodeId, Op, Pool,
+    PoolKind, Slice, SqueezeExcite, Tensor, TensorData, TensorType,
 };
 use mnc_targets::Target;
 use std::collections::HashMap;
@@ -584,6 +584,18 @@ impl Writer {
                 self.u8(25);
                 self.usize(*axis);
             }
+            Op::Lrn(Lrn {
+                size,
+                alpha,
+                beta,
+                bias,
+            }) => {
+                self.u8(26);
+                self.usize(*size);
+                self.f32(*alpha);
+                self.f32(*beta);
+                self.f32(*bias);
+            }
         }
     }
 }
@@ -909,6 +921,12 @@ impl<'a> Reader<'a> {
             25 => Op::Softmax {
                 axis: self.usize("softmax axis")?,
             },
+            26 => Op::Lrn(Lrn {
+                size: self.usize("LRN size")?,
+                alpha: self.f32("LRN alpha")?,
+                beta: self.f32("LRN beta")?,
+                bias: self.f32("LRN bias")?,
+            }),
             b => return Err(self.err(format!("unknown op tag {b}"))),
         })
     }
@@ -1141,6 +1159,12 @@ mod tests {
                 value: -0.25,
             },
             Op::Softmax { axis: 1 },
+            Op::Lrn(Lrn {
+                size: 5,
+                alpha: 1e-4,
+                beta: 0.75,
+                bias: 2.0,
+            }),
         ];
         for b in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
             ops.push(Op::Binary(b));

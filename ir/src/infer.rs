@@ -531,6 +531,23 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> Result<TensorType, IrError> {
             }
             same(x)?
         }
+        Op::Lrn(l) => {
+            let x = ins[0];
+            want_f32(x, "LRN input")?;
+            if x.rank() < 2 {
+                return err(format!("LRN needs a channel axis (rank >= 2), got {x}"));
+            }
+            if l.size == 0 {
+                return err("LRN size must be at least 1");
+            }
+            if ![l.alpha, l.beta, l.bias].iter().all(|v| v.is_finite()) {
+                return err(format!(
+                    "LRN alpha {}, beta {} and bias {} must be finite",
+                    l.alpha, l.beta, l.bias
+                ));
+            }
+            same(x)?
+        }
     };
     checked_numel(&ty.shape)?;
     Ok(ty)

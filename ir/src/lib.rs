@@ -23,6 +23,6 @@ pub mod verify;
 pub use error::IrError;
 pub use graph::{Graph, GraphOutput, Node, NodeId};
 pub use op::{
-    Activation, BinaryOp, Conv, Epilogue, Gemm, Op, Pool, PoolKind, Slice, SqueezeExcite,
+    Activation, BinaryOp, Conv, Epilogue, Gemm, Lrn, Op, Pool, PoolKind, Slice, SqueezeExcite,
 };
 pub use tensor::{DType, Tensor, TensorData, TensorDataRef, TensorType, TensorView};

@@ -283,6 +283,50 @@ pub struct Slice {
     pub steps: Vec<i64>,
 }
 
+/// Local response normalization across channels (ONNX `LRN`, AlexNet and GoogLeNet), on
+/// `[N, C, ...]` activations (rank >= 2, channel axis 1):
+/// `y[n,c,..] = x[n,c,..] / (bias + alpha / size * sum_{c' in window(c)} x[n,c',..]^2)^beta`,
+/// the window being [`Lrn::window`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lrn {
+    /// Channels in the window (at least 1).
+    pub size: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub bias: f32,
+}
+
+impl Lrn {
+    /// The channels summed for output channel `c` of `channels`: from
+    /// `c - floor((size - 1) / 2)` to `c + ceil((size - 1) / 2)` inclusive, clipped to
+    /// `0..channels` (ONNX's definition; `ceil((size - 1) / 2) = size / 2`). The single
+    /// definition of the window for every backend.
+    pub fn window(&self, c: usize, channels: usize) -> std::ops::Range<usize> {
+        let lo = c.saturating_sub(self.before());
+        let hi = c
+            .saturating_add(self.after())
+            .saturating_add(1)
+            .min(channels);
+        lo..hi
+    }
+
+    /// Channels of the window before the output's channel: `floor((size - 1) / 2)`.
+    pub fn before(&self) -> usize {
+        self.size.saturating_sub(1) / 2
+    }
+
+    /// Channels of the window after the output's channel: `ceil((size - 1) / 2)`.
+    pub fn after(&self) -> usize {
+        self.size / 2
+    }
+
+    /// `alpha / size` rounded to f32, the factor of the sum of squares in the compiled
+    /// kernels (`y = x / (bias + alpha_over_size * sum)^beta`, all in f32).
+    pub fn alpha_over_size(&self) -> f32 {
+        self.alpha / self.size as f32
+    }
+}
+
 /// The IR operations. Closed: every backend and pass matches it exhaustively.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -357,6 +401,7 @@ pub enum Op {
     Softmax {
         axis: usize,
     },
+    Lrn(Lrn),
 }
 
 impl Op {
@@ -399,6 +444,7 @@ impl Op {
             Op::Cast { .. } => "Cast",
             Op::Pad { .. } => "Pad",
             Op::Softmax { .. } => "Softmax",
+            Op::Lrn(_) => "LRN",
         }
     }
 
@@ -422,7 +468,8 @@ impl Op {
             | Op::Slice(_)
             | Op::Cast { .. }
             | Op::Pad { .. }
-            | Op::Softmax { .. } => exact(1),
+            | Op::Softmax { .. }
+            | Op::Lrn(_) => exact(1),
             Op::Binary(_) | Op::MatMul | Op::Gather { .. } => exact(2),
             Op::ChannelAffine => exact(3),
             Op::SqueezeExcite(_) => exact(5),
@@ -479,6 +526,25 @@ mod tests {
         assert!(silu(f32::NEG_INFINITY).is_nan());
         assert_eq!(silu(f32::INFINITY), f32::INFINITY);
         assert_eq!(silu(-100.0), 0.0);
+    }
+
+    #[test]
+    fn lrn_windows_follow_onnx() {
+        let lrn = |size| Lrn {
+            size,
+            alpha: 1e-4,
+            beta: 0.75,
+            bias: 1.0,
+        };
+        // size 5: c-2..=c+2, clipped
+        assert_eq!(lrn(5).window(0, 8), 0..3);
+        assert_eq!(lrn(5).window(4, 8), 2..7);
+        assert_eq!(lrn(5).window(7, 8), 5..8);
+        // even size 4: floor(3/2) = 1 before, ceil(3/2) = 2 after
+        assert_eq!(lrn(4).window(3, 8), 2..6);
+        assert_eq!(lrn(1).window(3, 8), 3..4);
+        // absurd sizes saturate to every channel
+        assert_eq!(lrn(usize::MAX).window(3, 8), 0..8);
     }
 
     #[test]

@@ -99,6 +99,10 @@ pub fn op_attrs(op: &Op) -> String {
         ),
         Op::Cast { to } => format!("to={to}"),
         Op::Pad { pads, value } => format!("pads={} value={value:?}", fmt_list(pads, ",")),
+        Op::Lrn(l) => format!(
+            "size={} alpha={:?} beta={:?} bias={:?}",
+            l.size, l.alpha, l.beta, l.bias
+        ),
     };
     if a.is_empty() {
         a

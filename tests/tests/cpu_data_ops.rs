@@ -1,6 +1,7 @@
 //! CPU backend, data-movement ops and Softmax (`targets/src/cpu/lower_data.rs`): Transpose,
 //! Slice, Pad and Gather must be bit-identical to `mnc_ir::eval::eval_op`; Softmax within
-//! `max|y - y_ref| <= 1e-4 * max|y_ref|` per element. Every JIT target the host runs, with
+//! `max|y - y_ref| <= 1e-4 * max|y_ref|` per element; LRN (the Rust kernel of
+//! `targets/src/cpu/kernels/lrn.rs`) within `1e-5 * |y_ref|` of every element. Every JIT target the host runs, with
 //! Cranelift's verifier and guard canaries on, and the op report must name the generated
 //! strategy (not a fallback).
 
@@ -398,6 +399,63 @@ fn softmax_every_axis_including_large_magnitudes() {
 }
 
 #[test]
+fn lrn_matches_the_reference_per_element_on_ragged_shapes() {
+    let shapes: [&[usize]; 6] = [
+        &[1, 7, 5, 3],
+        &[2, 3, 1, 1],
+        &[1, 16, 13, 11],
+        &[3, 5, 37],
+        &[2, 9],
+        &[1, 1, 300, 2],
+    ];
+    let mut cases = 0;
+    for (s, shape) in shapes.iter().enumerate() {
+        for (k, (size, beta)) in [(5, 0.75f32), (4, 0.5), (1, 1.0), (3, 0.6)]
+            .into_iter()
+            .enumerate()
+        {
+            // values up to 20, alpha large enough that the scale is far from the bias
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = rand_vec(n, (10 * s + k) as u64)
+                .iter()
+                .map(|x| 20.0 * x)
+                .collect();
+            let x = Tensor::from_f32(shape.to_vec(), v).unwrap();
+            let op = Op::Lrn(mnc_ir::Lrn {
+                size,
+                alpha: 0.01,
+                beta,
+                bias: 1.0 + k as f32,
+            });
+            let want = eval_op(&op, &[&x]).unwrap();
+            let want = want.as_f32().unwrap();
+            let (g, feeds) = single_op_graph(&op, &[(x.clone(), false)]);
+            for t in Target::jit_targets_for_test("LRN") {
+                for threads in [1, 3] {
+                    let opts = mnc_runtime::cpu::CpuOptions {
+                        threads,
+                        ..verified()
+                    };
+                    let m = CompiledModel::compile(&g, t, &opts).unwrap();
+                    let rep = &m.report().ops[0];
+                    assert_eq!((rep.strategy.as_str(), rep.fallback), ("lrn-kernel", false));
+                    let got = m.run(&feeds).unwrap();
+                    let got = got[0].as_f32().unwrap();
+                    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * b.abs(),
+                            "{t} x{threads} {shape:?} {op:?}: element {i}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 24);
+}
+
+#[test]
 fn data_ops_in_one_graph_share_buffers_correctly() {
     // Transpose -> Slice -> Pad -> Softmax -> Gather chained, compared as a whole.
     let mut g = mnc_ir::Graph::new("chain");
@@ -566,6 +624,16 @@ fn data_ops_speed() {
             "softmax 1x1000x7x7 axis 1",
             Op::Softmax { axis: 1 },
             vec![(rand_tensor(&[1, 1000, 7, 7], 1), false)],
+        ),
+        (
+            "lrn 1x96x55x55 size 5 (AlexNet)",
+            Op::Lrn(mnc_ir::Lrn {
+                size: 5,
+                alpha: 1e-4,
+                beta: 0.75,
+                bias: 1.0,
+            }),
+            vec![(rand_tensor(&[1, 96, 55, 55], 1), false)],
         ),
     ];
     let t = Target::detect_host();

@@ -404,6 +404,20 @@ proptest! {
         g.add_output("pooled", pooled);
         check("pool/se/softmax", &g, &g, arch, 7);
     }
+
+    #[test]
+    fn ragged_lrns_match_reference(
+        n in 1..3usize, c in 1..20usize, h in 1..9usize, w in 1..9usize, size in 1..8usize,
+        beta in prop_oneof![Just(0.75f32), Just(0.5f32), Just(1.0f32), Just(0.6f32)],
+    ) {
+        let Some(arch) = gpu("ragged_lrns_match_reference") else { return Ok(()) };
+        let mut g = Graph::new("lrn-case");
+        let x = g.add_input("x", TensorType::f32(vec![n, c, h, w]));
+        let l = mnc_ir::Lrn { size, alpha: 0.5, beta, bias: 1.0 };
+        let y = g.add_node_inferred("lrn", Op::Lrn(l), &[x]).unwrap();
+        g.add_output("y", y);
+        check("lrn", &g, &g, arch, 8);
+    }
 }
 
 /// Times `execute` (inputs already on the device, like a framework benchmark).

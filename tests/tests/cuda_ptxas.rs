@@ -83,6 +83,22 @@ fn every_kernel_assembles_with_ptxas() {
     for (name, g) in zoo_models(64, 2) {
         graphs.push((format!("{name}-opt"), optimized(&g)));
     }
+    // LRN (no committed fixture or zoo model has it): every form of its power.
+    for (size, beta) in [(5, 0.75f32), (4, 0.5), (1, 1.0), (3, 0.6)] {
+        let mut g = mnc_ir::Graph::new("lrn");
+        let x = g.add_input("x", mnc_ir::TensorType::f32(vec![2, 6, 3, 3]));
+        let l = mnc_ir::Lrn {
+            size,
+            alpha: 1e-4,
+            beta,
+            bias: 1.0,
+        };
+        let y = g
+            .add_node_inferred("lrn", mnc_ir::Op::Lrn(l), &[x])
+            .unwrap();
+        g.add_output("y", y);
+        graphs.push((format!("lrn-{size}-{beta}-raw"), g));
+    }
     let dir = std::env::temp_dir().join(format!("mnc-ptxas-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut handles = Vec::new();

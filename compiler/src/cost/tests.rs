@@ -167,10 +167,20 @@ fn parameter_free_layers_cost_nothing_but_are_listed() {
     let (mut b, x) = B::new(&[1, 4, 6, 6]);
     let r = b.act("relu", x, Activation::Relu);
     let a = b.op("add", Op::Binary(BinaryOp::Add), &[r, x]);
-    let p = b.op("pool", Op::GlobalAveragePool, &[a]);
+    // LRN has no parameters, so no mult-adds under torchinfo's convention (as
+    // `nn.LocalResponseNorm`).
+    let lrn = mnc_ir::Lrn {
+        size: 5,
+        alpha: 1e-4,
+        beta: 0.75,
+        bias: 1.0,
+    };
+    let l = b.op("lrn", Op::Lrn(lrn), &[a]);
+    let p = b.op("pool", Op::GlobalAveragePool, &[l]);
     let c = run(&b.finish(p));
     let names: Vec<&str> = c.layers.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["relu", "add", "pool"]);
+    assert_eq!(names, ["relu", "add", "lrn", "pool"]);
+    assert_eq!(layer(&c, "lrn").op, "LRN");
     assert!(c.layers.iter().all(|l| l.params == 0 && l.mult_adds == 0));
     assert_eq!(c.total_params, 0);
     assert_eq!(c.estimated_total_size_mb, c.input_size_mb);

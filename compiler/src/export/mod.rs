@@ -567,6 +567,18 @@ impl<'a> Writer<'a> {
                 &out,
                 vec![attr_i("axis", *axis as i64)],
             ),
+            Op::Lrn(l) => self.push_node(
+                &name,
+                "LRN",
+                ins,
+                &out,
+                vec![
+                    attr_i("size", l.size as i64),
+                    attr_f("alpha", l.alpha),
+                    attr_f("beta", l.beta),
+                    attr_f("bias", l.bias),
+                ],
+            ),
         }
         Ok(())
     }

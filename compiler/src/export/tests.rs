@@ -205,6 +205,26 @@ fn shape_ops_take_int64_inputs() {
 }
 
 #[test]
+fn lrn_round_trips_through_the_importer() {
+    let mut g = Graph::new("t");
+    let x = g.add_input("x", TensorType::f32(vec![1, 6, 3, 3]));
+    let l = mnc_ir::Lrn {
+        size: 4,
+        alpha: 2e-4,
+        beta: 0.6,
+        bias: 1.5,
+    };
+    let y = g.add_node_inferred("lrn", Op::Lrn(l), &[x]).unwrap();
+    g.add_output("y", y);
+    let m = to_model_proto(&g).unwrap();
+    assert_eq!(op_types(&m), vec!["LRN"]);
+    let back = crate::onnx::import_bytes(&to_bytes(&g).unwrap(), None, "mem", &Default::default())
+        .unwrap();
+    let id = back.outputs[0].node;
+    assert_eq!(back.node(id).op, Op::Lrn(l));
+}
+
+#[test]
 fn output_names_and_clashes() {
     // An output naming an input needs an Identity; a value whose name another output takes
     // is an error, not a panic.

@@ -575,6 +575,7 @@ fn converter(op_type: &str) -> Option<Converter> {
     Some(match op_type {
         "Conv" => conv::conv,
         "BatchNormalization" => norm::batch_norm,
+        "LRN" => norm::lrn,
         "Relu" => activation::relu,
         "Clip" => activation::clip,
         "Sigmoid" => activation::sigmoid,
@@ -582,6 +583,9 @@ fn converter(op_type: &str) -> Option<Converter> {
         "HardSwish" => activation::hard_swish,
         "Add" | "Sub" | "Mul" | "Div" => elementwise::binary,
         "Ceil" | "Floor" => elementwise::round_fold,
+        "Sum" => elementwise::sum,
+        "Mean" => elementwise::mean,
+        "Max" | "Min" => elementwise::max_min,
         "GlobalAveragePool" => pool::global_average_pool,
         "ReduceMean" => pool::reduce_mean,
         "AveragePool" | "MaxPool" => pool::pool,

@@ -180,14 +180,14 @@ fn nodes_out_of_order_are_sorted() {
 fn unsupported_ops_and_domains() {
     let e = Model::new(17)
         .input("x", &[2])
-        .node_named("my_lrn", "", "LRN", &["x"], &["y"])
+        .node_named("my_lpn", "", "LpNormalization", &["x"], &["y"])
         .output("y")
         .import()
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("LRN")
-            && e.contains("'my_lrn'")
+        e.contains("LpNormalization")
+            && e.contains("'my_lpn'")
             && e.contains("opset 17")
             && e.contains("not supported"),
         "{e}"

@@ -142,6 +142,30 @@ pub fn softmax(x: &Tensor, axis: usize) -> Result<Tensor, IrError> {
     f32_tensor(x.shape.clone(), out)
 }
 
+/// Local response normalization across channels (axis 1):
+/// `x / (bias + alpha / size * sum_{c' in window} x[c']^2)^beta`, in `f64`.
+pub fn lrn(l: &crate::op::Lrn, x: &Tensor) -> Result<Tensor, IrError> {
+    let v = f32_data(x, "LRN input")?;
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let inner: usize = x.shape[2..].iter().product();
+    let k = l.alpha as f64 / l.size as f64;
+    let mut out = vec![0.0f32; v.len()];
+    for b in 0..n {
+        let plane = |ch: usize, i: usize| (b * c + ch) * inner + i;
+        for ch in 0..c {
+            for i in 0..inner {
+                let sq: f64 = l
+                    .window(ch, c)
+                    .map(|w| (v[plane(w, i)] as f64).powi(2))
+                    .sum();
+                let scale = (l.bias as f64 + k * sq).powf(l.beta as f64);
+                out[plane(ch, i)] = (v[plane(ch, i)] as f64 / scale) as f32;
+            }
+        }
+    }
+    f32_tensor(x.shape.clone(), out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::eval_op;
@@ -374,5 +398,59 @@ mod tests {
         let y = eval_op(&Op::Softmax { axis: 0 }, &[&x]).unwrap();
         assert_close(&y, &[2, 3], &[0., 0., 0., 1., 1., 1.], 1e-6);
         assert!(eval_op(&Op::Softmax { axis: 2 }, &[&x]).is_err());
+    }
+
+    #[test]
+    fn lrn_hand() {
+        use crate::op::Lrn;
+        // [1, 3, 1, 2]: channels (1, 2, 3) at the first position, (0, -1, 2) at the second.
+        let x = tf(&[1, 3, 1, 2], &[1., 0., 2., -1., 3., 2.]);
+        // size 3, alpha / size = 1, beta 1, bias 1: y = x / (1 + sum of window squares)
+        let l = Lrn {
+            size: 3,
+            alpha: 3.0,
+            beta: 1.0,
+            bias: 1.0,
+        };
+        let y = eval_op(&Op::Lrn(l), &[&x]).unwrap();
+        #[rustfmt::skip]
+        let want = [1. / 6., 0. / 2., 2. / 15., -1. / 6., 3. / 14., 2. / 6.];
+        assert_close(&y, &[1, 3, 1, 2], &want, 1e-7);
+        // even size 2 (window c..=c+1), alpha / size = 1, beta 0.5, bias 0
+        let x = tf(&[1, 3], &[3., 4., 12.]);
+        let l = Lrn {
+            size: 2,
+            alpha: 2.0,
+            beta: 0.5,
+            bias: 0.0,
+        };
+        let y = eval_op(&Op::Lrn(l), &[&x]).unwrap();
+        assert_close(&y, &[1, 3], &[0.6, 4. / 160f32.sqrt(), 1.0], 1e-7);
+        // ONNX defaults on one channel: x / (1 + 1e-4 x^2)^0.75
+        let l = Lrn {
+            size: 5,
+            alpha: 1e-4,
+            beta: 0.75,
+            bias: 1.0,
+        };
+        let y = eval_op(&Op::Lrn(l), &[&tf(&[1, 1, 1], &[10.])]).unwrap();
+        let want = 10.0 / (1.0 + 1e-4 / 5.0 * 100.0f64).powf(0.75);
+        assert_close(&y, &[1, 1, 1], &[want as f32], 1e-7);
+        // malformed: rank 1, size 0, non-finite parameters
+        assert!(eval_op(&Op::Lrn(l), &[&tf(&[3], &[1., 2., 3.])]).is_err());
+        let bad = [
+            Lrn { size: 0, ..l },
+            Lrn {
+                beta: f32::NAN,
+                ..l
+            },
+            Lrn {
+                alpha: f32::INFINITY,
+                ..l
+            },
+        ];
+        for b in bad {
+            assert!(eval_op(&Op::Lrn(b), &[&x]).is_err(), "{b:?}");
+        }
     }
 }

@@ -15,10 +15,12 @@
 //! - means over many elements (GlobalAveragePool, ReduceMean, the squeeze of SqueezeExcite)
 //!   and the Softmax denominator accumulate in `f64` (clearly more accurate for long sums)
 //!   and round to `f32` once;
-//! - average pooling sums its (small) window in `f32` in row-major window order.
+//! - average pooling sums its (small) window in `f32` in row-major window order;
+//! - LRN sums the squares of its window and raises the scale to `beta` in `f64`, rounding
+//!   the quotient to `f32` once.
 //!
 //! Kernels are split per op family: [`shape`] (data movement, Cast), [`elementwise`]
-//! (Binary, Act, BatchNorm, ChannelAffine, Softmax), [`conv`] (Conv, SqueezeExcite),
+//! (Binary, Act, BatchNorm, ChannelAffine, Softmax, LRN), [`conv`] (Conv, SqueezeExcite),
 //! [`pool`] (Pool, GlobalAveragePool, ReduceMean), [`linalg`] (Gemm, MatMul).
 
 pub mod conv;
@@ -109,6 +111,7 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Tensor, IrError> {
         Op::BatchNorm { epsilon } => elementwise::batch_norm(inputs, *epsilon),
         Op::ChannelAffine => elementwise::channel_affine(inputs),
         Op::Softmax { axis } => elementwise::softmax(first()?, *axis),
+        Op::Lrn(l) => elementwise::lrn(l, first()?),
         Op::Conv(c) => conv::conv(c, inputs, out.shape),
         Op::SqueezeExcite(se) => conv::squeeze_excite(se, inputs),
         Op::Gemm(g) => linalg::gemm(g, inputs, out.shape),

@@ -20,6 +20,7 @@
 //!   registers.
 //! - **SqueezeExcite** ([`SeFn`]): squeeze (plane means), the two small mat-vecs with their
 //!   activations, and the channel scaling.
+//! - **LRN** ([`lrn::LrnFn`]): one plain-Rust kernel for every ISA, see [`lrn`].
 //!
 //! All split their work over the persistent pool ([`super::par::for_each`]) when called with
 //! `threads > 1`: GEMM by (row blocks x column ranges), matrix-vector by column ranges,
@@ -1803,5 +1804,6 @@ pub mod avx512 {
     dw_body!("avx512f,avx2,fma");
 }
 
+pub mod lrn;
 #[cfg(test)]
 mod tests;

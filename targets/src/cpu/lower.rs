@@ -111,6 +111,11 @@ pub enum Kind {
     /// Data movement and Softmax (Transpose, Slice, Pad, Gather, Softmax): see
     /// [`super::lower_data`].
     Data(super::lower_data::DataKind),
+    /// LRN through the Rust kernel ([`super::kernels::lrn`], geometry in extra 0), split
+    /// over `threads`.
+    Lrn {
+        threads: usize,
+    },
 }
 
 /// Short name of the strategy, for reports.
@@ -131,6 +136,7 @@ impl Kind {
             Kind::GemmVec { .. } => "gemm-kernel",
             Kind::Concat { .. } => "concat",
             Kind::Data(d) => d.label(),
+            Kind::Lrn { .. } => "lrn-kernel",
         }
     }
 }
@@ -319,6 +325,23 @@ pub fn plan_op(
         | Op::Pad { .. }
         | Op::Gather { .. }
         | Op::Softmax { .. } => super::lower_data::plan(info),
+        Op::Lrn(l) => {
+            let s = &info.inputs[0].shape;
+            if s.len() < 2 {
+                return Ok(Plan::Fallback("LRN input has rank < 2".into()));
+            }
+            let inner: usize = s[2..].iter().product();
+            let geom = super::kernels::lrn::LrnGeom::new(l, s[0], s[1], inner);
+            // Per element: the window's squares (mult-adds), the scale (mult-add), the
+            // power (counted as 2) and the division.
+            let per = 2 * l.size.min(s[1]) as u64 + 5;
+            jit(
+                Kind::Lrn { threads },
+                vec![geom.to_blob()],
+                0,
+                per * numel as u64,
+            )
+        }
         op => Plan::Fallback(format!("{} is not lowered yet", op.kind())),
     })
 }
@@ -652,6 +675,8 @@ pub struct KernelRefs {
     pub gemv: Option<FuncRef>,
     /// SqueezeExcite ([`super::kernels::SeFn`]).
     pub se: Option<FuncRef>,
+    /// LRN ([`super::kernels::lrn::LrnFn`]).
+    pub lrn: Option<FuncRef>,
 }
 
 /// Emits the body of `plan` for `info` (the function's entry block is current; the caller
@@ -745,6 +770,12 @@ pub fn emit_op(
             let th = e.c64(*threads as i64);
             args.push(th);
             e.b.ins().call(sref, &args);
+        }
+        (Kind::Lrn { threads }, Op::Lrn(_)) => {
+            let lref = refs.lrn.ok_or_else(|| missing("LRN"))?;
+            let (x, y, geom) = (e.arg(1), e.arg(0), e.arg(extra(0)));
+            let th = e.c64(*threads as i64);
+            e.b.ins().call(lref, &[x, y, geom, th]);
         }
         (Kind::Pool, Op::Pool(p)) => emit_pool(e, info, p, extra(0)),
         (Kind::Gemm, _) => emit_gemm(e, info, extra(0)),

@@ -659,6 +659,8 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     jb.symbol(vsym, vfunc as *const u8);
     let (ssym, sfunc) = kernels::se_kernel(target).ok_or(CpuError::NotJit(target))?;
     jb.symbol(ssym, sfunc as *const u8);
+    let lrn_fn: kernels::lrn::LrnFn = kernels::lrn::lrn;
+    jb.symbol(kernels::lrn::LRN_SYMBOL, lrn_fn as *const u8);
     let ts = Instant::now();
     let mut module = JITModule::new(jb);
     t_setup += ts.elapsed();
@@ -675,6 +677,11 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     let kid = import(&mut module, ksym, kernels::GEMM_PARAMS)?;
     let vid = import(&mut module, vsym, kernels::GEMV_PARAMS)?;
     let sid = import(&mut module, ssym, kernels::SE_PARAMS)?;
+    let lid = import(
+        &mut module,
+        kernels::lrn::LRN_SYMBOL,
+        kernels::lrn::LRN_PARAMS,
+    )?;
     let did = match dw {
         Some((name, _)) => Some(import(&mut module, name, kernels::DW_PARAMS)?),
         None => None,
@@ -765,6 +772,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                         dw: did.map(|d| module.declare_func_in_func(d, b.func)),
                         gemv: Some(module.declare_func_in_func(vid, b.func)),
                         se: Some(module.declare_func_in_func(sid, b.func)),
+                        lrn: Some(module.declare_func_in_func(lid, b.func)),
                     };
                     let mut e = emit::Emitter {
                         b,

@@ -4,7 +4,7 @@
 
 use super::ptx::{Kernel, Reg};
 use super::tiles::{GemmTile, ELEMENTWISE_BLOCK};
-use mnc_ir::{Activation, BinaryOp};
+use mnc_ir::{Activation, BinaryOp, Lrn};
 
 /// A generated kernel and its launch grid (block size is `kernel.block`).
 #[derive(Debug)]
@@ -48,6 +48,82 @@ pub fn act(n: usize, a: Activation) -> Gen {
     let r = k.act(a, v);
     k.st(y, i, r);
     finish(k, &exit, n, "act")
+}
+
+/// Most window offsets the LRN kernel unrolls (the window clipped to the channels).
+pub const MAX_LRN_TAPS: usize = 64;
+
+/// Window offsets `d` of an LRN over `c` channels that can be in range (`|d| < c`).
+pub fn lrn_offsets(l: &Lrn, c: usize) -> std::ops::RangeInclusive<i64> {
+    let before = l.before().min(c.saturating_sub(1)) as i64;
+    let after = l.after().min(c.saturating_sub(1)) as i64;
+    -before..=after
+}
+
+/// LRN across the channels of `[outer, c, inner]`: one thread per element; the window
+/// ([`Lrn::window`]) is unrolled over its offsets (at most [`MAX_LRN_TAPS`]), each a load
+/// predicated on the channel being in range, squares summed in window order with separate
+/// multiply and add, then `x / (bias + alpha / size * sum)^beta` with the CPU kernel's
+/// arithmetic (`sqrt(t) * sqrt(sqrt(t))` for beta 0.75, `sqrt` for 0.5, `t` for 1, else
+/// `2^(beta * log2 t)` with the approximate `lg2`/`ex2`). Params: x, y.
+pub fn lrn(outer: usize, c: usize, inner: usize, l: &Lrn) -> Gen {
+    let n = outer * c * inner;
+    let (mut k, i, exit) = per_element(2, n);
+    let (x, y) = (k.param_ptr(0), k.param_ptr(1));
+    let q = k.u32_op_imm("div", i, inner as u32);
+    let ch = k.u32_op_imm("rem", q, c as u32);
+    let s = k.imm_f32(0.0);
+    let mut own = None;
+    for d in lrn_offsets(l, c) {
+        let dist = d.unsigned_abs() as u32;
+        let v = if d == 0 {
+            let v = k.ld(x, i);
+            own = Some(v);
+            v
+        } else {
+            let (e, p) = (
+                k.u32_op_imm(if d < 0 { "sub" } else { "add" }, i, dist * inner as u32),
+                k.p(),
+            );
+            if d < 0 {
+                k.ins(format!("setp.ge.u32 {p}, {ch}, {dist}"));
+            } else {
+                k.ins(format!("setp.lt.u32 {p}, {ch}, {}", c as u32 - dist));
+            }
+            let v = k.imm_f32(0.0);
+            let a = k.addr(x, e);
+            k.ins(format!("@{p} ld.global.nc.f32 {v}, [{a}]"));
+            v
+        };
+        let sq = k.fop("mul", v, v);
+        k.ins(format!("add.rn.f32 {s}, {s}, {sq}"));
+    }
+    let own = own.unwrap_or_else(|| k.ld(x, i));
+    let t = k.fop_imm("mul", s, l.alpha_over_size());
+    let t = k.fop_imm("add", t, l.bias);
+    let den = if l.beta == 0.75 {
+        let r = k.f();
+        k.ins(format!("sqrt.rn.f32 {r}, {t}"));
+        let rr = k.f();
+        k.ins(format!("sqrt.rn.f32 {rr}, {r}"));
+        k.fop("mul", r, rr)
+    } else if l.beta == 0.5 {
+        let r = k.f();
+        k.ins(format!("sqrt.rn.f32 {r}, {t}"));
+        r
+    } else if l.beta == 1.0 {
+        t
+    } else {
+        let lg = k.f();
+        k.ins(format!("lg2.approx.f32 {lg}, {t}"));
+        let e = k.fop_imm("mul", lg, l.beta);
+        let r = k.f();
+        k.ins(format!("ex2.approx.f32 {r}, {e}"));
+        r
+    };
+    let out = k.fop("div", own, den);
+    k.st(y, i, out);
+    finish(k, &exit, n, "lrn")
 }
 
 /// Row-major strides of `shape`.

@@ -863,6 +863,23 @@ fn lower_node(
                 "Gather is not lowered (it should have been constant-folded)",
             ))
         }
+        Op::Lrn(l) => {
+            if oshape.len() < 2 {
+                return Err(lw.unsupported(id, "rank below 2"));
+            }
+            let (outer, c, inner) = split3(&oshape, 1, 2);
+            let taps = kernels::lrn_offsets(l, c).count();
+            if taps > kernels::MAX_LRN_TAPS {
+                return Err(lw.unsupported(
+                    id,
+                    format!(
+                        "an LRN window of {taps} channels (more than {} are not unrolled)",
+                        kernels::MAX_LRN_TAPS
+                    ),
+                ));
+            }
+            lw.emit(id, kernels::lrn(outer, c, inner, l), args(&a[..1]))?;
+        }
     }
     Ok(())
 }

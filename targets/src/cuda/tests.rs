@@ -155,6 +155,49 @@ fn refusals_are_errors() {
 }
 
 #[test]
+fn lrn_unrolls_its_window_with_predicated_loads() {
+    let graph = |c: usize, size: usize, beta: f32| {
+        let mut g = Graph::new("lrn");
+        let x = g.add_input("x", TensorType::f32(vec![1, c, 4, 4]));
+        let l = mnc_ir::Lrn {
+            size,
+            alpha: 1e-4,
+            beta,
+            bias: 1.0,
+        };
+        let y = g.add_node_inferred("norm1", Op::Lrn(l), &[x]).unwrap();
+        g.add_output("y", y);
+        g
+    };
+    // size 5 over 8 channels: offsets -2..=2, four of them predicated; beta 0.75 by sqrt
+    let p = compile(&graph(8, 5, 0.75), CudaArch::Sm80, &CudaOptions::default()).unwrap();
+    assert_eq!(p.kernels.len(), 1);
+    assert!(p.kernels[0].ends_with("_lrn"), "{:?}", p.kernels);
+    assert_eq!(p.ptx.matches("ld.global.nc.f32").count(), 5, "{}", p.ptx);
+    assert_eq!(p.ptx.matches("setp.").count(), 4 + 1, "{}", p.ptx);
+    assert_eq!(p.ptx.matches("sqrt.rn.f32").count(), 2);
+    assert!(!p.ptx.contains("lg2"));
+    // a window wider than the channels only reads the channels there are
+    let p = compile(&graph(2, 7, 0.6), CudaArch::Sm80, &CudaOptions::default()).unwrap();
+    assert_eq!(p.ptx.matches("ld.global.nc.f32").count(), 3, "{}", p.ptx);
+    assert!(p.ptx.contains("lg2.approx.f32") && p.ptx.contains("ex2.approx.f32"));
+    // a window of more than 64 channels is refused, naming the node
+    let e = compile(
+        &graph(100, 99, 0.75),
+        CudaArch::Sm80,
+        &CudaOptions::default(),
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, CudaError::Unsupported { .. })
+            && msg.contains("'norm1' (LRN)")
+            && msg.contains("window of 99 channels"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn a_graph_with_a_lying_node_type_is_refused() {
     let mut g = small();
     let dw = g.find("dw").unwrap();
