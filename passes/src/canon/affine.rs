@@ -70,8 +70,18 @@ fn to64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
-/// The maximal chain ending at `end`: `(chain input, links from first to last, s, b)`.
-fn chain(g: &Graph, end: NodeId) -> Option<(NodeId, Vec<NodeId>, Vec<f64>, Vec<f64>)> {
+/// A maximal per-channel affine chain `y = s * x + b`.
+struct Chain {
+    /// The chain's input.
+    x: NodeId,
+    /// Its links, first to last.
+    links: Vec<NodeId>,
+    s: Vec<f64>,
+    b: Vec<f64>,
+}
+
+/// The maximal chain ending at `end`.
+fn chain(g: &Graph, end: NodeId) -> Option<Chain> {
     let (mut x, mut s, mut b) = link(g, end)?;
     let mut links = vec![end];
     let mut next = end;
@@ -86,7 +96,7 @@ fn chain(g: &Graph, end: NodeId) -> Option<(NodeId, Vec<NodeId>, Vec<f64>, Vec<f
         next = x;
         x = x2;
     }
-    Some((x, links, s, b))
+    Some(Chain { x, links, s, b })
 }
 
 /// Folds the chain ending at `end` into the conv reading it, when exact. Returns whether it did.
@@ -123,13 +133,13 @@ fn fold_into_conv(
     } else {
         vec![0.0; oc]
     };
-    for o in 0..oc {
+    for (o, bo) in bias.iter_mut().enumerate() {
         let grp = o / ocg.max(1);
         for i in 0..icg {
             let ci = grp * icg + i;
             for t in 0..taps {
                 let k = (o * icg + i) * taps + t;
-                bias[o] += w[k] as f64 * b[ci];
+                *bo += w[k] as f64 * b[ci];
                 w2[k] = (w[k] as f64 * s[ci]) as f32;
             }
         }
@@ -173,7 +183,7 @@ impl Pass for AffineMerge {
             if !g.contains(id) || (g.users(id).is_empty() && !g.is_output(id)) {
                 continue;
             }
-            let Some((x, links, s, b)) = chain(g, id) else {
+            let Some(Chain { x, links, s, b }) = chain(g, id) else {
                 continue;
             };
             if fold_into_conv(g, id, x, &s, &b)? {

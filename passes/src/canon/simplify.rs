@@ -371,7 +371,7 @@ impl Pass for Simplify {
 mod tests {
     use super::*;
     use crate::testutil::*;
-    use mnc_ir::{Activation, Conv};
+    use mnc_ir::Activation;
 
     fn kinds(g: &Graph) -> Vec<&'static str> {
         g.topo_order()
