@@ -28,6 +28,9 @@ pub struct CompileOptions {
     pub batch: Option<usize>,
     /// Backend options (threads for x86-64, TF32 for CUDA).
     pub exec: ExecOptions,
+    /// Take the model's 4-D (NHWC) inputs as NCHW (`--nchw-input`, see
+    /// [`crate::model::inputs_to_nchw`]). Refused for an artifact, whose inputs are fixed.
+    pub nchw_inputs: bool,
 }
 
 impl Default for CompileOptions {
@@ -36,6 +39,7 @@ impl Default for CompileOptions {
             target: Target::detect_host(),
             batch: None,
             exec: ExecOptions::default(),
+            nchw_inputs: false,
         }
     }
 }
@@ -87,7 +91,7 @@ impl Model {
         let target = opts.target;
         opts.exec.check(target)?;
         let t0 = Instant::now();
-        let (name, graph, stored) = match source {
+        let (name, mut graph, stored) = match source {
             Source::Spec(spec) => {
                 let (g, stored) = crate::model::load_any(spec, opts.batch)?;
                 (spec.to_string(), g, stored)
@@ -98,6 +102,14 @@ impl Model {
                 (name.to_string(), g, None)
             }
         };
+        if opts.nchw_inputs {
+            if stored.is_some() {
+                anyhow::bail!(
+                    "{name}: --nchw-input does not apply to an artifact (its input layout was fixed when it was compiled)"
+                );
+            }
+            crate::model::inputs_to_nchw(&mut graph).with_context(|| name.clone())?;
+        }
         Self::build(name, graph, stored, target, &opts.exec, t0)
     }
 

@@ -63,6 +63,10 @@ struct RunArgs {
     /// x86-64 targets: threads per run (default: the number of physical cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// The model's 4-D inputs are channels-last (NHWC, as Keras/tf2onnx export them): take
+    /// them channels-first (NCHW) instead; the model's input transpose then disappears.
+    #[arg(long)]
+    nchw_input: bool,
 }
 
 /// Arguments of `mnc bench`.
@@ -91,6 +95,10 @@ struct BenchArgs {
     /// x86-64 targets: time and GFLOP/s per fused op (mean over the timed runs).
     #[arg(long)]
     profile: bool,
+    /// The model's 4-D inputs are channels-last (NHWC, as Keras/tf2onnx export them): take
+    /// them channels-first (NCHW) instead; the model's input transpose then disappears.
+    #[arg(long)]
+    nchw_input: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = BenchFormat::Text)]
     format: BenchFormat,
@@ -149,6 +157,10 @@ struct CompileArgs {
     /// CUDA targets: allow TF32 tensor-core math (about 3 significant digits per product).
     #[arg(long)]
     allow_tf32: bool,
+    /// The model's 4-D inputs are channels-last (NHWC, as Keras/tf2onnx export them): take
+    /// them channels-first (NCHW) instead; the model's input transpose then disappears.
+    #[arg(long)]
+    nchw_input: bool,
 }
 
 fn main() {
@@ -177,7 +189,7 @@ fn main() {
 fn cmd_run(a: &RunArgs) -> Result<()> {
     check_runnable(a.target)?;
     let t0 = Instant::now();
-    let opts = compile_options(a.target, a.batch, a.allow_tf32, a.threads);
+    let opts = compile_options(a.target, a.batch, a.allow_tf32, a.threads, a.nchw_input);
     // The input first: a bad input file fails before a full compile.
     let input = match (&a.input, &a.image) {
         (Some(p), _) => io::read_npy(p)?,
@@ -256,6 +268,7 @@ fn compile_options(
     batch: Option<usize>,
     allow_tf32: bool,
     threads: Option<usize>,
+    nchw_inputs: bool,
 ) -> CompileOptions {
     CompileOptions {
         target,
@@ -264,6 +277,7 @@ fn compile_options(
             allow_tf32,
             threads: threads.unwrap_or(0),
         },
+        nchw_inputs,
     }
 }
 
@@ -313,6 +327,9 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
     }
     let t0 = Instant::now();
     let mut graph = mnc::model::load(&a.model, a.batch)?;
+    if a.nchw_input {
+        mnc::model::inputs_to_nchw(&mut graph).with_context(|| a.model.clone())?;
+    }
     let t_import = t0.elapsed();
     // The pipeline `run`, `bench` and the Python package use; the passes' memory plan (an
     // analysis no backend uses) only when -v prints it.
@@ -458,7 +475,7 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
     if a.profile && !a.target.is_jit() {
         bail!("--profile needs an x86-64 target (per-op timing of the JIT code)");
     }
-    let opts = compile_options(a.target, a.batch, a.allow_tf32, a.threads);
+    let opts = compile_options(a.target, a.batch, a.allow_tf32, a.threads, a.nchw_input);
     let model = Model::compile(Source::Spec(&a.model), &opts)?;
     let r = mnc::bench::bench(
         &model,

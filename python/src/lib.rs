@@ -490,6 +490,7 @@ fn compile_model(
         target: parse_target(py, target)?,
         batch,
         exec: exec_options(threads, allow_tf32),
+        nchw_inputs: false,
     };
     if batch == Some(0) || threads == Some(0) {
         return Err(error(

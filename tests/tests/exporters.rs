@@ -139,3 +139,42 @@ fn keras_per_pass_snapshots() {
         insta::assert_snapshot!(format!("{name}_passes"), text);
     }
 }
+
+/// `--nchw-input` (`CompileOptions::nchw_inputs`): the Keras models take NCHW data and the
+/// compiled graph has no transpose left; outputs still match onnxruntime's (fed NHWC), on
+/// the compiled target and on the reference executor (which runs the inserted transpose).
+#[test]
+fn keras_models_with_nchw_input_have_no_transpose() {
+    let dirs = exporter_fixtures("keras_models_with_nchw_input", "keras_");
+    let Some(&target) = Target::jit_targets_for_test("keras nchw input").last() else {
+        return;
+    };
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let x = mnc::io::read_npy(&dir.join("input.npy")).unwrap();
+        let x = mnc_ir::eval::eval_op(
+            &Op::Transpose {
+                perm: vec![0, 3, 1, 2],
+            },
+            &[&x],
+        )
+        .unwrap();
+        let y_ref = mnc::io::read_npy(&dir.join("output.npy")).unwrap();
+        let model = dir.join("model.onnx");
+        for t in [target, Target::Reference] {
+            let opts = CompileOptions {
+                target: t,
+                nchw_inputs: true,
+                ..Default::default()
+            };
+            let m = Model::compile(Source::Spec(model.to_str().unwrap()), &opts).unwrap();
+            assert_eq!(m.inputs()[0].shape, x.shape, "{name}");
+            if t != Target::Reference {
+                assert_eq!(m.summary().ops.get("Transpose"), None, "{name}");
+            }
+            let y = m.run(std::slice::from_ref(&x)).unwrap();
+            let what = format!("{name} (NCHW input) on {t}");
+            assert_close(&what, y[0].as_f32().unwrap(), y_ref.as_f32().unwrap(), 1e-4);
+        }
+    }
+}
