@@ -157,15 +157,9 @@ impl Pass for ActCanon {
         NAME
     }
     fn run(&self, g: &mut Graph, _: &PassContext) -> Result<usize, PassError> {
-        let mut n = 0;
-        for id in g.topo_order().map_err(PassError::ir(NAME))? {
-            if !g.contains(id) {
-                continue;
-            }
-            n += (merge_clips(g, id) || hard_sigmoid(g, id) || hard_swish(g, id)) as usize;
-        }
-        n += g.remove_dead();
-        Ok(n)
+        super::rewrite_each(g, NAME, |g, id| {
+            Ok(merge_clips(g, id) || hard_sigmoid(g, id) || hard_swish(g, id))
+        })
     }
 }
 

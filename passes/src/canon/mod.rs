@@ -70,3 +70,20 @@ pub(crate) fn scalar(g: &Graph, id: NodeId) -> Option<f32> {
 pub(crate) fn is_const(g: &Graph, id: NodeId) -> bool {
     matches!(g.node(id).op, Op::Constant(_))
 }
+
+/// The driver of the canonicalization rewrites: visits every node still in the graph in
+/// topological order (as of the start), applies `rule` (which returns whether it rewrote),
+/// then removes dead nodes. Returns the number of rewrites plus removed nodes.
+pub(crate) fn rewrite_each(
+    g: &mut Graph,
+    pass: &'static str,
+    mut rule: impl FnMut(&mut Graph, NodeId) -> Result<bool, PassError>,
+) -> Result<usize, PassError> {
+    let mut n = 0;
+    for id in g.topo_order().map_err(PassError::ir(pass))? {
+        if g.contains(id) && rule(g, id)? {
+            n += 1;
+        }
+    }
+    Ok(n + g.remove_dead())
+}

@@ -348,22 +348,15 @@ impl Pass for Simplify {
         NAME
     }
     fn run(&self, g: &mut Graph, _: &PassContext) -> Result<usize, PassError> {
-        let mut n = 0;
-        for id in g.topo_order().map_err(PassError::ir(NAME))? {
-            if !g.contains(id) {
-                continue;
-            }
-            let changed = identity_arith(g, id)
+        super::rewrite_each(g, NAME, |g, id| {
+            Ok(identity_arith(g, id)
                 || transpose_view(g, id)
                 || views(g, id)?
                 || reduce_to_gap(g, id)?
                 || unflatten_chain(g, id)?
                 || gemm(g, id)?
-                || flatten_head(g, id)?;
-            n += changed as usize;
-        }
-        n += g.remove_dead();
-        Ok(n)
+                || flatten_head(g, id)?)
+        })
     }
 }
 

@@ -478,21 +478,12 @@ impl Pass for TransposeSink {
         NAME
     }
     fn run(&self, g: &mut Graph, _: &PassContext) -> Result<usize, PassError> {
-        let mut n = 0;
-        for id in g.topo_order().map_err(PassError::ir(NAME))? {
-            if !g.contains(id) {
-                continue;
-            }
-            let changed = match g.node(id).op {
-                Op::Transpose { .. } => compose(g, id)? || hoist(g, id)?,
-                Op::ReduceMean { .. } => sink(g, id)? || split_reduce(g, id)?,
-                Op::Flatten { .. } => absorb_into_gemm(g, id)?,
-                _ => sink(g, id)?,
-            };
-            n += changed as usize;
-        }
-        n += g.remove_dead();
-        Ok(n)
+        super::rewrite_each(g, NAME, |g, id| match g.node(id).op {
+            Op::Transpose { .. } => Ok(compose(g, id)? || hoist(g, id)?),
+            Op::ReduceMean { .. } => Ok(sink(g, id)? || split_reduce(g, id)?),
+            Op::Flatten { .. } => absorb_into_gemm(g, id),
+            _ => sink(g, id),
+        })
     }
 }
 
