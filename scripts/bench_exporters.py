@@ -26,10 +26,10 @@ PAIRS = [
 ]
 
 
-def bench(mnc, model, batch, threads, iters, target):
+def bench(mnc, model, batch, threads, iters, target, extra=()):
     out = subprocess.run(
         [mnc, "bench", model, "--format", "json", "--iters", str(iters), "--batch", str(batch),
-         "--threads", str(threads), "--target", target],
+         "--threads", str(threads), "--target", target, *extra],
         check=True, capture_output=True, text=True,
     ).stdout
     return json.loads(out)["median_ms"]
@@ -43,18 +43,21 @@ def main():
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--nchw-input", action="store_true",
+                    help="pass --nchw-input for the Keras models (no input transpose)")
     ap.add_argument("--pair", nargs=2, action="append", metavar=("KERAS", "TORCHVISION"),
                     help="a pair of models (repeatable; default: the three Keras applications)")
     a = ap.parse_args()
     pairs = a.pair or PAIRS
     print(f"target {a.target}, {a.threads} thread(s), {a.rounds} rounds x {a.iters} runs, "
-          "median of round medians (ms)")
+          f"median of round medians (ms){', Keras models with --nchw-input' if a.nchw_input else ''}")
     print(f"{'keras model':<52} {'batch':>5} {'keras':>9} {'torchvision':>12} {'ratio':>6}")
     for batch in a.batch:
         rounds = {p: ([], []) for p in map(tuple, pairs)}
         for _ in range(a.rounds):
             for k, t in rounds:
-                rounds[(k, t)][0].append(bench(a.mnc, k, batch, a.threads, a.iters, a.target))
+                extra = ["--nchw-input"] if a.nchw_input else []
+                rounds[(k, t)][0].append(bench(a.mnc, k, batch, a.threads, a.iters, a.target, extra))
                 rounds[(k, t)][1].append(bench(a.mnc, t, batch, a.threads, a.iters, a.target))
         for (k, t), (ks, ts) in rounds.items():
             mk, mt = statistics.median(ks), statistics.median(ts)
