@@ -699,6 +699,141 @@ mod tests {
         }
     }
 
+    /// A random tf2onnx-style NHWC network: preprocessing and a stem conv, then activations, binary ops with `[C]`, `[1,1,1,C]` or
+    /// scalar constants, NHWC pads, SE-style means over axes 1,2, channel concats, residual
+    /// adds, and convs wrapped in `Transpose(0,3,1,2)` / `Transpose(0,2,3,1)`; the output is
+    /// NHWC or, half the time, transposed back to NCHW.
+    fn random_nhwc_chain(seed: u64) -> Graph {
+        let mut b = Builder::new("nhwc", seed);
+        let mut r = Lcg::new(seed * 7 + 1);
+        let mut pick = |n: usize| ((r.uniform(0.0, 1.0) * n as f32) as usize).min(n - 1);
+        let (n, h, w, c) = (1 + pick(2), 1 + pick(7), 1 + pick(7), 1 + pick(6));
+        let mut x = b.input("x", &[n, h, w, c]);
+        // As in a real network: preprocessing (elementwise, scalar or per-channel constants),
+        // then the stem conv; only values after it are reused by residuals and concats.
+        for k in 0..pick(3) {
+            let shape: Vec<usize> = if pick(2) == 0 { vec![] } else { vec![c] };
+            let op = [BinaryOp::Add, BinaryOp::Mul][pick(2)];
+            let kc = b.constant(&format!("pre{k}.c"), &shape, 0.5, 1.5);
+            x = b.binary(&format!("pre{k}"), op, x, kc).unwrap();
+        }
+        let xt = t(&mut b, "stem.in", TO_NCHW, x);
+        let cv = b.conv("stem", xt, 1 + pick(6), 3, 1, 1, true).unwrap();
+        x = t(&mut b, "stem.out", TO_NHWC, cv);
+        let mut seen = vec![x];
+        for k in 0..(4 + pick(8)) {
+            let s = b.g.node(x).ty.shape.clone();
+            let c = s[3];
+            let name = format!("l{k}");
+            x = match pick(7) {
+                0 => {
+                    let a = mnc_ir::op::ACTIVATION_EXAMPLES[pick(7)];
+                    b.act(&name, a, x).unwrap()
+                }
+                1 => {
+                    let shape: Vec<usize> = match pick(3) {
+                        0 => vec![c],
+                        1 => vec![1, 1, 1, c],
+                        _ => vec![],
+                    };
+                    let op = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div][pick(4)];
+                    let k = b.constant(&format!("{name}.c"), &shape, 0.5, 1.5);
+                    // (c / x only with the constant on the right: x may be near 0.)
+                    if pick(2) == 0 || op == BinaryOp::Div {
+                        b.binary(&name, op, x, k).unwrap()
+                    } else {
+                        b.binary(&name, op, k, x).unwrap()
+                    }
+                }
+                2 => {
+                    let pads = vec![0, pick(2), pick(3), 0, 0, pick(3), pick(2), 0];
+                    b.g.add_node_inferred(&name, Op::Pad { pads, value: 0.0 }, &[x])
+                        .unwrap()
+                }
+                3 => {
+                    let m =
+                        b.g.add_node_inferred(
+                            format!("{name}.mean"),
+                            Op::ReduceMean {
+                                axes: vec![1, 2],
+                                keepdims: true,
+                            },
+                            &[x],
+                        )
+                        .unwrap();
+                    let g = b
+                        .act(&format!("{name}.gate"), Activation::Sigmoid, m)
+                        .unwrap();
+                    b.binary(&name, BinaryOp::Mul, x, g).unwrap()
+                }
+                4 => {
+                    let same: Vec<NodeId> = seen
+                        .iter()
+                        .copied()
+                        .filter(|&v| v != x && b.g.node(v).ty.shape == s)
+                        .collect();
+                    if same.is_empty() {
+                        continue;
+                    }
+                    let other = same[pick(same.len())];
+                    b.binary(&name, BinaryOp::Add, other, x).unwrap()
+                }
+                5 => {
+                    let same: Vec<NodeId> = seen
+                        .iter()
+                        .copied()
+                        .filter(|&v| b.g.node(v).ty.shape[..3] == s[..3])
+                        .collect();
+                    let other = same[pick(same.len())];
+                    b.g.add_node_inferred(&name, Op::Concat { axis: 3 }, &[x, other])
+                        .unwrap()
+                }
+                _ => {
+                    let xt = t(&mut b, &format!("{name}.in"), TO_NCHW, x);
+                    let k = [1, 3][pick(2)];
+                    let cv = b
+                        .conv(&name, xt, 1 + pick(6), k, 1, 1, pick(2) == 0)
+                        .unwrap();
+                    t(&mut b, &format!("{name}.out"), TO_NHWC, cv)
+                }
+            };
+            seen.push(x);
+        }
+        if pick(2) == 0 {
+            x = t(&mut b, "to_nchw", TO_NCHW, x);
+        }
+        b.g.add_output("y", x);
+        b.g
+    }
+
+    #[test]
+    fn random_nhwc_chains_canonicalize_to_boundary_transposes() {
+        let mut max_seen = 0;
+        for seed in 1..=60 {
+            let g = random_nhwc_chain(seed);
+            let mut h = g.clone();
+            let opts = crate::PipelineOptions {
+                verify: true,
+                ..Default::default()
+            };
+            crate::cleanup_and_fold(&mut h, &opts).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            let x = random_inputs(&g, seed);
+            eprintln!("seed {seed}");
+            assert_close(&run(&h, &x), &run(&g, &x), 1e-4);
+            // At most the input's transpose and the output's.
+            let n = count(&h, "Transpose");
+            assert!(n <= 2, "seed {seed}: {n} transposes left\n{}", text(&h));
+            max_seen = max_seen.max(count(&g, "Transpose"));
+            for id in h.node_ids() {
+                if let Op::ReduceMean { axes, .. } = &h.node(id).op {
+                    let r = h.node(h.inputs(id)[0]).ty.rank();
+                    assert_eq!(axes.last(), Some(&(r - 1)), "seed {seed}: {}", text(&h));
+                }
+            }
+        }
+        assert!(max_seen >= 6, "the generator should wrap several convs");
+    }
+
     #[test]
     fn inverse_and_composition() {
         assert_eq!(inverse(&TO_NCHW), TO_NHWC.to_vec());
