@@ -118,7 +118,7 @@ enum Emit {
     Ir,
     /// The optimized graph as Graphviz.
     Dot,
-    /// The graph after the target-independent passes (cleanup, BN folding) as standard ONNX.
+    /// The graph after the target-independent passes (cleanup, canonicalization, BN folding) as standard ONNX.
     Onnx,
     /// CUDA targets: the PTX module and the launch plan, written into the folder given by -o.
     Ptx,

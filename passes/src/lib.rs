@@ -3,8 +3,9 @@
 //! - [`manager`]: the [`Pass`] trait, pipelines of passes and fixed-point groups, verification
 //!   after every pass, timing/change reports, print-after hooks.
 //! - [`target`]: the target facts (vector width, caches) the target-dependent passes read.
-//! - Rewrites, one file each: [`cleanup`], [`bn_fold`], [`act_fusion`], [`residual`],
-//!   [`se`], [`schedule`].
+//! - Rewrites, one file each: [`cleanup`], [`canon`] (canonicalization: `transpose-sink`,
+//!   `simplify`, `act-canon`, `affine-merge`, one file each), [`bn_fold`], [`act_fusion`],
+//!   [`residual`], [`se`], [`schedule`].
 //! - Analyses: [`layout`] (which layout the target wants and where conversions would go;
 //!   nothing is inserted), [`memory`] (arena planning).
 //! - [`samples`]: small hand-built MobileNet/EfficientNet blocks for tests and examples.
@@ -165,7 +166,8 @@ pub fn optimize(g: &mut Graph, opts: &PipelineOptions) -> Result<PipelineReport,
     Ok(report)
 }
 
-/// Runs only the target-independent passes (cleanup, BatchNorm folding): the graph stays
+/// Runs only the target-independent passes (cleanup, canonicalization, BatchNorm folding,
+/// affine merging): the graph stays
 /// expressible in standard ONNX ops except for `ChannelAffine` (a BatchNorm with no conv).
 pub fn cleanup_and_fold(
     g: &mut Graph,
