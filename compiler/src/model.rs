@@ -64,6 +64,49 @@ pub fn check_artifact_target(
     Ok(())
 }
 
+/// `--nchw-input`: every 4-D graph input, which the model reads channels-last (NHWC, as
+/// Keras/tf2onnx exports do), is taken channels-first (NCHW) instead: its type becomes
+/// `[N, C, H, W]` and a `Transpose(0,2,3,1)` after it restores what the model reads. The
+/// canonicalization passes then cancel that transpose against the model's own input
+/// transpose, so a compiled NHWC model runs with no transpose at all (the reference target
+/// runs the graph as it is, transpose included). Returns how many inputs changed.
+pub fn inputs_to_nchw(g: &mut Graph) -> Result<usize> {
+    let mut n = 0;
+    for id in g.inputs.clone() {
+        let ty = g.node(id).ty.clone();
+        if ty.rank() != 4 {
+            continue;
+        }
+        let s = &ty.shape;
+        let nchw = mnc_ir::TensorType::new(ty.dtype, vec![s[0], s[3], s[1], s[2]]);
+        let name = g.unique_name(&format!("{}/from_nchw", g.node(id).name));
+        let users = g.users(id);
+        let outputs: Vec<usize> = (0..g.outputs.len())
+            .filter(|&k| g.outputs[k].node == id)
+            .collect();
+        g.node_mut(id).ty = nchw;
+        let t = g
+            .add_node_inferred(
+                name,
+                mnc_ir::Op::Transpose {
+                    perm: vec![0, 2, 3, 1],
+                },
+                &[id],
+            )
+            .map_err(|e| anyhow::anyhow!("--nchw-input: {e}"))?;
+        for (u, slot) in users {
+            let mut ins = g.inputs(u);
+            ins[slot] = t;
+            g.set_inputs(u, &ins);
+        }
+        for k in outputs {
+            g.outputs[k].node = t;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,47 +176,4 @@ mod tests {
     fn g2_src(onnx: &str) -> Graph {
         load(onnx, None).unwrap()
     }
-}
-
-/// `--nchw-input`: every 4-D graph input, which the model reads channels-last (NHWC, as
-/// Keras/tf2onnx exports do), is taken channels-first (NCHW) instead: its type becomes
-/// `[N, C, H, W]` and a `Transpose(0,2,3,1)` after it restores what the model reads. The
-/// canonicalization passes then cancel that transpose against the model's own input
-/// transpose, so a compiled NHWC model runs with no transpose at all (the reference target
-/// runs the graph as it is, transpose included). Returns how many inputs changed.
-pub fn inputs_to_nchw(g: &mut Graph) -> Result<usize> {
-    let mut n = 0;
-    for id in g.inputs.clone() {
-        let ty = g.node(id).ty.clone();
-        if ty.rank() != 4 {
-            continue;
-        }
-        let s = &ty.shape;
-        let nchw = mnc_ir::TensorType::new(ty.dtype, vec![s[0], s[3], s[1], s[2]]);
-        let name = g.unique_name(&format!("{}/from_nchw", g.node(id).name));
-        let users = g.users(id);
-        let outputs: Vec<usize> = (0..g.outputs.len())
-            .filter(|&k| g.outputs[k].node == id)
-            .collect();
-        g.node_mut(id).ty = nchw;
-        let t = g
-            .add_node_inferred(
-                name,
-                mnc_ir::Op::Transpose {
-                    perm: vec![0, 2, 3, 1],
-                },
-                &[id],
-            )
-            .map_err(|e| anyhow::anyhow!("--nchw-input: {e}"))?;
-        for (u, slot) in users {
-            let mut ins = g.inputs(u);
-            ins[slot] = t;
-            g.set_inputs(u, &ins);
-        }
-        for k in outputs {
-            g.outputs[k].node = t;
-        }
-        n += 1;
-    }
-    Ok(n)
 }

@@ -47,6 +47,7 @@ def compile(
     batch: Optional[int] = None,
     threads: Optional[int] = None,
     allow_tf32: bool = False,
+    nchw_input: bool = False,
 ) -> CompiledModel: ...
 def load(
     path: Union[str, "os.PathLike[str]"],
@@ -62,6 +63,7 @@ def bench(
     warmup: int = 5,
     profile: bool = False,
     allow_tf32: bool = False,
+    nchw_input: bool = False,
 ) -> Dict[str, Any]: ...
 def cost_report(
     model: ModelLike,

@@ -484,13 +484,14 @@ fn compile_model(
     batch: Option<usize>,
     threads: Option<usize>,
     allow_tf32: bool,
+    nchw_input: bool,
 ) -> PyResult<Model> {
     let arg = model_arg(model)?;
     let opts = CompileOptions {
         target: parse_target(py, target)?,
         batch,
         exec: exec_options(threads, allow_tf32),
-        nchw_inputs: false,
+        nchw_inputs: nchw_input,
     };
     if batch == Some(0) || threads == Some(0) {
         return Err(error(
@@ -507,14 +508,15 @@ fn compile_model(
     .map_err(|e| compile_error(py, e))
 }
 
-/// compile(model, target="host", batch=None, threads=None, allow_tf32=False) -> CompiledModel
+/// compile(model, target="host", batch=None, threads=None, allow_tf32=False, nchw_input=False) -> CompiledModel
 ///
 /// Imports `model` (a path to an .onnx or .mnc file, "zoo:NAME", ONNX bytes, or an
 /// onnx.ModelProto), runs the optimization pipeline for `target` and generates its code.
 /// `batch` overrides the model's batch size; `threads` (x86-64 targets) defaults to the
-/// physical cores; `allow_tf32` (CUDA targets) allows TF32 tensor-core math.
+/// physical cores; `allow_tf32` (CUDA targets) allows TF32 tensor-core math; `nchw_input`
+/// takes a channels-last (NHWC, Keras/tf2onnx) model's 4-D inputs as NCHW (`--nchw-input`).
 #[pyfunction]
-#[pyo3(signature = (model, target = "host", batch = None, threads = None, allow_tf32 = false))]
+#[pyo3(signature = (model, target = "host", batch = None, threads = None, allow_tf32 = false, nchw_input = false))]
 fn compile(
     py: Python<'_>,
     model: &Bound<'_, PyAny>,
@@ -522,8 +524,9 @@ fn compile(
     batch: Option<usize>,
     threads: Option<usize>,
     allow_tf32: bool,
+    nchw_input: bool,
 ) -> PyResult<CompiledModel> {
-    let m = compile_model(py, model, target, batch, threads, allow_tf32)?;
+    let m = compile_model(py, model, target, batch, threads, allow_tf32, nchw_input)?;
     Ok(CompiledModel { model: Arc::new(m) })
 }
 
@@ -547,11 +550,11 @@ fn load(
 }
 
 /// bench(model, target="host", batch=None, threads=None, iters=50, warmup=5, profile=False,
-/// allow_tf32=False) -> dict
+/// allow_tf32=False, nchw_input=False) -> dict
 ///
 /// Compiles `model` and times it: the fields of `mnc bench --format json`.
 #[pyfunction(name = "bench")]
-#[pyo3(signature = (model, target = "host", batch = None, threads = None, iters = 50, warmup = 5, profile = false, allow_tf32 = false))]
+#[pyo3(signature = (model, target = "host", batch = None, threads = None, iters = 50, warmup = 5, profile = false, allow_tf32 = false, nchw_input = false))]
 #[allow(clippy::too_many_arguments)]
 fn bench_model<'py>(
     py: Python<'py>,
@@ -563,8 +566,9 @@ fn bench_model<'py>(
     warmup: usize,
     profile: bool,
     allow_tf32: bool,
+    nchw_input: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let m = compile_model(py, model, target, batch, threads, allow_tf32)?;
+    let m = compile_model(py, model, target, batch, threads, allow_tf32, nchw_input)?;
     bench_json(py, Arc::new(m), iters, warmup, profile)
 }
 

@@ -78,6 +78,34 @@ def test_model_sources_agree():
         assert np.array_equal(ys[0], y)
 
 
+def test_nchw_input_takes_a_channels_last_model_channels_first():
+    """A tiny NHWC model (input transposed to NCHW before a conv, as tf2onnx writes):
+    `nchw_input=True` takes NCHW data, gives the same output and leaves no transpose."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["xt", "w"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    g = helper.make_graph(
+        nodes, "nhwc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5, 6, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 6])],
+        [w],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    x = rng.standard_normal((1, 5, 6, 3)).astype(np.float32)
+    want = mnc.compile(model, threads=1).run(x)[0]
+    m = mnc.compile(model, threads=1, nchw_input=True)
+    assert m.inputs[0].shape == [1, 3, 5, 6]
+    assert "Transpose" not in m.report()["ops"]
+    got = m.run(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))[0]
+    close(got, want, 1e-6)
+
+
 def test_zoo_model_and_zoo_bytes():
     assert "mobilenet_v2" in mnc.zoo_names()
     m = mnc.compile("zoo:mobilenet_v3_small", batch=2)
