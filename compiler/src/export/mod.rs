@@ -326,6 +326,13 @@ impl<'a> Writer<'a> {
         }
         match &n.op {
             Op::Input { .. } => {}
+            // A constant read only as a ChannelAffine's scale or bias is written reshaped by
+            // `per_channel` instead (an unused initializer would make onnxruntime warn).
+            Op::Constant(_)
+                if !g.is_output(id)
+                    && g.users(id).iter().all(|&(u, slot)| {
+                        matches!(g.node(u).op, Op::ChannelAffine) && slot > 0
+                    }) => {}
             Op::Constant(t) => {
                 let init = match &t.data {
                     TensorData::F32(v) => f32_initializer(&out, &t.shape, v),

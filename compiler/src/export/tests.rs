@@ -146,6 +146,21 @@ fn channel_affine_clip_and_se() {
         .find(|t| t.name == "aff/scale")
         .unwrap();
     assert_eq!(scale.dims, vec![4, 1, 1]);
+    // Every initializer is read by some node: the [C] scale and bias are written only in
+    // their reshaped form.
+    let used: std::collections::HashSet<&str> = m
+        .graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .collect();
+    for t in &m.graph.initializer {
+        assert!(
+            used.contains(t.name.as_str()),
+            "unused initializer {}",
+            t.name
+        );
+    }
     let clip = &m.graph.node[2];
     assert_eq!(clip.input.len(), 3);
     let lo = m

@@ -293,7 +293,16 @@ fn unflatten_chain(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
     };
     let src = g.inputs(flatten)[0];
     let ss = g.node(src).ty.shape.clone();
-    if chain.is_empty() || ss.len() != 4 || ss[2] != 1 || ss[3] != 1 {
+    let top = g.inputs(id)[0];
+    // Both views must only drop/add the unit H, W axes (a Reshape that also moves the batch
+    // or channel sizes is not this pattern).
+    if chain.is_empty()
+        || ss.len() != 4
+        || ss[2] != 1
+        || ss[3] != 1
+        || g.node(flatten).ty.shape != ss[..2]
+        || g.node(top).ty.shape != out[..2]
+    {
         return Ok(false);
     }
     // Rewrite bottom-up: every Gemm becomes a 1x1 conv, every act is retyped.
@@ -568,6 +577,39 @@ mod tests {
             let n = crate::Pass::run(&crate::se::SeFusion, &mut f, &Default::default()).unwrap();
             assert_eq!(n, 1);
         }
+    }
+
+    #[test]
+    fn a_reshape_that_moves_the_batch_is_not_an_se_chain() {
+        // GAP -> Flatten [2,6] -> Gemm -> Reshape [1,8,1,1]: not the SE form (the batch is
+        // folded into channels); left as it is, without an error.
+        let mut b = Builder::new("batch_fold", 1);
+        let x = b.input("x", &[2, 6, 3, 3]);
+        let p =
+            b.g.add_node_inferred("gap", Op::GlobalAveragePool, &[x])
+                .unwrap();
+        let f =
+            b.g.add_node_inferred("flat", Op::Flatten { axis: 1 }, &[p])
+                .unwrap();
+        let w = b.constant("w", &[6, 4], -0.5, 0.5);
+        let gm =
+            b.g.add_node_inferred("fc", Op::Gemm(Gemm::default()), &[f, w])
+                .unwrap();
+        let r =
+            b.g.add_node_inferred(
+                "re",
+                Op::Reshape {
+                    shape: vec![1, 8, 1, 1],
+                },
+                &[gm],
+            )
+            .unwrap();
+        b.g.add_output("y", r);
+        let h = settle(&b.g);
+        assert_eq!(
+            kinds(&h),
+            ["GlobalAveragePool", "Flatten", "Gemm", "Reshape"]
+        );
     }
 
     #[test]
