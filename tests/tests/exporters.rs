@@ -178,3 +178,20 @@ fn keras_models_with_nchw_input_have_no_transpose() {
         }
     }
 }
+
+/// The cost report's depthwise-separable analysis sees through tf2onnx's NHWC transposes and
+/// decomposed BatchNorm on the imported graph: Keras MobileNetV2 has the same 17
+/// depthwise -> pointwise pairs as the torchvision architecture.
+#[test]
+fn keras_mobilenet_v2_separable_pairs_on_the_imported_graph() {
+    let dirs = exporter_fixtures("keras_mobilenet_v2_separable_pairs", "keras_mobilenet_v2");
+    for dir in dirs {
+        let opts = mnc::onnx::ImportOptions { batch: Some(1) };
+        let g = mnc::onnx::import_file(&dir.join("model.onnx"), &opts).unwrap();
+        let keras = mnc::cost::analyze(&g, &Default::default()).unwrap();
+        let tv = mnc::model::load("zoo:mobilenet_v2", Some(1)).unwrap();
+        let torch = mnc::cost::analyze(&tv, &Default::default()).unwrap();
+        assert_eq!(keras.separable.len(), 17);
+        assert_eq!(keras.separable.len(), torch.separable.len());
+    }
+}

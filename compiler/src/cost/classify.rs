@@ -339,8 +339,9 @@ pub(crate) fn class_breakdown(layers: &[LayerCost]) -> Vec<ClassCost> {
 
 /// Finds the depthwise-separable pairs: every depthwise conv with channel multiplier 1
 /// whose output reaches a pointwise conv through BatchNorm, ChannelAffine, activations,
-/// Identity/Dropout, a fused `SqueezeExcite` or the gate `Mul` of an SE block, each the
-/// only consumer of the value before it.
+/// Identity/Dropout, a fused `SqueezeExcite`, the gate `Mul` of an SE block, a binary op
+/// with a constant operand (a decomposed BatchNorm) or a layout Transpose (the NHWC graphs
+/// of tf2onnx), each the only consumer of the value before it.
 pub(crate) fn separable_pairs(
     g: &Graph,
     order: &[NodeId],
@@ -378,6 +379,12 @@ pub(crate) fn separable_pairs(
             let [(u, slot)] = users.as_slice() else {
                 break None;
             };
+            // A decomposed BatchNorm (tf2onnx: Mul/Add by constants) passes like a BatchNorm.
+            let other_is_const = g
+                .inputs(*u)
+                .iter()
+                .enumerate()
+                .all(|(k, &i)| k == *slot || matches!(g.node(i).op, Op::Constant(_)));
             match &g.node(*u).op {
                 Op::BatchNorm { .. }
                 | Op::ChannelAffine
@@ -385,10 +392,12 @@ pub(crate) fn separable_pairs(
                 | Op::Identity
                 | Op::Dropout
                 | Op::SqueezeExcite(_)
+                | Op::Transpose { .. }
                     if *slot == 0 =>
                 {
                     cur = *u
                 }
+                Op::Binary(_) if other_is_const => cur = *u,
                 Op::Conv(_) if *slot == 0 => break row_of.get(u).copied(),
                 _ => break None,
             }
