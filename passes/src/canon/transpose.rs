@@ -119,6 +119,9 @@ fn sunk_op(op: &Op, p: &[usize]) -> Option<(Op, Vec<usize>)> {
                 .all(|(i, &a)| a == r - axes.len() + i)
     };
     let reduce = |axes: &[usize], keepdims: bool| -> Option<(Op, Vec<usize>)> {
+        if axes.iter().any(|&a| a >= r) {
+            return None;
+        }
         let mut mapped: Vec<usize> = axes.iter().map(|&a| p[a]).collect();
         mapped.sort_unstable();
         if !trailing(&mapped) {
@@ -439,7 +442,8 @@ fn split_reduce(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
     let x = g.inputs(id)[0];
     let r = g.node(x).ty.rank();
     let n = axes.len();
-    if n == 0 || axes.iter().enumerate().all(|(i, &a)| a == r - n + i) {
+    let valid = axes.iter().all(|&a| a < r) && axes.windows(2).all(|w| w[0] < w[1]);
+    if n == 0 || !valid || axes.iter().enumerate().all(|(i, &a)| a == r - n + i) {
         return Ok(false);
     }
     let mut perm: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).collect();
