@@ -168,6 +168,8 @@ fn gemm(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
                 }
                 let mut gm = gm.clone();
                 gm.has_c = true;
+                // beta scaled nothing while there was no C; the bias is added as it is.
+                gm.beta = 1.0;
                 let gins = g.inputs(gemm_id);
                 g.set_inputs(gemm_id, &[gins[0], gins[1], bias]);
                 g.node_mut(gemm_id).op = Op::Gemm(gm);
@@ -519,6 +521,20 @@ mod tests {
         b.g.add_output("y", y);
         let h = settle(&b.g);
         assert_eq!(kinds(&h), ["Gemm"]);
+        // An imported Gemm without C whose beta is not 1 (it scaled nothing): the bias is
+        // still added unscaled.
+        let mut b = Builder::new("beta", 1);
+        let x = b.input("x", &[3, 6]);
+        let w = b.constant("w", &[6, 4], -1.0, 1.0);
+        let op = Op::Gemm(Gemm {
+            beta: 0.5,
+            ..Default::default()
+        });
+        let m = b.g.add_node_inferred("gemm", op, &[x, w]).unwrap();
+        let bias = b.constant("b", &[1, 4], -1.0, 1.0);
+        let y = b.binary("bias", BinaryOp::Add, m, bias).unwrap();
+        b.g.add_output("y", y);
+        assert_eq!(kinds(&settle(&b.g)), ["Gemm"]);
         // A non-constant right operand stays a MatMul.
         let mut b = Builder::new("mm", 1);
         let x = b.input("x", &[3, 6]);
