@@ -52,6 +52,8 @@ KERAS = [
     ("keras_mobilenet_v2", "MobileNetV2", {"alpha": 0.35}, {"alpha": 1.0}, "mobilenet_v2"),
     ("keras_mobilenet_v3_small", "MobileNetV3Small", {"alpha": 0.75}, {"alpha": 1.0}, "mobilenet_v3_small"),
     ("keras_efficientnet_b0", "EfficientNetB0", {}, {}, "efficientnet_b0"),
+    ("keras_mobilenet_v3_large", "MobileNetV3Large", {"alpha": 0.75}, {"alpha": 1.0}, "mobilenet_v3_large"),
+    ("keras_efficientnet_b3", "EfficientNetB3", {}, {}, "efficientnet_b3"),
 ]
 KERAS_SIZE = {"small": 64, "full": 224}
 
