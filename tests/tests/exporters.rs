@@ -112,9 +112,10 @@ fn keras_models_match_onnxruntime_on_every_cpu_target_with_no_fallback() {
     }
 }
 
-/// What canonicalization did to each Keras model, pass by pass (runs, changes, nodes before
-/// the first run and after the last), and the op classes it ends with: reviewed snapshots
-/// (the fixtures' structure is fixed by the pinned tensorflow-cpu and tf2onnx versions).
+/// Which passes rewrite each Keras model and the op classes it ends with: reviewed
+/// snapshots. Node and change counts are printed, not snapshotted: tf2onnx's output is not
+/// deterministic in detail (two conversions of the same EfficientNetB0 differed by one
+/// Reshape and the constant names), while which passes act and the final graph are stable.
 #[test]
 fn keras_per_pass_snapshots() {
     let dirs = exporter_fixtures("keras_per_pass_snapshots", "keras_");
@@ -126,12 +127,22 @@ fn keras_per_pass_snapshots() {
         let model = dir.join("model.onnx");
         let m = compile(model.to_str().unwrap(), target, Some(1));
         let s = m.summary();
-        let mut text = format!("nodes: {} -> {}\n", s.nodes_imported, s.nodes_optimized);
+        eprintln!(
+            "{name}: nodes {} -> {}",
+            s.nodes_imported, s.nodes_optimized
+        );
+        let mut text = String::new();
         for p in &s.passes {
-            text.push_str(&format!(
-                "{:<16} runs {:>2} changes {:>4} nodes {:>4} -> {:<4} ({:+})\n",
+            eprintln!(
+                "  {:<16} runs {:>2} changes {:>4} nodes {:>4} -> {:<4} ({:+})",
                 p.pass, p.runs, p.changes, p.nodes_before, p.nodes_after, p.nodes_net
-            ));
+            );
+            let acted = if p.changes > 0 {
+                "rewrites"
+            } else {
+                "no change"
+            };
+            text.push_str(&format!("{:<16} {acted}\n", p.pass));
         }
         for (k, v) in &s.ops {
             text.push_str(&format!("{k}: {v}\n"));
