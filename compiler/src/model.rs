@@ -80,10 +80,6 @@ pub fn inputs_to_nchw(g: &mut Graph) -> Result<usize> {
         let s = &ty.shape;
         let nchw = mnc_ir::TensorType::new(ty.dtype, vec![s[0], s[3], s[1], s[2]]);
         let name = g.unique_name(&format!("{}/from_nchw", g.node(id).name));
-        let users = g.users(id);
-        let outputs: Vec<usize> = (0..g.outputs.len())
-            .filter(|&k| g.outputs[k].node == id)
-            .collect();
         g.node_mut(id).ty = nchw;
         let t = g
             .add_node_inferred(
@@ -94,14 +90,9 @@ pub fn inputs_to_nchw(g: &mut Graph) -> Result<usize> {
                 &[id],
             )
             .map_err(|e| anyhow::anyhow!("--nchw-input: {e}"))?;
-        for (u, slot) in users {
-            let mut ins = g.inputs(u);
-            ins[slot] = t;
-            g.set_inputs(u, &ins);
-        }
-        for k in outputs {
-            g.outputs[k].node = t;
-        }
+        // Every use of the input (edges and graph outputs) now reads the transpose.
+        g.replace_all_uses(id, t);
+        g.set_inputs(t, &[id]);
         n += 1;
     }
     Ok(n)

@@ -158,17 +158,15 @@ impl CompileSummary {
             };
             *ops.entry(key).or_default() += 1;
         }
-        let mut changes_by_pass = BTreeMap::new();
-        for r in passes.map(|p| p.records.as_slice()).unwrap_or_default() {
-            *changes_by_pass.entry(r.pass.to_string()).or_default() += r.changes;
-        }
+        let passes = passes.map(pass_summaries).unwrap_or_default();
+        let changes_by_pass = passes.iter().map(|p| (p.pass.clone(), p.changes)).collect();
         CompileSummary {
             model: model.to_string(),
             target: target.name().to_string(),
             nodes_imported,
             nodes_optimized: g.node_count(),
             changes_by_pass,
-            passes: passes.map(pass_summaries).unwrap_or_default(),
+            passes,
             ops,
             mult_adds: crate::cost::analyze(g, &Default::default())
                 .ok()

@@ -86,21 +86,3 @@ pub fn absorb_into_input(g: &mut Graph, gone: NodeId, x: NodeId) {
     g.replace_all_uses(gone, x);
     g.remove_node(gone);
 }
-
-/// Every use of `from` (edges and graph outputs) except the edge into `to` now reads `to`:
-/// used to put a new node `to = f(from)` after `from`.
-pub fn redirect_uses(g: &mut Graph, from: NodeId, to: NodeId) {
-    for (u, slot) in g.users(from) {
-        if u == to {
-            continue;
-        }
-        let mut ins = g.inputs(u);
-        ins[slot] = to;
-        g.set_inputs(u, &ins);
-    }
-    for o in &mut g.outputs {
-        if o.node == from {
-            o.node = to;
-        }
-    }
-}

@@ -132,7 +132,8 @@ fn reduce_to_gap(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
     if !keepdims {
         let name = format!("{}/flatten", g.node(id).name);
         let f = add_node(g, &name, Op::Flatten { axis: 1 }, &[id], NAME)?;
-        crate::util::redirect_uses(g, id, f);
+        g.replace_all_uses(id, f);
+        g.set_inputs(f, &[id]);
     }
     Ok(true)
 }

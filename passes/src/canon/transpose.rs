@@ -37,7 +37,7 @@
 use super::{add_const, add_node, is_const, retype};
 use crate::error::PassError;
 use crate::manager::{Pass, PassContext};
-use crate::util::{redirect_uses, single_user};
+use crate::util::single_user;
 use mnc_ir::{BinaryOp, Graph, NodeId, Op, Tensor};
 
 const NAME: &str = "transpose-sink";
@@ -191,22 +191,11 @@ fn reaches_inverse(g: &Graph, mut id: NodeId, p: &[usize]) -> bool {
 
 /// Rule 2 at `id`. Returns whether it rewrote.
 fn sink(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
-    let sinkable = matches!(
-        g.node(id).op,
-        Op::Act(_)
-            | Op::Binary(_)
-            | Op::Pad { .. }
-            | Op::ReduceMean { .. }
-            | Op::GlobalAveragePool
-            | Op::Concat { .. }
-            | Op::Softmax { .. }
-    );
-    if !sinkable {
-        return Ok(false);
-    }
+    // The op is only borrowed until `sunk_op` says what it becomes: a constant's op holds
+    // its weights.
     let ins = g.inputs(id);
-    let op = g.node(id).op.clone();
-    let concat = matches!(op, Op::Concat { .. });
+    let concat = matches!(g.node(id).op, Op::Concat { .. });
+    let binary = matches!(g.node(id).op, Op::Binary(_));
     let mut p: Option<Vec<usize>> = None;
     for &i in &ins {
         if is_const(g, i) {
@@ -237,14 +226,14 @@ fn sink(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
     if g.node(id).ty.rank() != rank {
         return Ok(false);
     }
-    let Some((new_op, after)) = sunk_op(&op, &p) else {
+    let Some((new_op, after)) = sunk_op(&g.node(id).op, &p) else {
         return Ok(false);
     };
     let inv = inverse(&p);
     let mut new_ins = Vec::with_capacity(ins.len());
     for &i in &ins {
         if let Op::Constant(t) = &g.node(i).op {
-            if !matches!(op, Op::Binary(_)) {
+            if !binary {
                 return Ok(false);
             }
             if t.numel() == 1 || t.shape.iter().all(|&d| d == 1) && t.shape.len() <= rank {
@@ -265,8 +254,9 @@ fn sink(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
     retype(g, id, NAME)?;
     let base = format!("{}/transpose", g.node(id).name);
     let t = add_node(g, &base, Op::Transpose { perm: after }, &[id], NAME)?;
-    // Every former use of `id` now reads the transpose (which itself reads `id`).
-    redirect_uses(g, id, t);
+    // Every former use of `id` now reads the transpose, which itself reads `id`.
+    g.replace_all_uses(id, t);
+    g.set_inputs(t, &[id]);
     let src = g.node(id).sources.clone();
     g.node_mut(t).sources = src;
     Ok(true)
@@ -472,7 +462,8 @@ fn split_reduce(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
             &[id],
             NAME,
         )?;
-        redirect_uses(g, id, back);
+        g.replace_all_uses(id, back);
+        g.set_inputs(back, &[id]);
     }
     Ok(true)
 }
