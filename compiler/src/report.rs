@@ -235,3 +235,59 @@ impl CompileSummary {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mnc_passes::{PassRecord, PipelineReport};
+
+    fn rec(pass: &'static str, round: usize, changes: usize, nodes_after: usize) -> PassRecord {
+        PassRecord {
+            pass,
+            round,
+            changes,
+            time: Duration::ZERO,
+            nodes_after,
+        }
+    }
+
+    /// A pass run once, then a fixed-point group of two passes over two rounds: nodes before
+    /// the first run, after the last, and the net change of the pass's own runs only.
+    #[test]
+    fn pass_summaries_follow_the_runs() {
+        let r = PipelineReport {
+            nodes_before: 100,
+            records: vec![
+                rec("cleanup", 0, 3, 97),
+                rec("a", 1, 5, 90),
+                rec("b", 1, 2, 95),
+                rec("a", 2, 1, 94),
+                rec("b", 2, 0, 94),
+            ],
+            ..Default::default()
+        };
+        let s = pass_summaries(&r);
+        let got: Vec<(&str, usize, usize, usize, usize, i64)> = s
+            .iter()
+            .map(|p| {
+                let n = p.pass.as_str();
+                (
+                    n,
+                    p.runs,
+                    p.changes,
+                    p.nodes_before,
+                    p.nodes_after,
+                    p.nodes_net,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("cleanup", 1, 3, 100, 97, -3),
+                ("a", 2, 6, 97, 94, -7 - 1),
+                ("b", 2, 2, 90, 94, 5),
+            ]
+        );
+    }
+}
