@@ -15,6 +15,9 @@ pub struct ExecOptions {
     /// CPU: threads per run (the kernels split their work over a persistent pool; results
     /// do not depend on it). 0 means the number of physical cores.
     pub threads: usize,
+    /// CPU: keep denormal floats during a run (default: flushed to zero, MXCSR FTZ/DAZ; see
+    /// `mnc_targets::cpu::fpenv`).
+    pub keep_denormals: bool,
 }
 
 impl ExecOptions {
@@ -34,6 +37,9 @@ impl ExecOptions {
         }
         if self.threads > 1 && !target.is_jit() {
             bail!("--threads applies to the x86-64 targets only (target is {target})");
+        }
+        if self.keep_denormals && !target.is_jit() {
+            bail!("--keep-denormals applies to the x86-64 targets only (target is {target})");
         }
         Ok(())
     }
@@ -70,6 +76,7 @@ impl Executable {
             Target::X86_64 | Target::X86_64Avx2 | Target::X86_64Avx512 => {
                 let copts = mnc_targets::cpu::CpuOptions {
                     threads: opts.cpu_threads(),
+                    flush_denormals: !opts.keep_denormals,
                     ..Default::default()
                 };
                 // The error names the target ("compiling for x86_64-avx2: ...").

@@ -63,6 +63,10 @@ struct RunArgs {
     /// x86-64 targets: threads per run (default: the number of physical cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// x86-64 targets: keep denormal floats (default: flushed to zero during a run, FTZ/DAZ;
+    /// see docs/CPU_BACKEND.md).
+    #[arg(long)]
+    keep_denormals: bool,
     /// The model's 4-D inputs are channels-last (NHWC, as Keras/tf2onnx export them): take
     /// them channels-first (NCHW) instead; the model's input transpose then disappears.
     #[arg(long)]
@@ -92,6 +96,10 @@ struct BenchArgs {
     /// x86-64 targets: threads per run (default: the number of physical cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// x86-64 targets: keep denormal floats (default: flushed to zero during a run, FTZ/DAZ;
+    /// see docs/CPU_BACKEND.md).
+    #[arg(long)]
+    keep_denormals: bool,
     /// x86-64 targets: time and GFLOP/s per fused op (mean over the timed runs).
     #[arg(long)]
     profile: bool,
@@ -189,7 +197,14 @@ fn main() {
 fn cmd_run(a: &RunArgs) -> Result<()> {
     check_runnable(a.target)?;
     let t0 = Instant::now();
-    let opts = compile_options(a.target, a.batch, a.allow_tf32, a.threads, a.nchw_input);
+    let opts = compile_options(
+        a.target,
+        a.batch,
+        a.allow_tf32,
+        a.threads,
+        a.keep_denormals,
+        a.nchw_input,
+    );
     // The input first: a bad input file fails before a full compile.
     let input = match (&a.input, &a.image) {
         (Some(p), _) => io::read_npy(p)?,
@@ -268,6 +283,7 @@ fn compile_options(
     batch: Option<usize>,
     allow_tf32: bool,
     threads: Option<usize>,
+    keep_denormals: bool,
     nchw_inputs: bool,
 ) -> CompileOptions {
     CompileOptions {
@@ -276,6 +292,7 @@ fn compile_options(
         exec: ExecOptions {
             allow_tf32,
             threads: threads.unwrap_or(0),
+            keep_denormals,
         },
         nchw_inputs,
     }
@@ -475,7 +492,14 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
     if a.profile && !a.target.is_jit() {
         bail!("--profile needs an x86-64 target (per-op timing of the JIT code)");
     }
-    let opts = compile_options(a.target, a.batch, a.allow_tf32, a.threads, a.nchw_input);
+    let opts = compile_options(
+        a.target,
+        a.batch,
+        a.allow_tf32,
+        a.threads,
+        a.keep_denormals,
+        a.nchw_input,
+    );
     let model = Model::compile(Source::Spec(&a.model), &opts)?;
     let r = mnc::bench::bench(
         &model,

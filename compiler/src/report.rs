@@ -18,6 +18,8 @@ pub struct CodegenSummary {
     pub fallbacks: usize,
     /// Threads per run.
     pub threads: usize,
+    /// Whether runs flush denormals to zero (FTZ/DAZ).
+    pub flush_denormals: bool,
     /// Weights packed for the kernels, bytes.
     pub weight_bytes: usize,
     /// The backend's activation arena (liveness), bytes.
@@ -37,6 +39,7 @@ impl CodegenSummary {
             code_bytes: r.code_bytes,
             fallbacks: r.fallbacks(),
             threads: r.threads,
+            flush_denormals: r.flush_denormals,
             weight_bytes: r.weight_bytes,
             arena_bytes: r.arena_bytes,
             in_place_ops: r.in_place_ops,
@@ -211,11 +214,12 @@ impl CompileSummary {
         if let Some(c) = &self.codegen {
             let _ = writeln!(
                 s,
-                "codegen: {} generated functions, {:.1} KiB of code, {} fallback op(s), {} thread(s) per run; packed weights {:.2} MB, the backend's arena {:.2} MB (liveness; {} op(s) in place) + kernel scratch {:.2} MB",
+                "codegen: {} generated functions, {:.1} KiB of code, {} fallback op(s), {} thread(s) per run, denormals {}; packed weights {:.2} MB, the backend's arena {:.2} MB (liveness; {} op(s) in place) + kernel scratch {:.2} MB",
                 c.functions,
                 c.code_bytes as f64 / 1024.0,
                 c.fallbacks,
                 c.threads,
+                if c.flush_denormals { "flushed" } else { "kept" },
                 c.weight_bytes as f64 / 1e6,
                 c.arena_bytes as f64 / 1e6,
                 c.in_place_ops,

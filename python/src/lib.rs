@@ -474,6 +474,7 @@ fn exec_options(threads: Option<usize>, allow_tf32: bool) -> ExecOptions {
     ExecOptions {
         allow_tf32,
         threads: threads.unwrap_or(0),
+        keep_denormals: false,
     }
 }
 

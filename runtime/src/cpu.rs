@@ -232,6 +232,9 @@ impl CompiledModel {
             self.guard_fill(&mut arena, *loc, ty.bytes());
         }
         let wptr = p.weights.as_ptr() as *mut u8;
+        // FTZ/DAZ for the steps (pool threads take this thread's MXCSR per job); the
+        // caller's MXCSR is restored when this returns, on every path.
+        let _fpenv = mnc_targets::cpu::fpenv::FlushDenormals::new(p.report.flush_denormals);
         let mut table: Vec<*mut u8> = Vec::with_capacity(16);
         for step in &p.steps {
             if p.guard > 0 {
@@ -488,6 +491,60 @@ pub(crate) mod tests {
         let m = CompiledModel::compile(&relu_graph(32), t, opts).unwrap();
         let x = Tensor::from_f32(vec![32], (0..32).map(|i| i as f32 - 15.5).collect()).unwrap();
         Some((m, x))
+    }
+
+    /// A 1x1 conv 64 -> 64 over 128x128 (67M multiply-adds: the GEMM kernel splits it into
+    /// tasks over the pool, long enough for the pool threads to take some) whose every product is 2^-60 * 2^-76 = 2^-136 and every output the
+    /// exact sum of 64 of them, 2^-130: denormals throughout (below 2^-126), 0 when flushed.
+    fn denormal_conv() -> (Graph, Tensor) {
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", TensorType::f32(vec![1, 64, 128, 128]));
+        let w = Tensor::from_f32(vec![64, 64, 1, 1], vec![2f32.powi(-76); 64 * 64]).unwrap();
+        let w = g.add_constant("w", w);
+        let c = g
+            .add_node_inferred("conv", Op::Conv(mnc_ir::Conv::default()), &[x, w])
+            .unwrap();
+        g.add_output("y", c);
+        let x = Tensor::from_f32(vec![1, 64, 128, 128], vec![2f32.powi(-60); 64 * 128 * 128])
+            .unwrap();
+        (g, x)
+    }
+
+    #[test]
+    fn denormals_are_flushed_on_every_thread_and_mxcsr_is_restored() {
+        let t = Target::detect_host();
+        if !t.is_jit() {
+            eprintln!("SKIPPED denormals test: no JIT target runs on this CPU");
+            return;
+        }
+        let (g, x) = denormal_conv();
+        use mnc_targets::cpu::fpenv::{mxcsr, CONTROL};
+        let before = mxcsr() & CONTROL;
+        // Alternating modes: pool threads spawned (and so initialized) in either mode must
+        // follow the dispatcher's mode of each run.
+        for threads in [1, 2, 3] {
+            for flush in [false, true, false, true] {
+                let opts = CpuOptions {
+                    threads,
+                    flush_denormals: flush,
+                    ..Default::default()
+                };
+                let m = CompiledModel::compile(&g, t, &opts).unwrap();
+                assert_eq!(m.report().flush_denormals, flush);
+                let y = m.run(std::slice::from_ref(&x)).unwrap();
+                let y = y[0].as_f32().unwrap();
+                let want = if flush { 0.0 } else { 2f32.powi(-130) };
+                // Every element: a pool thread that kept its own (default) MXCSR would leave
+                // denormals in its part of the output.
+                assert!(
+                    y.iter().all(|&v| v == want),
+                    "threads {threads}, flush {flush}: expected every element {want:e}, got {:e} .. {:e}",
+                    y.iter().cloned().fold(f32::INFINITY, f32::min),
+                    y.iter().cloned().fold(0.0, f32::max)
+                );
+                assert_eq!(mxcsr() & CONTROL, before, "caller's MXCSR restored");
+            }
+        }
     }
 
     fn assert_send_sync<T: Send + Sync>() {}

@@ -16,6 +16,7 @@
 //! Execution (arena allocation per run, pointer tables, fallbacks) is in `mnc-runtime`.
 
 pub mod emit;
+pub mod fpenv;
 pub mod kernels;
 pub mod lower;
 pub mod lower_data;
@@ -85,6 +86,9 @@ pub struct CpuOptions {
     /// are identical for every thread count. 1 runs everything on the caller. Default: the
     /// number of physical cores ([`par::physical_cores`]).
     pub threads: usize,
+    /// Flush denormals to zero during a run (MXCSR FTZ + DAZ on the calling thread and the
+    /// pool threads, restored after; see [`fpenv`]). Default: on.
+    pub flush_denormals: bool,
 }
 
 /// Size of each canary zone of [`CpuOptions::guards`] (before and after every buffer).
@@ -108,6 +112,7 @@ impl Default for CpuOptions {
             keep_clif: false,
             guards: false,
             in_place: true,
+            flush_denormals: true,
             threads: par::physical_cores(),
         }
     }
@@ -213,6 +218,8 @@ pub struct CompileReport {
     pub target: String,
     /// Threads per run the kernels were compiled for.
     pub threads: usize,
+    /// Whether runs flush denormals to zero (`CpuOptions::flush_denormals`).
+    pub flush_denormals: bool,
     /// Ops whose output took over the buffer of an input dying there (`CpuOptions::in_place`).
     pub in_place_ops: usize,
     pub ops: Vec<OpReport>,
@@ -250,9 +257,14 @@ impl CompileReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "target {}, {} thread(s) per run: {} ops, {} fallback",
+            "target {}, {} thread(s) per run, denormals {}: {} ops, {} fallback",
             self.target,
             self.threads,
+            if self.flush_denormals {
+                "flushed"
+            } else {
+                "kept"
+            },
             self.ops.len(),
             self.fallbacks()
         );
@@ -412,6 +424,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     let mut report = CompileReport {
         target: target.name().to_string(),
         threads,
+        flush_denormals: opts.flush_denormals,
         ..Default::default()
     };
 

@@ -75,11 +75,14 @@ fn count_of(w: u64) -> u64 {
 #[repr(align(128))]
 struct Padded<T>(T);
 
-/// The published job: a thin pointer to the dispatcher's `&dyn Fn(usize)` and the task count.
+/// The published job: a thin pointer to the dispatcher's `&dyn Fn(usize)`, the task count
+/// and the dispatcher's MXCSR, which every pool thread adopts before running the job's tasks
+/// (so denormal flushing, see [`super::fpenv`], is the same on every thread of a run).
 #[derive(Clone, Copy)]
 struct Job {
     f: *const (),
     tasks: usize,
+    mxcsr: u32,
 }
 
 type TaskFn<'a> = &'a (dyn Fn(usize) + Sync + 'a);
@@ -129,6 +132,7 @@ static POOL: Pool = Pool {
     job: UnsafeCell::new(Job {
         f: std::ptr::null(),
         tasks: 0,
+        mxcsr: 0,
     }),
     epoch: AtomicU64::new(0),
     helpers: AtomicUsize::new(0),
@@ -205,6 +209,7 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
         *pool.job.get() = Job {
             f: &f_ref as *const TaskFn<'_> as *const (),
             tasks,
+            mxcsr: super::fpenv::mxcsr(),
         };
     }
     pool.claim
@@ -402,6 +407,8 @@ unsafe fn run_task(pool: &Pool, left: usize) -> std::thread::Result<()> {
     // SAFETY: by the contract, `job` holds the current job and its closure is alive until
     // the task is counted in `done`, which happens after this function returned.
     let job = unsafe { *pool.job.get() };
+    // The dispatcher's floating-point mode (a no-op when it is already ours).
+    super::fpenv::set_mxcsr(job.mxcsr);
     // SAFETY: `job.f` points at the dispatcher's `&dyn Fn` (see `dispatch`), alive as above.
     let f: TaskFn<'_> = unsafe { *(job.f as *const TaskFn<'_>) };
     let t = job.tasks - left;

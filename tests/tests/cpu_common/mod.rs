@@ -36,6 +36,7 @@ pub fn verified() -> CpuOptions {
         keep_clif: false,
         guards: true,
         in_place: true,
+        flush_denormals: true,
         threads: 1,
     }
 }
