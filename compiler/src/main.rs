@@ -92,7 +92,9 @@ struct BenchArgs {
     /// x86-64 targets: threads per run (default: the number of physical cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// x86-64 targets: time and GFLOP/s per fused op (mean over the timed runs).
+    /// x86-64 targets: per fused op (mean over the timed runs) time, GFLOP/s, GB/s and
+    /// FLOP/byte of its compulsory traffic, and its place under the roofline (measured peak
+    /// and memory bandwidth).
     #[arg(long)]
     profile: bool,
     /// The model's 4-D inputs are channels-last (NHWC, as Keras/tf2onnx export them): take
