@@ -28,7 +28,7 @@ impl Default for BenchOptions {
     }
 }
 
-/// One fused op's share of a profiled CPU run.
+/// One fused op's share of a profiled CPU run, and where it sits under the roofline.
 #[derive(Clone, Debug, Serialize)]
 pub struct OpProfile {
     pub node: String,
@@ -37,6 +37,50 @@ pub struct OpProfile {
     pub mean_ms: f64,
     pub flops: u64,
     pub gflops: f64,
+    /// Compulsory memory traffic per run, from the compile report
+    /// (`mnc_targets::cpu::OpReport::bytes`: output written once, every distinct input and
+    /// constant read once; not measured cache misses).
+    pub bytes: u64,
+    /// `bytes` over the mean time.
+    pub gbytes_per_s: f64,
+    /// FLOPs per byte of compulsory traffic (0 when the op moves nothing).
+    pub arithmetic_intensity: f64,
+    /// The roofline's bound at this intensity, `min(peak, intensity x bandwidth)` with the
+    /// measured peak and memory bandwidth of the run (absent without them).
+    pub roof_gflops: Option<f64>,
+    /// Which roof that is.
+    pub bound: Option<Bound>,
+    /// `gflops / roof_gflops`: above 1 for a memory-bound op means its data came from cache.
+    pub roof_share: Option<f64>,
+}
+
+/// The roof that bounds an op on the roofline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bound {
+    /// Arithmetic intensity x memory bandwidth is below the peak.
+    Memory,
+    /// The peak multiply-add rate.
+    Compute,
+}
+
+/// The two measured roofs of a CPU run.
+#[derive(Clone, Copy, Debug)]
+pub struct Roofline {
+    pub peak_gflops: f64,
+    pub bandwidth_gbs: f64,
+}
+
+impl Roofline {
+    /// The attainable GFLOP/s at `intensity` FLOP/byte and the roof that sets it.
+    pub fn bound(&self, intensity: f64) -> (f64, Bound) {
+        let mem = intensity * self.bandwidth_gbs;
+        if mem < self.peak_gflops {
+            (mem, Bound::Memory)
+        } else {
+            (self.peak_gflops, Bound::Compute)
+        }
+    }
 }
 
 /// The result of a benchmark (the fields of `mnc bench --format json`).
@@ -61,6 +105,14 @@ pub struct BenchResult {
     pub peak_share: Option<f64>,
     /// Cores the peak counts.
     pub peak_cores: Option<usize>,
+    /// `--profile` on x86-64 targets: the measured memory bandwidth in GB/s
+    /// ([`memory_bandwidth_gbs`]: a triad over 192 MiB on the `peak_cores` threads of the
+    /// kernels' pool, 12 bytes per element: two reads and a write, the write-allocate read
+    /// not counted, as in STREAM).
+    pub bandwidth_gbs: Option<f64>,
+    /// `--profile` on x86-64 targets: the bandwidth from L2 in GB/s, one core's triad over
+    /// 192 KiB ([`l2_bandwidth_gbs`]) times `peak_cores` (the convention of the peak).
+    pub cache_bandwidth_gbs: Option<f64>,
     pub timing: String,
     pub profile: Option<Vec<OpProfile>>,
 }
@@ -95,10 +147,6 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         model.run_shared(&inputs)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let profile = match (model.executable(), opts.profile) {
-        (Executable::Cpu(m), true) => Some(profile_ops(m, &inputs, opts.iters)?),
-        _ => None,
-    };
     ms.sort_by(|x, y| x.total_cmp(y));
     let (median, min, p90) = (quantile(&ms, 0.5), ms[0], quantile(&ms, 0.9));
     let batch = model.batch();
@@ -115,6 +163,17 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         }),
         _ => None,
     };
+    let (mut bandwidth, mut cache_bandwidth, mut profile) = (None, None, None);
+    if let (Executable::Cpu(m), true) = (model.executable(), opts.profile) {
+        let cores = peak.map_or(1, |p| p.1);
+        bandwidth = memory_bandwidth_gbs(cores);
+        cache_bandwidth = l2_bandwidth_gbs().map(|b| b * cores as f64);
+        let roof = peak.zip(bandwidth).map(|(p, b)| Roofline {
+            peak_gflops: p.0,
+            bandwidth_gbs: b,
+        });
+        profile = Some(profile_ops(m, &inputs, opts.iters, roof)?);
+    }
     Ok(BenchResult {
         model: model.name().to_string(),
         target: model.target().name().to_string(),
@@ -132,6 +191,8 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         peak_gflops: peak.map(|p| p.0),
         peak_share: peak.map(|p| gflops / p.0),
         peak_cores: peak.map(|p| p.1),
+        bandwidth_gbs: bandwidth,
+        cache_bandwidth_gbs: cache_bandwidth,
         timing: "wall clock per run(), including host<->device copies for GPU targets".into(),
         profile,
     })
@@ -171,6 +232,20 @@ impl BenchResult {
                 100.0 * self.gflops / p
             );
         }
+        if let (Some(b), Some(cores)) = (self.bandwidth_gbs, self.peak_cores) {
+            let _ = write!(
+                s,
+                "memory bandwidth: {b:.1} GB/s (triad over {} MiB, {cores} thread(s))",
+                (3 * 4 * MEMORY_TRIAD_LEN) >> 20
+            );
+            if let Some(c) = self.cache_bandwidth_gbs {
+                let _ = write!(s, ", from L2 {c:.0} GB/s (one core's triad x {cores})");
+            }
+            if let Some(p) = self.peak_gflops {
+                let _ = write!(s, "; ridge point {:.1} FLOP/byte", p / b);
+            }
+            let _ = writeln!(s);
+        }
         if self.target.starts_with("cuda") {
             let _ = writeln!(
                 s,
@@ -178,20 +253,36 @@ impl BenchResult {
             );
         }
         if let Some(p) = &self.profile {
-            let _ = writeln!(s, "\nper op (mean over {} profiled runs):", self.iters);
             let _ = writeln!(
                 s,
-                "{:>9} {:>6} {:>9}  {:<18} {:<24} node",
-                "ms", "%", "GFLOP/s", "op", "strategy"
+                "\nper op (mean over {} profiled runs; bytes: compulsory traffic, each input read and the output written once; roof: min(peak, FLOP/byte x memory bandwidth)):",
+                self.iters
+            );
+            let _ = writeln!(
+                s,
+                "{:>9} {:>6} {:>9} {:>8} {:>8} {:<7} {:>7}  {:<18} {:<24} node",
+                "ms", "%", "GFLOP/s", "GB/s", "FLOP/B", "bound", "roof%", "op", "strategy"
             );
             let total: f64 = p.iter().map(|r| r.mean_ms).sum();
             for r in p {
+                let bound = match r.bound {
+                    Some(Bound::Memory) => "memory",
+                    Some(Bound::Compute) => "compute",
+                    None => "-",
+                };
+                let share = r
+                    .roof_share
+                    .map_or("-".to_string(), |x| format!("{:.1}%", 100.0 * x));
                 let _ = writeln!(
                     s,
-                    "{:>9.4} {:>5.1}% {:>9.1}  {:<18} {:<24} {}",
+                    "{:>9.4} {:>5.1}% {:>9.1} {:>8.2} {:>8.2} {:<7} {:>7}  {:<18} {:<24} {}",
                     r.mean_ms,
                     100.0 * r.mean_ms / total.max(1e-12),
                     r.gflops,
+                    r.gbytes_per_s,
+                    r.arithmetic_intensity,
+                    bound,
+                    share,
                     r.op,
                     r.strategy,
                     r.node
@@ -203,11 +294,13 @@ impl BenchResult {
 }
 
 /// Mean wall time per generated step over `iters` profiled runs, joined with the compile
-/// report's op kind, lowering strategy and FLOPs (by node name), in execution order.
+/// report's op kind, lowering strategy, FLOPs and bytes (by node name), in execution order,
+/// placed under `roof` when given.
 fn profile_ops(
     m: &mnc_runtime::cpu::CompiledModel,
     input: &[Tensor],
     iters: usize,
+    roof: Option<Roofline>,
 ) -> Result<Vec<OpProfile>> {
     let mut sums: Vec<(String, f64)> = Vec::new();
     for _ in 0..iters {
@@ -224,20 +317,278 @@ fn profile_ops(
         .into_iter()
         .map(|(node, total)| {
             let op = report.ops.iter().find(|o| o.node == node);
-            let flops = op.map(|o| o.flops).unwrap_or(0);
             let mean_ms = total / iters as f64;
-            OpProfile {
-                op: op.map(|o| o.op.to_string()).unwrap_or_default(),
-                strategy: op.map(|o| o.strategy.clone()).unwrap_or_default(),
-                flops,
-                gflops: if mean_ms > 0.0 {
-                    flops as f64 / (mean_ms / 1e3) / 1e9
-                } else {
-                    0.0
-                },
-                mean_ms,
+            op_profile(
                 node,
-            }
+                op.map(|o| o.op.to_string()).unwrap_or_default(),
+                op.map(|o| o.strategy.clone()).unwrap_or_default(),
+                mean_ms,
+                op.map_or((0, 0), |o| (o.flops, o.bytes)),
+                roof,
+            )
         })
         .collect())
+}
+
+/// One op's rates (per second of `mean_ms`), intensity and place under `roof`.
+fn op_profile(
+    node: String,
+    op: String,
+    strategy: String,
+    mean_ms: f64,
+    (flops, bytes): (u64, u64),
+    roof: Option<Roofline>,
+) -> OpProfile {
+    let per_s = |x: u64| {
+        if mean_ms > 0.0 {
+            x as f64 / (mean_ms / 1e3) / 1e9
+        } else {
+            0.0
+        }
+    };
+    let gflops = per_s(flops);
+    let arithmetic_intensity = if bytes > 0 {
+        flops as f64 / bytes as f64
+    } else {
+        0.0
+    };
+    let place = roof.map(|r| r.bound(arithmetic_intensity));
+    OpProfile {
+        node,
+        op,
+        strategy,
+        mean_ms,
+        flops,
+        gflops,
+        bytes,
+        gbytes_per_s: per_s(bytes),
+        arithmetic_intensity,
+        roof_gflops: place.map(|p| p.0),
+        bound: place.map(|p| p.1),
+        roof_share: place.and_then(|p| (p.0 > 0.0).then(|| gflops / p.0)),
+    }
+}
+
+/// Bytes the [`triad`] moves per element: two 4-byte reads and one 4-byte write (the
+/// STREAM convention: the read a write-allocate cache does before the write is not counted).
+const TRIAD_BYTES: usize = 12;
+
+/// `a[i] = b[i] + s * c[i]`: the streaming kernel the bandwidth figures time (plain Rust,
+/// vectorized by the compiler for the build's baseline ISA).
+fn triad(a: &mut [f32], b: &[f32], c: &[f32], s: f32) {
+    for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
+        *a = b + s * c;
+    }
+}
+
+/// Three zero-initialized f32 arrays of `n` elements, or `None` when memory is short.
+fn triad_arrays(n: usize) -> Option<[Vec<f32>; 3]> {
+    let make = || -> Option<Vec<f32>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).ok()?;
+        v.resize(n, 0.0);
+        Some(v)
+    };
+    Some([make()?, make()?, make()?])
+}
+
+/// Elements of each of the three arrays [`memory_bandwidth_gbs`] streams: 64 MiB of f32,
+/// 192 MiB in all, beyond the last-level cache of current x86 parts.
+const MEMORY_TRIAD_LEN: usize = 16 << 20;
+
+/// The measured memory bandwidth in GB/s over `threads` threads: the best of 3 [`triad`]
+/// passes over three arrays of [`MEMORY_TRIAD_LEN`] floats, in 8 chunks per thread handed
+/// out by the kernels' pool (`mnc_targets::cpu::par::for_each`, as the ops are), after a
+/// first pass that maps the pages. `None` when the arrays cannot be allocated.
+pub fn memory_bandwidth_gbs(threads: usize) -> Option<f64> {
+    const N: usize = MEMORY_TRIAD_LEN;
+    let chunks = threads.max(1) * 8;
+    let len = N / chunks;
+    let parts: Vec<std::sync::Mutex<[Vec<f32>; 3]>> = (0..chunks)
+        .map(|_| triad_arrays(len).map(std::sync::Mutex::new))
+        .collect::<Option<_>>()?;
+    let s = std::hint::black_box(0.5f32);
+    let pass = || {
+        mnc_targets::cpu::par::for_each(threads, chunks, &|t| {
+            // Each task locks its own chunk: never contended, so never poisoned by another.
+            let mut p = parts[t].lock().unwrap_or_else(|e| e.into_inner());
+            let [a, b, c] = &mut *p;
+            triad(a, b, c, s);
+            std::hint::black_box(a.as_ptr());
+        })
+    };
+    pass();
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        pass();
+        let secs = t0.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            best = best.max((TRIAD_BYTES * len * chunks) as f64 / secs / 1e9);
+        }
+    }
+    Some(best)
+}
+
+/// The measured bandwidth of one core from its L2 cache in GB/s: the best of 5 runs of 200
+/// [`triad`] passes over three 64 KiB arrays (192 KiB: beyond L1, inside the L2 of current
+/// x86 cores).
+pub fn l2_bandwidth_gbs() -> Option<f64> {
+    const N: usize = 16 << 10;
+    const PASSES: usize = 200;
+    let [mut a, b, c] = triad_arrays(N)?;
+    let s = std::hint::black_box(0.5f32);
+    triad(&mut a, &b, &c, s);
+    let mut best = 0.0f64;
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        for _ in 0..PASSES {
+            triad(std::hint::black_box(&mut a), &b, &c, s);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            best = best.max((TRIAD_BYTES * N * PASSES) as f64 / secs / 1e9);
+        }
+    }
+    Some(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOF: Roofline = Roofline {
+        peak_gflops: 100.0,
+        bandwidth_gbs: 10.0,
+    };
+
+    fn op(flops: u64, bytes: u64) -> OpProfile {
+        op_profile(
+            "n".into(),
+            "Conv".into(),
+            "conv-gemm".into(),
+            1.0,
+            (flops, bytes),
+            Some(ROOF),
+        )
+    }
+
+    /// Rates, intensity and the roof that bounds the op, on both sides of the ridge point
+    /// (10 FLOP/byte here).
+    #[test]
+    fn an_op_is_placed_under_the_lower_roof() {
+        // 2 MFLOP and 1 MB in 1 ms: 2 GFLOP/s, 1 GB/s, 2 FLOP/byte -> memory roof 20 GFLOP/s.
+        let m = op(2_000_000, 1_000_000);
+        assert_eq!((m.gflops, m.gbytes_per_s), (2.0, 1.0));
+        assert_eq!(m.arithmetic_intensity, 2.0);
+        assert_eq!((m.roof_gflops, m.bound), (Some(20.0), Some(Bound::Memory)));
+        assert_eq!(m.roof_share, Some(0.1));
+        // 50 MFLOP over 1 MB: 50 FLOP/byte, past the ridge -> the peak bounds it.
+        let c = op(50_000_000, 1_000_000);
+        assert_eq!(
+            (c.roof_gflops, c.bound),
+            (Some(100.0), Some(Bound::Compute))
+        );
+        assert_eq!(c.roof_share, Some(0.5));
+        // Nothing moved (no step data): no intensity, a zero memory roof, no share.
+        let z = op(0, 0);
+        assert_eq!((z.arithmetic_intensity, z.roof_share), (0.0, None));
+        // Without measured roofs, no placement.
+        let n = op_profile("n".into(), "Relu".into(), "act".into(), 1.0, (0, 8), None);
+        assert_eq!((n.roof_gflops, n.bound, n.roof_share), (None, None, None));
+        assert_eq!(n.gbytes_per_s, 8e-6);
+    }
+
+    fn result(profile: Vec<OpProfile>) -> BenchResult {
+        BenchResult {
+            model: "m".into(),
+            target: "x86_64-avx2".into(),
+            device: "cpu".into(),
+            batch: 1,
+            iters: 3,
+            warmup: 1,
+            median_ms: 1.0,
+            min_ms: 1.0,
+            p90_ms: 1.0,
+            throughput_per_s: 1000.0,
+            mult_adds: 1_000_000,
+            gflops: 2.0,
+            build_ms: 1.0,
+            peak_gflops: Some(ROOF.peak_gflops),
+            peak_share: Some(0.02),
+            peak_cores: Some(2),
+            bandwidth_gbs: Some(ROOF.bandwidth_gbs),
+            cache_bandwidth_gbs: Some(40.0),
+            timing: String::new(),
+            profile: Some(profile),
+        }
+    }
+
+    /// The text has the roofline columns, one row per op, and the bandwidth line.
+    #[test]
+    fn the_profile_text_shows_bandwidth_intensity_and_roof() {
+        let t = result(vec![op(2_000_000, 1_000_000), op(50_000_000, 1_000_000)]).text();
+        assert!(
+            t.contains("memory bandwidth: 10.0 GB/s (triad over 192 MiB, 2 thread(s)), from L2 40 GB/s (one core's triad x 2); ridge point 10.0 FLOP/byte"),
+            "{t}"
+        );
+        let header = t
+            .lines()
+            .find(|l| l.contains("GFLOP/s") && l.contains("node"));
+        let header: Vec<&str> = header.expect(&t).split_whitespace().collect();
+        assert_eq!(
+            header,
+            ["ms", "%", "GFLOP/s", "GB/s", "FLOP/B", "bound", "roof%", "op", "strategy", "node"]
+        );
+        let rows: Vec<Vec<&str>> = t
+            .lines()
+            .filter(|l| l.ends_with(" n"))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                [
+                    "1.0000",
+                    "50.0%",
+                    "2.0",
+                    "1.00",
+                    "2.00",
+                    "memory",
+                    "10.0%",
+                    "Conv",
+                    "conv-gemm",
+                    "n"
+                ],
+                [
+                    "1.0000",
+                    "50.0%",
+                    "50.0",
+                    "1.00",
+                    "50.00",
+                    "compute",
+                    "50.0%",
+                    "Conv",
+                    "conv-gemm",
+                    "n"
+                ],
+            ]
+        );
+    }
+
+    /// `--format json` carries the roofline fields a plotting script reads.
+    #[test]
+    fn the_json_has_the_roofline_fields() {
+        let j = serde_json::to_value(result(vec![op(2_000_000, 1_000_000)])).unwrap();
+        assert_eq!(j["bandwidth_gbs"], 10.0);
+        assert_eq!(j["cache_bandwidth_gbs"], 40.0);
+        assert_eq!(j["peak_gflops"], 100.0);
+        let p = &j["profile"][0];
+        assert_eq!(p["bytes"], 1_000_000);
+        assert_eq!(p["gbytes_per_s"], 1.0);
+        assert_eq!(p["arithmetic_intensity"], 2.0);
+        assert_eq!(p["roof_gflops"], 20.0);
+        assert_eq!(p["bound"], "memory");
+        assert_eq!(p["roof_share"], 0.1);
+    }
 }

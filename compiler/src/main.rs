@@ -100,7 +100,9 @@ struct BenchArgs {
     /// see docs/CPU_BACKEND.md).
     #[arg(long)]
     keep_denormals: bool,
-    /// x86-64 targets: time and GFLOP/s per fused op (mean over the timed runs).
+    /// x86-64 targets: per fused op (mean over the timed runs) time, GFLOP/s, GB/s and
+    /// FLOP/byte of its compulsory traffic, and its place under the roofline (measured peak
+    /// and memory bandwidth).
     #[arg(long)]
     profile: bool,
     /// The model's 4-D inputs are channels-last (NHWC, as Keras/tf2onnx export them): take

@@ -331,6 +331,17 @@ fn bench_reports_latency_and_a_per_op_profile() {
             .any(|r| r["op"] == "Conv" && r["mean_ms"].as_f64().is_some()),
         "{j}"
     );
+    // The roofline: measured roofs, and every op's traffic, intensity and bound.
+    for key in ["peak_gflops", "bandwidth_gbs", "cache_bandwidth_gbs"] {
+        assert!(j[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {j}");
+    }
+    for r in ops {
+        assert!(r["bytes"].as_u64().is_some_and(|b| b > 0), "{r}");
+        for key in ["gbytes_per_s", "arithmetic_intensity", "roof_gflops"] {
+            assert!(r[key].as_f64().is_some(), "{key}: {r}");
+        }
+        assert!(r["bound"] == "memory" || r["bound"] == "compute", "{r}");
+    }
     // The reference executor has no per-op profile.
     let o = mnc(&[
         "bench",

@@ -210,6 +210,26 @@ pub struct OpReport {
     pub fallback: bool,
     pub code_bytes: usize,
     pub flops: u64,
+    /// Compulsory memory traffic of one run of the op, in bytes: its output written once plus
+    /// every distinct buffer its step is handed read once (inputs, and constants in the form
+    /// the code reads them: packed weights at their packed size; scratch not counted). What
+    /// the op must move if none of its data is cached beforehand; re-reads that miss the
+    /// cache and write-allocate reads come on top. An over-count for ops that read only part
+    /// of an input (Slice, Gather) or are handed a constant both raw and packed (a Gemm's C).
+    /// Counted at compile time, not measured cache misses. 0 for views (no step).
+    pub bytes: u64,
+}
+
+/// [`OpReport::bytes`] of a step from its pointer-table slots (output first, then what it
+/// reads; no scratch slot): a buffer handed in twice (`x * x`) is read once.
+fn compulsory_bytes(args: &[Loc], arg_bytes: &[usize]) -> u64 {
+    let out = arg_bytes.first().copied().unwrap_or(0) as u64;
+    let reads = args.iter().zip(arg_bytes).skip(1);
+    let distinct = reads
+        .enumerate()
+        .filter(|&(k, (loc, _))| !args[1..1 + k].contains(loc))
+        .map(|(_, (_, &b))| b as u64);
+    out + distinct.sum::<u64>()
 }
 
 /// What compilation did and how long each phase took.
@@ -271,8 +291,8 @@ impl CompileReport {
         for o in &self.ops {
             let _ = writeln!(
                 s,
-                "  {:<40} {:<18} {:<28} {:>7} B {:>12} flop",
-                o.node, o.op, o.strategy, o.code_bytes, o.flops
+                "  {:<40} {:<18} {:<28} {:>7} B {:>12} flop {:>10} B moved",
+                o.node, o.op, o.strategy, o.code_bytes, o.flops, o.bytes
             );
         }
         let _ = writeln!(
@@ -729,6 +749,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
             fallback: false,
             code_bytes: 0,
             flops: 0,
+            bytes: 0,
         };
         match plan {
             Plan::View => {
@@ -737,6 +758,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
             Plan::Fallback(why) => {
                 rep.strategy = format!("fallback: {why}");
                 rep.fallback = true;
+                rep.bytes = compulsory_bytes(&args, &arg_bytes);
                 steps.push(Step {
                     node: node.name.clone(),
                     op: node.op.clone(),
@@ -755,6 +777,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                     args.push(Loc::Weight(put(&f32_le_bytes(x))));
                     arg_bytes.push(x.len() * 4);
                 }
+                rep.bytes = compulsory_bytes(&args, &arg_bytes);
                 if jp.scratch_bytes > 0 {
                     args.push(Loc::Arena(scratch_off));
                     arg_bytes.push(jp.scratch_bytes);
@@ -925,6 +948,46 @@ mod slot_tests {
                 + r.time_other;
             assert_eq!(parts, r.time_total, "{t}: {}", r.to_text());
         }
+    }
+
+    /// The compulsory traffic of each step, computed by hand: an elementwise op reads its
+    /// input and writes its output; an operand given twice is read once; a matrix-vector
+    /// product reads its packed `k x n` weights (no padding in that layout).
+    #[test]
+    fn op_reports_count_the_bytes_each_step_moves() {
+        use mnc_ir::{Activation, BinaryOp, DType, Gemm};
+        let f = |s: &[usize]| TensorType::new(DType::F32, s.to_vec());
+        let mut g = Graph::new("traffic");
+        let x = g.add_input("x", f(&[1, 4, 8, 8])); // 256 floats
+        let r = g
+            .add_node_inferred("relu", Op::Act(Activation::Relu), &[x])
+            .unwrap();
+        let sq = g
+            .add_node_inferred("square", Op::Binary(BinaryOp::Mul), &[r, r])
+            .unwrap();
+        let flat = g
+            .add_node_inferred("flat", Op::Flatten { axis: 1 }, &[sq])
+            .unwrap();
+        let (k, n) = (256, 10);
+        let w = Tensor::from_f32(vec![k, n], (0..k * n).map(|i| i as f32).collect()).unwrap();
+        let w = g.add_constant("w", w);
+        let fc = g
+            .add_node_inferred("fc", Op::Gemm(Gemm::default()), &[flat, w])
+            .unwrap();
+        g.add_output("y", fc);
+        // In place or not, a step reads its input and writes its output.
+        let r = compile(&g, Target::X86_64, &CpuOptions::default())
+            .unwrap()
+            .report;
+        let bytes = |node: &str| {
+            let o = r.ops.iter().find(|o| o.node == node).unwrap();
+            (o.strategy.as_str(), o.bytes)
+        };
+        assert_eq!(bytes("relu").1, 2 * 256 * 4, "{}", r.to_text());
+        assert_eq!(bytes("square").1, 2 * 256 * 4, "{}", r.to_text());
+        assert_eq!(bytes("flat"), ("view", 0));
+        assert_eq!(bytes("fc"), ("gemm-kernel", (k + k * n + n) as u64 * 4));
+        assert!(r.to_text().contains("B moved"), "{}", r.to_text());
     }
 
     #[test]
