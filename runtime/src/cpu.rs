@@ -505,8 +505,8 @@ pub(crate) mod tests {
             .add_node_inferred("conv", Op::Conv(mnc_ir::Conv::default()), &[x, w])
             .unwrap();
         g.add_output("y", c);
-        let x = Tensor::from_f32(vec![1, 64, 128, 128], vec![2f32.powi(-60); 64 * 128 * 128])
-            .unwrap();
+        let x =
+            Tensor::from_f32(vec![1, 64, 128, 128], vec![2f32.powi(-60); 64 * 128 * 128]).unwrap();
         (g, x)
     }
 
