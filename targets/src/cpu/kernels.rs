@@ -20,6 +20,8 @@
 //!   registers.
 //! - **SqueezeExcite** ([`SeFn`]): squeeze (plane means), the two small mat-vecs with their
 //!   activations, and the channel scaling.
+//! - **Stem conv** ([`stem::StemFn`], AVX2/AVX-512): a whole ungrouped conv with at most
+//!   [`stem::STEM_MAX_CI`] input channels, direct (no im2col), see [`stem`].
 //! - **LRN** ([`lrn::LrnFn`]): one plain-Rust kernel for every ISA, see [`lrn`].
 //!
 //! All split their work over the persistent pool ([`super::par::for_each`]) when called with
@@ -1483,6 +1485,10 @@ macro_rules! dw_body {
     };
 }
 
+// The stem kernel's geometry, driver and ISA body (`stem_body!`, used by the modules below).
+#[macro_use]
+pub mod stem;
+
 /// The one-instruction vector helpers of an ISA module (`zero`, `splat`, `add`, `sub`, `mul`,
 /// `div`, `min`, `max`, unaligned `ld` / `st`, broadcast `bc`), from its intrinsics.
 macro_rules! lane_ops {
@@ -1720,6 +1726,9 @@ pub mod avx2 {
     se_body!("avx2,fma");
     peak_body!("avx2,fma");
     dw_body!("avx2,fma");
+    /// Output channels per block of the stem kernel (accumulators; 16 ymm registers).
+    const CB: usize = 8;
+    stem_body!("avx2,fma");
 }
 
 /// AVX-512F: 8 x 32 tile of 512-bit vectors (16 accumulators), mask registers for tails.
@@ -1802,6 +1811,9 @@ pub mod avx512 {
     se_body!("avx512f,avx2,fma");
     peak_body!("avx512f,avx2,fma");
     dw_body!("avx512f,avx2,fma");
+    /// Output channels per block of the stem kernel (accumulators; 32 zmm registers).
+    const CB: usize = 16;
+    stem_body!("avx512f,avx2,fma");
 }
 
 pub mod lrn;

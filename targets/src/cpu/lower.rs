@@ -7,6 +7,7 @@
 //! the scratch area when `scratch_bytes > 0`.
 
 use super::emit::{Emitter, Operand};
+use super::kernels::stem::{StemGeom, STEM_MAX_CI};
 use super::kernels::{dw_tasks, encode_act, pack_a, DwGeom, Kernel, SeGeom};
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
 use mnc_ir::eval::conv::valid_range;
@@ -79,6 +80,12 @@ pub enum Kind {
         kernel: bool,
         threads: usize,
     },
+    /// Ungrouped conv with at most [`STEM_MAX_CI`] input channels (the stem) through the
+    /// per-ISA direct stem kernel ([`super::kernels::stem`]): geometry in extra 0, the padded
+    /// input planes in scratch, fused epilogue, split over `threads`.
+    ConvStem {
+        threads: usize,
+    },
     Act(Activation),
     /// `x * scale[c] + bias[c]`; scale/bias are extras 0/1 for BatchNorm, inputs 1/2 for
     /// ChannelAffine.
@@ -126,6 +133,7 @@ impl Kind {
             Kind::ConvGemm { im2col: false, .. } => "conv-gemm",
             Kind::ConvDirect { kernel: true, .. } => "conv-direct-kernel",
             Kind::ConvDirect { kernel: false, .. } => "conv-direct",
+            Kind::ConvStem { .. } => "conv-stem-kernel",
             Kind::Act(_) => "act",
             Kind::Affine { .. } => "affine",
             Kind::Binary(_) => "binary",
@@ -193,6 +201,7 @@ pub fn plan_op(
     info: &OpInfo,
     kernel: &Kernel,
     has_dw_kernel: bool,
+    has_stem_kernel: bool,
     threads: usize,
 ) -> Result<Plan, String> {
     let threads = threads.max(1);
@@ -218,7 +227,7 @@ pub fn plan_op(
     }
     let numel = info.out.numel();
     Ok(match info.op {
-        Op::Conv(c) => plan_conv(c, info, kernel, has_dw_kernel, threads)?,
+        Op::Conv(c) => plan_conv(c, info, kernel, has_dw_kernel, has_stem_kernel, threads)?,
         Op::Act(a) => jit(Kind::Act(*a), vec![], 0, numel as u64),
         Op::ChannelAffine => {
             if info.inputs[0].shape.len() < 2 {
@@ -380,6 +389,7 @@ fn plan_conv(
     info: &OpInfo,
     kernel: &Kernel,
     has_dw_kernel: bool,
+    has_stem_kernel: bool,
     threads: usize,
 ) -> Result<Plan, String> {
     if info.inputs[0].shape.len() != 4 {
@@ -438,13 +448,55 @@ fn plan_conv(
     let Some(wv) = wt.as_f32() else {
         return Ok(Plan::Fallback("conv weights are not f32".into()));
     };
-    let k = g.cig * g.kh * g.kw;
     let pointwise = g.kh == 1
         && g.kw == 1
         && c.strides == [1, 1]
         && c.pads == [0; 4]
         && g.oh == g.h
         && g.ow == g.w;
+    if has_stem_kernel && c.group == 1 && g.ci <= STEM_MAX_CI && !pointwise {
+        let (hp, wp) = direct_padded(&g, c)?;
+        let (act, act_params) = encode_act(c.epilogue.act);
+        let u = |v: usize| v as u64;
+        let geom = StemGeom {
+            n: u(g.n),
+            ci: u(g.ci),
+            co: u(g.co),
+            h: u(g.h),
+            w: u(g.w),
+            pt: u(c.pads[0]),
+            pl: u(c.pads[1]),
+            kh: u(g.kh),
+            kw: u(g.kw),
+            sy: u(c.strides[0]),
+            sx: u(c.strides[1]),
+            dy: u(c.dilations[0]),
+            dx: u(c.dilations[1]),
+            oh: u(g.oh),
+            ow: u(g.ow),
+            hp: u(hp),
+            wp: u(wp),
+            act,
+            act_params,
+        };
+        let scratch = scratch_bytes(geom.scratch_floats(), "padded input planes")?;
+        // Weights tap-major, `[(c, ky, kx)][o]`: a tap's weights for a block of output
+        // channels are contiguous (broadcasts at immediate offsets).
+        let k = g.ci * g.kh * g.kw;
+        let mut packed = vec![0.0f32; k * g.co];
+        for o in 0..g.co {
+            for t in 0..k {
+                packed[t * g.co + o] = wv[o * k + t];
+            }
+        }
+        return Ok(jit(
+            Kind::ConvStem { threads },
+            vec![geom.to_blob(), packed],
+            scratch,
+            flops,
+        ));
+    }
+    let k = g.cig * g.kh * g.kw;
     if !pointwise {
         if let Some(p) = too_many_taps(g.kh, g.kw) {
             return Ok(p);
@@ -562,7 +614,9 @@ pub fn in_place_input(kind: &Kind, info: &OpInfo) -> Option<(usize, bool)> {
     let slot = match (kind, info.op) {
         (Kind::Act(_) | Kind::Affine { .. }, _) => Some((0, false)),
         (Kind::Binary(_), _) => (0..2).find(|&k| same(k)).map(|k| (k, false)),
-        (Kind::ConvGemm { .. } | Kind::ConvDirect { .. }, Op::Conv(c)) if c.epilogue.residual => {
+        (Kind::ConvGemm { .. } | Kind::ConvDirect { .. } | Kind::ConvStem { .. }, Op::Conv(c))
+            if c.epilogue.residual =>
+        {
             Some((2 + c.has_bias as usize, true))
         }
         (Kind::SqueezeExcite { .. }, _) => Some((0, true)),
@@ -671,6 +725,8 @@ pub struct KernelRefs {
     pub gemm: Option<FuncRef>,
     /// Depthwise op ([`super::kernels::DwFn`]; AVX2/AVX-512 only).
     pub dw: Option<FuncRef>,
+    /// Stem conv ([`super::kernels::stem::StemFn`]; AVX2/AVX-512 only).
+    pub stem: Option<FuncRef>,
     /// Matrix-vector product ([`super::kernels::GemvFn`]).
     pub gemv: Option<FuncRef>,
     /// SqueezeExcite ([`super::kernels::SeFn`]).
@@ -714,7 +770,11 @@ pub fn emit_op(
             Op::Conv(c),
         ) => {
             let dref = refs.dw.ok_or_else(|| missing("depthwise"))?;
-            emit_conv_dw_kernel(e, c, extra(0), scratch_slot, *threads, dref)
+            emit_conv_op_kernel(e, c, 2, extra(0), scratch_slot, *threads, dref)
+        }
+        (Kind::ConvStem { threads }, Op::Conv(c)) => {
+            let sref = refs.stem.ok_or_else(|| missing("stem"))?;
+            emit_conv_op_kernel(e, c, extra(1), extra(0), scratch_slot, *threads, sref)
         }
         (Kind::ConvDirect { kernel: false, .. }, Op::Conv(c)) => {
             emit_conv_direct(e, info, c, scratch_slot)?
@@ -910,16 +970,19 @@ fn emit_conv_gemm(
     });
 }
 
-/// A depthwise conv through the per-ISA op kernel: one call, geometry in the blob.
-fn emit_conv_dw_kernel(
+/// A depthwise (or stem) conv through the per-ISA op kernel ([`super::kernels::DwFn`] and
+/// [`super::kernels::stem::StemFn`] take the same arguments): one call, weights from
+/// `weight_slot` (the raw constant or a packed extra), geometry in the blob.
+fn emit_conv_op_kernel(
     e: &mut Emitter,
     c: &Conv,
+    weight_slot: usize,
     geom_slot: usize,
     scratch_slot: usize,
     threads: usize,
     dref: FuncRef,
 ) {
-    let (y, x, w) = (e.arg(0), e.arg(1), e.arg(2));
+    let (y, x, w) = (e.arg(0), e.arg(1), e.arg(weight_slot));
     let null = e.c64(0);
     let bias = if c.has_bias { e.arg(3) } else { null };
     let res = if c.epilogue.residual {

@@ -437,6 +437,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     // More threads than the pool can seat would only make empty tasks.
     let threads = opts.threads.clamp(1, par::MAX_HELPERS + 1);
     let dw = kernels::dw_kernel(target);
+    let stem = kernels::stem::stem_kernel(target);
     let ts = Instant::now();
     let isa = isa_for(target)?;
     let mut t_setup = ts.elapsed();
@@ -525,13 +526,11 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
             _ => {
                 let ins = g.inputs(id);
                 let info = OpInfo::of(g, id);
-                let plan =
-                    lower::plan_op(&info, &kernel, dw.is_some(), threads).map_err(|msg| {
-                        CpuError::Oversize {
-                            node: node.name.clone(),
-                            op: node.op.kind().into(),
-                            msg,
-                        }
+                let plan = lower::plan_op(&info, &kernel, dw.is_some(), stem.is_some(), threads)
+                    .map_err(|msg| CpuError::Oversize {
+                        node: node.name.clone(),
+                        op: node.op.kind().into(),
+                        msg,
                     })?;
                 // The buffer this op's output goes to: its input's for views and in-place
                 // ops (the input dies here), else a fresh one.
@@ -579,7 +578,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     for (id, plan) in &plans {
         for (k, i) in g.inputs(*id).into_iter().enumerate() {
             let packed = k == 1
-                && matches!(plan, Plan::Jit(jp) if matches!(jp.kind, lower::Kind::ConvGemm { .. } | lower::Kind::Gemm | lower::Kind::GemmVec { .. }));
+                && matches!(plan, Plan::Jit(jp) if matches!(jp.kind, lower::Kind::ConvGemm { .. } | lower::Kind::ConvStem { .. } | lower::Kind::Gemm | lower::Kind::GemmVec { .. }));
             if let (false, Some(&c)) = (packed, const_alias.get(&i)) {
                 raw.insert(c);
             }
@@ -688,6 +687,9 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     if let Some((name, f)) = dw {
         jb.symbol(name, f as *const u8);
     }
+    if let Some((name, f)) = stem {
+        jb.symbol(name, f as *const u8);
+    }
     let (vsym, vfunc) = kernels::gemv_kernel(target).ok_or(CpuError::NotJit(target))?;
     jb.symbol(vsym, vfunc as *const u8);
     let (ssym, sfunc) = kernels::se_kernel(target).ok_or(CpuError::NotJit(target))?;
@@ -717,6 +719,10 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     )?;
     let did = match dw {
         Some((name, _)) => Some(import(&mut module, name, kernels::DW_PARAMS)?),
+        None => None,
+    };
+    let stid = match stem {
+        Some((name, _)) => Some(import(&mut module, name, kernels::stem::STEM_PARAMS)?),
         None => None,
     };
     let mut sig = module.make_signature();
@@ -806,6 +812,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                     let refs = lower::KernelRefs {
                         gemm: Some(module.declare_func_in_func(kid, b.func)),
                         dw: did.map(|d| module.declare_func_in_func(d, b.func)),
+                        stem: stid.map(|d| module.declare_func_in_func(d, b.func)),
                         gemv: Some(module.declare_func_in_func(vid, b.func)),
                         se: Some(module.declare_func_in_func(sid, b.func)),
                         lrn: Some(module.declare_func_in_func(lid, b.func)),

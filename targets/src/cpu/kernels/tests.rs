@@ -471,6 +471,15 @@ fn every_kernel_entry_catches_panics_at_its_boundary() {
                 }),
             ));
         }
+        if let Some((_, st)) = stem::stem_kernel(t) {
+            calls.push((
+                "stem",
+                // SAFETY: as above.
+                Box::new(move || unsafe {
+                    st(null, null, null, null, nullm, nullm, std::ptr::null(), 2)
+                }),
+            ));
+        }
         for (name, call) in calls {
             INJECT_PANIC.with(|i| i.set(true));
             call(); // returns normally instead of aborting the process
@@ -575,5 +584,156 @@ fn cranelift_enables_exactly_the_feature_table() {
             .map(|f| crate::cpu::cranelift_flag(f))
             .collect();
         assert_eq!(on, want, "{t}");
+    }
+}
+
+/// The stem conv by its definition: every output sums `w[o][c][ky][kx] * x[b][c][iy][ix]` over
+/// the taps inside the input, then the epilogue.
+fn stem_naive(
+    x: &[f32],
+    w: &[f32],
+    g: &stem::StemGeom,
+    bias: Option<&[f32]>,
+    res: Option<&[f32]>,
+    act: Option<Activation>,
+) -> Vec<f32> {
+    let u = |v: u64| v as usize;
+    let (n, ci, co, h, wd) = (u(g.n), u(g.ci), u(g.co), u(g.h), u(g.w));
+    let (kh, kw, oh, ow) = (u(g.kh), u(g.kw), u(g.oh), u(g.ow));
+    let mut y = vec![0.0f32; n * co * oh * ow];
+    for b in 0..n {
+        for o in 0..co {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut s = 0.0f32;
+                    for c in 0..ci {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * u(g.sy) + ky * u(g.dy)) as i64 - g.pt as i64;
+                                let ix = (ox * u(g.sx) + kx * u(g.dx)) as i64 - g.pl as i64;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                    s += w[((o * ci + c) * kh + ky) * kw + kx]
+                                        * x[((b * ci + c) * h + iy as usize) * wd + ix as usize];
+                                }
+                            }
+                        }
+                    }
+                    let i = ((b * co + o) * oh + oy) * ow + ox;
+                    y[i] = epilogue(s, bias.map(|v| v[o]), res.map(|r| r[i]), act);
+                }
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn stem_matches_naive_and_stays_in_bounds() {
+    for t in Target::jit_targets_for_test("stem_matches_naive_and_stays_in_bounds") {
+        let Some((_, f)) = stem::stem_kernel(t) else {
+            continue;
+        };
+        // (batch, in channels, out channels, h, w, kh, kw, stride, dilation, pads t/l/b/r)
+        type Case = (
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            [usize; 4],
+        );
+        let cases: &[Case] = &[
+            (1, 3, 16, 32, 32, 3, 3, 2, 1, [1, 1, 1, 1]),
+            (2, 3, 40, 23, 37, 3, 3, 2, 1, [0, 0, 1, 1]),
+            (1, 1, 7, 9, 45, 5, 5, 1, 1, [2, 2, 2, 2]),
+            (1, 4, 17, 15, 15, 3, 5, 3, 1, [1, 2, 0, 1]),
+            (1, 2, 33, 20, 19, 3, 3, 1, 2, [2, 2, 2, 2]),
+            (2, 3, 8, 1, 1, 1, 1, 2, 1, [0, 0, 0, 0]),
+            (1, 3, 24, 17, 18, 7, 7, 2, 1, [3, 3, 3, 3]),
+        ];
+        for (ci_, &(n, ci, co, h, w, kh, kw, s, d, p)) in cases.iter().enumerate() {
+            let oh = (h + p[0] + p[2] - d * (kh - 1) - 1) / s + 1;
+            let ow = (w + p[1] + p[3] - d * (kw - 1) - 1) / s + 1;
+            let hp = (p[0] + h).max((oh - 1) * s + (kh - 1) * d + 1);
+            let wp = (p[1] + w).max((ow - 1) * s + (kw - 1) * d + 1 + (s == 2) as usize);
+            for (ai, act) in acts().into_iter().enumerate() {
+                let (with_bias, with_res) = epilogue_form(ai + ci_);
+                let (code, pp) = encode_act(act);
+                let g = stem::StemGeom {
+                    n: n as u64,
+                    ci: ci as u64,
+                    co: co as u64,
+                    h: h as u64,
+                    w: w as u64,
+                    pt: p[0] as u64,
+                    pl: p[1] as u64,
+                    kh: kh as u64,
+                    kw: kw as u64,
+                    sy: s as u64,
+                    sx: s as u64,
+                    dy: d as u64,
+                    dx: d as u64,
+                    oh: oh as u64,
+                    ow: ow as u64,
+                    hp: hp as u64,
+                    wp: wp as u64,
+                    act: code,
+                    act_params: pp,
+                };
+                let x = rand(n * ci * h * w, 13 + ci_ as u64);
+                let wt = rand(co * ci * kh * kw, 14);
+                // The kernel reads them tap-major (`[t][o]`), as the lowering packs them.
+                let taps = ci * kh * kw;
+                let wt_packed: Vec<f32> = (0..taps * co)
+                    .map(|i| wt[(i % co) * taps + i / co])
+                    .collect();
+                let bias = rand(co, 15);
+                let res = rand(n * co * oh * ow, 16);
+                let want = stem_naive(
+                    &x,
+                    &wt,
+                    &g,
+                    with_bias.then_some(&bias[..]),
+                    with_res.then_some(&res[..]),
+                    act,
+                );
+                let mut first: Option<Vec<f32>> = None;
+                for threads in [1usize, 2, 3] {
+                    let mut scratch = vec![f32::NAN; g.scratch_floats().unwrap()];
+                    let mut y = vec![9.0f32; n * co * oh * ow + 40];
+                    // SAFETY: the buffers are sized as the geometry describes (scratch:
+                    // `scratch_floats()`); the host runs the target.
+                    unsafe {
+                        f(
+                            x.as_ptr(),
+                            wt_packed.as_ptr(),
+                            ptr_if(with_bias, &bias),
+                            ptr_if(with_res, &res),
+                            y.as_mut_ptr(),
+                            scratch.as_mut_ptr(),
+                            &g,
+                            threads,
+                        )
+                    };
+                    for (i, (&gv, &wv)) in y.iter().zip(&want).enumerate() {
+                        assert!(
+                            close(gv, wv, (ci * kh * kw) as f32),
+                            "{t} case {ci_} {act:?} threads {threads} at {i}: {gv} vs {wv}"
+                        );
+                    }
+                    assert!(
+                        y[want.len()..].iter().all(|&v| v == 9.0),
+                        "{t}: wrote past the output"
+                    );
+                    same_as_first(&mut first, y, || {
+                        format!("{t} case {ci_}: {threads} threads differ from 1")
+                    });
+                }
+            }
+        }
     }
 }

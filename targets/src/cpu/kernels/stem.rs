@@ -1,0 +1,334 @@
+//! Direct convolution for few input channels: the networks' stem (3 -> 16/32 channels, 3x3,
+//! stride 2 at 224x224), which im2col + GEMM handled badly (the im2col copy, generated
+//! single-threaded code, cost 3-4x the GEMM).
+//!
+//! [`StemFn`] computes a whole ungrouped conv with at most [`STEM_MAX_CI`] input channels:
+//! 1. the input planes of every batch element are copied into zero-padded scratch planes
+//!    (`hp x wp`, input at row `pt`, column `pl`; split over the pool by planes);
+//! 2. output rows (batch x rows, split over the pool): per row, per `W`-column chunk, per block
+//!    of `CB` output channels (`CB` accumulators: 8 on AVX2, 16 on AVX-512), every tap
+//!    `(ci, ky, kx)` loads one input vector (stride 2 by the ISA's masked loads + permute)
+//!    and feeds it to the `CB` accumulators with broadcast weights, so a load serves `CB`
+//!    FMAs; the epilogue (bias, residual, activation) runs on the registers before the only
+//!    (masked) store. Leftover channels go one at a time.
+//!
+//! Every output element is computed by one task, summing its taps in `(ci, ky, kx)` order from
+//! zero: results do not depend on the thread count. The ISA bodies are in [`stem_body`]
+//! (expanded in the AVX2 and AVX-512 modules).
+
+use super::{part, words_to_blob, PAR_MIN_WORK, TASKS_PER_THREAD};
+use crate::Target;
+
+/// Most input channels the stem kernel takes (beyond that, im2col + GEMM).
+pub const STEM_MAX_CI: usize = 4;
+
+/// Geometry of a stem conv, stored in the weights blob as `u64` words like
+/// [`super::DwGeom`].
+/// Output plane `(b, o)` reads every input plane `b * ci + c`, the weights `w[t * co + o]`
+/// (tap-major, see [`StemFn`]), `bias[o]`, residual plane `b * co + o`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StemGeom {
+    pub n: u64,
+    pub ci: u64,
+    pub co: u64,
+    pub h: u64,
+    pub w: u64,
+    pub pt: u64,
+    pub pl: u64,
+    pub kh: u64,
+    pub kw: u64,
+    pub sy: u64,
+    pub sx: u64,
+    pub dy: u64,
+    pub dx: u64,
+    pub oh: u64,
+    pub ow: u64,
+    pub hp: u64,
+    pub wp: u64,
+    /// Activation code and parameters ([`super::encode_act`]).
+    pub act: u64,
+    pub act_params: u64,
+}
+
+impl StemGeom {
+    /// The struct as f32 bit patterns, for the weights blob.
+    pub fn to_blob(&self) -> Vec<f32> {
+        words_to_blob(&[
+            self.n,
+            self.ci,
+            self.co,
+            self.h,
+            self.w,
+            self.pt,
+            self.pl,
+            self.kh,
+            self.kw,
+            self.sy,
+            self.sx,
+            self.dy,
+            self.dx,
+            self.oh,
+            self.ow,
+            self.hp,
+            self.wp,
+            self.act,
+            self.act_params,
+        ])
+    }
+
+    /// Floats of scratch: the padded input planes of every batch element (`None` on
+    /// overflow).
+    pub fn scratch_floats(&self) -> Option<usize> {
+        let f = self
+            .n
+            .checked_mul(self.ci)?
+            .checked_mul(self.hp)?
+            .checked_mul(self.wp)?;
+        usize::try_from(f).ok()
+    }
+}
+
+/// Signature of the stem entry points: `(x, weights, bias, residual, y, scratch, geometry,
+/// threads)`; `bias` and `residual` may be null. Weights are tap-major: `w[t * co + o]` for tap
+/// `t = (c * kh + ky) * kw + kx` of output channel `o`.
+pub type StemFn = unsafe extern "C" fn(
+    *const f32,
+    *const f32,
+    *const f32,
+    *const f32,
+    *mut f32,
+    *mut f32,
+    *const StemGeom,
+    usize,
+);
+
+/// Number of parameters of [`StemFn`].
+pub const STEM_PARAMS: usize = 8;
+
+/// The stem kernel of a target (`None`: the SSE baseline, which keeps im2col + GEMM), with
+/// its symbol name.
+pub fn stem_kernel(t: Target) -> Option<(&'static str, StemFn)> {
+    match t {
+        Target::X86_64Avx2 => Some(("mnc_stem_avx2", super::avx2::stem)),
+        Target::X86_64Avx512 => Some(("mnc_stem_avx512", super::avx512::stem)),
+        Target::X86_64 | Target::Reference | Target::Cuda(_) => None,
+    }
+}
+
+/// One stem call, shared by its tasks.
+pub(super) struct Stem {
+    pub x: *const f32,
+    pub w: *const f32,
+    pub bias: *const f32,
+    pub res: *const f32,
+    pub y: *mut f32,
+    pub scratch: *mut f32,
+    pub g: StemGeom,
+}
+
+// SAFETY: phase 1 tasks read the input and write disjoint scratch planes; phase 2 tasks read
+// the scratch, weights, bias and residual and write disjoint output rows. The dispatcher
+// outlives them.
+unsafe impl Sync for Stem {}
+
+/// Pads input plane `p` (`b * ci + c`) into scratch plane `p`: zero border, input interior.
+///
+/// # Safety
+/// `d` describes valid buffers (`x`: `n * ci * h * w` floats, scratch `n * ci * hp * wp`), `p <
+/// n * ci`, and no other task touches scratch plane `p`.
+unsafe fn pad_plane(d: &Stem, p: usize) {
+    let g = &d.g;
+    let u = |v: u64| v as usize;
+    let (h, w, hp, wp, pt, pl) = (u(g.h), u(g.w), u(g.hp), u(g.wp), u(g.pt), u(g.pl));
+    // SAFETY: plane `p` of the scratch (`hp * wp` floats) and of the input (`h * w`) are in
+    // bounds (contract); `pt + h <= hp` and `pl + w <= wp` (the geometry's padded plane holds
+    // the input).
+    unsafe {
+        let dst = std::slice::from_raw_parts_mut(d.scratch.add(p * hp * wp), hp * wp);
+        let src = std::slice::from_raw_parts(d.x.add(p * h * w), h * w);
+        dst[..pt * wp].fill(0.0);
+        for iy in 0..h {
+            let row = &mut dst[(pt + iy) * wp..(pt + iy + 1) * wp];
+            row[..pl].fill(0.0);
+            row[pl..pl + w].copy_from_slice(&src[iy * w..(iy + 1) * w]);
+            row[pl + w..].fill(0.0);
+        }
+        dst[(pt + h) * wp..].fill(0.0);
+    }
+}
+
+/// Runs a stem conv: pads every input plane, then output rows `(b, oy)` in ranges through the
+/// ISA's `rows(d, r0, r1)` (flattened `b * oh + oy`), on `threads`.
+///
+/// # Safety
+/// As for the ISA's `stem`: `d` describes valid buffers for its geometry.
+pub(super) unsafe fn stem_drive(rows: unsafe fn(&Stem, usize, usize), d: &Stem, threads: usize) {
+    let g = &d.g;
+    let planes = (g.n * g.ci) as usize;
+    let all = (g.n * g.oh) as usize;
+    let work = (g.n * g.co * g.oh * g.ow * g.ci * g.kh * g.kw) as usize;
+    if threads <= 1 || work < PAR_MIN_WORK {
+        // SAFETY: every plane and every row on this thread (contract).
+        unsafe {
+            (0..planes).for_each(|p| pad_plane(d, p));
+            return rows(d, 0, all);
+        }
+    }
+    // SAFETY: each task pads its own plane (contract).
+    super::super::par::for_each(threads, planes, &|p| unsafe { pad_plane(d, p) });
+    let tasks = threads.saturating_mul(TASKS_PER_THREAD).min(all).max(1);
+    super::super::par::for_each(threads, tasks, &|t| {
+        let (r0, r1) = part(all, tasks, t);
+        // SAFETY: disjoint row ranges of the whole call (contract).
+        unsafe { rows(d, r0, r1) }
+    });
+}
+
+/// The stem body of the AVX2 / AVX-512 modules: `stem` (the [`StemFn`] entry) and its row
+/// function, using the module's helpers (`load` of the depthwise body, `finish`, `bc`, ...)
+/// and `CB` (accumulators per channel block).
+macro_rules! stem_body {
+    ($feat:literal) => {
+        /// See [`super::stem::StemGeom`] and [`super::stem::stem_kernel`] for the contract.
+        ///
+        /// # Safety
+        /// The CPU must support the module's ISA; the buffers must be as the geometry
+        /// describes (scratch: `n * ci * hp * wp` floats).
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn stem(
+            x: *const f32,
+            w: *const f32,
+            bias: *const f32,
+            res: *const f32,
+            y: *mut f32,
+            scratch: *mut f32,
+            geom: *const super::stem::StemGeom,
+            threads: usize,
+        ) {
+            // SAFETY: the buffers (the geometry included) are as this function's contract
+            // states, and so is the ISA.
+            super::at_boundary(|| unsafe {
+                let d = super::stem::Stem {
+                    x,
+                    w,
+                    bias,
+                    res,
+                    y,
+                    scratch,
+                    // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
+                    g: std::ptr::read_unaligned(geom),
+                };
+                super::stem::stem_drive(stem_rows, &d, threads)
+            })
+        }
+
+        /// Output rows `r0..r1` (flattened `b * oh + oy`) of every channel.
+        ///
+        /// # Safety
+        /// The CPU supports the module's ISA; `d` is as [`stem`]'s contract states, with the
+        /// scratch planes padded; `r0 <= r1 <= n * oh` and no other task writes those rows.
+        unsafe fn stem_rows(d: &super::stem::Stem, r0: usize, r1: usize) {
+            // SAFETY: as this function's contract.
+            unsafe {
+                match d.g.sx {
+                    1 => stem_rows_s::<1>(d, r0, r1),
+                    2 => stem_rows_s::<2>(d, r0, r1),
+                    _ => stem_rows_s::<0>(d, r0, r1),
+                }
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// As for [`stem_rows`], with `SX` the geometry's column stride (0: any).
+        unsafe fn stem_rows_s<const SX: usize>(d: &super::stem::Stem, r0: usize, r1: usize) {
+            let g = &d.g;
+            let co = g.co as usize;
+            let (oh, ow) = (g.oh as usize, g.ow as usize);
+            // SAFETY: as this function's contract; `chan` is called with channel blocks inside
+            // `0..co` and a column chunk inside `0..ow`.
+            unsafe {
+                for r in r0..r1 {
+                    let (b, oy) = (r / oh, r % oh);
+                    let mut ox = 0;
+                    while ox < ow {
+                        let n = (ow - ox).min(W);
+                        let mut c0 = 0;
+                        while c0 + CB <= co {
+                            chan::<CB, SX>(d, b, oy, ox, n, c0);
+                            c0 += CB;
+                        }
+                        while c0 < co {
+                            chan::<1, SX>(d, b, oy, ox, n, c0);
+                            c0 += 1;
+                        }
+                        ox += W;
+                    }
+                }
+            }
+        }
+
+        /// Output channels `c0..c0 + NB` of row `oy` of batch element `b`, columns `ox..ox + n`.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; as for [`stem_rows`], with `c0 + NB <= co`,
+        /// `ox + n <= ow`, `1 <= n <= W`.
+        unsafe fn chan<const NB: usize, const SX: usize>(
+            d: &super::stem::Stem,
+            b: usize,
+            oy: usize,
+            ox: usize,
+            n: usize,
+            c0: usize,
+        ) {
+            let g = &d.g;
+            let u = |v: u64| v as usize;
+            let (ci, co, kh, kw) = (u(g.ci), u(g.co), u(g.kh), u(g.kw));
+            let (sy, sx, dy, dx) = (u(g.sy), u(g.sx), u(g.dy), u(g.dx));
+            let (oh, ow, hp, wp) = (u(g.oh), u(g.ow), u(g.hp), u(g.wp));
+            // SAFETY: every tap read lies inside padded plane `b * ci + c` (the geometry's
+            // `hp x wp` covers the last output's window, as for the depthwise kernel), weights
+            // `t * co + c0 + j < k * co`, outputs and residuals of row `oy`, columns `ox..ox +
+            // n` of planes `b * co + c0 + j` (contract).
+            unsafe {
+                let mut acc = [zero(); NB];
+                for c in 0..ci {
+                    let plane = d.scratch.add((b * ci + c) * hp * wp);
+                    for ky in 0..kh {
+                        let row = plane.add((oy * sy + ky * dy) * wp + ox * sx);
+                        for kx in 0..kw {
+                            let v = load::<SX>(row.add(kx * dx), n, sx);
+                            let wt = d.w.add(((c * kh + ky) * kw + kx) * co + c0);
+                            for (j, a) in acc.iter_mut().enumerate() {
+                                *a = fma(v, bc(wt.add(j)), *a);
+                            }
+                        }
+                    }
+                }
+                let e = super::Epi::new(d.bias, d.res, g.act, g.act_params);
+                for (j, a) in acc.iter().enumerate() {
+                    let o = c0 + j;
+                    let off = ((b * co + o) * oh + oy) * ow + ox;
+                    let bias = if d.bias.is_null() {
+                        zero()
+                    } else {
+                        bc(d.bias.add(o))
+                    };
+                    let res = if d.res.is_null() {
+                        std::ptr::null()
+                    } else {
+                        d.res.add(off)
+                    };
+                    let v = finish(*a, &e, bias, res, n);
+                    if n == W {
+                        st(d.y.add(off), v);
+                    } else {
+                        stm(d.y.add(off), v, n);
+                    }
+                }
+            }
+        }
+    };
+}
