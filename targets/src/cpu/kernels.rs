@@ -397,7 +397,7 @@ unsafe fn se_drive(ph: &SePhases, d: &Se, threads: usize) {
 /// Output plane `q` (`0..planes`, `= b * co + o`) reads input plane `b * ci + o / cog`, taps
 /// `w[o * kh * kw ..]`, `bias[o]`, residual plane `q`. The zero-padded copy of an input plane
 /// is `hp x wp` floats with the input at row `pt`, column `pl`; every tap read of every output
-/// lies inside it.
+/// lies inside it. The stem kernel reads the same struct (see [`stem::scratch_floats`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DwGeom {

@@ -7,7 +7,7 @@
 //! the scratch area when `scratch_bytes > 0`.
 
 use super::emit::{Emitter, Operand};
-use super::kernels::stem::{StemGeom, STEM_MAX_CI};
+use super::kernels::stem::{self, STEM_MAX_CI};
 use super::kernels::{dw_tasks, encode_act, pack_a, DwGeom, Kernel, SeGeom};
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
 use mnc_ir::eval::conv::valid_range;
@@ -384,6 +384,36 @@ fn too_many_taps(kh: usize, kw: usize) -> Option<Plan> {
 }
 
 /// The plan of a conv ([`plan_op`]).
+/// The geometry the depthwise and stem kernels read (`tasks`: scratch planes of the
+/// depthwise kernel; the stem kernel ignores it and `cog`).
+fn direct_geom(g: &Geo, c: &Conv, hp: usize, wp: usize, tasks: usize) -> DwGeom {
+    let (act, act_params) = encode_act(c.epilogue.act);
+    let u = |v: usize| v as u64;
+    DwGeom {
+        planes: u(g.n * g.co),
+        co: u(g.co),
+        ci: u(g.ci),
+        cog: u(g.cog),
+        h: u(g.h),
+        w: u(g.w),
+        pt: u(c.pads[0]),
+        pl: u(c.pads[1]),
+        kh: u(g.kh),
+        kw: u(g.kw),
+        sy: u(c.strides[0]),
+        sx: u(c.strides[1]),
+        dy: u(c.dilations[0]),
+        dx: u(c.dilations[1]),
+        oh: u(g.oh),
+        ow: u(g.ow),
+        hp: u(hp),
+        wp: u(wp),
+        act,
+        act_params,
+        tasks: u(tasks),
+    }
+}
+
 fn plan_conv(
     c: &Conv,
     info: &OpInfo,
@@ -410,31 +440,7 @@ fn plan_conv(
             let scratch = scratch_bytes(hp.checked_mul(wp), "padded plane")?;
             return Ok(jit(kind, vec![], scratch, flops));
         }
-        let (act, act_params) = encode_act(c.epilogue.act);
-        let u = |v: usize| v as u64;
-        let geom = DwGeom {
-            planes: u(g.n * g.co),
-            co: u(g.co),
-            ci: u(g.ci),
-            cog: u(g.cog),
-            h: u(g.h),
-            w: u(g.w),
-            pt: u(c.pads[0]),
-            pl: u(c.pads[1]),
-            kh: u(g.kh),
-            kw: u(g.kw),
-            sy: u(c.strides[0]),
-            sx: u(c.strides[1]),
-            dy: u(c.dilations[0]),
-            dx: u(c.dilations[1]),
-            oh: u(g.oh),
-            ow: u(g.ow),
-            hp: u(hp),
-            wp: u(wp),
-            act,
-            act_params,
-            tasks: u(dw_tasks(threads).min(g.n * g.co).max(1)),
-        };
+        let geom = direct_geom(&g, c, hp, wp, dw_tasks(threads).min(g.n * g.co).max(1));
         let kind = Kind::ConvDirect {
             kernel: true,
             threads,
@@ -456,30 +462,8 @@ fn plan_conv(
         && g.ow == g.w;
     if has_stem_kernel && c.group == 1 && g.ci <= STEM_MAX_CI && !pointwise {
         let (hp, wp) = direct_padded(&g, c)?;
-        let (act, act_params) = encode_act(c.epilogue.act);
-        let u = |v: usize| v as u64;
-        let geom = StemGeom {
-            n: u(g.n),
-            ci: u(g.ci),
-            co: u(g.co),
-            h: u(g.h),
-            w: u(g.w),
-            pt: u(c.pads[0]),
-            pl: u(c.pads[1]),
-            kh: u(g.kh),
-            kw: u(g.kw),
-            sy: u(c.strides[0]),
-            sx: u(c.strides[1]),
-            dy: u(c.dilations[0]),
-            dx: u(c.dilations[1]),
-            oh: u(g.oh),
-            ow: u(g.ow),
-            hp: u(hp),
-            wp: u(wp),
-            act,
-            act_params,
-        };
-        let scratch = scratch_bytes(geom.scratch_floats(), "padded input planes")?;
+        let geom = direct_geom(&g, c, hp, wp, 1);
+        let scratch = scratch_bytes(stem::scratch_floats(&geom), "padded input planes")?;
         // Weights tap-major, `[(c, ky, kx)][o]`: a tap's weights for a block of output
         // channels are contiguous (broadcasts at immediate offsets).
         let k = g.ci * g.kh * g.kw;

@@ -16,81 +16,26 @@
 //! zero: results do not depend on the thread count. The ISA bodies are in [`stem_body`]
 //! (expanded in the AVX2 and AVX-512 modules).
 
-use super::{part, words_to_blob, PAR_MIN_WORK, TASKS_PER_THREAD};
+use super::{part, DwGeom, PAR_MIN_WORK, TASKS_PER_THREAD};
 use crate::Target;
 
 /// Most input channels the stem kernel takes (beyond that, im2col + GEMM).
 pub const STEM_MAX_CI: usize = 4;
 
-/// Geometry of a stem conv, stored in the weights blob as `u64` words like
-/// [`super::DwGeom`].
-/// Output plane `(b, o)` reads every input plane `b * ci + c`, the weights `w[t * co + o]`
-/// (tap-major, see [`StemFn`]), `bias[o]`, residual plane `b * co + o`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StemGeom {
-    pub n: u64,
-    pub ci: u64,
-    pub co: u64,
-    pub h: u64,
-    pub w: u64,
-    pub pt: u64,
-    pub pl: u64,
-    pub kh: u64,
-    pub kw: u64,
-    pub sy: u64,
-    pub sx: u64,
-    pub dy: u64,
-    pub dx: u64,
-    pub oh: u64,
-    pub ow: u64,
-    pub hp: u64,
-    pub wp: u64,
-    /// Activation code and parameters ([`super::encode_act`]).
-    pub act: u64,
-    pub act_params: u64,
+/// Floats of scratch a stem conv with geometry `g` needs: the padded input planes of every
+/// batch element (`None` on overflow).
+///
+/// The stem kernel reads the depthwise kernel's geometry [`DwGeom`]: `planes = n * co` output
+/// planes, `ci` input channels (all read by every output plane), the padded plane `hp x wp`,
+/// window, strides, dilations and activation; it ignores `cog` and `tasks`.
+pub fn scratch_floats(g: &DwGeom) -> Option<usize> {
+    let n = g.planes.checked_div(g.co)?;
+    let f = n.checked_mul(g.ci)?.checked_mul(g.hp)?.checked_mul(g.wp)?;
+    usize::try_from(f).ok()
 }
 
-impl StemGeom {
-    /// The struct as f32 bit patterns, for the weights blob.
-    pub fn to_blob(&self) -> Vec<f32> {
-        words_to_blob(&[
-            self.n,
-            self.ci,
-            self.co,
-            self.h,
-            self.w,
-            self.pt,
-            self.pl,
-            self.kh,
-            self.kw,
-            self.sy,
-            self.sx,
-            self.dy,
-            self.dx,
-            self.oh,
-            self.ow,
-            self.hp,
-            self.wp,
-            self.act,
-            self.act_params,
-        ])
-    }
-
-    /// Floats of scratch: the padded input planes of every batch element (`None` on
-    /// overflow).
-    pub fn scratch_floats(&self) -> Option<usize> {
-        let f = self
-            .n
-            .checked_mul(self.ci)?
-            .checked_mul(self.hp)?
-            .checked_mul(self.wp)?;
-        usize::try_from(f).ok()
-    }
-}
-
-/// Signature of the stem entry points: `(x, weights, bias, residual, y, scratch, geometry,
-/// threads)`; `bias` and `residual` may be null. Weights are tap-major: `w[t * co + o]` for tap
+/// Signature of the stem entry points: `(x, weights, bias, residual, y, scratch, geometry
+/// (see [`scratch_floats`]), threads)`; `bias` and `residual` may be null. Weights are tap-major: `w[t * co + o]` for tap
 /// `t = (c * kh + ky) * kw + kx` of output channel `o`.
 pub type StemFn = unsafe extern "C" fn(
     *const f32,
@@ -99,7 +44,7 @@ pub type StemFn = unsafe extern "C" fn(
     *const f32,
     *mut f32,
     *mut f32,
-    *const StemGeom,
+    *const DwGeom,
     usize,
 );
 
@@ -124,7 +69,7 @@ pub(super) struct Stem {
     pub res: *const f32,
     pub y: *mut f32,
     pub scratch: *mut f32,
-    pub g: StemGeom,
+    pub g: DwGeom,
 }
 
 // SAFETY: phase 1 tasks read the input and write disjoint scratch planes; phase 2 tasks read
@@ -135,8 +80,8 @@ unsafe impl Sync for Stem {}
 /// Pads input plane `p` (`b * ci + c`) into scratch plane `p`: zero border, input interior.
 ///
 /// # Safety
-/// `d` describes valid buffers (`x`: `n * ci * h * w` floats, scratch `n * ci * hp * wp`), `p <
-/// n * ci`, and no other task touches scratch plane `p`.
+/// `d` describes valid buffers (`x`: `n * ci * h * w` floats, scratch `n * ci * hp * wp` with
+/// `n = planes / co`), `p < n * ci`, and no other task touches scratch plane `p`.
 unsafe fn pad_plane(d: &Stem, p: usize) {
     let g = &d.g;
     let u = |v: u64| v as usize;
@@ -165,9 +110,10 @@ unsafe fn pad_plane(d: &Stem, p: usize) {
 /// As for the ISA's `stem`: `d` describes valid buffers for its geometry.
 pub(super) unsafe fn stem_drive(rows: unsafe fn(&Stem, usize, usize), d: &Stem, threads: usize) {
     let g = &d.g;
-    let planes = (g.n * g.ci) as usize;
-    let all = (g.n * g.oh) as usize;
-    let work = (g.n * g.co * g.oh * g.ow * g.ci * g.kh * g.kw) as usize;
+    let n = (g.planes / g.co.max(1)) as usize;
+    let planes = n * g.ci as usize;
+    let all = n * g.oh as usize;
+    let work = (g.planes * g.oh * g.ow * g.ci * g.kh * g.kw) as usize;
     if threads <= 1 || work < PAR_MIN_WORK {
         // SAFETY: every plane and every row on this thread (contract).
         unsafe {
@@ -190,7 +136,8 @@ pub(super) unsafe fn stem_drive(rows: unsafe fn(&Stem, usize, usize), d: &Stem, 
 /// and `CB` (accumulators per channel block).
 macro_rules! stem_body {
     ($feat:literal) => {
-        /// See [`super::stem::StemGeom`] and [`super::stem::stem_kernel`] for the contract.
+        /// See [`super::stem::scratch_floats`] and [`super::stem::stem_kernel`] for the
+        /// contract.
         ///
         /// # Safety
         /// The CPU must support the module's ISA; the buffers must be as the geometry
@@ -203,7 +150,7 @@ macro_rules! stem_body {
             res: *const f32,
             y: *mut f32,
             scratch: *mut f32,
-            geom: *const super::stem::StemGeom,
+            geom: *const super::DwGeom,
             threads: usize,
         ) {
             // SAFETY: the buffers (the geometry included) are as this function's contract

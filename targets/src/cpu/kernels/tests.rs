@@ -592,13 +592,13 @@ fn cranelift_enables_exactly_the_feature_table() {
 fn stem_naive(
     x: &[f32],
     w: &[f32],
-    g: &stem::StemGeom,
+    g: &DwGeom,
     bias: Option<&[f32]>,
     res: Option<&[f32]>,
     act: Option<Activation>,
 ) -> Vec<f32> {
     let u = |v: u64| v as usize;
-    let (n, ci, co, h, wd) = (u(g.n), u(g.ci), u(g.co), u(g.h), u(g.w));
+    let (n, ci, co, h, wd) = (u(g.planes / g.co), u(g.ci), u(g.co), u(g.h), u(g.w));
     let (kh, kw, oh, ow) = (u(g.kh), u(g.kw), u(g.oh), u(g.ow));
     let mut y = vec![0.0f32; n * co * oh * ow];
     for b in 0..n {
@@ -663,10 +663,13 @@ fn stem_matches_naive_and_stays_in_bounds() {
             for (ai, act) in acts().into_iter().enumerate() {
                 let (with_bias, with_res) = epilogue_form(ai + ci_);
                 let (code, pp) = encode_act(act);
-                let g = stem::StemGeom {
-                    n: n as u64,
+                // `cog` and `tasks` are not read by the stem kernel: deliberately absurd here.
+                let g = DwGeom {
+                    planes: (n * co) as u64,
                     ci: ci as u64,
                     co: co as u64,
+                    cog: u64::MAX,
+                    tasks: u64::MAX,
                     h: h as u64,
                     w: w as u64,
                     pt: p[0] as u64,
@@ -703,10 +706,10 @@ fn stem_matches_naive_and_stays_in_bounds() {
                 );
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1usize, 2, 3] {
-                    let mut scratch = vec![f32::NAN; g.scratch_floats().unwrap()];
+                    let mut scratch = vec![f32::NAN; stem::scratch_floats(&g).unwrap()];
                     let mut y = vec![9.0f32; n * co * oh * ow + 40];
                     // SAFETY: the buffers are sized as the geometry describes (scratch:
-                    // `scratch_floats()`); the host runs the target.
+                    // `stem::scratch_floats`); the host runs the target.
                     unsafe {
                         f(
                             x.as_ptr(),
