@@ -144,8 +144,8 @@ pub fn optimized(mut graph: Graph, target: Target) -> Result<Graph> {
     Ok(graph)
 }
 
-/// Target facts the passes schedule for: the preset of the target's name (CPU ISAs, CUDA
-/// architectures), scalar facts for the reference executor.
+/// Target facts the passes schedule for ([`Target::pass_facts`]): a JIT ISA's from its
+/// table entry, a CUDA architecture's preset, scalar facts for the reference executor.
 pub fn target_facts(t: Target) -> mnc_passes::TargetFacts {
-    mnc_passes::TargetFacts::by_name(t.name()).unwrap_or_else(mnc_passes::TargetFacts::scalar)
+    t.pass_facts()
 }

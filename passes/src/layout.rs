@@ -196,7 +196,7 @@ mod tests {
     fn conversions_only_at_graph_edges_of_a_conv_chain() {
         let mut g = crate::samples::mobilenet_v3_block(1).unwrap();
         crate::optimize(&mut g, &Default::default()).unwrap();
-        let p = analyze(&g, &TargetFacts::x86_64_avx2()).unwrap();
+        let p = analyze(&g, &TargetFacts::default()).unwrap();
         assert_eq!(p.preferred, Layout::Blocked(8));
         // The input (read by the expand conv and as the residual), and the output.
         assert_eq!(p.conversions.len(), 2);
@@ -223,7 +223,7 @@ mod tests {
             b.g.add_node_inferred("softmax", Op::Softmax { axis: 1 }, &[f])
                 .unwrap();
         b.g.add_output("y", s);
-        let plan = analyze(&b.g, &TargetFacts::x86_64_avx512()).unwrap();
+        let plan = analyze(&b.g, &wide_cpu()).unwrap();
         assert_eq!(plan.layouts[&p], Layout::Blocked(16));
         assert_eq!(plan.layouts[&f], Layout::Plain);
         insta::assert_snapshot!(plan.to_text(&b.g));

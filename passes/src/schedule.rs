@@ -263,19 +263,19 @@ mod tests {
     #[test]
     fn pointwise_tiles_follow_the_register_file() {
         let pw = shape(96, 24, 56, 1, 1, 1);
-        let avx2 = choose(&pw, &TargetFacts::x86_64_avx2());
+        let avx2 = choose(&pw, &TargetFacts::default());
         assert_eq!((avx2.tile_oc, avx2.tile_ow, avx2.vector_width), (6, 16, 8));
         assert_eq!(avx2.tile_ic, 96, "whole reduction fits half of L1");
         assert_eq!(avx2.loop_order, LoopOrder::PixelOuter);
-        let avx512 = choose(&pw, &TargetFacts::x86_64_avx512());
+        let avx512 = choose(&pw, &wide_cpu());
         assert_eq!((avx512.tile_oc, avx512.tile_ow), (14, 32));
         let neon = choose(&pw, &TargetFacts::aarch64_neon());
         assert_eq!((neon.tile_oc, neon.tile_ow), (14, 8));
         // 7x7 feature map = 49 pixels: 2 vectors on avx2; few output channels clamp tile_oc.
-        let small = choose(&shape(960, 4, 7, 1, 1, 1), &TargetFacts::x86_64_avx2());
+        let small = choose(&shape(960, 4, 7, 1, 1, 1), &TargetFacts::default());
         assert_eq!((small.tile_oc, small.tile_ow), (4, 16));
         // Tiny map on avx512: one vector only.
-        let one = choose(&shape(8, 8, 2, 1, 1, 1), &TargetFacts::x86_64_avx512());
+        let one = choose(&shape(8, 8, 2, 1, 1, 1), &wide_cpu());
         assert_eq!((one.tile_oc, one.tile_ow), (8, 16));
     }
 
@@ -283,11 +283,11 @@ mod tests {
     fn reduction_blocking_and_loop_order_follow_caches() {
         // 1280x320 pointwise: 1.6 MB of weights > L2/2 on avx2 -> oc-outer; K = 320 > the
         // L1 budget of 16384 / ((6 + 16) * 4) = 186.
-        let s = choose(&shape(320, 1280, 7, 1, 1, 1), &TargetFacts::x86_64_avx2());
+        let s = choose(&shape(320, 1280, 7, 1, 1, 1), &TargetFacts::default());
         assert_eq!(s.loop_order, LoopOrder::OcOuter);
         assert_eq!(s.tile_ic, 186);
         // Standard 3x3: reduction over ic*9, pixels along W only.
-        let s = choose(&shape(16, 32, 5, 3, 1, 1), &TargetFacts::x86_64_avx2());
+        let s = choose(&shape(16, 32, 5, 3, 1, 1), &TargetFacts::default());
         assert_eq!(
             (s.class, s.tile_ow, s.tile_ic),
             (ConvClass::Standard, 8, 144)
@@ -297,17 +297,14 @@ mod tests {
     #[test]
     fn depthwise_schedule_and_fusion_band() {
         let dw = shape(144, 144, 56, 3, 1, 144);
-        let s = choose(&dw, &TargetFacts::x86_64_avx2());
+        let s = choose(&dw, &TargetFacts::default());
         assert_eq!(
             (s.tile_oc, s.tile_ow, s.tile_ic, s.loop_order),
             (1, 32, 9, LoopOrder::ChannelOuter)
         );
         let pw = shape(144, 24, 56, 1, 1, 1);
         // (144 + 24) * 56 * 4 = 37632 bytes per row; 512 KiB / that = 13 rows.
-        assert_eq!(
-            fuse_band_rows(&dw, &pw, &TargetFacts::x86_64_avx2()),
-            Some(13)
-        );
+        assert_eq!(fuse_band_rows(&dw, &pw, &TargetFacts::default()), Some(13));
         // A huge row does not fit: no fusion.
         let wide = shape(4096, 4096, 512, 3, 1, 4096);
         let wpw = shape(4096, 4096, 512, 1, 1, 1);
@@ -343,7 +340,7 @@ mod tests {
     #[test]
     fn gpu_tiles_only_on_gpu_targets_and_only_for_pointwise() {
         let mut pw = shape(320, 1280, 7, 1, 1, 1);
-        assert_eq!(choose(&pw, &TargetFacts::x86_64_avx2()).gpu, None);
+        assert_eq!(choose(&pw, &TargetFacts::default()).gpu, None);
         let h100 = TargetFacts::cuda_sm90();
         let gpu = h100.gpu.as_ref().unwrap();
         // batch 1: m = 1280, n = 49 -> the smallest tile.

@@ -1,6 +1,13 @@
 //! Target facts: the few numbers about a CPU or GPU that the target-dependent passes
-//! (scheduling, layout analysis, memory alignment) read. Pure data; the presets describe
-//! common vector ISAs and NVIDIA GPUs, and `mnc-targets` maps its targets onto them.
+//! (scheduling, layout analysis, memory alignment) read. Pure data. The x86-64 JIT ISAs are
+//! not described here: `mnc-targets` builds their facts from its ISA table
+//! (`mnc_targets::cpu::isa`, one entry per ISA) and `mnc_targets::Target::pass_facts` hands
+//! every target's facts to the pipeline. The presets here are for what has no table entry:
+//! the reference executor ([`TargetFacts::scalar`]), the CUDA architectures (which
+//! `mnc-targets` maps onto [`TargetFacts::cuda_sm80`] / [`TargetFacts::cuda_sm90`]), a
+//! non-JIT NEON machine for the passes' own tests, and [`TargetFacts::default`], the AVX2
+//! machine the passes run on without a backend (their tests, snapshots and library use;
+//! `mnc-targets` tests that it equals its AVX2 table entry).
 //! [`gpu_tile`] owns the GPU GEMM tile choice (used by the scheduling pass and, for
 //! unscheduled graphs, by the CUDA code generator).
 
@@ -64,42 +71,6 @@ impl GpuFacts {
 }
 
 impl TargetFacts {
-    /// Baseline x86-64 (SSE4.2): 4 f32 lanes, 16 xmm registers, 32 KiB L1d, 1 MiB L2.
-    pub fn x86_64() -> Self {
-        TargetFacts {
-            name: "x86_64".into(),
-            vector_f32: 4,
-            vector_registers: 16,
-            l1_bytes: 32 << 10,
-            l2_bytes: 1 << 20,
-            alignment: 64,
-            gpu: None,
-        }
-    }
-    /// x86-64 with AVX2/FMA: 8 f32 lanes, 16 ymm registers, 32 KiB L1d, 1 MiB L2.
-    pub fn x86_64_avx2() -> Self {
-        TargetFacts {
-            name: "x86_64-avx2".into(),
-            vector_f32: 8,
-            vector_registers: 16,
-            l1_bytes: 32 << 10,
-            l2_bytes: 1 << 20,
-            alignment: 64,
-            gpu: None,
-        }
-    }
-    /// x86-64 with AVX-512F: 16 f32 lanes, 32 zmm registers, 48 KiB L1d, 2 MiB L2.
-    pub fn x86_64_avx512() -> Self {
-        TargetFacts {
-            name: "x86_64-avx512".into(),
-            vector_f32: 16,
-            vector_registers: 32,
-            l1_bytes: 48 << 10,
-            l2_bytes: 2 << 20,
-            alignment: 64,
-            gpu: None,
-        }
-    }
     /// AArch64 with NEON: 4 f32 lanes, 32 registers, 64 KiB L1d, 1 MiB L2.
     pub fn aarch64_neon() -> Self {
         TargetFacts {
@@ -149,17 +120,15 @@ impl TargetFacts {
             ..Self::cuda_sm80()
         }
     }
-    /// The presets by name (`x86_64`, `x86_64-avx2`, `x86_64-avx512`, `aarch64-neon`,
-    /// `scalar`, `cuda-sm80`, `cuda-sm90`).
+    /// The presets by name (`x86_64-avx2` for the default, `aarch64-neon`, `scalar`,
+    /// `cuda-sm80`, `cuda-sm90`).
     pub fn by_name(name: &str) -> Option<Self> {
         Self::presets().into_iter().find(|t| t.name == name)
     }
     /// Every preset.
     pub fn presets() -> Vec<Self> {
         vec![
-            Self::x86_64(),
-            Self::x86_64_avx2(),
-            Self::x86_64_avx512(),
+            Self::default(),
             Self::aarch64_neon(),
             Self::scalar(),
             Self::cuda_sm80(),
@@ -168,9 +137,20 @@ impl TargetFacts {
     }
 }
 
+/// The machine the passes schedule for without a backend: x86-64 with AVX2/FMA, 8 f32
+/// lanes, 16 ymm registers, 32 KiB L1d, 1 MiB L2. The same machine as the AVX2 entry of
+/// `mnc-targets`' ISA table (tested there), which is what compiled code is scheduled for.
 impl Default for TargetFacts {
     fn default() -> Self {
-        Self::x86_64_avx2()
+        TargetFacts {
+            name: "x86_64-avx2".into(),
+            vector_f32: 8,
+            vector_registers: 16,
+            l1_bytes: 32 << 10,
+            l2_bytes: 1 << 20,
+            alignment: 64,
+            gpu: None,
+        }
     }
 }
 
@@ -208,7 +188,11 @@ mod tests {
             assert_eq!(TargetFacts::by_name(&t.name), Some(t.clone()));
             assert!(t.vector_f32 >= 1 && t.alignment.is_power_of_two());
         }
-        assert_eq!(TargetFacts::by_name("x86_64").unwrap().vector_f32, 4);
+        assert_eq!(TargetFacts::by_name("x86_64-avx2").unwrap().vector_f32, 8);
+        assert!(
+            TargetFacts::by_name("x86_64").is_none(),
+            "JIT ISAs live in mnc-targets"
+        );
         assert!(TargetFacts::by_name("reference").is_none());
         assert!(TargetFacts::presets()
             .iter()
@@ -227,7 +211,7 @@ mod tests {
             "cuda-sm90 v1 regs255 l1=256K l2=51200K sm_90 sms132 smem=48K"
         );
         assert_eq!(
-            TargetFacts::x86_64_avx2().to_string(),
+            TargetFacts::default().to_string(),
             "x86_64-avx2 v8 regs16 l1=32K l2=1024K"
         );
     }

@@ -67,18 +67,18 @@ impl Target {
     /// The fastest JIT target this host can run (`host` on the command line); the reference
     /// executor on a machine that runs none of them.
     pub fn detect_host() -> Target {
-        [Target::X86_64Avx512, Target::X86_64Avx2, Target::X86_64]
-            .into_iter()
+        Target::JIT
+            .iter()
+            .rev()
+            .copied()
             .find(|t| t.runs_on_host())
             .unwrap_or(Target::Reference)
     }
 
-    /// Whether the target is compiled by the Cranelift JIT backend.
+    /// Whether the target is compiled by the Cranelift JIT backend: it has an
+    /// [`cpu::IsaDesc`].
     pub fn is_jit(self) -> bool {
-        matches!(
-            self,
-            Target::X86_64 | Target::X86_64Avx2 | Target::X86_64Avx512
-        )
+        cpu::isa(self).is_some()
     }
 
     /// Whether the target is an NVIDIA GPU (PTX).
@@ -86,41 +86,30 @@ impl Target {
         matches!(self, Target::Cuda(_))
     }
 
-    /// The x86 CPU features code for the target may use: the one table from which the
-    /// Cranelift ISA flags are made (`has_` + the name without dots, see
-    /// [`cpu::isa_for`]), which the `#[target_feature]` attributes of the target's
-    /// `std::arch` kernels stay within (tested), and which [`Target::runs_on_host`] checks
-    /// completely. Names as `is_x86_feature_detected!` spells them. Empty for the reference
-    /// and CUDA targets.
+    /// The x86 CPU features code for the target may use: [`cpu::IsaDesc::features`] of its
+    /// ISA table entry. Empty for the reference and CUDA targets.
     pub fn cpu_features(self) -> &'static [&'static str] {
-        const BASE: &[&str] = &["sse3", "ssse3", "sse4.1", "sse4.2", "popcnt"];
-        const AVX2: &[&str] = &[
-            "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "bmi1", "bmi2",
-            "lzcnt",
-        ];
-        const AVX512: &[&str] = &[
-            "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "bmi1", "bmi2",
-            "lzcnt", "avx512f", "avx512vl", "avx512dq",
-        ];
-        match self {
-            Target::Reference | Target::Cuda(_) => &[],
-            Target::X86_64 => BASE,
-            Target::X86_64Avx2 => AVX2,
-            Target::X86_64Avx512 => AVX512,
+        cpu::isa(self).map_or(&[], |d| d.features)
+    }
+
+    /// Whether this host's CPU can execute code for the target: every feature of its
+    /// [`cpu::IsaDesc`] is present. CUDA targets run on a GPU: this is false for them, and
+    /// the CUDA runtime reports whether a device is present.
+    pub fn runs_on_host(self) -> bool {
+        match cpu::isa(self) {
+            Some(d) => d.features.iter().all(|f| host_has(f) == Some(true)),
+            None => self == Target::Reference,
         }
     }
 
-    /// Whether this host's CPU can execute code for the target: every feature of
-    /// [`Target::cpu_features`] is present. CUDA targets run on a GPU: this is false for them,
-    /// and the CUDA runtime reports whether a device is present.
-    pub fn runs_on_host(self) -> bool {
-        match self {
-            Target::Reference => true,
-            Target::Cuda(_) => false,
-            Target::X86_64 | Target::X86_64Avx2 | Target::X86_64Avx512 => self
-                .cpu_features()
-                .iter()
-                .all(|f| host_has(f) == Some(true)),
+    /// The facts the scheduling and layout passes read for the target: the JIT ISAs' from
+    /// their table entry ([`cpu::IsaDesc::target_facts`]), the CUDA architectures'
+    /// ([`cuda::CudaArch::target_facts`]), scalar facts for the reference executor.
+    pub fn pass_facts(self) -> mnc_passes::TargetFacts {
+        match (cpu::isa(self), self) {
+            (Some(d), _) => d.target_facts(),
+            (None, Target::Cuda(a)) => a.target_facts(),
+            (None, _) => mnc_passes::TargetFacts::scalar(),
         }
     }
 
@@ -148,7 +137,7 @@ impl Target {
     }
 }
 
-/// Whether this host's CPU has the x86 feature `name` (a name of [`Target::cpu_features`]);
+/// Whether this host's CPU has the x86 feature `name` (a name of [`cpu::IsaDesc::features`]);
 /// `None` for a name this function cannot detect. On other architectures: `Some(false)`.
 fn host_has(name: &str) -> Option<bool> {
     #[cfg(target_arch = "x86_64")]
@@ -225,21 +214,50 @@ mod tests {
 
     #[test]
     fn every_feature_of_every_table_is_detectable() {
-        // `host_has` knows every name of the tables (an unknown name would make the target
-        // never run), each table extends the one below it, and no name repeats.
-        let jit = [Target::X86_64, Target::X86_64Avx2, Target::X86_64Avx512];
-        for w in jit.windows(2) {
-            let (lo, hi) = (w[0].cpu_features(), w[1].cpu_features());
-            assert!(lo.iter().all(|f| hi.contains(f)), "{} ⊄ {}", w[0], w[1]);
+        // `host_has` knows every name of every ISA table entry (an unknown name would make
+        // the target never run), each entry extends the one below it, no name repeats, and
+        // every Cranelift flag comes from a detectable feature.
+        for w in cpu::isa::ISAS.windows(2) {
+            let (lo, hi) = (w[0].features, w[1].features);
+            assert!(
+                lo.iter().all(|f| hi.contains(f)),
+                "{} ⊄ {}",
+                w[0].target,
+                w[1].target
+            );
         }
-        for t in jit {
-            let fs = t.cpu_features();
+        for d in cpu::isa::ISAS {
+            let t = d.target;
+            let fs = d.features;
+            assert!(!fs.is_empty(), "{t}: no features");
             let set: std::collections::HashSet<_> = fs.iter().collect();
             assert_eq!(set.len(), fs.len(), "{t}: repeated feature");
             for f in fs {
                 assert!(host_has(f).is_some(), "{t}: {f} has no run-time detection");
             }
+            assert_eq!(d.cranelift_flags().count(), fs.len(), "{t}");
+            assert_eq!(t.cpu_features(), fs);
         }
+        assert!(Target::Reference.cpu_features().is_empty());
+        assert!(!Target::Reference.is_jit() && Target::Reference.runs_on_host());
+        for a in cuda::CudaArch::ALL {
+            let t = Target::Cuda(a);
+            assert!(t.cpu_features().is_empty() && !t.is_jit() && !t.runs_on_host());
+        }
+    }
+
+    #[test]
+    fn pass_facts_come_from_the_isa_table_and_the_cuda_presets() {
+        for d in cpu::isa::ISAS {
+            assert_eq!(d.target.pass_facts(), d.target_facts());
+        }
+        for a in cuda::CudaArch::ALL {
+            assert_eq!(Target::Cuda(a).pass_facts(), a.target_facts());
+        }
+        assert_eq!(
+            Target::Reference.pass_facts(),
+            mnc_passes::TargetFacts::scalar()
+        );
     }
 
     #[test]

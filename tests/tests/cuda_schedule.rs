@@ -53,7 +53,7 @@ fn set_gpu_tiles(g: &mut Graph, tile: Option<GpuTile>) -> usize {
 #[test]
 fn ir_dump_shows_gpu_tiles_on_cuda_targets_only() {
     let g = samples::mobilenet_v2_block(7).unwrap();
-    let (cpu, cpu_dump) = scheduled(&g, TargetFacts::x86_64_avx2());
+    let (cpu, cpu_dump) = scheduled(&g, mnc_targets::Target::X86_64Avx2.pass_facts());
     assert!(!cpu_dump.contains("gpu["), "{cpu_dump}");
     assert_eq!(count_tiles(&cpu).1, 0);
     for (facts, arch) in [

@@ -31,6 +31,7 @@
 //! depend on the thread count. Dot products accumulate over `k` (taps) ascending from zero,
 //! with FMA where the ISA has it.
 
+use super::isa;
 use crate::Target;
 use mnc_ir::Activation;
 use std::cell::RefCell;
@@ -175,29 +176,10 @@ pub struct Kernel {
     pub nr: usize,
 }
 
-/// The GEMM kernel the given JIT target uses (`None` for the reference and CUDA targets).
+/// The GEMM kernel the given JIT target uses (`None` for the reference and CUDA targets):
+/// [`IsaDesc::gemm`](super::IsaDesc::gemm) of its table entry.
 pub fn gemm_kernel(t: Target) -> Option<Kernel> {
-    match t {
-        Target::Reference | Target::Cuda(_) => None,
-        Target::X86_64 => Some(Kernel {
-            symbol: "mnc_gemm_sse",
-            func: sse::gemm,
-            mr: sse::MR,
-            nr: sse::NR,
-        }),
-        Target::X86_64Avx2 => Some(Kernel {
-            symbol: "mnc_gemm_avx2",
-            func: avx2::gemm,
-            mr: avx2::MR,
-            nr: avx2::NR,
-        }),
-        Target::X86_64Avx512 => Some(Kernel {
-            symbol: "mnc_gemm_avx512",
-            func: avx512::gemm,
-            mr: avx512::MR,
-            nr: avx512::NR,
-        }),
-    }
+    isa(t).map(|d| d.gemm)
 }
 
 /// Signature of the matrix-vector entry points (one row of A times a constant B):
@@ -219,14 +201,10 @@ pub type GemvFn = unsafe extern "C" fn(
 /// Number of parameters of [`GemvFn`].
 pub const GEMV_PARAMS: usize = 10;
 
-/// The matrix-vector kernel of a target, with its symbol name.
+/// The matrix-vector kernel of a target, with its symbol name (from its
+/// [`IsaDesc`](super::IsaDesc)).
 pub fn gemv_kernel(t: Target) -> Option<(&'static str, GemvFn)> {
-    match t {
-        Target::Reference | Target::Cuda(_) => None,
-        Target::X86_64 => Some(("mnc_gemv_sse", sse::gemv)),
-        Target::X86_64Avx2 => Some(("mnc_gemv_avx2", avx2::gemv)),
-        Target::X86_64Avx512 => Some(("mnc_gemv_avx512", avx512::gemv)),
-    }
+    isa(t).map(|d| (d.gemv.symbol, d.gemv.func))
 }
 
 /// One matrix-vector call, shared by its tasks.
@@ -327,14 +305,10 @@ pub type SeFn = unsafe extern "C" fn(
 /// Number of parameters of [`SeFn`].
 pub const SE_PARAMS: usize = 9;
 
-/// The SqueezeExcite kernel of a target, with its symbol name.
+/// The SqueezeExcite kernel of a target, with its symbol name (from its
+/// [`IsaDesc`](super::IsaDesc)).
 pub fn se_kernel(t: Target) -> Option<(&'static str, SeFn)> {
-    match t {
-        Target::Reference | Target::Cuda(_) => None,
-        Target::X86_64 => Some(("mnc_se_sse", sse::se)),
-        Target::X86_64Avx2 => Some(("mnc_se_avx2", avx2::se)),
-        Target::X86_64Avx512 => Some(("mnc_se_avx512", avx512::se)),
-    }
+    isa(t).map(|d| (d.se.symbol, d.se.func))
 }
 
 /// One SqueezeExcite call, shared by its tasks.
@@ -479,13 +453,9 @@ pub type DwFn = unsafe extern "C" fn(
 pub const DW_PARAMS: usize = 8;
 
 /// The depthwise op kernel of a target (`None` where generated 128-bit code is used: the SSE
-/// baseline), with its symbol name.
+/// baseline), with its symbol name (from its [`IsaDesc`](super::IsaDesc)).
 pub fn dw_kernel(t: Target) -> Option<(&'static str, DwFn)> {
-    match t {
-        Target::X86_64Avx2 => Some(("mnc_dw_avx2", avx2::dw)),
-        Target::X86_64Avx512 => Some(("mnc_dw_avx512", avx512::dw)),
-        _ => None,
-    }
+    isa(t).and_then(|d| d.dw).map(|d| (d.symbol, d.func))
 }
 
 /// Multiply-adds below which a call is not split between threads.
@@ -1160,12 +1130,10 @@ pub fn peak_gflops(t: Target) -> Option<f64> {
     if !t.runs_on_host() {
         return None;
     }
-    let (f, per_step): (unsafe fn(usize) -> f32, usize) = match t {
-        Target::X86_64 => (sse::fma_loop, sse::FLOPS_PER_STEP),
-        Target::X86_64Avx2 => (avx2::fma_loop, avx2::FLOPS_PER_STEP),
-        Target::X86_64Avx512 => (avx512::fma_loop, avx512::FLOPS_PER_STEP),
-        Target::Reference | Target::Cuda(_) => return None,
-    };
+    let super::isa::PeakLoop {
+        func: f,
+        flops_per_step: per_step,
+    } = isa(t)?.peak;
     let steps = 200_000;
     let mut best = 0.0f64;
     for _ in 0..5 {
@@ -1566,7 +1534,8 @@ pub mod sse {
     #[cfg(target_arch = "x86_64")]
     use core::arch::x86_64::*;
     type V = __m128;
-    const W: usize = 4;
+    /// f32 lanes per vector ([`IsaDesc::lanes`](crate::cpu::IsaDesc::lanes)).
+    pub const W: usize = 4;
     /// Rows of the register tile.
     pub const MR: usize = 6;
     const NV: usize = 2;
@@ -1643,7 +1612,8 @@ pub mod avx2 {
     #[cfg(target_arch = "x86_64")]
     use core::arch::x86_64::*;
     type V = __m256;
-    const W: usize = 8;
+    /// f32 lanes per vector ([`IsaDesc::lanes`](crate::cpu::IsaDesc::lanes)).
+    pub const W: usize = 8;
     /// Rows of the register tile.
     pub const MR: usize = 6;
     const NV: usize = 2;
@@ -1736,7 +1706,8 @@ pub mod avx512 {
     #[cfg(target_arch = "x86_64")]
     use core::arch::x86_64::*;
     type V = __m512;
-    const W: usize = 16;
+    /// f32 lanes per vector ([`IsaDesc::lanes`](crate::cpu::IsaDesc::lanes)).
+    pub const W: usize = 16;
     /// Rows of the register tile.
     pub const MR: usize = 8;
     const NV: usize = 2;

@@ -17,10 +17,13 @@
 
 pub mod emit;
 pub mod fpenv;
+pub mod isa;
 pub mod kernels;
 pub mod lower;
 pub mod lower_data;
 pub mod par;
+
+pub use isa::{cranelift_flag, isa, IsaDesc};
 
 use crate::Target;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, UserFuncName};
@@ -379,14 +382,8 @@ fn f32_le_bytes(v: &[f32]) -> Vec<u8> {
     out
 }
 
-/// The Cranelift x86-64 setting enabling the CPU feature `f` of [`Target::cpu_features`]:
-/// `has_` and the name without dots (`sse4.1` -> `has_sse41`).
-pub fn cranelift_flag(f: &str) -> String {
-    format!("has_{}", f.replace('.', ""))
-}
-
-/// The Cranelift ISA for a JIT target: x86-64 with exactly the target's
-/// [`Target::cpu_features`] enabled.
+/// The Cranelift ISA for a JIT target: x86-64 with exactly the Cranelift flags of its
+/// [`IsaDesc`] enabled ([`IsaDesc::cranelift_flags`]).
 pub fn isa_for(target: Target) -> Result<cranelift_codegen::isa::OwnedTargetIsa, CpuError> {
     let ie = |msg: String| CpuError::Isa { target, msg };
     let mut flags = settings::builder();
@@ -399,11 +396,8 @@ pub fn isa_for(target: Target) -> Result<cranelift_codegen::isa::OwnedTargetIsa,
         flags.set(k, v).map_err(|e| ie(e.to_string()))?;
     }
     let mut ib = cranelift_codegen::isa::lookup_by_name("x86_64").map_err(|e| ie(e.to_string()))?;
-    if !target.is_jit() {
-        return Err(CpuError::NotJit(target));
-    }
-    for f in target.cpu_features() {
-        let flag = cranelift_flag(f);
+    let desc = isa(target).ok_or(CpuError::NotJit(target))?;
+    for flag in desc.cranelift_flags() {
         ib.enable(&flag).map_err(|e| ie(format!("{flag}: {e}")))?;
     }
     ib.finish(settings::Flags::new(flags))
@@ -433,15 +427,16 @@ fn check_slots_read(args: &[Loc], slots_read: usize) -> Result<(), String> {
 pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgram, CpuError> {
     let t0 = Instant::now();
     mnc_ir::verify::verify(g)?;
-    let kernel = kernels::gemm_kernel(target).ok_or(CpuError::NotJit(target))?;
+    let desc = isa(target).ok_or(CpuError::NotJit(target))?;
+    let kernel = desc.gemm;
     // More threads than the pool can seat would only make empty tasks.
     let threads = opts.threads.clamp(1, par::MAX_HELPERS + 1);
-    let dw = kernels::dw_kernel(target);
-    let stem = kernels::stem::stem_kernel(target);
+    let dw = desc.dw;
+    let stem = desc.stem;
     let ts = Instant::now();
     let isa = isa_for(target)?;
     let mut t_setup = ts.elapsed();
-    let fma = matches!(target, Target::X86_64Avx2 | Target::X86_64Avx512);
+    let fma = desc.fma;
     let mut report = CompileReport {
         target: target.name().to_string(),
         threads,
@@ -684,16 +679,14 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     let mut jb = JITBuilder::with_isa(isa, default_libcall_names());
     let (ksym, kfunc) = (kernel.symbol, kernel.func);
     jb.symbol(ksym, kfunc as *const u8);
-    if let Some((name, f)) = dw {
-        jb.symbol(name, f as *const u8);
+    if let Some(d) = dw {
+        jb.symbol(d.symbol, d.func as *const u8);
     }
-    if let Some((name, f)) = stem {
-        jb.symbol(name, f as *const u8);
+    if let Some(d) = stem {
+        jb.symbol(d.symbol, d.func as *const u8);
     }
-    let (vsym, vfunc) = kernels::gemv_kernel(target).ok_or(CpuError::NotJit(target))?;
-    jb.symbol(vsym, vfunc as *const u8);
-    let (ssym, sfunc) = kernels::se_kernel(target).ok_or(CpuError::NotJit(target))?;
-    jb.symbol(ssym, sfunc as *const u8);
+    jb.symbol(desc.gemv.symbol, desc.gemv.func as *const u8);
+    jb.symbol(desc.se.symbol, desc.se.func as *const u8);
     let lrn_fn: kernels::lrn::LrnFn = kernels::lrn::lrn;
     jb.symbol(kernels::lrn::LRN_SYMBOL, lrn_fn as *const u8);
     let ts = Instant::now();
@@ -710,19 +703,19 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
             .map_err(|e| CpuError::Module(e.to_string()))
     };
     let kid = import(&mut module, ksym, kernels::GEMM_PARAMS)?;
-    let vid = import(&mut module, vsym, kernels::GEMV_PARAMS)?;
-    let sid = import(&mut module, ssym, kernels::SE_PARAMS)?;
+    let vid = import(&mut module, desc.gemv.symbol, kernels::GEMV_PARAMS)?;
+    let sid = import(&mut module, desc.se.symbol, kernels::SE_PARAMS)?;
     let lid = import(
         &mut module,
         kernels::lrn::LRN_SYMBOL,
         kernels::lrn::LRN_PARAMS,
     )?;
     let did = match dw {
-        Some((name, _)) => Some(import(&mut module, name, kernels::DW_PARAMS)?),
+        Some(d) => Some(import(&mut module, d.symbol, kernels::DW_PARAMS)?),
         None => None,
     };
     let stid = match stem {
-        Some((name, _)) => Some(import(&mut module, name, kernels::stem::STEM_PARAMS)?),
+        Some(d) => Some(import(&mut module, d.symbol, kernels::stem::STEM_PARAMS)?),
         None => None,
     };
     let mut sig = module.make_signature();

@@ -52,13 +52,11 @@ pub type StemFn = unsafe extern "C" fn(
 pub const STEM_PARAMS: usize = 8;
 
 /// The stem kernel of a target (`None`: the SSE baseline, which keeps im2col + GEMM), with
-/// its symbol name.
+/// its symbol name (from its [`IsaDesc`](crate::cpu::IsaDesc)).
 pub fn stem_kernel(t: Target) -> Option<(&'static str, StemFn)> {
-    match t {
-        Target::X86_64Avx2 => Some(("mnc_stem_avx2", super::avx2::stem)),
-        Target::X86_64Avx512 => Some(("mnc_stem_avx512", super::avx512::stem)),
-        Target::X86_64 | Target::Reference | Target::Cuda(_) => None,
-    }
+    crate::cpu::isa(t)
+        .and_then(|d| d.stem)
+        .map(|d| (d.symbol, d.func))
 }
 
 /// One stem call, shared by its tasks.
