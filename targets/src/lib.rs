@@ -3,8 +3,10 @@
 //! [`Target::Reference`] is the naive executor of `mnc-runtime` (no code is generated for it).
 //! The x86-64 targets are lowered by the Cranelift JIT backend in [`cpu`]: Cranelift generates
 //! one function per op specialized to its static shapes, and the innermost GEMM micro-kernels
-//! are Rust `std::arch` code compiled per ISA ([`cpu::kernels`]). `host` is a command-line
-//! alias resolved by [`Target::detect_host`].
+//! are Rust `std::arch` code compiled per ISA ([`cpu::kernels`]). Each x86-64 ISA is one
+//! [`cpu::IsaDesc`] of the table in [`cpu::isa`](mod@cpu::isa): its CPU features, Cranelift
+//! flags, kernel set and the facts the passes schedule for. `host` is a command-line alias
+//! resolved by [`Target::detect_host`].
 
 // Unsafe discipline: every unsafe operation, also inside an `unsafe fn`, sits in an `unsafe`
 // block with a `// SAFETY:` comment stating why its invariant holds (the clippy lint is

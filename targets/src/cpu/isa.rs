@@ -304,7 +304,7 @@ mod tests {
         // The register tile is `MR` rows x two vectors of the ISA's width, and MR
         // accumulator rows of two vectors plus the two B vectors and the A broadcast fit the
         // register file the passes are told about.
-        for (d, w, mr, nr) in [
+        let checked = [
             (&X86_64, kernels::sse::W, kernels::sse::MR, kernels::sse::NR),
             (
                 &X86_64_AVX2,
@@ -318,7 +318,14 @@ mod tests {
                 kernels::avx512::MR,
                 kernels::avx512::NR,
             ),
-        ] {
+        ];
+        let targets: Vec<Target> = checked.iter().map(|c| c.0.target).collect();
+        assert_eq!(
+            targets,
+            Target::JIT,
+            "every entry's kernel module is checked here"
+        );
+        for (d, w, mr, nr) in checked {
             let t = d.target;
             assert_eq!((d.gemm.mr, d.gemm.nr), (mr, nr), "{t}");
             assert_eq!(
