@@ -522,7 +522,7 @@ unsafe fn gemm_drive(
     });
 }
 
-/// One depthwise call, shared by its tasks.
+/// One depthwise or stem call ([`DwFn`], [`stem::StemFn`]), shared by its tasks.
 struct Dw {
     x: *const f32,
     w: *const f32,
@@ -533,8 +533,38 @@ struct Dw {
     g: DwGeom,
 }
 
-// SAFETY: tasks read x/w/bias/res, write disjoint output planes and their own scratch plane.
+// SAFETY: tasks read x/w/bias/res and write disjoint output planes (depthwise) or rows (stem)
+// and scratch planes of their own (depthwise: one per task; stem: the padding phase writes
+// disjoint planes before the row phase only reads them).
 unsafe impl Sync for Dw {}
+
+impl Dw {
+    /// The call's arguments as one value, the geometry copied out of the blob.
+    ///
+    /// # Safety
+    /// `geom` is valid for reading one [`DwGeom`] (at any alignment).
+    unsafe fn new(
+        x: *const f32,
+        w: *const f32,
+        bias: *const f32,
+        res: *const f32,
+        y: *mut f32,
+        scratch: *mut f32,
+        geom: *const DwGeom,
+    ) -> Dw {
+        Dw {
+            x,
+            w,
+            bias,
+            res,
+            y,
+            scratch,
+            // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
+            // SAFETY: `geom` is readable (contract).
+            g: unsafe { std::ptr::read_unaligned(geom) },
+        }
+    }
+}
 
 /// Runs a depthwise op as ranges of planes on `threads`, each task with its own padded plane.
 ///
@@ -1172,16 +1202,7 @@ macro_rules! dw_body {
             // SAFETY: the buffers (the geometry included) are as this function's contract
             // states, and so is the ISA.
             super::at_boundary(|| unsafe {
-                let d = super::Dw {
-                    x,
-                    w,
-                    bias,
-                    res,
-                    y,
-                    scratch,
-                    // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
-                    g: std::ptr::read_unaligned(geom),
-                };
+                let d = super::Dw::new(x, w, bias, res, y, scratch, geom);
                 super::dw_drive(planes, &d, threads)
             })
         }

@@ -7,6 +7,7 @@
 //! the scratch area when `scratch_bytes > 0`.
 
 use super::emit::{Emitter, Operand};
+use super::isa::IsaDesc;
 use super::kernels::stem::{self, STEM_MAX_CI};
 use super::kernels::{dw_tasks, encode_act, pack_a, DwGeom, Kernel, SeGeom};
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
@@ -194,16 +195,10 @@ fn geo(c: &Conv, info: &OpInfo) -> Geo {
     }
 }
 
-/// Chooses how `info.op` runs on a target whose GEMM kernel is `kernel`, with `threads`
+/// Chooses how `info.op` runs on the ISA `isa` (its kernel set), with `threads`
 /// threads per run. Fails (with the reason) when a size the op's code needs, such as its
 /// scratch area, overflows or exceeds [`super::MAX_ARENA_BYTES`].
-pub fn plan_op(
-    info: &OpInfo,
-    kernel: &Kernel,
-    has_dw_kernel: bool,
-    has_stem_kernel: bool,
-    threads: usize,
-) -> Result<Plan, String> {
+pub fn plan_op(info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<Plan, String> {
     let threads = threads.max(1);
     // Gather's indices are i64 (read at compile time when constant, see `lower_data`).
     let all_f32 = info.out.dtype == DType::F32
@@ -227,7 +222,7 @@ pub fn plan_op(
     }
     let numel = info.out.numel();
     Ok(match info.op {
-        Op::Conv(c) => plan_conv(c, info, kernel, has_dw_kernel, has_stem_kernel, threads)?,
+        Op::Conv(c) => plan_conv(c, info, isa, threads)?,
         Op::Act(a) => jit(Kind::Act(*a), vec![], 0, numel as u64),
         Op::ChannelAffine => {
             if info.inputs[0].shape.len() < 2 {
@@ -383,7 +378,6 @@ fn too_many_taps(kh: usize, kw: usize) -> Option<Plan> {
     })
 }
 
-/// The plan of a conv ([`plan_op`]).
 /// The geometry the depthwise and stem kernels read (`tasks`: scratch planes of the
 /// depthwise kernel; the stem kernel ignores it and `cog`).
 fn direct_geom(g: &Geo, c: &Conv, hp: usize, wp: usize, tasks: usize) -> DwGeom {
@@ -414,14 +408,8 @@ fn direct_geom(g: &Geo, c: &Conv, hp: usize, wp: usize, tasks: usize) -> DwGeom 
     }
 }
 
-fn plan_conv(
-    c: &Conv,
-    info: &OpInfo,
-    kernel: &Kernel,
-    has_dw_kernel: bool,
-    has_stem_kernel: bool,
-    threads: usize,
-) -> Result<Plan, String> {
+/// The plan of a conv ([`plan_op`]).
+fn plan_conv(c: &Conv, info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<Plan, String> {
     if info.inputs[0].shape.len() != 4 {
         return Ok(Plan::Fallback("conv input is not 4-D".into()));
     }
@@ -429,7 +417,7 @@ fn plan_conv(
     let flops = 2 * (g.n * g.co * g.oh * g.ow * g.cig * g.kh * g.kw) as u64;
     if g.cig == 1 {
         let (hp, wp) = direct_padded(&g, c)?;
-        if !has_dw_kernel {
+        if isa.dw.is_none() {
             if let Some(p) = too_many_taps(g.kh, g.kw) {
                 return Ok(p);
             }
@@ -460,19 +448,14 @@ fn plan_conv(
         && c.pads == [0; 4]
         && g.oh == g.h
         && g.ow == g.w;
-    if has_stem_kernel && c.group == 1 && g.ci <= STEM_MAX_CI && !pointwise {
+    if isa.stem.is_some() && c.group == 1 && g.ci <= STEM_MAX_CI && !pointwise {
         let (hp, wp) = direct_padded(&g, c)?;
         let geom = direct_geom(&g, c, hp, wp, 1);
         let scratch = scratch_bytes(stem::scratch_floats(&geom), "padded input planes")?;
         // Weights tap-major, `[(c, ky, kx)][o]`: a tap's weights for a block of output
-        // channels are contiguous (broadcasts at immediate offsets).
-        let k = g.ci * g.kh * g.kw;
-        let mut packed = vec![0.0f32; k * g.co];
-        for o in 0..g.co {
-            for t in 0..k {
-                packed[t * g.co + o] = wv[o * k + t];
-            }
-        }
+        // channels are contiguous (broadcasts at immediate offsets). That is `pack_a` with
+        // all `co` rows in one block.
+        let packed = pack_a(wv, g.co, g.ci * g.kh * g.kw, g.co.max(1));
         return Ok(jit(
             Kind::ConvStem { threads },
             vec![geom.to_blob(), packed],
@@ -494,7 +477,7 @@ fn plan_conv(
     let mut packed = Vec::new();
     for grp in 0..c.group {
         let rows = &wv[grp * g.cog * k..(grp + 1) * g.cog * k];
-        packed.extend(pack_a(rows, g.cog, k, kernel.mr));
+        packed.extend(pack_a(rows, g.cog, k, isa.gemm.mr));
     }
     Ok(jit(
         Kind::ConvGemm {

@@ -521,8 +521,8 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
             _ => {
                 let ins = g.inputs(id);
                 let info = OpInfo::of(g, id);
-                let plan = lower::plan_op(&info, &kernel, dw.is_some(), stem.is_some(), threads)
-                    .map_err(|msg| CpuError::Oversize {
+                let plan =
+                    lower::plan_op(&info, desc, threads).map_err(|msg| CpuError::Oversize {
                         node: node.name.clone(),
                         op: node.op.kind().into(),
                         msg,

@@ -16,7 +16,7 @@
 //! zero: results do not depend on the thread count. The ISA bodies are in [`stem_body`]
 //! (expanded in the AVX2 and AVX-512 modules).
 
-use super::{part, DwGeom, PAR_MIN_WORK, TASKS_PER_THREAD};
+use super::{part, Dw, DwGeom, PAR_MIN_WORK, TASKS_PER_THREAD};
 use crate::Target;
 
 /// Most input channels the stem kernel takes (beyond that, im2col + GEMM).
@@ -59,28 +59,12 @@ pub fn stem_kernel(t: Target) -> Option<(&'static str, StemFn)> {
         .map(|d| (d.symbol, d.func))
 }
 
-/// One stem call, shared by its tasks.
-pub(super) struct Stem {
-    pub x: *const f32,
-    pub w: *const f32,
-    pub bias: *const f32,
-    pub res: *const f32,
-    pub y: *mut f32,
-    pub scratch: *mut f32,
-    pub g: DwGeom,
-}
-
-// SAFETY: phase 1 tasks read the input and write disjoint scratch planes; phase 2 tasks read
-// the scratch, weights, bias and residual and write disjoint output rows. The dispatcher
-// outlives them.
-unsafe impl Sync for Stem {}
-
 /// Pads input plane `p` (`b * ci + c`) into scratch plane `p`: zero border, input interior.
 ///
 /// # Safety
 /// `d` describes valid buffers (`x`: `n * ci * h * w` floats, scratch `n * ci * hp * wp` with
 /// `n = planes / co`), `p < n * ci`, and no other task touches scratch plane `p`.
-unsafe fn pad_plane(d: &Stem, p: usize) {
+unsafe fn pad_plane(d: &Dw, p: usize) {
     let g = &d.g;
     let u = |v: u64| v as usize;
     let (h, w, hp, wp, pt, pl) = (u(g.h), u(g.w), u(g.hp), u(g.wp), u(g.pt), u(g.pl));
@@ -106,7 +90,7 @@ unsafe fn pad_plane(d: &Stem, p: usize) {
 ///
 /// # Safety
 /// As for the ISA's `stem`: `d` describes valid buffers for its geometry.
-pub(super) unsafe fn stem_drive(rows: unsafe fn(&Stem, usize, usize), d: &Stem, threads: usize) {
+pub(super) unsafe fn stem_drive(rows: unsafe fn(&Dw, usize, usize), d: &Dw, threads: usize) {
     let g = &d.g;
     let n = (g.planes / g.co.max(1)) as usize;
     let planes = n * g.ci as usize;
@@ -154,16 +138,7 @@ macro_rules! stem_body {
             // SAFETY: the buffers (the geometry included) are as this function's contract
             // states, and so is the ISA.
             super::at_boundary(|| unsafe {
-                let d = super::stem::Stem {
-                    x,
-                    w,
-                    bias,
-                    res,
-                    y,
-                    scratch,
-                    // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
-                    g: std::ptr::read_unaligned(geom),
-                };
+                let d = super::Dw::new(x, w, bias, res, y, scratch, geom);
                 super::stem::stem_drive(stem_rows, &d, threads)
             })
         }
@@ -173,7 +148,7 @@ macro_rules! stem_body {
         /// # Safety
         /// The CPU supports the module's ISA; `d` is as [`stem`]'s contract states, with the
         /// scratch planes padded; `r0 <= r1 <= n * oh` and no other task writes those rows.
-        unsafe fn stem_rows(d: &super::stem::Stem, r0: usize, r1: usize) {
+        unsafe fn stem_rows(d: &super::Dw, r0: usize, r1: usize) {
             // SAFETY: as this function's contract.
             unsafe {
                 match d.g.sx {
@@ -187,7 +162,7 @@ macro_rules! stem_body {
         #[target_feature(enable = $feat)]
         /// # Safety
         /// As for [`stem_rows`], with `SX` the geometry's column stride (0: any).
-        unsafe fn stem_rows_s<const SX: usize>(d: &super::stem::Stem, r0: usize, r1: usize) {
+        unsafe fn stem_rows_s<const SX: usize>(d: &super::Dw, r0: usize, r1: usize) {
             let g = &d.g;
             let co = g.co as usize;
             let (oh, ow) = (g.oh as usize, g.ow as usize);
@@ -221,7 +196,7 @@ macro_rules! stem_body {
         /// The CPU supports the module's ISA; as for [`stem_rows`], with `c0 + NB <= co`,
         /// `ox + n <= ow`, `1 <= n <= W`.
         unsafe fn chan<const NB: usize, const SX: usize>(
-            d: &super::stem::Stem,
+            d: &super::Dw,
             b: usize,
             oy: usize,
             ox: usize,
