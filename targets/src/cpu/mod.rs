@@ -715,7 +715,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
         None => None,
     };
     let stid = match stem {
-        Some(d) => Some(import(&mut module, d.symbol, kernels::stem::STEM_PARAMS)?),
+        Some(d) => Some(import(&mut module, d.symbol, kernels::DW_PARAMS)?),
         None => None,
     };
     let mut sig = module.make_signature();

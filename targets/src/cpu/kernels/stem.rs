@@ -16,7 +16,7 @@
 //! zero: results do not depend on the thread count. The ISA bodies are in [`stem_body`]
 //! (expanded in the AVX2 and AVX-512 modules).
 
-use super::{part, Dw, DwGeom, PAR_MIN_WORK, TASKS_PER_THREAD};
+use super::{part, Dw, DwFn, DwGeom, PAR_MIN_WORK, TASKS_PER_THREAD};
 use crate::Target;
 
 /// Most input channels the stem kernel takes (beyond that, im2col + GEMM).
@@ -34,22 +34,11 @@ pub fn scratch_floats(g: &DwGeom) -> Option<usize> {
     usize::try_from(f).ok()
 }
 
-/// Signature of the stem entry points: `(x, weights, bias, residual, y, scratch, geometry
-/// (see [`scratch_floats`]), threads)`; `bias` and `residual` may be null. Weights are tap-major: `w[t * co + o]` for tap
+/// Signature of the stem entry points: the depthwise kernel's ([`DwFn`]: `(x, weights, bias,
+/// residual, y, scratch, geometry, threads)`; `bias` and `residual` may be null), with scratch
+/// sized by [`scratch_floats`] and the weights tap-major: `w[t * co + o]` for tap
 /// `t = (c * kh + ky) * kw + kx` of output channel `o`.
-pub type StemFn = unsafe extern "C" fn(
-    *const f32,
-    *const f32,
-    *const f32,
-    *const f32,
-    *mut f32,
-    *mut f32,
-    *const DwGeom,
-    usize,
-);
-
-/// Number of parameters of [`StemFn`].
-pub const STEM_PARAMS: usize = 8;
+pub type StemFn = DwFn;
 
 /// The stem kernel of a target (`None`: the SSE baseline, which keeps im2col + GEMM), with
 /// its symbol name (from its [`IsaDesc`](crate::cpu::IsaDesc)).

@@ -172,6 +172,66 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
     }
 }
 
+/// The buffers of one depthwise or stem kernel call in a test (`bias`, `res`: absent when
+/// `None`).
+struct DirectCall<'a> {
+    x: &'a [f32],
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    res: Option<&'a [f32]>,
+}
+
+/// Runs the [`DwFn`]-shaped kernel `f` at 1, 2 and 3 threads (geometry `geom(threads)`, a
+/// NaN-filled scratch of `scratch(&geometry)` floats) and checks every output element against
+/// `want` (tolerance scaled by `taps`), that nothing is written past the output, and that
+/// every thread count gives the bits of 1 thread.
+fn check_direct_kernel(
+    f: DwFn,
+    geom: impl Fn(usize) -> DwGeom,
+    scratch: impl Fn(&DwGeom) -> usize,
+    call: &DirectCall<'_>,
+    want: &[f32],
+    taps: usize,
+    what: &dyn Fn() -> String,
+) {
+    let mut first: Option<Vec<f32>> = None;
+    for threads in [1usize, 2, 3] {
+        let g = geom(threads);
+        let mut scratch = vec![f32::NAN; scratch(&g)];
+        let mut y = vec![9.0f32; want.len() + 40];
+        let opt = |v: Option<&[f32]>| v.map_or(std::ptr::null(), <[f32]>::as_ptr);
+        // SAFETY: the buffers are sized as the geometry describes (the caller's `scratch` and
+        // `want` are the kernel's scratch size and output size); the host runs the target.
+        unsafe {
+            f(
+                call.x.as_ptr(),
+                call.w.as_ptr(),
+                opt(call.bias),
+                opt(call.res),
+                y.as_mut_ptr(),
+                scratch.as_mut_ptr(),
+                &g,
+                threads,
+            )
+        };
+        for (i, (&gv, &wv)) in y.iter().zip(want).enumerate() {
+            assert!(
+                close(gv, wv, taps as f32),
+                "{} threads {threads} at {i}: {gv} vs {wv}",
+                what()
+            );
+        }
+        assert!(
+            y[want.len()..].iter().all(|&v| v == 9.0),
+            "{}: wrote past the output",
+            what()
+        );
+        same_as_first(&mut first, y, || {
+            format!("{}: {threads} threads differ from 1", what())
+        });
+    }
+}
+
 /// Naive depthwise conv with zero padding (top/left `pt`/`pl`), one input channel per group.
 #[allow(clippy::too_many_arguments)]
 fn dw_naive(
@@ -246,72 +306,49 @@ fn dw_matches_naive_and_stays_in_bounds() {
             for (ai, act) in acts().into_iter().enumerate() {
                 let (with_bias, with_res) = epilogue_form(ai + ci_);
                 let (code, pp) = encode_act(act);
-                let mut first: Option<Vec<f32>> = None;
-                for threads in [1usize, 2, 3] {
-                    let g = DwGeom {
-                        planes: (n * co) as u64,
-                        co: co as u64,
-                        ci: c as u64,
-                        cog: mult as u64,
-                        h: h as u64,
-                        w: w as u64,
-                        pt: p as u64,
-                        pl: p as u64,
-                        kh: k as u64,
-                        kw: k as u64,
-                        sy: s as u64,
-                        sx: s as u64,
-                        dy: d as u64,
-                        dx: d as u64,
-                        oh: oh as u64,
-                        ow: ow as u64,
-                        hp: hp as u64,
-                        wp: wp as u64,
-                        act: code,
-                        act_params: pp,
-                        tasks: dw_tasks(threads) as u64,
-                    };
-                    let x = rand(n * c * h * w, 3 + ci_ as u64);
-                    let wt = rand(co * k * k, 4);
-                    let bias = rand(co, 5);
-                    let res = rand(n * co * oh * ow, 6);
-                    let mut scratch = vec![f32::NAN; g.scratch_floats().unwrap()];
-                    let mut y = vec![9.0f32; n * co * oh * ow + 40];
-                    // SAFETY: the buffers are sized as the geometry describes (scratch: `scratch_floats()`); the host runs the target.
-                    unsafe {
-                        f(
-                            x.as_ptr(),
-                            wt.as_ptr(),
-                            ptr_if(with_bias, &bias),
-                            ptr_if(with_res, &res),
-                            y.as_mut_ptr(),
-                            scratch.as_mut_ptr(),
-                            &g,
-                            threads,
-                        )
-                    };
-                    let want = dw_naive(
-                        &x,
-                        &wt,
-                        &g,
-                        with_bias.then_some(&bias[..]),
-                        with_res.then_some(&res[..]),
-                        act,
-                    );
-                    for (i, (&gv, &wv)) in y.iter().zip(&want).enumerate() {
-                        assert!(
-                            close(gv, wv, (k * k) as f32),
-                            "{t} case {ci_} {act:?} threads {threads} at {i}: {gv} vs {wv}"
-                        );
-                    }
-                    assert!(
-                        y[want.len()..].iter().all(|&v| v == 9.0),
-                        "{t}: wrote past the output"
-                    );
-                    same_as_first(&mut first, y, || {
-                        format!("{t} case {ci_}: {threads} threads differ from 1")
-                    });
-                }
+                let geom = |threads: usize| DwGeom {
+                    planes: (n * co) as u64,
+                    co: co as u64,
+                    ci: c as u64,
+                    cog: mult as u64,
+                    h: h as u64,
+                    w: w as u64,
+                    pt: p as u64,
+                    pl: p as u64,
+                    kh: k as u64,
+                    kw: k as u64,
+                    sy: s as u64,
+                    sx: s as u64,
+                    dy: d as u64,
+                    dx: d as u64,
+                    oh: oh as u64,
+                    ow: ow as u64,
+                    hp: hp as u64,
+                    wp: wp as u64,
+                    act: code,
+                    act_params: pp,
+                    tasks: dw_tasks(threads) as u64,
+                };
+                let x = rand(n * c * h * w, 3 + ci_ as u64);
+                let wt = rand(co * k * k, 4);
+                let bias = rand(co, 5);
+                let res = rand(n * co * oh * ow, 6);
+                let call = DirectCall {
+                    x: &x,
+                    w: &wt,
+                    bias: with_bias.then_some(&bias[..]),
+                    res: with_res.then_some(&res[..]),
+                };
+                let want = dw_naive(&x, &wt, &geom(1), call.bias, call.res, act);
+                check_direct_kernel(
+                    f,
+                    geom,
+                    |g| g.scratch_floats().unwrap(),
+                    &call,
+                    &want,
+                    k * k,
+                    &|| format!("{t} case {ci_} {act:?}"),
+                );
             }
         }
     }
@@ -702,46 +739,22 @@ fn stem_matches_naive_and_stays_in_bounds() {
                     .collect();
                 let bias = rand(co, 15);
                 let res = rand(n * co * oh * ow, 16);
-                let want = stem_naive(
-                    &x,
-                    &wt,
-                    &g,
-                    with_bias.then_some(&bias[..]),
-                    with_res.then_some(&res[..]),
-                    act,
+                let call = DirectCall {
+                    x: &x,
+                    w: &wt_packed,
+                    bias: with_bias.then_some(&bias[..]),
+                    res: with_res.then_some(&res[..]),
+                };
+                let want = stem_naive(&x, &wt, &g, call.bias, call.res, act);
+                check_direct_kernel(
+                    f,
+                    |_| g,
+                    |g| stem::scratch_floats(g).unwrap(),
+                    &call,
+                    &want,
+                    taps,
+                    &|| format!("{t} case {ci_} {act:?}"),
                 );
-                let mut first: Option<Vec<f32>> = None;
-                for threads in [1usize, 2, 3] {
-                    let mut scratch = vec![f32::NAN; stem::scratch_floats(&g).unwrap()];
-                    let mut y = vec![9.0f32; n * co * oh * ow + 40];
-                    // SAFETY: the buffers are sized as the geometry describes (scratch:
-                    // `stem::scratch_floats`); the host runs the target.
-                    unsafe {
-                        f(
-                            x.as_ptr(),
-                            wt_packed.as_ptr(),
-                            ptr_if(with_bias, &bias),
-                            ptr_if(with_res, &res),
-                            y.as_mut_ptr(),
-                            scratch.as_mut_ptr(),
-                            &g,
-                            threads,
-                        )
-                    };
-                    for (i, (&gv, &wv)) in y.iter().zip(&want).enumerate() {
-                        assert!(
-                            close(gv, wv, (ci * kh * kw) as f32),
-                            "{t} case {ci_} {act:?} threads {threads} at {i}: {gv} vs {wv}"
-                        );
-                    }
-                    assert!(
-                        y[want.len()..].iter().all(|&v| v == 9.0),
-                        "{t}: wrote past the output"
-                    );
-                    same_as_first(&mut first, y, || {
-                        format!("{t} case {ci_}: {threads} threads differ from 1")
-                    });
-                }
             }
         }
     }
