@@ -418,16 +418,8 @@ pub fn memory_bandwidth_gbs(threads: usize) -> Option<f64> {
         })
     };
     pass();
-    let mut best = 0.0f64;
-    for _ in 0..3 {
-        let t0 = std::time::Instant::now();
-        pass();
-        let secs = t0.elapsed().as_secs_f64();
-        if secs > 0.0 {
-            best = best.max((TRIAD_BYTES * len * chunks) as f64 / secs / 1e9);
-        }
-    }
-    Some(best)
+    let bytes = (TRIAD_BYTES * len * chunks) as f64;
+    Some(mnc_targets::cpu::kernels::best_giga_rate(3, bytes, pass))
 }
 
 /// The measured bandwidth of one core from its L2 cache in GB/s: the best of 5 runs of 200
@@ -439,18 +431,12 @@ pub fn l2_bandwidth_gbs() -> Option<f64> {
     let [mut a, b, c] = triad_arrays(N)?;
     let s = std::hint::black_box(0.5f32);
     triad(&mut a, &b, &c, s);
-    let mut best = 0.0f64;
-    for _ in 0..5 {
-        let t0 = std::time::Instant::now();
+    let bytes = (TRIAD_BYTES * N * PASSES) as f64;
+    Some(mnc_targets::cpu::kernels::best_giga_rate(5, bytes, || {
         for _ in 0..PASSES {
             triad(std::hint::black_box(&mut a), &b, &c, s);
         }
-        let secs = t0.elapsed().as_secs_f64();
-        if secs > 0.0 {
-            best = best.max((TRIAD_BYTES * N * PASSES) as f64 / secs / 1e9);
-        }
-    }
-    Some(best)
+    }))
 }
 
 #[cfg(test)]

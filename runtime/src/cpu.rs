@@ -494,8 +494,9 @@ pub(crate) mod tests {
     }
 
     /// A 1x1 conv 64 -> 64 over 128x128 (67M multiply-adds: the GEMM kernel splits it into
-    /// tasks over the pool, long enough for the pool threads to take some) whose every product is 2^-60 * 2^-76 = 2^-136 and every output the
-    /// exact sum of 64 of them, 2^-130: denormals throughout (below 2^-126), 0 when flushed.
+    /// tasks over the pool, long enough for the pool threads to take some) whose every
+    /// product is 2^-60 * 2^-76 = 2^-136 and every output the exact sum of 64 of them,
+    /// 2^-130: denormals throughout (below 2^-126), 0 when flushed.
     fn denormal_conv() -> (Graph, Tensor) {
         let mut g = Graph::new("g");
         let x = g.add_input("x", TensorType::f32(vec![1, 64, 128, 128]));

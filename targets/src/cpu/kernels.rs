@@ -1165,18 +1165,26 @@ pub fn peak_gflops(t: Target) -> Option<f64> {
         flops_per_step: per_step,
     } = isa(t)?.peak;
     let steps = 200_000;
-    let mut best = 0.0f64;
-    for _ in 0..5 {
-        let t0 = std::time::Instant::now();
+    Some(best_giga_rate(5, (steps * per_step) as f64, || {
         // SAFETY: the host runs the target's ISA (checked above).
-        let r = unsafe { f(steps) };
+        std::hint::black_box(unsafe { f(steps) });
+    }))
+}
+
+/// The best rate, in billions of `amount` per second, of `reps` timed calls of `run`, each
+/// doing `amount` units of work (FLOPs, bytes): the measurement convention of the peak and
+/// of `mnc bench`'s bandwidths. 0 when no call took measurable time.
+pub fn best_giga_rate(reps: usize, amount: f64, mut run: impl FnMut()) -> f64 {
+    let mut best = 0.0f64;
+    for _ in 0..reps {
+        let t0 = std::time::Instant::now();
+        run();
         let secs = t0.elapsed().as_secs_f64();
-        std::hint::black_box(r);
         if secs > 0.0 {
-            best = best.max((steps * per_step) as f64 / secs / 1e9);
+            best = best.max(amount / secs / 1e9);
         }
     }
-    Some(best)
+    best
 }
 
 /// The depthwise body for the AVX2 / AVX-512 modules (uses the module's helpers and its
