@@ -313,6 +313,7 @@ fn profile_ops(
         }
     }
     let report = m.report();
+    let images = report.images.max(1) as u64;
     Ok(sums
         .into_iter()
         .map(|(node, total)| {
@@ -323,7 +324,8 @@ fn profile_ops(
                 op.map(|o| o.op.to_string()).unwrap_or_default(),
                 op.map(|o| o.strategy.clone()).unwrap_or_default(),
                 mean_ms,
-                op.map_or((0, 0), |o| (o.flops, o.bytes)),
+                // A split batch's ops are one image's; its profiled times cover every image.
+                op.map_or((0, 0), |o| (o.flops * images, o.bytes * images)),
                 roof,
             )
         })

@@ -18,6 +18,9 @@ pub struct ExecOptions {
     /// CPU: keep denormal floats during a run (default: flushed to zero, MXCSR FTZ/DAZ; see
     /// `mnc_targets::cpu::fpenv`).
     pub keep_denormals: bool,
+    /// CPU: run a batch above 1 op by op over the whole batch instead of one run per image
+    /// (`mnc_targets::cpu::CpuOptions::split_batch` off).
+    pub no_batch_split: bool,
 }
 
 impl ExecOptions {
@@ -40,6 +43,9 @@ impl ExecOptions {
         }
         if self.keep_denormals && !target.is_jit() {
             bail!("--keep-denormals applies to the x86-64 targets only (target is {target})");
+        }
+        if self.no_batch_split && !target.is_jit() {
+            bail!("--no-batch-split applies to the x86-64 targets only (target is {target})");
         }
         Ok(())
     }
@@ -77,6 +83,7 @@ impl Executable {
                 let copts = mnc_targets::cpu::CpuOptions {
                     threads: opts.cpu_threads(),
                     flush_denormals: !opts.keep_denormals,
+                    split_batch: !opts.no_batch_split,
                     ..Default::default()
                 };
                 // The error names the target ("compiling for x86_64-avx2: ...").

@@ -37,6 +37,23 @@ enum Command {
     Zoo(mnc::zoo::cli::ZooArgs),
 }
 
+/// The x86-64 backend's run options of `run` and `bench`.
+#[derive(Args)]
+struct CpuFlags {
+    /// x86-64 targets: threads per run (default: the number of physical cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// x86-64 targets: keep denormal floats (default: flushed to zero during a run, FTZ/DAZ;
+    /// see docs/CPU_BACKEND.md).
+    #[arg(long)]
+    keep_denormals: bool,
+    /// x86-64 targets: run a batch above 1 op by op over the whole batch (default: one run
+    /// per image, images in parallel across threads, when no op mixes images; the compile
+    /// report says which; see docs/CPU_BACKEND.md).
+    #[arg(long)]
+    no_batch_split: bool,
+}
+
 /// Arguments of `mnc run`.
 #[derive(Args)]
 struct RunArgs {
@@ -60,13 +77,8 @@ struct RunArgs {
     /// CUDA targets: allow TF32 tensor-core math (about 3 significant digits per product).
     #[arg(long)]
     allow_tf32: bool,
-    /// x86-64 targets: threads per run (default: the number of physical cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// x86-64 targets: keep denormal floats (default: flushed to zero during a run, FTZ/DAZ;
-    /// see docs/CPU_BACKEND.md).
-    #[arg(long)]
-    keep_denormals: bool,
+    #[command(flatten)]
+    cpu: CpuFlags,
     /// The model's 4-D inputs are channels-last (NHWC, as Keras/tf2onnx export them): take
     /// them channels-first (NCHW) instead; the model's input transpose then disappears.
     #[arg(long)]
@@ -93,13 +105,8 @@ struct BenchArgs {
     /// CUDA targets: allow TF32 tensor-core math.
     #[arg(long)]
     allow_tf32: bool,
-    /// x86-64 targets: threads per run (default: the number of physical cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// x86-64 targets: keep denormal floats (default: flushed to zero during a run, FTZ/DAZ;
-    /// see docs/CPU_BACKEND.md).
-    #[arg(long)]
-    keep_denormals: bool,
+    #[command(flatten)]
+    cpu: CpuFlags,
     /// x86-64 targets: per fused op (mean over the timed runs) time, GFLOP/s, GB/s and
     /// FLOP/byte of its compulsory traffic, and its place under the roofline (measured peak
     /// and memory bandwidth).
@@ -199,14 +206,7 @@ fn main() {
 fn cmd_run(a: &RunArgs) -> Result<()> {
     check_runnable(a.target)?;
     let t0 = Instant::now();
-    let opts = compile_options(
-        a.target,
-        a.batch,
-        a.allow_tf32,
-        a.threads,
-        a.keep_denormals,
-        a.nchw_input,
-    );
+    let opts = compile_options(a.target, a.batch, a.allow_tf32, &a.cpu, a.nchw_input);
     // The input first: a bad input file fails before a full compile.
     let input = match (&a.input, &a.image) {
         (Some(p), _) => io::read_npy(p)?,
@@ -284,8 +284,7 @@ fn compile_options(
     target: Target,
     batch: Option<usize>,
     allow_tf32: bool,
-    threads: Option<usize>,
-    keep_denormals: bool,
+    cpu: &CpuFlags,
     nchw_inputs: bool,
 ) -> CompileOptions {
     CompileOptions {
@@ -293,8 +292,9 @@ fn compile_options(
         batch,
         exec: ExecOptions {
             allow_tf32,
-            threads: threads.unwrap_or(0),
-            keep_denormals,
+            threads: cpu.threads.unwrap_or(0),
+            keep_denormals: cpu.keep_denormals,
+            no_batch_split: cpu.no_batch_split,
         },
         nchw_inputs,
     }
@@ -494,14 +494,7 @@ fn cmd_bench(a: &BenchArgs) -> Result<()> {
     if a.profile && !a.target.is_jit() {
         bail!("--profile needs an x86-64 target (per-op timing of the JIT code)");
     }
-    let opts = compile_options(
-        a.target,
-        a.batch,
-        a.allow_tf32,
-        a.threads,
-        a.keep_denormals,
-        a.nchw_input,
-    );
+    let opts = compile_options(a.target, a.batch, a.allow_tf32, &a.cpu, a.nchw_input);
     let model = Model::compile(Source::Spec(&a.model), &opts)?;
     let r = mnc::bench::bench(
         &model,

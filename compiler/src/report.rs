@@ -28,6 +28,13 @@ pub struct CodegenSummary {
     pub in_place_ops: usize,
     /// Kernel scratch, bytes.
     pub scratch_bytes: usize,
+    /// Runs of the compiled program per batch: 1, or the batch when it runs image by image
+    /// (the arena and scratch figures are then one image run's; concurrent image runs each
+    /// take their own).
+    pub images: usize,
+    /// How a batch above 1 runs, and why it is not split by image if it is not (empty for
+    /// batch 1).
+    pub batch_plan: String,
 }
 
 impl CodegenSummary {
@@ -44,6 +51,8 @@ impl CodegenSummary {
             arena_bytes: r.arena_bytes,
             in_place_ops: r.in_place_ops,
             scratch_bytes: r.scratch_bytes,
+            images: r.images,
+            batch_plan: r.batch_plan.clone(),
         }
     }
 }
@@ -225,6 +234,14 @@ impl CompileSummary {
                 c.in_place_ops,
                 c.scratch_bytes as f64 / 1e6,
             );
+            if !c.batch_plan.is_empty() {
+                let per = if c.images > 1 {
+                    " (arena and scratch: per image run)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(s, "batch: {}{per}", c.batch_plan);
+            }
         }
         let t = &self.times;
         let _ = write!(

@@ -9,6 +9,7 @@
 //!
 //! No ONNX/protobuf types appear here.
 
+pub mod batch;
 pub mod dot;
 pub mod error;
 pub mod eval;

@@ -475,6 +475,7 @@ fn exec_options(threads: Option<usize>, allow_tf32: bool) -> ExecOptions {
         allow_tf32,
         threads: threads.unwrap_or(0),
         keep_denormals: false,
+        no_batch_split: false,
     }
 }
 

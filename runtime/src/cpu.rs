@@ -6,8 +6,11 @@
 //! inputs, packed constants, scratch) and copies the outputs out. Steps the backend does not
 //! lower yet run the reference kernel (`mnc_ir::eval::eval_op`); they are listed as
 //! fallbacks in [`CompiledModel::report`]. Steps run one after another on the calling thread;
-//! with `CpuOptions::threads = 2` the GEMM and depthwise micro-kernels split each call with
-//! one helper thread (experimental).
+//! with `CpuOptions::threads > 1` the kernels split each call over the persistent pool
+//! (`mnc_targets::cpu::par`). A program compiled for one image of a split batch
+//! (`CpuProgram::images > 1`, see `CpuOptions::split_batch`) runs once per image: whole
+//! images go to the threads at once, each with its own arena, and the outputs are stacked
+//! along axis 0; profiling and guard modes run the images in order.
 //!
 //! Before every call of generated code the step's pointer table is checked
 //! (`guard::check_slots`: as long as the code reads, every slot inside its buffer), and a
@@ -175,7 +178,8 @@ impl CompiledModel {
     }
 
     /// Like [`CompiledModel::run`], also returning the wall time of every step (in step order,
-    /// with the step's node name).
+    /// with the step's node name). A batch split by image runs its images in order, and each
+    /// step's time is the sum over the images.
     pub fn run_profiled(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, StepTimes), CpuRunError> {
         let mut times = Vec::with_capacity(self.program.steps.len());
         let out = self.run_inner(&views(inputs), Some(&mut times), None)?;
@@ -192,6 +196,7 @@ impl CompiledModel {
             });
         }
         for ((name, ty, _), t) in p.inputs.iter().zip(inputs) {
+            let ty = &batch_type(ty, p.images);
             if t.dtype() != ty.dtype || t.shape != ty.shape {
                 return Err(RuntimeError::InputType {
                     name: name.clone(),
@@ -221,6 +226,64 @@ impl CompiledModel {
             return Err(CpuRunError::NotOnHost(p.target));
         }
         self.check_inputs(inputs)?;
+        // FTZ/DAZ for the steps (pool threads take this thread's MXCSR per job); the
+        // caller's MXCSR is restored when this returns, on every path.
+        let _fpenv = mnc_targets::cpu::fpenv::FlushDenormals::new(p.report.flush_denormals);
+        let images = p.images;
+        if images == 1 {
+            return self.run_program(inputs, times, guard_pages);
+        }
+        // One run of the one-image program per image. Whole images go to the threads (each
+        // image's kernels then run on its thread alone: `par` runs nested jobs serially);
+        // a remainder smaller than the thread count runs image by image on the caller with
+        // the ops split across threads. Profiling and guard modes run images in order.
+        let shapes: Vec<Vec<usize>> = p.inputs.iter().map(|(_, ty, _)| ty.shape.clone()).collect();
+        let image = |i: usize| -> Vec<TensorView<'_>> {
+            inputs
+                .iter()
+                .zip(&shapes)
+                .map(|(t, shape)| image_view(t, shape, i, images))
+                .collect()
+        };
+        let ordered = times.is_some() || guard_pages.is_some() || p.guard > 0;
+        let threads = p.report.threads;
+        let together = if ordered || threads < 2 {
+            0
+        } else {
+            images - images % threads
+        };
+        let results: Vec<Mutex<Option<RunResult>>> =
+            (0..together).map(|_| Mutex::new(None)).collect();
+        mnc_targets::cpu::par::for_each(threads, together, &|i| {
+            let r = self.run_program(&image(i), None, None);
+            if let Ok(mut slot) = results[i].lock() {
+                *slot = Some(r);
+            }
+        });
+        let mut per_image = Vec::with_capacity(images);
+        for slot in results {
+            let r = slot
+                .into_inner()
+                .ok()
+                .flatten()
+                .ok_or_else(|| IrError::Invalid("an image of the batch was not run".into()))?;
+            per_image.push(r?);
+        }
+        for i in together..images {
+            per_image.push(self.run_program(&image(i), times.as_deref_mut(), guard_pages)?);
+        }
+        Ok(stack_images(&p.outputs, per_image)?)
+    }
+
+    /// Runs the program once: `inputs` are its own inputs (one image of a split batch).
+    /// Step times are added to `times` (an entry per step, created on the first run).
+    fn run_program(
+        &self,
+        inputs: &[TensorView<'_>],
+        mut times: Option<&mut Vec<(String, Duration)>>,
+        guard_pages: Option<GuardPlacement>,
+    ) -> RunResult {
+        let p = &self.program;
         let mut arena = self
             .arenas
             .lock()
@@ -232,11 +295,8 @@ impl CompiledModel {
             self.guard_fill(&mut arena, *loc, ty.bytes());
         }
         let wptr = p.weights.as_ptr() as *mut u8;
-        // FTZ/DAZ for the steps (pool threads take this thread's MXCSR per job); the
-        // caller's MXCSR is restored when this returns, on every path.
-        let _fpenv = mnc_targets::cpu::fpenv::FlushDenormals::new(p.report.flush_denormals);
         let mut table: Vec<*mut u8> = Vec::with_capacity(16);
-        for step in &p.steps {
+        for (k, step) in p.steps.iter().enumerate() {
             if p.guard > 0 {
                 self.guard_fill(&mut arena, step.args[0], step.out.bytes());
                 self.guard_fill(&mut arena, Loc::Arena(p.scratch.0), p.scratch.1);
@@ -313,7 +373,10 @@ impl CompiledModel {
                 }
             }
             if let Some(t) = times.as_deref_mut() {
-                t.push((step.node.clone(), t0.elapsed()));
+                match t.get_mut(k) {
+                    Some(entry) => entry.1 += t0.elapsed(),
+                    None => t.push((step.node.clone(), t0.elapsed())),
+                }
             }
             if p.guard > 0 {
                 let mut regions = vec![(step.args[0], step.out.bytes())];
@@ -429,6 +492,70 @@ fn read_tensor(
 }
 
 /// Borrowed views of owned tensors.
+/// The outputs of one run, or why it failed.
+type RunResult = Result<Vec<Tensor>, CpuRunError>;
+
+/// `ty` with axis 0 multiplied by `images` (a split batch's full type from one image's).
+fn batch_type(ty: &TensorType, images: usize) -> TensorType {
+    let mut shape = ty.shape.clone();
+    if let Some(d) = shape.first_mut() {
+        *d *= images;
+    }
+    TensorType::new(ty.dtype, shape)
+}
+
+/// Image `i` of `images` of a batch `t` (checked to have `images` times `shape`'s elements,
+/// axis 0 outermost), viewed with `shape`.
+fn image_view<'a>(
+    t: &TensorView<'a>,
+    shape: &'a [usize],
+    i: usize,
+    images: usize,
+) -> TensorView<'a> {
+    fn part<T>(v: &[T], i: usize, images: usize) -> &[T] {
+        let n = v.len() / images;
+        &v[i * n..(i + 1) * n]
+    }
+    let data = match t.data {
+        TensorDataRef::F32(v) => TensorDataRef::F32(part(v, i, images)),
+        TensorDataRef::I64(v) => TensorDataRef::I64(part(v, i, images)),
+    };
+    TensorView { shape, data }
+}
+
+/// The outputs of a split batch: every output's images, in order, along axis 0.
+fn stack_images(
+    outputs: &[(String, TensorType, Loc)],
+    per_image: Vec<Vec<Tensor>>,
+) -> Result<Vec<Tensor>, IrError> {
+    let images = per_image.len();
+    let mut stacked: Vec<Tensor> = outputs
+        .iter()
+        .map(|(_, ty, _)| {
+            let ty = batch_type(ty, images);
+            let n = ty.numel();
+            let data = match ty.dtype {
+                DType::F32 => TensorData::F32(Vec::with_capacity(n)),
+                DType::I64 => TensorData::I64(Vec::with_capacity(n)),
+            };
+            Tensor {
+                shape: ty.shape,
+                data,
+            }
+        })
+        .collect();
+    for outs in per_image {
+        for (s, o) in stacked.iter_mut().zip(outs) {
+            match (&mut s.data, o.data) {
+                (TensorData::F32(all), TensorData::F32(v)) => all.extend(v),
+                (TensorData::I64(all), TensorData::I64(v)) => all.extend(v),
+                _ => return Err(IrError::Invalid("an image's output changed type".into())),
+            }
+        }
+    }
+    Ok(stacked)
+}
+
 fn views(ts: &[Tensor]) -> Vec<TensorView<'_>> {
     ts.iter().map(Tensor::view).collect()
 }

@@ -173,6 +173,98 @@ fn every_thread_count_gives_identical_results() {
 }
 
 #[test]
+fn a_batch_split_by_image_matches_the_whole_batch_run() {
+    // Batch 5: with 2 threads, 4 images run two at a time and the fifth on its own with the
+    // ops split across threads; with 3, 3 at once and 2 after. Every split run must equal
+    // the 1-thread split run bit for bit, and match the reference and the unsplit run.
+    let dir = mnc_tests::fixtures_dir().join("mnv2_w035_op13");
+    let g =
+        optimized(import_file(&dir.join("model.onnx"), &ImportOptions { batch: Some(5) }).unwrap());
+    let x = feeds(&g, 31);
+    let want = mnc_runtime::reference::run(&g, &x).unwrap();
+    let plain = |threads, split_batch| mnc_runtime::cpu::CpuOptions {
+        threads,
+        split_batch,
+        guards: false,
+        ..verified()
+    };
+    for t in Target::jit_targets_for_test("cpu_graphs::a_batch_split_by_image") {
+        let whole = CompiledModel::compile(&g, t, &plain(2, false)).unwrap();
+        assert_eq!(whole.report().images, 1);
+        assert!(
+            whole.report().batch_plan.contains("split off"),
+            "{}",
+            whole.report().batch_plan
+        );
+        let unsplit = whole.run(&x).unwrap();
+        check_close(&format!("{t} unsplit"), &unsplit[0], &want[0], TOL).unwrap();
+        let one = CompiledModel::compile(&g, t, &plain(1, true)).unwrap();
+        assert_eq!(one.report().images, 5);
+        assert!(one.report().to_text().contains("5 one-image runs"));
+        let first = one.run(&x).unwrap();
+        check_close(&format!("{t} split"), &first[0], &want[0], TOL).unwrap();
+        check_close(
+            &format!("{t} split vs unsplit"),
+            &first[0],
+            &unsplit[0],
+            TOL,
+        )
+        .unwrap();
+        for threads in [2, 3] {
+            let m = CompiledModel::compile(&g, t, &plain(threads, true)).unwrap();
+            for _ in 0..3 {
+                assert_eq!(m.run(&x).unwrap(), first, "{t}, {threads} threads");
+            }
+            // Profiled runs (images in order) give the same outputs, one time per step.
+            let (got, times) = m.run_profiled(&x).unwrap();
+            assert_eq!(got, first);
+            assert_eq!(
+                times.len(),
+                m.report()
+                    .ops
+                    .iter()
+                    .filter(|o| o.strategy != "view")
+                    .count()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_graph_that_mixes_images_or_is_small_runs_the_whole_batch() {
+    // Softmax over the batch axis: every image's output depends on the others.
+    let mut g = Graph::new("mix");
+    let x = g.add_input("x", mnc_ir::TensorType::f32(vec![3, 4]));
+    let s = g
+        .add_node_inferred("softmax", mnc_ir::Op::Softmax { axis: 0 }, &[x])
+        .unwrap();
+    g.add_output("y", s);
+    let x = feeds(&g, 5);
+    let want = mnc_runtime::reference::run(&g, &x).unwrap();
+    for t in Target::jit_targets_for_test("cpu_graphs::a_graph_that_mixes_images") {
+        let m = CompiledModel::compile(&g, t, &verified()).unwrap();
+        assert_eq!(m.report().images, 1);
+        let plan = &m.report().batch_plan;
+        assert!(
+            plan.contains("not split") && plan.contains("'softmax'"),
+            "{plan}"
+        );
+        check_close(&format!("{t}"), &m.run(&x).unwrap()[0], &want[0], TOL).unwrap();
+    }
+    // Over axis 1 the images are apart, but one image is too little work for a run of its
+    // own.
+    g.node_mut(s).op = mnc_ir::Op::Softmax { axis: 1 };
+    let want = mnc_runtime::reference::run(&g, &x).unwrap();
+    for t in Target::jit_targets_for_test("cpu_graphs::a_graph_that_mixes_images") {
+        let m = CompiledModel::compile(&g, t, &verified()).unwrap();
+        assert_eq!(m.report().images, 1);
+        let plan = &m.report().batch_plan;
+        assert!(plan.contains("that pay for a run per image"), "{plan}");
+        check_close(&format!("{t}"), &m.run(&x).unwrap()[0], &want[0], TOL).unwrap();
+    }
+}
+
+#[test]
 fn in_place_execution_changes_nothing_but_the_arena() {
     // Every committed fixture: in-place on (the default) gives bit-identical outputs to off,
     // and does take over buffers (residual convs, SqueezeExcite).

@@ -92,6 +92,13 @@ pub struct CpuOptions {
     /// Flush denormals to zero during a run (MXCSR FTZ + DAZ on the calling thread and the
     /// pool threads, restored after; see [`fpenv`]). Default: on.
     pub flush_denormals: bool,
+    /// Run a batch above 1 as one run per image when the graph treats images independently
+    /// ([`mnc_ir::batch::per_image`]): the program is compiled for one image, each image's
+    /// activations stay in cache from op to op, and with several threads whole images run
+    /// in parallel (no synchronisation inside an image; a remainder of fewer images than
+    /// threads runs image by image with the ops split across threads). Off: every op
+    /// processes the whole batch. Default: on.
+    pub split_batch: bool,
 }
 
 /// Size of each canary zone of [`CpuOptions::guards`] (before and after every buffer).
@@ -116,6 +123,7 @@ impl Default for CpuOptions {
             guards: false,
             in_place: true,
             flush_denormals: true,
+            split_batch: true,
             threads: par::physical_cores(),
         }
     }
@@ -243,6 +251,11 @@ pub struct CompileReport {
     pub threads: usize,
     /// Whether runs flush denormals to zero (`CpuOptions::flush_denormals`).
     pub flush_denormals: bool,
+    /// [`CpuProgram::images`]: when above 1, the ops and their figures are one image's.
+    pub images: usize,
+    /// How a batch above 1 is run, and why not split by image if it is not (empty for
+    /// batch 1).
+    pub batch_plan: String,
     /// Ops whose output took over the buffer of an input dying there (`CpuOptions::in_place`).
     pub in_place_ops: usize,
     pub ops: Vec<OpReport>,
@@ -291,6 +304,14 @@ impl CompileReport {
             self.ops.len(),
             self.fallbacks()
         );
+        if !self.batch_plan.is_empty() {
+            let per = if self.images > 1 {
+                "; the figures below are one image's"
+            } else {
+                ""
+            };
+            let _ = writeln!(s, "{}{per}", self.batch_plan);
+        }
         for o in &self.ops {
             let _ = writeln!(
                 s,
@@ -345,6 +366,11 @@ impl Drop for JitCode {
 /// A compiled graph: the steps, where every value lives, the weights and the JIT code.
 pub struct CpuProgram {
     pub target: Target,
+    /// Runs per batch: 1, or the batch `B` when the graph treats images independently
+    /// ([`mnc_ir::batch::per_image`]) and [`CpuOptions::split_batch`] is on. Then this is the
+    /// program of one image: `inputs`, `outputs` and the steps have axis 0 of size 1, and
+    /// the runtime runs it once per image of the batch (images on different threads).
+    pub images: usize,
     pub steps: Vec<Step>,
     /// Graph inputs: name, type and arena location.
     pub inputs: Vec<(String, TensorType, Loc)>,
@@ -426,6 +452,62 @@ fn check_slots_read(args: &[Loc], slots_read: usize) -> Result<(), String> {
 /// that reads or writes outside its buffers.
 pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgram, CpuError> {
     let t0 = Instant::now();
+    let batch = g
+        .inputs
+        .first()
+        .and_then(|&i| g.node(i).ty.shape.first().copied())
+        .unwrap_or(1);
+    if batch < 2 {
+        return compile_graph(g, target, opts, 1, String::new());
+    }
+    if !opts.split_batch {
+        let how = format!("batch {batch} runs op by op (image split off)");
+        return compile_graph(g, target, opts, 1, how);
+    }
+    match mnc_ir::batch::per_image(g) {
+        Ok(one) => {
+            let how = format!("batch {batch} runs as {batch} one-image runs, in parallel");
+            let mut p = compile_graph(&one, target, opts, batch, how)?;
+            if p.report.flops < MIN_IMAGE_FLOPS {
+                let how = format!(
+                    "batch {batch} runs op by op (one image is {} FLOP, under the {MIN_IMAGE_FLOPS} that pay for a run per image)",
+                    p.report.flops
+                );
+                return compile_graph(g, target, opts, 1, how);
+            }
+            p.report.time_total = t0.elapsed();
+            p.report.time_other = p.report.time_total.saturating_sub(
+                p.report.time_setup
+                    + p.report.time_plan
+                    + p.report.time_clif
+                    + p.report.time_compile
+                    + p.report.time_finalize,
+            );
+            Ok(p)
+        }
+        Err(why) => {
+            let how = format!("batch {batch} runs op by op (not split by image: {why})");
+            compile_graph(g, target, opts, 1, how)
+        }
+    }
+}
+
+/// The least work (FLOPs) of one image for [`CpuOptions::split_batch`] to run a batch image by
+/// image: each run of a program costs a few microseconds (arena, input and output copies,
+/// the step loop), which must stay small against the image's compute (about 20 us here at
+/// 100 GFLOP/s; a 224x224 CNN image is 100-1000 MFLOP).
+pub const MIN_IMAGE_FLOPS: u64 = 1 << 21;
+
+/// [`compile`] of a graph as it is: `images` is [`CpuProgram::images`] and `batch_plan` the
+/// report's line about it.
+fn compile_graph(
+    g: &Graph,
+    target: Target,
+    opts: &CpuOptions,
+    images: usize,
+    batch_plan: String,
+) -> Result<CpuProgram, CpuError> {
+    let t0 = Instant::now();
     mnc_ir::verify::verify(g)?;
     let desc = isa(target).ok_or(CpuError::NotJit(target))?;
     let kernel = desc.gemm;
@@ -441,6 +523,8 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
         target: target.name().to_string(),
         threads,
         flush_denormals: opts.flush_denormals,
+        images,
+        batch_plan,
         ..Default::default()
     };
 
@@ -902,6 +986,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     );
     Ok(CpuProgram {
         target,
+        images,
         steps,
         inputs,
         outputs,

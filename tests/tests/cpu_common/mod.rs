@@ -28,8 +28,8 @@ pub fn feeds(g: &Graph, seed: u64) -> Vec<Tensor> {
 }
 
 /// Options with Cranelift's verifier on every generated function and guard canaries around
-/// every buffer (an out-of-bounds write fails the run); one thread, in-place execution on
-/// (the default).
+/// every buffer (an out-of-bounds write fails the run); one thread, in-place execution and
+/// the split of a batch by image on (the defaults; guard mode runs the images in order).
 pub fn verified() -> CpuOptions {
     CpuOptions {
         verify: true,
@@ -37,6 +37,7 @@ pub fn verified() -> CpuOptions {
         guards: true,
         in_place: true,
         flush_denormals: true,
+        split_batch: true,
         threads: 1,
     }
 }
