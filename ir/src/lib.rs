@@ -3,9 +3,10 @@
 //! Owns the data model every later stage works on: element types and constant tensors
 //! ([`tensor`]), the closed [`op::Op`] enum with typed attributes, the dataflow [`graph::Graph`]
 //! on a petgraph `StableDiGraph` (node ids survive rewrites), static shape inference
-//! ([`infer`]), the [`verify`]er, the stable text printer ([`print`]) and the semantics of
-//! every op as naive reference kernels ([`eval`]), used by the reference executor, by
-//! constant folding and by the importer.
+//! ([`infer`]), the [`verify`]er, the per-op [`facts`] every pass and backend reads (views,
+//! in-place inputs, channel blocking, transposes, parameters), the stable text printer
+//! ([`print`]) and the semantics of every op as naive reference kernels ([`eval`]), used by
+//! the reference executor, by constant folding and by the importer.
 //!
 //! No ONNX/protobuf types appear here.
 
@@ -13,6 +14,7 @@ pub mod batch;
 pub mod dot;
 pub mod error;
 pub mod eval;
+pub mod facts;
 pub mod graph;
 pub mod infer;
 pub mod op;

@@ -55,25 +55,6 @@ pub struct LayoutPlan {
     pub conversions: Vec<Conversion>,
 }
 
-/// Whether `op` can compute on channel-blocked rank-4 activations.
-fn blockable(op: &Op) -> bool {
-    match op {
-        Op::Conv(_)
-        | Op::BatchNorm { .. }
-        | Op::ChannelAffine
-        | Op::SqueezeExcite(_)
-        | Op::Act(_)
-        | Op::Binary(_)
-        | Op::GlobalAveragePool
-        | Op::Pool(_)
-        | Op::Identity
-        | Op::Dropout => true,
-        Op::ReduceMean { axes, keepdims } => axes == &[2, 3] && *keepdims,
-        Op::Pad { pads, .. } => pads.len() == 8 && pads[1] == 0 && pads[5] == 0,
-        _ => false,
-    }
-}
-
 /// Runs the analysis on `g` for target `t`.
 pub fn analyze(g: &Graph, t: &TargetFacts) -> Result<LayoutPlan, mnc_ir::IrError> {
     let preferred = if t.vector_f32 > 1 {
@@ -87,7 +68,10 @@ pub fn analyze(g: &Graph, t: &TargetFacts) -> Result<LayoutPlan, mnc_ir::IrError
     // channel count (same shape or a per-channel [N,C,1,1] value).
     let wants_blocked = |id: NodeId| {
         let n = g.node(id);
-        if preferred == Layout::Plain || n.ty.rank() != 4 || !blockable(&n.op) {
+        if preferred == Layout::Plain
+            || n.ty.rank() != 4
+            || !mnc_ir::facts::of(&n.op).channel_blockable
+        {
             return false;
         }
         !matches!(n.op, Op::Binary(_))

@@ -1,15 +1,16 @@
 //! Memory planning: assigns every activation (every non-constant value) a byte range in one
 //! arena, from liveness over the topological order. A value may reuse its input's buffer in
-//! place when that is legal (views like Reshape/Flatten/Squeeze/Identity; elementwise ops,
-//! ChannelAffine, SqueezeExcite and a conv/Gemm residual operand) and the input's buffer is
-//! not read after this node. Buffers whose lifetimes overlap never overlap in the arena;
+//! place when the op's facts allow it ([`mnc_ir::facts`]: views alias their input; ops such
+//! as the elementwise ones, ChannelAffine, SqueezeExcite and a conv's residual overwrite an
+//! input of the output's type) and the input's buffer is not read after this node. Buffers whose lifetimes overlap never overlap in the arena;
 //! [`MemoryPlan::check`] verifies that independently of how the plan was made.
 //!
 //! Lifetimes are inclusive step ranges: a value is live from the step that defines it to the
 //! last step that reads it (graph outputs: to the end; graph inputs: from step 0).
 
 use crate::error::PassError;
-use mnc_ir::{Graph, NodeId, Op};
+use mnc_ir::facts::{self, InPlace};
+use mnc_ir::{Graph, NodeId, Op, TensorType};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -51,22 +52,19 @@ pub struct MemoryPlan {
     pub alignment: usize,
 }
 
-/// Which inputs (by slot) `op` may overwrite in place, in order of preference.
-fn in_place_slots(op: &Op, n_inputs: usize) -> Vec<usize> {
-    match op {
-        Op::Identity
-        | Op::Dropout
-        | Op::Reshape { .. }
-        | Op::Flatten { .. }
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Act(_)
-        | Op::ChannelAffine
-        | Op::SqueezeExcite(_) => vec![0],
-        Op::Binary(_) => vec![0, 1],
-        Op::Conv(c) if c.epilogue.residual => vec![n_inputs - 1],
-        Op::Gemm(g) if g.epilogue.residual => vec![n_inputs - 1],
-        _ => vec![],
+/// The inputs (by slot, in order of preference) whose buffer node `id` may reuse, with
+/// whether that buffer must feed no other input of the node: a view's input
+/// ([`facts::is_view`]), else the op's in-place inputs of the output's type
+/// ([`facts::in_place_candidates`]).
+fn reusable_inputs(g: &Graph, id: NodeId, ins: &[NodeId]) -> Vec<InPlace> {
+    let node = g.node(id);
+    let types: Vec<TensorType> = ins.iter().map(|&i| g.node(i).ty.clone()).collect();
+    match types.first() {
+        Some(t) if facts::is_view(&node.op, t.dtype) => vec![InPlace {
+            slot: 0,
+            exclusive: false,
+        }],
+        _ => facts::in_place_candidates(&node.op, &types, &node.ty),
     }
 }
 
@@ -101,16 +99,17 @@ pub fn plan_memory(g: &Graph, alignment: usize) -> Result<MemoryPlan, PassError>
         let bytes = node.ty.bytes();
         let ins = g.inputs(id);
         let mut chosen = None;
-        for slot in in_place_slots(&node.op, ins.len()) {
+        for InPlace { slot, exclusive } in reusable_inputs(g, id, &ins) {
             let cand = ins[slot];
             let Some(&vi) = index.get(&cand) else {
                 continue; // a constant
             };
             let b = values[vi].buffer;
             let (_, end, pinned, bbytes) = bufs[b];
-            let other_reader = ins
-                .iter()
-                .any(|&o| o != cand && index.get(&o).is_some_and(|&ov| values[ov].buffer == b));
+            let other_reader = exclusive
+                && ins
+                    .iter()
+                    .any(|&o| o != cand && index.get(&o).is_some_and(|&ov| values[ov].buffer == b));
             if !pinned
                 && end == pos[&id]
                 && bbytes == bytes
@@ -322,6 +321,39 @@ mod tests {
         // The input x is never overwritten.
         assert!(p.values.iter().all(|v| v.in_place_of != Some(x)));
         insta::assert_snapshot!(p.to_text());
+    }
+
+    /// The plan follows the op facts the CPU backend runs by: a BatchNorm overwrites its
+    /// input (the CPU's affine code does), a Gemm never overwrites its residual (the CPU's
+    /// generated GEMM stores each row before its epilogue reads the residual row). The plan
+    /// had these two the other way round.
+    #[test]
+    fn batchnorm_runs_in_place_and_a_gemm_residual_does_not() {
+        let mut b = Builder::new("t", 4);
+        let x = b.input("x", &[2, 4, 3, 3]);
+        let c = b.conv("c", x, 4, 1, 1, 1, false).unwrap();
+        let bn = b.bn("bn", c).unwrap();
+        let f =
+            b.g.add_node_inferred("flat", Op::Flatten { axis: 1 }, &[bn])
+                .unwrap();
+        let a = b.input("a", &[2, 5]);
+        let w = b.constant("w", &[5, 36], -1.0, 1.0);
+        let gemm = Op::Gemm(mnc_ir::Gemm {
+            epilogue: mnc_ir::Epilogue {
+                residual: true,
+                act: None,
+            },
+            ..Default::default()
+        });
+        let y = b.g.add_node_inferred("fc", gemm, &[a, w, f]).unwrap();
+        b.g.add_output("y", y);
+        let p = plan_memory(&b.g, 64).unwrap();
+        p.check().unwrap();
+        let by = |n: &str| p.values.iter().find(|v| v.name == n).unwrap().clone();
+        assert_eq!(by("bn").in_place_of, Some(c));
+        assert_eq!(by("flat").in_place_of, Some(bn));
+        assert_eq!(by("fc").in_place_of, None);
+        assert_ne!(by("fc").buffer, by("flat").buffer);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! breakdown with arithmetic intensity, and the depthwise-separable pairs.
 
 use super::{constant_source, LayerCost};
+use mnc_ir::facts::{self, Weights};
 use mnc_ir::{Graph, NodeId, Op};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -247,13 +248,6 @@ fn find_se_blocks(g: &Graph, order: &[NodeId]) -> SeBlocks {
     se
 }
 
-fn has_params_op(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Conv(_) | Op::Gemm(_) | Op::MatMul | Op::SqueezeExcite(_)
-    )
-}
-
 /// Sets `class` on every row with parameters. `row_nodes[i]` is the node of `layers[i]`.
 pub(crate) fn assign_classes(
     g: &Graph,
@@ -265,7 +259,7 @@ pub(crate) fn assign_classes(
     let mut after: HashMap<NodeId, bool> = HashMap::new();
     for &id in order {
         let node = g.node(id);
-        let has_w = has_params_op(&node.op)
+        let has_w = facts::of(&node.op).weights.is_weighted_layer()
             && g.inputs(id)
                 .iter()
                 .skip(1)
@@ -282,8 +276,11 @@ pub(crate) fn assign_classes(
             continue;
         }
         let node = g.node(id);
-        layer.class = Some(match &node.op {
-            Op::Conv(c) => {
+        layer.class = Some(match facts::of(&node.op).weights {
+            Weights::Conv { .. } => {
+                let Op::Conv(c) = &node.op else {
+                    continue;
+                };
                 let data = g.inputs(id)[0];
                 let cin = layer.input_shape.get(1).copied().unwrap_or(0);
                 let cout = layer.output_shape.get(1).copied().unwrap_or(0);
@@ -301,9 +298,11 @@ pub(crate) fn assign_classes(
                     LayerClass::Standard
                 }
             }
-            Op::SqueezeExcite(_) => LayerClass::Se,
-            Op::Gemm(_) | Op::MatMul => LayerClass::Classifier,
-            _ => LayerClass::Norm,
+            Weights::SqueezeExcite => LayerClass::Se,
+            Weights::Matrix { .. } => LayerClass::Classifier,
+            Weights::Norm { .. } => LayerClass::Norm,
+            // Rows without parameters were skipped above.
+            Weights::None => continue,
         });
     }
 }

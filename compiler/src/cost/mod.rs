@@ -15,6 +15,7 @@ pub mod cli;
 pub mod format;
 pub mod naming;
 
+use mnc_ir::facts::{self, Weights};
 use mnc_ir::{Graph, IrError, NodeId, Op};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -322,53 +323,48 @@ pub fn analyze(g: &Graph, opts: &CostOptions) -> Result<ModelCost, CostError> {
             layer: name.clone(),
             opts,
         };
-        let lead = out.shape.first().copied().unwrap_or(1) as u64;
         let err = |msg: String| CostError::Node {
             model: model.clone(),
             node: node.name.clone(),
             op: kind.clone(),
             msg,
         };
-        match &node.op {
-            Op::Conv(c) => {
-                if out.rank() != 4 {
-                    return Err(err(format!("conv output {out} is not NCHW")));
-                }
-                let spatial = (out.shape[0] * out.shape[2] * out.shape[3]) as u64;
+        let weights = facts::of(&node.op).weights;
+        let Some(macs) = weights.macs_per_param(&out.shape) else {
+            return Err(err(format!("conv output {out} is not NCHW")));
+        };
+        match weights {
+            Weights::Conv { bias } => {
                 let mut ps = vec![li.param(1, "weight")];
-                if c.has_bias {
+                if bias {
                     let b = li.param(2, "bias");
                     conv_bias |= b.is_some();
                     ps.push(b);
                 }
-                layers.push(row(name, &node.name, kind, &in_ty, out, &ps, 0, spatial));
+                layers.push(row(name, &node.name, kind, &in_ty, out, &ps, 0, macs));
             }
-            Op::Gemm(gm) => {
+            Weights::Matrix { c } => {
                 let mut ps = vec![li.param(0, "weight"), li.param(1, "weight")];
-                if gm.has_c {
+                if c {
                     ps.push(li.param(2, "bias"));
                 }
-                layers.push(row(name, &node.name, kind, &in_ty, out, &ps, 0, lead));
+                layers.push(row(name, &node.name, kind, &in_ty, out, &ps, 0, macs));
             }
-            Op::MatMul => {
-                let ps = vec![li.param(0, "weight"), li.param(1, "weight")];
-                layers.push(row(name, &node.name, kind, &in_ty, out, &ps, 0, lead));
-            }
-            Op::BatchNorm { .. } => {
-                has_bn = true;
-                let buffers = [(3, "running_mean"), (4, "running_var")]
-                    .iter()
-                    .filter_map(|&(s, role)| li.param(s, role))
-                    .map(|b| b.numel)
-                    .sum();
+            Weights::Norm { running_stats } => {
+                has_bn |= running_stats;
+                let buffers = if running_stats {
+                    [(3, "running_mean"), (4, "running_var")]
+                        .iter()
+                        .filter_map(|&(s, role)| li.param(s, role))
+                        .map(|b| b.numel)
+                        .sum()
+                } else {
+                    0
+                };
                 let ps = vec![li.param(1, "weight"), li.param(2, "bias")];
-                layers.push(row(name, &node.name, kind, &in_ty, out, &ps, buffers, lead));
+                layers.push(row(name, &node.name, kind, &in_ty, out, &ps, buffers, macs));
             }
-            Op::ChannelAffine => {
-                let ps = vec![li.param(1, "weight"), li.param(2, "bias")];
-                layers.push(row(name, &node.name, kind, &in_ty, out, &ps, 0, lead));
-            }
-            Op::SqueezeExcite(_) => {
+            Weights::SqueezeExcite => {
                 if in_ty.rank() != 4 || ins.len() != 5 {
                     return Err(err(format!("SqueezeExcite input {in_ty} is not NCHW")));
                 }
@@ -394,13 +390,13 @@ pub fn analyze(g: &Graph, opts: &CostOptions) -> Result<ModelCost, CostError> {
                     };
                     let ps = vec![half_inputs.param(w, "weight"), half_inputs.param(b, "bias")];
                     let op = format!("SqueezeExcite.{half}");
-                    layers.push(row(rname, &node.name, op, i, o, &ps, 0, n as u64));
+                    layers.push(row(rname, &node.name, op, i, o, &ps, 0, macs));
                     row_nodes.push(id);
                 }
                 continue;
             }
-            _ => {
-                layers.push(row(name, &node.name, kind, &in_ty, out, &[], 0, 0));
+            Weights::None => {
+                layers.push(row(name, &node.name, kind, &in_ty, out, &[], 0, macs));
             }
         }
         row_nodes.push(id);

@@ -33,11 +33,9 @@ const NAME: &str = "simplify";
 /// The simplification pass.
 pub struct Simplify;
 
+/// Whether `op` only reshapes its input (same elements, same order).
 fn is_view(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Flatten { .. }
-    )
+    mnc_ir::facts::of(op).view == Some(mnc_ir::facts::View::Reshape)
 }
 
 /// Rule: identity arithmetic at `id`.

@@ -38,6 +38,7 @@ use super::{add_const, add_node, is_const, retype};
 use crate::error::PassError;
 use crate::manager::{Pass, PassContext};
 use crate::util::single_user;
+use mnc_ir::facts::{self, Elementwise};
 use mnc_ir::{BinaryOp, Graph, NodeId, Op, Tensor};
 
 const NAME: &str = "transpose-sink";
@@ -107,69 +108,6 @@ fn compose(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
     Ok(true)
 }
 
-/// What rule 2 turns `op` into when its inputs lose `Transpose(p)`, and the permutation of
-/// the transpose that then follows it (`p` itself, except for a ReduceMean that drops axes).
-fn sunk_op(op: &Op, p: &[usize]) -> Option<(Op, Vec<usize>)> {
-    let r = p.len();
-    let trailing = |axes: &[usize]| {
-        !axes.is_empty()
-            && axes
-                .iter()
-                .enumerate()
-                .all(|(i, &a)| a == r - axes.len() + i)
-    };
-    let reduce = |axes: &[usize], keepdims: bool| -> Option<(Op, Vec<usize>)> {
-        if axes.iter().any(|&a| a >= r) {
-            return None;
-        }
-        let mut mapped: Vec<usize> = axes.iter().map(|&a| p[a]).collect();
-        mapped.sort_unstable();
-        if !trailing(&mapped) {
-            return None;
-        }
-        let after = if keepdims {
-            p.to_vec()
-        } else {
-            // Kept output axes, in the order of the original output; their source axes are
-            // the leading (untouched) ones, numbered by position.
-            p.iter()
-                .enumerate()
-                .filter(|(i, _)| !axes.contains(i))
-                .map(|(_, &s)| s)
-                .collect()
-        };
-        Some((
-            Op::ReduceMean {
-                axes: mapped,
-                keepdims,
-            },
-            after,
-        ))
-    };
-    match op {
-        Op::Act(_) | Op::Binary(_) => Some((op.clone(), p.to_vec())),
-        Op::Pad { pads, value } if pads.len() == 2 * r => {
-            let mut q = vec![0; 2 * r];
-            for i in 0..r {
-                q[p[i]] = pads[i];
-                q[r + p[i]] = pads[r + i];
-            }
-            Some((
-                Op::Pad {
-                    pads: q,
-                    value: *value,
-                },
-                p.to_vec(),
-            ))
-        }
-        Op::ReduceMean { axes, keepdims } => reduce(axes, *keepdims),
-        Op::GlobalAveragePool if r == 4 => reduce(&[2, 3], true),
-        Op::Concat { axis } if *axis < r => Some((Op::Concat { axis: p[*axis] }, p.to_vec())),
-        Op::Softmax { axis } if *axis < r => Some((Op::Softmax { axis: p[*axis] }, p.to_vec())),
-        _ => None,
-    }
-}
-
 /// Whether the single-use chain of elementwise ops (those rule 3 hoists across) starting at
 /// `id` ends in a transpose that cancels `Transpose(p)`. A transpose on a graph input is
 /// sunk only then: otherwise rule 3 would hoist it back.
@@ -191,7 +129,7 @@ fn reaches_inverse(g: &Graph, mut id: NodeId, p: &[usize]) -> bool {
 
 /// Rule 2 at `id`. Returns whether it rewrote.
 fn sink(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
-    // The op is only borrowed until `sunk_op` says what it becomes: a constant's op holds
+    // The op is only borrowed until `through_transpose` says what it becomes: a constant's op holds
     // its weights.
     let ins = g.inputs(id);
     let concat = matches!(g.node(id).op, Op::Concat { .. });
@@ -226,7 +164,7 @@ fn sink(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
     if g.node(id).ty.rank() != rank {
         return Ok(false);
     }
-    let Some((new_op, after)) = sunk_op(&g.node(id).op, &p) else {
+    let Some((new_op, after)) = facts::through_transpose(&g.node(id).op, &p) else {
         return Ok(false);
     };
     let inv = inverse(&p);
@@ -266,9 +204,9 @@ fn sink(g: &mut Graph, id: NodeId) -> Result<bool, PassError> {
 /// with the constant operand's slot (`None` for an activation).
 fn hoistable(g: &Graph, id: NodeId) -> Option<(NodeId, Option<usize>)> {
     let ins = g.inputs(id);
-    match g.node(id).op {
-        Op::Act(_) => Some((ins[0], None)),
-        Op::Binary(b) => {
+    match facts::of(&g.node(id).op).elementwise? {
+        Elementwise::Unary => Some((ins[0], None)),
+        Elementwise::Binary(b) => {
             let (x, c) = match (is_const(g, ins[0]), is_const(g, ins[1])) {
                 (false, true) => (0, 1),
                 // The operand order is kept (c - x stays c - x), so both orders are fine.
@@ -278,7 +216,6 @@ fn hoistable(g: &Graph, id: NodeId) -> Option<(NodeId, Option<usize>)> {
             let _: BinaryOp = b;
             (g.node(ins[x]).ty.shape == g.node(id).ty.shape).then_some((ins[x], Some(c)))
         }
-        _ => None,
     }
 }
 

@@ -12,6 +12,7 @@ use super::kernels::stem::{self, STEM_MAX_CI};
 use super::kernels::{dw_tasks, encode_act, pack_a, DwGeom, Kernel, SeGeom};
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
 use mnc_ir::eval::conv::valid_range;
+use mnc_ir::facts;
 use mnc_ir::{Activation, BinaryOp, Conv, DType, Op, PoolKind, Tensor, TensorType};
 
 /// What the lowering needs to know about one node.
@@ -205,17 +206,12 @@ pub fn plan_op(info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<Plan, Str
         && info.inputs.iter().enumerate().all(|(k, t)| {
             t.dtype == DType::F32 || (k == 1 && matches!(info.op, Op::Gather { .. }))
         });
-    match info.op {
-        Op::Identity
-        | Op::Dropout
-        | Op::Flatten { .. }
-        | Op::Reshape { .. }
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. } => return Ok(Plan::View),
-        Op::Cast { to } if info.inputs.first().map(|t| t.dtype) == Some(*to) => {
-            return Ok(Plan::View)
-        }
-        _ => {}
+    if info
+        .inputs
+        .first()
+        .is_some_and(|t| facts::is_view(info.op, t.dtype))
+    {
+        return Ok(Plan::View);
     }
     if !all_f32 {
         return Ok(Plan::Fallback("non-f32 operands".into()));
@@ -346,7 +342,16 @@ pub fn plan_op(info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<Plan, Str
                 per * numel as u64,
             )
         }
-        op => Plan::Fallback(format!("{} is not lowered yet", op.kind())),
+        // Views returned above; a cast between types has non-f32 operands.
+        Op::Identity
+        | Op::Dropout
+        | Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Cast { .. }
+        | Op::Input { .. }
+        | Op::Constant(_) => Plan::Fallback(format!("{} is not lowered", info.op.kind())),
     })
 }
 
@@ -571,25 +576,41 @@ fn plan_pool(p: &mnc_ir::Pool, info: &OpInfo) -> Plan {
 
 /// The input whose buffer the output of a planned op may take over when that input dies
 /// at this op (in-place execution), with whether the input's buffer must feed no other input
-/// slot of the op. Only strategies whose code reads each element of that input just before
-/// writing the same output element (and never reads it again) qualify: elementwise maps
-/// (the full-shape operand of a Binary), the residual of a conv's fused epilogue (exclusive:
-/// a conv whose residual is its own input reads that input across all tiles), and the
-/// SqueezeExcite input (each batch element is squeezed before its planes are scaled).
+/// slot of the op: the first of the op's in-place inputs ([`facts::OpFacts::in_place`]) whose
+/// type is the output's, when the op's strategy `kind` is [`in_place_capable`] (every
+/// strategy [`plan_op`] picks for those ops is: a unit test checks it).
 pub fn in_place_input(kind: &Kind, info: &OpInfo) -> Option<(usize, bool)> {
-    let same = |k: usize| info.inputs.get(k).is_some_and(|t| *t == info.out);
-    let slot = match (kind, info.op) {
-        (Kind::Act(_) | Kind::Affine { .. }, _) => Some((0, false)),
-        (Kind::Binary(_), _) => (0..2).find(|&k| same(k)).map(|k| (k, false)),
-        (Kind::ConvGemm { .. } | Kind::ConvDirect { .. } | Kind::ConvStem { .. }, Op::Conv(c))
-            if c.epilogue.residual =>
-        {
-            Some((2 + c.has_bias as usize, true))
-        }
-        (Kind::SqueezeExcite { .. }, _) => Some((0, true)),
-        _ => None,
-    }?;
-    same(slot.0).then_some(slot)
+    if !in_place_capable(kind) {
+        return None;
+    }
+    let first = facts::in_place_candidates(info.op, &info.inputs, &info.out)
+        .into_iter()
+        .next()?;
+    Some((first.slot, first.exclusive))
+}
+
+/// Whether the code of `kind` reads each element of an in-place input just before writing
+/// the same output element and never again (what [`facts::OpFacts::in_place`] promises for
+/// the ops this strategy runs).
+pub fn in_place_capable(kind: &Kind) -> bool {
+    match kind {
+        Kind::Act(_)
+        | Kind::Affine { .. }
+        | Kind::Binary(_)
+        | Kind::ConvGemm { .. }
+        | Kind::ConvDirect { .. }
+        | Kind::ConvStem { .. }
+        | Kind::SqueezeExcite { .. } => true,
+        // The generated GEMM stores each accumulated row before its epilogue reads C or the
+        // residual; the others read their input across the output.
+        Kind::Gemm
+        | Kind::GemmVec { .. }
+        | Kind::Mean { .. }
+        | Kind::Pool
+        | Kind::Concat { .. }
+        | Kind::Data(_)
+        | Kind::Lrn { .. } => false,
+    }
 }
 
 /// Gemm (any transposes, C, epilogue) and MatMul with a rank-2 B, when B is constant.
@@ -1593,7 +1614,114 @@ fn emit_gemm(e: &mut Emitter, info: &OpInfo, packed_slot: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::pool_axis_counts;
+    use super::*;
+    use crate::cpu::isa::ISAS;
+    use mnc_ir::{Epilogue, Gemm, Graph, SqueezeExcite};
+
+    /// The CPU lowering takes over exactly the buffer the op facts name
+    /// ([`facts::OpFacts::in_place`], first candidate of the output's type) for every op that
+    /// has one, on every ISA's strategies, and none for a Gemm's residual.
+    #[test]
+    fn in_place_follows_the_op_facts_on_every_isa() {
+        let f = |s: &[usize]| TensorType::f32(s.to_vec());
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", f(&[1, 4, 6, 6]));
+        let stem_in = g.add_input("s", f(&[1, 3, 6, 6]));
+        let k = |g: &mut Graph, name: &str, s: &[usize]| {
+            let n = s.iter().product();
+            let v = (0..n).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
+            g.add_constant(name, Tensor::from_f32(s.to_vec(), v).unwrap())
+        };
+        let c4 = k(&mut g, "c4", &[4]);
+        let mut nodes = Vec::new();
+        let mut add = |g: &mut Graph, op: Op, ins: &[mnc_ir::NodeId]| {
+            let id = g
+                .add_node_inferred(format!("n{}", nodes.len()), op, ins)
+                .unwrap();
+            nodes.push(id);
+            id
+        };
+        add(&mut g, Op::Act(Activation::Relu), &[x]);
+        add(&mut g, Op::ChannelAffine, &[x, c4, c4]);
+        add(
+            &mut g,
+            Op::BatchNorm { epsilon: 1e-5 },
+            &[x, c4, c4, c4, c4],
+        );
+        add(&mut g, Op::Binary(BinaryOp::Add), &[x, x]);
+        let row = k(&mut g, "row", &[4, 1, 1]);
+        add(&mut g, Op::Binary(BinaryOp::Mul), &[row, x]);
+        let (w1, b1, w2) = (
+            k(&mut g, "w1", &[2, 4, 1, 1]),
+            k(&mut g, "b1", &[2]),
+            k(&mut g, "w2", &[4, 2, 1, 1]),
+        );
+        let se = SqueezeExcite {
+            act: Activation::Relu,
+            gate: Activation::Sigmoid,
+        };
+        add(&mut g, Op::SqueezeExcite(se), &[x, w1, b1, w2, c4]);
+        let residual = Epilogue {
+            residual: true,
+            act: None,
+        };
+        for (cig, group, kernel, data) in [(4, 1, 1, x), (1, 4, 3, x), (3, 1, 3, stem_in)] {
+            let w = k(
+                &mut g,
+                &format!("w{group}{kernel}"),
+                &[4, cig, kernel, kernel],
+            );
+            let p = kernel / 2;
+            let conv = |has_bias| {
+                Op::Conv(Conv {
+                    kernel: [kernel; 2],
+                    pads: [p; 4],
+                    group,
+                    has_bias,
+                    epilogue: residual,
+                    ..Default::default()
+                })
+            };
+            add(&mut g, conv(false), &[data, w, x]);
+            add(&mut g, conv(true), &[data, w, c4, x]);
+        }
+        let a = g.add_input("a", f(&[1, 5]));
+        let a2 = g.add_input("a2", f(&[3, 5]));
+        let bw = k(&mut g, "bw", &[5, 4]);
+        let res = g.add_input("r", f(&[1, 4]));
+        let res2 = g.add_input("r2", f(&[3, 4]));
+        let gemm = Op::Gemm(Gemm {
+            epilogue: residual,
+            ..Default::default()
+        });
+        let gemms = [
+            add(&mut g, gemm.clone(), &[a, bw, res]),
+            add(&mut g, gemm, &[a2, bw, res2]),
+        ];
+        for isa in ISAS {
+            let mut kinds = Vec::new();
+            for &id in &nodes {
+                let info = OpInfo::of(&g, id);
+                let Ok(Plan::Jit(jp)) = plan_op(&info, isa, 2) else {
+                    panic!("{} not planned as generated code", info.op.kind());
+                };
+                let want = facts::in_place_candidates(info.op, &info.inputs, &info.out)
+                    .first()
+                    .map(|c| (c.slot, c.exclusive));
+                assert_eq!(in_place_input(&jp.kind, &info), want, "{:?}", jp.kind);
+                if gemms.contains(&id) {
+                    assert_eq!(want, None);
+                } else {
+                    assert!(want.is_some(), "{:?}", info.op);
+                }
+                kinds.push(jp.kind.label());
+            }
+            // Every conv strategy and both GEMM strategies were planned.
+            for label in ["conv-gemm", "gemm", "gemm-kernel"] {
+                assert!(kinds.contains(&label), "{}: {kinds:?}", isa.target.name());
+            }
+        }
+    }
 
     #[test]
     fn pool_axis_counts_match_counting_every_tap() {

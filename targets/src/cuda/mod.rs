@@ -275,18 +275,11 @@ struct Lower<'g> {
     tf32: bool,
 }
 
-/// Ops that are views of their (single) input.
+/// Whether a node is a view of its (single) input ([`mnc_ir::facts::is_view`]).
 fn is_view(op: &Op, g: &Graph, inputs: &[NodeId]) -> bool {
-    match op {
-        Op::Identity
-        | Op::Dropout
-        | Op::Flatten { .. }
-        | Op::Reshape { .. }
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. } => true,
-        Op::Cast { to } => inputs.first().is_some_and(|&i| g.node(i).ty.dtype == *to),
-        _ => false,
-    }
+    inputs
+        .first()
+        .is_some_and(|&i| mnc_ir::facts::is_view(op, g.node(i).ty.dtype))
 }
 
 impl<'g> Lower<'g> {
