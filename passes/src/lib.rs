@@ -34,7 +34,10 @@ mod testutil;
 
 pub use error::PassError;
 pub use manager::{Pass, PassContext, PassManager, PassRecord, PipelineReport, PrintAfter};
-pub use memory::{plan_memory, MemoryPlan};
+pub use memory::{
+    facts_storage, plan_arena, plan_memory, ArenaOptions, BufferPlan, MemoryPlan, Storage,
+    ValuePlan,
+};
 pub use target::TargetFacts;
 
 use mnc_ir::Graph;

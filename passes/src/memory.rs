@@ -1,18 +1,52 @@
-//! Memory planning: assigns every activation (every non-constant value) a byte range in one
-//! arena, from liveness over the topological order. A value may reuse its input's buffer in
-//! place when the op's facts allow it ([`mnc_ir::facts`]: views alias their input; ops such
-//! as the elementwise ones, ChannelAffine, SqueezeExcite and a conv's residual overwrite an
-//! input of the output's type) and the input's buffer is not read after this node. Buffers whose lifetimes overlap never overlap in the arena;
-//! [`MemoryPlan::check`] verifies that independently of how the plan was made.
+//! The one memory planner: assigns every activation (every value a backend keeps in its
+//! run arena) a byte range in that arena, from liveness over the order the backend runs the
+//! nodes in. The backend says per node what its value is ([`Storage`]): outside the arena
+//! (a constant, or a view of one), a view of its first input (shares that buffer whatever
+//! else reads it: no code writes a view), or its own bytes, which may take over the buffer of
+//! one of the inputs it names ([`InPlace`]) when no value in that buffer is read after this
+//! node, the buffer has the output's size, and (for an exclusive input) no other input slot
+//! of the node reads that buffer. The CPU backend plans its arena here (its strategies decide
+//! which ops may run in place); [`plan_memory`] is the target-neutral plan from the op facts
+//! alone ([`mnc_ir::facts`]). Buffers whose lifetimes overlap never overlap in the arena, nor
+//! do their padding zones; [`MemoryPlan::check`] verifies that independently of how the plan
+//! was made.
 //!
-//! Lifetimes are inclusive step ranges: a value is live from the step that defines it to the
-//! last step that reads it (graph outputs: to the end; graph inputs: from step 0).
+//! Lifetimes are inclusive step ranges: the node at index `i` of the order runs at step
+//! `i + 1`; a value is live from the step that defines it to the last step that reads it
+//! (graph outputs: to the end; graph inputs: from step 0).
 
 use crate::error::PassError;
 use mnc_ir::facts::{self, InPlace};
-use mnc_ir::{Graph, NodeId, Op, TensorType};
+use mnc_ir::{Graph, NodeId, Op};
 use std::collections::HashMap;
 use std::fmt::Write;
+
+/// What a backend decides for the value of one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// Not in the arena: a constant (the backend keeps it with the weights). A view of a
+    /// value outside the arena is outside too.
+    Outside,
+    /// A view of the node's first input: it shares that input's buffer (or is outside with
+    /// it), however long either is read.
+    View,
+    /// Its own bytes, or the buffer of the first of these inputs that the planner finds free
+    /// to take over at this node (in place).
+    Own(Vec<InPlace>),
+}
+
+/// How the arena is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArenaOptions {
+    /// Every buffer's offset and size are multiples of this (bytes).
+    pub alignment: usize,
+    /// Bytes kept free before and after every buffer (the CPU's guard canaries); a multiple
+    /// of the alignment keeps the buffers aligned.
+    pub padding: usize,
+    /// Whether a graph input's buffer may be taken over in place (the backend copies the
+    /// inputs into the arena for each run); otherwise the caller's input stays intact.
+    pub overwrite_inputs: bool,
+}
 
 /// Where one activation lives.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,49 +56,51 @@ pub struct ValuePlan {
     pub bytes: usize,
     /// Index into [`MemoryPlan::buffers`].
     pub buffer: usize,
-    /// Step (position in topological order) that defines the value.
+    /// Step that defines the value (0 for graph inputs).
     pub def: usize,
     /// Last step that reads it (`usize::MAX` for graph outputs).
     pub last_use: usize,
-    /// The input whose buffer this value overwrites (or aliases), if any.
+    /// The input whose buffer this value overwrites in place, or aliases when `view`.
     pub in_place_of: Option<NodeId>,
+    /// The value is a view of `in_place_of` ([`Storage::View`]).
+    pub view: bool,
 }
 
-/// One arena buffer, shared by a chain of in-place values.
+/// One arena buffer, shared by a chain of in-place values and views.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BufferPlan {
+    /// Offset of the buffer's first byte (its padding lies just before it).
     pub offset: usize,
-    /// Size rounded up to the alignment.
+    /// Size rounded up to the alignment (padding not included).
     pub bytes: usize,
     pub start: usize,
     pub end: usize,
 }
 
 /// The arena layout of a graph's activations.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct MemoryPlan {
     pub values: Vec<ValuePlan>,
     pub buffers: Vec<BufferPlan>,
-    /// Size of the arena, bytes.
+    /// Size of the arena, bytes (the last buffer's trailing padding included).
     pub arena_bytes: usize,
     /// Sum of the sizes of all activations (what one buffer per value would need).
     pub naive_bytes: usize,
     pub alignment: usize,
+    /// Bytes kept free before and after every buffer.
+    pub padding: usize,
 }
 
-/// The inputs (by slot, in order of preference) whose buffer node `id` may reuse, with
-/// whether that buffer must feed no other input of the node: a view's input
-/// ([`facts::is_view`]), else the op's in-place inputs of the output's type
-/// ([`facts::in_place_candidates`]).
-fn reusable_inputs(g: &Graph, id: NodeId, ins: &[NodeId]) -> Vec<InPlace> {
+/// The target-neutral decision for node `id` from the op facts: a constant is outside the
+/// arena, a view ([`facts::is_view`]) shares its input's buffer, any other op may take over
+/// its in-place inputs of the output's type ([`facts::in_place_candidates`]).
+pub fn facts_storage(g: &Graph, id: NodeId) -> Storage {
     let node = g.node(id);
-    let types: Vec<TensorType> = ins.iter().map(|&i| g.node(i).ty.clone()).collect();
-    match types.first() {
-        Some(t) if facts::is_view(&node.op, t.dtype) => vec![InPlace {
-            slot: 0,
-            exclusive: false,
-        }],
-        _ => facts::in_place_candidates(&node.op, &types, &node.ty),
+    let types: Vec<_> = g.inputs(id).iter().map(|&i| g.node(i).ty.clone()).collect();
+    match (&node.op, types.first()) {
+        (Op::Constant(_), _) => Storage::Outside,
+        (op, Some(t)) if facts::is_view(op, t.dtype) => Storage::View,
+        (op, _) => Storage::Own(facts::in_place_candidates(op, &types, &node.ty)),
     }
 }
 
@@ -72,61 +108,87 @@ fn align(x: usize, a: usize) -> usize {
     x.div_ceil(a.max(1)) * a.max(1)
 }
 
-/// Plans the arena for `g` with every buffer aligned to `alignment` bytes.
+/// The target-neutral plan of `g` ([`facts_storage`] for every node, all nodes in
+/// topological order, graph inputs never overwritten, no padding).
 pub fn plan_memory(g: &Graph, alignment: usize) -> Result<MemoryPlan, PassError> {
     let order = g.topo_order().map_err(PassError::ir("memory-plan"))?;
-    let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
-    let is_act = |id: NodeId| !matches!(g.node(id).op, Op::Constant(_));
+    let opts = ArenaOptions {
+        alignment,
+        padding: 0,
+        overwrite_inputs: false,
+    };
+    plan_arena(g, &order, |id| facts_storage(g, id), &opts)
+}
+
+/// Plans the arena of the nodes of `order` (a topological order of the nodes the backend
+/// runs; readers outside it are ignored) with `storage` deciding each node's value, and
+/// checks the result ([`MemoryPlan::check`]).
+pub fn plan_arena(
+    g: &Graph,
+    order: &[NodeId],
+    mut storage: impl FnMut(NodeId) -> Storage,
+    opts: &ArenaOptions,
+) -> Result<MemoryPlan, PassError> {
+    let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i + 1)).collect();
     let mut values: Vec<ValuePlan> = Vec::new();
     let mut index: HashMap<NodeId, usize> = HashMap::new();
-    // Per buffer: (first def, latest last_use of its members, holds a graph input, bytes).
-    let mut bufs: Vec<(usize, usize, bool, usize)> = Vec::new();
-    for &id in &order {
-        if !is_act(id) {
-            continue;
-        }
+    // Per buffer: its first value, (first def, latest last_use of its members, holds a graph
+    // input, bytes).
+    let mut bufs: Vec<(NodeId, usize, usize, bool, usize)> = Vec::new();
+    for &id in order {
         let node = g.node(id);
-        let def = if matches!(node.op, Op::Input { .. }) {
-            0
-        } else {
-            pos[&id]
+        let is_input = matches!(node.op, Op::Input { .. });
+        let ins = g.inputs(id);
+        let (buffer, in_place_of, view) = match storage(id) {
+            Storage::Outside => continue,
+            Storage::View => {
+                let src = *ins.first().ok_or_else(|| {
+                    PassError::MemoryPlan(format!("view '{}' has no input", node.name))
+                })?;
+                match index.get(&src) {
+                    Some(&vi) => (Some(values[vi].buffer), Some(src), true),
+                    None => continue, // a view of a value outside the arena
+                }
+            }
+            Storage::Own(candidates) => {
+                let chosen = candidates
+                    .into_iter()
+                    .find_map(|InPlace { slot, exclusive }| {
+                        let cand = *ins.get(slot)?;
+                        let b = values[*index.get(&cand)?].buffer;
+                        let (_, _, end, holds_input, bytes) = bufs[b];
+                        let other_reader = exclusive
+                            && ins.iter().enumerate().any(|(j, o)| {
+                                j != slot && index.get(o).is_some_and(|&ov| values[ov].buffer == b)
+                            });
+                        (end <= pos[&id]
+                            && (opts.overwrite_inputs || !holds_input)
+                            && bytes == node.ty.bytes()
+                            && !other_reader)
+                            .then_some((b, cand))
+                    });
+                match chosen {
+                    Some((b, cand)) => (Some(b), Some(cand), false),
+                    None => (None, None, false),
+                }
+            }
         };
+        let def = if is_input { 0 } else { pos[&id] };
         let last_use = if g.is_output(id) {
             usize::MAX
         } else {
-            g.users(id).iter().map(|(u, _)| pos[u]).max().unwrap_or(def)
+            g.users(id)
+                .iter()
+                .filter_map(|(u, _)| pos.get(u).copied())
+                .fold(def, usize::max)
         };
-        let bytes = node.ty.bytes();
-        let ins = g.inputs(id);
-        let mut chosen = None;
-        for InPlace { slot, exclusive } in reusable_inputs(g, id, &ins) {
-            let cand = ins[slot];
-            let Some(&vi) = index.get(&cand) else {
-                continue; // a constant
-            };
-            let b = values[vi].buffer;
-            let (_, end, pinned, bbytes) = bufs[b];
-            let other_reader = exclusive
-                && ins
-                    .iter()
-                    .any(|&o| o != cand && index.get(&o).is_some_and(|&ov| values[ov].buffer == b));
-            if !pinned
-                && end == pos[&id]
-                && bbytes == bytes
-                && g.node(cand).ty.dtype == node.ty.dtype
-                && !other_reader
-            {
-                chosen = Some((cand, b));
-                break;
-            }
-        }
-        let buffer = match chosen {
-            Some((_, b)) => {
-                bufs[b].1 = bufs[b].1.max(last_use);
+        let buffer = match buffer {
+            Some(b) => {
+                bufs[b].2 = bufs[b].2.max(last_use);
                 b
             }
             None => {
-                bufs.push((def, last_use, matches!(node.op, Op::Input { .. }), bytes));
+                bufs.push((id, def, last_use, is_input, node.ty.bytes()));
                 bufs.len() - 1
             }
         };
@@ -134,45 +196,43 @@ pub fn plan_memory(g: &Graph, alignment: usize) -> Result<MemoryPlan, PassError>
         values.push(ValuePlan {
             node: id,
             name: node.name.clone(),
-            bytes,
+            bytes: node.ty.bytes(),
             buffer,
             def,
             last_use,
-            in_place_of: chosen.map(|c| c.0),
+            in_place_of,
+            view,
         });
     }
-    // Greedy placement: largest buffers first, each at the lowest offset that does not
-    // collide with an already placed buffer whose lifetime overlaps.
     let mut buffers: Vec<BufferPlan> = bufs
         .iter()
-        .map(|&(start, end, _, bytes)| BufferPlan {
+        .map(|&(_, start, end, _, bytes)| BufferPlan {
             offset: 0,
-            bytes: align(bytes, alignment),
+            bytes: align(bytes, opts.alignment),
             start,
             end,
         })
         .collect();
-    let mut idx: Vec<usize> = (0..buffers.len()).collect();
-    idx.sort_by_key(|&i| (std::cmp::Reverse(buffers[i].bytes), buffers[i].start, i));
-    let mut placed: Vec<usize> = Vec::new();
-    let mut arena = 0;
-    for i in idx {
-        let mut busy: Vec<(usize, usize)> = placed
-            .iter()
-            .filter(|&&j| overlaps(&buffers[i], &buffers[j]))
-            .map(|&j| (buffers[j].offset, buffers[j].offset + buffers[j].bytes))
-            .collect();
-        busy.sort();
-        let mut off = 0;
-        for (lo, hi) in busy {
-            if off + buffers[i].bytes <= lo {
-                break;
-            }
-            off = off.max(hi);
-        }
-        buffers[i].offset = off;
-        arena = arena.max(off + buffers[i].bytes);
-        placed.push(i);
+    // First fit in two orders (by start step, larger first among equal starts; by size,
+    // largest first): the smaller arena wins, the start order on a tie.
+    let pad = opts.padding;
+    let mut by_start: Vec<usize> = (0..buffers.len()).collect();
+    by_start.sort_by_key(|&i| {
+        (
+            buffers[i].start,
+            std::cmp::Reverse(buffers[i].bytes),
+            bufs[i].0,
+        )
+    });
+    let mut by_size: Vec<usize> = (0..buffers.len()).collect();
+    by_size.sort_by_key(|&i| (std::cmp::Reverse(buffers[i].bytes), buffers[i].start, i));
+    let (mut offsets, mut arena) = first_fit(&buffers, &by_start, pad);
+    let (o2, a2) = first_fit(&buffers, &by_size, pad);
+    if a2 < arena {
+        (offsets, arena) = (o2, a2);
+    }
+    for (b, off) in buffers.iter_mut().zip(offsets) {
+        b.offset = off + pad;
     }
     let naive_bytes = values.iter().map(|v| v.bytes).sum();
     let plan = MemoryPlan {
@@ -180,10 +240,40 @@ pub fn plan_memory(g: &Graph, alignment: usize) -> Result<MemoryPlan, PassError>
         buffers,
         arena_bytes: arena,
         naive_bytes,
-        alignment,
+        alignment: opts.alignment,
+        padding: pad,
     };
     plan.check()?;
     Ok(plan)
+}
+
+/// Places the buffers in `order`, each at the lowest offset where its padded extent meets no
+/// already placed buffer whose lifetime overlaps its own: the padded extents' offsets and the
+/// arena size.
+fn first_fit(buffers: &[BufferPlan], order: &[usize], pad: usize) -> (Vec<usize>, usize) {
+    let mut offsets = vec![0; buffers.len()];
+    let mut placed: Vec<usize> = Vec::new();
+    let mut arena = 0;
+    for &i in order {
+        let size = buffers[i].bytes + 2 * pad;
+        let mut busy: Vec<(usize, usize)> = placed
+            .iter()
+            .filter(|&&j| overlaps(&buffers[i], &buffers[j]))
+            .map(|&j| (offsets[j], offsets[j] + buffers[j].bytes + 2 * pad))
+            .collect();
+        busy.sort();
+        let mut off = 0;
+        for (lo, hi) in busy {
+            if off + size <= lo {
+                break;
+            }
+            off = off.max(hi);
+        }
+        offsets[i] = off;
+        arena = arena.max(off + size);
+        placed.push(i);
+    }
+    (offsets, arena)
 }
 
 fn overlaps(a: &BufferPlan, b: &BufferPlan) -> bool {
@@ -191,25 +281,32 @@ fn overlaps(a: &BufferPlan, b: &BufferPlan) -> bool {
 }
 
 impl MemoryPlan {
-    /// Number of values that reuse an input's buffer.
+    /// Number of values that overwrite an input's buffer in place (views not counted).
     pub fn in_place_count(&self) -> usize {
         self.values
             .iter()
-            .filter(|v| v.in_place_of.is_some())
+            .filter(|v| v.in_place_of.is_some() && !v.view)
             .count()
+    }
+
+    /// Number of values that are views of another value's buffer.
+    pub fn view_count(&self) -> usize {
+        self.values.iter().filter(|v| v.view).count()
+    }
+
+    /// The plan of the value defined by `node` (none for a value outside the arena).
+    pub fn value(&self, node: NodeId) -> Option<&ValuePlan> {
+        self.values.iter().find(|v| v.node == node)
     }
 
     /// Arena offset of the value defined by `node`.
     pub fn offset_of(&self, node: NodeId) -> Option<usize> {
-        self.values
-            .iter()
-            .find(|v| v.node == node)
-            .map(|v| self.buffers[v.buffer].offset)
+        self.value(node).map(|v| self.buffers[v.buffer].offset)
     }
 
     /// Verifies the plan: every value fits its buffer and lies within its lifetime, every
-    /// buffer fits the arena and is aligned, and no two buffers that are live at the same step
-    /// share a byte.
+    /// buffer with its padding fits the arena and is aligned, and no two buffers that are
+    /// live at the same step share a byte of their padded extents.
     pub fn check(&self) -> Result<(), PassError> {
         let bad = |m: String| Err(PassError::MemoryPlan(m));
         for v in &self.values {
@@ -220,15 +317,20 @@ impl MemoryPlan {
                 return bad(format!("value '{}' does not fit its buffer", v.name));
             }
         }
+        let pad = self.padding;
+        let extent = |b: &BufferPlan| (b.offset.checked_sub(pad), b.offset + b.bytes + pad);
         for (i, a) in self.buffers.iter().enumerate() {
-            if a.offset + a.bytes > self.arena_bytes || a.offset % self.alignment.max(1) != 0 {
+            let (lo, hi) = extent(a);
+            if lo.is_none() || hi > self.arena_bytes || a.offset % self.alignment.max(1) != 0 {
                 return bad(format!(
                     "buffer {i} lies outside the arena or is misaligned"
                 ));
             }
             for (j, b) in self.buffers.iter().enumerate().skip(i + 1) {
-                let bytes_meet = a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes;
-                if overlaps(a, b) && bytes_meet && a.bytes > 0 && b.bytes > 0 {
+                let (blo, bhi) = extent(b);
+                let (lo, blo) = (lo.unwrap_or(0), blo.unwrap_or(0));
+                let bytes_meet = lo < bhi && blo < hi;
+                if overlaps(a, b) && bytes_meet && hi > lo && bhi > blo {
                     return bad(format!(
                         "buffers {i} and {j} are live together and overlap in the arena"
                     ));
@@ -238,14 +340,29 @@ impl MemoryPlan {
         Ok(())
     }
 
-    /// One line per value: name, offset, size, lifetime and in-place source.
+    /// One line: the arena against the naive sum, buffers, in-place values and views.
+    pub fn summary(&self) -> String {
+        format!(
+            "memory: arena {} bytes for {} activations in {} buffers ({} in place, {} views); naive sum {} bytes ({:.1}% of naive)",
+            self.arena_bytes,
+            self.values.len(),
+            self.buffers.len(),
+            self.in_place_count(),
+            self.view_count(),
+            self.naive_bytes,
+            100.0 * self.arena_bytes as f64 / self.naive_bytes.max(1) as f64
+        )
+    }
+
+    /// One line per value: name, offset, size, lifetime and in-place or view source.
     pub fn to_text(&self) -> String {
         let mut s = format!(
-            "# memory plan: arena {} bytes, naive {} bytes, {} buffers, {} in place\n",
+            "# memory plan: arena {} bytes, naive {} bytes, {} buffers, {} in place, {} views\n",
             self.arena_bytes,
             self.naive_bytes,
             self.buffers.len(),
-            self.in_place_count()
+            self.in_place_count(),
+            self.view_count()
         );
         for v in &self.values {
             let b = &self.buffers[v.buffer];
@@ -261,12 +378,9 @@ impl MemoryPlan {
             )
             .unwrap();
             if let Some(p) = v.in_place_of {
-                let name = self
-                    .values
-                    .iter()
-                    .find(|w| w.node == p)
-                    .map_or("?", |w| &w.name);
-                write!(s, " in-place-of {name:?}").unwrap();
+                let name = self.value(p).map_or("?", |w| &w.name);
+                let how = if v.view { "view-of" } else { "in-place-of" };
+                write!(s, " {how} {name:?}").unwrap();
             }
             s.push('\n');
         }
@@ -317,7 +431,8 @@ mod tests {
         assert_eq!(by("sig").in_place_of, None);
         assert_eq!(by("add").in_place_of, Some(r));
         assert_eq!(by("flat").in_place_of, Some(a));
-        assert_eq!(p.in_place_count(), 3);
+        assert!(by("flat").view);
+        assert_eq!((p.in_place_count(), p.view_count()), (2, 1));
         // The input x is never overwritten.
         assert!(p.values.iter().all(|v| v.in_place_of != Some(x)));
         insta::assert_snapshot!(p.to_text());

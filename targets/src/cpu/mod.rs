@@ -32,7 +32,9 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use lower::{OpInfo, Plan};
+use mnc_ir::facts::InPlace;
 use mnc_ir::{Graph, IrError, NodeId, Op, Tensor, TensorData, TensorType};
+use mnc_passes::memory::{plan_arena, ArenaOptions, MemoryPlan, Storage};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -63,6 +65,9 @@ pub enum CpuError {
     /// The run arena (activations and scratch) would exceed [`MAX_ARENA_BYTES`].
     #[error("the model needs a run arena of {bytes} bytes, more than the limit of {} GiB", MAX_ARENA_BYTES >> 30)]
     ArenaTooLarge { bytes: usize },
+    /// The arena plan failed its check (a planner bug).
+    #[error("the arena plan: {0}")]
+    ArenaPlan(mnc_passes::PassError),
     #[error(transparent)]
     Alloc(#[from] AllocError),
     #[error(transparent)]
@@ -258,10 +263,14 @@ pub struct CompileReport {
     pub batch_plan: String,
     /// Ops whose output took over the buffer of an input dying there (`CpuOptions::in_place`).
     pub in_place_ops: usize,
+    /// The arena plan the program runs with (activation offsets; the scratch area follows
+    /// at `arena_bytes`).
+    pub memory: MemoryPlan,
     pub ops: Vec<OpReport>,
     pub code_bytes: usize,
     pub arena_bytes: usize,
-    /// Sum of all activation sizes (one buffer per value).
+    /// Sum of the arena buffers' sizes (what the arena would take without reusing the bytes
+    /// of dead buffers).
     pub naive_bytes: usize,
     pub weight_bytes: usize,
     pub scratch_bytes: usize,
@@ -572,38 +581,22 @@ fn compile_graph(
         }
     };
 
-    // Plan every op; views alias their input.
+    // Plan every op, and decide each value's storage for the arena planner: views alias
+    // their input, an op whose strategy allows it may take over an input dying there.
     let mut weight_loc: HashMap<NodeId, usize> = HashMap::new();
     // Constants, and views of constants, mapped to the constant.
     let mut const_alias: HashMap<NodeId, NodeId> = HashMap::new();
-    let mut root: HashMap<NodeId, NodeId> = HashMap::new();
-    // Values sharing each arena buffer (views and in-place outputs of its root).
-    let mut members: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
-    let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i + 1)).collect();
-    // Whether no value sharing buffer `r` is read after step position `p` or is an output.
-    let dead_after = |members: &HashMap<NodeId, Vec<NodeId>>, r: NodeId, p: usize| {
-        members.get(&r).is_some_and(|ms| {
-            ms.iter().all(|&m| {
-                !g.is_output(m)
-                    && g.users(m)
-                        .iter()
-                        .all(|(u, _)| pos.get(u).is_none_or(|&q| q <= p))
-            })
-        })
-    };
+    let mut storage: HashMap<NodeId, Storage> = HashMap::new();
     let mut plans: Vec<(NodeId, Plan)> = Vec::new();
     for &id in &order {
         let node = g.node(id);
-        match &node.op {
+        let st = match &node.op {
             Op::Constant(_) => {
                 const_alias.insert(id, id);
+                Storage::Outside
             }
-            Op::Input { .. } => {
-                root.insert(id, id);
-                members.entry(id).or_default().push(id);
-            }
+            Op::Input { .. } => Storage::Own(Vec::new()),
             _ => {
-                let ins = g.inputs(id);
                 let info = OpInfo::of(g, id);
                 let plan =
                     lower::plan_op(&info, desc, threads).map_err(|msg| CpuError::Oversize {
@@ -611,44 +604,27 @@ fn compile_graph(
                         op: node.op.kind().into(),
                         msg,
                     })?;
-                // The buffer this op's output goes to: its input's for views and in-place
-                // ops (the input dies here), else a fresh one.
-                let shared = match &plan {
+                let st = match &plan {
                     Plan::View => {
-                        let src = ins[0];
-                        if let Some(&c) = const_alias.get(&src) {
+                        let src = g.inputs(id).first().copied();
+                        if let Some(&c) = src.and_then(|i| const_alias.get(&i)) {
                             const_alias.insert(id, c);
-                            None
-                        } else {
-                            Some(root.get(&src).copied().unwrap_or(src))
                         }
+                        Storage::View
                     }
-                    Plan::Jit(jp) if opts.in_place => lower::in_place_input(&jp.kind, &info)
-                        .and_then(|(k, exclusive)| {
-                            let r = *root.get(&ins[k])?;
-                            let alone = !exclusive
-                                || ins
-                                    .iter()
-                                    .enumerate()
-                                    .all(|(j, i)| j == k || root.get(i) != Some(&r));
-                            (alone
-                                && g.node(r).ty.bytes() == node.ty.bytes()
-                                && dead_after(&members, r, pos[&id]))
-                            .then_some(r)
-                        })
-                        .or(Some(id)),
-                    _ => Some(id),
+                    Plan::Jit(jp) if opts.in_place => Storage::Own(
+                        lower::in_place_input(&jp.kind, &info)
+                            .map(|(slot, exclusive)| InPlace { slot, exclusive })
+                            .into_iter()
+                            .collect(),
+                    ),
+                    Plan::Jit(_) | Plan::Fallback(_) => Storage::Own(Vec::new()),
                 };
-                if let Some(r) = shared {
-                    if r != id && !matches!(plan, Plan::View) {
-                        report.in_place_ops += 1;
-                    }
-                    root.insert(id, r);
-                    members.entry(r).or_default().push(id);
-                }
                 plans.push((id, plan));
+                st
             }
-        }
+        };
+        storage.insert(id, st);
     }
 
     // Constants go into the blob only when some step reads them as they are: conv weights
@@ -679,56 +655,24 @@ fn compile_graph(
         }
     }
 
-    // Liveness of each arena buffer (keyed by its root value) over step positions.
-    let mut live: HashMap<NodeId, (usize, usize)> = HashMap::new();
-    for &id in &order {
-        let Some(&r) = root.get(&id) else { continue };
-        let def = if matches!(g.node(id).op, Op::Input { .. }) {
-            0
-        } else {
-            pos[&id]
-        };
-        let mut end = def;
-        for (u, _) in g.users(id) {
-            if let Some(&p) = pos.get(&u) {
-                end = end.max(p);
-            }
-        }
-        if g.is_output(id) {
-            end = usize::MAX;
-        }
-        let e = live.entry(r).or_insert((def, end));
-        e.0 = e.0.min(def);
-        e.1 = e.1.max(end);
-    }
+    // The arena: the shared planner lays out the values as decided above (checked there).
     let guard = if opts.guards { GUARD_BYTES } else { 0 };
-    let mut bufs: Vec<(NodeId, usize, usize, usize)> = live
+    let arena_opts = ArenaOptions {
+        alignment: 64,
+        padding: guard,
+        overwrite_inputs: true,
+    };
+    let memory = plan_arena(g, &order, |id| storage[&id].clone(), &arena_opts)
+        .map_err(CpuError::ArenaPlan)?;
+    let arena_off: HashMap<NodeId, usize> = memory
+        .values
         .iter()
-        .map(|(&r, &(s, e))| (r, s, e, g.node(r).ty.bytes().div_ceil(64) * 64 + 2 * guard))
+        .map(|v| (v.node, memory.buffers[v.buffer].offset))
         .collect();
-    bufs.sort_by_key(|&(r, s, _, size)| (s, std::cmp::Reverse(size), r));
-    let mut placed: Vec<(usize, usize, usize, usize)> = Vec::new(); // (offset, size, start, end)
-    let mut arena_off: HashMap<NodeId, usize> = HashMap::new();
-    let mut arena_bytes = 0usize;
-    for &(r, s, e, size) in &bufs {
-        let mut busy: Vec<(usize, usize)> = placed
-            .iter()
-            .filter(|p| p.2 <= e && s <= p.3)
-            .map(|p| (p.0, p.1))
-            .collect();
-        busy.sort();
-        let mut off = 0;
-        for (o, sz) in busy {
-            if off + size <= o {
-                break;
-            }
-            off = off.max(o + sz);
-        }
-        placed.push((off, size, s, e));
-        arena_off.insert(r, off + guard);
-        arena_bytes = arena_bytes.max(off + size);
-        report.naive_bytes += size - 2 * guard;
-    }
+    let arena_bytes = memory.arena_bytes;
+    report.in_place_ops = memory.in_place_count();
+    report.naive_bytes = memory.buffers.iter().map(|b| b.bytes).sum();
+    report.memory = memory;
     let loc_of = |id: NodeId| -> Option<Loc> {
         if let Some(&w) = weight_loc.get(&id) {
             return Some(Loc::Weight(w));
@@ -736,9 +680,7 @@ fn compile_graph(
         if const_alias.contains_key(&id) {
             return Some(Loc::Unused);
         }
-        root.get(&id)
-            .and_then(|r| arena_off.get(r))
-            .map(|&o| Loc::Arena(o))
+        arena_off.get(&id).map(|&o| Loc::Arena(o))
     };
     let scratch_off = arena_bytes + guard;
     // The run arena is allocated per run: refuse a model whose arena exceeds the limit now.
@@ -1073,6 +1015,52 @@ mod slot_tests {
         assert_eq!(bytes("flat"), ("view", 0));
         assert_eq!(bytes("fc"), ("gemm-kernel", (k + k * n + n) as u64 * 4));
         assert!(r.to_text().contains("B moved"), "{}", r.to_text());
+    }
+
+    /// The arena plan in the report is the one the program runs with, and it carries the
+    /// backend's in-place decisions: the activation takes over the conv's buffer (same
+    /// location in the step's pointer table) when in-place execution is on, and not when it is
+    /// off, although the op facts allow it either way.
+    #[test]
+    fn the_cpu_in_place_decision_is_the_shared_plan() {
+        use mnc_ir::{Activation, Conv, DType};
+        let mut g = Graph::new("in_place");
+        let x = g.add_input("x", TensorType::new(DType::F32, vec![1, 8, 6, 6]));
+        let w = Tensor::from_f32(vec![8, 8, 1, 1], (0..64).map(|i| i as f32).collect()).unwrap();
+        let w = g.add_constant("w", w);
+        let c = g
+            .add_node_inferred("conv", Op::Conv(Conv::default()), &[x, w])
+            .unwrap();
+        let r = g
+            .add_node_inferred("relu", Op::Act(Activation::Relu), &[c])
+            .unwrap();
+        let f = g
+            .add_node_inferred("flat", Op::Flatten { axis: 1 }, &[r])
+            .unwrap();
+        g.add_output("y", f);
+        let facts = mnc_passes::plan_memory(&g, 64).unwrap();
+        assert_eq!(facts.value(r).unwrap().in_place_of, Some(c));
+        for in_place in [true, false] {
+            let opts = CpuOptions {
+                in_place,
+                ..Default::default()
+            };
+            let p = compile(&g, Target::X86_64, &opts).unwrap();
+            let m = &p.report.memory;
+            m.check().unwrap();
+            let relu = m.value(r).unwrap();
+            assert_eq!(relu.in_place_of, in_place.then_some(c), "{}", m.to_text());
+            assert!(!relu.view);
+            let flat = m.value(f).unwrap();
+            assert_eq!((flat.in_place_of, flat.view), (Some(r), true));
+            assert_eq!(p.report.in_place_ops, m.in_place_count());
+            assert_eq!(m.in_place_count(), usize::from(in_place));
+            let step = p.steps.iter().find(|s| s.node == "relu").unwrap();
+            assert_eq!(step.args[0], Loc::Arena(m.offset_of(r).unwrap()));
+            assert_eq!(step.args[1], Loc::Arena(m.offset_of(c).unwrap()));
+            assert_eq!(step.args[0] == step.args[1], in_place);
+            assert_eq!(p.report.arena_bytes, m.arena_bytes);
+        }
     }
 
     #[test]
