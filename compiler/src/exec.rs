@@ -135,12 +135,11 @@ impl Executable {
 }
 
 /// The pipeline options every compiled target uses: the target's facts, the verifier after
-/// every pass, no memory plan (each backend plans its own arena).
+/// every pass (the backend plans the activation arena: `mnc_passes::memory::plan_arena`).
 pub fn pipeline_options(target: Target) -> mnc_passes::PipelineOptions {
     mnc_passes::PipelineOptions {
         target: target_facts(target),
         verify: true,
-        plan_memory: false,
         ..Default::default()
     }
 }

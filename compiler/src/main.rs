@@ -168,7 +168,7 @@ struct CompileArgs {
     /// Print the IR after every pass.
     #[arg(long)]
     print_after_all: bool,
-    /// Verbose: per-pass timing and change counts, memory plan.
+    /// Verbose: per-pass timing and change counts, the CPU backend's arena plan.
     #[arg(short, long)]
     verbose: bool,
     /// CUDA targets: allow TF32 tensor-core math (about 3 significant digits per product).
@@ -350,10 +350,8 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
         mnc::model::inputs_to_nchw(&mut graph).with_context(|| a.model.clone())?;
     }
     let t_import = t0.elapsed();
-    // The pipeline `run`, `bench` and the Python package use; the passes' memory plan (an
-    // analysis no backend uses) only when -v prints it.
+    // The pipeline `run`, `bench` and the Python package use.
     let opts = mnc_passes::PipelineOptions {
-        plan_memory: a.verbose,
         print_after: if a.print_after_all {
             mnc_passes::PrintAfter::All
         } else if !a.print_after.is_empty() {
@@ -455,7 +453,17 @@ fn cmd_compile(a: &CompileArgs) -> Result<()> {
     )
     .text();
     let summary = if a.verbose {
-        format!("{summary}{report}")
+        // The arena plan the CPU backend runs with (the passes plan none).
+        let memory = cpu_model
+            .as_ref()
+            .map(|m| {
+                format!(
+                    "{} (the CPU backend's arena)\n",
+                    m.report().memory.summary()
+                )
+            })
+            .unwrap_or_default();
+        format!("{summary}{report}{memory}")
     } else {
         summary
     };

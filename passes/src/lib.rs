@@ -52,8 +52,6 @@ pub struct PipelineOptions {
     pub print_after: PrintAfter,
     /// Iteration cap of the fixed-point fusion group.
     pub max_iterations: usize,
-    /// Plan the activation arena of the final graph (report only).
-    pub plan_memory: bool,
     /// Run the layout analysis on the final graph (report only).
     pub analyze_layout: bool,
 }
@@ -65,7 +63,6 @@ impl Default for PipelineOptions {
             verify: cfg!(debug_assertions),
             print_after: PrintAfter::Nothing,
             max_iterations: 8,
-            plan_memory: true,
             analyze_layout: true,
         }
     }
@@ -157,12 +154,10 @@ pub fn optimize_pipeline(opts: &PipelineOptions) -> PassManager {
         .once(schedule::Schedule)
 }
 
-/// Runs the full pipeline on `g` and, when asked, plans its memory and analyzes layouts.
+/// Runs the full pipeline on `g` and, when asked, analyzes layouts. (The activation arena is
+/// planned by the backend that runs the graph: [`memory::plan_arena`].)
 pub fn optimize(g: &mut Graph, opts: &PipelineOptions) -> Result<PipelineReport, PassError> {
     let mut report = optimize_pipeline(opts).run(g)?;
-    if opts.plan_memory {
-        report.memory = Some(plan_memory(g, opts.target.alignment)?);
-    }
     if opts.analyze_layout {
         report.layout = Some(layout::analyze(g, &opts.target).map_err(PassError::ir("layout"))?);
     }
@@ -231,13 +226,12 @@ mod tests {
 
     #[test]
     fn full_pipeline_and_each_pass_alone_preserve_outputs() {
-        for (name, g) in blocks() {
+        for (_, g) in blocks() {
             let x = random_inputs(&g, 5);
             let want = run(&g, &x);
             let mut h = g.clone();
-            let report = optimize(&mut h, &opts()).unwrap();
+            optimize(&mut h, &opts()).unwrap();
             assert_close(&run(&h, &x), &want, 1e-5);
-            assert!(report.memory.is_some(), "{name}");
             for pass in PASS_NAMES {
                 let mut h = g.clone();
                 run_single_pass(&mut h, pass, &opts()).unwrap();
@@ -275,7 +269,7 @@ mod tests {
         for (name, g) in blocks() {
             let mut h = g.clone();
             let report = optimize(&mut h, &opts()).unwrap();
-            let memory = report.memory.as_ref().unwrap();
+            let memory = plan_memory(&h, opts().target.alignment).unwrap();
             let snap = format!(
                 "nodes: {} -> {} (non-constant: {} -> {})\n{}\n{}\n--- after\n{}{}",
                 g.node_count(),
@@ -309,7 +303,8 @@ mod tests {
         assert_eq!(r.dumps[0].0, "bn-fold");
         let shown = r.to_string();
         assert!(shown.starts_with("# pipeline: optimize = cleanup,(transpose-sink,simplify,act-canon,cleanup)*,bn-fold,affine-merge,(act-fusion,residual-fusion,se-fusion)*,schedule target: x86_64-avx2"));
-        assert!(shown.contains("memory: arena"));
+        // No memory plan: the backend plans its arena.
+        assert!(!shown.contains("memory:"), "{shown}");
         assert!(
             shown.contains("layout: target prefers nchw8c; 2 conversions"),
             "{shown}"

@@ -4,7 +4,6 @@
 
 use crate::error::PassError;
 use crate::layout::LayoutPlan;
-use crate::memory::MemoryPlan;
 use crate::target::TargetFacts;
 use mnc_ir::Graph;
 use std::fmt;
@@ -83,7 +82,7 @@ pub struct PassRecord {
     pub nodes_after: usize,
 }
 
-/// What a pipeline run did: every pass run, the IR dumps asked for, and the memory plan.
+/// What a pipeline run did: every pass run, the IR dumps asked for, and the layout analysis.
 #[derive(Clone, Debug, Default)]
 pub struct PipelineReport {
     /// The pipeline header line (`# pipeline: ... target: ...`).
@@ -94,8 +93,6 @@ pub struct PipelineReport {
     pub nodes_before: usize,
     pub nodes_after: usize,
     pub total_time: Duration,
-    /// Activation arena plan of the final graph (when the pipeline plans memory).
-    pub memory: Option<MemoryPlan>,
     /// Layout analysis of the final graph (analysis only: nothing is inserted).
     pub layout: Option<LayoutPlan>,
 }
@@ -137,18 +134,6 @@ impl fmt::Display for PipelineReport {
             self.nodes_after,
             self.total_time.as_micros()
         )?;
-        if let Some(m) = &self.memory {
-            writeln!(
-                f,
-                "memory: arena {} bytes for {} activations in {} buffers ({} in place); naive sum {} bytes ({:.1}% of naive)",
-                m.arena_bytes,
-                m.values.len(),
-                m.buffers.len(),
-                m.in_place_count(),
-                m.naive_bytes,
-                100.0 * m.arena_bytes as f64 / m.naive_bytes.max(1) as f64
-            )?;
-        }
         if let Some(l) = &self.layout {
             writeln!(
                 f,

@@ -14,7 +14,6 @@ fn scheduled(g: &Graph, target: TargetFacts) -> (Graph, String) {
     let opts = PipelineOptions {
         target,
         verify: true,
-        plan_memory: false,
         analyze_layout: false,
         ..Default::default()
     };

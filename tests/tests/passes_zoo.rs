@@ -50,7 +50,7 @@ fn whole_models_fuse_completely() {
         assert_eq!(a.get("Act"), None, "{name}: every activation fused");
         assert_eq!(a.get("Add"), None, "{name}: every residual Add fused");
         assert_eq!(a.get("SqueezeExcite").copied().unwrap_or(0), se, "{name}");
-        let m = report.memory.as_ref().unwrap();
+        let m = mnc_passes::plan_memory(&h, opts().target.alignment).unwrap();
         println!(
             "{name}: nodes {} -> {}, arena {} bytes, naive {} bytes",
             g.node_count(),

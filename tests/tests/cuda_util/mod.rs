@@ -71,7 +71,6 @@ pub fn optimized(g: &Graph) -> Graph {
     let mut h = g.clone();
     let opts = PipelineOptions {
         verify: false,
-        plan_memory: false,
         ..Default::default()
     };
     optimize(&mut h, &opts).unwrap_or_else(|e| panic!("{}: optimize: {e}", g.name));
