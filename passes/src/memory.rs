@@ -249,28 +249,31 @@ pub fn plan_arena(
 
 /// Places the buffers in `order`, each at the lowest offset where its padded extent meets no
 /// already placed buffer whose lifetime overlaps its own: the padded extents' offsets and the
-/// arena size.
+/// arena size (sums saturate: a backend refuses an arena that large).
 fn first_fit(buffers: &[BufferPlan], order: &[usize], pad: usize) -> (Vec<usize>, usize) {
-    let mut offsets = vec![0; buffers.len()];
+    let mut offsets = vec![0usize; buffers.len()];
     let mut placed: Vec<usize> = Vec::new();
     let mut arena = 0;
     for &i in order {
-        let size = buffers[i].bytes + 2 * pad;
+        let size = buffers[i].bytes.saturating_add(2 * pad);
         let mut busy: Vec<(usize, usize)> = placed
             .iter()
             .filter(|&&j| overlaps(&buffers[i], &buffers[j]))
-            .map(|&j| (offsets[j], offsets[j] + buffers[j].bytes + 2 * pad))
+            .map(|&j| {
+                let hi = offsets[j].saturating_add(buffers[j].bytes.saturating_add(2 * pad));
+                (offsets[j], hi)
+            })
             .collect();
         busy.sort();
-        let mut off = 0;
+        let mut off = 0usize;
         for (lo, hi) in busy {
-            if off + size <= lo {
+            if off.saturating_add(size) <= lo {
                 break;
             }
             off = off.max(hi);
         }
         offsets[i] = off;
-        arena = arena.max(off + size);
+        arena = arena.max(off.saturating_add(size));
         placed.push(i);
     }
     (offsets, arena)
@@ -318,7 +321,10 @@ impl MemoryPlan {
             }
         }
         let pad = self.padding;
-        let extent = |b: &BufferPlan| (b.offset.checked_sub(pad), b.offset + b.bytes + pad);
+        let extent = |b: &BufferPlan| {
+            let hi = b.offset.saturating_add(b.bytes).saturating_add(pad);
+            (b.offset.checked_sub(pad), hi)
+        };
         for (i, a) in self.buffers.iter().enumerate() {
             let (lo, hi) = extent(a);
             if lo.is_none() || hi > self.arena_bytes || a.offset % self.alignment.max(1) != 0 {
