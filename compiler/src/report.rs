@@ -240,7 +240,7 @@ impl CompileSummary {
                 } else {
                     ""
                 };
-                let _ = writeln!(s, "batch: {}{per}", c.batch_plan);
+                let _ = writeln!(s, "{}{per}", c.batch_plan);
             }
         }
         let t = &self.times;
