@@ -60,6 +60,8 @@ fn random_graphs_match_the_reference_on_every_host_target() {
     let targets = Target::jit_targets_for_test("graph_fuzz");
     let mut failures = Vec::new();
     let mut cases = 0;
+    // Compilations that split a batch by image (batch-2 graphs with the split on).
+    let mut splits = 0;
     for seed in 0..GRAPHS {
         let g = random_graph(seed);
         let x = feeds(&g, seed);
@@ -83,10 +85,14 @@ fn random_graphs_match_the_reference_on_every_host_target() {
                 in_place: seed % 3 != 0,
                 flush_denormals: seed % 5 != 0,
                 split_batch: seed % 7 != 0,
+                // Any separable batch-2 graph splits (these graphs are far below the
+                // default work threshold), so `per_image` meets every op shape drawn here.
+                min_image_flops: 0,
                 threads: 1 + (seed % 2) as usize,
             };
             let m = CompiledModel::compile(&opt, t, &opts)
                 .unwrap_or_else(|e| panic!("{what}: compile: {e}"));
+            splits += usize::from(m.report().images > 1);
             let got = m.run(&x).unwrap_or_else(|e| panic!("{what}: run: {e}"));
             if let Some(m) = mismatch(&got, &want) {
                 failures.push(format!("{what}, JIT: {m}"));
@@ -105,5 +111,6 @@ fn random_graphs_match_the_reference_on_every_host_target() {
             .map(|s: u64| mnc_ir::print::print_graph(&random_graph(s)).unwrap_or_default())
             .unwrap_or_default()
     );
-    eprintln!("graph_fuzz: {GRAPHS} graphs, {cases} graph x target cases, all within {TOL:e}");
+    assert!(splits > 0, "no random graph was split by image");
+    eprintln!("graph_fuzz: {GRAPHS} graphs, {cases} graph x target cases ({splits} split by image), all within {TOL:e}");
 }

@@ -104,6 +104,9 @@ pub struct CpuOptions {
     /// threads runs image by image with the ops split across threads). Off: every op
     /// processes the whole batch. Default: on.
     pub split_batch: bool,
+    /// The least work (FLOPs) of one image for [`CpuOptions::split_batch`] to split a batch
+    /// (default [`MIN_IMAGE_FLOPS`]; tests set 0 to split any separable graph).
+    pub min_image_flops: u64,
 }
 
 /// Size of each canary zone of [`CpuOptions::guards`] (before and after every buffer).
@@ -129,6 +132,7 @@ impl Default for CpuOptions {
             in_place: true,
             flush_denormals: true,
             split_batch: true,
+            min_image_flops: MIN_IMAGE_FLOPS,
             threads: par::physical_cores(),
         }
     }
@@ -477,10 +481,10 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
         Ok(one) => {
             let how = format!("batch {batch} runs as {batch} one-image runs, in parallel");
             let mut p = compile_graph(&one, target, opts, batch, how)?;
-            if p.report.flops < MIN_IMAGE_FLOPS {
+            if p.report.flops < opts.min_image_flops {
                 let how = format!(
-                    "batch {batch} runs op by op (one image is {} FLOP, under the {MIN_IMAGE_FLOPS} that pay for a run per image)",
-                    p.report.flops
+                    "batch {batch} runs op by op (one image is {} FLOP, under the {} that pay for a run per image)",
+                    p.report.flops, opts.min_image_flops
                 );
                 return compile_graph(g, target, opts, 1, how);
             }
@@ -501,8 +505,8 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
     }
 }
 
-/// The least work (FLOPs) of one image for [`CpuOptions::split_batch`] to run a batch image by
-/// image: each run of a program costs a few microseconds (arena, input and output copies,
+/// The default least work (FLOPs) of one image for [`CpuOptions::split_batch`] to run a batch
+/// image by image ([`CpuOptions::min_image_flops`]): each run of a program costs a few microseconds (arena, input and output copies,
 /// the step loop), which must stay small against the image's compute (about 20 us here at
 /// 100 GFLOP/s; a 224x224 CNN image is 100-1000 MFLOP).
 pub const MIN_IMAGE_FLOPS: u64 = 1 << 21;

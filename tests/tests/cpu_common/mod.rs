@@ -38,6 +38,7 @@ pub fn verified() -> CpuOptions {
         in_place: true,
         flush_denormals: true,
         split_batch: true,
+        min_image_flops: mnc_targets::cpu::MIN_IMAGE_FLOPS,
         threads: 1,
     }
 }
