@@ -296,6 +296,18 @@ pub struct CompileReport {
 }
 
 impl CompileReport {
+    /// Sets the whole compilation's wall time; `time_other` is what the phases leave of it.
+    fn set_total(&mut self, total: Duration) {
+        self.time_total = total;
+        self.time_other = total.saturating_sub(
+            self.time_setup
+                + self.time_plan
+                + self.time_clif
+                + self.time_compile
+                + self.time_finalize,
+        );
+    }
+
     /// Number of ops that run on the reference kernel.
     pub fn fallbacks(&self) -> usize {
         self.ops.iter().filter(|o| o.fallback).count()
@@ -488,14 +500,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
                 );
                 return compile_graph(g, target, opts, 1, how);
             }
-            p.report.time_total = t0.elapsed();
-            p.report.time_other = p.report.time_total.saturating_sub(
-                p.report.time_setup
-                    + p.report.time_plan
-                    + p.report.time_clif
-                    + p.report.time_compile
-                    + p.report.time_finalize,
-            );
+            p.report.set_total(t0.elapsed());
             Ok(p)
         }
         Err(why) => {
@@ -921,15 +926,8 @@ fn compile_graph(
         .map(|&i| (g.node(i).name.clone(), i))
         .collect())?;
     let outputs = io(g.outputs.iter().map(|o| (o.name.clone(), o.node)).collect())?;
-    report.time_total = t0.elapsed();
     report.time_setup = t_setup;
-    report.time_other = report.time_total.saturating_sub(
-        report.time_setup
-            + report.time_plan
-            + report.time_clif
-            + report.time_compile
-            + report.time_finalize,
-    );
+    report.set_total(t0.elapsed());
     Ok(CpuProgram {
         target,
         images,
