@@ -85,6 +85,14 @@ def model_label(spec):
     return base[: -len(".onnx")]
 
 
+def is_quantized(path):
+    """Whether the model holds QuantizeLinear nodes (QDQ or operator-form int8)."""
+    import onnx
+
+    m = onnx.load(path, load_external_data=False)
+    return any(n.op_type == "QuantizeLinear" for n in m.graph.node)
+
+
 def onnx_batch(path):
     """The first input's first dimension: an int when static, None when symbolic."""
     import onnx
@@ -187,6 +195,7 @@ class OrtEngine:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.path = path
         self.sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         self.feed = {self.sess.get_inputs()[0].name: x}
         self.settings = {
@@ -474,6 +483,9 @@ def parse_args(argv):
                          "in the latency mode, which matters with --busy-core)")
     ap.add_argument("--tolerance", type=float, default=1e-3,
                     help="output check: max |y - y_ort| <= TOL * max(1, max |y_ort|)")
+    ap.add_argument("--int8-tolerance", type=float, default=0.05,
+                    help="the output check's TOL for quantized models (files with QuantizeLinear nodes: "
+                         "engines may round differently, by up to a quantization step per layer)")
     ap.add_argument("--no-check", action="store_true", help="skip the output check")
     ap.add_argument("--out", default=None, metavar="PREFIX", help="write PREFIX.md and PREFIX.json")
     ap.add_argument("--work-dir", default=None,
@@ -617,8 +629,9 @@ def check_outputs(a, label, batch, x, es, work):
         diffs[e.key] = float(np.max(np.abs(y.astype(np.float64) - ref)))
     os.remove(x_path)
     scale = float(np.max(np.abs(ref)))
+    tol = a.int8_tolerance if is_quantized(by_key["ort"].path) else a.tolerance
     ch = {"label": label, "batch": batch, "threads": es[0].settings.get("intra_op_num_threads"),
-          "max_abs_ort": scale, "max_abs_diff_vs_ort": diffs, "tolerance": a.tolerance * max(1.0, scale)}
+          "max_abs_ort": scale, "max_abs_diff_vs_ort": diffs, "tolerance": tol * max(1.0, scale)}
     print(f"check {label} batch {batch}: max |y - y_ort| "
           + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()) + f" (max |y_ort| {scale:.3g})", flush=True)
     bad = {k: v for k, v in diffs.items() if not v <= ch["tolerance"]}

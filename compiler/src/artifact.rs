@@ -14,7 +14,8 @@ use mnc_ir::schedule::{ConvClass, ConvSchedule, GpuTile, LoopOrder};
 use mnc_ir::tensor::checked_numel;
 use mnc_ir::{
     Activation, BinaryOp, Conv, DType, Epilogue, Gemm, Graph, IrError, Lrn, NodeId, Op, Pool,
-    PoolKind, Slice, SqueezeExcite, Tensor, TensorData, TensorType,
+    PoolKind, QBinary, QBinaryOp, QConv, QLut, QMean, QParams, QType, Slice, SqueezeExcite, Tensor,
+    TensorData, TensorType,
 };
 use mnc_targets::Target;
 use std::collections::HashMap;
@@ -328,6 +329,9 @@ impl Writer {
         self.u8(match d {
             DType::F32 => 0,
             DType::I64 => 1,
+            DType::U8 => 2,
+            DType::I8 => 3,
+            DType::I32 => 4,
         });
     }
     fn ty(&mut self, t: &TensorType) {
@@ -409,16 +413,56 @@ impl Writer {
     fn tensor(&mut self, t: &Tensor) {
         self.dtype(t.dtype());
         self.usizes(&t.shape);
-        match &t.data {
-            TensorData::F32(v) => {
-                self.buf.reserve(v.len() * 4);
-                v.iter().for_each(|&x| self.f32(x));
-            }
-            TensorData::I64(v) => {
-                self.buf.reserve(v.len() * 8);
-                v.iter().for_each(|&x| self.i64(x));
+        self.buf.extend_from_slice(&t.le_bytes());
+    }
+    /// A conv's attributes (destructured, so a new field fails to compile here).
+    fn conv(&mut self, c: &Conv) {
+        let Conv {
+            kernel,
+            strides,
+            dilations,
+            pads,
+            group,
+            has_bias,
+            epilogue,
+            schedule,
+        } = c;
+        kernel
+            .iter()
+            .chain(strides)
+            .chain(dilations)
+            .chain(pads)
+            .for_each(|&v| self.usize(v));
+        self.usize(*group);
+        self.bool(*has_bias);
+        self.epilogue(epilogue);
+        match schedule {
+            None => self.u8(0),
+            Some(s) => {
+                self.u8(1);
+                self.schedule(s);
             }
         }
+    }
+    fn qparams(&mut self, q: &QParams) {
+        let QParams {
+            dtype,
+            axis,
+            scale,
+            zero_point,
+        } = q;
+        self.dtype(*dtype);
+        match axis {
+            None => self.u8(0),
+            Some(a) => {
+                self.u8(1);
+                self.usize(*a);
+            }
+        }
+        self.len(scale.len());
+        scale.iter().for_each(|&v| self.f32(v));
+        self.len(zero_point.len());
+        zero_point.iter().for_each(|&v| self.i64(v as i64));
     }
     /// One op: a tag byte then its attributes. The match is exhaustive (and destructures
     /// every attribute struct), so a new variant or field fails to compile here.
@@ -434,33 +478,9 @@ impl Writer {
             }
             Op::Identity => self.u8(2),
             Op::Dropout => self.u8(3),
-            Op::Conv(Conv {
-                kernel,
-                strides,
-                dilations,
-                pads,
-                group,
-                has_bias,
-                epilogue,
-                schedule,
-            }) => {
+            Op::Conv(c) => {
                 self.u8(4);
-                kernel
-                    .iter()
-                    .chain(strides)
-                    .chain(dilations)
-                    .chain(pads)
-                    .for_each(|&v| self.usize(v));
-                self.usize(*group);
-                self.bool(*has_bias);
-                self.epilogue(epilogue);
-                match schedule {
-                    None => self.u8(0),
-                    Some(s) => {
-                        self.u8(1);
-                        self.schedule(s);
-                    }
-                }
+                self.conv(c);
             }
             Op::BatchNorm { epsilon } => {
                 self.u8(5);
@@ -596,6 +616,44 @@ impl Writer {
                 self.f32(*beta);
                 self.f32(*bias);
             }
+            Op::Quantize(q) => {
+                self.u8(27);
+                self.qparams(q);
+            }
+            Op::Dequantize(q) => {
+                self.u8(28);
+                self.qparams(q);
+            }
+            Op::QLut(QLut { x, y, table }) => {
+                self.u8(30);
+                self.dtype(x.dtype());
+                self.dtype(y.dtype());
+                self.len(table.len());
+                table.iter().for_each(|&v| self.i64(v as i64));
+            }
+            Op::QBinary(QBinary { op, a, b, y }) => {
+                self.u8(32);
+                self.u8(match op {
+                    QBinaryOp::Add => 0,
+                    QBinaryOp::Mul => 1,
+                });
+                self.qparams(a);
+                self.qparams(b);
+                self.qparams(y);
+            }
+            Op::QGlobalAveragePool(QMean { x, y }) => {
+                self.u8(31);
+                self.qparams(x);
+                self.qparams(y);
+            }
+            Op::QConv(q) => {
+                let QConv { conv, x, w, y } = &**q;
+                self.u8(29);
+                self.conv(conv);
+                self.qparams(x);
+                self.qparams(w);
+                self.qparams(y);
+            }
         }
     }
 }
@@ -687,6 +745,9 @@ impl<'a> Reader<'a> {
         match self.u8("dtype")? {
             0 => Ok(DType::F32),
             1 => Ok(DType::I64),
+            2 => Ok(DType::U8),
+            3 => Ok(DType::I8),
+            4 => Ok(DType::I32),
             b => Err(self.err(format!("unknown dtype tag {b}"))),
         }
     }
@@ -789,23 +850,10 @@ impl<'a> Reader<'a> {
         let shape = self.shape("constant shape")?;
         let n = checked_numel(&shape).map_err(|e| self.err(e.to_string()))?;
         let bytes = self.take(n * dtype.size(), "constant data")?;
-        let t = match dtype {
-            DType::F32 => Tensor::from_f32(
-                shape,
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                    .collect(),
-            ),
-            DType::I64 => Tensor::from_i64(
-                shape,
-                bytes
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect(),
-            ),
-        };
-        t.map_err(|e| self.err(e.to_string()))
+        Ok(Tensor {
+            shape,
+            data: TensorData::from_le_bytes(dtype, bytes),
+        })
     }
     fn op(&mut self) -> R<Op> {
         let tag = self.u8("op tag")?;
@@ -816,30 +864,7 @@ impl<'a> Reader<'a> {
             1 => Op::Constant(self.tensor()?),
             2 => Op::Identity,
             3 => Op::Dropout,
-            4 => {
-                let kernel = self.pair("conv kernel")?;
-                let strides = self.pair("conv strides")?;
-                let dilations = self.pair("conv dilations")?;
-                let pads = self.quad("conv pads")?;
-                let group = self.usize("conv group")?;
-                let has_bias = self.bool("conv has_bias")?;
-                let epilogue = self.epilogue()?;
-                let schedule = if self.bool("conv schedule present")? {
-                    Some(self.schedule()?)
-                } else {
-                    None
-                };
-                Op::Conv(Conv {
-                    kernel,
-                    strides,
-                    dilations,
-                    pads,
-                    group,
-                    has_bias,
-                    epilogue,
-                    schedule,
-                })
-            }
+            4 => Op::Conv(self.conv()?),
             5 => Op::BatchNorm {
                 epsilon: self.f32("batchnorm epsilon")?,
             },
@@ -927,7 +952,96 @@ impl<'a> Reader<'a> {
                 beta: self.f32("LRN beta")?,
                 bias: self.f32("LRN bias")?,
             }),
+            27 => Op::Quantize(self.qparams()?),
+            28 => Op::Dequantize(self.qparams()?),
+            29 => Op::QConv(Box::new(QConv {
+                conv: self.conv()?,
+                x: self.qparams()?,
+                w: self.qparams()?,
+                y: self.qparams()?,
+            })),
+            30 => {
+                let qt = |r: &mut Self, what: &str| {
+                    let d = r.dtype()?;
+                    QType::of(d).ok_or_else(|| r.err(format!("{what}: {d} is not u8 or i8")))
+                };
+                let x = qt(self, "lookup input")?;
+                let y = qt(self, "lookup output")?;
+                let n = self.len(8, "lookup table")?;
+                let table = (0..n)
+                    .map(|_| {
+                        let v = self.i64("table entry")?;
+                        i32::try_from(v).map_err(|_| self.err(format!("table entry {v}")))
+                    })
+                    .collect::<R<Vec<i32>>>()?;
+                let l = QLut { x, y, table };
+                if !l.is_valid() {
+                    return Err(self.err("lookup table of the wrong size or range"));
+                }
+                Op::QLut(l)
+            }
+            32 => Op::QBinary(QBinary {
+                op: match self.u8("quantized binary op")? {
+                    0 => QBinaryOp::Add,
+                    1 => QBinaryOp::Mul,
+                    k => return Err(self.err(format!("unknown quantized binary op {k}"))),
+                },
+                a: self.qparams()?,
+                b: self.qparams()?,
+                y: self.qparams()?,
+            }),
+            31 => Op::QGlobalAveragePool(QMean {
+                x: self.qparams()?,
+                y: self.qparams()?,
+            }),
             b => return Err(self.err(format!("unknown op tag {b}"))),
+        })
+    }
+    fn conv(&mut self) -> R<Conv> {
+        let kernel = self.pair("conv kernel")?;
+        let strides = self.pair("conv strides")?;
+        let dilations = self.pair("conv dilations")?;
+        let pads = self.quad("conv pads")?;
+        let group = self.usize("conv group")?;
+        let has_bias = self.bool("conv has_bias")?;
+        let epilogue = self.epilogue()?;
+        let schedule = if self.bool("conv schedule present")? {
+            Some(self.schedule()?)
+        } else {
+            None
+        };
+        Ok(Conv {
+            kernel,
+            strides,
+            dilations,
+            pads,
+            group,
+            has_bias,
+            epilogue,
+            schedule,
+        })
+    }
+    fn qparams(&mut self) -> R<QParams> {
+        let dtype = self.dtype()?;
+        let axis = if self.bool("quantization axis present")? {
+            Some(self.usize("quantization axis")?)
+        } else {
+            None
+        };
+        let n = self.len(4, "scales")?;
+        let scale = (0..n).map(|_| self.f32("scale")).collect::<R<Vec<f32>>>()?;
+        let n = self.len(8, "zero points")?;
+        let zero_point = (0..n)
+            .map(|_| {
+                let z = self.i64("zero point")?;
+                i32::try_from(z).map_err(|_| self.err(format!("zero point {z} out of range")))
+            })
+            .collect::<R<Vec<i32>>>()?;
+        Ok(QParams {
+            dtype,
+            axis,
+            scale,
+            zero_point,
         })
     }
 
@@ -1170,6 +1284,44 @@ mod tests {
             ops.push(Op::Binary(b));
         }
         ops.extend(acts.iter().copied().map(Op::Act));
+        // The quantized ops (per tensor and per axis parameters).
+        let u8p = QParams::per_tensor(DType::U8, 0.02, 128);
+        let axis = QParams {
+            dtype: DType::I8,
+            axis: Some(0),
+            scale: vec![0.5, 0.25],
+            zero_point: vec![0, 0],
+        };
+        ops.extend([
+            Op::Quantize(u8p.clone()),
+            Op::Dequantize(axis.clone()),
+            Op::QConv(Box::new(QConv {
+                conv: Conv {
+                    kernel: [1, 1],
+                    strides: [1, 1],
+                    dilations: [1, 1],
+                    pads: [0, 0, 0, 0],
+                    group: 1,
+                    has_bias: false,
+                    epilogue: Epilogue::default(),
+                    schedule: None,
+                },
+                x: u8p.clone(),
+                w: axis,
+                y: QParams::per_tensor(DType::I8, 0.1, -3),
+            })),
+            Op::QLut(QLut::of(QType::I8, QType::U8, |v| v + 128)),
+            Op::QGlobalAveragePool(QMean {
+                x: u8p.clone(),
+                y: QParams::per_tensor(DType::U8, 0.01, 7),
+            }),
+            Op::QBinary(QBinary {
+                op: QBinaryOp::Mul,
+                a: u8p.clone(),
+                b: QParams::per_tensor(DType::U8, 0.03, 1),
+                y: QParams::per_tensor(DType::U8, 0.04, 200),
+            }),
+        ]);
         let mut prev = x;
         for (k, op) in ops.into_iter().enumerate() {
             let (lo, _) = op.arity();

@@ -68,17 +68,24 @@ pub enum Bound {
 #[derive(Clone, Copy, Debug)]
 pub struct Roofline {
     pub peak_gflops: f64,
+    /// The int8 peak in GOP/s (the int8 convs' roof), when the target's int8 set has one.
+    pub peak_int8_gops: Option<f64>,
     pub bandwidth_gbs: f64,
 }
 
 impl Roofline {
-    /// The attainable GFLOP/s at `intensity` FLOP/byte and the roof that sets it.
-    pub fn bound(&self, intensity: f64) -> (f64, Bound) {
+    /// The attainable GFLOP/s at `intensity` FLOP/byte and the roof that sets it, under the
+    /// int8 peak for `int8` multiply-adds (where measured), else the f32 one.
+    pub fn bound(&self, intensity: f64, int8: bool) -> (f64, Bound) {
+        let peak = match (int8, self.peak_int8_gops) {
+            (true, Some(p)) => p,
+            _ => self.peak_gflops,
+        };
         let mem = intensity * self.bandwidth_gbs;
-        if mem < self.peak_gflops {
+        if mem < peak {
             (mem, Bound::Memory)
         } else {
-            (self.peak_gflops, Bound::Compute)
+            (peak, Bound::Compute)
         }
     }
 }
@@ -105,6 +112,10 @@ pub struct BenchResult {
     pub peak_share: Option<f64>,
     /// Cores the peak counts.
     pub peak_cores: Option<usize>,
+    /// The int8 peak for the same cores, in GOP/s (2 per 8-bit multiply-add): a measured
+    /// loop of the int8 kernel set's conv instruction (`vpdpbusd` on VNNI hosts); the roof of
+    /// the int8 convs in the profile. `None` without an int8 set with such a loop.
+    pub peak_int8_gops: Option<f64>,
     /// `--profile` on x86-64 targets: the measured memory bandwidth in GB/s
     /// ([`memory_bandwidth_gbs`]: a triad over 192 MiB on the `peak_cores` threads of the
     /// kernels' pool, 12 bytes per element: two reads and a write, the write-allocate read
@@ -163,6 +174,12 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         }),
         _ => None,
     };
+    let peak_int8 = match model.executable() {
+        Executable::Cpu(m) => peak.and_then(|(_, cores)| {
+            mnc_targets::cpu::kernels::peak_int8_gops(m.target()).map(|p| p * cores as f64)
+        }),
+        _ => None,
+    };
     let (mut bandwidth, mut cache_bandwidth, mut profile) = (None, None, None);
     if let (Executable::Cpu(m), true) = (model.executable(), opts.profile) {
         let cores = peak.map_or(1, |p| p.1);
@@ -170,6 +187,7 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         cache_bandwidth = l2_bandwidth_gbs().map(|b| b * cores as f64);
         let roof = peak.zip(bandwidth).map(|(p, b)| Roofline {
             peak_gflops: p.0,
+            peak_int8_gops: peak_int8,
             bandwidth_gbs: b,
         });
         profile = Some(profile_ops(m, &inputs, opts.iters, roof)?);
@@ -191,6 +209,7 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         peak_gflops: peak.map(|p| p.0),
         peak_share: peak.map(|p| gflops / p.0),
         peak_cores: peak.map(|p| p.1),
+        peak_int8_gops: peak_int8,
         bandwidth_gbs: bandwidth,
         cache_bandwidth_gbs: cache_bandwidth,
         timing: "wall clock per run(), including host<->device copies for GPU targets".into(),
@@ -232,6 +251,13 @@ impl BenchResult {
                 100.0 * self.gflops / p
             );
         }
+        if let (Some(p), Some(cores)) = (self.peak_int8_gops, self.peak_cores) {
+            let _ = writeln!(
+                s,
+                "int8 peak: {p:.0} GOP/s ({cores} core(s) x a measured loop of the int8 kernels' multiply-add instruction; the roof of the integer convs): {:.1}% of it",
+                100.0 * self.gflops / p
+            );
+        }
         if let (Some(b), Some(cores)) = (self.bandwidth_gbs, self.peak_cores) {
             let _ = write!(
                 s,
@@ -255,7 +281,7 @@ impl BenchResult {
         if let Some(p) = &self.profile {
             let _ = writeln!(
                 s,
-                "\nper op (mean over {} profiled runs; bytes: compulsory traffic, each input read and the output written once; roof: min(peak, FLOP/byte x memory bandwidth)):",
+                "\nper op (mean over {} profiled runs; bytes: compulsory traffic, each input read and the output written once; roof: min(peak, FLOP/byte x memory bandwidth), the int8 peak for the integer convs; GFLOP/s of those count 2 ops per 8-bit multiply-add):",
                 self.iters
             );
             let _ = writeln!(
@@ -326,6 +352,7 @@ fn profile_ops(
                 mean_ms,
                 // A split batch's ops are one image's; its profiled times cover every image.
                 op.map_or((0, 0), |o| (o.flops * images, o.bytes * images)),
+                op.is_some_and(|o| o.int8),
                 roof,
             )
         })
@@ -339,6 +366,7 @@ fn op_profile(
     strategy: String,
     mean_ms: f64,
     (flops, bytes): (u64, u64),
+    int8: bool,
     roof: Option<Roofline>,
 ) -> OpProfile {
     let per_s = |x: u64| {
@@ -354,7 +382,7 @@ fn op_profile(
     } else {
         0.0
     };
-    let place = roof.map(|r| r.bound(arithmetic_intensity));
+    let place = roof.map(|r| r.bound(arithmetic_intensity, int8));
     OpProfile {
         node,
         op,
@@ -447,6 +475,7 @@ mod tests {
 
     const ROOF: Roofline = Roofline {
         peak_gflops: 100.0,
+        peak_int8_gops: Some(400.0),
         bandwidth_gbs: 10.0,
     };
 
@@ -457,8 +486,48 @@ mod tests {
             "conv-gemm".into(),
             1.0,
             (flops, bytes),
+            false,
             Some(ROOF),
         )
+    }
+
+    /// An int8 conv is placed under the int8 peak (past the ridge), a float one under the
+    /// f32 peak; without a measured int8 peak the f32 one bounds both.
+    #[test]
+    fn int8_convs_are_placed_under_the_int8_peak() {
+        let q = |roof| {
+            op_profile(
+                "q".into(),
+                "QConv".into(),
+                "int8-conv".into(),
+                1.0,
+                (200_000_000, 1_000_000),
+                true,
+                Some(roof),
+            )
+        };
+        let r = q(ROOF);
+        assert_eq!(
+            (r.roof_gflops, r.bound),
+            (Some(400.0), Some(Bound::Compute))
+        );
+        assert_eq!(r.roof_share, Some(0.5));
+        let f = q(Roofline {
+            peak_int8_gops: None,
+            ..ROOF
+        });
+        assert_eq!(f.roof_gflops, Some(100.0));
+        // Below the int8 ridge (40 FLOP/byte here) memory bounds it as any op.
+        let m = op_profile(
+            "q".into(),
+            "QConv".into(),
+            "int8-conv".into(),
+            1.0,
+            (20_000_000, 1_000_000),
+            true,
+            Some(ROOF),
+        );
+        assert_eq!((m.roof_gflops, m.bound), (Some(200.0), Some(Bound::Memory)));
     }
 
     /// Rates, intensity and the roof that bounds the op, on both sides of the ridge point
@@ -482,7 +551,15 @@ mod tests {
         let z = op(0, 0);
         assert_eq!((z.arithmetic_intensity, z.roof_share), (0.0, None));
         // Without measured roofs, no placement.
-        let n = op_profile("n".into(), "Relu".into(), "act".into(), 1.0, (0, 8), None);
+        let n = op_profile(
+            "n".into(),
+            "Relu".into(),
+            "act".into(),
+            1.0,
+            (0, 8),
+            false,
+            None,
+        );
         assert_eq!((n.roof_gflops, n.bound, n.roof_share), (None, None, None));
         assert_eq!(n.gbytes_per_s, 8e-6);
     }
@@ -505,6 +582,7 @@ mod tests {
             peak_gflops: Some(ROOF.peak_gflops),
             peak_share: Some(0.02),
             peak_cores: Some(2),
+            peak_int8_gops: ROOF.peak_int8_gops,
             bandwidth_gbs: Some(ROOF.bandwidth_gbs),
             cache_bandwidth_gbs: Some(40.0),
             timing: String::new(),
@@ -571,6 +649,7 @@ mod tests {
         assert_eq!(j["bandwidth_gbs"], 10.0);
         assert_eq!(j["cache_bandwidth_gbs"], 40.0);
         assert_eq!(j["peak_gflops"], 100.0);
+        assert_eq!(j["peak_int8_gops"], 400.0);
         let p = &j["profile"][0];
         assert_eq!(p["bytes"], 1_000_000);
         assert_eq!(p["gbytes_per_s"], 1.0);

@@ -7,6 +7,8 @@
 //! - [`artifact`]: the `.mnc` compiled-model file (optimized IR for one target and batch).
 //! - [`exec`]: builds the executable for a target (reference executor or compiled backend).
 //! - [`cost`]: torchinfo-compatible parameter, mult-add and memory accounting.
+//! - [`quantize`]: post-training int8 quantization (`mnc quantize`): calibration, the QDQ
+//!   ONNX writer, the SQNR report.
 //! - [`compiled`]: a compiled model as one object (load, optimize, codegen, run, bench, save),
 //!   with its compile report ([`report`]) and benchmark ([`bench`]); the CLI and the Python
 //!   binding share it.
@@ -52,6 +54,7 @@ pub mod export;
 pub mod io;
 pub mod model;
 pub mod onnx;
+pub mod quantize;
 pub mod report;
 pub mod zoo;
 

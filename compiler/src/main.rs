@@ -35,6 +35,7 @@ enum Command {
     Bench(BenchArgs),
     CostReport(mnc::cost::cli::CostArgs),
     Zoo(mnc::zoo::cli::ZooArgs),
+    Quantize(mnc::quantize::cli::QuantizeArgs),
 }
 
 /// The x86-64 backend's run options of `run` and `bench`.
@@ -195,6 +196,7 @@ fn main() {
         Command::Bench(a) => cmd_bench(a),
         Command::CostReport(a) => mnc::cost::cli::run(a),
         Command::Zoo(a) => mnc::zoo::cli::run(a),
+        Command::Quantize(a) => mnc::quantize::cli::run(a),
     };
     if let Err(e) = result {
         // One line: the context chain joined by ': '.

@@ -146,7 +146,9 @@ fn image_op(
         | Op::Cast { .. }
         | Op::GlobalAveragePool
         | Op::Pool(_)
-        | Op::Lrn(_) => &[Image],
+        | Op::Lrn(_)
+        | Op::QLut(_)
+        | Op::QGlobalAveragePool(_) => &[Image],
         Op::Conv(c) => {
             // x, w, then the bias and the residual when present.
             conv_roles = [
@@ -159,6 +161,8 @@ fn image_op(
         }
         Op::BatchNorm { .. } | Op::ChannelAffine | Op::SqueezeExcite(_) => &[Image, Param],
         Op::Binary(_) => &[Broadcast, Broadcast],
+        // `b` may be one value per channel of an image: sliced with the image as well.
+        Op::QBinary(_) => &[Image, Image],
         Op::Gemm(gm) => {
             if gm.trans_a {
                 return Err("reads A transposed: its axis 0 is K, not the batch".into());
@@ -213,6 +217,12 @@ fn image_op(
             check(&[Image], ins, out, batch)?;
             return Ok(None);
         }
+        Op::Quantize(q) | Op::Dequantize(q) => {
+            not_axis0("has parameters per index of", q.axis == Some(0))?;
+            check(&[Image], ins, out, batch)?;
+            return Ok(None);
+        }
+        Op::QConv(_) => &[Image, Param, Param],
         Op::Gather { axis } => {
             not_axis0("gathers along", *axis == 0)?;
             check(&[Image, Param], ins, out, batch)?;

@@ -119,6 +119,9 @@ pub fn through_transpose(op: &Op, p: &[usize]) -> Option<(Op, Vec<usize>)> {
     let axis = |axis: usize| (axis < r).then(|| p[axis]);
     match op {
         Op::Act(_) | Op::Binary(_) => Some((op.clone(), p.to_vec())),
+        // Per tensor, (de)quantization is elementwise; per axis it reads the axis by position.
+        Op::Quantize(q) | Op::Dequantize(q) => q.axis.is_none().then(|| (op.clone(), p.to_vec())),
+        Op::QLut(_) => Some((op.clone(), p.to_vec())),
         Op::Pad { pads, value } => {
             if pads.len() != 2 * r {
                 return None;
@@ -166,7 +169,11 @@ pub fn through_transpose(op: &Op, p: &[usize]) -> Option<(Op, Vec<usize>)> {
         | Op::Slice(_)
         | Op::Gather { .. }
         | Op::Cast { .. }
-        | Op::Lrn(_) => None,
+        | Op::Lrn(_)
+        | Op::QConv(_)
+        | Op::QGlobalAveragePool(_)
+        // Broadcasts `b` over `a`'s trailing axes: reads axes by position.
+        | Op::QBinary(_) => None,
     }
 }
 
@@ -329,6 +336,26 @@ pub fn of(op: &Op) -> OpFacts {
         },
         Op::Gemm(g) => OpFacts {
             weights: Weights::Matrix { c: g.has_c },
+            ..plain
+        },
+        // Elementwise per tensor; the output's elements have another size than the input's,
+        // so neither overwrites its input.
+        Op::Quantize(q) | Op::Dequantize(q) => OpFacts {
+            elementwise: q.axis.is_none().then_some(Elementwise::Unary),
+            ..plain
+        },
+        // Reads each element just before writing the same one; same element size.
+        Op::QLut(_) => OpFacts {
+            in_place: overwrites(0, false),
+            elementwise: Some(Elementwise::Unary),
+            ..plain
+        },
+        // Reads NCHW u8/i8 planes; the channel-blocked f32 layout does not apply.
+        Op::QGlobalAveragePool(_) | Op::QBinary(_) => plain,
+        Op::QConv(q) => OpFacts {
+            weights: Weights::Conv {
+                bias: q.conv.has_bias,
+            },
             ..plain
         },
         Op::MatMul => OpFacts {

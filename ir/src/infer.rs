@@ -1,7 +1,8 @@
 //! Static shape inference: the output type of every op from its inputs' types.
 
 use crate::error::IrError;
-use crate::op::{Conv, Gemm, Op, Pool, PoolKind};
+use crate::op::{Conv, Gemm, Op, Pool, PoolKind, QConv};
+use crate::quant::QType;
 use crate::tensor::{checked_numel, DType, TensorType};
 
 fn err<T>(msg: impl Into<String>) -> Result<T, IrError> {
@@ -250,6 +251,53 @@ fn check_axes(axes: &[usize], rank: usize) -> Result<(), IrError> {
         return err(format!("axes {axes:?} out of range for rank {rank}"));
     }
     Ok(())
+}
+
+/// The output type of a quantized conv: the conv's shape, the output parameters' type; the
+/// parameters, the input types, the fused clamp and the accumulator's range are checked.
+fn qconv_type(q: &QConv, ins: &[&TensorType]) -> Result<TensorType, IrError> {
+    let (x, w) = (ins[0], ins[1]);
+    if QType::of(x.dtype).is_none() || x.dtype != q.x.dtype {
+        return err(format!(
+            "QConv input {x} must be u8 or i8 matching its parameters ({})",
+            q.x.dtype
+        ));
+    }
+    if w.dtype != DType::I8 || q.w.dtype != DType::I8 {
+        return err(format!("QConv weight must be i8, got {w}"));
+    }
+    if q.x.axis.is_some() || q.y.axis.is_some() || !matches!(q.w.axis, None | Some(0)) {
+        return err("QConv input and output are quantized per tensor, weights per tensor or per output channel (axis 0)");
+    }
+    if q.w.zero_point.iter().any(|&z| z != 0) {
+        return err("QConv weights must be symmetric (zero points 0)");
+    }
+    if q.conv.epilogue.residual {
+        return err("QConv has no residual operand");
+    }
+    let shape = conv_shape(&q.conv, x, w)?;
+    q.x.check(&x.shape).map_err(IrError::op)?;
+    q.w.check(&w.shape).map_err(IrError::op)?;
+    q.y.check(&shape).map_err(IrError::op)?;
+    if q.requant(shape[1]).is_none() {
+        return err(format!(
+            "QConv output {} cannot apply the fused activation {:?} as a clamp",
+            q.y, q.conv.epilogue.act
+        ));
+    }
+    if q.conv.has_bias && (ins[2].dtype != DType::I32 || ins[2].shape != [shape[1]]) {
+        return err(format!(
+            "QConv bias must be i32[{}], got {}",
+            shape[1], ins[2]
+        ));
+    }
+    let taps = w.shape[1] * w.shape[2] * w.shape[3];
+    if !crate::quant::accumulator_fits(taps, 0) {
+        return err(format!(
+            "QConv over {taps} taps may overflow its i32 accumulator"
+        ));
+    }
+    Ok(TensorType::new(q.y.dtype, shape))
 }
 
 /// Infers the output type of `op` applied to inputs of types `ins`.
@@ -530,6 +578,76 @@ pub fn infer(op: &Op, ins: &[&TensorType]) -> Result<TensorType, IrError> {
                 return err(format!("Softmax axis {axis} out of range for {x}"));
             }
             same(x)?
+        }
+        Op::Quantize(q) => {
+            want_f32(ins[0], "QuantizeLinear input")?;
+            if QType::of(q.dtype).is_none() {
+                return err(format!(
+                    "QuantizeLinear output must be u8 or i8, got {}",
+                    q.dtype
+                ));
+            }
+            q.check(&ins[0].shape).map_err(IrError::op)?;
+            TensorType::new(q.dtype, ins[0].shape.clone())
+        }
+        Op::Dequantize(q) => {
+            if ins[0].dtype != q.dtype {
+                return err(format!(
+                    "DequantizeLinear input {} does not have the parameters' type {}",
+                    ins[0], q.dtype
+                ));
+            }
+            q.check(&ins[0].shape).map_err(IrError::op)?;
+            TensorType::f32(ins[0].shape.clone())
+        }
+        Op::QConv(q) => qconv_type(q, ins)?,
+        Op::QBinary(q) => {
+            let (a, b) = (ins[0], ins[1]);
+            if crate::op::QBinary::inner(&a.shape, &b.shape).is_none()
+                || a.dtype != q.a.dtype
+                || b.dtype != q.b.dtype
+                || q.requant().is_none()
+            {
+                return err(format!(
+                    "{} needs u8/i8 inputs per tensor of one type matching a={} b={} y={}, b of a's shape or its leading dims then ones, scale ratios within range; got {a} and {b}",
+                    op.kind(),
+                    q.a,
+                    q.b,
+                    q.y
+                ));
+            }
+            TensorType::new(q.y.dtype, a.shape.clone())
+        }
+        Op::QGlobalAveragePool(m) => {
+            let x = ins[0];
+            if x.rank() != 4 || x.dtype != m.x.dtype || QType::of(x.dtype).is_none() {
+                return err(format!(
+                    "QGlobalAveragePool input must be NCHW u8/i8 matching its parameters ({}), got {x}",
+                    m.x.dtype
+                ));
+            }
+            let shape = vec![x.shape[0], x.shape[1], 1, 1];
+            m.x.check(&x.shape).map_err(IrError::op)?;
+            m.y.check(&shape).map_err(IrError::op)?;
+            if m.requant(x.shape[2] * x.shape[3]).is_none() {
+                return err(format!(
+                    "QGlobalAveragePool from {} to {} over {}x{} has no requantization (per tensor, one type, sums within i32, multiplier in [2^-32, 256))",
+                    m.x, m.y, x.shape[2], x.shape[3]
+                ));
+            }
+            TensorType::new(m.y.dtype, shape)
+        }
+        Op::QLut(l) => {
+            if ins[0].dtype != l.x.dtype() || !l.is_valid() {
+                return err(format!(
+                    "QLut from {} to {} with {} entries cannot read {}",
+                    l.x,
+                    l.y,
+                    l.table.len(),
+                    ins[0]
+                ));
+            }
+            TensorType::new(l.y.dtype(), ins[0].shape.clone())
         }
         Op::Lrn(l) => {
             let x = ins[0];

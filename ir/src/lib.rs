@@ -19,6 +19,7 @@ pub mod graph;
 pub mod infer;
 pub mod op;
 pub mod print;
+pub mod quant;
 pub mod schedule;
 pub mod tensor;
 pub mod verify;
@@ -26,6 +27,8 @@ pub mod verify;
 pub use error::IrError;
 pub use graph::{Graph, GraphOutput, Node, NodeId};
 pub use op::{
-    Activation, BinaryOp, Conv, Epilogue, Gemm, Lrn, Op, Pool, PoolKind, Slice, SqueezeExcite,
+    Activation, BinaryOp, Conv, Epilogue, Gemm, Lrn, Op, Pool, PoolKind, QBinary, QBinaryOp, QConv,
+    QLut, QMean, Slice, SqueezeExcite,
 };
+pub use quant::{QParams, QType};
 pub use tensor::{DType, Tensor, TensorData, TensorDataRef, TensorType, TensorView};

@@ -4,6 +4,7 @@
 //! [`Op::arity`] and checked by the verifier. Attributes are fully resolved by the importer
 //! (no optional inputs, no negative axes, no `auto_pad` strings past the frontend).
 
+use crate::quant::{QParams, QType, Requant};
 use crate::schedule::ConvSchedule;
 use crate::tensor::{DType, Tensor};
 use std::fmt;
@@ -33,7 +34,8 @@ pub enum Activation {
     Sigmoid,
     /// max(0, min(1, alpha * x + beta)), NaN propagating
     HardSigmoid { alpha: f32, beta: f32 },
-    /// x * max(0, min(1, x / 6 + 1/2)), NaN propagating
+    /// x * max(0, min(1, x * (1/6) + 1/2)), NaN propagating: `1/6` is rounded to f32 first,
+    /// then one multiply and one add (onnxruntime's kernel exactly, bit for bit).
     HardSwish,
     /// x * sigmoid(x) (also called Swish), computed as x / (1 + exp(-x))
     Silu,
@@ -65,7 +67,7 @@ impl Activation {
             Activation::Clip { min, max } => clamp(x, min, max),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Activation::HardSigmoid { alpha, beta } => clamp(alpha * x + beta, 0.0, 1.0),
-            Activation::HardSwish => x * clamp(x / 6.0 + 0.5, 0.0, 1.0),
+            Activation::HardSwish => x * clamp(x * (1.0 / 6.0) + 0.5, 0.0, 1.0),
             Activation::Silu => x / (1.0 + (-x).exp()),
         }
     }
@@ -327,6 +329,169 @@ impl Lrn {
     }
 }
 
+/// A quantized 2-D convolution (ONNX `QLinearConv`, with mnc's requantization rule of
+/// [`crate::quant`]): `y = requant(bias[o] + sum (x - x_zp) * w)` per output element, the sum
+/// over the same taps as [`Conv`] (a padding cell is the real value 0, contributing nothing).
+/// Inputs: x (`u8`/`i8`, NCHW), w (`i8`, OIHW, zero points 0), and an `i32` bias `[O]` when
+/// `conv.has_bias` (its scale is `x_scale * w_scale[o]`, zero point 0).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QConv {
+    /// Geometry and `has_bias`; the epilogue's activation may only be a clamp (ReLU/Clip,
+    /// applied as the output range of [`Requant::bounds`]); no residual.
+    pub conv: Conv,
+    /// The input's parameters (per tensor).
+    pub x: QParams,
+    /// The weights' parameters: `i8`, per tensor or per output channel (axis 0), zero points 0.
+    pub w: QParams,
+    /// The output's parameters (per tensor).
+    pub y: QParams,
+}
+
+impl QConv {
+    /// The output's element type.
+    pub fn y_type(&self) -> Option<QType> {
+        QType::of(self.y.dtype)
+    }
+
+    /// The requantization of output channel accumulators (`out_channels` of them), or `None`
+    /// for parameters inference refuses.
+    pub fn requant(&self, out_channels: usize) -> Option<Requant> {
+        let ws: Vec<f32> = (0..out_channels).map(|o| self.w.at(o).0).collect();
+        let (ys, yzp) = self.y.at(0);
+        Requant::new(
+            self.x.at(0).0,
+            &ws,
+            (ys, yzp, self.y_type()?),
+            self.conv.epilogue.act,
+        )
+    }
+}
+
+/// An elementwise function of one quantized value as a table: `y = table[x - x_type.min()]`
+/// for every element. Made by `qdq-fold` from `DequantizeLinear -> activations ->
+/// QuantizeLinear` (per tensor), whose result it equals exactly: the table is that chain
+/// evaluated once on every possible input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QLut {
+    pub x: QType,
+    pub y: QType,
+    /// `x.max() - x.min() + 1` outputs, each in `y`'s range.
+    pub table: Vec<i32>,
+}
+
+impl QLut {
+    /// The table of `f` on every value of `x`, each output clamped to `y`'s range.
+    pub fn of(x: QType, y: QType, f: impl Fn(i32) -> i32) -> QLut {
+        QLut {
+            x,
+            y,
+            table: (x.min()..=x.max())
+                .map(|v| f(v).clamp(y.min(), y.max()))
+                .collect(),
+        }
+    }
+
+    /// Whether the table has one entry per input value, each in the output's range.
+    pub fn is_valid(&self) -> bool {
+        self.table.len() == (self.x.max() - self.x.min() + 1) as usize
+            && self
+                .table
+                .iter()
+                .all(|v| (self.y.min()..=self.y.max()).contains(v))
+    }
+
+    /// The output for input value `v` (in `x`'s range).
+    pub fn get(&self, v: i32) -> i32 {
+        self.table[(v - self.x.min()) as usize]
+    }
+}
+
+/// A quantized global average pool (onnxruntime's `QLinearGlobalAveragePool`, NCHW): per
+/// image and channel, `y = requant(sum(x) - pixels * x_zp)` with [`Requant::mean`]: the exact
+/// integer sum, one f32 multiply by `x_scale / (y_scale * pixels)`, round half to even,
+/// saturate. Input and output have the same type, per tensor. Made by `qdq-fold` from
+/// `DequantizeLinear -> GlobalAveragePool -> QuantizeLinear`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QMean {
+    pub x: QParams,
+    pub y: QParams,
+}
+
+impl QMean {
+    /// The requantization of sums over `pixels` elements, or `None` for parameters
+    /// inference refuses.
+    pub fn requant(&self, pixels: usize) -> Option<Requant> {
+        let (ys, yzp) = self.y.at(0);
+        let qt = QType::of(self.y.dtype)?;
+        if self.x.axis.is_some() || self.y.axis.is_some() || QType::of(self.x.dtype)? != qt {
+            return None;
+        }
+        Requant::mean(self.x.at(0).0, pixels, (ys, yzp, qt))
+    }
+}
+
+/// Which elementwise op a [`QBinary`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QBinaryOp {
+    Add,
+    Mul,
+}
+
+impl QBinaryOp {
+    /// The float op it replaces.
+    pub fn float(self) -> BinaryOp {
+        match self {
+            QBinaryOp::Add => BinaryOp::Add,
+            QBinaryOp::Mul => BinaryOp::Mul,
+        }
+    }
+}
+
+/// A quantized elementwise sum or product (onnxruntime's `QLinearAdd` / `QLinearMul` as its
+/// x86 kernels compute them, [`crate::quant::BinaryRequant`]): `y = f(a, b)` per element.
+/// `b` has `a`'s shape, or `a`'s leading dimensions followed by ones (one value per channel:
+/// the SE scale), broadcast over the rest. The three have one type, per tensor. Made by
+/// `qdq-fold` from `DequantizeLinear(a) (+|*) DequantizeLinear(b) -> QuantizeLinear`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QBinary {
+    pub op: QBinaryOp,
+    pub a: QParams,
+    pub b: QParams,
+    pub y: QParams,
+}
+
+impl QBinary {
+    /// The per-element function, or `None` for parameters inference refuses (per axis, not
+    /// one type, or scale ratios whose results could leave `i32`).
+    pub fn requant(&self) -> Option<crate::quant::BinaryRequant> {
+        use crate::quant::{AddRequant, BinaryRequant, MulRequant};
+        let qt = QType::of(self.y.dtype)?;
+        if [&self.a, &self.b, &self.y]
+            .iter()
+            .any(|q| q.axis.is_some() || q.dtype != self.y.dtype)
+        {
+            return None;
+        }
+        let (ys, yzp) = self.y.at(0);
+        let (a, b, y) = (self.a.at(0), self.b.at(0), (ys, yzp, qt));
+        Some(match self.op {
+            QBinaryOp::Add => BinaryRequant::Add(AddRequant::new(a, b, y)?),
+            QBinaryOp::Mul => BinaryRequant::Mul(MulRequant::new(a, b, y)?),
+        })
+    }
+
+    /// How many consecutive elements of `a` (of shape `a`) share one element of `b` (of
+    /// shape `b`): 1 for one shape, the product of `a`'s trailing dimensions where `b` has
+    /// ones after `a`'s leading ones; `None` for any other broadcast.
+    pub fn inner(a: &[usize], b: &[usize]) -> Option<usize> {
+        if a.len() != b.len() {
+            return None;
+        }
+        let k = b.iter().rposition(|&d| d != 1).map_or(0, |i| i + 1);
+        (a[..k] == b[..k]).then(|| a[k..].iter().product())
+    }
+}
+
 /// The IR operations. Closed: every backend and pass matches it exhaustively.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -402,6 +567,14 @@ pub enum Op {
         axis: usize,
     },
     Lrn(Lrn),
+    /// ONNX `QuantizeLinear`: f32 -> the params' `u8`/`i8` ([`crate::quant::quantize`]).
+    Quantize(QParams),
+    /// ONNX `DequantizeLinear`: `u8`/`i8`/`i32` -> f32 ([`crate::quant::dequantize`]).
+    Dequantize(QParams),
+    QConv(Box<QConv>),
+    QLut(QLut),
+    QGlobalAveragePool(QMean),
+    QBinary(QBinary),
 }
 
 impl Op {
@@ -445,6 +618,15 @@ impl Op {
             Op::Pad { .. } => "Pad",
             Op::Softmax { .. } => "Softmax",
             Op::Lrn(_) => "LRN",
+            Op::Quantize(_) => "QuantizeLinear",
+            Op::Dequantize(_) => "DequantizeLinear",
+            Op::QConv(_) => "QConv",
+            Op::QLut(_) => "QLut",
+            Op::QGlobalAveragePool(_) => "QGlobalAveragePool",
+            Op::QBinary(q) => match q.op {
+                QBinaryOp::Add => "QAdd",
+                QBinaryOp::Mul => "QMul",
+            },
         }
     }
 
@@ -469,13 +651,18 @@ impl Op {
             | Op::Cast { .. }
             | Op::Pad { .. }
             | Op::Softmax { .. }
-            | Op::Lrn(_) => exact(1),
-            Op::Binary(_) | Op::MatMul | Op::Gather { .. } => exact(2),
+            | Op::Lrn(_)
+            | Op::Quantize(_)
+            | Op::Dequantize(_)
+            | Op::QLut(_)
+            | Op::QGlobalAveragePool(_) => exact(1),
+            Op::Binary(_) | Op::MatMul | Op::Gather { .. } | Op::QBinary(_) => exact(2),
             Op::ChannelAffine => exact(3),
             Op::SqueezeExcite(_) => exact(5),
             Op::BatchNorm { .. } => exact(5),
             Op::Conv(c) => exact(2 + c.has_bias as usize + c.epilogue.residual as usize),
             Op::Gemm(g) => exact(2 + g.has_c as usize + g.epilogue.residual as usize),
+            Op::QConv(q) => exact(2 + q.conv.has_bias as usize),
             Op::Concat { .. } => (1, None),
         }
     }

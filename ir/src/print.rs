@@ -54,6 +54,25 @@ pub fn op_attrs(op: &Op) -> String {
                 .unwrap_or_default()
         }
         Op::BatchNorm { epsilon } => format!("eps={epsilon:?}"),
+        Op::Quantize(q) | Op::Dequantize(q) => q.to_string(),
+        Op::QLut(l) => {
+            let t = crate::tensor::Tensor::from_i32_values(
+                vec![l.table.len()],
+                crate::tensor::DType::I32,
+                l.table.clone(),
+            );
+            let hash = t.map(|t| t.content_hash()).unwrap_or(0);
+            format!("{}->{} table=#{hash:08x}", l.x, l.y)
+        }
+        Op::QGlobalAveragePool(m) => format!("x={} y={}", m.x, m.y),
+        Op::QBinary(q) => format!("a={} b={} y={}", q.a, q.b, q.y),
+        Op::QConv(q) => format!(
+            "{} x={} w={} y={}",
+            op_attrs(&Op::Conv(q.conv.clone())),
+            q.x,
+            q.w,
+            q.y
+        ),
         Op::Act(a) => a.to_string(),
         Op::Gemm(g) => format!(
             "transA={} transB={} alpha={:?} beta={:?}{}{}",

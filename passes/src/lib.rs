@@ -5,7 +5,7 @@
 //! - [`target`]: the target facts (vector width, caches) the target-dependent passes read.
 //! - Rewrites, one file each: [`cleanup`], [`canon`] (canonicalization: `transpose-sink`,
 //!   `simplify`, `act-canon`, `affine-merge`, one file each), [`bn_fold`], [`act_fusion`],
-//!   [`residual`], [`se`], [`schedule`].
+//!   [`residual`], [`se`], [`schedule`], [`qdq`] (QDQ convs into integer convs).
 //! - Analyses: [`layout`] (which layout the target wants and where conversions would go;
 //!   nothing is inserted), [`memory`] (arena planning).
 //! - [`samples`]: small hand-built MobileNet/EfficientNet blocks for tests and examples.
@@ -22,6 +22,7 @@ pub mod error;
 pub mod layout;
 pub mod manager;
 pub mod memory;
+pub mod qdq;
 pub mod residual;
 pub mod samples;
 pub mod schedule;
@@ -70,6 +71,7 @@ impl Default for PipelineOptions {
 
 /// Every pass name, in pipeline order (for `--print-after` validation and help text).
 pub const PASS_NAMES: &[&str] = &[
+    "qdq-fold",
     "cleanup",
     "transpose-sink",
     "simplify",
@@ -85,6 +87,7 @@ pub const PASS_NAMES: &[&str] = &[
 /// A fresh instance of the pass called `name`.
 pub fn pass_by_name(name: &str) -> Option<Box<dyn Pass>> {
     Some(match name {
+        "qdq-fold" => Box::new(qdq::QdqFold),
         "cleanup" => Box::new(cleanup::Cleanup::default()),
         "transpose-sink" => Box::new(canon::transpose::TransposeSink),
         "simplify" => Box::new(canon::simplify::Simplify),
@@ -135,10 +138,12 @@ pub fn cleanup_pipeline(opts: &PipelineOptions) -> PassManager {
         .once(canon::affine::AffineMerge)
 }
 
-/// The full pipeline: cleanup, canonicalization, BatchNorm folding, affine merging, the
+/// The full pipeline: QDQ folding (targets with int8 convs), cleanup, canonicalization, BatchNorm folding, affine merging, the
 /// fusion group (activation, residual, SE) to a fixed point, then scheduling.
 pub fn optimize_pipeline(opts: &PipelineOptions) -> PassManager {
-    let pm = manager("optimize", opts).once(cleanup::Cleanup::default());
+    let pm = manager("optimize", opts)
+        .once(qdq::QdqFold)
+        .once(cleanup::Cleanup::default());
     canonicalize(pm, opts)
         .once(bn_fold::BnFold)
         .once(canon::affine::AffineMerge)
@@ -302,7 +307,7 @@ mod tests {
         assert_eq!(r.dumps.len(), 3);
         assert_eq!(r.dumps[0].0, "bn-fold");
         let shown = r.to_string();
-        assert!(shown.starts_with("# pipeline: optimize = cleanup,(transpose-sink,simplify,act-canon,cleanup)*,bn-fold,affine-merge,(act-fusion,residual-fusion,se-fusion)*,schedule target: x86_64-avx2"));
+        assert!(shown.starts_with("# pipeline: optimize = qdq-fold,cleanup,(transpose-sink,simplify,act-canon,cleanup)*,bn-fold,affine-merge,(act-fusion,residual-fusion,se-fusion)*,schedule target: x86_64-avx2"));
         // No memory plan: the backend plans its arena.
         assert!(!shown.contains("memory:"), "{shown}");
         assert!(

@@ -32,6 +32,9 @@ pub struct TargetFacts {
     pub alignment: usize,
     /// GPU targets only: what the GPU tile choice needs (`None` on CPUs).
     pub gpu: Option<GpuFacts>,
+    /// Whether the backend runs the integer ops ([`mnc_ir::Op::QConv`], [`mnc_ir::Op::QLut`])
+    /// with integer kernels: `qdq-fold` makes them from QDQ patterns only then.
+    pub int8: bool,
 }
 
 /// What the GPU tile choice knows about an NVIDIA GPU.
@@ -81,6 +84,7 @@ impl TargetFacts {
             l2_bytes: 1 << 20,
             alignment: 64,
             gpu: None,
+            int8: false,
         }
     }
     /// A scalar machine (also what the reference executor is scheduled for).
@@ -93,6 +97,7 @@ impl TargetFacts {
             l2_bytes: 256 << 10,
             alignment: 64,
             gpu: None,
+            int8: false,
         }
     }
     /// NVIDIA A100 (`cuda-sm80`). The CPU fields describe one thread and one SM (scalar
@@ -107,6 +112,7 @@ impl TargetFacts {
             l2_bytes: 40 << 20,
             alignment: 128,
             gpu: Some(GpuFacts::sm80()),
+            int8: false,
         }
     }
     /// NVIDIA H100 (`cuda-sm90`): as [`TargetFacts::cuda_sm80`] with 256 KiB L1/shared per
@@ -138,7 +144,7 @@ impl TargetFacts {
 }
 
 /// The machine the passes schedule for without a backend: x86-64 with AVX2/FMA, 8 f32
-/// lanes, 16 ymm registers, 32 KiB L1d, 1 MiB L2. The same machine as the AVX2 entry of
+/// lanes, 16 ymm registers, 32 KiB L1d, 1 MiB L2, int8 kernels. The same machine as the AVX2 entry of
 /// `mnc-targets`' ISA table (tested there), which is what compiled code is scheduled for.
 impl Default for TargetFacts {
     fn default() -> Self {
@@ -150,6 +156,7 @@ impl Default for TargetFacts {
             l2_bytes: 1 << 20,
             alignment: 64,
             gpu: None,
+            int8: true,
         }
     }
 }
@@ -165,6 +172,9 @@ impl fmt::Display for TargetFacts {
             self.l1_bytes >> 10,
             self.l2_bytes >> 10
         )?;
+        if self.int8 {
+            f.write_str(" int8")?;
+        }
         if let Some(g) = &self.gpu {
             write!(
                 f,
@@ -212,7 +222,7 @@ mod tests {
         );
         assert_eq!(
             TargetFacts::default().to_string(),
-            "x86_64-avx2 v8 regs16 l1=32K l2=1024K"
+            "x86_64-avx2 v8 regs16 l1=32K l2=1024K int8"
         );
     }
 }

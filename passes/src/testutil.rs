@@ -145,6 +145,10 @@ fn mean_hw(x: &Tensor) -> Vec<f32> {
 
 /// Evaluates one node with the naive kernels above.
 pub fn eval_node(op: &Op, ins: &[&Tensor], out: &TensorType) -> Tensor {
+    // Integer data (quantized graphs) comes from the IR's own semantics.
+    if ins.iter().any(|t| t.as_f32().is_none()) {
+        return mnc_ir::eval::eval_op(op, ins).unwrap();
+    }
     let data = match op {
         Op::Constant(t) => return t.clone(),
         Op::Identity | Op::Dropout | Op::Reshape { .. } | Op::Flatten { .. } => f(ins[0]).to_vec(),

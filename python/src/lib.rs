@@ -131,6 +131,9 @@ fn numpy_dtype(d: DType) -> &'static str {
     match d {
         DType::F32 => "float32",
         DType::I64 => "int64",
+        DType::U8 => "uint8",
+        DType::I8 => "int8",
+        DType::I32 => "int32",
     }
 }
 
@@ -247,15 +250,19 @@ fn outputs_to_py<'py>(py: Python<'py>, outs: Vec<Tensor>) -> PyResult<Vec<Bound<
     outs.into_iter()
         .map(|t| {
             let shape = t.shape.clone();
+            fn array<'py, T: numpy::Element>(
+                py: Python<'py>,
+                v: Vec<T>,
+                shape: Vec<usize>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                Ok(numpy::PyArray1::from_vec(py, v).reshape(shape)?.into_any())
+            }
             match t.data {
-                mnc_ir::TensorData::F32(v) => {
-                    let a = numpy::PyArray1::from_vec(py, v);
-                    Ok(a.reshape(shape)?.into_any())
-                }
-                mnc_ir::TensorData::I64(v) => {
-                    let a = numpy::PyArray1::from_vec(py, v);
-                    Ok(a.reshape(shape)?.into_any())
-                }
+                mnc_ir::TensorData::F32(v) => array(py, v, shape),
+                mnc_ir::TensorData::I64(v) => array(py, v, shape),
+                mnc_ir::TensorData::U8(v) => array(py, v, shape),
+                mnc_ir::TensorData::I8(v) => array(py, v, shape),
+                mnc_ir::TensorData::I32(v) => array(py, v, shape),
             }
         })
         .collect()

@@ -40,7 +40,7 @@ use crate::error::RuntimeError;
 pub use crate::guard::{GuardError, GuardPlacement};
 use mnc_ir::eval::eval_op;
 use mnc_ir::tensor::checked_numel;
-use mnc_ir::{DType, IrError, Tensor, TensorData, TensorDataRef, TensorType, TensorView};
+use mnc_ir::{IrError, Tensor, TensorData, TensorType, TensorView};
 use mnc_targets::cpu::{compile, AlignedBytes, AllocError, CpuProgram, Exec, Loc};
 pub use mnc_targets::cpu::{CompileReport, CpuError, CpuOptions};
 pub use mnc_targets::Target;
@@ -473,18 +473,7 @@ fn read_tensor(
     ty: &TensorType,
 ) -> Result<Tensor, IrError> {
     let b = region(arena, weights, loc, ty.bytes())?;
-    let data = match ty.dtype {
-        DType::F32 => TensorData::F32(
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ),
-        DType::I64 => TensorData::I64(
-            b.chunks_exact(8)
-                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect(),
-        ),
-    };
+    let data = TensorData::from_le_bytes(ty.dtype, b);
     Ok(Tensor {
         shape: ty.shape.clone(),
         data,
@@ -512,15 +501,11 @@ fn image_view<'a>(
     i: usize,
     images: usize,
 ) -> TensorView<'a> {
-    fn part<T>(v: &[T], i: usize, images: usize) -> &[T] {
-        let n = v.len() / images;
-        &v[i * n..(i + 1) * n]
+    let n = t.numel() / images;
+    TensorView {
+        shape,
+        data: t.data.slice(i * n..(i + 1) * n),
     }
-    let data = match t.data {
-        TensorDataRef::F32(v) => TensorDataRef::F32(part(v, i, images)),
-        TensorDataRef::I64(v) => TensorDataRef::I64(part(v, i, images)),
-    };
-    TensorView { shape, data }
 }
 
 /// The outputs of a split batch: every output's images, in order, along axis 0.
@@ -533,23 +518,16 @@ fn stack_images(
         .iter()
         .map(|(_, ty, _)| {
             let ty = batch_type(ty, images);
-            let n = ty.numel();
-            let data = match ty.dtype {
-                DType::F32 => TensorData::F32(Vec::with_capacity(n)),
-                DType::I64 => TensorData::I64(Vec::with_capacity(n)),
-            };
             Tensor {
+                data: TensorData::with_capacity(ty.dtype, ty.numel()),
                 shape: ty.shape,
-                data,
             }
         })
         .collect();
     for outs in per_image {
         for (s, o) in stacked.iter_mut().zip(outs) {
-            match (&mut s.data, o.data) {
-                (TensorData::F32(all), TensorData::F32(v)) => all.extend(v),
-                (TensorData::I64(all), TensorData::I64(v)) => all.extend(v),
-                _ => return Err(IrError::Invalid("an image's output changed type".into())),
+            if !s.data.append(o.data) {
+                return Err(IrError::Invalid("an image's output changed type".into()));
             }
         }
     }
@@ -570,18 +548,7 @@ fn write_tensor(arena: &mut AlignedBytes, loc: Loc, t: TensorView<'_>) -> Result
     let dst = arena.bytes_mut().get_mut(off..off + bytes).ok_or_else(|| {
         IrError::Invalid(format!("arena slot at {off} ({bytes} bytes) out of range"))
     })?;
-    match t.data {
-        TensorDataRef::F32(v) => {
-            for (d, x) in dst.chunks_exact_mut(4).zip(v) {
-                d.copy_from_slice(&x.to_le_bytes());
-            }
-        }
-        TensorDataRef::I64(v) => {
-            for (d, x) in dst.chunks_exact_mut(8).zip(v) {
-                d.copy_from_slice(&x.to_le_bytes());
-            }
-        }
-    }
+    t.data.write_le_bytes(dst);
     Ok(())
 }
 

@@ -141,7 +141,7 @@ impl Target {
 
 /// Whether this host's CPU has the x86 feature `name` (a name of [`cpu::IsaDesc::features`]);
 /// `None` for a name this function cannot detect. On other architectures: `Some(false)`.
-fn host_has(name: &str) -> Option<bool> {
+pub(crate) fn host_has(name: &str) -> Option<bool> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::is_x86_feature_detected as has;
@@ -160,6 +160,9 @@ fn host_has(name: &str) -> Option<bool> {
             "avx512f" => has!("avx512f"),
             "avx512vl" => has!("avx512vl"),
             "avx512dq" => has!("avx512dq"),
+            "avx512vnni" => has!("avx512vnni"),
+            "avx512bw" => has!("avx512bw"),
+            "avx512vbmi" => has!("avx512vbmi"),
             _ => return None,
         })
     }

@@ -519,3 +519,220 @@ fn options_that_would_be_dropped_are_refused() {
     let o = mnc(&["zoo", "list", "--format", "markdown"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `mnc quantize` on the quantization fixture, calibrated on its test input: the QDQ file is
+/// written, runs in mnc (reference target), the report prints the per-layer SQNR and the
+/// output's top-1 agreement, and `--report-json` has every layer.
+#[test]
+fn quantize_writes_a_qdq_model_and_reports_sqnr() {
+    let d = tmpdir("quantize");
+    let f = fixture("quant");
+    let out = d.join("int8.onnx");
+    let json = d.join("report.json");
+    let o = mnc(&[
+        "quantize",
+        f.join("model_f32.onnx").to_str().unwrap(),
+        "--calibrate",
+        f.join("input.npy").to_str().unwrap(),
+        "--method",
+        "percentile",
+        "-o",
+        out.to_str().unwrap(),
+        "--report-json",
+        json.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("14 layers") && text.contains("calibration percentile 99.99 on 1 samples"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/features/features.0/features.0.0/Conv"),
+        "{text}"
+    );
+    assert!(
+        text.contains("output 'output': SQNR") && text.contains("top-1 agreement 1/1"),
+        "{text}"
+    );
+    assert!(text.contains("lowest accumulated SQNR"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["layers"].as_array().unwrap().len(), 14);
+    assert_eq!(report["method"], "percentile");
+    let y = d.join("y.npy");
+    let o = mnc(&[
+        "run",
+        out.to_str().unwrap(),
+        "--target",
+        "reference",
+        "--input",
+        f.join("input.npy").to_str().unwrap(),
+        "-o",
+        y.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(mnc::io::read_npy(&y).unwrap().shape, vec![1, 10]);
+}
+
+#[test]
+fn quantize_errors_are_one_line() {
+    let d = tmpdir("quantize-bad");
+    let f = fixture("quant");
+    let model = f.join("model_f32.onnx");
+    let out = d.join("q.onnx");
+    let bad = d.join("bad.npy");
+    mnc::io::write_npy(
+        &bad,
+        &mnc_ir::Tensor::from_f32(vec![2, 2], vec![0.0; 4]).unwrap(),
+    )
+    .unwrap();
+    for (calib, needle) in [
+        (bad.to_str().unwrap(), "does not fit the model input"),
+        (d.join("none.npy").to_str().unwrap(), "none.npy"),
+    ] {
+        let o = mnc(&[
+            "quantize",
+            model.to_str().unwrap(),
+            "--calibrate",
+            calib,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_clean_failure(&o, needle);
+    }
+    let o = mnc(&[
+        "quantize",
+        d.join("missing.onnx").to_str().unwrap(),
+        "--calibrate",
+        bad.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "missing.onnx");
+}
+
+/// onnxruntime loads and runs the model `mnc quantize` writes, and with the fixture's
+/// calibration set (minmax) it is onnxruntime's own quantize_static model: the same scales and
+/// zero points (to float rounding) and outputs within a small fraction of a quantization step.
+#[test]
+fn quantize_output_runs_in_onnxruntime_like_quantize_static() {
+    let Some(py) = mnc_tests::python_with_onnxruntime(
+        "quantize_output_runs_in_onnxruntime_like_quantize_static",
+    ) else {
+        return;
+    };
+    let d = tmpdir("quantize-ort");
+    let f = fixture("quant");
+    let out = d.join("int8.onnx");
+    let o = mnc(&[
+        "quantize",
+        f.join("model_f32.onnx").to_str().unwrap(),
+        "--calibrate",
+        f.join("calib.npy").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = d.join("check.json");
+    let o = Command::new(&py)
+        .arg(repo_root().join("scripts/check_quantize.py"))
+        .arg(f.join("model_f32.onnx"))
+        .arg(&out)
+        .arg("--inputs")
+        .arg(f.join("calib.npy"))
+        .arg("--ort-qdq")
+        .arg(f.join("model_qdq_ort.onnx"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["onnx_checker"], "ok", "{r}");
+    assert_eq!(r["op_types"], r["ort_op_types"], "{r}");
+    let p = &r["params"];
+    assert_eq!(p["common"], 92, "{r}");
+    assert!(p["max_scale_rel_diff"].as_f64().unwrap() < 2e-6, "{r}");
+    assert_eq!(p["max_zero_point_diff"], 0, "{r}");
+    assert!(
+        r["qdq_vs_ort_qdq"]["max_abs_diff_in_steps"]
+            .as_f64()
+            .unwrap()
+            < 0.01,
+        "{r}"
+    );
+    assert_eq!(r["qdq_vs_float"]["top1_agree"][0], 12, "{r}");
+}
+
+/// `mnc quantize` on every committed float fixture (calibrated on its test input): the file
+/// is written and the int8 output keeps more than 3 dB SQNR (random weights and one sample:
+/// 5-23 dB; quantizing timm's float "same"-padding arithmetic once gave 0 dB); onnxruntime
+/// runs every file to the SQNR mnc reports within 1 dB. The opset-10 fixture is refused.
+#[test]
+fn quantize_every_committed_fixture() {
+    let py = mnc_tests::python_with_onnxruntime("quantize_every_committed_fixture");
+    let d = tmpdir("quantize-all");
+    for f in mnc_tests::fixtures() {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let (out, json) = (
+            d.join(format!("{name}.onnx")),
+            d.join(format!("{name}.json")),
+        );
+        let o = mnc(&[
+            "quantize",
+            f.join("model.onnx").to_str().unwrap(),
+            "--calibrate",
+            f.join("input.npy").to_str().unwrap(),
+            "--report-samples",
+            "1",
+            "--report-json",
+            json.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        if name == "mnv2_trunc_dynbatch_op10" {
+            assert_clean_failure(&o, "opset 10 cannot be raised to 13");
+            continue;
+        }
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let db = r["outputs"][0]["sqnr_db"].as_f64().unwrap();
+        assert!(db > 3.0, "{name}: output SQNR {db} dB");
+        let Some(py) = &py else { continue };
+        let o = Command::new(py)
+            .arg(repo_root().join("scripts/check_quantize.py"))
+            .arg(f.join("model.onnx"))
+            .arg(&out)
+            .arg("--inputs")
+            .arg(f.join("input.npy"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let ort_db = c["qdq_vs_float"]["sqnr_db"].as_f64().unwrap();
+        assert!(
+            (ort_db - db).abs() < 1.0,
+            "{name}: onnxruntime {ort_db} dB, mnc {db} dB"
+        );
+    }
+}

@@ -177,7 +177,7 @@ fn heading(s: &mut String, style: Style, level: usize, title: &str) {
 /// The totals with torchinfo's exact labels, one per line.
 pub fn totals_lines(c: &ModelCost) -> Vec<String> {
     let (unit, macs) = mult_adds_readable(c.total_mult_adds);
-    vec![
+    let mut lines = vec![
         format!("Total params: {}", commas(c.total_params)),
         format!("Trainable params: {}", commas(c.trainable_params)),
         format!("Non-trainable params: {}", commas(c.non_trainable_params)),
@@ -192,7 +192,14 @@ pub fn totals_lines(c: &ModelCost) -> Vec<String> {
             "Estimated Total Size (MB): {:.2}",
             c.estimated_total_size_mb
         ),
-    ]
+    ];
+    // Not a torchinfo line: only quantized models have it (params size counts their
+    // 8-bit weights at one byte each).
+    if c.int8_mult_adds > 0 {
+        let (unit, macs) = mult_adds_readable(c.int8_mult_adds);
+        lines.insert(4, format!("  of which on int8 weights ({unit}): {macs}"));
+    }
+    lines
 }
 
 fn render_model(s: &mut String, c: &ModelCost, style: Style) {

@@ -115,6 +115,9 @@ pub struct LayerCost {
     /// Buffer elements (BatchNorm running mean and variance): stored, not parameters.
     pub buffers: u64,
     pub mult_adds: u64,
+    /// The part of `mult_adds` whose weights are quantized to 8 bits (all of a layer's or
+    /// none): integer multiply-adds on a target with int8 kernels.
+    pub int8_mult_adds: u64,
     pub input_bytes: u64,
     pub output_bytes: u64,
     pub trainable: Trainable,
@@ -134,6 +137,8 @@ pub struct ModelCost {
     pub trainable_params: u64,
     pub non_trainable_params: u64,
     pub total_mult_adds: u64,
+    /// The part of `total_mult_adds` on 8-bit quantized weights.
+    pub int8_mult_adds: u64,
     /// Bytes of all graph inputs.
     pub input_bytes: u64,
     /// 2 x the output bytes of every layer with parameters (activations and gradients).
@@ -166,7 +171,8 @@ pub(crate) fn constant_source(g: &Graph, mut id: NodeId) -> Option<NodeId> {
     loop {
         match g.node(id).op {
             Op::Constant(_) => return Some(id),
-            Op::Identity => id = *g.inputs(id).first()?,
+            // A quantized parameter: stored as its integer constant.
+            Op::Identity | Op::Dequantize(_) => id = *g.inputs(id).first()?,
             _ => return None,
         }
     }
@@ -177,6 +183,8 @@ struct Param {
     numel: u64,
     bytes: u64,
     trainable: bool,
+    /// Stored in 8 bits (a quantized weight).
+    eight_bit: bool,
 }
 
 /// Prefix of the tensor names the PyTorch exporter makes up for computed tensors (e.g. conv
@@ -222,6 +230,7 @@ impl LayerInputs<'_> {
             numel: ty.numel() as u64,
             bytes: ty.bytes() as u64,
             trainable: !frozen,
+            eight_bit: ty.dtype.size() == 1,
         })
     }
 }
@@ -249,6 +258,7 @@ fn row(
     macs_per_param: u64,
 ) -> LayerCost {
     let (n, t, b) = sum_params(params);
+    let int8 = params.iter().flatten().any(|p| p.eight_bit);
     LayerCost {
         name,
         node: node.to_string(),
@@ -260,6 +270,7 @@ fn row(
         param_bytes: b,
         buffers,
         mult_adds: n * macs_per_param,
+        int8_mult_adds: if int8 { n * macs_per_param } else { 0 },
         input_bytes: input.bytes() as u64,
         output_bytes: output.bytes() as u64,
         trainable: Trainable::of(n, t),
@@ -411,6 +422,7 @@ pub fn analyze(g: &Graph, opts: &CostOptions) -> Result<ModelCost, CostError> {
     let trainable_params: u64 = layers.iter().map(|l| l.trainable_params).sum();
     let total_mult_adds: u64 = layers.iter().map(|l| l.mult_adds).sum();
     let params_bytes: u64 = layers.iter().map(|l| l.param_bytes).sum();
+    let int8_mult_adds: u64 = layers.iter().map(|l| l.int8_mult_adds).sum();
     let forward_backward_pass_bytes: u64 = layers
         .iter()
         .filter(|l| l.params > 0)
@@ -429,6 +441,7 @@ pub fn analyze(g: &Graph, opts: &CostOptions) -> Result<ModelCost, CostError> {
         trainable_params,
         non_trainable_params: total_params - trainable_params,
         total_mult_adds,
+        int8_mult_adds,
         input_bytes,
         forward_backward_pass_bytes,
         params_bytes,

@@ -10,8 +10,11 @@
 //! named after the constant node (f32 as `raw_data`, i64 as `int64_data`). Graph inputs,
 //! outputs and every IR value get `value_info` types, so viewers show shapes.
 
-use mnc_ir::tensor::TensorData;
-use mnc_ir::{Activation, DType, Epilogue, Graph, IrError, NodeId, Op, PoolKind, TensorType};
+use mnc_ir::tensor::{Tensor, TensorData};
+use mnc_ir::{
+    Activation, DType, Epilogue, Graph, IrError, NodeId, Op, PoolKind, QBinaryOp, QParams,
+    TensorType,
+};
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
@@ -89,11 +92,14 @@ fn elem_type(d: DType) -> i32 {
     match d {
         DType::F32 => DataType::FLOAT as i32,
         DType::I64 => DataType::INT64 as i32,
+        DType::U8 => DataType::UINT8 as i32,
+        DType::I8 => DataType::INT8 as i32,
+        DType::I32 => DataType::INT32 as i32,
     }
 }
 
 /// A `ValueInfoProto` with a static tensor type.
-fn value_info(name: &str, ty: &TensorType) -> ValueInfoProto {
+pub(crate) fn value_info(name: &str, ty: &TensorType) -> ValueInfoProto {
     let mut shape = TensorShapeProto::new();
     for &d in &ty.shape {
         let mut dim = Dimension::new();
@@ -124,6 +130,16 @@ fn f32_initializer(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
     t
 }
 
+/// An initializer of any dtype, its elements as little-endian `raw_data`.
+pub(crate) fn tensor_initializer(name: &str, t: &Tensor) -> TensorProto {
+    let mut p = TensorProto::new();
+    p.name = name.to_string();
+    p.dims = usizes(&t.shape);
+    p.data_type = elem_type(t.dtype());
+    p.raw_data = t.le_bytes();
+    p
+}
+
 fn i64_initializer(name: &str, shape: &[usize], data: &[i64]) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.to_string();
@@ -131,6 +147,17 @@ fn i64_initializer(name: &str, shape: &[usize], data: &[i64]) -> TensorProto {
     t.data_type = DataType::INT64 as i32;
     t.int64_data = data.to_vec();
     t
+}
+
+/// The attributes of `Conv` and `QLinearConv` for a conv's geometry.
+fn conv_attributes(c: &mnc_ir::Conv) -> Vec<AttributeProto> {
+    vec![
+        attr_ints("kernel_shape", &usizes(&c.kernel)),
+        attr_ints("strides", &usizes(&c.strides)),
+        attr_ints("dilations", &usizes(&c.dilations)),
+        attr_ints("pads", &pads4(&c.pads)),
+        attr_i("group", c.group as i64),
+    ]
 }
 
 fn attr_i(name: &str, v: i64) -> AttributeProto {
@@ -334,22 +361,12 @@ impl<'a> Writer<'a> {
                         matches!(g.node(u).op, Op::ChannelAffine) && slot > 0
                     }) => {}
             Op::Constant(t) => {
-                let init = match &t.data {
-                    TensorData::F32(v) => f32_initializer(&out, &t.shape, v),
-                    TensorData::I64(v) => i64_initializer(&out, &t.shape, v),
-                };
-                self.out.initializer.push(init);
+                self.out.initializer.push(tensor_initializer(&out, t));
             }
             Op::Identity => self.push_node(&name, "Identity", ins, &out, vec![]),
             Op::Dropout => self.push_node(&name, "Dropout", ins, &out, vec![]),
             Op::Conv(c) => {
-                let attrs = vec![
-                    attr_ints("kernel_shape", &usizes(&c.kernel)),
-                    attr_ints("strides", &usizes(&c.strides)),
-                    attr_ints("dilations", &usizes(&c.dilations)),
-                    attr_ints("pads", &pads4(&c.pads)),
-                    attr_i("group", c.group as i64),
-                ];
+                let attrs = conv_attributes(c);
                 let n_main = 2 + c.has_bias as usize;
                 let residual = ins.get(n_main).cloned();
                 self.with_epilogue(
@@ -556,7 +573,15 @@ impl<'a> Writer<'a> {
                 let v = self.fresh(&format!("{name}/value"));
                 let init = match in_ty.dtype {
                     DType::F32 => f32_initializer(&v, &[], &[*value]),
-                    DType::I64 => i64_initializer(&v, &[], &[*value as i64]),
+                    // The importer and eval accept only integral pad values for integer
+                    // tensors, so the cast is exact.
+                    DType::I64 | DType::U8 | DType::I8 | DType::I32 => tensor_initializer(
+                        &v,
+                        &Tensor {
+                            shape: vec![],
+                            data: TensorData::I64(vec![*value as i64]),
+                        },
+                    ),
                 };
                 self.out.initializer.push(init);
                 self.push_node(
@@ -586,8 +611,159 @@ impl<'a> Writer<'a> {
                     attr_f("bias", l.bias),
                 ],
             ),
+            Op::Quantize(q) | Op::Dequantize(q) => {
+                let (scale, zp) = self.qparams(id, &name, q)?;
+                let kind = if matches!(n.op, Op::Quantize(_)) {
+                    "QuantizeLinear"
+                } else {
+                    "DequantizeLinear"
+                };
+                let attrs = q
+                    .axis
+                    .map(|a| vec![attr_i("axis", a as i64)])
+                    .unwrap_or_default();
+                self.push_node(&name, kind, vec![ins[0].clone(), scale, zp], &out, attrs);
+            }
+            Op::QLut(l) => {
+                // ONNX has no lookup op: Gather over the table, indexed by the input
+                // widened to int64 (plus 128 for i8 inputs).
+                let idx = self.fresh(&format!("{name}/index"));
+                self.push_node(
+                    &format!("{name}/cast"),
+                    "Cast",
+                    vec![ins[0].clone()],
+                    &idx,
+                    vec![attr_i("to", DataType::INT64 as i64)],
+                );
+                let idx = if l.x.min() != 0 {
+                    let off = self.i64_const(&format!("{name}/offset"), &[-(l.x.min() as i64)]);
+                    let shifted = self.fresh(&format!("{name}/shifted"));
+                    self.push_node(
+                        &format!("{name}/add"),
+                        "Add",
+                        vec![idx, off],
+                        &shifted,
+                        vec![],
+                    );
+                    shifted
+                } else {
+                    idx
+                };
+                let table = self.fresh(&format!("{name}/table"));
+                let t = Tensor::from_i32_values(vec![l.table.len()], l.y.dtype(), l.table.clone())
+                    .map_err(|e| self.err(id, e.to_string()))?;
+                self.out.initializer.push(tensor_initializer(&table, &t));
+                self.push_node(
+                    &name,
+                    "Gather",
+                    vec![table, idx],
+                    &out,
+                    vec![attr_i("axis", 0)],
+                );
+            }
+            Op::QBinary(q) => {
+                // DequantizeLinear (both) -> Add | Mul -> QuantizeLinear, which onnxruntime
+                // fuses back into QLinearAdd / QLinearMul (this op exactly); a float op may
+                // differ by one step on rounding ties.
+                let mut deq = Vec::new();
+                for (k, p) in [("a", &q.a), ("b", &q.b)] {
+                    let (s, z) = self.qparams(id, &format!("{name}/{k}"), p)?;
+                    let d = self.fresh(&format!("{name}/{k}_dequantized"));
+                    let input = ins[if k == "a" { 0 } else { 1 }].clone();
+                    self.push_node(
+                        &format!("{name}/{k}_dequantize"),
+                        "DequantizeLinear",
+                        vec![input, s, z],
+                        &d,
+                        vec![],
+                    );
+                    deq.push(d);
+                }
+                let (ys, yz) = self.qparams(id, &format!("{name}/y"), &q.y)?;
+                let (kind, sum) = match q.op {
+                    QBinaryOp::Add => ("Add", self.fresh(&format!("{name}/sum"))),
+                    QBinaryOp::Mul => ("Mul", self.fresh(&format!("{name}/product"))),
+                };
+                self.push_node(
+                    &format!("{name}/{}", kind.to_lowercase()),
+                    kind,
+                    deq,
+                    &sum,
+                    vec![],
+                );
+                self.push_node(&name, "QuantizeLinear", vec![sum, ys, yz], &out, vec![]);
+            }
+            Op::QGlobalAveragePool(m) => {
+                // Standard ONNX has no integer mean: DequantizeLinear -> GlobalAveragePool ->
+                // QuantizeLinear, which onnxruntime fuses back into QLinearGlobalAveragePool
+                // (this op exactly); a float mean may differ by one step on rounding ties.
+                let (xs, xz) = self.qparams(id, &format!("{name}/x"), &m.x)?;
+                let (ys, yz) = self.qparams(id, &format!("{name}/y"), &m.y)?;
+                let (deq, mean) = (
+                    self.fresh(&format!("{name}/dequantized")),
+                    self.fresh(&format!("{name}/mean")),
+                );
+                self.push_node(
+                    &format!("{name}/dequantize"),
+                    "DequantizeLinear",
+                    vec![ins[0].clone(), xs, xz],
+                    &deq,
+                    vec![],
+                );
+                self.push_node(
+                    &format!("{name}/pool"),
+                    "GlobalAveragePool",
+                    vec![deq],
+                    &mean,
+                    vec![],
+                );
+                self.push_node(&name, "QuantizeLinear", vec![mean, ys, yz], &out, vec![]);
+            }
+            Op::QConv(q) => {
+                // QLinearConv has no fused clamp: only a plain requantization exports.
+                if q.conv.epilogue.act.is_some() || q.conv.epilogue.residual {
+                    return Err(self.err(
+                        id,
+                        "a QConv with a fused activation has no QLinearConv form",
+                    ));
+                }
+                let c = &q.conv;
+                let attrs = conv_attributes(c);
+                let (xs, xz) = self.qparams(id, &format!("{name}/x"), &q.x)?;
+                let (ws, wz) = self.qparams(id, &format!("{name}/w"), &q.w)?;
+                let (ys, yz) = self.qparams(id, &format!("{name}/y"), &q.y)?;
+                let mut inputs = vec![ins[0].clone(), xs, xz, ins[1].clone(), ws, wz, ys, yz];
+                if c.has_bias {
+                    inputs.push(ins[2].clone());
+                }
+                self.push_node(&name, "QLinearConv", inputs, &out, attrs);
+            }
         }
         Ok(())
+    }
+
+    /// Scale and zero-point initializers of quantization parameters (scalars per tensor,
+    /// 1-D per axis), named after `base`.
+    fn qparams(
+        &mut self,
+        id: NodeId,
+        base: &str,
+        q: &QParams,
+    ) -> Result<(String, String), ExportError> {
+        let dims = if q.axis.is_some() {
+            vec![q.scale.len()]
+        } else {
+            vec![]
+        };
+        let scale = self.fresh(&format!("{base}_scale"));
+        self.out
+            .initializer
+            .push(f32_initializer(&scale, &dims, &q.scale));
+        let zp = self.fresh(&format!("{base}_zero_point"));
+        let t = Tensor::from_i32_values(dims, q.dtype, q.zero_point.clone())
+            .map_err(|e| self.err(id, e.to_string()))?;
+        self.out.initializer.push(tensor_initializer(&zp, &t));
+        Ok((scale, zp))
     }
 
     /// A 1-D int64 initializer with a fresh name derived from `base`.

@@ -83,6 +83,26 @@ pub(crate) fn canonical_strides(
 
 /// ONNX `Conv` (2-D, any group count, optional bias).
 pub(crate) fn conv(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
+    let x = cx.input(n, 0)?;
+    let w = cx.input(n, 1)?;
+    let b = cx.opt_input(n, 2)?;
+    let op = Op::Conv(conv_attrs(cx, n, x, w, b.is_some())?);
+    let mut ins = vec![x, w];
+    ins.extend(b);
+    cx.emit(n, op, &ins)
+}
+
+/// The geometry of a 2-D conv node (`Conv`, `QLinearConv`: the same attributes) over input
+/// `x` with weights `w`: kernel from the weight (checked against `kernel_shape`), group,
+/// strides, dilations, and explicit pads (`auto_pad` resolved, over-long strides
+/// canonicalized).
+pub(crate) fn conv_attrs(
+    cx: &Ctx,
+    n: &OnnxNode,
+    x: NodeId,
+    w: NodeId,
+    has_bias: bool,
+) -> OpResult<Conv> {
     n.only_attrs(&[
         "auto_pad",
         "dilations",
@@ -91,9 +111,6 @@ pub(crate) fn conv(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
         "pads",
         "strides",
     ])?;
-    let x = cx.input(n, 0)?;
-    let w = cx.input(n, 1)?;
-    let b = cx.opt_input(n, 2)?;
     let (xs, ws) = (cx.ty(x).shape.clone(), cx.ty(w).shape.clone());
     if xs.len() != 4 || ws.len() != 4 {
         return Err(format!(
@@ -119,18 +136,15 @@ pub(crate) fn conv(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
     let dilations = n.pair("dilations", [1, 1])?;
     let pads = resolve_pads(n, [xs[2], xs[3]], kernel, strides, dilations)?;
     let strides = canonical_strides([xs[2], xs[3]], pads, strides)?;
-    let op = Op::Conv(Conv {
+    Ok(Conv {
         kernel,
         strides,
         dilations,
         pads,
         group,
-        has_bias: b.is_some(),
+        has_bias,
         ..Default::default()
-    });
-    let mut ins = vec![x, w];
-    ins.extend(b);
-    cx.emit(n, op, &ins)
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use super::OpResult;
 use mnc_ir::tensor::checked_numel;
-use mnc_ir::{Tensor, TensorType};
+use mnc_ir::{DType, Tensor, TensorType};
 use onnx_protobuf::tensor_proto::{DataLocation, DataType};
 use onnx_protobuf::tensor_shape_proto::dimension::Value as DimValue;
 use onnx_protobuf::type_proto::Value as TypeValue;
@@ -16,7 +16,9 @@ use protobuf::Enum;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path};
 
-/// Element types accepted in initializers and how they are stored in the IR.
+/// Element types accepted in initializers and how they are stored in the IR (`INT32` as
+/// `i64`, like `INT64`: shape computations mix them; the quantization importer narrows an
+/// int32 bias back to `i32`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Elem {
     F32,
@@ -24,6 +26,8 @@ enum Elem {
     F16,
     I64,
     I32,
+    U8,
+    I8,
 }
 
 impl Elem {
@@ -34,6 +38,8 @@ impl Elem {
             Some(DataType::FLOAT16) => Elem::F16,
             Some(DataType::INT64) => Elem::I64,
             Some(DataType::INT32) => Elem::I32,
+            Some(DataType::UINT8) => Elem::U8,
+            Some(DataType::INT8) => Elem::I8,
             Some(other) => return Err(format!("element type {other:?} is not supported")),
             None => return Err(format!("unknown element type {dt}")),
         })
@@ -43,6 +49,7 @@ impl Elem {
             Elem::F32 | Elem::I32 => 4,
             Elem::F64 | Elem::I64 => 8,
             Elem::F16 => 2,
+            Elem::U8 | Elem::I8 => 1,
         }
     }
 }
@@ -137,13 +144,21 @@ pub(crate) fn tensor_from_proto(t: &TensorProto, model_dir: Option<&Path>) -> Op
                     .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
                     .collect(),
             ),
+            Elem::U8 => {
+                Tensor::from_i32_values(shape, DType::U8, bytes.iter().map(|&b| b as i32).collect())
+            }
+            Elem::I8 => Tensor::from_i32_values(
+                shape,
+                DType::I8,
+                bytes.iter().map(|&b| b as i8 as i32).collect(),
+            ),
         }
         .map_err(|e| e.to_string());
     }
     let have = match elem {
         Elem::F32 => t.float_data.len(),
         Elem::F64 => t.double_data.len(),
-        Elem::F16 | Elem::I32 => t.int32_data.len(),
+        Elem::F16 | Elem::I32 | Elem::U8 | Elem::I8 => t.int32_data.len(),
         Elem::I64 => t.int64_data.len(),
     };
     if have != n {
@@ -160,6 +175,9 @@ pub(crate) fn tensor_from_proto(t: &TensorProto, model_dir: Option<&Path>) -> Op
         ),
         Elem::I64 => Tensor::from_i64(shape, t.int64_data.clone()),
         Elem::I32 => Tensor::from_i64(shape, t.int32_data.iter().map(|&x| x as i64).collect()),
+        // Out-of-range values are refused by `from_i32_values`.
+        Elem::U8 => Tensor::from_i32_values(shape, DType::U8, t.int32_data.clone()),
+        Elem::I8 => Tensor::from_i32_values(shape, DType::I8, t.int32_data.clone()),
     }
     .map_err(|e| e.to_string())
 }

@@ -136,7 +136,7 @@ pub(crate) fn max_min(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
     let scalar = |cx: &Ctx, id: NodeId| match cx.const_of(id) {
         Some(t) if t.numel() == 1 => match &t.data {
             TensorData::F32(v) => Some(v[0]),
-            TensorData::I64(_) => None,
+            TensorData::I64(_) | TensorData::U8(_) | TensorData::I8(_) | TensorData::I32(_) => None,
         },
         _ => None,
     };
@@ -195,7 +195,9 @@ pub(crate) fn round_fold(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
                 .map(|&x| if ceil { x.ceil() } else { x.floor() })
                 .collect(),
         ),
-        TensorData::I64(_) => Ok(t.clone()),
+        TensorData::I64(_) | TensorData::U8(_) | TensorData::I8(_) | TensorData::I32(_) => {
+            Ok(t.clone())
+        }
     }
     .map_err(|e| e.to_string())?;
     Ok(cx.add_folded(n, out))

@@ -17,7 +17,6 @@
 use super::attrs::OnnxNode;
 use super::data::tensor_from_proto;
 use super::{norm_axis, Ctx, OpResult};
-use mnc_ir::tensor::TensorData;
 use mnc_ir::{NodeId, Op, Tensor};
 
 /// ONNX `Identity`.
@@ -33,8 +32,7 @@ pub(crate) fn dropout(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
     if n.opset >= 12 {
         if let Some(id) = cx.opt_input(n, 2)? {
             let training = match cx.const_of(id).map(|t| &t.data) {
-                Some(TensorData::I64(v)) => v.iter().any(|&b| b != 0),
-                Some(TensorData::F32(v)) => v.iter().any(|&b| b != 0.0),
+                Some(t) => t.len_nonzero() > 0,
                 None => return Err("training_mode (input 2) must be a constant".into()),
             };
             if training {

@@ -5,7 +5,7 @@
 //! graph-input specialization (batch), the topological ordering of ONNX nodes, the folding of
 //! shape-computing subgraphs to constants, and the mapping of every supported ONNX op to
 //! [`mnc_ir::Op`] (one file per op family: [`conv`], [`norm`], [`activation`],
-//! [`elementwise`], [`pool`], [`linear`], [`shape`], [`misc`]).
+//! [`elementwise`], [`pool`], [`linear`], [`shape`], [`misc`], [`quant`]).
 //!
 //! Folding rule: `Shape` of a typed value and `ConstantOfShape` become constants; any node
 //! whose inputs are all constants and which is integer-valued (an `i64` input or output) or
@@ -22,6 +22,7 @@ mod linear;
 mod misc;
 mod norm;
 mod pool;
+mod quant;
 mod shape;
 #[cfg(test)]
 mod tests;
@@ -387,10 +388,12 @@ impl<'a> Ctx<'a> {
             },
             opset: cx.opset,
         };
-        if !(n.domain.is_empty() || n.domain == "ai.onnx") {
-            return Err(unsupported(self));
-        }
-        let Some(conv) = converter(&n.op_type) else {
+        let conv = match n.domain.as_str() {
+            "" | "ai.onnx" => converter(&n.op_type),
+            "com.microsoft" => contrib_converter(&n.op_type),
+            _ => None,
+        };
+        let Some(conv) = conv else {
             return Err(unsupported(self));
         };
         let Some(first) = n.output.first().filter(|o| !o.is_empty()) else {
@@ -471,10 +474,8 @@ impl<'a> Ctx<'a> {
                 n.input_name(k).unwrap_or_default()
             )
         })?;
-        match &t.data {
-            TensorData::I64(v) => Ok(v.clone()),
-            TensorData::F32(_) => Err(format!("{what} (input {k}) must be an integer tensor")),
-        }
+        t.to_i64_vec()
+            .ok_or_else(|| format!("{what} (input {k}) must be an integer tensor"))
     }
 
     /// [`Self::static_ints`] of an optional input: `None` when input `k` is absent.
@@ -490,13 +491,31 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The value of `id` when it is a constant, or a quantize/dequantize round trip of one
+    /// (quantizers write a `Pad`'s constant value as `DequantizeLinear(QuantizeLinear(c))`):
+    /// evaluated here for an attribute that must be static. The graph keeps the nodes (a
+    /// dequantized weight must stay one for `qdq-fold`); they are dead once the attribute is
+    /// read.
+    fn static_value(&self, id: NodeId) -> Option<Tensor> {
+        if let Some(t) = self.const_of(id) {
+            return Some(t.clone());
+        }
+        match &self.g.node(id).op {
+            Op::Quantize(_) | Op::Dequantize(_) => {
+                let x = self.static_value(*self.g.inputs(id).first()?)?;
+                mnc_ir::eval::eval_op(&self.g.node(id).op, &[&x]).ok()
+            }
+            _ => None,
+        }
+    }
+
     /// The value of an optional constant scalar float input `k` (`None` when absent).
     pub fn static_scalar(&self, n: &OnnxNode, k: usize, what: &str) -> OpResult<Option<f32>> {
         let Some(id) = self.opt_input(n, k)? else {
             return Ok(None);
         };
         let t = self
-            .const_of(id)
+            .static_value(id)
             .ok_or_else(|| format!("{what} (input {k}) must be a constant"))?;
         if t.numel() != 1 {
             return Err(format!(
@@ -506,7 +525,9 @@ impl<'a> Ctx<'a> {
         }
         Ok(Some(match &t.data {
             TensorData::F32(v) => v[0],
-            TensorData::I64(v) => v[0] as f32,
+            TensorData::I64(_) | TensorData::U8(_) | TensorData::I8(_) | TensorData::I32(_) => {
+                t.to_i64_vec().expect("integer")[0] as f32
+            }
         }))
     }
 
@@ -576,6 +597,10 @@ fn converter(op_type: &str) -> Option<Converter> {
         "Conv" => conv::conv,
         "BatchNormalization" => norm::batch_norm,
         "LRN" => norm::lrn,
+        "QuantizeLinear" => quant::quantize_linear,
+        "DequantizeLinear" => quant::dequantize_linear,
+        "QLinearConv" => quant::qlinear_conv,
+        "QLinearMatMul" => quant::qlinear_matmul,
         "Relu" => activation::relu,
         "Clip" => activation::clip,
         "Sigmoid" => activation::sigmoid,
@@ -607,6 +632,18 @@ fn converter(op_type: &str) -> Option<Converter> {
         "Dropout" => misc::dropout,
         "Constant" => misc::constant,
         "Softmax" => misc::softmax,
+        _ => return None,
+    })
+}
+
+/// The converter for an op of onnxruntime's `com.microsoft` domain (the quantized operators
+/// `quantize_static` writes in its operator format).
+fn contrib_converter(op_type: &str) -> Option<Converter> {
+    Some(match op_type {
+        "QLinearAdd" | "QLinearMul" => quant::qlinear_binary,
+        "QLinearGlobalAveragePool" => quant::qlinear_global_average_pool,
+        "QLinearSigmoid" => quant::qlinear_sigmoid,
+        "QGemm" => quant::qgemm,
         _ => return None,
     })
 }

@@ -377,6 +377,11 @@ pub(crate) fn constant_of_shape(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> 
     let t = match &value.data {
         TensorData::F32(v) => Tensor::from_f32(shape, vec![v[0]; numel]),
         TensorData::I64(v) => Tensor::from_i64(shape, vec![v[0]; numel]),
+        TensorData::U8(_) | TensorData::I8(_) | TensorData::I32(_) => Tensor::from_i32_values(
+            shape,
+            value.dtype(),
+            vec![value.to_i64_vec().expect("integer")[0] as i32; numel],
+        ),
     }
     .map_err(|e| e.to_string())?;
     Ok(cx.add_folded(n, t))

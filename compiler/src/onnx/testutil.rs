@@ -100,6 +100,17 @@ impl Model {
         self.init(tensor_i64(name, dims, data))
     }
 
+    /// An initializer of a small integer type (`UINT8`, `INT8`, `INT32`), stored in
+    /// `int32_data` as ONNX does for those types.
+    pub fn init_int(self, name: &str, elem: DataType, dims: &[i64], data: &[i32]) -> Self {
+        let mut t = TensorProto::new();
+        t.name = name.into();
+        t.dims = dims.to_vec();
+        t.data_type = elem as i32;
+        t.int32_data = data.to_vec();
+        self.init(t)
+    }
+
     pub fn node(
         mut self,
         op: &str,

@@ -39,6 +39,60 @@ fn epilogue(e: &Epilogue, acc: f32, residual: Option<f32>) -> f32 {
     }
 }
 
+/// The accumulation of an NCHW x OIHW convolution, shared by the float and the integer
+/// conv: for every image `b` and output channel `o`, the plane of accumulators starts at
+/// `T::default()` and every tap adds `mac(acc, x, w)` in the order of the reduction index
+/// (input channel of the group, kernel row, kernel column; padding cells contribute nothing),
+/// then `finish(b, o, plane)` consumes the plane.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn accumulate<T: Copy + Default>(
+    c: &Conv,
+    x: &[T],
+    xs: &[usize],
+    w: &[T],
+    ws: &[usize],
+    (oh, ow): (usize, usize),
+    mac: impl Fn(T, T, T) -> T,
+    mut finish: impl FnMut(usize, usize, &[T]),
+) {
+    let (n, ci, h, wd) = (xs[0], xs[1], xs[2], xs[3]);
+    let (co, cig, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+    let [sy, sx] = c.strides;
+    let [dy, dx] = c.dilations;
+    let (pt, pl) = (c.pads[0] as i64, c.pads[1] as i64);
+    let cog = co / c.group;
+    let mut acc = vec![T::default(); oh * ow];
+    for b in 0..n {
+        for o in 0..co {
+            let g = o / cog;
+            acc.fill(T::default());
+            for icg in 0..cig {
+                let ic = g * cig + icg;
+                let xp = &x[(b * ci + ic) * h * wd..][..h * wd];
+                for ky in 0..kh {
+                    let offy = (ky * dy) as i64 - pt;
+                    let (oy0, oy1) = valid_range(oh, h, sy, offy);
+                    for kx in 0..kw {
+                        let offx = (kx * dx) as i64 - pl;
+                        let (ox0, ox1) = valid_range(ow, wd, sx, offx);
+                        let wv = w[((o * cig + icg) * kh + ky) * kw + kx];
+                        for oy in oy0..oy1 {
+                            let iy = (oy as i64 * sy as i64 + offy) as usize;
+                            let xrow = &xp[iy * wd..][..wd];
+                            let arow = &mut acc[oy * ow..][..ow];
+                            for (ox, a) in arow.iter_mut().enumerate().take(ox1).skip(ox0) {
+                                let ix = (ox as i64 * sx as i64 + offx) as usize;
+                                *a = mac(*a, xrow[ix], wv);
+                            }
+                        }
+                    }
+                }
+            }
+            finish(b, o, &acc);
+        }
+    }
+}
+
 /// NCHW x OIHW convolution. Per output element:
 /// `acc = sum over (input channel of the group, ky, kx) of x * w` in that order from `0.0`
 /// (padding cells contribute nothing), then `y = act(acc + bias[o] + residual)`.
@@ -57,61 +111,27 @@ pub fn conv(c: &Conv, ins: &[&Tensor], out_shape: Vec<usize>) -> Result<Tensor, 
     } else {
         None
     };
-    let (n, ci, h, wd) = (
-        ins[0].shape[0],
-        ins[0].shape[1],
-        ins[0].shape[2],
-        ins[0].shape[3],
-    );
-    let (co, cig, kh, kw) = (
-        ins[1].shape[0],
-        ins[1].shape[1],
-        ins[1].shape[2],
-        ins[1].shape[3],
-    );
-    let (oh, ow) = (out_shape[2], out_shape[3]);
-    let [sy, sx] = c.strides;
-    let [dy, dx] = c.dilations;
-    let (pt, pl) = (c.pads[0] as i64, c.pads[1] as i64);
-    let cog = co / c.group;
-    let plane = oh * ow;
-    let mut out = vec![0.0f32; n * co * plane];
-    for b in 0..n {
-        for o in 0..co {
-            let g = o / cog;
-            let acc = &mut out[(b * co + o) * plane..][..plane];
-            for icg in 0..cig {
-                let ic = g * cig + icg;
-                let xp = &x[(b * ci + ic) * h * wd..][..h * wd];
-                for ky in 0..kh {
-                    let offy = (ky * dy) as i64 - pt;
-                    let (oy0, oy1) = valid_range(oh, h, sy, offy);
-                    for kx in 0..kw {
-                        let offx = (kx * dx) as i64 - pl;
-                        let (ox0, ox1) = valid_range(ow, wd, sx, offx);
-                        let wv = w[((o * cig + icg) * kh + ky) * kw + kx];
-                        for oy in oy0..oy1 {
-                            let iy = (oy as i64 * sy as i64 + offy) as usize;
-                            let xrow = &xp[iy * wd..][..wd];
-                            let arow = &mut acc[oy * ow..][..ow];
-                            for (ox, a) in arow.iter_mut().enumerate().take(ox1).skip(ox0) {
-                                let ix = (ox as i64 * sx as i64 + offx) as usize;
-                                *a += xrow[ix] * wv;
-                            }
-                        }
-                    }
-                }
-            }
+    let (co, plane) = (ins[1].shape[0], out_shape[2] * out_shape[3]);
+    let mut out = vec![0.0f32; ins[0].shape[0] * co * plane];
+    accumulate(
+        c,
+        x,
+        &ins[0].shape,
+        w,
+        &ins[1].shape,
+        (out_shape[2], out_shape[3]),
+        |a, x, w| a + x * w,
+        |b, o, acc| {
             let base = (b * co + o) * plane;
-            for (i, a) in acc.iter_mut().enumerate() {
+            for (i, &a) in acc.iter().enumerate() {
                 let with_bias = match bias {
-                    Some(bv) => *a + bv[o],
-                    None => *a,
+                    Some(bv) => a + bv[o],
+                    None => a,
                 };
-                *a = epilogue(&c.epilogue, with_bias, residual.map(|r| r[base + i]));
+                out[base + i] = epilogue(&c.epilogue, with_bias, residual.map(|r| r[base + i]));
             }
-        }
-    }
+        },
+    );
     f32_tensor(out_shape, out)
 }
 

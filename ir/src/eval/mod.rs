@@ -17,16 +17,20 @@
 //!   and round to `f32` once;
 //! - average pooling sums its (small) window in `f32` in row-major window order;
 //! - LRN sums the squares of its window and raises the scale to `beta` in `f64`, rounding
-//!   the quotient to `f32` once.
+//!   the quotient to `f32` once;
+//! - quantized ops are exact: integer accumulation in `i32`, and the rounding, saturation and
+//!   requantization of [`crate::quant`].
 //!
 //! Kernels are split per op family: [`shape`] (data movement, Cast), [`elementwise`]
 //! (Binary, Act, BatchNorm, ChannelAffine, Softmax, LRN), [`conv`] (Conv, SqueezeExcite),
-//! [`pool`] (Pool, GlobalAveragePool, ReduceMean), [`linalg`] (Gemm, MatMul).
+//! [`pool`] (Pool, GlobalAveragePool, ReduceMean), [`linalg`] (Gemm, MatMul), [`quant`]
+//! (QuantizeLinear, DequantizeLinear, QConv).
 
 pub mod conv;
 pub mod elementwise;
 pub mod linalg;
 pub mod pool;
+pub mod quant;
 pub mod shape;
 
 use crate::error::IrError;
@@ -112,6 +116,12 @@ pub fn eval_op(op: &Op, inputs: &[&Tensor]) -> Result<Tensor, IrError> {
         Op::ChannelAffine => elementwise::channel_affine(inputs),
         Op::Softmax { axis } => elementwise::softmax(first()?, *axis),
         Op::Lrn(l) => elementwise::lrn(l, first()?),
+        Op::Quantize(q) => quant::quantize(q, first()?),
+        Op::Dequantize(q) => quant::dequantize(q, first()?),
+        Op::QConv(q) => quant::qconv(q, inputs, out.shape),
+        Op::QLut(l) => quant::lut(l, first()?),
+        Op::QGlobalAveragePool(m) => quant::qmean(m, first()?),
+        Op::QBinary(q) => quant::qbinary(q, inputs),
         Op::Conv(c) => conv::conv(c, inputs, out.shape),
         Op::SqueezeExcite(se) => conv::squeeze_excite(se, inputs),
         Op::Gemm(g) => linalg::gemm(g, inputs, out.shape),
@@ -181,6 +191,9 @@ pub(crate) fn take_elems(t: &Tensor, shape: Vec<usize>, src: &[usize]) -> Tensor
     let data = match &t.data {
         TensorData::F32(v) => TensorData::F32(src.iter().map(|&i| v[i]).collect()),
         TensorData::I64(v) => TensorData::I64(src.iter().map(|&i| v[i]).collect()),
+        TensorData::U8(v) => TensorData::U8(src.iter().map(|&i| v[i]).collect()),
+        TensorData::I8(v) => TensorData::I8(src.iter().map(|&i| v[i]).collect()),
+        TensorData::I32(v) => TensorData::I32(src.iter().map(|&i| v[i]).collect()),
     };
     Tensor { shape, data }
 }

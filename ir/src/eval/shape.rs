@@ -45,21 +45,26 @@ pub fn concat(xs: &[&Tensor], axis: usize, out_shape: Vec<usize>) -> Result<Tens
             picks.extend((0..chunk).map(|j| (k, o * chunk + j)));
         }
     }
+    // Every operand must hold the first one's variant.
+    macro_rules! pick {
+        ($var:ident) => {{
+            let vs: Option<Vec<_>> = xs
+                .iter()
+                .map(|x| match &x.data {
+                    TensorData::$var(v) => Some(v.as_slice()),
+                    _ => None,
+                })
+                .collect();
+            let vs = vs.ok_or_else(|| IrError::op("Concat operands have different dtypes"))?;
+            TensorData::$var(picks.iter().map(|&(k, j)| vs[k][j]).collect())
+        }};
+    }
     let data = match &xs[0].data {
-        TensorData::F32(_) => {
-            let vs: Vec<&[f32]> = xs.iter().filter_map(|x| x.as_f32()).collect();
-            if vs.len() != xs.len() {
-                return err("Concat operands have different dtypes");
-            }
-            TensorData::F32(picks.iter().map(|&(k, j)| vs[k][j]).collect())
-        }
-        TensorData::I64(_) => {
-            let vs: Vec<&[i64]> = xs.iter().filter_map(|x| x.as_i64()).collect();
-            if vs.len() != xs.len() {
-                return err("Concat operands have different dtypes");
-            }
-            TensorData::I64(picks.iter().map(|&(k, j)| vs[k][j]).collect())
-        }
+        TensorData::F32(_) => pick!(F32),
+        TensorData::I64(_) => pick!(I64),
+        TensorData::U8(_) => pick!(U8),
+        TensorData::I8(_) => pick!(I8),
+        TensorData::I32(_) => pick!(I32),
     };
     Ok(Tensor {
         shape: out_shape,
@@ -139,25 +144,53 @@ pub fn gather(
     Ok(take_elems(x, out_shape, &src))
 }
 
-/// Converts between f32 and i64. f32 -> i64 truncates toward zero; NaN, infinities and values
-/// outside the i64 range are errors. i64 -> f32 rounds to the nearest f32.
+/// Converts between element types. f32 -> integer truncates toward zero; NaN, infinities and
+/// values outside the target's range are errors, as are integers outside a narrower integer
+/// type's range. Integer -> f32 rounds to the nearest f32.
 pub fn cast(x: &Tensor, to: DType) -> Result<Tensor, IrError> {
-    let data = match (&x.data, to) {
-        (TensorData::F32(v), DType::F32) => TensorData::F32(v.clone()),
-        (TensorData::I64(v), DType::I64) => TensorData::I64(v.clone()),
-        (TensorData::I64(v), DType::F32) => TensorData::F32(v.iter().map(|&i| i as f32).collect()),
-        (TensorData::F32(v), DType::I64) => {
+    if x.dtype() == to {
+        return Ok(x.clone());
+    }
+    // Every integer value, widened to i64 (f32 truncated and range-checked first).
+    let ints: Vec<i64> = match &x.data {
+        TensorData::F32(v) => {
+            if to == DType::F32 {
+                unreachable!("same dtype returned above");
+            }
             // 2^63 is exactly representable; the valid truncated range is [-2^63, 2^63).
             const LIM: f32 = 9_223_372_036_854_775_808.0;
             let mut out = Vec::with_capacity(v.len());
             for &f in v {
                 let t = f.trunc();
                 if !f.is_finite() || !(-LIM..LIM).contains(&t) {
-                    return err(format!("cannot cast {f} to i64"));
+                    return err(format!("cannot cast {f} to {to}"));
                 }
                 out.push(t as i64);
             }
-            TensorData::I64(out)
+            out
+        }
+        _ => x.to_i64_vec().expect("integer tensor"),
+    };
+    let out_of_range = |lo: i64, hi: i64| -> Result<(), IrError> {
+        match ints.iter().find(|&&i| !(lo..=hi).contains(&i)) {
+            Some(i) => err(format!("cannot cast {i} to {to}")),
+            None => Ok(()),
+        }
+    };
+    let data = match to {
+        DType::F32 => TensorData::F32(ints.iter().map(|&i| i as f32).collect()),
+        DType::I64 => TensorData::I64(ints),
+        DType::I32 => {
+            out_of_range(i32::MIN as i64, i32::MAX as i64)?;
+            TensorData::I32(ints.iter().map(|&i| i as i32).collect())
+        }
+        DType::U8 => {
+            out_of_range(0, 255)?;
+            TensorData::U8(ints.iter().map(|&i| i as u8).collect())
+        }
+        DType::I8 => {
+            out_of_range(-128, 127)?;
+            TensorData::I8(ints.iter().map(|&i| i as i8).collect())
         }
     };
     Ok(Tensor {
@@ -198,19 +231,32 @@ pub fn pad(
             }
         }
     }
+    if x.dtype() != DType::F32 && (value.fract() != 0.0 || !value.is_finite()) {
+        return err(format!(
+            "pad value {value} is not an integer for a {} tensor",
+            x.dtype()
+        ));
+    }
+    macro_rules! fill {
+        ($var:ident, $v:expr, $t:ty) => {{
+            let fill = value as $t;
+            if fill as f32 != value {
+                return err(format!(
+                    "pad value {value} is out of range for {}",
+                    x.dtype()
+                ));
+            }
+            TensorData::$var(src.iter().map(|s| s.map_or(fill, |i| $v[i])).collect())
+        }};
+    }
     let data = match &x.data {
         TensorData::F32(v) => {
             TensorData::F32(src.iter().map(|s| s.map_or(value, |i| v[i])).collect())
         }
-        TensorData::I64(v) => {
-            if value.fract() != 0.0 || !value.is_finite() {
-                return err(format!(
-                    "pad value {value} is not an integer for an i64 tensor"
-                ));
-            }
-            let fill = value as i64;
-            TensorData::I64(src.iter().map(|s| s.map_or(fill, |i| v[i])).collect())
-        }
+        TensorData::I64(v) => fill!(I64, v, i64),
+        TensorData::U8(v) => fill!(U8, v, u8),
+        TensorData::I8(v) => fill!(I8, v, i8),
+        TensorData::I32(v) => fill!(I32, v, i32),
     };
     Ok(Tensor {
         shape: out_shape,

@@ -2,7 +2,11 @@ use super::*;
 use crate::eval::eval_op;
 use crate::eval::testutil::rand_vec;
 use crate::infer::infer;
-use crate::op::{Activation, Conv, Epilogue, Gemm, Lrn, Pool, PoolKind, Slice, SqueezeExcite};
+use crate::op::{
+    Activation, Conv, Epilogue, Gemm, Lrn, Pool, PoolKind, QBinary, QBinaryOp, QConv, QLut, QMean,
+    Slice, SqueezeExcite,
+};
+use crate::quant::{QParams, QType};
 use crate::tensor::Tensor;
 
 /// Small deterministic generator (xorshift) for shapes and choices.
@@ -171,6 +175,55 @@ fn examples() -> Vec<(Op, Vec<TensorType>)> {
         ),
         (Op::Softmax { axis: 1 }, vec![x.clone()]),
         (
+            Op::Quantize(QParams::per_tensor(DType::U8, 0.1, 128)),
+            vec![x.clone()],
+        ),
+        (
+            Op::Dequantize(QParams::per_tensor(DType::U8, 0.1, 128)),
+            vec![TensorType::new(DType::U8, x.shape.clone())],
+        ),
+        (
+            Op::QConv(Box::new(QConv {
+                conv: Conv {
+                    has_bias: true,
+                    ..Default::default()
+                },
+                x: QParams::per_tensor(DType::U8, 0.1, 128),
+                w: QParams {
+                    dtype: DType::I8,
+                    axis: Some(0),
+                    scale: vec![0.01; 4],
+                    zero_point: vec![0; 4],
+                },
+                y: QParams::per_tensor(DType::U8, 0.2, 0),
+            })),
+            vec![
+                TensorType::new(DType::U8, x.shape.clone()),
+                TensorType::new(DType::I8, vec![4, 4, 1, 1]),
+                TensorType::new(DType::I32, vec![4]),
+            ],
+        ),
+        (
+            Op::QLut(QLut::of(QType::U8, QType::U8, |v| 255 - v)),
+            vec![TensorType::new(DType::U8, x.shape.clone())],
+        ),
+        (
+            Op::QGlobalAveragePool(QMean {
+                x: QParams::per_tensor(DType::U8, 0.1, 3),
+                y: QParams::per_tensor(DType::U8, 0.05, 7),
+            }),
+            vec![TensorType::new(DType::U8, x.shape.clone())],
+        ),
+        (
+            Op::QBinary(QBinary {
+                op: QBinaryOp::Mul,
+                a: QParams::per_tensor(DType::U8, 0.1, 3),
+                b: QParams::per_tensor(DType::U8, 0.2, 9),
+                y: QParams::per_tensor(DType::U8, 0.05, 7),
+            }),
+            vec![TensorType::new(DType::U8, x.shape.clone()); 2],
+        ),
+        (
             Op::Lrn(Lrn {
                 size: 3,
                 alpha: 1e-4,
@@ -213,6 +266,12 @@ fn variant(op: &Op) -> usize {
         Op::Pad { .. } => 24,
         Op::Softmax { .. } => 25,
         Op::Lrn(_) => 26,
+        Op::Quantize(_) => 27,
+        Op::Dequantize(_) => 28,
+        Op::QConv(_) => 29,
+        Op::QLut(_) => 30,
+        Op::QGlobalAveragePool(_) => 31,
+        Op::QBinary(_) => 32,
     }
 }
 
@@ -220,7 +279,7 @@ fn variant(op: &Op) -> usize {
 fn the_examples_cover_every_variant() {
     let seen: std::collections::BTreeSet<usize> =
         examples().iter().map(|(op, _)| variant(op)).collect();
-    assert_eq!(seen, (0..27).collect());
+    assert_eq!(seen, (0..33).collect());
     for (op, ins) in examples() {
         if !matches!(op, Op::Input { .. } | Op::Constant(_)) {
             let refs: Vec<&TensorType> = ins.iter().collect();
@@ -433,7 +492,7 @@ fn weighted_layers_are_convs_matrices_and_se() {
         let w = of(&op).weights;
         let expect = matches!(
             op,
-            Op::Conv(_) | Op::Gemm(_) | Op::MatMul | Op::SqueezeExcite(_)
+            Op::Conv(_) | Op::QConv(_) | Op::Gemm(_) | Op::MatMul | Op::SqueezeExcite(_)
         );
         assert_eq!(w.is_weighted_layer(), expect, "{op:?}");
         let has_params = !matches!(w, Weights::None);

@@ -14,7 +14,7 @@
 //! `docs/CPU_BACKEND.md`, "Adding an ISA". The tests below check the entry against
 //! run-time detection, Cranelift and the kernels' own constants.
 
-use super::kernels::{self, stem::StemFn, DwFn, GemvFn, Kernel, SeFn};
+use super::kernels::{self, int8::Int8Kernels, stem::StemFn, DwFn, GemvFn, Kernel, SeFn};
 use crate::Target;
 
 /// A kernel entry point with the symbol name under which the JIT resolves it.
@@ -73,6 +73,11 @@ pub struct IsaDesc {
     pub dw: Option<Sym<DwFn>>,
     /// The direct stem-conv kernel; `None` where stem convs run as im2col + GEMM.
     pub stem: Option<Sym<StemFn>>,
+    /// The int8 kernel sets (quantized conv, depthwise, QuantizeLinear, DequantizeLinear),
+    /// best first: [`kernels::int8::int8_kernels`] takes the first whose extra
+    /// [`Int8Kernels::features`] the host has; the last needs none. A set's
+    /// `#[target_feature]` lists stay within [`IsaDesc::features`] and its own (tested).
+    pub int8: &'static [&'static Int8Kernels],
     /// The peak-throughput loop.
     pub peak: PeakLoop,
     /// What the passes know about a typical machine of the ISA.
@@ -97,6 +102,8 @@ impl IsaDesc {
             l2_bytes: m.l2_bytes,
             alignment: m.alignment,
             gpu: None,
+            // Every ISA has an int8 set (its last one needs no extra CPU feature).
+            int8: !self.int8.is_empty(),
         }
     }
 }
@@ -143,6 +150,7 @@ pub static X86_64: IsaDesc = IsaDesc {
     },
     dw: None,
     stem: None,
+    int8: &[&kernels::int8::scalar::KERNELS],
     peak: PeakLoop {
         func: kernels::sse::fma_loop,
         flops_per_step: kernels::sse::FLOPS_PER_STEP,
@@ -184,6 +192,7 @@ pub static X86_64_AVX2: IsaDesc = IsaDesc {
         symbol: "mnc_stem_avx2",
         func: kernels::avx2::stem,
     }),
+    int8: &[&kernels::int8::avx2::KERNELS],
     peak: PeakLoop {
         func: kernels::avx2::fma_loop,
         flops_per_step: kernels::avx2::FLOPS_PER_STEP,
@@ -225,6 +234,13 @@ pub static X86_64_AVX512: IsaDesc = IsaDesc {
         symbol: "mnc_stem_avx512",
         func: kernels::avx512::stem,
     }),
+    // VNNI with VBMI (Ice Lake, Zen 4 on) or VNNI (Cascade Lake) where the host has it; the entry's features
+    // (Skylake-SP) have no VNNI nor AVX512-BW, so the fallback is the AVX2 set.
+    int8: &[
+        &kernels::int8::vbmi::KERNELS,
+        &kernels::int8::vnni::KERNELS,
+        &kernels::int8::avx2::KERNELS,
+    ],
     peak: PeakLoop {
         func: kernels::avx512::fma_loop,
         flops_per_step: kernels::avx512::FLOPS_PER_STEP,

@@ -23,6 +23,8 @@
 //! - **Stem conv** ([`stem::StemFn`], AVX2/AVX-512): a whole ungrouped conv with at most
 //!   [`stem::STEM_MAX_CI`] input channels, direct (no im2col), see [`stem`].
 //! - **LRN** ([`lrn::LrnFn`]): one plain-Rust kernel for every ISA, see [`lrn`].
+//! - **Table lookup** of quantized values ([`lut::LutFn`]): geometry and the portable
+//!   kernel; the int8 sets name each ISA's.
 //!
 //! All split their work over the persistent pool ([`super::par::for_each`]) when called with
 //! `threads > 1`: GEMM by (row blocks x column ranges), matrix-vector by column ranges,
@@ -574,20 +576,35 @@ unsafe fn dw_drive(planes: unsafe fn(&Dw, usize, usize, *mut f32), d: &Dw, threa
     let g = &d.g;
     let n = g.planes as usize;
     let work = n * (g.oh * g.ow * g.kh * g.kw) as usize;
+    let plane = (g.hp * g.wp) as usize;
+    plane_ranges(threads, n, work, g.tasks as usize, &|q0, q1, t| {
+        // SAFETY: task `t` owns scratch plane `t` (the geometry reserves `tasks` of them);
+        // disjoint ranges of the caller's planes.
+        unsafe { planes(d, q0, q1, d.scratch.add(t * plane)) }
+    });
+}
+
+/// Runs `f(q0, q1, t)` over ranges of `0..n` planes on `threads`: one task (`t = 0`, every
+/// plane) below [`PAR_MIN_WORK`] multiply-adds (`work`) or on one thread, else at most
+/// `max_tasks` (the scratch areas a geometry reserves, one per task `t`).
+fn plane_ranges(
+    threads: usize,
+    n: usize,
+    work: usize,
+    max_tasks: usize,
+    f: &(dyn Fn(usize, usize, usize) + Sync),
+) {
     let tasks = if threads <= 1 || work < PAR_MIN_WORK {
         1
     } else {
-        (g.tasks as usize).min(n).max(1)
+        max_tasks.min(n).max(1)
     };
-    let plane = (g.hp * g.wp) as usize;
     if tasks == 1 {
-        // SAFETY: every plane, with the first scratch plane, as the caller's contract allows.
-        return unsafe { planes(d, 0, n, d.scratch) };
+        return f(0, n, 0);
     }
     super::par::for_each(threads, tasks, &|t| {
         let (q0, q1) = part(n, tasks, t);
-        // SAFETY: task `t` owns scratch plane `t` (the geometry reserves `tasks` of them).
-        unsafe { planes(d, q0, q1, d.scratch.add(t * plane)) }
+        f(q0, q1, t)
     });
 }
 
@@ -1167,6 +1184,25 @@ pub fn peak_gflops(t: Target) -> Option<f64> {
     let steps = 200_000;
     Some(best_giga_rate(5, (steps * per_step) as f64, || {
         // SAFETY: the host runs the target's ISA (checked above).
+        std::hint::black_box(unsafe { f(steps) });
+    }))
+}
+
+/// The measured single-core int8 peak of a JIT target on this host, in GOP/s (2 per 8-bit
+/// multiply-add): the loop of its int8 kernel set's conv instruction
+/// ([`int8::Int8Kernels::peak`], `vpdpbusd` on VNNI hosts), timed like [`peak_gflops`].
+/// `None` when the host cannot run the target or its set has no such loop (scalar).
+pub fn peak_int8_gops(t: Target) -> Option<f64> {
+    if !t.runs_on_host() {
+        return None;
+    }
+    let super::isa::PeakLoop {
+        func: f,
+        flops_per_step: per_step,
+    } = int8::int8_kernels(t)?.peak?;
+    let steps = 100_000;
+    Some(best_giga_rate(5, (steps * per_step) as f64, || {
+        // SAFETY: the host runs the set (`int8_kernels` checked its features).
         std::hint::black_box(unsafe { f(steps) });
     }))
 }
@@ -1816,6 +1852,29 @@ pub mod avx512 {
     stem_body!("avx512f,avx2,fma");
 }
 
+pub mod int8;
 pub mod lrn;
+pub mod lut;
+pub mod qbinary;
+pub mod qmean;
+
+/// A Rust kernel that generated code calls by symbol, the same for every x86-64 target.
+#[derive(Clone, Copy, Debug)]
+pub struct SharedKernel {
+    pub symbol: &'static str,
+    pub func: *const u8,
+    /// Pointer-sized arguments.
+    pub params: usize,
+}
+
+/// Every [`SharedKernel`]: registered with the JIT and imported into each generated function.
+pub fn shared_kernels() -> Vec<SharedKernel> {
+    let lrn_fn: lrn::LrnFn = lrn::lrn;
+    vec![SharedKernel {
+        symbol: lrn::LRN_SYMBOL,
+        func: lrn_fn as *const u8,
+        params: lrn::LRN_PARAMS,
+    }]
+}
 #[cfg(test)]
 mod tests;

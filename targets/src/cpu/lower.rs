@@ -125,10 +125,30 @@ pub enum Kind {
     Lrn {
         threads: usize,
     },
+    /// A quantized op through the ISA's int8 kernel set ([`super::lower_int8`]): the entry,
+    /// its symbol in the chosen set, split over `threads`.
+    Int8 {
+        entry: super::lower_int8::Int8Entry,
+        symbol: &'static str,
+        threads: usize,
+    },
 }
 
 /// Short name of the strategy, for reports.
 impl Kind {
+    /// Whether the strategy's multiply-adds are 8-bit integer ones (the int8 convs), which
+    /// the profile places under the int8 peak.
+    pub fn int8_macs(&self) -> bool {
+        use super::lower_int8::Int8Entry;
+        matches!(
+            self,
+            Kind::Int8 {
+                entry: Int8Entry::Conv | Int8Entry::Depthwise,
+                ..
+            }
+        )
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Kind::ConvGemm { im2col: true, .. } => "conv-im2col-gemm",
@@ -147,6 +167,7 @@ impl Kind {
             Kind::Concat { .. } => "concat",
             Kind::Data(d) => d.label(),
             Kind::Lrn { .. } => "lrn-kernel",
+            Kind::Int8 { entry, .. } => entry.label(),
         }
     }
 }
@@ -212,6 +233,9 @@ pub fn plan_op(info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<Plan, Str
         .is_some_and(|t| facts::is_view(info.op, t.dtype))
     {
         return Ok(Plan::View);
+    }
+    if let Some(plan) = super::lower_int8::plan(info, isa, threads) {
+        return plan;
     }
     if !all_f32 {
         return Ok(Plan::Fallback("non-f32 operands".into()));
@@ -351,7 +375,13 @@ pub fn plan_op(info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<Plan, Str
         | Op::Unsqueeze { .. }
         | Op::Cast { .. }
         | Op::Input { .. }
-        | Op::Constant(_) => Plan::Fallback(format!("{} is not lowered", info.op.kind())),
+        | Op::Constant(_)
+        | Op::Quantize(_)
+        | Op::Dequantize(_)
+        | Op::QConv(_)
+        | Op::QLut(_)
+        | Op::QGlobalAveragePool(_)
+        | Op::QBinary(_) => Plan::Fallback(format!("{} is not lowered", info.op.kind())),
     })
 }
 
@@ -601,6 +631,9 @@ pub fn in_place_capable(kind: &Kind) -> bool {
         | Kind::ConvDirect { .. }
         | Kind::ConvStem { .. }
         | Kind::SqueezeExcite { .. } => true,
+        // Table lookups (portable and vector) read each byte (or 64-byte block) just before
+        // writing it; the other int8 entries do not run in place.
+        Kind::Int8 { entry, .. } => *entry == super::lower_int8::Int8Entry::Lut,
         // The generated GEMM stores each accumulated row before its epilogue reads C or the
         // residual; the others read their input across the output.
         Kind::Gemm
@@ -707,7 +740,7 @@ fn plan_gemm_vec(
 }
 
 /// The `std::arch` kernels imported into one generated function.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct KernelRefs {
     /// GEMM with fused epilogue ([`super::kernels::GemmFn`]).
     pub gemm: Option<FuncRef>,
@@ -719,8 +752,19 @@ pub struct KernelRefs {
     pub gemv: Option<FuncRef>,
     /// SqueezeExcite ([`super::kernels::SeFn`]).
     pub se: Option<FuncRef>,
-    /// LRN ([`super::kernels::lrn::LrnFn`]).
-    pub lrn: Option<FuncRef>,
+    /// The [`super::kernels::shared_kernels`] by symbol.
+    pub shared: Vec<(&'static str, FuncRef)>,
+}
+
+impl KernelRefs {
+    /// The shared kernel called `symbol`.
+    fn shared(&self, symbol: &str) -> Result<FuncRef, String> {
+        self.shared
+            .iter()
+            .find(|(s, _)| *s == symbol)
+            .map(|&(_, f)| f)
+            .ok_or_else(|| format!("the kernel {symbol} is not imported"))
+    }
 }
 
 /// Emits the body of `plan` for `info` (the function's entry block is current; the caller
@@ -820,10 +864,37 @@ pub fn emit_op(
             e.b.ins().call(sref, &args);
         }
         (Kind::Lrn { threads }, Op::Lrn(_)) => {
-            let lref = refs.lrn.ok_or_else(|| missing("LRN"))?;
+            let lref = refs.shared(super::kernels::lrn::LRN_SYMBOL)?;
             let (x, y, geom) = (e.arg(1), e.arg(0), e.arg(extra(0)));
             let th = e.c64(*threads as i64);
             e.b.ins().call(lref, &[x, y, geom, th]);
+        }
+        (
+            Kind::Int8 {
+                entry,
+                symbol,
+                threads,
+            },
+            _,
+        ) => {
+            use super::lower_int8::Int8Entry;
+            let f = refs.shared(symbol)?;
+            let (y, x) = (e.arg(0), e.arg(1));
+            let th = e.c64(*threads as i64);
+            let geom = e.arg(extra(0));
+            match entry {
+                Int8Entry::Conv | Int8Entry::Depthwise => {
+                    let (w, scratch) = (e.arg(extra(1)), e.arg(scratch_slot));
+                    e.b.ins().call(f, &[x, w, y, scratch, geom, th]);
+                }
+                Int8Entry::Quantize | Int8Entry::Dequantize | Int8Entry::Lut | Int8Entry::Mean => {
+                    e.b.ins().call(f, &[x, y, geom, th]);
+                }
+                Int8Entry::Binary => {
+                    let b = e.arg(2);
+                    e.b.ins().call(f, &[x, b, y, geom, th]);
+                }
+            }
         }
         (Kind::Pool, Op::Pool(p)) => emit_pool(e, info, p, extra(0)),
         (Kind::Gemm, _) => emit_gemm(e, info, extra(0)),

@@ -21,6 +21,7 @@ pub mod isa;
 pub mod kernels;
 pub mod lower;
 pub mod lower_data;
+pub mod lower_int8;
 pub mod par;
 
 pub use isa::{cranelift_flag, isa, IsaDesc};
@@ -33,7 +34,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use lower::{OpInfo, Plan};
 use mnc_ir::facts::InPlace;
-use mnc_ir::{Graph, IrError, NodeId, Op, Tensor, TensorData, TensorType};
+use mnc_ir::{Graph, IrError, NodeId, Op, Tensor, TensorType};
 use mnc_passes::memory::{plan_arena, ArenaOptions, MemoryPlan, Storage};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -230,6 +231,8 @@ pub struct OpReport {
     pub fallback: bool,
     pub code_bytes: usize,
     pub flops: u64,
+    /// The FLOPs are 8-bit integer multiply-adds (2 each; the int8 convs).
+    pub int8: bool,
     /// Compulsory memory traffic of one run of the op, in bytes: its output written once plus
     /// every distinct buffer its step is handed read once (inputs, and constants in the form
     /// the code reads them: packed weights at their packed size; scratch not counted). What
@@ -583,12 +586,7 @@ fn compile_graph(
         blob.extend_from_slice(bytes);
         off
     };
-    let tensor_bytes = |t: &Tensor| -> Vec<u8> {
-        match &t.data {
-            TensorData::F32(v) => f32_le_bytes(v),
-            TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        }
-    };
+    let tensor_bytes = |t: &Tensor| -> Vec<u8> { t.le_bytes() };
 
     // Plan every op, and decide each value's storage for the arena planner: views alias
     // their input, an op whose strategy allows it may take over an input dying there.
@@ -722,8 +720,13 @@ fn compile_graph(
     }
     jb.symbol(desc.gemv.symbol, desc.gemv.func as *const u8);
     jb.symbol(desc.se.symbol, desc.se.func as *const u8);
-    let lrn_fn: kernels::lrn::LrnFn = kernels::lrn::lrn;
-    jb.symbol(kernels::lrn::LRN_SYMBOL, lrn_fn as *const u8);
+    let mut shared = kernels::shared_kernels();
+    if let Some(k) = kernels::int8::int8_kernels(target) {
+        shared.extend(lower_int8::kernels_of(k));
+    }
+    for k in &shared {
+        jb.symbol(k.symbol, k.func);
+    }
     let ts = Instant::now();
     let mut module = JITModule::new(jb);
     t_setup += ts.elapsed();
@@ -740,11 +743,10 @@ fn compile_graph(
     let kid = import(&mut module, ksym, kernels::GEMM_PARAMS)?;
     let vid = import(&mut module, desc.gemv.symbol, kernels::GEMV_PARAMS)?;
     let sid = import(&mut module, desc.se.symbol, kernels::SE_PARAMS)?;
-    let lid = import(
-        &mut module,
-        kernels::lrn::LRN_SYMBOL,
-        kernels::lrn::LRN_PARAMS,
-    )?;
+    let shared_ids = shared
+        .iter()
+        .map(|k| Ok((k.symbol, import(&mut module, k.symbol, k.params)?)))
+        .collect::<Result<Vec<_>, CpuError>>()?;
     let did = match dw {
         Some(d) => Some(import(&mut module, d.symbol, kernels::DW_PARAMS)?),
         None => None,
@@ -783,6 +785,7 @@ fn compile_graph(
             fallback: false,
             code_bytes: 0,
             flops: 0,
+            int8: false,
             bytes: 0,
         };
         match plan {
@@ -807,6 +810,7 @@ fn compile_graph(
             Plan::Jit(jp) => {
                 rep.strategy = jp.kind.label().into();
                 rep.flops = jp.flops;
+                rep.int8 = jp.kind.int8_macs();
                 for x in &jp.extras {
                     args.push(Loc::Weight(put(&f32_le_bytes(x))));
                     arg_bytes.push(x.len() * 4);
@@ -843,7 +847,10 @@ fn compile_graph(
                         stem: stid.map(|d| module.declare_func_in_func(d, b.func)),
                         gemv: Some(module.declare_func_in_func(vid, b.func)),
                         se: Some(module.declare_func_in_func(sid, b.func)),
-                        lrn: Some(module.declare_func_in_func(lid, b.func)),
+                        shared: shared_ids
+                            .iter()
+                            .map(|&(sym, id)| (sym, module.declare_func_in_func(id, b.func)))
+                            .collect(),
                     };
                     let mut e = emit::Emitter {
                         b,

@@ -856,6 +856,14 @@ fn lower_node(
                 "Gather is not lowered (it should have been constant-folded)",
             ))
         }
+        Op::Quantize(_)
+        | Op::Dequantize(_)
+        | Op::QConv(_)
+        | Op::QLut(_)
+        | Op::QGlobalAveragePool(_)
+        | Op::QBinary(_) => {
+            return Err(lw.unsupported(id, "int8 kernels are not generated for CUDA yet (issue 14)"))
+        }
         Op::Lrn(l) => {
             if oshape.len() < 2 {
                 return Err(lw.unsupported(id, "rank below 2"));

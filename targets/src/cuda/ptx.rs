@@ -291,7 +291,7 @@ impl Kernel {
                 self.fop_imm_nan("min", t, 1.0)
             }
             Activation::HardSwish => {
-                let t = self.fop_imm("div", x, 6.0);
+                let t = self.fop_imm("mul", x, 1.0 / 6.0);
                 let t = self.fop_imm("add", t, 0.5);
                 let t = self.fop_imm_nan("max", t, 0.0);
                 let t = self.fop_imm_nan("min", t, 1.0);

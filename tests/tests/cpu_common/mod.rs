@@ -96,6 +96,19 @@ pub fn check_op_all_targets_with(
     rel: f32,
     opts: &CpuOptions,
 ) -> Result<usize, String> {
+    on_every_target(op, inputs, opts, |t, got, want| {
+        check_close(&format!("{t} {op:?}"), got, want, rel).map(|_| ())
+    })
+}
+
+/// Compiles the single-op graph for every JIT target the host runs, runs it and hands its
+/// output and `eval_op`'s to `check`. Returns the number of fallback ops seen (summed).
+fn on_every_target(
+    op: &Op,
+    inputs: &[(Tensor, bool)],
+    opts: &CpuOptions,
+    check: impl Fn(Target, &Tensor, &Tensor) -> Result<(), String>,
+) -> Result<usize, String> {
     let refs: Vec<&Tensor> = inputs.iter().map(|(t, _)| t).collect();
     let want = eval_op(op, &refs).map_err(|e| e.to_string())?;
     let (g, feeds) = single_op_graph(op, inputs);
@@ -104,7 +117,30 @@ pub fn check_op_all_targets_with(
         let m = CompiledModel::compile(&g, t, opts).map_err(|e| format!("{t}: {e}"))?;
         fallbacks += m.report().fallbacks();
         let got = m.run(&feeds).map_err(|e| format!("{t}: {e}"))?;
-        check_close(&format!("{t} {op:?}"), &got[0], &want, rel)?;
+        check(t, &got[0], &want)?;
     }
     Ok(fallbacks)
+}
+
+/// [`check_op_all_targets_with`] for ops with one right answer (integer outputs): the
+/// compiled result must equal `eval_op`'s element for element.
+pub fn check_op_exact(
+    op: &Op,
+    inputs: &[(Tensor, bool)],
+    opts: &CpuOptions,
+) -> Result<usize, String> {
+    on_every_target(op, inputs, opts, |t, got, want| {
+        if got == want {
+            return Ok(());
+        }
+        let (a, b) = (got.le_bytes(), want.le_bytes());
+        let i = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(0);
+        Err(format!(
+            "{t} {}: output differs from the reference (first at byte {i}: {} vs {}; shape {:?})",
+            op.kind(),
+            a.get(i).copied().unwrap_or(0),
+            b.get(i).copied().unwrap_or(0),
+            want.shape
+        ))
+    })
 }
