@@ -112,7 +112,8 @@ impl TargetFacts {
             l2_bytes: 40 << 20,
             alignment: 128,
             gpu: Some(GpuFacts::sm80()),
-            int8: false,
+            // The int8 kernels of the CUDA target (`dp4a` convs, issue 14).
+            int8: true,
         }
     }
     /// NVIDIA H100 (`cuda-sm90`): as [`TargetFacts::cuda_sm80`] with 256 KiB L1/shared per
@@ -218,7 +219,7 @@ mod tests {
         assert_eq!(h.gpu.as_ref().unwrap().compute_capability, 90);
         assert_eq!(
             h.to_string(),
-            "cuda-sm90 v1 regs255 l1=256K l2=51200K sm_90 sms132 smem=48K"
+            "cuda-sm90 v1 regs255 l1=256K l2=51200K int8 sm_90 sms132 smem=48K"
         );
         assert_eq!(
             TargetFacts::default().to_string(),

@@ -1,6 +1,7 @@
 //! GPU correctness of the CUDA target: every committed fixture and every zoo model, and
 //! ragged-shape property tests of each kernel family, against the reference executor
-//! (`max|y - y_ref| <= 1e-4 * max|y_ref|`). Without a CUDA driver or GPU every test prints a
+//! (`max|y - y_ref| <= 1e-4 * max|y_ref|`); the int8 kernels (the quantized fixture, every
+//! int8 op, ragged integer convs) EQUAL to it (`check_exact`). Without a CUDA driver or GPU every test prints a
 //! SKIPPED line with the reason and passes. `bench_zoo_models` (ignored; run by
 //! scripts/gpu-check.sh) times MobileNetV2 and EfficientNet-B0 at batch 1 and 256.
 
@@ -12,7 +13,9 @@ use mnc_ir::{
     Activation, BinaryOp, Conv, Epilogue, Gemm, Graph, NodeId, Op, Pool, PoolKind, SqueezeExcite,
     Tensor, TensorType,
 };
-use mnc_runtime::cuda::{device_available, device_capability, CudaArch, CudaModel, CudaOptions};
+use mnc_runtime::cuda::{
+    codegen, device_available, device_capability, CudaArch, CudaModel, CudaOptions,
+};
 use mnc_runtime::reference;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -421,6 +424,261 @@ proptest! {
 }
 
 /// Times `execute` (inputs already on the device, like a framework benchmark).
+/// Runs `g` on the GPU and on the reference executor with the same inputs and asserts that
+/// every output is EQUAL (the int8 kernels are bit-exact: integer outputs, and f32 outputs
+/// of `DequantizeLinear`, have one right answer).
+fn check_exact(what: &str, g: &Graph, arch: CudaArch, x: &[Tensor]) {
+    let want = reference::run(g, x).unwrap_or_else(|e| panic!("{what}: reference: {e}"));
+    let mut m = CudaModel::compile(g, arch, &CudaOptions::default())
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let got = m.run(x).unwrap_or_else(|e| panic!("{what}: run: {e}"));
+    assert_eq!(got.len(), want.len(), "{what}: output count");
+    for (k, (gt, wt)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(gt.shape, wt.shape, "{what}: output {k} shape");
+        assert_eq!(gt.dtype(), wt.dtype(), "{what}: output {k} type");
+        if gt != wt {
+            let diff = match (gt.to_i64_vec(), wt.to_i64_vec(), gt.as_f32(), wt.as_f32()) {
+                (Some(a), Some(b), _, _) => a.iter().zip(&b).filter(|(x, y)| x != y).count(),
+                (_, _, Some(a), Some(b)) => a
+                    .iter()
+                    .zip(b)
+                    .filter(|(x, y)| x.to_bits() != y.to_bits())
+                    .count(),
+                _ => usize::MAX,
+            };
+            panic!(
+                "{what}: output {k} ({}) differs from the reference in {diff} of {} elements",
+                g.outputs[k].name,
+                gt.numel()
+            );
+        }
+    }
+    let again = m.run(x).unwrap();
+    assert_eq!(again, got, "{what}: runs are deterministic");
+}
+
+#[test]
+fn int8_quant_fixture_equals_reference() {
+    let Some(arch) = gpu("int8_quant_fixture_equals_reference") else {
+        return;
+    };
+    let g = quant_fixture();
+    let x = mnc::io::read_npy(&fixtures_dir().join("quant").join("input.npy")).unwrap();
+    check_exact(
+        "quant fixture, input.npy",
+        &g,
+        arch,
+        std::slice::from_ref(&x),
+    );
+    for seed in 0..3 {
+        check_exact("quant fixture", &g, arch, &inputs_for(&g, seed));
+    }
+}
+
+#[test]
+fn int8_ops_equal_reference() {
+    for batch in [1, 3] {
+        for (name, g) in int8_graphs(batch) {
+            // Without a GPU too: the graph runs on the reference executor.
+            reference::run(&g, &inputs_for(&g, 0)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let Some(arch) = gpu("int8_ops_equal_reference") else {
+                return;
+            };
+            for seed in 0..3 {
+                check_exact(
+                    &format!("{name}, batch {batch}"),
+                    &g,
+                    arch,
+                    &inputs_for(&g, seed),
+                );
+            }
+        }
+    }
+}
+
+/// A random integer conv: u8 or i8 in and out, any geometry and group split, ReLU/Clip or
+/// none, per-tensor or per-channel weights.
+#[derive(Debug, Clone)]
+struct QConvCase {
+    n: usize,
+    cig: usize,
+    cog: usize,
+    group: usize,
+    h: usize,
+    w: usize,
+    k: [usize; 2],
+    stride: [usize; 2],
+    dil: [usize; 2],
+    pads: [usize; 4],
+    x_i8: bool,
+    y_i8: bool,
+    act: u8,
+    bias: bool,
+    seed: u64,
+}
+
+fn qconv_cases() -> impl Strategy<Value = QConvCase> {
+    (
+        (
+            1usize..3,
+            1usize..10,
+            1usize..7,
+            1usize..4,
+            1usize..12,
+            1usize..12,
+        ),
+        (
+            1usize..6,
+            1usize..6,
+            1usize..3,
+            1usize..3,
+            1usize..3,
+            1usize..3,
+        ),
+        (0usize..3, 0usize..3, 0usize..3, 0usize..3),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            0u8..3,
+            any::<bool>(),
+            any::<u64>(),
+        ),
+    )
+        .prop_map(
+            |(
+                (n, cig, cog, group, h, w),
+                (kh, kw, sy, sx, dy, dx),
+                (pt, pl, pb, pr),
+                (x_i8, y_i8, act, bias, seed),
+            )| {
+                QConvCase {
+                    n,
+                    cig,
+                    cog,
+                    group,
+                    h,
+                    w,
+                    k: [kh, kw],
+                    stride: [sy, sx],
+                    dil: [dy, dx],
+                    pads: [pt, pl, pb, pr],
+                    x_i8,
+                    y_i8,
+                    act,
+                    bias,
+                    seed,
+                }
+            },
+        )
+}
+
+/// `Quantize -> QConv -> Dequantize` of a case (`None` if the IR refuses it).
+fn qconv_graph(c: &QConvCase) -> Option<Graph> {
+    use mnc_ir::{DType, QConv, QParams};
+    let (ci, co) = (c.cig * c.group, c.cog * c.group);
+    // The kernel shrunk until its window fits the input, the pads below the window.
+    let fit = |k: usize, d: usize, len: usize| k.min((len - 1) / d + 1);
+    let mut c = c.clone();
+    c.k = [fit(c.k[0], c.dil[0], c.h), fit(c.k[1], c.dil[1], c.w)];
+    for (i, p) in c.pads.iter_mut().enumerate() {
+        *p = (*p).min((c.k[i % 2] - 1) * c.dil[i % 2]);
+    }
+    let xt = if c.x_i8 { DType::I8 } else { DType::U8 };
+    let yt = if c.y_i8 { DType::I8 } else { DType::U8 };
+    let xp = QParams::per_tensor(xt, 0.013, if c.x_i8 { -9 } else { 117 });
+    let yp = QParams::per_tensor(
+        yt,
+        0.02 + (c.seed % 7) as f32 * 0.01,
+        if c.y_i8 { 3 } else { 90 },
+    );
+    let mut g = Graph::new("qconv");
+    let x = g.add_input("x", TensorType::f32(vec![c.n, ci, c.h, c.w]));
+    let xq = g
+        .add_node_inferred("xq", Op::Quantize(xp.clone()), &[x])
+        .ok()?;
+    let wt = rand_tensor(&[co, c.cig, c.k[0], c.k[1]], c.seed);
+    let wv: Vec<i32> = wt
+        .as_f32()
+        .unwrap()
+        .iter()
+        .map(|v| (v * 127.0).round() as i32)
+        .collect();
+    let w = g.add_constant(
+        "w",
+        Tensor::from_i32_values(vec![co, c.cig, c.k[0], c.k[1]], DType::I8, wv).unwrap(),
+    );
+    let wq = if c.seed % 2 == 0 {
+        QParams {
+            dtype: DType::I8,
+            axis: Some(0),
+            scale: (0..co).map(|o| 0.003 + 0.0005 * (o % 5) as f32).collect(),
+            zero_point: vec![0; co],
+        }
+    } else {
+        QParams::per_tensor(DType::I8, 0.004, 0)
+    };
+    let mut ins = vec![xq, w];
+    if c.bias {
+        let bt = rand_tensor(&[co], c.seed + 1);
+        let bv = bt
+            .as_f32()
+            .unwrap()
+            .iter()
+            .map(|v| (v * 2000.0) as i32)
+            .collect();
+        ins.push(g.add_constant(
+            "b",
+            Tensor::from_i32_values(vec![co], DType::I32, bv).unwrap(),
+        ));
+    }
+    let act = match c.act {
+        0 => None,
+        1 => Some(Activation::Relu),
+        _ => Some(Activation::Clip { min: 0.0, max: 1.5 }),
+    };
+    let q = QConv {
+        conv: Conv {
+            kernel: c.k,
+            strides: c.stride,
+            dilations: c.dil,
+            pads: c.pads,
+            group: c.group,
+            has_bias: c.bias,
+            epilogue: Epilogue {
+                residual: false,
+                act,
+            },
+            schedule: None,
+        },
+        x: xp,
+        w: wq,
+        y: yp.clone(),
+    };
+    let y = g
+        .add_node_inferred("qconv", Op::QConv(Box::new(q)), &ins)
+        .ok()?;
+    let yf = g.add_node_inferred("yf", Op::Dequantize(yp), &[y]).ok()?;
+    g.add_output("y", yf);
+    g.add_output("yq", y);
+    Some(g)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 16, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ragged_qconvs_equal_reference(c in qconv_cases()) {
+        if let Some(g) = qconv_graph(&c) {
+            // Without a GPU too: the case generates code and runs on the reference.
+            let x = inputs_for(&g, c.seed);
+            codegen::compile(&g, CudaArch::Sm80, &CudaOptions::default()).unwrap();
+            reference::run(&g, &x).unwrap();
+            let Some(arch) = gpu("ragged_qconvs_equal_reference") else { return Ok(()); };
+            check_exact(&format!("{c:?}"), &g, arch, &x);
+        }
+    }
+}
+
 fn time_model(m: &mut CudaModel, x: &[Tensor], iters: usize) -> f64 {
     m.upload_inputs(x).unwrap();
     for _ in 0..3 {

@@ -1,6 +1,7 @@
 //! Every kernel the CUDA target generates for every committed fixture, every zoo model
 //! (small resolution) and the generated exporter fixtures (`fixtures-exporters/`), exact f32
-//! and TF32, is assembled by NVIDIA's `ptxas` for sm_80 and
+//! and TF32, and the int8 kernels of the quantized fixture and of synthetic graphs with every
+//! int8 op ([`cuda_util::int8_graphs`]), is assembled by NVIDIA's `ptxas` for sm_80 and
 //! sm_90, with no error.
 //! No GPU is needed. ptxas comes from `scripts/install-ptxas.sh` (folder `.ptxas/`); when it
 //! is missing the test prints a SKIPPED line, or panics with `MNC_REQUIRE_PTXAS=1` (CI).
@@ -112,6 +113,12 @@ fn every_kernel_assembles_with_ptxas() {
             .unwrap();
         g.add_output("y", y);
         graphs.push((format!("lrn-{size}-{beta}-raw"), g));
+    }
+    // int8 (issue 14): the onnxruntime QDQ fixture after qdq-fold (its QConvs, QAdds and
+    // QGlobalAveragePool), and synthetic graphs with every int8 op and kernel form.
+    graphs.push(("quant-fixture-opt".to_string(), quant_fixture()));
+    for (name, g) in int8_graphs(2) {
+        graphs.push((format!("{name}-raw"), g));
     }
     let dir = std::env::temp_dir().join(format!("mnc-ptxas-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -15,8 +15,8 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 use mnc_ir::tensor::checked_numel;
-use mnc_ir::{DType, Graph, Tensor};
-use mnc_targets::cuda::{BufRef, CudaError, Space};
+use mnc_ir::{DType, Graph, Tensor, TensorData};
+use mnc_targets::cuda::{storage_words, BufRef, CudaError, Space};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -255,7 +255,7 @@ impl CudaModel {
             .into());
         }
         for (b, t) in self.program.inputs.iter().zip(inputs) {
-            if t.dtype() != DType::F32 || t.shape != b.ty.shape {
+            if t.dtype() != b.ty.dtype || t.shape != b.ty.shape {
                 return Err(RuntimeError::InputType {
                     name: b.name.clone(),
                     expected: b.ty.clone(),
@@ -263,8 +263,19 @@ impl CudaModel {
                 }
                 .into());
             }
-            let data = match (t.as_f32(), checked_numel(&t.shape)) {
-                (Some(d), Ok(n)) if d.len() == n => d,
+            // The device words of the input: f32 as they are, u8/i8 four bytes to a word
+            // (the layout of `mnc_targets::cuda::storage_words`).
+            let words: Option<std::borrow::Cow<[f32]>> = match &t.data {
+                TensorData::F32(v) => Some(v.as_slice().into()),
+                TensorData::U8(v) => Some(codegen::int8::bytes_to_words(v).into()),
+                TensorData::I8(v) => Some(
+                    codegen::int8::bytes_to_words(&v.iter().map(|&x| x as u8).collect::<Vec<u8>>())
+                        .into(),
+                ),
+                TensorData::I64(_) | TensorData::I32(_) => None,
+            };
+            let data = match (words, checked_numel(&t.shape), storage_words(&b.ty)) {
+                (Some(d), Ok(_), Some(w)) if d.len() == w && t.numel() == b.ty.numel() => d,
                 _ => {
                     return Err(RuntimeError::InputData {
                         name: b.name.clone(),
@@ -281,7 +292,7 @@ impl CudaModel {
                 .arena
                 .slice_mut(b.buf.offset..b.buf.offset + data.len());
             self.stream
-                .memcpy_htod(data, &mut dst)
+                .memcpy_htod(data.as_ref(), &mut dst)
                 .map_err(drv(format!("uploading input '{}'", b.name)))?;
         }
         Ok(())
@@ -307,7 +318,10 @@ impl CudaModel {
     pub fn download_outputs(&self) -> Result<Vec<Tensor>, CudaRunError> {
         let mut out = Vec::with_capacity(self.program.outputs.len());
         for b in &self.program.outputs {
-            let n = b.ty.numel();
+            let n = storage_words(&b.ty).ok_or_else(|| CudaRunError::Driver {
+                what: format!("downloading output '{}'", b.name),
+                msg: format!("{} values are never on the device", b.ty),
+            })?;
             let mut host = vec![0.0f32; n];
             if n > 0 {
                 let src = match b.buf.space {
@@ -326,8 +340,29 @@ impl CudaModel {
             .iter()
             .zip(out)
             .map(|(b, d)| {
-                Tensor::from_f32(b.ty.shape.clone(), d)
-                    .map_err(|e| CudaRunError::Input(RuntimeError::Ir(e)))
+                let shape = b.ty.shape.clone();
+                // u8/i8 outputs are bytes, four to a word; i32 one word per element.
+                let bytes = || d.iter().flat_map(|w| w.to_bits().to_le_bytes());
+                let n = b.ty.numel();
+                let t = match b.ty.dtype {
+                    DType::U8 => Tensor::from_i32_values(
+                        shape,
+                        DType::U8,
+                        bytes().take(n).map(i32::from).collect(),
+                    ),
+                    DType::I8 => Tensor::from_i32_values(
+                        shape,
+                        DType::I8,
+                        bytes().take(n).map(|x| x as i8 as i32).collect(),
+                    ),
+                    DType::I32 => Tensor::from_i32_values(
+                        shape,
+                        DType::I32,
+                        d.iter().map(|w| w.to_bits() as i32).collect(),
+                    ),
+                    DType::F32 | DType::I64 => Tensor::from_f32(shape, d),
+                };
+                t.map_err(|e| CudaRunError::Input(RuntimeError::Ir(e)))
             })
             .collect()
     }

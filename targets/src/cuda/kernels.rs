@@ -21,7 +21,7 @@ fn blocks_for(threads: usize, block: usize) -> u32 {
 
 /// One thread per element over `n` elements: the kernel, the linear index register and the
 /// exit label (to be placed by [`finish`]).
-fn per_element(nparams: usize, n: usize) -> (Kernel, Reg, String) {
+pub(super) fn per_element(nparams: usize, n: usize) -> (Kernel, Reg, String) {
     let mut k = Kernel::new(nparams, ELEMENTWISE_BLOCK as u32);
     let exit = k.label("exit");
     let i = k.global_tid();
@@ -29,7 +29,7 @@ fn per_element(nparams: usize, n: usize) -> (Kernel, Reg, String) {
     (k, i, exit)
 }
 
-fn finish(mut k: Kernel, exit: &str, grid_threads: usize, kind: &'static str) -> Gen {
+pub(super) fn finish(mut k: Kernel, exit: &str, grid_threads: usize, kind: &'static str) -> Gen {
     k.place(exit);
     k.ins("ret");
     let block = k.block as usize;
@@ -230,7 +230,7 @@ pub fn channel_affine(shape: &[usize], bn_epsilon: Option<f32>) -> Gen {
 }
 
 /// One warp per output: returns (kernel, warp id, lane, exit label).
-fn per_warp(nparams: usize, outputs: usize) -> (Kernel, Reg, Reg, String) {
+pub(super) fn per_warp(nparams: usize, outputs: usize) -> (Kernel, Reg, Reg, String) {
     let mut k = Kernel::new(nparams, ELEMENTWISE_BLOCK as u32);
     let exit = k.label("exit");
     let g = k.global_tid();
@@ -241,7 +241,12 @@ fn per_warp(nparams: usize, outputs: usize) -> (Kernel, Reg, Reg, String) {
 }
 
 /// A lane-strided loop `for r in (lane..len).step_by(32)`, calling `body` with `r`.
-fn lane_loop(k: &mut Kernel, lane: Reg, len: usize, mut body: impl FnMut(&mut Kernel, Reg)) {
+pub(super) fn lane_loop(
+    k: &mut Kernel,
+    lane: Reg,
+    len: usize,
+    mut body: impl FnMut(&mut Kernel, Reg),
+) {
     let r = k.r();
     k.ins(format!("mov.u32 {r}, {lane}"));
     let top = k.label("loop");
@@ -281,7 +286,7 @@ pub fn mean(outer: usize, red: usize, inner: usize) -> Gen {
     finish_warps(k, &exit, outputs, "mean")
 }
 
-fn finish_warps(k: Kernel, exit: &str, outputs: usize, kind: &'static str) -> Gen {
+pub(super) fn finish_warps(k: Kernel, exit: &str, outputs: usize, kind: &'static str) -> Gen {
     finish(k, exit, outputs * 32, kind)
 }
 
@@ -466,7 +471,7 @@ fn conv_epilogue(k: &mut Kernel, s: &ConvSpec, ptrs: &[Reg], o: Reg, i: Reg, acc
 }
 
 /// Per-tap validity predicates and input offsets `iy * W + ix` of one output position.
-fn taps(k: &mut Kernel, s: &ConvSpec, oy: Reg, ox: Reg) -> Vec<(Reg, Reg)> {
+pub(super) fn taps(k: &mut Kernel, s: &ConvSpec, oy: Reg, ox: Reg) -> Vec<(Reg, Reg)> {
     // iy0 = oy * sy - pt (wrapping u32), likewise ix0.
     let iy0 = k.r();
     k.ins(format!(

@@ -7,17 +7,23 @@
 //! (reshapes are views, so they alias their input). `mnc-runtime` loads the module and
 //! replays the launch plan with `cudarc`.
 //!
+//! Int8 (issue 14): the quantized ops (`QuantizeLinear`, `DequantizeLinear`, `QConv` on
+//! `dp4a`, `QLut`, `QGlobalAveragePool`, `QAdd`/`QMul`) and the integer `Pad` run on
+//! generated kernels ([`int8`]), bit-exact against the reference executor; `u8`/`i8` values
+//! are stored as bytes ([`storage_words`]).
+//!
 //! Numerics: exact float32 (FMA accumulation in the reference order for convs and GEMMs);
 //! `exp` uses `ex2.approx` (about 2 ulp); means and the softmax denominator accumulate in
 //! f32 lane partials. With `allow_tf32` the GEMMs (pointwise convs, Gemm, MatMul) use TF32
 //! tensor cores (`mma.sync.m16n8k8`): operands rounded to 10-bit mantissas, f32 accumulation.
 
+pub mod int8;
 pub mod kernels;
 pub mod ptx;
 pub mod tiles;
 
 use kernels::{ConvSpec, GemmSpec, Gen, PoolSpec};
-use mnc_ir::{DType, Graph, NodeId, Op, PoolKind, TensorType};
+use mnc_ir::{DType, Graph, NodeId, Op, PoolKind, QType, Tensor, TensorData, TensorType};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
@@ -208,6 +214,87 @@ fn align(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
 
+/// Device storage of a value of type `ty`, in f32-sized words: one per f32 or i32 element,
+/// one per four u8/i8 elements (bytes, little-endian within a word); `None` for i64 (never
+/// on the device).
+pub fn storage_words(ty: &TensorType) -> Option<usize> {
+    let n = ty.numel();
+    match ty.dtype {
+        DType::F32 | DType::I32 => Some(n),
+        DType::U8 | DType::I8 => Some(n.div_ceil(4)),
+        DType::I64 => None,
+    }
+}
+
+/// A constant's device words (the bytes of u8/i8 data packed four to a word, i32 as bits),
+/// `None` for i64.
+fn constant_words(t: &Tensor) -> Option<Vec<f32>> {
+    match &t.data {
+        TensorData::F32(v) => Some(v.clone()),
+        TensorData::I32(v) => Some(v.iter().map(|&x| f32::from_bits(x as u32)).collect()),
+        TensorData::U8(v) => Some(int8::bytes_to_words(v)),
+        TensorData::I8(v) => Some(int8::bytes_to_words(
+            &v.iter().map(|&x| x as u8).collect::<Vec<u8>>(),
+        )),
+        TensorData::I64(_) => None,
+    }
+}
+
+/// How the lowering of an op stores and reads its values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StorageFacts {
+    /// It handles u8/i8 operands or results (every other op must be f32 throughout on this
+    /// target).
+    int8: bool,
+    /// Inputs from this slot on are read on the host at compile time (a `QConv`'s weights
+    /// and bias, packed into its constants), not by a kernel: they need no device buffer.
+    host_from: Option<usize>,
+}
+
+fn storage_facts(op: &Op) -> StorageFacts {
+    let (int8, host_from) = match op {
+        Op::QConv(_) => (true, Some(1)),
+        Op::Input { .. }
+        | Op::Quantize(_)
+        | Op::Dequantize(_)
+        | Op::QLut(_)
+        | Op::QGlobalAveragePool(_)
+        | Op::QBinary(_)
+        | Op::Pad { .. } => (true, None),
+        Op::Constant(_)
+        | Op::Identity
+        | Op::Dropout
+        | Op::Conv(_)
+        | Op::BatchNorm { .. }
+        | Op::ChannelAffine
+        | Op::SqueezeExcite(_)
+        | Op::Act(_)
+        | Op::Binary(_)
+        | Op::Gemm(_)
+        | Op::MatMul
+        | Op::GlobalAveragePool
+        | Op::ReduceMean { .. }
+        | Op::Pool(_)
+        | Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Transpose { .. }
+        | Op::Concat { .. }
+        | Op::Slice(_)
+        | Op::Gather { .. }
+        | Op::Cast { .. }
+        | Op::Softmax { .. }
+        | Op::Lrn(_) => (false, None),
+    };
+    StorageFacts { int8, host_from }
+}
+
+/// Whether input `slot` of `op` is read by a kernel on the device.
+fn device_slot(op: &Op, slot: usize) -> bool {
+    storage_facts(op).host_from.is_none_or(|h| slot < h)
+}
+
 /// First-fit arena allocator over f32 element offsets.
 #[derive(Default)]
 struct Arena {
@@ -330,6 +417,17 @@ impl<'g> Lower<'g> {
         }
     }
 
+    /// Appends `v` to the weights buffer (aligned) and returns its location.
+    fn add_weights(&mut self, v: &[f32]) -> BufRef {
+        let off = self.weights.len();
+        self.weights.extend_from_slice(v);
+        self.weights.resize(off + align(v.len().max(1)), 0.0);
+        BufRef {
+            space: Space::Weights,
+            offset: off,
+        }
+    }
+
     fn temp(&mut self, n: usize) -> BufRef {
         BufRef {
             space: Space::Arena,
@@ -400,6 +498,19 @@ pub fn compile(
         }
     }
     let pinned: HashSet<NodeId> = graph.outputs.iter().map(|o| root[&o.node]).collect();
+    // Non-f32 constants some kernel reads on the device (the others, a QConv's weights and
+    // bias, are packed at compile time and need no copy of their own).
+    let mut device_consts: HashSet<NodeId> = HashSet::new();
+    for &id in &order {
+        if needed.contains(&id) {
+            let op = &graph.node(id).op;
+            for (slot, i) in graph.inputs(id).into_iter().enumerate() {
+                if device_slot(op, slot) {
+                    device_consts.insert(i);
+                }
+            }
+        }
+    }
 
     for &id in &order {
         if !needed.contains(&id) {
@@ -407,28 +518,48 @@ pub fn compile(
         }
         let node = graph.node(id);
         let ins = graph.inputs(id);
-        if node.ty.dtype != DType::F32 && !matches!(node.op, Op::Constant(_)) {
-            return Err(lw.unsupported(
-                id,
-                format!("values of type {} (only f32 runs on the GPU)", node.ty),
-            ));
-        }
         if let Op::Constant(t) = &node.op {
-            // I64 constants are only legal as operands the target reads on the host (none
-            // today): any kernel reading one fails below.
-            if let Some(v) = t.as_f32() {
-                let off = lw.weights.len();
-                lw.weights.extend_from_slice(v);
-                lw.weights.resize(off + align(v.len().max(1)), 0.0);
-                lw.loc.insert(
-                    id,
-                    BufRef {
-                        space: Space::Weights,
-                        offset: off,
-                    },
-                );
+            // f32 constants always live in the weights buffer; u8/i8/i32 ones when a kernel
+            // reads them. I64 constants are only legal as operands the target reads on the
+            // host (none today): any kernel reading one fails below.
+            if t.dtype() == DType::F32 || device_consts.contains(&id) {
+                if let Some(v) = constant_words(t) {
+                    let buf = lw.add_weights(&v);
+                    lw.loc.insert(id, buf);
+                }
             }
             continue;
+        }
+        let facts = storage_facts(&node.op);
+        let ok_type = |t: DType| {
+            t == DType::F32 || (facts.int8 && matches!(t, DType::U8 | DType::I8 | DType::I32))
+        };
+        if !ok_type(node.ty.dtype) && !is_view(&node.op, graph, &ins) {
+            return Err(lw.unsupported(
+                id,
+                format!(
+                    "values of type {} (only f32 runs on the GPU, and u8/i8 in the int8 ops)",
+                    node.ty
+                ),
+            ));
+        }
+        if let Some(&i) = ins
+            .iter()
+            .enumerate()
+            .filter(|&(slot, _)| device_slot(&node.op, slot))
+            .map(|(_, i)| i)
+            .find(|&&i| !ok_type(graph.node(i).ty.dtype))
+        {
+            if !is_view(&node.op, graph, &ins) {
+                return Err(lw.unsupported(
+                    id,
+                    format!(
+                        "input '{}' is {} (only the int8 ops read u8/i8 values on the GPU)",
+                        graph.node(i).name,
+                        graph.node(i).ty
+                    ),
+                ));
+            }
         }
         if is_view(&node.op, graph, &ins) {
             let src = *lw
@@ -439,7 +570,10 @@ pub fn compile(
             continue;
         }
         let mut in_refs = Vec::with_capacity(ins.len());
-        for &i in &ins {
+        for (slot, &i) in ins.iter().enumerate() {
+            if !device_slot(&node.op, slot) {
+                continue;
+            }
             match lw.loc.get(&i) {
                 Some(&r) => in_refs.push(r),
                 None => {
@@ -455,7 +589,8 @@ pub fn compile(
             }
         }
         // Output buffer, allocated before any input is released (no kernel runs in place).
-        let n_out = node.ty.numel();
+        let n_out = storage_words(&node.ty)
+            .ok_or_else(|| lw.unsupported(id, format!("values of type {}", node.ty)))?;
         let out = lw.temp(n_out);
         lw.bufs.insert(
             out.offset,
@@ -501,14 +636,15 @@ pub fn compile(
                 ty: n.ty.clone(),
                 buf,
             });
-        } else if n.ty.dtype != DType::F32 {
+        } else if !matches!(n.ty.dtype, DType::F32 | DType::U8 | DType::I8) {
             return Err(gerr(format!(
-                "input '{}' is {}; only f32 inputs are supported",
+                "input '{}' is {}; only f32, u8 and i8 inputs are supported",
                 n.name, n.ty
             )));
         } else {
             // An input no output depends on: give it a buffer so that `run` can still take it.
-            let buf = lw.temp(n.ty.numel());
+            let words = storage_words(&n.ty).unwrap_or(0);
+            let buf = lw.temp(words);
             inputs.push(Binding {
                 name: n.name.clone(),
                 ty: n.ty.clone(),
@@ -844,11 +980,18 @@ fn lower_node(
             if r == 0 {
                 return Err(lw.unsupported(id, "padding a scalar"));
             }
-            lw.emit(
-                id,
-                kernels::pad(s, &oshape, &pads[..r], *value),
-                args(&a[..1]),
-            )?;
+            let gen = match node.ty.dtype {
+                DType::F32 => kernels::pad(s, &oshape, &pads[..r], *value),
+                // The integer Pad of a quantized tensor (the verifier checked that the
+                // value is an integer of the type).
+                DType::U8 | DType::I8 => {
+                    int8::pad_bytes(s, &oshape, &pads[..r], *value as i32 as u8)
+                }
+                t @ (DType::I32 | DType::I64) => {
+                    return Err(lw.unsupported(id, format!("padding {t} values")))
+                }
+            };
+            lw.emit(id, gen, args(&a[..1]))?;
         }
         Op::Gather { .. } => {
             return Err(lw.unsupported(
@@ -856,13 +999,61 @@ fn lower_node(
                 "Gather is not lowered (it should have been constant-folded)",
             ))
         }
-        Op::Quantize(_)
-        | Op::Dequantize(_)
-        | Op::QConv(_)
-        | Op::QLut(_)
-        | Op::QGlobalAveragePool(_)
-        | Op::QBinary(_) => {
-            return Err(lw.unsupported(id, "int8 kernels are not generated for CUDA yet (issue 14)"))
+        Op::Quantize(q) => {
+            let qt = QType::of(q.dtype)
+                .ok_or_else(|| lw.unsupported(id, format!("quantizing to {}", q.dtype)))?;
+            let (p, table) = quant_params(lw, id, q, shape(g, ins[0]))?;
+            let mut ops = vec![a[0]];
+            ops.extend(table);
+            lw.emit(id, int8::quantize(n_out, &p, qt), args(&ops))?;
+        }
+        Op::Dequantize(q) => {
+            let input = match g.node(ins[0]).ty.dtype {
+                DType::U8 => int8::DequantInput::Q(QType::U8),
+                DType::I8 => int8::DequantInput::Q(QType::I8),
+                DType::I32 => int8::DequantInput::I32,
+                t @ (DType::F32 | DType::I64) => {
+                    return Err(lw.unsupported(id, format!("dequantizing {t}")))
+                }
+            };
+            let (p, table) = quant_params(lw, id, q, shape(g, ins[0]))?;
+            let mut ops = vec![a[0]];
+            ops.extend(table);
+            lw.emit(id, int8::dequantize(n_out, &p, input), args(&ops))?;
+        }
+        Op::QConv(q) => lower_qconv(lw, id, ins, q, a[0], out)?,
+        Op::QLut(l) => {
+            if !l.is_valid() {
+                return Err(lw.unsupported(id, "a table without one entry per input value"));
+            }
+            let table = lw.add_weights(&int8::lut_table(&l.table));
+            lw.emit(id, int8::lut(n_out, l.x), args(&[a[0], table]))?;
+        }
+        Op::QGlobalAveragePool(m) => {
+            let s = shape(g, ins[0]);
+            if s.len() != 4 {
+                return Err(lw.unsupported(id, "an input that is not NCHW"));
+            }
+            let (planes, pixels) = (s[0] * s[1], s[2] * s[3]);
+            let rq = m
+                .requant(pixels)
+                .ok_or_else(|| lw.unsupported(id, "parameters with no requantization"))?;
+            let qt = QType::of(m.x.dtype)
+                .ok_or_else(|| lw.unsupported(id, format!("an input of type {}", m.x.dtype)))?;
+            let gen = int8::qmean(planes, pixels, qt, m.x.at(0).1, &rq);
+            lw.emit(id, gen, args(&a[..1]))?;
+        }
+        Op::QBinary(q) => {
+            let (sa, sb) = (shape(g, ins[0]), shape(g, ins[1]));
+            let inner = mnc_ir::QBinary::inner(sa, sb).ok_or_else(|| {
+                lw.unsupported(id, "b must have a's shape or its leading dims then ones")
+            })?;
+            let f = q
+                .requant()
+                .ok_or_else(|| lw.unsupported(id, "parameters with no integer form"))?;
+            let qt = QType::of(q.y.dtype)
+                .ok_or_else(|| lw.unsupported(id, format!("an output of type {}", q.y.dtype)))?;
+            lw.emit(id, int8::qbinary(n_out, inner, qt, &f), args(&a[..2]))?;
         }
         Op::Lrn(l) => {
             if oshape.len() < 2 {
@@ -883,6 +1074,116 @@ fn lower_node(
         }
     }
     Ok(())
+}
+
+/// The parameters of a quantize/dequantize kernel over a tensor of `shape`: immediates per
+/// tensor, or a table in the weights buffer (its location returned) per axis.
+fn quant_params(
+    lw: &mut Lower,
+    id: NodeId,
+    q: &mnc_ir::QParams,
+    shape: &[usize],
+) -> Result<(int8::QuantParams, Option<BufRef>), CudaError> {
+    match q.axis {
+        None => {
+            let (scale, zp) = q.at(0);
+            Ok((int8::QuantParams::PerTensor { scale, zp }, None))
+        }
+        Some(ax) => {
+            let dim = *shape
+                .get(ax)
+                .ok_or_else(|| lw.unsupported(id, format!("axis {ax} out of range")))?;
+            if q.scale.len() != dim || q.zero_point.len() != dim {
+                return Err(lw.unsupported(id, "per-axis parameters of the wrong length"));
+            }
+            let inner = shape[ax + 1..].iter().product();
+            let table = lw.add_weights(&int8::axis_table(&q.scale, &q.zero_point));
+            Ok((int8::QuantParams::PerAxis { dim, inner }, Some(table)))
+        }
+    }
+}
+
+/// The integer values of constant input `i` of type `dtype`.
+fn const_data(g: &Graph, i: NodeId) -> Option<&TensorData> {
+    match &g.node(i).op {
+        Op::Constant(t) => Some(&t.data),
+        _ => None,
+    }
+}
+
+/// Lowers a `QConv`: its weights and bias (constants) packed with the folded zero point and
+/// the multipliers ([`int8::pack_qconv`]), then the `dp4a` kernel of its shape.
+fn lower_qconv(
+    lw: &mut Lower,
+    id: NodeId,
+    ins: &[NodeId],
+    q: &mnc_ir::QConv,
+    x: BufRef,
+    out: BufRef,
+) -> Result<(), CudaError> {
+    let g = lw.g;
+    let c = &q.conv;
+    let (xs, ws, ys) = (shape(g, ins[0]), shape(g, ins[1]), &g.node(id).ty.shape);
+    if xs.len() != 4 || ws.len() != 4 || ys.len() != 4 {
+        return Err(lw.unsupported(id, "a convolution that is not 2-D NCHW"));
+    }
+    if c.epilogue.residual {
+        return Err(lw.unsupported(id, "a residual sum (the integer conv has none)"));
+    }
+    let w: Vec<i8> = match const_data(g, ins[1]) {
+        Some(TensorData::I8(v)) => v.clone(),
+        _ => return Err(lw.unsupported(id, "weights that are not an i8 constant")),
+    };
+    let co = ws[0];
+    let bias: Vec<i32> = if c.has_bias {
+        match const_data(g, ins[2]) {
+            Some(TensorData::I32(v)) => v.clone(),
+            _ => return Err(lw.unsupported(id, "a bias that is not an i32 constant")),
+        }
+    } else {
+        vec![0; co]
+    };
+    let rq = q
+        .requant(co)
+        .ok_or_else(|| lw.unsupported(id, "parameters with no integer requantization"))?;
+    let x_type = QType::of(g.node(ins[0]).ty.dtype)
+        .ok_or_else(|| lw.unsupported(id, "an input that is not u8 or i8"))?;
+    if c.group == 0 || xs[1] % c.group != 0 || co % c.group != 0 || ws[1] * c.group != xs[1] {
+        return Err(lw.unsupported(id, "channels that do not split into the groups"));
+    }
+    let spec = int8::QConvSpec {
+        conv: ConvSpec {
+            n: xs[0],
+            ci: xs[1],
+            h: xs[2],
+            w: xs[3],
+            co,
+            oh: ys[2],
+            ow: ys[3],
+            kh: ws[2],
+            kw: ws[3],
+            stride: c.strides,
+            dilation: c.dilations,
+            pad: [c.pads[0], c.pads[1]],
+            group: c.group,
+            has_bias: c.has_bias,
+            residual: false,
+            act: None,
+        },
+        x: x_type,
+        x_zp: q.x.at(0).1,
+        y_zp: rq.zero_point,
+        lo: rq.lo,
+        hi: rq.hi,
+    };
+    let packed = int8::pack_qconv(&spec, &w, &bias, &rq.mult).map_err(|r| lw.unsupported(id, r))?;
+    let consts = lw.add_weights(&packed);
+    let gen = if spec.depthwise() {
+        int8::qdwconv(&spec)
+    } else {
+        int8::qconv(&spec)
+    };
+    lw.emit(id, gen, vec![x, consts, out])
 }
 
 /// `(prod(s[..lo]), prod(s[lo..hi]), prod(s[hi..]))`.

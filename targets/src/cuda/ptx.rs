@@ -222,6 +222,15 @@ impl Kernel {
         self.ins(format!("add.s64 {a}, {ptr}, {w}"));
         a
     }
+    /// Global address `ptr + size * elem` (elem a u32 element index, `size` bytes per
+    /// element: 1 for the `u8`/`i8` tensors of the int8 kernels).
+    pub fn addr_sized(&mut self, ptr: Reg, elem: Reg, size: u32) -> Reg {
+        let w = self.rd();
+        let a = self.rd();
+        self.ins(format!("mul.wide.u32 {w}, {elem}, {size}"));
+        self.ins(format!("add.s64 {a}, {ptr}, {w}"));
+        a
+    }
     /// Read-only global f32 load `ptr[elem]`.
     pub fn ld(&mut self, ptr: Reg, elem: Reg) -> Reg {
         let a = self.addr(ptr, elem);

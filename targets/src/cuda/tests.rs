@@ -2,6 +2,7 @@
 //! planning and refusals.
 
 use super::*;
+use mnc_ir::QType;
 use mnc_ir::{Activation, Conv, Epilogue, Gemm, Tensor, TensorType};
 
 fn tf(shape: &[usize], seed: u32) -> Tensor {
@@ -231,4 +232,229 @@ fn activations_propagate_nan_in_ptx() {
             );
         }
     }
+}
+
+/// f32 x -> Quantize (u8) -> QConv 3x3 (3 input channels: a partial quad) -> QConv
+/// depthwise 3x3 -> QLut -> QGlobalAveragePool -> QMul by channel -> Dequantize.
+fn int8_graph() -> Graph {
+    use mnc_ir::{DType, QBinary, QBinaryOp, QConv, QLut, QMean, QParams, QType};
+    let pt = QParams::per_tensor;
+    let mut g = Graph::new("int8");
+    let x = g.add_input("x", TensorType::f32(vec![1, 3, 6, 6]));
+    let xq = g
+        .add_node_inferred("xq", Op::Quantize(pt(DType::U8, 0.02, 128)), &[x])
+        .unwrap();
+    let w = Tensor::from_i32_values(
+        vec![4, 3, 3, 3],
+        DType::I8,
+        (0..108).map(|i| (i * 37 % 255) - 127).collect(),
+    )
+    .unwrap();
+    let w = g.add_constant("c.w", w);
+    let b = g.add_constant(
+        "c.b",
+        Tensor::from_i32_values(vec![4], DType::I32, vec![10, -20, 30, -40]).unwrap(),
+    );
+    let conv = Conv {
+        kernel: [3, 3],
+        pads: [1, 1, 1, 1],
+        has_bias: true,
+        epilogue: Epilogue {
+            residual: false,
+            act: Some(Activation::Relu),
+        },
+        ..Default::default()
+    };
+    let qc = QConv {
+        conv,
+        x: pt(DType::U8, 0.02, 128),
+        w: pt(DType::I8, 0.01, 0),
+        y: pt(DType::U8, 0.05, 4),
+    };
+    let c = g
+        .add_node_inferred("c", Op::QConv(Box::new(qc)), &[xq, w, b])
+        .unwrap();
+    let dw = g.add_constant(
+        "d.w",
+        Tensor::from_i32_values(
+            vec![4, 1, 3, 3],
+            DType::I8,
+            (0..36).map(|i| i - 18).collect(),
+        )
+        .unwrap(),
+    );
+    let qd = QConv {
+        conv: Conv {
+            kernel: [3, 3],
+            pads: [1, 1, 1, 1],
+            group: 4,
+            ..Default::default()
+        },
+        x: pt(DType::U8, 0.05, 4),
+        w: pt(DType::I8, 0.01, 0),
+        y: pt(DType::U8, 0.05, 4),
+    };
+    let d = g
+        .add_node_inferred("d", Op::QConv(Box::new(qd)), &[c, dw])
+        .unwrap();
+    let l = g
+        .add_node_inferred(
+            "l",
+            Op::QLut(QLut::of(QType::U8, QType::U8, |v| v / 2)),
+            &[d],
+        )
+        .unwrap();
+    let p = pt(DType::U8, 0.05, 4);
+    let m = g
+        .add_node_inferred(
+            "gap",
+            Op::QGlobalAveragePool(QMean {
+                x: p.clone(),
+                y: p.clone(),
+            }),
+            &[l],
+        )
+        .unwrap();
+    let y = g
+        .add_node_inferred(
+            "mul",
+            Op::QBinary(QBinary {
+                op: QBinaryOp::Mul,
+                a: p.clone(),
+                b: p.clone(),
+                y: p.clone(),
+            }),
+            &[l, m],
+        )
+        .unwrap();
+    let yf = g.add_node_inferred("yf", Op::Dequantize(p), &[y]).unwrap();
+    g.add_output("y", yf);
+    g
+}
+
+#[test]
+fn int8_ops_lower_to_dp4a_and_exact_requantization() {
+    let p = compile(&int8_graph(), CudaArch::Sm80, &CudaOptions::default()).unwrap();
+    let kinds: Vec<&str> = p
+        .launches
+        .iter()
+        .map(|l| p.kernels[l.kernel].rsplit('_').next().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "quantize",
+            "qconv",
+            "qdwconv",
+            "qlut",
+            "qmean",
+            "qmul",
+            "dequantize"
+        ]
+    );
+    let text = &p.ptx;
+    // u8 activations times i8 weights; the stem's 3 channels are one partial quad per tap
+    // (the fourth lane is the zero point, never loaded): 9 dp4a per channel, 4 channels per
+    // thread; the depthwise conv's 9 taps are 3 quads.
+    assert_eq!(text.matches("dp4a.u32.s32").count(), 9 * 4 + 3, "{text}");
+    assert!(!text.contains("dp4a.s32.s32"));
+    // Round half to even, never an FMA in the requantization, byte stores.
+    assert!(text.contains("cvt.rni.s32.f32"));
+    assert!(text.contains("div.rn.f32"), "QuantizeLinear divides");
+    assert!(!text.contains("fma.rn.f32"), "{text}");
+    assert!(text.contains("st.global.u8"));
+    // QMul: the exact integer product, then mul and add rounded separately.
+    assert!(text.contains("mul.lo.s32"));
+    // the conv's constants: biases, multipliers, 4 channels x 1 quad x 9 taps words; the
+    // dw conv's: 4 + 4 + 4 x 3 words.
+    assert_eq!(p.arena_len % ALIGN, 0);
+    // Bytes in the arena: a u8 [1, 4, 6, 6] tensor takes 36 words.
+    assert!(
+        p.arena_len < 4 * 4 * 36 + 3 * 36 + 8 * ALIGN,
+        "{}",
+        p.arena_len
+    );
+}
+
+#[test]
+fn int8_packing_folds_the_zero_point_into_the_bias() {
+    use int8::{pack_qconv, QConvSpec};
+    let spec = |ci: usize, co: usize, group: usize, k: usize| QConvSpec {
+        conv: kernels::ConvSpec {
+            n: 1,
+            ci,
+            h: 4,
+            w: 4,
+            co,
+            oh: 4,
+            ow: 4,
+            kh: k,
+            kw: k,
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [k / 2, k / 2],
+            group,
+            has_bias: true,
+            residual: false,
+            act: None,
+        },
+        x: QType::U8,
+        x_zp: 10,
+        y_zp: 0,
+        lo: 0,
+        hi: 255,
+    };
+    // 5 input channels, 1x1, 2 outputs: quads (0..4) and (4, pad, pad, pad).
+    let s = spec(5, 2, 1, 1);
+    let w: Vec<i8> = vec![1, 2, 3, 4, 5, -1, -2, -3, -4, -5];
+    let v = pack_qconv(&s, &w, &[100, 200], &[0.5, 0.25]).unwrap();
+    let bits = |f: f32| f.to_bits();
+    assert_eq!(bits(v[0]) as i32, 100 - 10 * 15);
+    assert_eq!(bits(v[1]) as i32, 200 + 10 * 15);
+    assert_eq!((v[2], v[3]), (0.5, 0.25));
+    assert_eq!(bits(v[4]), u32::from_le_bytes([1, 2, 3, 4]));
+    assert_eq!(bits(v[5]), u32::from_le_bytes([5, 0, 0, 0]));
+    assert_eq!(bits(v[6]), u32::from_le_bytes([0xff, 0xfe, 0xfd, 0xfc]));
+    assert_eq!(bits(v[7]), u32::from_le_bytes([0xfb, 0, 0, 0]));
+    assert_eq!(s.channels_per_thread(), 2);
+    // depthwise 3x3: the 9 taps in 3 quads, the last with one tap.
+    let s = spec(2, 2, 2, 3);
+    assert!(s.depthwise());
+    assert_eq!(s.words_per_channel(), 3);
+    let w: Vec<i8> = (1..=18).collect();
+    let v = pack_qconv(&s, &w, &[0, 0], &[1.0, 1.0]).unwrap();
+    assert_eq!(v.len(), 2 + 2 + 6);
+    assert_eq!(bits(v[4]), u32::from_le_bytes([1, 2, 3, 4]));
+    assert_eq!(bits(v[6]), u32::from_le_bytes([9, 0, 0, 0]));
+    assert_eq!(bits(v[7]), u32::from_le_bytes([10, 11, 12, 13]));
+    assert_eq!(bits(v[0]) as i32, -10 * 45);
+    // wrong lengths are an error, not a panic
+    assert!(pack_qconv(&s, &w[..5], &[0, 0], &[1.0, 1.0]).is_err());
+}
+
+#[test]
+fn int8_values_reach_only_the_int8_ops() {
+    use mnc_ir::{DType, PoolKind, QParams};
+    let mut g = Graph::new("maxpool_u8");
+    let x = g.add_input("x", TensorType::f32(vec![1, 2, 4, 4]));
+    let q = g
+        .add_node_inferred(
+            "q",
+            Op::Quantize(QParams::per_tensor(DType::U8, 0.1, 0)),
+            &[x],
+        )
+        .unwrap();
+    let pool = mnc_ir::Pool {
+        kind: PoolKind::Max,
+        kernel: [2, 2],
+        strides: [2, 2],
+        ..Default::default()
+    };
+    let Ok(y) = g.add_node_inferred("pool", Op::Pool(pool), &[q]) else {
+        return; // the IR refuses u8 pooling itself
+    };
+    g.add_output("y", y);
+    let e = compile(&g, CudaArch::Sm80, &CudaOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("'pool'"), "{e}");
+    assert!(e.to_string().contains("u8"), "{e}");
 }
