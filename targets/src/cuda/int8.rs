@@ -384,7 +384,7 @@ impl QConvSpec {
         }
         [4, 2, 1]
             .into_iter()
-            .find(|b| self.cog() % b == 0)
+            .find(|&b| self.cog().is_multiple_of(b))
             .unwrap_or(1)
     }
 }
@@ -526,7 +526,7 @@ pub fn qconv(s: &QConvSpec) -> Gen {
         .map(|j| {
             if j >= cig {
                 None
-            } else if j == 0 || cig % 4 == 0 {
+            } else if j == 0 || cig.is_multiple_of(4) {
                 Some(None)
             } else {
                 let p = k.p();
