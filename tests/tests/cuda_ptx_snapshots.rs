@@ -105,3 +105,50 @@ fn snapshot_squeeze_excite() {
     g.add_output("y", y);
     insta::assert_snapshot!("cuda_squeeze_excite", ptx(&g));
 }
+
+/// int8 (issue 14): `QuantizeLinear` (u8), a 3x3 `QConv` over 3 channels (one partial
+/// `dp4a` quad per tap, 2 output channels per thread, ReLU as the output range), and
+/// `DequantizeLinear`.
+#[test]
+fn snapshot_int8_qconv() {
+    use mnc_ir::{DType, QConv, QParams};
+    let mut g = Graph::new("int8_qconv");
+    let x = g.add_input("x", TensorType::f32(vec![1, 3, 4, 4]));
+    let xp = QParams::per_tensor(DType::U8, 0.02, 128);
+    let yp = QParams::per_tensor(DType::U8, 0.05, 4);
+    let xq = g
+        .add_node_inferred("xq", Op::Quantize(xp.clone()), &[x])
+        .unwrap();
+    let w = Tensor::from_i32_values(
+        vec![2, 3, 3, 3],
+        DType::I8,
+        (0..54).map(|i| i * 5 % 255 - 127).collect(),
+    )
+    .unwrap();
+    let w = g.add_constant("w", w);
+    let b = g.add_constant(
+        "b",
+        Tensor::from_i32_values(vec![2], DType::I32, vec![100, -100]).unwrap(),
+    );
+    let q = QConv {
+        conv: Conv {
+            kernel: [3, 3],
+            pads: [1, 1, 1, 1],
+            has_bias: true,
+            epilogue: Epilogue {
+                residual: false,
+                act: Some(Activation::Relu),
+            },
+            ..Default::default()
+        },
+        x: xp,
+        w: QParams::per_tensor(DType::I8, 0.01, 0),
+        y: yp.clone(),
+    };
+    let c = g
+        .add_node_inferred("qconv", Op::QConv(Box::new(q)), &[xq, w, b])
+        .unwrap();
+    let y = g.add_node_inferred("y", Op::Dequantize(yp), &[c]).unwrap();
+    g.add_output("y", y);
+    insta::assert_snapshot!("cuda_int8_qconv", ptx(&g));
+}

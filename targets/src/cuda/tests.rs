@@ -458,3 +458,180 @@ fn int8_values_reach_only_the_int8_ops() {
     assert!(e.to_string().contains("'pool'"), "{e}");
     assert!(e.to_string().contains("u8"), "{e}");
 }
+
+/// The arithmetic of the `qconv`/`qdwconv` kernels emulated on the host from the packed
+/// constants (quads, zero-point bytes on padding and past the channels, folded bias,
+/// `dp4a`, requantization) equals the reference executor's `QConv`: checks the packing
+/// layout and the bias folding the PTX relies on (the PTX itself runs only on a GPU).
+#[test]
+fn int8_packed_conv_arithmetic_equals_the_reference() {
+    use int8::{pack_qconv, QConvSpec};
+    use mnc_ir::{DType, QConv, QParams};
+    // (ci, co, group, kernel, strides, pads, i8 input)
+    type Case = (
+        usize,
+        usize,
+        usize,
+        [usize; 2],
+        [usize; 2],
+        [usize; 4],
+        bool,
+    );
+    let cases: [Case; 6] = [
+        (3, 5, 1, [3, 3], [1, 1], [1, 1, 1, 1], false),
+        (9, 4, 1, [1, 1], [2, 2], [0, 0, 0, 0], true),
+        (6, 6, 2, [3, 2], [2, 1], [2, 0, 1, 1], true),
+        (4, 4, 4, [3, 3], [2, 2], [1, 1, 1, 1], false),
+        (3, 6, 3, [5, 5], [1, 1], [2, 2, 2, 2], true),
+        (8, 12, 1, [1, 1], [1, 1], [0, 0, 0, 0], false),
+    ];
+    for (k, &(ci, co, group, kernel, strides, pads, x_i8)) in cases.iter().enumerate() {
+        let (h, w) = (7, 6);
+        let xt = if x_i8 { DType::I8 } else { DType::U8 };
+        let x_zp = if x_i8 { -5 } else { 131 };
+        let cig = ci / group;
+        let q = QConv {
+            conv: Conv {
+                kernel,
+                strides,
+                pads,
+                group,
+                has_bias: true,
+                epilogue: Epilogue {
+                    residual: false,
+                    act: Some(Activation::Relu),
+                },
+                ..Default::default()
+            },
+            x: QParams::per_tensor(xt, 0.02, x_zp),
+            w: QParams {
+                dtype: DType::I8,
+                axis: Some(0),
+                scale: (0..co).map(|o| 0.004 + 0.001 * o as f32).collect(),
+                zero_point: vec![0; co],
+            },
+            y: QParams::per_tensor(DType::U8, 0.05, 7),
+        };
+        let lcg = |n: usize, seed: u32, lo: i32, span: u32| -> Vec<i32> {
+            (0..n as u32)
+                .map(|i| {
+                    lo + ((i.wrapping_mul(2654435761) ^ seed).wrapping_mul(40503) >> 7) as i32
+                        % span as i32
+                })
+                .collect()
+        };
+        let (lo, span) = if x_i8 { (-128, 256) } else { (0, 256) };
+        let xv = lcg(ci * h * w, k as u32 + 1, lo, span);
+        let wv = lcg(co * cig * kernel[0] * kernel[1], k as u32 + 7, -127, 255);
+        let bv = lcg(co, k as u32 + 11, -4000, 8000);
+        let x = Tensor::from_i32_values(vec![1, ci, h, w], xt, xv.clone()).unwrap();
+        let wt =
+            Tensor::from_i32_values(vec![co, cig, kernel[0], kernel[1]], DType::I8, wv.clone())
+                .unwrap();
+        let bt = Tensor::from_i32_values(vec![co], DType::I32, bv.clone()).unwrap();
+        let want = mnc_ir::eval::eval_op(&Op::QConv(Box::new(q.clone())), &[&x, &wt, &bt]).unwrap();
+        let (oh, ow) = (want.shape[2], want.shape[3]);
+        let rq = q.requant(co).unwrap();
+        let s = QConvSpec {
+            conv: kernels::ConvSpec {
+                n: 1,
+                ci,
+                h,
+                w,
+                co,
+                oh,
+                ow,
+                kh: kernel[0],
+                kw: kernel[1],
+                stride: strides,
+                dilation: [1, 1],
+                pad: [pads[0], pads[1]],
+                group,
+                has_bias: true,
+                residual: false,
+                act: None,
+            },
+            x: QType::of(xt).unwrap(),
+            x_zp,
+            y_zp: rq.zero_point,
+            lo: rq.lo,
+            hi: rq.hi,
+        };
+        let w8: Vec<i8> = wv.iter().map(|&v| v as i8).collect();
+        let packed = pack_qconv(&s, &w8, &bv, &rq.mult).unwrap();
+        let word = |i: usize| packed[i].to_bits();
+        // the multipliers the kernel reads: the pack's, after the folded biases
+        let from_pack = mnc_ir::quant::Requant {
+            mult: packed[co..2 * co].to_vec(),
+            ..rq.clone()
+        };
+        // dp4a: bytes of `a` (signed for i8 activations) times the signed bytes of `b`.
+        let dp4a = |acc: i32, a: [u8; 4], b: u32| {
+            (0..4).fold(acc, |s, j| {
+                let av = if x_i8 { a[j] as i8 as i32 } else { a[j] as i32 };
+                s.wrapping_add(av * (b.to_le_bytes()[j] as i8 as i32))
+            })
+        };
+        let taps = kernel[0] * kernel[1];
+        let (cog, zpb) = (co / group, x_zp as u8);
+        // the byte of input channel c at tap t of output (oy, ox), or the zero point's
+        let xb = |c: usize, t: usize, oy: usize, ox: usize| -> u8 {
+            let iy = (oy * strides[0] + t / kernel[1]) as i64 - pads[0] as i64;
+            let ix = (ox * strides[1] + t % kernel[1]) as i64 - pads[1] as i64;
+            if (0..h as i64).contains(&iy) && (0..w as i64).contains(&ix) {
+                xv[(c * h + iy as usize) * w + ix as usize] as u8
+            } else {
+                zpb
+            }
+        };
+        let mut got = Vec::new();
+        for o in 0..co {
+            let g = o / cog;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = word(o) as i32;
+                    if s.depthwise() {
+                        for qi in 0..taps.div_ceil(4) {
+                            let a = std::array::from_fn(|j| {
+                                let t = 4 * qi + j;
+                                if t < taps {
+                                    xb(g, t, oy, ox)
+                                } else {
+                                    zpb
+                                }
+                            });
+                            acc = dp4a(acc, a, word(2 * co + o * taps.div_ceil(4) + qi));
+                        }
+                    } else {
+                        let nq = cig.div_ceil(4);
+                        for qi in 0..nq {
+                            for t in 0..taps {
+                                let a = std::array::from_fn(|j| {
+                                    let c = 4 * qi + j;
+                                    if c < cig {
+                                        xb(g * cig + c, t, oy, ox)
+                                    } else {
+                                        zpb
+                                    }
+                                });
+                                acc = dp4a(acc, a, word(2 * co + (o * nq + qi) * taps + t));
+                            }
+                        }
+                    }
+                    got.push(from_pack.apply(acc, o));
+                }
+            }
+        }
+        let want_v: Vec<i32> = want
+            .to_i64_vec()
+            .unwrap()
+            .iter()
+            .map(|&v| v as i32)
+            .collect();
+        assert_eq!(got, want_v, "case {k}");
+        assert!(
+            want_v.iter().any(|&v| v != want_v[0]),
+            "case {k} is not constant"
+        );
+    }
+}
