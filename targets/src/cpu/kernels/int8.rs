@@ -901,7 +901,9 @@ impl QDwGeom {
 /// Packs a depthwise conv's weights `w[co][1][kh][kw]`, biases and multipliers: per output
 /// channel `[bias i32][mult f32][taps f32 x kh * kw]` for the f32 kernels, then `[bias - x_zp
 /// * sum(w) i32][kh x kq quads of i8 taps]` for the byte-quad kernel (window row `ky`, quad
-/// `q`: taps `4q..4q + 4`, zero past `kw`); little-endian words.
+/// `q`: taps `4q..4q + 4`, zero past `kw`); little-endian words. After the `co` records, for
+/// a geometry [`dw_small`] accepts, the small-plane kernel's gather table
+/// ([`dw_small_table`]).
 pub fn pack_qdw(g: &QDwGeom, w: &[i8], bias: &[i32], mult: &[f32]) -> Result<Vec<u8>, String> {
     g.check()?;
     let (co, taps) = (g.co as usize, (g.kh * g.kw) as usize);
@@ -933,7 +935,100 @@ pub fn pack_qdw(g: &QDwGeom, w: &[i8], bias: &[i32], mult: &[f32]) -> Result<Vec
             }
         }
     }
+    if let Some(s) = dw_small(g) {
+        out.extend_from_slice(&dw_small_table(g, &s));
+    }
     Ok(out)
+}
+
+/// Input planes of at most this many bytes run the small-plane depthwise kernel
+/// ([`dw_small`]): the plane and the zero-point slot fit four 64-byte registers.
+pub const DWS_MAX_PLANE: usize = 255;
+/// Largest small-plane gather table ([`dw_small_table`]) packed with the weights.
+const DWS_MAX_TABLE: usize = 64 * 1024;
+
+/// How the small-plane depthwise kernel ([`vbmi`]) covers a plane: the whole input plane
+/// (`h * w <= 127` bytes: two registers; `<= 255`: four) stays in registers, read straight
+/// from the input with masked loads (no padded copy), the bytes past it holding the zero
+/// point, and each 16-lane output vector (16 consecutive outputs of the flattened `oh x ow`
+/// plane, rows wrapping) gathers its window quads with `vpermi2b` through a table of byte
+/// indices packed after the weights ([`dw_small_table`]). Padding taps and lanes past the
+/// plane index the zero-point slot ([`DwSmall::zp_slot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DwSmall {
+    /// Four registers (planes of 128..=255 bytes) instead of two.
+    pub wide: bool,
+    /// Output vectors per plane: `ceil(oh * ow / 16)`.
+    pub vecs: usize,
+    /// Window quads per output vector: `kh * kq` (the packed records' row quads).
+    pub quads: usize,
+}
+
+impl DwSmall {
+    /// The index every padding tap and every lane past the plane reads: the last byte of
+    /// the registers, past the plane and filled with the zero point.
+    pub fn zp_slot(&self) -> u8 {
+        if self.wide {
+            255
+        } else {
+            127
+        }
+    }
+    /// Bytes of the gather table.
+    pub fn table_bytes(&self) -> usize {
+        self.vecs * self.quads * 64
+    }
+}
+
+/// The small-plane layout of a depthwise geometry, or `None` when the input plane exceeds
+/// [`DWS_MAX_PLANE`] bytes or the table [`DWS_MAX_TABLE`]. A pure function of the geometry.
+pub fn dw_small(g: &QDwGeom) -> Option<DwSmall> {
+    let hw = (g.h * g.w) as usize;
+    let ohw = (g.oh * g.ow) as usize;
+    if hw == 0 || hw > DWS_MAX_PLANE || ohw == 0 {
+        return None;
+    }
+    let s = DwSmall {
+        wide: hw > 127,
+        vecs: ohw.div_ceil(16),
+        quads: g.kh as usize * g.kq(),
+    };
+    (s.table_bytes() <= DWS_MAX_TABLE).then_some(s)
+}
+
+/// The gather table of [`dw_small`]: per output vector `v`, per window row `ky` and row
+/// quad `q` (the order of the packed records' quads), 64 byte indices: lane `j`'s four
+/// bytes are the input-plane offsets `iy * w + ix` of taps `4q..4q + 4` of row `ky` for
+/// output `16v + j`, or [`DwSmall::zp_slot`] where the tap is padding, past `kw` (its weight
+/// is zero) or the lane past the plane.
+pub fn dw_small_table(g: &QDwGeom, s: &DwSmall) -> Vec<u8> {
+    let u = |v: u64| v as usize;
+    let (h, w, kh, kw, kq) = (u(g.h), u(g.w), u(g.kh), u(g.kw), g.kq());
+    let (sy, sx, dy, dx, pt, pl) = (u(g.sy), u(g.sx), u(g.dy), u(g.dx), u(g.pt), u(g.pl));
+    let (oh, ow) = (u(g.oh), u(g.ow));
+    let zp = s.zp_slot();
+    let mut t = Vec::with_capacity(s.table_bytes());
+    for v in 0..s.vecs {
+        for ky in 0..kh {
+            for q in 0..kq {
+                for j in 0..16 {
+                    let o = 16 * v + j;
+                    for b in 0..4 {
+                        let kx = 4 * q + b;
+                        let idx = if o >= oh * ow || kx >= kw {
+                            None
+                        } else {
+                            let iy = (o / ow * sy + ky * dy).checked_sub(pt).filter(|&r| r < h);
+                            let ix = (o % ow * sx + kx * dx).checked_sub(pl).filter(|&c| c < w);
+                            iy.zip(ix).map(|(r, c)| (r * w + c) as u8)
+                        };
+                        t.push(idx.unwrap_or(zp));
+                    }
+                }
+            }
+        }
+    }
+    t
 }
 
 /// Tap quads per window row the byte-quad depthwise kernel handles (`kw <= 8`).
@@ -2485,9 +2580,127 @@ pub mod vbmi {
     unsafe fn dw_planes(d: &QDw, q0: usize, q1: usize, sp: *mut f32) {
         // SAFETY: contract; the scratch area holds `plane_bytes` bytes (`task_floats`).
         unsafe {
+            if let Some(s) = super::dw_small(&d.g) {
+                return if s.wide {
+                    small_planes::<true>(d, &s, q0, q1)
+                } else {
+                    small_planes::<false>(d, &s, q0, q1)
+                };
+            }
             match super::dw_quads(&d.g) {
                 Some(l) => quad_planes(d, &l, q0, q1, sp as *mut u8),
                 None => super::vnni::dw_planes(d, q0, q1, sp),
+            }
+        }
+    }
+
+    /// Output planes `q0..q1` on the small-plane layout `s` (`WIDE = s.wide`): the input
+    /// plane in 2 (4) registers, each output vector's window quads gathered by one (two,
+    /// and a blend on the index's top bit) `vpermi2b` through the packed table.
+    ///
+    /// # Safety
+    /// As for [`dw_planes`]; `s = dw_small(&d.g)`, the weights packed by
+    /// [`super::pack_qdw`] (the table after the `co` records).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni,avx2,fma")]
+    unsafe fn small_planes<const WIDE: bool>(d: &QDw, s: &super::DwSmall, q0: usize, q1: usize) {
+        let g = &d.g;
+        let u = |v: u64| v as usize;
+        let (hw, co, ci, cog) = (u(g.h * g.w), u(g.co), u(g.ci), u(g.cog));
+        let ohw = u(g.oh * g.ow);
+        let (rec, tail) = (g.record_bytes(), g.quads_offset());
+        // SAFETY: plane `q < planes` reads input plane `b * ci + o / cog` (`hw` bytes, by
+        // masked loads that touch no byte past them), record `o` and the table after the
+        // `co` records (`vecs * quads` index vectors), and writes output plane `q`
+        // (`ohw` bytes, masked stores) (contract).
+        unsafe {
+            let table = d.wp.add(co * rec) as *const Vi;
+            let zpv = _mm512_set1_epi8(g.x_zp as u8 as i8);
+            let f = _mm512_set1_epi8(if g.x_i8 == 1 { 0x80u8 as i8 } else { 0 });
+            let e = Epi {
+                lo: _mm512_set1_ps((g.lo - g.y_zp) as f32),
+                hi: _mm512_set1_ps((g.hi - g.y_zp) as f32),
+                zp: _mm512_set1_epi32(g.y_zp as i32),
+            };
+            let regs = if WIDE { 4 } else { 2 };
+            for q in q0..q1 {
+                let (b, o) = (q / co, q % co);
+                let src = d.x.add((b * ci + o / cog) * hw);
+                let plane: [Vi; 4] = std::array::from_fn(|k| {
+                    let n = hw.saturating_sub(64 * k).min(64);
+                    if k >= regs || n == 0 {
+                        return zpv;
+                    }
+                    let m: __mmask64 = if n == 64 { !0 } else { (1u64 << n) - 1 };
+                    let v = _mm512_maskz_loadu_epi8(m, src.add(64 * k) as *const i8);
+                    _mm512_mask_blend_epi8(m, zpv, _mm512_xor_si512(v, f))
+                });
+                let r = d.wp.add(o * rec);
+                let ch = Channel {
+                    bias: (r.add(tail) as *const i32).read_unaligned(),
+                    mult: (r.add(4) as *const f32).read_unaligned(),
+                    quads: r.add(tail + 4) as *const i32,
+                };
+                let y = d.y.add(q * ohw);
+                let mut v = 0;
+                while v + RB <= s.vecs {
+                    small_block::<WIDE, RB>(s, &plane, table, &ch, &e, y, v, ohw);
+                    v += RB;
+                }
+                while v < s.vecs {
+                    small_block::<WIDE, 1>(s, &plane, table, &ch, &e, y, v, ohw);
+                    v += 1;
+                }
+            }
+        }
+    }
+
+    /// The requantization constants of a depthwise call.
+    struct Epi {
+        lo: __m512,
+        hi: __m512,
+        zp: Vi,
+    }
+
+    /// Output vectors `v0..v0 + R` of one plane (outputs `16 * v0..`, at most `ohw`).
+    ///
+    /// # Safety
+    /// As for [`small_planes`]; `v0 + R <= s.vecs`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni,avx2,fma")]
+    #[inline]
+    unsafe fn small_block<const WIDE: bool, const R: usize>(
+        s: &super::DwSmall,
+        plane: &[Vi; 4],
+        table: *const Vi,
+        ch: &Channel,
+        e: &Epi,
+        y: *mut u8,
+        v0: usize,
+        ohw: usize,
+    ) {
+        // SAFETY: index vectors `(v * quads + j)` with `v < vecs` lie in the table; the
+        // record holds `quads` weight quads; outputs `16 * v..` below `ohw` (contract).
+        unsafe {
+            let mut acc = [_mm512_set1_epi32(ch.bias); R];
+            for j in 0..s.quads {
+                let wq = _mm512_set1_epi32(ch.quads.add(j).read_unaligned());
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let idx = _mm512_loadu_si512(table.add((v0 + r) * s.quads + j));
+                    let x = if WIDE {
+                        let lo = _mm512_permutex2var_epi8(plane[0], idx, plane[1]);
+                        let hi = _mm512_permutex2var_epi8(plane[2], idx, plane[3]);
+                        _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi)
+                    } else {
+                        _mm512_permutex2var_epi8(plane[0], idx, plane[1])
+                    };
+                    *a = _mm512_dpbusd_epi32(*a, x, wq);
+                }
+            }
+            let m = _mm512_set1_ps(ch.mult);
+            for (r, a) in acc.iter().enumerate() {
+                let o = 16 * (v0 + r);
+                let n = (ohw - o).min(16);
+                store_bytes(y.add(o), requant(*a, m, e.lo, e.hi, e.zp), n);
             }
         }
     }

@@ -562,6 +562,90 @@ fn depthwise_quad_layouts_match_the_reference() {
     }
 }
 
+/// The small-plane kernel's layouts ([`dw_small`]): planes of up to 127 bytes (two
+/// registers), up to 255 (four), the first ones refused (256 bytes), strides, dilations,
+/// 5x5 and 7x7 windows (two row quads), uneven padding, a channel multiplier and batch 2;
+/// the table's entries checked against the geometry by hand for one case, then each case
+/// run on every set against the reference.
+#[test]
+fn depthwise_small_planes_match_the_reference() {
+    let ks = sets("depthwise_small_planes_match_the_reference");
+    let mut r = Rng::new(26);
+    // (h, w, k, stride, dilation, pad, cog, n), want Some(wide) or None
+    type Case = ([u64; 8], Option<bool>);
+    let cases: [Case; 13] = [
+        ([7, 7, 3, 1, 1, 1, 1, 1], Some(false)),
+        ([14, 14, 3, 1, 1, 1, 1, 1], Some(true)),
+        ([14, 14, 3, 2, 1, 1, 1, 2], Some(true)),
+        ([14, 14, 5, 1, 1, 2, 1, 1], Some(true)),
+        ([7, 7, 5, 1, 1, 2, 2, 1], Some(false)),
+        ([7, 7, 7, 1, 1, 3, 1, 1], Some(false)),
+        ([11, 11, 3, 1, 2, 2, 1, 1], Some(false)),
+        ([15, 17, 3, 3, 1, 1, 1, 1], Some(true)),
+        ([17, 15, 3, 1, 1, 1, 1, 1], Some(true)),
+        ([1, 1, 3, 1, 1, 1, 1, 2], Some(false)),
+        ([9, 14, 4, 2, 1, 0, 1, 1], Some(false)),
+        ([16, 16, 3, 1, 1, 1, 1, 1], None),
+        ([28, 28, 3, 2, 1, 1, 1, 1], None),
+    ];
+    for (i, ([h, w, k, s, d, p, cog, n], want)) in cases.into_iter().enumerate() {
+        let span = (k - 1) * d + 1;
+        let (oh, ow) = ((h + 2 * p - span) / s + 1, (w + 2 * p - span) / s + 1);
+        let c = 3;
+        let g0 = QDwGeom {
+            planes: n * c * cog,
+            co: c * cog,
+            ci: c,
+            cog,
+            h,
+            w,
+            pt: p,
+            pl: p,
+            kh: k,
+            kw: k,
+            sy: s,
+            sx: s,
+            dy: d,
+            dx: d,
+            oh,
+            ow,
+            x_zp: 0,
+            x_i8: 0,
+            y_zp: 0,
+            lo: 0,
+            hi: 0,
+            tasks: 1,
+        };
+        let got = dw_small(&g0);
+        assert_eq!(got.map(|s| s.wide), want, "case {i}: {g0:?}");
+        if let Some(sm) = got {
+            let t = dw_small_table(&g0, &sm);
+            assert_eq!(t.len(), sm.table_bytes());
+            assert_eq!(sm.vecs, ((oh * ow) as usize).div_ceil(16));
+            if i == 0 {
+                // 7x7, 3x3, pad 1: output 0's row-0 taps are padding; row 1 reads (0, 0),
+                // (0, 1) and a padding column; output 8 = (1, 1) reads (0..3, 0..3).
+                let at =
+                    |v: usize, ky: usize, j: usize, b: usize| t[((v * 3 + ky) * 16 + j) * 4 + b];
+                assert_eq!([at(0, 0, 0, 0), at(0, 0, 0, 1), at(0, 0, 0, 2)], [127; 3]);
+                assert_eq!(
+                    [at(0, 1, 0, 0), at(0, 1, 0, 1), at(0, 1, 0, 2)],
+                    [127, 0, 1]
+                );
+                assert_eq!(
+                    [at(0, 2, 8, 0), at(0, 2, 8, 1), at(0, 2, 8, 2)],
+                    [14, 15, 16]
+                );
+                // The fourth byte of each quad (past kw) and lanes past the plane.
+                assert_eq!(at(0, 1, 0, 3), 127);
+                assert_eq!(at(3, 0, 15, 0), 127);
+            }
+        }
+        // Large biases (outputs mostly saturated) on two cases only.
+        check_dw(&ks, g0, &mut r, i % 5 == 4, 200 + i);
+    }
+}
+
 /// Runs the depthwise geometry `g0` (random quantization, input, weights and biases, the
 /// biases up to `2^28` when `big_bias`) on every set `ks` at several thread counts and
 /// compares each output byte with the reference conv.
