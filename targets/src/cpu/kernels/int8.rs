@@ -2197,6 +2197,8 @@ pub mod vnni {
     type Vi = __m512i;
     /// f32 / i32 lanes.
     const W: usize = 16;
+    /// A last partial vector of at most this many pixels runs through [`gemv`].
+    const GEMV_REST: usize = 6;
 
     /// The kernel set.
     pub static KERNELS: super::Int8Kernels = super::Int8Kernels {
@@ -2257,15 +2259,22 @@ pub mod vnni {
         // SAFETY: as this function's contract: tiles stay inside the panel's padded pixels
         // and the `rows x np` outputs.
         unsafe {
-            if np == 1 {
-                return gemv(d, panel, wblk, rows, y, ys);
-            }
             let mut p = 0;
             while p + VNNI_TILE <= np {
                 tile::<3>(d, panel, wblk, rows, y, ys, p, VNNI_TILE);
                 p += VNNI_TILE;
             }
-            let n = np - p;
+            // The rest: whole 16-pixel vectors in one tile, and a last partial vector of at
+            // most `GEMV_REST` pixels one pixel at a time by `gemv`: a tile vector costs `MR`
+            // `vpdpbusd` per quad whatever its pixels, `gemv` half of one per quad and pixel
+            // (MobileNetV2's 7x7 layers: 49 = 48 + 1 pixels; 14x14: 196 = 4 x 48 + 4).
+            let mut n = np - p;
+            if n % W <= GEMV_REST {
+                for i in n / W * W..n {
+                    gemv(d, panel.add(4 * (p + i)), wblk, rows, y.add(p + i), ys);
+                }
+                n = n / W * W;
+            }
             match n.div_ceil(W) {
                 0 => {}
                 1 => tile::<1>(d, panel, wblk, rows, y, ys, p, n),
