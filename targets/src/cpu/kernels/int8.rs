@@ -555,16 +555,26 @@ impl QConv {
                     let mut v0 = ox0;
                     let mut v1 = ox0;
                     if simd {
-                        v0 = l;
-                        v1 = l + (hh - l) / 16 * 16;
-                        let mut ox = v0;
-                        while ox < v1 {
+                        // Output columns `ox..ox + 16`, every tap reading input.
+                        let group = |ox: usize| {
                             let rows: [[u8; 16]; 4] = std::array::from_fn(|j| match tap[j] {
                                 (Some(v), ..) => [v; 16],
                                 (None, row, ..) => gather16(row.add(ox * sx), sx, flip),
                             });
                             interleave16(&rows, dst.add((ox - ox0) * 4));
+                        };
+                        v0 = l;
+                        v1 = l + (hh - l) / 16 * 16;
+                        let mut ox = v0;
+                        while ox < v1 {
+                            group(ox);
                             ox += 16;
+                        }
+                        // The last group ends at `hh`, overlapping the one before (the same
+                        // bytes again): only the true edges go tap by tap.
+                        if v1 < hh && hh - l >= 16 {
+                            group(hh - 16);
+                            v1 = hh;
                         }
                     }
                     // The rest, tap by tap.
