@@ -390,10 +390,46 @@ struct QConv {
     cog: usize,
     blocks: usize,
     block_bytes: usize,
+    /// Per depth index `kk < k` of an im2col panel ([`ImTap::all`]); empty when pointwise.
+    taps: Vec<ImTap>,
 }
 
 // SAFETY: tasks read x and the weights, write disjoint output rows and their own panels.
 unsafe impl Sync for QConv {}
+
+/// What an im2col panel's depth index `kk` reads: input channel `c` (of the group), window
+/// row `ky`, column offset `off = kx * dx` in the padded row, and the output columns
+/// `lo..hi` where that tap reads input (`0 <= ox * sx + off - pl < w`).
+#[derive(Clone, Copy, Debug)]
+struct ImTap {
+    c: usize,
+    ky: usize,
+    off: usize,
+    lo: usize,
+    hi: usize,
+}
+
+impl ImTap {
+    /// The taps of every depth index of `g` (computed once per call: the divisions stay
+    /// out of the panel fill).
+    fn all(g: &QConvGeom) -> Vec<ImTap> {
+        let u = |v: u64| v as usize;
+        let (w, kh, kw, sx, dx, pl) = (u(g.w), u(g.kh), u(g.kw), u(g.sx), u(g.dx), u(g.pl));
+        (0..g.k())
+            .map(|kk| {
+                let (c, ky, kx) = (kk / (kh * kw), kk / kw % kh, kk % kw);
+                let off = kx * dx;
+                let lo = pl.saturating_sub(off).div_ceil(sx);
+                let hi = if w + pl > off {
+                    (w + pl - off - 1) / sx + 1
+                } else {
+                    0
+                };
+                ImTap { c, ky, off, lo, hi }
+            })
+            .collect()
+    }
+}
 
 /// `MR` output channels (`rows` of them real) times `np` pixels of a packed panel: the ISA's
 /// register tiles. `y` is the first output (channel `o0`, pixel `p0`), rows `ys` apart.
@@ -424,6 +460,11 @@ impl QConv {
             cog: g.cog(),
             blocks: g.blocks(),
             block_bytes: g.block_bytes(),
+            taps: if g.pointwise() {
+                Vec::new()
+            } else {
+                ImTap::all(&g)
+            },
         }
     }
 
@@ -490,16 +531,8 @@ impl QConv {
     unsafe fn fill_im2col(&self, b: usize, gi: usize, p0: usize, np: usize, panel: *mut u8) {
         let g = &self.g;
         let u = |v: u64| v as usize;
-        let (ci, h, w, kh, kw) = (u(g.ci), u(g.h), u(g.w), u(g.kh), u(g.kw));
-        let (sy, sx, dy, dx, pt, pl, ow) = (
-            u(g.sy),
-            u(g.sx),
-            u(g.dy),
-            u(g.dx),
-            u(g.pt),
-            u(g.pl),
-            u(g.ow),
-        );
+        let (ci, h, w) = (u(g.ci), u(g.h), u(g.w));
+        let (sy, sx, dy, pt, pl, ow) = (u(g.sy), u(g.sx), u(g.dy), u(g.pt), u(g.pl), u(g.ow));
         let cig = ci / u(g.groups);
         let flip = if g.x_i8 == 1 { 0x80u8 } else { 0 };
         let zp = g.x_zp as u8;
@@ -523,16 +556,8 @@ impl QConv {
                         if kk >= self.k {
                             continue;
                         }
-                        let (c, ky, kx) = (kk / (kh * kw), kk / kw % kh, kk % kw);
-                        let off = kx * dx;
+                        let ImTap { c, ky, off, lo, hi } = self.taps[kk];
                         let iy = (oy * sy + ky * dy).wrapping_sub(pt);
-                        // Columns `ox` with `0 <= ox * sx + off - pl < w`: `lo..hi`.
-                        let lo = (pl.saturating_sub(off)).div_ceil(sx);
-                        let hi = if w + pl > off {
-                            (w + pl - off - 1) / sx + 1
-                        } else {
-                            0
-                        };
                         let (lo, hi) = (lo.clamp(ox0, ox0 + len), hi.clamp(ox0, ox0 + len));
                         *t = if iy >= h || lo >= hi {
                             (Some(zp), std::ptr::null(), 0, 0)
