@@ -10,8 +10,8 @@
 
 use super::isa::IsaDesc;
 use super::kernels::int8::{
-    bytes_to_blob, int8_kernels, pack_qconv, pack_qdw, u8_domain, Int8Kernels, QConvGeom, QDwGeom,
-    QLinGeom, QDW_MAX_TAPS,
+    bytes_to_blob, int8_kernels, pack_qconv, pack_qdw, qconv_tasks, u8_domain, Int8Kernels,
+    QConvGeom, QDwGeom, QLinGeom, QDW_MAX_TAPS,
 };
 use super::kernels::{
     dw_tasks, lut::LutGeom, qbinary::QBinaryGeom, qmean::QMeanGeom, SharedKernel,
@@ -268,6 +268,10 @@ fn plan_qconv(q: &QConv, info: &OpInfo, k: &Int8Kernels, threads: usize) -> Resu
             threads,
         ));
     }
+    let geom = QConvGeom {
+        tasks: qconv_tasks(threads) as u64,
+        ..geom
+    };
     geom.check()?;
     let packed = pack_qconv(&geom, &w8, &bias, &rq.mult)?;
     let scratch = scratch_bytes(

@@ -56,6 +56,15 @@ pub const QDW_MAX_TAPS: usize = (1 << 24) / (255 * 128);
 /// Multiply-adds below which a conv runs on the calling thread: about 10 us of VNNI work,
 /// more than a pool dispatch costs (the f32 kernels' [`PAR_MIN_WORK`] is 64x smaller).
 const QCONV_PAR_MIN_WORK: usize = 1 << 22;
+/// Tasks per thread of a parallel int8 conv: two (four, as the other kernels, cost
+/// MobileNetV2's projections 10-35% at 2 threads: more tasks packing the same panel).
+const QCONV_TASKS_PER_THREAD: usize = 2;
+
+/// How many tasks (and scratch panels, [`QConvGeom::tasks`]) an int8 conv with `threads`
+/// uses.
+pub fn qconv_tasks(threads: usize) -> usize {
+    threads.saturating_mul(QCONV_TASKS_PER_THREAD).max(1)
+}
 /// Elements per task of a split quantize / dequantize.
 const LIN_CHUNK: usize = 16 * 1024;
 
@@ -185,7 +194,7 @@ pub struct QConvGeom {
     pub lo: i64,
     pub hi: i64,
     /// Panels the scratch holds (one per task; the most tasks a call uses, see
-    /// [`super::dw_tasks`]).
+    /// [`qconv_tasks`]).
     pub tasks: u64,
 }
 
@@ -724,7 +733,7 @@ unsafe fn qconv_drive(block: BlockFn, d: &QConv, threads: usize) {
     let (splits, tasks) = if threads <= 1 || work < QCONV_PAR_MIN_WORK {
         (1, 1)
     } else {
-        let want = threads.saturating_mul(TASKS_PER_THREAD);
+        let want = qconv_tasks(threads);
         let splits = want.div_ceil(units).min(d.blocks).max(1);
         (
             splits,
