@@ -53,9 +53,12 @@ const VNNI_TILE: usize = 48;
 const PANEL_BYTES: usize = 96 * 1024;
 /// Most taps of a depthwise window: `taps * 255 * 128 < 2^24` keeps the f32 sums exact.
 pub const QDW_MAX_TAPS: usize = (1 << 24) / (255 * 128);
-/// Multiply-adds below which a conv runs on the calling thread: about 10 us of VNNI work,
-/// more than a pool dispatch costs (the f32 kernels' [`PAR_MIN_WORK`] is 64x smaller).
-const QCONV_PAR_MIN_WORK: usize = 1 << 22;
+/// Multiply-adds below which a conv runs on the calling thread: about 2 us of VNNI work on
+/// a Zen 5 core, well above a pool dispatch (0.1-0.3 us to a spinning helper); 2^22 (the
+/// value tuned on Zen 4) kept MobileNetV2's classifier (1280 -> 1000, 19 us) and its
+/// 192 -> 64 projection at 14x14 on one thread (the f32 kernels' [`PAR_MIN_WORK`] is 16x
+/// smaller).
+const QCONV_PAR_MIN_WORK: usize = 1 << 20;
 /// Tasks per thread of a parallel int8 conv: two (four, as the other kernels, cost
 /// MobileNetV2's projections 10-35% at 2 threads: more tasks packing the same panel).
 const QCONV_TASKS_PER_THREAD: usize = 2;
