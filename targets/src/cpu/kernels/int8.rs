@@ -242,10 +242,7 @@ impl QConvGeom {
         let c = (PANEL_BYTES / (self.k4() * 4).max(1)) / VNNI_TILE * VNNI_TILE;
         let per_image = (self.n * self.groups).max(1) as usize;
         let chunks_wanted = (self.tasks.max(1) as usize).div_ceil(per_image);
-        let share = self
-            .pixels()
-            .div_ceil(chunks_wanted)
-            .next_multiple_of(VNNI_TILE);
+        let share = self.pixels().div_ceil(chunks_wanted) / VNNI_TILE * VNNI_TILE;
         c.min(share)
             .clamp(VNNI_TILE, 32 * VNNI_TILE)
             .min(self.pixels().max(1))
