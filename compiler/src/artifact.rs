@@ -14,8 +14,8 @@ use mnc_ir::schedule::{ConvClass, ConvSchedule, GpuTile, LoopOrder};
 use mnc_ir::tensor::checked_numel;
 use mnc_ir::{
     Activation, BinaryOp, Conv, DType, Epilogue, Gemm, Graph, IrError, Lrn, NodeId, Op, Pool,
-    PoolKind, QBinary, QBinaryOp, QConv, QLut, QMean, QParams, QType, Slice, SqueezeExcite, Tensor,
-    TensorData, TensorType,
+    PoolKind, QBinary, QBinaryOp, QConv, QLut, QMean, QParams, QResidual, QType, Slice,
+    SqueezeExcite, Tensor, TensorData, TensorType,
 };
 use mnc_targets::Target;
 use std::collections::HashMap;
@@ -647,12 +647,24 @@ impl Writer {
                 self.qparams(y);
             }
             Op::QConv(q) => {
-                let QConv { conv, x, w, y } = &**q;
+                let QConv {
+                    conv,
+                    x,
+                    w,
+                    y,
+                    residual,
+                } = &**q;
                 self.u8(29);
                 self.conv(conv);
                 self.qparams(x);
                 self.qparams(w);
                 self.qparams(y);
+                self.bool(residual.is_some());
+                if let Some(QResidual { mid, b, conv_is_a }) = residual {
+                    self.qparams(mid);
+                    self.qparams(b);
+                    self.bool(*conv_is_a);
+                }
             }
         }
     }
@@ -959,6 +971,15 @@ impl<'a> Reader<'a> {
                 x: self.qparams()?,
                 w: self.qparams()?,
                 y: self.qparams()?,
+                residual: if self.bool("QConv residual")? {
+                    Some(QResidual {
+                        mid: self.qparams()?,
+                        b: self.qparams()?,
+                        conv_is_a: self.bool("QConv residual order")?,
+                    })
+                } else {
+                    None
+                },
             })),
             30 => {
                 let qt = |r: &mut Self, what: &str| {
@@ -1309,6 +1330,7 @@ mod tests {
                 x: u8p.clone(),
                 w: axis,
                 y: QParams::per_tensor(DType::I8, 0.1, -3),
+                residual: None,
             })),
             Op::QLut(QLut::of(QType::I8, QType::U8, |v| v + 128)),
             Op::QGlobalAveragePool(QMean {

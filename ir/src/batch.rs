@@ -222,7 +222,16 @@ fn image_op(
             check(&[Image], ins, out, batch)?;
             return Ok(None);
         }
-        Op::QConv(_) => &[Image, Param, Param],
+        Op::QConv(q) => {
+            // x, w, then the bias and the fused residual when present.
+            conv_roles = [
+                Image,
+                Param,
+                if q.conv.has_bias { Param } else { Image },
+                Image,
+            ];
+            &conv_roles
+        }
         Op::Gather { axis } => {
             not_axis0("gathers along", *axis == 0)?;
             check(&[Image, Param], ins, out, batch)?;

@@ -352,7 +352,14 @@ pub fn of(op: &Op) -> OpFacts {
         },
         // Reads NCHW u8/i8 planes; the channel-blocked f32 layout does not apply.
         Op::QGlobalAveragePool(_) | Op::QBinary(_) => plain,
+        // A fused residual as the conv's: each output element reads its residual element
+        // just before writing it; exclusive (the data input is read across tiles).
         Op::QConv(q) => OpFacts {
+            in_place: if q.residual.is_some() {
+                overwrites(2 + q.conv.has_bias as usize, true)
+            } else {
+                vec![]
+            },
             weights: Weights::Conv {
                 bias: q.conv.has_bias,
             },

@@ -272,17 +272,35 @@ fn qconv_type(q: &QConv, ins: &[&TensorType]) -> Result<TensorType, IrError> {
     if q.w.zero_point.iter().any(|&z| z != 0) {
         return err("QConv weights must be symmetric (zero points 0)");
     }
-    if q.conv.epilogue.residual {
-        return err("QConv has no residual operand");
+    if q.conv.epilogue.residual != q.residual.is_some() {
+        return err("QConv's epilogue residual flag and its residual parameters disagree");
     }
     let shape = conv_shape(&q.conv, x, w)?;
     q.x.check(&x.shape).map_err(IrError::op)?;
     q.w.check(&w.shape).map_err(IrError::op)?;
     q.y.check(&shape).map_err(IrError::op)?;
+    if let Some(r) = &q.residual {
+        let b = ins[2 + q.conv.has_bias as usize];
+        if b.dtype != r.b.dtype || b.shape != shape {
+            return err(format!(
+                "QConv residual must be {}{shape:?} (the output's shape), got {b}",
+                r.b.dtype
+            ));
+        }
+        r.mid.check(&shape).map_err(IrError::op)?;
+        r.b.check(&shape).map_err(IrError::op)?;
+        if q.add_requant().is_none() {
+            return err(format!(
+                "QConv residual sum {} + {} -> {} needs u8/i8 operands per tensor of one type and scale ratios within range",
+                r.mid, r.b, q.y
+            ));
+        }
+    }
     if q.requant(shape[1]).is_none() {
         return err(format!(
             "QConv output {} cannot apply the fused activation {:?} as a clamp",
-            q.y, q.conv.epilogue.act
+            q.requant_target(),
+            q.conv.epilogue.act
         ));
     }
     if q.conv.has_bias && (ins[2].dtype != DType::I32 || ins[2].shape != [shape[1]]) {

@@ -28,7 +28,7 @@ pub use error::IrError;
 pub use graph::{Graph, GraphOutput, Node, NodeId};
 pub use op::{
     Activation, BinaryOp, Conv, Epilogue, Gemm, Lrn, Op, Pool, PoolKind, QBinary, QBinaryOp, QConv,
-    QLut, QMean, Slice, SqueezeExcite,
+    QLut, QMean, QResidual, Slice, SqueezeExcite,
 };
 pub use quant::{QParams, QType};
 pub use tensor::{DType, Tensor, TensorData, TensorDataRef, TensorType, TensorView};

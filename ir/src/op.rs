@@ -334,10 +334,17 @@ impl Lrn {
 /// over the same taps as [`Conv`] (a padding cell is the real value 0, contributing nothing).
 /// Inputs: x (`u8`/`i8`, NCHW), w (`i8`, OIHW, zero points 0), and an `i32` bias `[O]` when
 /// `conv.has_bias` (its scale is `x_scale * w_scale[o]`, zero point 0).
+///
+/// With a fused residual ([`QConv::residual`], `conv.epilogue.residual` set, one more input
+/// of the output's shape): the conv requantizes to its own output parameters
+/// ([`QResidual::mid`], the fused clamp applying there), and that value `a` and the residual
+/// operand `b` give `y = AddRequant(a, b)` ([`crate::quant::AddRequant`], onnxruntime's
+/// `QLinearAdd`): the same bytes as the `QConv` followed by a [`QBinary`] `Add`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QConv {
     /// Geometry and `has_bias`; the epilogue's activation may only be a clamp (ReLU/Clip,
-    /// applied as the output range of [`Requant::bounds`]); no residual.
+    /// applied as the output range of [`Requant::bounds`]); `epilogue.residual` exactly when
+    /// `residual` is set.
     pub conv: Conv,
     /// The input's parameters (per tensor).
     pub x: QParams,
@@ -345,25 +352,85 @@ pub struct QConv {
     pub w: QParams,
     /// The output's parameters (per tensor).
     pub y: QParams,
+    /// The residual sum fused after the requantization, if any.
+    pub residual: Option<QResidual>,
+}
+
+/// The parameters of a residual sum fused into a [`QConv`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct QResidual {
+    /// The conv's own output parameters (per tensor): what it requantizes to before the sum.
+    pub mid: QParams,
+    /// The residual operand's parameters (per tensor).
+    pub b: QParams,
+    /// The conv's value is the sum's first operand (`a` of [`crate::quant::AddRequant`]),
+    /// else the residual is: the order of onnxruntime's `fma`s, kept for exact results.
+    pub conv_is_a: bool,
+}
+
+impl QResidual {
+    /// The sum of the conv's requantized value `conv` and the residual value `res`, in the
+    /// operand order of the sum it replaces.
+    pub fn apply(&self, f: &crate::quant::AddRequant, conv: i32, res: i32) -> i32 {
+        if self.conv_is_a {
+            f.apply(conv, res)
+        } else {
+            f.apply(res, conv)
+        }
+    }
 }
 
 impl QConv {
-    /// The output's element type.
+    /// The element type the conv requantizes to: the output's, or with a fused residual
+    /// the sum's first operand's.
     pub fn y_type(&self) -> Option<QType> {
-        QType::of(self.y.dtype)
+        QType::of(self.requant_target().dtype)
+    }
+
+    /// The parameters the accumulators are requantized to ([`QResidual::mid`] with a fused
+    /// residual, else the output's).
+    pub fn requant_target(&self) -> &QParams {
+        self.residual.as_ref().map_or(&self.y, |r| &r.mid)
     }
 
     /// The requantization of output channel accumulators (`out_channels` of them), or `None`
     /// for parameters inference refuses.
     pub fn requant(&self, out_channels: usize) -> Option<Requant> {
         let ws: Vec<f32> = (0..out_channels).map(|o| self.w.at(o).0).collect();
-        let (ys, yzp) = self.y.at(0);
+        let (ys, yzp) = self.requant_target().at(0);
         Requant::new(
             self.x.at(0).0,
             &ws,
             (ys, yzp, self.y_type()?),
             self.conv.epilogue.act,
         )
+    }
+
+    /// The fused residual sum as the op it replaces (`a` the conv's requantized value), or
+    /// `None` without a residual.
+    pub fn residual_sum(&self) -> Option<QBinary> {
+        let r = self.residual.as_ref()?;
+        let (a, b) = if r.conv_is_a {
+            (r.mid.clone(), r.b.clone())
+        } else {
+            (r.b.clone(), r.mid.clone())
+        };
+        Some(QBinary {
+            op: QBinaryOp::Add,
+            a,
+            b,
+            y: self.y.clone(),
+        })
+    }
+
+    /// The fused residual sum's function ([`QBinary::requant`] of [`QConv::residual_sum`]:
+    /// the same restrictions), or `None` without a residual or for parameters inference
+    /// refuses.
+    pub fn add_requant(&self) -> Option<crate::quant::AddRequant> {
+        match self.residual_sum()?.requant()? {
+            crate::quant::BinaryRequant::Add(f) => Some(f),
+            crate::quant::BinaryRequant::Mul(_) => None,
+        }
     }
 }
 
@@ -662,7 +729,7 @@ impl Op {
             Op::BatchNorm { .. } => exact(5),
             Op::Conv(c) => exact(2 + c.has_bias as usize + c.epilogue.residual as usize),
             Op::Gemm(g) => exact(2 + g.has_c as usize + g.epilogue.residual as usize),
-            Op::QConv(q) => exact(2 + q.conv.has_bias as usize),
+            Op::QConv(q) => exact(2 + q.conv.has_bias as usize + q.residual.is_some() as usize),
             Op::Concat { .. } => (1, None),
         }
     }

@@ -67,11 +67,20 @@ pub fn op_attrs(op: &Op) -> String {
         Op::QGlobalAveragePool(m) => format!("x={} y={}", m.x, m.y),
         Op::QBinary(q) => format!("a={} b={} y={}", q.a, q.b, q.y),
         Op::QConv(q) => format!(
-            "{} x={} w={} y={}",
+            "{} x={} w={} y={}{}",
             op_attrs(&Op::Conv(q.conv.clone())),
             q.x,
             q.w,
-            q.y
+            q.y,
+            q.residual
+                .as_ref()
+                .map(|r| format!(
+                    " mid={} res={}{}",
+                    r.mid,
+                    r.b,
+                    if r.conv_is_a { "" } else { " res-first" }
+                ))
+                .unwrap_or_default()
         ),
         Op::Act(a) => a.to_string(),
         Op::Gemm(g) => format!(

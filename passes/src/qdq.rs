@@ -145,6 +145,7 @@ fn match_at(g: &Graph, qn: NodeId) -> Option<Match> {
             x: xq.clone(),
             w: wq.clone(),
             y: yq.clone(),
+            residual: None,
         },
         x,
         w,

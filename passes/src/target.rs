@@ -35,6 +35,9 @@ pub struct TargetFacts {
     /// Whether the backend runs the integer ops ([`mnc_ir::Op::QConv`], [`mnc_ir::Op::QLut`])
     /// with integer kernels: `qdq-fold` makes them from QDQ patterns only then.
     pub int8: bool,
+    /// Whether those integer convs take a fused residual sum ([`mnc_ir::QResidual`]):
+    /// `qconv-residual` fuses a `QConv`'s `QAdd` into it only then.
+    pub int8_residual: bool,
 }
 
 /// What the GPU tile choice knows about an NVIDIA GPU.
@@ -85,6 +88,7 @@ impl TargetFacts {
             alignment: 64,
             gpu: None,
             int8: false,
+            int8_residual: false,
         }
     }
     /// A scalar machine (also what the reference executor is scheduled for).
@@ -98,6 +102,7 @@ impl TargetFacts {
             alignment: 64,
             gpu: None,
             int8: false,
+            int8_residual: false,
         }
     }
     /// NVIDIA A100 (`cuda-sm80`). The CPU fields describe one thread and one SM (scalar
@@ -112,8 +117,10 @@ impl TargetFacts {
             l2_bytes: 40 << 20,
             alignment: 128,
             gpu: Some(GpuFacts::sm80()),
-            // The int8 kernels of the CUDA target (`dp4a` convs, issue 14).
+            // The int8 kernels of the CUDA target (`dp4a` convs, issue 14), without fused
+            // residual sums.
             int8: true,
+            int8_residual: false,
         }
     }
     /// NVIDIA H100 (`cuda-sm90`): as [`TargetFacts::cuda_sm80`] with 256 KiB L1/shared per
@@ -158,6 +165,7 @@ impl Default for TargetFacts {
             alignment: 64,
             gpu: None,
             int8: true,
+            int8_residual: true,
         }
     }
 }

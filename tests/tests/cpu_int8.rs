@@ -79,6 +79,7 @@ fn qconv_case(
         },
         // An output scale that spreads the accumulators over the output range.
         y: QParams::per_tensor(y_dtype, 0.02 * 0.002 * 60.0 * taps.sqrt(), y_zp),
+        residual: None,
     }));
     (op, vec![(x, false), (w, true), (b, true)])
 }

@@ -607,7 +607,7 @@ fn qconv_graph(c: &QConvCase) -> Option<Graph> {
         "w",
         Tensor::from_i32_values(vec![co, c.cig, c.k[0], c.k[1]], DType::I8, wv).unwrap(),
     );
-    let wq = if c.seed % 2 == 0 {
+    let wq = if c.seed.is_multiple_of(2) {
         QParams {
             dtype: DType::I8,
             axis: Some(0),
@@ -653,6 +653,7 @@ fn qconv_graph(c: &QConvCase) -> Option<Graph> {
         x: xp,
         w: wq,
         y: yp.clone(),
+        residual: None,
     };
     let y = g
         .add_node_inferred("qconv", Op::QConv(Box::new(q)), &ins)

@@ -144,6 +144,7 @@ fn snapshot_int8_qconv() {
         x: xp,
         w: QParams::per_tensor(DType::I8, 0.01, 0),
         y: yp.clone(),
+        residual: None,
     };
     let c = g
         .add_node_inferred("qconv", Op::QConv(Box::new(q)), &[xq, w, b])

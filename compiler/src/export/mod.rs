@@ -720,11 +720,12 @@ impl<'a> Writer<'a> {
                 self.push_node(&name, "QuantizeLinear", vec![mean, ys, yz], &out, vec![]);
             }
             Op::QConv(q) => {
-                // QLinearConv has no fused clamp: only a plain requantization exports.
+                // QLinearConv has no fused clamp nor sum: only a plain requantization exports
+                // (the optimized graph's fused forms are written before fusion).
                 if q.conv.epilogue.act.is_some() || q.conv.epilogue.residual {
                     return Err(self.err(
                         id,
-                        "a QConv with a fused activation has no QLinearConv form",
+                        "a QConv with a fused activation or residual sum has no QLinearConv form",
                     ));
                 }
                 let c = &q.conv;

@@ -204,6 +204,7 @@ pub(crate) fn qlinear_conv(cx: &mut Ctx, n: &OnnxNode) -> OpResult<NodeId> {
         x: xq,
         w: wq,
         y: yq,
+        residual: None,
     }));
     cx.emit(n, op, &ins)
 }

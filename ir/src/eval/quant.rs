@@ -156,6 +156,16 @@ pub fn qconv(q: &QConv, ins: &[&Tensor], out_shape: Vec<usize>) -> Result<Tensor
             }
         },
     );
+    // A fused residual: the requantized value and the residual operand through the sum's
+    // function, element by element (exactly `QConv` then `QBinary` `Add`).
+    if let (Some(add), Some(r)) = (q.add_requant(), &q.residual) {
+        let res = ints(ins[2 + c.has_bias as usize], "QConv residual")?;
+        for (d, &v) in out.iter_mut().zip(&res) {
+            *d = r.apply(&add, *d, v);
+        }
+    } else if q.residual.is_some() {
+        return Err(IrError::op("QConv residual parameters have no integer sum"));
+    }
     Tensor::from_i32_values(out_shape, q.y.dtype, out)
 }
 
@@ -272,6 +282,7 @@ mod tests {
             x: QParams::per_tensor(DType::U8, 0.5, 10),
             w: QParams::per_tensor(DType::I8, 0.25, 0),
             y: QParams::per_tensor(DType::U8, 0.125, 3),
+            residual: None,
         };
         let x = u8t(&[1, 1, 2, 2], &[12, 10, 9, 14]); // x - zp = 2, 0, -1, 4
         let w = Tensor::from_i32_values(vec![1, 1, 3, 3], DType::I8, (1..=9).collect()).unwrap();
@@ -287,5 +298,76 @@ mod tests {
         let b = Tensor::from_i32_values(vec![1], DType::I32, vec![-1000]).unwrap();
         let q2 = eval_op(&op, &[&x, &w, &b]).unwrap();
         assert_eq!(q2.data, TensorData::U8(vec![3, 3, 3, 3]));
+    }
+
+    /// A fused residual gives exactly the `QConv` followed by the `QBinary` `Add` (u8 and
+    /// i8 values), and the sum's function on one element.
+    #[test]
+    fn qconv_with_fused_residual_is_the_conv_then_the_add() {
+        use crate::op::{QBinary, QBinaryOp, QResidual};
+        for (bt, bzp, conv_is_a) in [
+            (DType::U8, 130, true),
+            (DType::I8, -7, false),
+            (DType::U8, 1, false),
+        ] {
+            let mid = QParams::per_tensor(bt, 0.125, 3);
+            let rb = QParams::per_tensor(bt, 0.3, bzp);
+            let y = QParams::per_tensor(bt, 0.2, 11);
+            let plain = QConv {
+                conv: Conv {
+                    has_bias: true,
+                    ..Default::default()
+                },
+                x: QParams::per_tensor(DType::U8, 0.5, 10),
+                w: QParams::per_tensor(DType::I8, 0.25, 0),
+                y: mid.clone(),
+                residual: None,
+            };
+            let fused = QConv {
+                conv: Conv {
+                    epilogue: Epilogue {
+                        residual: true,
+                        act: None,
+                    },
+                    ..plain.conv.clone()
+                },
+                y: y.clone(),
+                residual: Some(QResidual {
+                    mid: mid.clone(),
+                    b: rb.clone(),
+                    conv_is_a,
+                }),
+                ..plain.clone()
+            };
+            let xs: Vec<i32> = (0..2 * 3 * 4).map(|i| i * 37 % 256).collect();
+            let x = u8t(&[2, 3, 2, 2], &xs);
+            let w =
+                Tensor::from_i32_values(vec![2, 3, 1, 1], DType::I8, vec![5, -9, 127, -128, 3, 60])
+                    .unwrap();
+            let b = Tensor::from_i32_values(vec![2], DType::I32, vec![-300, 41]).unwrap();
+            let lo = if bt == DType::U8 { 0 } else { -128 };
+            let rs: Vec<i32> = (0..16).map(|i| lo + i * 53 % 256).collect();
+            let r = Tensor::from_i32_values(vec![2, 2, 2, 2], bt, rs.clone()).unwrap();
+            let a = eval_op(&Op::QConv(Box::new(plain)), &[&x, &w, &b]).unwrap();
+            let (pa, pb, ia, ib) = if conv_is_a {
+                (mid, rb, &a, &r)
+            } else {
+                (rb, mid, &r, &a)
+            };
+            let add = Op::QBinary(QBinary {
+                op: QBinaryOp::Add,
+                a: pa,
+                b: pb,
+                y,
+            });
+            let want = eval_op(&add, &[ia, ib]).unwrap();
+            let got = eval_op(&Op::QConv(Box::new(fused.clone())), &[&x, &w, &b, &r]).unwrap();
+            assert_eq!(got, want, "{bt} conv_is_a {conv_is_a}");
+            // Element 0: a by the unfused conv, then the sum's function on (a, b).
+            let av = super::ints(&a, "a").unwrap()[0];
+            let f = fused.add_requant().unwrap();
+            let (fa, fb) = if conv_is_a { (av, rs[0]) } else { (rs[0], av) };
+            assert_eq!(super::ints(&got, "y").unwrap()[0], f.apply(fa, fb));
+        }
     }
 }

@@ -196,6 +196,7 @@ fn examples() -> Vec<(Op, Vec<TensorType>)> {
                     zero_point: vec![0; 4],
                 },
                 y: QParams::per_tensor(DType::U8, 0.2, 0),
+                residual: None,
             })),
             vec![
                 TensorType::new(DType::U8, x.shape.clone()),

@@ -102,8 +102,10 @@ impl IsaDesc {
             l2_bytes: m.l2_bytes,
             alignment: m.alignment,
             gpu: None,
-            // Every ISA has an int8 set (its last one needs no extra CPU feature).
+            // Every ISA has an int8 set (its last one needs no extra CPU feature); every
+            // set's conv takes a fused residual sum.
             int8: !self.int8.is_empty(),
+            int8_residual: !self.int8.is_empty(),
         }
     }
 }

@@ -883,7 +883,16 @@ pub fn emit_op(
             let th = e.c64(*threads as i64);
             let geom = e.arg(extra(0));
             match entry {
-                Int8Entry::Conv | Int8Entry::Depthwise => {
+                Int8Entry::Conv => {
+                    let (w, scratch) = (e.arg(extra(1)), e.arg(scratch_slot));
+                    // The fused residual: the last input (slot 3, after x, w and a bias).
+                    let res = match info.op {
+                        Op::QConv(q) if q.residual.is_some() => e.arg(3 + q.conv.has_bias as usize),
+                        _ => e.c64(0),
+                    };
+                    e.b.ins().call(f, &[x, w, y, res, scratch, geom, th]);
+                }
+                Int8Entry::Depthwise => {
                     let (w, scratch) = (e.arg(extra(1)), e.arg(scratch_slot));
                     e.b.ins().call(f, &[x, w, y, scratch, geom, th]);
                 }

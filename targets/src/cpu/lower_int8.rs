@@ -22,7 +22,8 @@ use mnc_ir::{Op, QConv, QType, TensorData};
 /// Which int8 entry point an op calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Int8Entry {
-    /// [`super::kernels::int8::QConvFn`]: geometry in extra 0, packed weights in extra 1.
+    /// [`super::kernels::int8::QConvFn`]: geometry (and a fused residual sum's) in extra 0,
+    /// packed weights in extra 1.
     Conv,
     /// [`super::kernels::int8::QDwFn`]: geometry in extra 0, packed weights in extra 1.
     Depthwise,
@@ -66,7 +67,7 @@ impl Int8Entry {
     /// This entry of the kernel set `k`: its symbol, address and pointer-sized parameters.
     pub fn kernel(self, k: &Int8Kernels) -> SharedKernel {
         let (func, params) = match self {
-            Int8Entry::Conv => (k.conv.func as *const u8, 6),
+            Int8Entry::Conv => (k.conv.func as *const u8, 7),
             Int8Entry::Depthwise => (k.dw.func as *const u8, 6),
             Int8Entry::Quantize => (k.quantize.func as *const u8, 4),
             Int8Entry::Dequantize => (k.dequantize.func as *const u8, 4),
@@ -253,8 +254,23 @@ fn plan_qconv(q: &QConv, info: &OpInfo, k: &Int8Kernels, threads: usize) -> Resu
         lo: rq.lo as i64,
         hi: rq.hi as i64,
         tasks: dw_tasks(threads).max(1) as u64,
+        res: q.residual.is_some() as u64,
+        res_conv_a: q.residual.as_ref().is_some_and(|r| r.conv_is_a) as u64,
+    };
+    // The fused residual sum: the geometry its `QAdd` would have.
+    let sum = match q.residual_sum() {
+        Some(s) => Some(
+            QBinaryGeom::new(&s, ys, ys)
+                .ok_or_else(|| "QConv residual sum has no integer form".to_string())?,
+        ),
+        None => None,
     };
     if cig == 1 && kh * kw <= QDW_MAX_TAPS {
+        if sum.is_some() {
+            // `residual-fusion` fuses sums into convs with several input channels per group
+            // only.
+            return Err("a depthwise QConv with a fused residual sum".into());
+        }
         let geom = QDwGeom::of_conv(&geom);
         geom.check()?;
         let packed = pack_qdw(&geom, &w8, &bias, &rq.mult)?;
@@ -281,7 +297,7 @@ fn plan_qconv(q: &QConv, info: &OpInfo, k: &Int8Kernels, threads: usize) -> Resu
     Ok(int8_plan(
         Int8Entry::Conv,
         k,
-        vec![geom.to_blob(), bytes_to_blob(&packed)],
+        vec![geom.to_blob_with(sum.as_ref()), bytes_to_blob(&packed)],
         scratch,
         flops,
         threads,

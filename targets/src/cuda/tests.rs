@@ -270,6 +270,7 @@ fn int8_graph() -> Graph {
         x: pt(DType::U8, 0.02, 128),
         w: pt(DType::I8, 0.01, 0),
         y: pt(DType::U8, 0.05, 4),
+        residual: None,
     };
     let c = g
         .add_node_inferred("c", Op::QConv(Box::new(qc)), &[xq, w, b])
@@ -293,6 +294,7 @@ fn int8_graph() -> Graph {
         x: pt(DType::U8, 0.05, 4),
         w: pt(DType::I8, 0.01, 0),
         y: pt(DType::U8, 0.05, 4),
+        residual: None,
     };
     let d = g
         .add_node_inferred("d", Op::QConv(Box::new(qd)), &[c, dw])
@@ -511,6 +513,7 @@ fn int8_packed_conv_arithmetic_equals_the_reference() {
                 zero_point: vec![0; co],
             },
             y: QParams::per_tensor(DType::U8, 0.05, 7),
+            residual: None,
         };
         let lcg = |n: usize, seed: u32, lo: i32, span: u32| -> Vec<i32> {
             (0..n as u32)

@@ -111,14 +111,22 @@ pub fn ptxas() -> Option<PathBuf> {
     None
 }
 
-/// The onnxruntime QDQ fixture (`tests/fixtures/quant/`) after the optimization pipeline:
-/// its convs and classifier folded into `QConv`s, the residual sums into `QAdd`s, the pool
-/// into a `QGlobalAveragePool` (`qdq-fold`).
+/// The onnxruntime QDQ fixture (`tests/fixtures/quant/`) after the optimization pipeline
+/// for the CUDA targets (their facts: integer convs without fused residual sums): its convs
+/// and classifier folded into `QConv`s, the residual sums into `QAdd`s, the pool into a
+/// `QGlobalAveragePool` (`qdq-fold`).
 pub fn quant_fixture() -> Graph {
     let path = fixtures_dir().join("quant").join("model_qdq_ort.onnx");
     let g = import_file(&path, &ImportOptions::default())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    optimized(&g)
+    let mut h = g.clone();
+    let opts = PipelineOptions {
+        verify: false,
+        target: mnc_passes::TargetFacts::cuda_sm80(),
+        ..Default::default()
+    };
+    optimize(&mut h, &opts).unwrap_or_else(|e| panic!("{}: optimize: {e}", g.name));
+    h
 }
 
 /// Deterministic integers in `lo..=hi`.
@@ -198,6 +206,7 @@ pub fn int8_graphs(batch: usize) -> Vec<(String, Graph)> {
             x: xp,
             w: wq,
             y,
+            residual: None,
         }));
         g.add_node_inferred(name, op, &ins).unwrap()
     };

@@ -38,6 +38,7 @@
 //! element is computed by one task, by exact integer arithmetic, so results do not depend on
 //! the thread count nor on how tasks were split.
 
+use super::qbinary::QBinaryGeom;
 use super::{part, words_to_blob, PAR_MIN_WORK, TASKS_PER_THREAD};
 use crate::cpu::isa::Sym;
 use crate::Target;
@@ -199,6 +200,12 @@ pub struct QConvGeom {
     /// Panels the scratch holds (one per task; the most tasks a call uses, see
     /// [`qconv_tasks`]).
     pub tasks: u64,
+    /// 1: a residual sum ([`mnc_ir::QResidual`]) follows the requantization (`y_zp`, `lo`,
+    /// `hi` are then the conv's own output's, `QResidual::mid`); its [`QBinaryGeom`] follows
+    /// this struct in the geometry blob ([`QConvGeom::to_blob_with`]).
+    pub res: u64,
+    /// 1: the conv's value is the sum's first operand.
+    pub res_conv_a: u64,
 }
 
 impl QConvGeom {
@@ -290,6 +297,9 @@ impl QConvGeom {
             ));
         }
         check_out(g.y_zp, g.lo, g.hi)?;
+        if g.res > 1 || g.res_conv_a > 1 {
+            return Err("residual flags out of range".into());
+        }
         if self.k() == 0 || self.k() > i32::MAX as usize / (255 * 128) {
             return Err(format!("depth {} out of range", self.k()));
         }
@@ -321,7 +331,18 @@ impl QConvGeom {
             g.lo as u64,
             g.hi as u64,
             g.tasks,
+            g.res,
+            g.res_conv_a,
         ])
+    }
+
+    /// [`QConvGeom::to_blob`] followed by the residual sum's geometry (when `res` is set).
+    pub fn to_blob_with(&self, sum: Option<&QBinaryGeom>) -> Vec<f32> {
+        let mut b = self.to_blob();
+        if let Some(s) = sum {
+            b.extend(s.to_blob());
+        }
+        b
     }
 }
 
@@ -380,10 +401,53 @@ pub fn pack_qconv(g: &QConvGeom, w: &[i8], bias: &[i32], mult: &[f32]) -> Result
     Ok(out)
 }
 
-/// Signature of the conv entry points: `(x, packed_weights, y, scratch, geometry, threads)`;
-/// scratch holds [`QConvGeom::scratch_bytes`].
-pub type QConvFn =
-    unsafe extern "C" fn(*const u8, *const u8, *mut u8, *mut u8, *const QConvGeom, usize);
+/// Signature of the conv entry points: `(x, packed_weights, y, residual, scratch, geometry,
+/// threads)`; `residual` (the output's shape, null without [`QConvGeom::res`]); scratch holds
+/// [`QConvGeom::scratch_bytes`].
+pub type QConvFn = unsafe extern "C" fn(
+    *const u8,
+    *const u8,
+    *mut u8,
+    *const u8,
+    *mut u8,
+    *const QConvGeom,
+    usize,
+);
+
+/// A set's residual sum over `rows` rows of `np` bytes, `stride` apart: `y[i] = f(y[i],
+/// res[i])` (`f(res[i], y[i])` unless `conv_is_a`) with the sum's function ([`QBinaryGeom`],
+/// an `Add`), in place.
+///
+/// # Safety
+/// `y` and `res` hold the rows; the CPU runs the set's ISA.
+type SumRowsFn = unsafe fn(&QBinaryGeom, *mut u8, *const u8, usize, usize, usize, bool);
+
+/// [`SumRowsFn`] one element at a time (`AddRequant::apply` itself): the sets without a
+/// vector one.
+///
+/// # Safety
+/// As for [`SumRowsFn`].
+unsafe fn sum_rows_scalar(
+    g: &QBinaryGeom,
+    y: *mut u8,
+    res: *const u8,
+    rows: usize,
+    np: usize,
+    stride: usize,
+    conv_is_a: bool,
+) {
+    let f = g.function();
+    for r in 0..rows {
+        for i in r * stride..r * stride + np {
+            // SAFETY: inside the rows (contract); each byte read before it is written.
+            unsafe {
+                let (c, b) = (g.value(*y.add(i)), g.value(*res.add(i)));
+                let (fa, fb) = if conv_is_a { (c, b) } else { (b, c) };
+                *y.add(i) = f.apply(fa, fb) as u8;
+            }
+        }
+    }
+}
 
 /// One conv call, shared by its tasks.
 struct QConv {
@@ -391,6 +455,8 @@ struct QConv {
     wp: *const u8,
     y: *mut u8,
     scratch: *mut u8,
+    /// The residual sum: its geometry, operand, and the set's function for it.
+    sum: Option<(QBinaryGeom, *const u8, SumRowsFn)>,
     g: QConvGeom,
     k: usize,
     k4: usize,
@@ -447,20 +513,31 @@ type BlockFn = unsafe fn(&QConv, *const u8, usize, *const u8, usize, *mut u8, us
 impl QConv {
     /// # Safety
     /// `geom` is readable.
+    /// # Safety
+    /// `geom` is readable, followed by the sum's [`QBinaryGeom`] when `res` is set;
+    /// `range` runs on this CPU.
     unsafe fn new(
         x: *const u8,
         wp: *const u8,
         y: *mut u8,
+        res: *const u8,
         scratch: *mut u8,
         geom: *const QConvGeom,
+        range: SumRowsFn,
     ) -> QConv {
         // SAFETY: readable (contract); the blob may not keep it 8-byte aligned.
         let g = unsafe { std::ptr::read_unaligned(geom) };
+        let sum = (g.res == 1).then(|| {
+            // SAFETY: the sum's geometry follows (contract).
+            let s = unsafe { std::ptr::read_unaligned(geom.add(1) as *const QBinaryGeom) };
+            (s, res, range)
+        });
         QConv {
             x,
             wp,
             y,
             scratch,
+            sum,
             g,
             k: g.k(),
             k4: g.k4(),
@@ -763,8 +840,13 @@ unsafe fn qconv_drive(block: BlockFn, d: &QConv, threads: usize) {
                     let o0 = cb * MR;
                     let rows = (d.cog - o0).min(MR);
                     let wblk = d.wp.add((gi * d.blocks + cb) * d.block_bytes);
-                    let y = d.y.add(((img * groups + gi) * d.cog + o0) * p + p0);
-                    block(d, panel, np, wblk, rows, y, p);
+                    let off = ((img * groups + gi) * d.cog + o0) * p + p0;
+                    block(d, panel, np, wblk, rows, d.y.add(off), p);
+                    if let Some((sg, res, sum)) = &d.sum {
+                        // The sum over the rows just stored (in L1), in place.
+                        let c = d.g.res_conv_a == 1;
+                        sum(sg, d.y.add(off), res.add(off), rows, np, p, c);
+                    }
                 }
             }
         }
@@ -1402,8 +1484,8 @@ macro_rules! int8_peak_loop {
 }
 
 /// The entry points of a kernel set from its per-ISA parts.
-macro_rules! int8_entries {
-    ($block:expr, $dw_planes:expr, $quant:expr, $dequant:expr) => {
+macro_rules! conv_entry {
+    ($block:expr, $range:expr) => {
         /// See [`super::QConvFn`] and [`super::QConvGeom`] for the contract.
         ///
         /// # Safety
@@ -1413,16 +1495,23 @@ macro_rules! int8_entries {
             x: *const u8,
             w: *const u8,
             y: *mut u8,
+            res: *const u8,
             scratch: *mut u8,
             geom: *const super::QConvGeom,
             threads: usize,
         ) {
             // SAFETY: the buffers and the ISA are as this function's contract states.
             super::super::at_boundary(|| unsafe {
-                let d = super::QConv::new(x, w, y, scratch, geom);
+                let d = super::QConv::new(x, w, y, res, scratch, geom, $range);
                 super::qconv_drive($block, &d, threads)
             })
         }
+    };
+}
+
+macro_rules! int8_entries {
+    ($block:expr, $dw_planes:expr, $quant:expr, $dequant:expr) => {
+        conv_entry!($block, super::sum_rows_scalar);
 
         dw_entry!($dw_planes);
 
@@ -2291,7 +2380,7 @@ pub mod vnni {
     /// # Safety
     /// As for [`super::BlockFn`]; the CPU runs AVX-512F and VNNI.
     #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
-    unsafe fn block(
+    pub(super) unsafe fn block(
         d: &QConv,
         panel: *const u8,
         np: usize,
@@ -2602,7 +2691,10 @@ pub mod vbmi {
     pub static KERNELS: super::Int8Kernels = super::Int8Kernels {
         name: "vbmi",
         features: &["avx512vnni", "avx512vbmi", "avx512bw"],
-        conv: super::vnni::KERNELS.conv,
+        conv: super::Sym {
+            symbol: "mnc_qconv_vbmi",
+            func: conv,
+        },
         dw: super::Sym {
             symbol: "mnc_qdw_vbmi",
             func: dw,
@@ -2624,6 +2716,62 @@ pub mod vbmi {
         // `vpdpbusd`, as the VNNI set's.
         peak: super::vnni::KERNELS.peak,
     };
+
+    // The VNNI set's GEMM; its residual sums in vectors ([`sum_rows`]).
+    conv_entry!(super::vnni::block, sum_rows);
+
+    /// [`super::SumRowsFn`] 16 lanes at a time (masked at a row's end): the arithmetic of
+    /// this set's `QAdd` ([`binary_range`]), constants hoisted.
+    ///
+    /// # Safety
+    /// As for [`super::SumRowsFn`]; the CPU runs AVX-512 BW and VL.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma")]
+    unsafe fn sum_rows(
+        g: &super::super::qbinary::QBinaryGeom,
+        y: *mut u8,
+        res: *const u8,
+        rows: usize,
+        np: usize,
+        stride: usize,
+        conv_is_a: bool,
+    ) {
+        use mnc_ir::quant::BinaryRequant;
+        let BinaryRequant::Add(f) = g.function() else {
+            // SAFETY: as this function's contract.
+            return unsafe { super::sum_rows_scalar(g, y, res, rows, np, stride, conv_is_a) };
+        };
+        let (ra, rb, fixed) = (
+            _mm512_set1_ps(f.ra),
+            _mm512_set1_ps(f.rb),
+            _mm512_set1_ps(f.fixed),
+        );
+        let (lo, hi) = (_mm512_set1_epi32(f.lo), _mm512_set1_epi32(f.hi));
+        let i8 = g.i8 == 1;
+        // SAFETY: masked 16-byte loads and stores inside the rows (contract).
+        unsafe {
+            let load = |p: *const u8, m: __mmask16| {
+                let v = _mm_maskz_loadu_epi8(m, p as *const i8);
+                _mm512_cvtepi32_ps(if i8 {
+                    _mm512_cvtepi8_epi32(v)
+                } else {
+                    _mm512_cvtepu8_epi32(v)
+                })
+            };
+            for r in 0..rows {
+                let (yr, rr) = (y.add(r * stride), res.add(r * stride));
+                let mut i = 0;
+                while i < np {
+                    let m = (u32::MAX >> (32 - (np - i).min(16))) as __mmask16;
+                    let (c, b) = (load(yr.add(i), m), load(rr.add(i), m));
+                    let (va, vb) = if conv_is_a { (c, b) } else { (b, c) };
+                    let t = _mm512_fmadd_ps(va, ra, _mm512_fmadd_ps(vb, rb, fixed));
+                    let v = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(t), lo), hi);
+                    _mm512_mask_cvtepi32_storeu_epi8(yr.add(i) as *mut i8, m, v);
+                    i += 16;
+                }
+            }
+        }
+    }
 
     /// Output planes `q0..q1` with the scratch area `sp` (see [`super::qdw_drive`]).
     ///

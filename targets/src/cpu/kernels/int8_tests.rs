@@ -216,6 +216,8 @@ fn conv_geom(r: &mut Rng, kind: usize, q: &Quant, big: bool) -> QConvGeom {
         lo: q.rq.lo as i64,
         hi: q.rq.hi as i64,
         tasks: 1,
+        res: 0,
+        res_conv_a: 0,
     }
 }
 
@@ -246,6 +248,8 @@ fn pw_geom(ci: usize, co: usize, h: usize, w: usize, q: &Quant) -> QConvGeom {
         lo: q.rq.lo as i64,
         hi: q.rq.hi as i64,
         tasks: 1,
+        res: 0,
+        res_conv_a: 0,
     }
 }
 
@@ -276,21 +280,37 @@ fn check_guard(y: &[u8], len: usize, what: &dyn Fn() -> String) {
 }
 
 fn run_conv(k: &Int8Kernels, g: &QConvGeom, x: &[u8], packed: &[u8], threads: usize) -> Vec<u8> {
+    run_conv_res(k, g, x, packed, threads, None)
+}
+
+/// [`run_conv`] with a fused residual sum: the residual bytes and the sum's geometry
+/// (`g.res` set).
+fn run_conv_res(
+    k: &Int8Kernels,
+    g: &QConvGeom,
+    x: &[u8],
+    packed: &[u8],
+    threads: usize,
+    res: Option<(&[u8], &super::super::qbinary::QBinaryGeom)>,
+) -> Vec<u8> {
     let g = QConvGeom {
-        tasks: super::super::dw_tasks(threads) as u64,
+        tasks: qconv_tasks(threads) as u64,
         ..*g
     };
+    let blob = g.to_blob_with(res.map(|r| r.1));
     let len = (g.n * g.co * g.oh * g.ow) as usize;
     let mut y = vec![0xA5u8; len + GUARD];
     let mut scratch = vec![0x5Au8; g.scratch_bytes().unwrap()];
-    // SAFETY: buffers sized by the geometry; the host runs the set (see `sets`).
+    // SAFETY: buffers sized by the geometry, the residual of the output's length, the
+    // geometry blob holding the sum's after the conv's; the host runs the set (see `sets`).
     unsafe {
         (k.conv.func)(
             x.as_ptr(),
             packed.as_ptr(),
             y.as_mut_ptr(),
+            res.map_or(std::ptr::null(), |r| r.0.as_ptr()),
             scratch.as_mut_ptr(),
-            &g,
+            blob.as_ptr() as *const QConvGeom,
             threads,
         )
     };
@@ -344,6 +364,77 @@ fn conv_cases(kind: usize, cases: usize, seed: u64) {
 #[test]
 fn pointwise_conv_matches_the_reference() {
     conv_cases(0, 24, 1);
+}
+
+/// A fused residual sum ([`QConvGeom::res`]): pointwise and general convs, u8 and i8, the
+/// conv's value first or second, against the reference conv followed by the sum's function
+/// (`AddRequant::apply`) element by element, on every set and thread count.
+#[test]
+fn conv_with_residual_sum_matches_the_conv_then_the_add() {
+    use super::super::qbinary::QBinaryGeom;
+    use mnc_ir::{QBinary, QBinaryOp, QParams};
+    let ks = sets("conv_with_residual_sum_matches_the_conv_then_the_add");
+    let mut r = Rng::new(31);
+    for i in 0..24 {
+        let kind = [0, 2, 1][i % 3];
+        let q0 = quant(&mut r, 1, 1);
+        let g0 = conv_geom(&mut r, kind, &q0, i % 6 == 5);
+        let k = g0.k();
+        let q = quant(&mut r, g0.co as usize, k);
+        let (x_zp, x_i8) = u8_domain(q.xq, q.x_zp);
+        let conv_is_a = i % 2 == 0;
+        let g = QConvGeom {
+            x_zp,
+            x_i8,
+            y_zp: q.rq.zero_point as i64,
+            lo: q.rq.lo as i64,
+            hi: q.rq.hi as i64,
+            res: 1,
+            res_conv_a: conv_is_a as u64,
+            ..g0
+        };
+        let x = bytes(&mut r, (g.n * g.ci * g.h * g.w) as usize);
+        let w: Vec<i8> = (0..g.co as usize * k)
+            .map(|_| r.int(-128, 127) as i8)
+            .collect();
+        let bias: Vec<i32> = (0..g.co).map(|_| r.int(-20000, 20000) as i32).collect();
+        let mid = ref_conv(&g, &q, &x, &w, &bias);
+        let packed = pack_qconv(&g, &w, &bias, &q.rq.mult).unwrap();
+        let dt = q.yq.dtype();
+        let pc = QParams::per_tensor(dt, r.f(0.01, 0.2), q.rq.zero_point);
+        let pr = QParams::per_tensor(dt, r.f(0.01, 0.2), zero_point(&mut r, q.yq));
+        let (pa, pb) = if conv_is_a { (pc, pr) } else { (pr, pc) };
+        let sum = QBinary {
+            op: QBinaryOp::Add,
+            a: pa,
+            b: pb,
+            y: QParams::per_tensor(dt, r.f(0.02, 0.3), zero_point(&mut r, q.yq)),
+        };
+        let shape = [g.n as usize, g.co as usize, g.oh as usize, g.ow as usize];
+        let sg = QBinaryGeom::new(&sum, &shape, &shape).unwrap();
+        let f = sg.function();
+        let res = bytes(&mut r, mid.len());
+        let want: Vec<u8> = mid
+            .iter()
+            .zip(&res)
+            .map(|(&m, &b)| {
+                let (c, b) = (sg.value(m), sg.value(b));
+                let (fa, fb) = if conv_is_a { (c, b) } else { (b, c) };
+                f.apply(fa, fb) as u8
+            })
+            .collect();
+        for kset in &ks {
+            for t in THREADS {
+                let got = run_conv_res(kset, &g, &x, &packed, t, Some((&res, &sg)));
+                if let Some(j) = (0..want.len()).find(|&j| got[j] != want[j]) {
+                    panic!(
+                        "{} threads {t} case {i}: y[{j}] = {} want {} (conv {}, residual {})\n{g:?}",
+                        kset.conv.symbol, got[j], want[j], mid[j], res[j]
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -686,6 +777,8 @@ fn check_dw(ks: &[&'static Int8Kernels], g0: QDwGeom, r: &mut Rng, big_bias: boo
             lo: g.lo,
             hi: g.hi,
             tasks: 1,
+            res: 0,
+            res_conv_a: 0,
         };
         let x = bytes(r, (n * g.ci * g.h * g.w) as usize);
         let w: Vec<i8> = (0..g.co as usize * taps)
@@ -1135,6 +1228,7 @@ fn bench_pointwise_int8_vs_f32() {
                     x.as_ptr(),
                     packed.as_ptr(),
                     y.as_mut_ptr(),
+                    std::ptr::null(),
                     scratch.as_mut_ptr(),
                     &g,
                     1,
@@ -1354,6 +1448,7 @@ fn bench_depthwise_and_stem_int8_vs_f32() {
                 x.as_ptr(),
                 packed.as_ptr(),
                 y.as_mut_ptr(),
+                std::ptr::null(),
                 scratch.as_mut_ptr(),
                 &g,
                 1,
