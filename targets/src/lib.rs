@@ -203,6 +203,18 @@ impl FromStr for Target {
     }
 }
 
+/// Bytes as f32 bit patterns (little-endian words, the last one zero-padded): how both
+/// backends lay bytes (int8 weights, tables) out in their f32-typed constant buffers.
+pub fn bytes_to_words(b: &[u8]) -> Vec<f32> {
+    b.chunks(4)
+        .map(|c| {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            f32::from_bits(u32::from_le_bytes(w))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

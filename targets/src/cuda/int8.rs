@@ -192,16 +192,8 @@ pub fn lut_table(table: &[i32]) -> Vec<f32> {
 }
 
 /// Bytes as f32 bit patterns (little-endian words, the last one zero-padded): how bytes are
-/// laid out in the f32-typed weights buffer.
-pub fn bytes_to_words(b: &[u8]) -> Vec<f32> {
-    b.chunks(4)
-        .map(|c| {
-            let mut w = [0u8; 4];
-            w[..c.len()].copy_from_slice(c);
-            f32::from_bits(u32::from_le_bytes(w))
-        })
-        .collect()
-}
+/// laid out in the f32-typed weights buffer (the CPU blobs' layout too).
+pub use crate::bytes_to_words;
 
 /// A table lookup per element ([`mnc_ir::QLut`]): the stored byte `b` indexes the table
 /// directly for `u8` inputs, as `b ^ 0x80` (`x + 128`) for `i8`. Params: x, table, y.
@@ -312,23 +304,7 @@ pub fn pad_bytes(in_shape: &[usize], out_shape: &[usize], begin: &[usize], value
     let n: usize = out_shape.iter().product();
     let (mut k, i, exit) = per_element(2, n);
     let (x, y) = (k.param_ptr(0), k.param_ptr(1));
-    let idx = k.decode(i, out_shape);
-    let in_strides = super::kernels::strides(in_shape);
-    let valid = k.p();
-    let mut src_idx = Vec::new();
-    for (d, &ix) in idx.iter().enumerate() {
-        let s = k.r();
-        k.ins(format!("sub.u32 {s}, {ix}, {}", begin[d]));
-        if d == 0 {
-            k.ins(format!("setp.lt.u32 {valid}, {s}, {}", in_shape[d]));
-        } else {
-            let q = k.p();
-            k.ins(format!("setp.lt.u32 {q}, {s}, {}", in_shape[d]));
-            k.ins(format!("and.pred {valid}, {valid}, {q}"));
-        }
-        src_idx.push(s);
-    }
-    let src = k.dot_strides(&src_idx, &in_strides, 0);
+    let (src, valid) = super::kernels::pad_source(&mut k, i, in_shape, out_shape, begin);
     let v = k.imm_u32(value as u32);
     let a = k.addr_sized(x, src, 1);
     k.ins(format!("@{valid} ld.global.nc.u8 {v}, [{a}]"));

@@ -398,11 +398,16 @@ pub fn copy_strided(
     finish(k, &exit, n, "copy")
 }
 
-/// Constant padding: `out` has `in_shape[d] + begin[d] + end[d]` per axis. Params: x, y.
-pub fn pad(in_shape: &[usize], out_shape: &[usize], begin: &[usize], value: f32) -> Gen {
-    let n: usize = out_shape.iter().product();
-    let (mut k, i, exit) = per_element(2, n);
-    let (x, y) = (k.param_ptr(0), k.param_ptr(1));
+/// The input element a constant-padding kernel's output element `i` reads, and whether it
+/// reads one (`false`: a padding cell), for `out` of `in_shape[d] + begin[d] + end[d]` per
+/// axis.
+pub(super) fn pad_source(
+    k: &mut Kernel,
+    i: Reg,
+    in_shape: &[usize],
+    out_shape: &[usize],
+    begin: &[usize],
+) -> (Reg, Reg) {
     let idx = k.decode(i, out_shape);
     let in_strides = strides(in_shape);
     let valid = k.p();
@@ -419,7 +424,15 @@ pub fn pad(in_shape: &[usize], out_shape: &[usize], begin: &[usize], value: f32)
         }
         src_idx.push(s);
     }
-    let src = k.dot_strides(&src_idx, &in_strides, 0);
+    (k.dot_strides(&src_idx, &in_strides, 0), valid)
+}
+
+/// Constant padding: `out` has `in_shape[d] + begin[d] + end[d]` per axis. Params: x, y.
+pub fn pad(in_shape: &[usize], out_shape: &[usize], begin: &[usize], value: f32) -> Gen {
+    let n: usize = out_shape.iter().product();
+    let (mut k, i, exit) = per_element(2, n);
+    let (x, y) = (k.param_ptr(0), k.param_ptr(1));
+    let (src, valid) = pad_source(&mut k, i, in_shape, out_shape, begin);
     let v = k.imm_f32(value);
     let a = k.addr(x, src);
     k.ins(format!("@{valid} ld.global.nc.f32 {v}, [{a}]"));

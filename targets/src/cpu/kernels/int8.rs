@@ -91,15 +91,9 @@ pub fn u8_domain(qt: QType, zp: i32) -> (u64, u64) {
 }
 
 /// Bytes as f32 bit patterns (little-endian words, the last one zero-padded), for the
-/// weights blob.
+/// weights blob ([`crate::bytes_to_words`]).
 pub fn bytes_to_blob(b: &[u8]) -> Vec<f32> {
-    b.chunks(4)
-        .map(|c| {
-            let mut w = [0u8; 4];
-            w[..c.len()].copy_from_slice(c);
-            f32::from_bits(u32::from_le_bytes(w))
-        })
-        .collect()
+    crate::bytes_to_words(b)
 }
 
 /// The entry points of one int8 kernel set, with their JIT symbol names.
@@ -2720,8 +2714,39 @@ pub mod vbmi {
     // The VNNI set's GEMM; its residual sums in vectors ([`sum_rows`]).
     conv_entry!(super::vnni::block, sum_rows);
 
+    /// The constants of a sum's function ([`mnc_ir::quant::AddRequant`]) in vectors.
+    struct AddVec {
+        ra: __m512,
+        rb: __m512,
+        fixed: __m512,
+        lo: Vi,
+        hi: Vi,
+    }
+
+    impl AddVec {
+        #[target_feature(enable = "avx512f")]
+        fn new(f: &mnc_ir::quant::AddRequant) -> AddVec {
+            AddVec {
+                ra: _mm512_set1_ps(f.ra),
+                rb: _mm512_set1_ps(f.rb),
+                fixed: _mm512_set1_ps(f.fixed),
+                lo: _mm512_set1_epi32(f.lo),
+                hi: _mm512_set1_epi32(f.hi),
+            }
+        }
+    }
+
+    /// `AddRequant::apply` on 16 lanes of stored values `a`, `b` (as f32): `fma(a, ra,
+    /// fma(b, rb, fixed))`, rounded half to even, clamped.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn add_lanes(va: __m512, vb: __m512, c: &AddVec) -> Vi {
+        let t = _mm512_fmadd_ps(va, c.ra, _mm512_fmadd_ps(vb, c.rb, c.fixed));
+        _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(t), c.lo), c.hi)
+    }
+
     /// [`super::SumRowsFn`] 16 lanes at a time (masked at a row's end): the arithmetic of
-    /// this set's `QAdd` ([`binary_range`]), constants hoisted.
+    /// this set's `QAdd` ([`binary_range`], [`add_lanes`]), constants hoisted.
     ///
     /// # Safety
     /// As for [`super::SumRowsFn`]; the CPU runs AVX-512 BW and VL.
@@ -2740,12 +2765,7 @@ pub mod vbmi {
             // SAFETY: as this function's contract.
             return unsafe { super::sum_rows_scalar(g, y, res, rows, np, stride, conv_is_a) };
         };
-        let (ra, rb, fixed) = (
-            _mm512_set1_ps(f.ra),
-            _mm512_set1_ps(f.rb),
-            _mm512_set1_ps(f.fixed),
-        );
-        let (lo, hi) = (_mm512_set1_epi32(f.lo), _mm512_set1_epi32(f.hi));
+        let add = AddVec::new(&f);
         let i8 = g.i8 == 1;
         // SAFETY: masked 16-byte loads and stores inside the rows (contract).
         unsafe {
@@ -2764,8 +2784,7 @@ pub mod vbmi {
                     let m = (u32::MAX >> (32 - (np - i).min(16))) as __mmask16;
                     let (c, b) = (load(yr.add(i), m), load(rr.add(i), m));
                     let (va, vb) = if conv_is_a { (c, b) } else { (b, c) };
-                    let t = _mm512_fmadd_ps(va, ra, _mm512_fmadd_ps(vb, rb, fixed));
-                    let v = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(t), lo), hi);
+                    let v = add_lanes(va, vb, &add);
                     _mm512_mask_cvtepi32_storeu_epi8(yr.add(i) as *mut i8, m, v);
                     i += 16;
                 }
@@ -3203,16 +3222,13 @@ pub mod vbmi {
                 _mm512_set1_epi32(g.lo as i32),
                 _mm512_set1_epi32(g.hi as i32),
             );
-            // 16 outputs from the widened `a` and `b` lanes.
+            // 16 outputs from the widened `a` and `b` lanes (the constants are loop
+            // invariants).
             let lanes = |va: __m512i, vb: __m512i| {
                 let t = match f {
                     BinaryRequant::Add(f) => {
-                        let t = _mm512_fmadd_ps(
-                            _mm512_cvtepi32_ps(vb),
-                            _mm512_set1_ps(f.rb),
-                            _mm512_set1_ps(f.fixed),
-                        );
-                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(va), _mm512_set1_ps(f.ra), t)
+                        let c = AddVec::new(&f);
+                        return add_lanes(_mm512_cvtepi32_ps(va), _mm512_cvtepi32_ps(vb), &c);
                     }
                     BinaryRequant::Mul(f) => {
                         let p = _mm512_mullo_epi32(

@@ -599,6 +599,37 @@ fn depthwise_conv_matches_the_reference() {
     }
 }
 
+/// A depthwise geometry of `c` input channels (`cog` outputs each, `n` images) with a
+/// `k x k` window, stride `s`, dilation `d` and padding `p` on every side over `h x w`
+/// planes; quantization fields zero (set by [`check_dw`]).
+fn square_dw(c: u64, cog: u64, n: u64, [h, w, k, s, d, p]: [u64; 6]) -> QDwGeom {
+    let span = (k - 1) * d + 1;
+    QDwGeom {
+        planes: n * c * cog,
+        co: c * cog,
+        ci: c,
+        cog,
+        h,
+        w,
+        pt: p,
+        pl: p,
+        kh: k,
+        kw: k,
+        sy: s,
+        sx: s,
+        dy: d,
+        dx: d,
+        oh: (h + 2 * p - span) / s + 1,
+        ow: (w + 2 * p - span) / s + 1,
+        x_zp: 0,
+        x_i8: 0,
+        y_zp: 0,
+        lo: 0,
+        hi: 0,
+        tasks: 1,
+    }
+}
+
 /// The byte-quad kernel's layouts ([`dw_quads`]): several rows per vector (narrow planes),
 /// 16-column segments, two quads per window row, dilation, and geometries it refuses (the
 /// f32 planes then run), each checked on every set against the reference.
@@ -621,32 +652,7 @@ fn depthwise_quad_layouts_match_the_reference() {
         ([2, 12, 12, 9, 1, 1, 4], None),
     ];
     for (i, ([c, h, w, k, s, d, p], want)) in cases.into_iter().enumerate() {
-        let span = (k - 1) * d + 1;
-        let (oh, ow) = ((h + 2 * p - span) / s + 1, (w + 2 * p - span) / s + 1);
-        let g0 = QDwGeom {
-            planes: c,
-            co: c,
-            ci: c,
-            cog: 1,
-            h,
-            w,
-            pt: p,
-            pl: p,
-            kh: k,
-            kw: k,
-            sy: s,
-            sx: s,
-            dy: d,
-            dx: d,
-            oh,
-            ow,
-            x_zp: 0,
-            x_i8: 0,
-            y_zp: 0,
-            lo: 0,
-            hi: 0,
-            tasks: 1,
-        };
+        let g0 = square_dw(c, 1, 1, [h, w, k, s, d, p]);
         let got = dw_quads(&g0).map(|l| (l.rows, l.seg));
         assert_eq!(got, want, "case {i}: {g0:?}");
         check_dw(&ks, g0, &mut r, false, 100 + i);
@@ -680,33 +686,8 @@ fn depthwise_small_planes_match_the_reference() {
         ([28, 28, 3, 2, 1, 1, 1, 1], None),
     ];
     for (i, ([h, w, k, s, d, p, cog, n], want)) in cases.into_iter().enumerate() {
-        let span = (k - 1) * d + 1;
-        let (oh, ow) = ((h + 2 * p - span) / s + 1, (w + 2 * p - span) / s + 1);
-        let c = 3;
-        let g0 = QDwGeom {
-            planes: n * c * cog,
-            co: c * cog,
-            ci: c,
-            cog,
-            h,
-            w,
-            pt: p,
-            pl: p,
-            kh: k,
-            kw: k,
-            sy: s,
-            sx: s,
-            dy: d,
-            dx: d,
-            oh,
-            ow,
-            x_zp: 0,
-            x_i8: 0,
-            y_zp: 0,
-            lo: 0,
-            hi: 0,
-            tasks: 1,
-        };
+        let g0 = square_dw(3, cog, n, [h, w, k, s, d, p]);
+        let (oh, ow) = (g0.oh, g0.ow);
         let got = dw_small(&g0);
         assert_eq!(got.map(|s| s.wide), want, "case {i}: {g0:?}");
         if let Some(sm) = got {
