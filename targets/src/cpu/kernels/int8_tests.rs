@@ -320,29 +320,39 @@ fn run_conv_res(
     y
 }
 
+/// A random conv of `kind` ([`conv_geom`]) with random quantization, input, weights and
+/// biases: `(geometry, quantization, x, w, bias)`.
+fn conv_case(
+    r: &mut Rng,
+    kind: usize,
+    big: bool,
+) -> (QConvGeom, Quant, Vec<u8>, Vec<i8>, Vec<i32>) {
+    let q0 = quant(r, 1, 1);
+    let g0 = conv_geom(r, kind, &q0, big);
+    let k = g0.k();
+    let q = quant(r, g0.co as usize, k);
+    let (x_zp, x_i8) = u8_domain(q.xq, q.x_zp);
+    let g = QConvGeom {
+        x_zp,
+        x_i8,
+        y_zp: q.rq.zero_point as i64,
+        lo: q.rq.lo as i64,
+        hi: q.rq.hi as i64,
+        ..g0
+    };
+    let x = bytes(r, (g.n * g.ci * g.h * g.w) as usize);
+    let w: Vec<i8> = (0..g.co as usize * k)
+        .map(|_| r.int(-128, 127) as i8)
+        .collect();
+    let bias: Vec<i32> = (0..g.co).map(|_| r.int(-20000, 20000) as i32).collect();
+    (g, q, x, w, bias)
+}
+
 fn conv_cases(kind: usize, cases: usize, seed: u64) {
     let ks = sets("int8_conv");
     let mut r = Rng::new(seed);
     for i in 0..cases {
-        let big = i % 4 == 3;
-        let q0 = quant(&mut r, 1, 1);
-        let g0 = conv_geom(&mut r, kind, &q0, big);
-        let k = g0.k();
-        let q = quant(&mut r, g0.co as usize, k);
-        let (x_zp, x_i8) = u8_domain(q.xq, q.x_zp);
-        let g = QConvGeom {
-            x_zp,
-            x_i8,
-            y_zp: q.rq.zero_point as i64,
-            lo: q.rq.lo as i64,
-            hi: q.rq.hi as i64,
-            ..g0
-        };
-        let x = bytes(&mut r, (g.n * g.ci * g.h * g.w) as usize);
-        let w: Vec<i8> = (0..g.co as usize * k)
-            .map(|_| r.int(-128, 127) as i8)
-            .collect();
-        let bias: Vec<i32> = (0..g.co).map(|_| r.int(-20000, 20000) as i32).collect();
+        let (g, q, x, w, bias) = conv_case(&mut r, kind, i % 4 == 3);
         let want = ref_conv(&g, &q, &x, &w, &bias);
         let packed = pack_qconv(&g, &w, &bias, &q.rq.mult).unwrap();
         assert_eq!(packed.len(), g.packed_bytes());
@@ -377,27 +387,13 @@ fn conv_with_residual_sum_matches_the_conv_then_the_add() {
     let mut r = Rng::new(31);
     for i in 0..24 {
         let kind = [0, 2, 1][i % 3];
-        let q0 = quant(&mut r, 1, 1);
-        let g0 = conv_geom(&mut r, kind, &q0, i % 6 == 5);
-        let k = g0.k();
-        let q = quant(&mut r, g0.co as usize, k);
-        let (x_zp, x_i8) = u8_domain(q.xq, q.x_zp);
+        let (g, q, x, w, bias) = conv_case(&mut r, kind, i % 6 == 5);
         let conv_is_a = i % 2 == 0;
         let g = QConvGeom {
-            x_zp,
-            x_i8,
-            y_zp: q.rq.zero_point as i64,
-            lo: q.rq.lo as i64,
-            hi: q.rq.hi as i64,
             res: 1,
             res_conv_a: conv_is_a as u64,
-            ..g0
+            ..g
         };
-        let x = bytes(&mut r, (g.n * g.ci * g.h * g.w) as usize);
-        let w: Vec<i8> = (0..g.co as usize * k)
-            .map(|_| r.int(-128, 127) as i8)
-            .collect();
-        let bias: Vec<i32> = (0..g.co).map(|_| r.int(-20000, 20000) as i32).collect();
         let mid = ref_conv(&g, &q, &x, &w, &bias);
         let packed = pack_qconv(&g, &w, &bias, &q.rq.mult).unwrap();
         let dt = q.yq.dtype();
