@@ -146,6 +146,42 @@ fn check_npy_header(bytes: &[u8]) -> Result<(), String> {
     if depth != 0 || quote.is_some() {
         return Err("unbalanced brackets or quotes in the header".into());
     }
+    shape_count_fits(trimmed)
+}
+
+/// The header's `shape` tuple, when it is one of integers, has an element count that fits
+/// 64 bits (`npyz` multiplies the dimensions unchecked: a debug build panics, a release build
+/// wraps). Headers whose shape is not such a tuple are left to `npyz` to refuse.
+fn shape_count_fits(header: &[u8]) -> Result<(), String> {
+    let Some(at) = header
+        .windows(7)
+        .position(|w| w == b"'shape'" || w == b"\"shape\"")
+    else {
+        return Ok(());
+    };
+    let rest = &header[at + 7..];
+    let Some(open) = rest.iter().position(|&c| c == b'(' || c == b'[') else {
+        return Ok(());
+    };
+    let Some(len) = rest[open..].iter().position(|&c| c == b')' || c == b']') else {
+        return Ok(());
+    };
+    let mut count = 1u64;
+    for tok in rest[open + 1..open + len].split(|&c| c == b',') {
+        let tok = tok.trim_ascii();
+        if tok.is_empty() {
+            continue;
+        }
+        let Some(d) = std::str::from_utf8(tok)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            return Ok(());
+        };
+        count = count
+            .checked_mul(d)
+            .ok_or("the shape's element count overflows 64 bits")?;
+    }
     Ok(())
 }
 
@@ -370,6 +406,15 @@ mod tests {
                 "unbalanced brackets",
             ),
             (npy_bytes(1, "{'shape': '(2,), }", &data), "or quotes"),
+            // Found by the npy fuzz target: npyz multiplies the dimensions unchecked.
+            (
+                npy_bytes(
+                    1,
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3,2, 4,3,2, 4, 8,2,  66666,2, 4,3,2, 4, 6666666666), }",
+                    &data,
+                ),
+                "element count overflows",
+            ),
         ] {
             let e = err(b);
             assert!(e.contains(what), "{what}: {e}");
