@@ -267,9 +267,9 @@ impl CudaModel {
             // (the layout of `mnc_targets::cuda::storage_words`).
             let words: Option<std::borrow::Cow<[f32]>> = match &t.data {
                 TensorData::F32(v) => Some(v.as_slice().into()),
-                TensorData::U8(v) => Some(codegen::int8::bytes_to_words(v).into()),
+                TensorData::U8(v) => Some(mnc_targets::bytes_to_words(v).into()),
                 TensorData::I8(v) => Some(
-                    codegen::int8::bytes_to_words(&v.iter().map(|&x| x as u8).collect::<Vec<u8>>())
+                    mnc_targets::bytes_to_words(&v.iter().map(|&x| x as u8).collect::<Vec<u8>>())
                         .into(),
                 ),
                 TensorData::I64(_) | TensorData::I32(_) => None,

@@ -10,8 +10,8 @@
 
 use super::isa::IsaDesc;
 use super::kernels::int8::{
-    bytes_to_blob, int8_kernels, pack_qconv, pack_qdw, qconv_tasks, u8_domain, Int8Kernels,
-    QConvGeom, QDwGeom, QLinGeom, QDW_MAX_TAPS,
+    int8_kernels, pack_qconv, pack_qdw, qconv_tasks, u8_domain, Int8Kernels, QConvGeom, QDwGeom,
+    QLinGeom, QDW_MAX_TAPS,
 };
 use super::kernels::{
     dw_tasks, lut::LutGeom, qbinary::QBinaryGeom, qmean::QMeanGeom, SharedKernel,
@@ -278,7 +278,7 @@ fn plan_qconv(q: &QConv, info: &OpInfo, k: &Int8Kernels, threads: usize) -> Resu
         return Ok(int8_plan(
             Int8Entry::Depthwise,
             k,
-            vec![geom.to_blob(), bytes_to_blob(&packed)],
+            vec![geom.to_blob(), crate::bytes_to_words(&packed)],
             scratch,
             flops,
             threads,
@@ -297,7 +297,10 @@ fn plan_qconv(q: &QConv, info: &OpInfo, k: &Int8Kernels, threads: usize) -> Resu
     Ok(int8_plan(
         Int8Entry::Conv,
         k,
-        vec![geom.to_blob_with(sum.as_ref()), bytes_to_blob(&packed)],
+        vec![
+            geom.to_blob_with(sum.as_ref()),
+            crate::bytes_to_words(&packed),
+        ],
         scratch,
         flops,
         threads,

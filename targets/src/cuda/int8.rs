@@ -188,12 +188,8 @@ pub fn dequantize(n: usize, p: &QuantParams, input: DequantInput) -> Gen {
 /// byte of each value: two's complement for `i8`), indexed by `x - x_type.min()`.
 pub fn lut_table(table: &[i32]) -> Vec<f32> {
     let bytes: Vec<u8> = table.iter().map(|&v| v as u8).collect();
-    bytes_to_words(&bytes)
+    crate::bytes_to_words(&bytes)
 }
-
-/// Bytes as f32 bit patterns (little-endian words, the last one zero-padded): how bytes are
-/// laid out in the f32-typed weights buffer (the CPU blobs' layout too).
-pub use crate::bytes_to_words;
 
 /// A table lookup per element ([`mnc_ir::QLut`]): the stored byte `b` indexes the table
 /// directly for `u8` inputs, as `b ^ 0x80` (`x + 128`) for `i8`. Params: x, table, y.
@@ -409,7 +405,7 @@ pub fn pack_qconv(s: &QConvSpec, w: &[i8], bias: &[i32], mult: &[f32]) -> Result
             }
         }
     }
-    out.extend(bytes_to_words(&bytes));
+    out.extend(crate::bytes_to_words(&bytes));
     Ok(out)
 }
 

@@ -232,8 +232,8 @@ fn constant_words(t: &Tensor) -> Option<Vec<f32>> {
     match &t.data {
         TensorData::F32(v) => Some(v.clone()),
         TensorData::I32(v) => Some(v.iter().map(|&x| f32::from_bits(x as u32)).collect()),
-        TensorData::U8(v) => Some(int8::bytes_to_words(v)),
-        TensorData::I8(v) => Some(int8::bytes_to_words(
+        TensorData::U8(v) => Some(crate::bytes_to_words(v)),
+        TensorData::I8(v) => Some(crate::bytes_to_words(
             &v.iter().map(|&x| x as u8).collect::<Vec<u8>>(),
         )),
         TensorData::I64(_) => None,

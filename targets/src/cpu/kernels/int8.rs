@@ -90,12 +90,6 @@ pub fn u8_domain(qt: QType, zp: i32) -> (u64, u64) {
     }
 }
 
-/// Bytes as f32 bit patterns (little-endian words, the last one zero-padded), for the
-/// weights blob ([`crate::bytes_to_words`]).
-pub fn bytes_to_blob(b: &[u8]) -> Vec<f32> {
-    crate::bytes_to_words(b)
-}
-
 /// The entry points of one int8 kernel set, with their JIT symbol names.
 #[derive(Clone, Copy, Debug)]
 pub struct Int8Kernels {

@@ -1325,29 +1325,14 @@ fn bench_depthwise_and_stem_int8_vs_f32() {
         let ops = 2.0 * (c * o * o * 9) as f64;
         let q = quant(&mut r, c, 9);
         let (x_zp, x_i8) = u8_domain(q.xq, q.x_zp);
+        let (cu, su, stu) = (c as u64, s as u64, stride as u64);
         let g = QDwGeom {
-            planes: c as u64,
-            co: c as u64,
-            ci: c as u64,
-            cog: 1,
-            h: s as u64,
-            w: s as u64,
-            pt: 1,
-            pl: 1,
-            kh: 3,
-            kw: 3,
-            sy: stride as u64,
-            sx: stride as u64,
-            dy: 1,
-            dx: 1,
-            oh: o as u64,
-            ow: o as u64,
             x_zp,
             x_i8,
             y_zp: q.rq.zero_point as i64,
             lo: q.rq.lo as i64,
             hi: q.rq.hi as i64,
-            tasks: 1,
+            ..square_dw(cu, 1, 1, [su, su, 3, stu, 1, 1])
         };
         let x = bytes(&mut r, c * s * s);
         let w: Vec<i8> = (0..c * 9).map(|_| r.int(-128, 127) as i8).collect();
