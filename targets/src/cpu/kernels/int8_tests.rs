@@ -91,9 +91,10 @@ fn quant(r: &mut Rng, co: usize, taps: usize) -> Quant {
     let ys = (taps as f32).sqrt() * 5500.0 * xs * 0.012 / 60.0 * r.f(0.5, 2.0);
     let mut rq = Requant::new(xs, &ws, (ys, y_zp, yq), act).unwrap();
     if r.int(0, 3) == 0 {
-        // Powers of two: many exact ties, which round to even.
+        // Powers of two: many exact ties, which round to even; and multipliers of 1 and 2
+        // (saturating most outputs).
         for m in rq.mult.iter_mut() {
-            *m = r.pick(&[0.5, 0.25, 0.125, 1.0 / 64.0]);
+            *m = r.pick(&[0.5, 0.25, 0.125, 1.0 / 64.0, 1.0, 2.0]);
         }
     }
     Quant { xq, x_zp, rq, yq }
@@ -524,6 +525,57 @@ fn extreme_values_stay_exact() {
             assert!(
                 run_conv(kset, &g, &x, &packed, 1) == want,
                 "{} {xq:?}",
+                kset.conv.symbol
+            );
+        }
+    }
+}
+
+#[test]
+fn accumulators_near_the_i32_limits_saturate() {
+    // Inputs at the zero point: each channel's accumulator is its bias, near `i32::MAX` or
+    // `i32::MIN`; with multipliers above 0.5 `round(acc * m) + zp` leaves `i32` (a
+    // requantization that rounds before it clamps would wrap), at 0.5 and below it stays
+    // inside.
+    let ks = sets("accumulators_near_the_i32_limits_saturate");
+    let (ci, hw) = (8usize, 21usize);
+    let bias = [
+        i32::MAX,
+        i32::MAX - 64,
+        i32::MIN + 1,
+        i32::MIN + 200,
+        i32::MAX,
+        i32::MIN + 1,
+        i32::MAX,
+        7,
+    ];
+    let mult = vec![1.0, 0.6, 1.0, 0.6, 0.5, 0.5, 2.0, 1e-9];
+    let co = bias.len();
+    for (yq, zp, lo, hi) in [
+        (QType::U8, 3, 0, 255),
+        (QType::I8, -5, -128, 127),
+        (QType::U8, 0, 0, 200),
+    ] {
+        let q = Quant {
+            xq: QType::U8,
+            x_zp: 17,
+            rq: Requant {
+                mult: mult.clone(),
+                zero_point: zp,
+                lo,
+                hi,
+            },
+            yq,
+        };
+        let g = pw_geom(ci, co, 1, hw, &q);
+        let x = vec![17u8; ci * hw];
+        let w: Vec<i8> = (0..co * ci).map(|i| (i as i8).wrapping_mul(37)).collect();
+        let want = ref_conv(&g, &q, &x, &w, &bias);
+        let packed = pack_qconv(&g, &w, &bias, &q.rq.mult).unwrap();
+        for kset in &ks {
+            assert!(
+                run_conv(kset, &g, &x, &packed, 1) == want,
+                "{} {yq:?}",
                 kset.conv.symbol
             );
         }
