@@ -125,6 +125,10 @@ pub struct BenchResult {
     /// 192 KiB ([`l2_bandwidth_gbs`]) times `peak_cores` (the convention of the peak).
     pub cache_bandwidth_gbs: Option<f64>,
     pub timing: String,
+    /// x86-64 targets: stalls of the kernels' thread pool during the timed runs (a pool
+    /// thread descheduled in the middle of a task, after which dispatches ran on the calling
+    /// thread alone for a while; `mnc_targets::cpu::par`).
+    pub pool_stalls: Option<u64>,
     pub profile: Option<Vec<OpProfile>>,
 }
 
@@ -153,11 +157,14 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
     }
     // Not preallocated from a caller's number (a huge --iters must not abort the process).
     let mut ms: Vec<f64> = Vec::new();
+    let stalls_before = mnc_targets::cpu::par::stalls();
     for _ in 0..opts.iters {
         let t = std::time::Instant::now();
         model.run_shared(&inputs)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let pool_stalls = matches!(model.executable(), Executable::Cpu(_))
+        .then(|| mnc_targets::cpu::par::stalls() - stalls_before);
     ms.sort_by(|x, y| x.total_cmp(y));
     let (median, min, p90) = (quantile(&ms, 0.5), ms[0], quantile(&ms, 0.9));
     let batch = model.batch();
@@ -213,6 +220,7 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         bandwidth_gbs: bandwidth,
         cache_bandwidth_gbs: cache_bandwidth,
         timing: "wall clock per run(), including host<->device copies for GPU targets".into(),
+        pool_stalls,
         profile,
     })
 }
@@ -238,6 +246,12 @@ impl BenchResult {
             self.iters, self.warmup, self.median_ms, self.min_ms, self.p90_ms
         );
         let _ = writeln!(s, "throughput: {:.1} inferences/s", self.throughput_per_s);
+        if let Some(n) = self.pool_stalls.filter(|&n| n > 0) {
+            let _ = writeln!(
+                s,
+                "thread pool: {n} stall(s) in the timed runs (a pool thread descheduled in a task; after two within 100 ms the kernels run on the calling thread alone for 20 ms-1 s, see docs/CPU_BACKEND.md)"
+            );
+        }
         let _ = writeln!(
             s,
             "compute: {:.3} G mult-adds per run -> {:.1} GFLOP/s (2 FLOPs per mult-add)",
@@ -586,6 +600,7 @@ mod tests {
             bandwidth_gbs: Some(ROOF.bandwidth_gbs),
             cache_bandwidth_gbs: Some(40.0),
             timing: String::new(),
+            pool_stalls: Some(0),
             profile: Some(profile),
         }
     }

@@ -227,6 +227,7 @@ unsafe impl Sync for Gemv {}
 /// # Safety
 /// As for the ISA's `gemv_cols`.
 unsafe fn gemv_drive(range: unsafe fn(&Gemv, usize, usize), cols: usize, g: &Gemv, threads: usize) {
+    let threads = super::par::threads_now(threads);
     let blocks = g.n.div_ceil(cols);
     if threads <= 1 || g.n * g.k < PAR_MIN_WORK || blocks < 2 {
         // SAFETY: the whole call, as the caller's contract allows.
@@ -344,6 +345,7 @@ struct SePhases {
 /// # Safety
 /// As for the ISA's phase functions.
 unsafe fn se_drive(ph: &SePhases, d: &Se, threads: usize) {
+    let threads = super::par::threads_now(threads);
     let (c, hw) = (d.g.c as usize, d.g.hw as usize);
     let tasks = if threads <= 1 || c * hw < PAR_MIN_WORK {
         1
@@ -500,6 +502,7 @@ unsafe fn gemm_drive(
     g: &Gemm,
     threads: usize,
 ) {
+    let threads = super::par::threads_now(threads);
     let (mb, nt) = (g.m.div_ceil(mr), g.n.div_ceil(nr));
     if threads <= 1 || g.m * g.n * g.k < PAR_MIN_WORK || mb * nt < 2 {
         // SAFETY: the whole call, as the caller's contract allows.
@@ -594,6 +597,7 @@ fn plane_ranges(
     max_tasks: usize,
     f: &(dyn Fn(usize, usize, usize) + Sync),
 ) {
+    let threads = super::par::threads_now(threads);
     let tasks = if threads <= 1 || work < PAR_MIN_WORK {
         1
     } else {

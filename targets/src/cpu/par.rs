@@ -27,6 +27,20 @@
 //! dispatcher returns only once `done` accounts for every task the pool threads claimed
 //! (Acquire), so no pool thread touches the job or its closure after the dispatcher returned.
 //!
+//! # Stalls
+//! A pool thread can be descheduled in the middle of a task it claimed (another process
+//! busy on its core): the dispatcher then waits for that task, up to a scheduler time slice
+//! (milliseconds), and every job of a run can hit it again, so that 2 threads end up slower
+//! than one. The dispatcher times its wait for claimed tasks; a wait above [`STALL_MIN`] and
+//! above [`STALL_TASKS`] times its own mean task counts as a stall. A stall within
+//! [`STALL_WINDOW`] of the one before makes every dispatch run serially on its caller for a
+//! while ([`SERIAL_FIRST`], doubling while this repeats within [`STALL_MEMORY`] of the last
+//! serial period, up to [`SERIAL_MAX`]); then the pool is tried again. An isolated stall
+//! (another process waking up for a moment) changes nothing: it costs less than running
+//! serially would. Kernels size their task split by [`threads_now`], so a serial job is not
+//! cut into tasks that repeat shared work. Results do not change (they never depend on which
+//! thread ran a task); [`stalls`] counts the stalls of the process.
+//!
 //! # Panics
 //! A panic in a task (or in `join`'s first closure) is caught where it happens; the job's
 //! unclaimed tasks are then dropped (they may or may not have run), the dispatcher waits for
@@ -51,6 +65,21 @@ pub const IDLE_SPIN: Duration = Duration::from_micros(if cfg!(miri) { 2 } else {
 const WAIT_SPIN: Duration = Duration::from_micros(50);
 /// Spin iterations between two clock reads.
 const SPIN_CHECK: u32 = 64;
+/// Shortest wait for pool threads' claimed tasks that counts as a stall (see the module
+/// docs); also at least [`STALL_TASKS`] mean tasks of the dispatcher.
+pub const STALL_MIN: Duration = Duration::from_micros(200);
+/// A stall is a wait of more than this many of the dispatcher's own mean task durations.
+pub const STALL_TASKS: u32 = 4;
+/// How long dispatches run serially after a first stall.
+pub const SERIAL_FIRST: Duration = Duration::from_millis(20);
+/// The longest serial period (the period doubles per stall that follows the last serial
+/// period within [`STALL_MEMORY`]).
+pub const SERIAL_MAX: Duration = Duration::from_secs(1);
+/// A stall this long after the end of the last serial period starts again from
+/// [`SERIAL_FIRST`].
+pub const STALL_MEMORY: Duration = Duration::from_secs(1);
+/// Two stalls this close make the dispatches run serially.
+pub const STALL_WINDOW: Duration = Duration::from_millis(100);
 
 /// Low bits of `claim` / `seats` holding a count; the high bits hold the job's epoch.
 const COUNT_BITS: u32 = 24;
@@ -112,6 +141,15 @@ struct Pool {
     wake: Condvar,
     /// The first panic a pool thread caught in the current job.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
+    /// Until when (ns of [`now_ns`]) dispatches run serially after a stall; 0: no stall yet.
+    /// Written only by the `busy` holder.
+    serial_until: AtomicU64,
+    /// The last serial period, ns.
+    serial_ns: AtomicU64,
+    /// Stalls so far.
+    stalls: AtomicU64,
+    /// When (ns of [`now_ns`]) the last stall happened; 0: none yet.
+    last_stall: AtomicU64,
 }
 
 // SAFETY: all fields but `job` are Sync. `job` is written only by the holder of `busy`,
@@ -141,7 +179,64 @@ static POOL: Pool = Pool {
     park: Mutex::new(()),
     wake: Condvar::new(),
     panic: Mutex::new(None),
+    serial_until: AtomicU64::new(0),
+    serial_ns: AtomicU64::new(0),
+    stalls: AtomicU64::new(0),
+    last_stall: AtomicU64::new(0),
 };
+
+/// Nanoseconds since the pool's clock started (at least 1).
+fn now_ns() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1
+}
+
+/// Stalls of the process's pool so far: long waits on a descheduled pool thread (see the
+/// module docs).
+pub fn stalls() -> u64 {
+    POOL.stalls.load(Ordering::Relaxed)
+}
+
+/// The threads a job dispatched now would run on: 1 when `threads <= 1`, when the pool is
+/// held (by another run, or by the job this call is nested in) or when it runs serially
+/// after a stall; else `threads`. Kernels size their task split with it, so that a job that
+/// will run on its caller alone is not cut into tasks that each repeat shared work (a
+/// panel packed per task). A hint: the pool may change state before the dispatch, which
+/// only costs speed (results never depend on the split).
+pub fn threads_now(threads: usize) -> usize {
+    if threads <= 1 || POOL.busy.0.load(Ordering::Relaxed) || serial_now(&POOL) {
+        1
+    } else {
+        threads
+    }
+}
+
+/// Whether dispatches run serially now, after a stall.
+fn serial_now(pool: &Pool) -> bool {
+    let until = pool.serial_until.load(Ordering::Relaxed);
+    until != 0 && now_ns() < until
+}
+
+/// Records a stall (only by the `busy` holder); after a stall within [`STALL_WINDOW`] of
+/// the last one, dispatches run serially for the next period.
+fn stalled(pool: &Pool) {
+    let now = now_ns();
+    pool.stalls.fetch_add(1, Ordering::Relaxed);
+    let prev = pool.last_stall.swap(now, Ordering::Relaxed);
+    if prev == 0 || now - prev > STALL_WINDOW.as_nanos() as u64 {
+        return;
+    }
+    let last_end = pool.serial_until.load(Ordering::Relaxed);
+    let last = pool.serial_ns.load(Ordering::Relaxed);
+    let recent = last_end != 0 && now < last_end.saturating_add(STALL_MEMORY.as_nanos() as u64);
+    let period = if recent {
+        last.saturating_mul(2).min(SERIAL_MAX.as_nanos() as u64)
+    } else {
+        SERIAL_FIRST.as_nanos() as u64
+    };
+    pool.serial_ns.store(period, Ordering::Relaxed);
+    pool.serial_until.store(now + period, Ordering::Relaxed);
+}
 
 /// Runs `f(t)` once for every `t` in `0..tasks`, on the calling thread plus up to
 /// `threads - 1` pool threads, and returns when all have finished. `threads <= 1` or
@@ -190,6 +285,10 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
         return serial(pre);
     }
     let busy = BusyGuard(pool);
+    if serial_now(pool) {
+        drop(busy);
+        return serial(pre);
+    }
     let helpers = grow(pool, (threads - 1).min(MAX_HELPERS));
     let seats = (threads - 1).min(max_seats).min(helpers);
     if seats == 0 {
@@ -234,6 +333,7 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
     // Our share: `pre`, then tasks until none is left. Panics are caught so that we do not
     // unwind out of this frame (freeing `f`) while pool threads may still run it.
     let mut mine = 0usize; // tasks run or dropped here
+    let own_start = Instant::now();
     let mut payload = None;
     let mut pre = Some(pre);
     if let Err(p) = caught(&mut || {
@@ -264,6 +364,16 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
             std::hint::spin_loop();
         } else {
             std::thread::yield_now();
+        }
+    }
+    if spins >= SPIN_CHECK {
+        // A long wait: a stall when it also exceeds `STALL_TASKS` of our own mean tasks
+        // (`pre` and the tasks we ran, over the tasks, at least one).
+        let waited = start.elapsed();
+        let own =
+            start.saturating_duration_since(own_start) / mine.clamp(1, u32::MAX as usize) as u32;
+        if waited > STALL_MIN && waited > own * STALL_TASKS && payload.is_none() {
+            stalled(pool);
         }
     }
     let helper_panic = pool.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -490,7 +600,7 @@ fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{for_each, join, physical_cores};
+    use super::{for_each, join, now_ns, physical_cores, stalls, POOL};
     use std::collections::HashSet;
     use std::panic::catch_unwind;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -708,6 +818,54 @@ mod tests {
             "pool-thread panics propagated: {pool_panics}/{}",
             rounds(50)
         );
+    }
+
+    #[test]
+    fn par_a_stalled_pool_thread_sends_the_next_jobs_to_the_caller() {
+        // Whatever task a pool thread runs sleeps 5 ms (a pool thread descheduled in the middle
+        // of a task, as the dispatcher sees it) while the caller's take microseconds: a stall;
+        // from the second one on (5 ms apart), jobs run on the caller alone for the serial
+        // period. Other tests share the pool (holding it, or stalling it too), so the check
+        // is made only where it is certain (the serial period seen before the job unchanged
+        // and still running after it), and tries go on for a while (a retry budget, not a
+        // timing assertion).
+        let me = std::thread::current().id();
+        let mut checked = 0;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let before = stalls();
+            for_each(2, 2, &|_| {
+                if std::thread::current().id() != me {
+                    std::thread::sleep(Duration::from_millis(5));
+                } else {
+                    spin_for(Duration::from_micros(10));
+                }
+            });
+            if stalls() == before {
+                continue; // the caller ran both tasks (or another dispatcher held the pool)
+            }
+            let until = POOL.serial_until.load(Ordering::Relaxed);
+            let who = Mutex::new(HashSet::new());
+            for_each(2, 16, &|_| {
+                who.lock().unwrap().insert(std::thread::current().id());
+                spin_for(Duration::from_micros(20));
+            });
+            if POOL.serial_until.load(Ordering::Relaxed) == until && now_ns() < until {
+                assert_eq!(who.into_inner().unwrap(), HashSet::from([me]));
+                checked += 1;
+                if checked == 3 {
+                    break;
+                }
+            }
+        }
+        assert!(checked > 0, "no serial period observed in 20 s of tries");
+        // The pool is used again once the period is over.
+        std::thread::sleep(Duration::from_nanos(
+            POOL.serial_until
+                .load(Ordering::Relaxed)
+                .saturating_sub(now_ns()),
+        ));
+        check_exactly_once(2, 64);
     }
 
     #[test]

@@ -787,6 +787,7 @@ unsafe fn interleave4(rows: [*const u8; 4], flip: u8, np: usize, dst: *mut u8) -
 /// # Safety
 /// `d` describes valid buffers for its geometry; `block` is callable on this CPU.
 unsafe fn qconv_drive(block: BlockFn, d: &QConv, threads: usize) {
+    let threads = super::super::par::threads_now(threads);
     let g = &d.g;
     let (n, groups, p) = (g.n as usize, g.groups as usize, g.pixels());
     let chunks = p.div_ceil(d.chunk);
@@ -1368,6 +1369,7 @@ pub type DequantFn = unsafe extern "C" fn(*const u8, *mut f32, *const QLinGeom, 
 /// Runs `range(i0, i1)` over `0..len` in chunks on `threads` (every elementwise int8 kernel:
 /// quantize, dequantize, lookup, sum).
 pub(super) fn lin_drive(len: usize, threads: usize, range: &(dyn Fn(usize, usize) + Sync)) {
+    let threads = super::super::par::threads_now(threads);
     if threads <= 1 || len < PAR_MIN_WORK {
         return range(0, len);
     }

@@ -168,6 +168,7 @@ pub unsafe extern "C" fn lrn(x: *const f32, y: *mut f32, geom: *const LrnGeom, t
         let d = Call { x, y, g };
         let total = (d.g.n * d.g.c) as usize;
         let work = total.saturating_mul(d.g.inner as usize);
+        let threads = super::super::par::threads_now(threads);
         let tasks = if threads <= 1 || work < PAR_MIN_WORK {
             1
         } else {

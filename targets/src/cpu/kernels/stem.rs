@@ -80,6 +80,7 @@ unsafe fn pad_plane(d: &Dw, p: usize) {
 /// # Safety
 /// As for the ISA's `stem`: `d` describes valid buffers for its geometry.
 pub(super) unsafe fn stem_drive(rows: unsafe fn(&Dw, usize, usize), d: &Dw, threads: usize) {
+    let threads = super::super::par::threads_now(threads);
     let g = &d.g;
     let n = (g.planes / g.co.max(1)) as usize;
     let planes = n * g.ci as usize;
