@@ -249,7 +249,7 @@ impl BenchResult {
         if let Some(n) = self.pool_stalls.filter(|&n| n > 0) {
             let _ = writeln!(
                 s,
-                "thread pool: {n} stall(s) in the timed runs (a pool thread descheduled in a task; after two within 100 ms the kernels run on the calling thread alone for 20 ms-1 s, see docs/CPU_BACKEND.md)"
+                "thread pool: {n} stall(s) in the timed runs (a pool thread descheduled in a task; after 3 within 50 ms the kernels run on the calling thread alone for 20 ms-1 s, see docs/CPU_BACKEND.md)"
             );
         }
         let _ = writeln!(

@@ -31,15 +31,19 @@
 //! A pool thread can be descheduled in the middle of a task it claimed (another process
 //! busy on its core): the dispatcher then waits for that task, up to a scheduler time slice
 //! (milliseconds), and every job of a run can hit it again, so that 2 threads end up slower
-//! than one. The dispatcher times its wait for claimed tasks; a wait above [`STALL_MIN`] and
-//! above [`STALL_TASKS`] times its own mean task counts as a stall. A stall within
-//! [`STALL_WINDOW`] of the one before makes every dispatch run serially on its caller for a
-//! while ([`SERIAL_FIRST`], doubling while this repeats within [`STALL_MEMORY`] of the last
-//! serial period, up to [`SERIAL_MAX`]); then the pool is tried again. An isolated stall
-//! (another process waking up for a moment) changes nothing: it costs less than running
-//! serially would. Kernels size their task split by [`threads_now`], so a serial job is not
-//! cut into tasks that repeat shared work. Results do not change (they never depend on which
-//! thread ran a task); [`stalls`] counts the stalls of the process.
+//! than one; or the other cores are busy and the scheduler puts a pool thread on the
+//! dispatcher's core, where its tasks and its spinning take the dispatcher's time. The
+//! dispatcher times its wait for claimed tasks, and a wait above [`STALL_MIN`] and above
+//! [`STALL_TASKS`] times its own mean task counts as a stall, as does a job in which a pool
+//! thread finished a task on the CPU the dispatcher published it from (`sched_getcpu`).
+//! [`STALLS_SERIAL`] stalls within [`STALL_WINDOW`] make every dispatch run serially on its
+//! caller for a while ([`SERIAL_FIRST`], doubling while this repeats within
+//! [`STALL_MEMORY`] of the last serial period, up to [`SERIAL_MAX`]); then the pool is tried
+//! again. Isolated stalls (another process or the hypervisor taking the core for a moment)
+//! change nothing: they cost less than running serially would. Kernels size their task split
+//! by [`threads_now`], so that a serial job is not cut into tasks that repeat shared work.
+//! Results do not change (they never depend on which thread ran a task); [`stalls`] counts
+//! the stalls of the process.
 //!
 //! # Panics
 //! A panic in a task (or in `join`'s first closure) is caught where it happens; the job's
@@ -78,8 +82,12 @@ pub const SERIAL_MAX: Duration = Duration::from_secs(1);
 /// A stall this long after the end of the last serial period starts again from
 /// [`SERIAL_FIRST`].
 pub const STALL_MEMORY: Duration = Duration::from_secs(1);
-/// Two stalls this close make the dispatches run serially.
-pub const STALL_WINDOW: Duration = Duration::from_millis(100);
+/// [`STALLS_SERIAL`] stalls within this make the dispatches run serially.
+pub const STALL_WINDOW: Duration = Duration::from_millis(50);
+/// Stalls within [`STALL_WINDOW`] that make the dispatches run serially (an unloaded VM
+/// shows isolated waits of 0.2-3 ms on a descheduled pool thread, one or two per few hundred
+/// runs; a busy core, one every few milliseconds).
+pub const STALLS_SERIAL: usize = 3;
 
 /// Low bits of `claim` / `seats` holding a count; the high bits hold the job's epoch.
 const COUNT_BITS: u32 = 24;
@@ -112,6 +120,8 @@ struct Job {
     f: *const (),
     tasks: usize,
     mxcsr: u32,
+    /// The CPU the dispatcher ran on when it published the job ([`current_cpu`]).
+    cpu: Option<usize>,
 }
 
 type TaskFn<'a> = &'a (dyn Fn(usize) + Sync + 'a);
@@ -148,8 +158,11 @@ struct Pool {
     serial_ns: AtomicU64,
     /// Stalls so far.
     stalls: AtomicU64,
-    /// When (ns of [`now_ns`]) the last stall happened; 0: none yet.
-    last_stall: AtomicU64,
+    /// When (ns of [`now_ns`]) the last `STALLS_SERIAL - 1` stalls happened, oldest first;
+    /// 0: none. Only touched by the `busy` holder.
+    last_stalls: [AtomicU64; STALLS_SERIAL - 1],
+    /// Set by a pool thread that finished a task of the current job on the dispatcher's CPU.
+    shared_cpu: AtomicBool,
 }
 
 // SAFETY: all fields but `job` are Sync. `job` is written only by the holder of `busy`,
@@ -171,6 +184,7 @@ static POOL: Pool = Pool {
         f: std::ptr::null(),
         tasks: 0,
         mxcsr: 0,
+        cpu: None,
     }),
     epoch: AtomicU64::new(0),
     helpers: AtomicUsize::new(0),
@@ -182,8 +196,23 @@ static POOL: Pool = Pool {
     serial_until: AtomicU64::new(0),
     serial_ns: AtomicU64::new(0),
     stalls: AtomicU64::new(0),
-    last_stall: AtomicU64::new(0),
+    last_stalls: [const { AtomicU64::new(0) }; STALLS_SERIAL - 1],
+    shared_cpu: AtomicBool::new(false),
 };
+
+/// The CPU the calling thread runs on (Linux `sched_getcpu`; `None` elsewhere or on error).
+fn current_cpu() -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `sched_getcpu` takes no arguments and has no preconditions.
+        let c = unsafe { libc::sched_getcpu() };
+        usize::try_from(c).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
 
 /// Nanoseconds since the pool's clock started (at least 1).
 fn now_ns() -> u64 {
@@ -217,13 +246,18 @@ fn serial_now(pool: &Pool) -> bool {
     until != 0 && now_ns() < until
 }
 
-/// Records a stall (only by the `busy` holder); after a stall within [`STALL_WINDOW`] of
-/// the last one, dispatches run serially for the next period.
+/// Records a stall (only by the `busy` holder); at the [`STALLS_SERIAL`]-th within
+/// [`STALL_WINDOW`], dispatches run serially for the next period.
 fn stalled(pool: &Pool) {
     let now = now_ns();
     pool.stalls.fetch_add(1, Ordering::Relaxed);
-    let prev = pool.last_stall.swap(now, Ordering::Relaxed);
-    if prev == 0 || now - prev > STALL_WINDOW.as_nanos() as u64 {
+    let oldest = pool.last_stalls[0].load(Ordering::Relaxed);
+    for i in 1..pool.last_stalls.len() {
+        let t = pool.last_stalls[i].load(Ordering::Relaxed);
+        pool.last_stalls[i - 1].store(t, Ordering::Relaxed);
+    }
+    pool.last_stalls[STALLS_SERIAL - 2].store(now, Ordering::Relaxed);
+    if oldest == 0 || now - oldest > STALL_WINDOW.as_nanos() as u64 {
         return;
     }
     let last_end = pool.serial_until.load(Ordering::Relaxed);
@@ -300,6 +334,7 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
     let epoch = epoch.max(1); // epoch 0 is the idle state pool threads start from
     pool.epoch.store(epoch, Ordering::Relaxed);
     pool.done.0.store(0, Ordering::Relaxed);
+    pool.shared_cpu.store(false, Ordering::Relaxed);
     // `f` lives on this frame until we return; the pool reaches it through this pointer.
     let f_ref: TaskFn<'_> = f;
     // SAFETY: we hold `busy` and every pool thread finished with the previous job (see
@@ -309,6 +344,7 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
             f: &f_ref as *const TaskFn<'_> as *const (),
             tasks,
             mxcsr: super::fpenv::mxcsr(),
+            cpu: current_cpu(),
         };
     }
     pool.claim
@@ -366,15 +402,19 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
             std::thread::yield_now();
         }
     }
+    // A pool thread that ran a task on our CPU shares it with us (the other cores busy):
+    // its tasks and spinning take our time instead of adding some. Counted as a stall.
+    let mut stall = pool.shared_cpu.load(Ordering::Relaxed);
     if spins >= SPIN_CHECK {
         // A long wait: a stall when it also exceeds `STALL_TASKS` of our own mean tasks
         // (`pre` and the tasks we ran, over the tasks, at least one).
         let waited = start.elapsed();
         let own =
             start.saturating_duration_since(own_start) / mine.clamp(1, u32::MAX as usize) as u32;
-        if waited > STALL_MIN && waited > own * STALL_TASKS && payload.is_none() {
-            stalled(pool);
-        }
+        stall |= waited > STALL_MIN && waited > own * STALL_TASKS;
+    }
+    if stall && payload.is_none() {
+        stalled(pool);
     }
     let helper_panic = pool.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
     drop(busy);
@@ -522,7 +562,11 @@ unsafe fn run_task(pool: &Pool, left: usize) -> std::thread::Result<()> {
     // SAFETY: `job.f` points at the dispatcher's `&dyn Fn` (see `dispatch`), alive as above.
     let f: TaskFn<'_> = unsafe { *(job.f as *const TaskFn<'_>) };
     let t = job.tasks - left;
-    caught(&mut || f(t))
+    let r = caught(&mut || f(t));
+    if job.cpu.is_some() && current_cpu() == job.cpu {
+        pool.shared_cpu.store(true, Ordering::Relaxed);
+    }
+    r
 }
 
 /// Runs `f`, catching a panic: the only `catch_unwind` of the pool and of the kernels'
@@ -824,7 +868,7 @@ mod tests {
     fn par_a_stalled_pool_thread_sends_the_next_jobs_to_the_caller() {
         // Whatever task a pool thread runs sleeps 5 ms (a pool thread descheduled in the middle
         // of a task, as the dispatcher sees it) while the caller's take microseconds: a stall;
-        // from the second one on (5 ms apart), jobs run on the caller alone for the serial
+        // from the third one on (5 ms apart), jobs run on the caller alone for the serial
         // period. Other tests share the pool (holding it, or stalling it too), so the check
         // is made only where it is certain (the serial period seen before the job unchanged
         // and still running after it), and tries go on for a while (a retry budget, not a
