@@ -125,9 +125,10 @@ pub struct BenchResult {
     /// 192 KiB ([`l2_bandwidth_gbs`]) times `peak_cores` (the convention of the peak).
     pub cache_bandwidth_gbs: Option<f64>,
     pub timing: String,
-    /// x86-64 targets: stalls of the kernels' thread pool during the timed runs (a pool
-    /// thread descheduled in the middle of a task, after which dispatches ran on the calling
-    /// thread alone for a while; `mnc_targets::cpu::par`).
+    /// x86-64 targets: stalls of the kernels' thread pool during the timed runs (a long wait
+    /// on a pool thread descheduled in a task, or a pool thread running on the caller's CPU;
+    /// 3 within 50 ms start a period in which the kernels run on the calling thread alone,
+    /// `mnc_targets::cpu::par`). A period started in the warm-up runs is not counted.
     pub pool_stalls: Option<u64>,
     pub profile: Option<Vec<OpProfile>>,
 }
@@ -249,7 +250,7 @@ impl BenchResult {
         if let Some(n) = self.pool_stalls.filter(|&n| n > 0) {
             let _ = writeln!(
                 s,
-                "thread pool: {n} stall(s) in the timed runs (a pool thread descheduled in a task; after 3 within 50 ms the kernels run on the calling thread alone for 20 ms-1 s, see docs/CPU_BACKEND.md)"
+                "thread pool: {n} stall(s) in the timed runs (a pool thread descheduled in a task, or on this thread's core; 3 within 50 ms make the kernels run on the calling thread alone for 20 ms-1 s, see docs/CPU_BACKEND.md)"
             );
         }
         let _ = writeln!(

@@ -3,8 +3,8 @@
 //!
 //! [`for_each`] runs `f(t)` for every task `t` in `0..tasks` on the calling thread plus up
 //! to `threads - 1` persistent pool threads (`mnc-pool-N`, spawned lazily, kept for the life
-//! of the process, at most [`MAX_HELPERS`]); [`join`] is the two-way fork/join the older
-//! kernels use, built on the same machinery. There is one job slot: a dispatcher that finds
+//! of the process, at most [`MAX_HELPERS`]); [`join`] is a two-way fork/join built on the
+//! same machinery (no kernel uses it today). There is one job slot: a dispatcher that finds
 //! it taken (another run dispatching concurrently, or a nested call from inside a task) runs
 //! its tasks serially on its own thread instead of waiting, so concurrent runs never wait on
 //! each other. Results must therefore not depend on which thread ran which task (callers
@@ -37,9 +37,9 @@
 //! [`STALL_TASKS`] times its own mean task counts as a stall, as does a job in which a pool
 //! thread finished a task on the CPU the dispatcher published it from (`sched_getcpu`).
 //! [`STALLS_SERIAL`] stalls within [`STALL_WINDOW`] make every dispatch run serially on its
-//! caller for a while ([`SERIAL_FIRST`], doubling while this repeats within
-//! [`STALL_MEMORY`] of the last serial period, up to [`SERIAL_MAX`]); then the pool is tried
-//! again. Isolated stalls (another process or the hypervisor taking the core for a moment)
+//! caller for a while ([`SERIAL_FIRST`]); then the pool is tried again, and a stall within
+//! [`STALL_MEMORY`] of the period's end starts the next one at once, twice as long (up to
+//! [`SERIAL_MAX`]). Isolated stalls (another process or the hypervisor taking the core for a moment)
 //! change nothing: they cost less than running serially would. Kernels size their task split
 //! by [`threads_now`], so that a serial job is not cut into tasks that repeat shared work.
 //! Results do not change (they never depend on which thread ran a task); [`stalls`] counts
@@ -74,19 +74,20 @@ const SPIN_CHECK: u32 = 64;
 pub const STALL_MIN: Duration = Duration::from_micros(200);
 /// A stall is a wait of more than this many of the dispatcher's own mean task durations.
 pub const STALL_TASKS: u32 = 4;
-/// How long dispatches run serially after a first stall.
+/// The first serial period.
 pub const SERIAL_FIRST: Duration = Duration::from_millis(20);
 /// The longest serial period (the period doubles per stall that follows the last serial
 /// period within [`STALL_MEMORY`]).
 pub const SERIAL_MAX: Duration = Duration::from_secs(1);
-/// A stall this long after the end of the last serial period starts again from
-/// [`SERIAL_FIRST`].
-pub const STALL_MEMORY: Duration = Duration::from_secs(1);
+/// A stall within this of the end of the last serial period (the first jobs that try the
+/// pool again) starts the next period at once, twice as long; a later one counts towards
+/// [`STALLS_SERIAL`] and a period then starts again from [`SERIAL_FIRST`].
+pub const STALL_MEMORY: Duration = Duration::from_millis(50);
 /// [`STALLS_SERIAL`] stalls within this make the dispatches run serially.
 pub const STALL_WINDOW: Duration = Duration::from_millis(50);
 /// Stalls within [`STALL_WINDOW`] that make the dispatches run serially (an unloaded VM
-/// shows isolated waits of 0.2-3 ms on a descheduled pool thread, one or two per few hundred
-/// runs; a busy core, one every few milliseconds).
+/// shows isolated waits of 0.2-3 ms on a descheduled pool thread, 1-5 per few hundred runs;
+/// a busy core, one every few milliseconds).
 pub const STALLS_SERIAL: usize = 3;
 
 /// Low bits of `claim` / `seats` holding a count; the high bits hold the job's epoch.
@@ -151,7 +152,7 @@ struct Pool {
     wake: Condvar,
     /// The first panic a pool thread caught in the current job.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
-    /// Until when (ns of [`now_ns`]) dispatches run serially after a stall; 0: no stall yet.
+    /// Until when (ns of [`now_ns`]) dispatches run serially; 0: no serial period yet.
     /// Written only by the `busy` holder.
     serial_until: AtomicU64,
     /// The last serial period, ns.
@@ -200,15 +201,16 @@ static POOL: Pool = Pool {
     shared_cpu: AtomicBool::new(false),
 };
 
-/// The CPU the calling thread runs on (Linux `sched_getcpu`; `None` elsewhere or on error).
+/// The CPU the calling thread runs on (Linux `sched_getcpu`; `None` elsewhere, under Miri
+/// or on error).
 fn current_cpu() -> Option<usize> {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(miri)))]
     {
         // SAFETY: `sched_getcpu` takes no arguments and has no preconditions.
         let c = unsafe { libc::sched_getcpu() };
         usize::try_from(c).ok()
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(all(target_os = "linux", not(miri))))]
     {
         None
     }
@@ -220,34 +222,52 @@ fn now_ns() -> u64 {
     BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1
 }
 
-/// Stalls of the process's pool so far: long waits on a descheduled pool thread (see the
-/// module docs).
+/// Stalls of the process's pool so far (see the module docs): long waits on a descheduled
+/// pool thread, and jobs in which a pool thread ran on the dispatcher's CPU.
 pub fn stalls() -> u64 {
     POOL.stalls.load(Ordering::Relaxed)
 }
 
+/// Whether stalls are detected and acted on: not in this crate's own unit tests, which check
+/// every kernel's task split against one thread and must always run the split they ask for
+/// (whatever the load of the test machine); the stall handling itself is tested in
+/// `tests/pool_stalls.rs`, a process of its own.
+const ADAPTIVE: bool = !cfg!(test);
+
 /// The threads a job dispatched now would run on: 1 when `threads <= 1`, when the pool is
-/// held (by another run, or by the job this call is nested in) or when it runs serially
-/// after a stall; else `threads`. Kernels size their task split with it, so that a job that
-/// will run on its caller alone is not cut into tasks that each repeat shared work (a
+/// held (by another run, or by the job this call is nested in) or in a serial period (see
+/// the module docs); else `threads`. Kernels size their task split with it, so that a job
+/// that will run on its caller alone is not cut into tasks that each repeat shared work (a
 /// panel packed per task). A hint: the pool may change state before the dispatch, which
-/// only costs speed (results never depend on the split).
+/// only costs speed (results never depend on the split). In this crate's unit tests it
+/// returns `threads` ([`ADAPTIVE`]).
 pub fn threads_now(threads: usize) -> usize {
-    if threads <= 1 || POOL.busy.0.load(Ordering::Relaxed) || serial_now(&POOL) {
+    if threads <= 1 || !ADAPTIVE {
+        threads
+    } else if POOL.busy.0.load(Ordering::Relaxed) || serial_now(&POOL) {
         1
     } else {
         threads
     }
 }
 
-/// Whether dispatches run serially now, after a stall.
+/// What is left of the current serial period (`None` outside one): dispatches until then
+/// run on their callers alone.
+pub fn serial_left() -> Option<Duration> {
+    let until = POOL.serial_until.load(Ordering::Relaxed);
+    let now = now_ns();
+    (until != 0 && now < until).then(|| Duration::from_nanos(until - now))
+}
+
+/// Whether dispatches run serially now (a serial period, see the module docs).
 fn serial_now(pool: &Pool) -> bool {
     let until = pool.serial_until.load(Ordering::Relaxed);
     until != 0 && now_ns() < until
 }
 
 /// Records a stall (only by the `busy` holder); at the [`STALLS_SERIAL`]-th within
-/// [`STALL_WINDOW`], dispatches run serially for the next period.
+/// [`STALL_WINDOW`], or the first within [`STALL_MEMORY`] of the end of the last serial
+/// period, dispatches run serially for the next period.
 fn stalled(pool: &Pool) {
     let now = now_ns();
     pool.stalls.fetch_add(1, Ordering::Relaxed);
@@ -257,12 +277,12 @@ fn stalled(pool: &Pool) {
         pool.last_stalls[i - 1].store(t, Ordering::Relaxed);
     }
     pool.last_stalls[STALLS_SERIAL - 2].store(now, Ordering::Relaxed);
-    if oldest == 0 || now - oldest > STALL_WINDOW.as_nanos() as u64 {
-        return;
-    }
     let last_end = pool.serial_until.load(Ordering::Relaxed);
     let last = pool.serial_ns.load(Ordering::Relaxed);
     let recent = last_end != 0 && now < last_end.saturating_add(STALL_MEMORY.as_nanos() as u64);
+    if !recent && (oldest == 0 || now.saturating_sub(oldest) > STALL_WINDOW.as_nanos() as u64) {
+        return;
+    }
     let period = if recent {
         last.saturating_mul(2).min(SERIAL_MAX.as_nanos() as u64)
     } else {
@@ -276,8 +296,8 @@ fn stalled(pool: &Pool) {
 /// `threads - 1` pool threads, and returns when all have finished. `threads <= 1` or
 /// `tasks <= 1` runs everything on the caller. Never blocks on another dispatcher: when the
 /// pool is busy (another run dispatching concurrently) or when called from inside a task
-/// (nested), it runs serially. A panic in `f` is resumed on the caller once no task is in
-/// progress any more (see the module docs).
+/// (nested), it runs serially; so it does in a serial period after stalls. A panic in `f` is
+/// resumed on the caller once no task is in progress any more (see the module docs).
 pub fn for_each(threads: usize, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     if threads <= 1 || tasks <= 1 {
         (0..tasks).for_each(f);
@@ -319,7 +339,7 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
         return serial(pre);
     }
     let busy = BusyGuard(pool);
-    if serial_now(pool) {
+    if ADAPTIVE && serial_now(pool) {
         drop(busy);
         return serial(pre);
     }
@@ -411,9 +431,9 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
         let waited = start.elapsed();
         let own =
             start.saturating_duration_since(own_start) / mine.clamp(1, u32::MAX as usize) as u32;
-        stall |= waited > STALL_MIN && waited > own * STALL_TASKS;
+        stall |= waited > STALL_MIN && waited > own.saturating_mul(STALL_TASKS);
     }
-    if stall && payload.is_none() {
+    if ADAPTIVE && stall && payload.is_none() {
         stalled(pool);
     }
     let helper_panic = pool.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -644,7 +664,7 @@ fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{for_each, join, now_ns, physical_cores, stalls, POOL};
+    use super::{for_each, join, physical_cores};
     use std::collections::HashSet;
     use std::panic::catch_unwind;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -862,54 +882,6 @@ mod tests {
             "pool-thread panics propagated: {pool_panics}/{}",
             rounds(50)
         );
-    }
-
-    #[test]
-    fn par_a_stalled_pool_thread_sends_the_next_jobs_to_the_caller() {
-        // Whatever task a pool thread runs sleeps 5 ms (a pool thread descheduled in the middle
-        // of a task, as the dispatcher sees it) while the caller's take microseconds: a stall;
-        // from the third one on (5 ms apart), jobs run on the caller alone for the serial
-        // period. Other tests share the pool (holding it, or stalling it too), so the check
-        // is made only where it is certain (the serial period seen before the job unchanged
-        // and still running after it), and tries go on for a while (a retry budget, not a
-        // timing assertion).
-        let me = std::thread::current().id();
-        let mut checked = 0;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let before = stalls();
-            for_each(2, 2, &|_| {
-                if std::thread::current().id() != me {
-                    std::thread::sleep(Duration::from_millis(5));
-                } else {
-                    spin_for(Duration::from_micros(10));
-                }
-            });
-            if stalls() == before {
-                continue; // the caller ran both tasks (or another dispatcher held the pool)
-            }
-            let until = POOL.serial_until.load(Ordering::Relaxed);
-            let who = Mutex::new(HashSet::new());
-            for_each(2, 16, &|_| {
-                who.lock().unwrap().insert(std::thread::current().id());
-                spin_for(Duration::from_micros(20));
-            });
-            if POOL.serial_until.load(Ordering::Relaxed) == until && now_ns() < until {
-                assert_eq!(who.into_inner().unwrap(), HashSet::from([me]));
-                checked += 1;
-                if checked == 3 {
-                    break;
-                }
-            }
-        }
-        assert!(checked > 0, "no serial period observed in 20 s of tries");
-        // The pool is used again once the period is over.
-        std::thread::sleep(Duration::from_nanos(
-            POOL.serial_until
-                .load(Ordering::Relaxed)
-                .saturating_sub(now_ns()),
-        ));
-        check_exactly_once(2, 64);
     }
 
     #[test]
