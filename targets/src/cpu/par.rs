@@ -36,14 +36,15 @@
 //! dispatcher times its wait for claimed tasks, and a wait above [`STALL_MIN`] and above
 //! [`STALL_TASKS`] times its own mean task counts as a stall, as does a job in which a pool
 //! thread finished a task on the CPU the dispatcher published it from (`sched_getcpu`).
-//! [`STALLS_SERIAL`] stalls within [`STALL_WINDOW`] make every dispatch run serially on its
-//! caller for a while ([`SERIAL_FIRST`]); then the pool is tried again, and a stall within
+//! [`STALLS_SERIAL`] stalls within [`STALL_WINDOW`], or in as many jobs in a row (a batch
+//! split by image is one job per run), make every dispatch run serially on its caller for a
+//! while ([`SERIAL_FIRST`]); then the pool is tried again, and a stall within
 //! [`STALL_MEMORY`] of the period's end starts the next one at once, twice as long (up to
-//! [`SERIAL_MAX`]). Isolated stalls (another process or the hypervisor taking the core for a moment)
-//! change nothing: they cost less than running serially would. Kernels size their task split
-//! by [`threads_now`], so that a serial job is not cut into tasks that repeat shared work.
-//! Results do not change (they never depend on which thread ran a task); [`stalls`] counts
-//! the stalls of the process.
+//! [`SERIAL_MAX`]). Isolated stalls (another process or the hypervisor taking the core for a
+//! moment) change nothing: they cost less than running serially would. Kernels size their
+//! task split by [`threads_now`], so that a serial job is not cut into tasks that repeat
+//! shared work. Results do not change (they never depend on which thread ran a task);
+//! [`stalls`] counts the stalls of the process.
 //!
 //! # Panics
 //! A panic in a task (or in `join`'s first closure) is caught where it happens; the job's
@@ -164,6 +165,9 @@ struct Pool {
     last_stalls: [AtomicU64; STALLS_SERIAL - 1],
     /// Set by a pool thread that finished a task of the current job on the dispatcher's CPU.
     shared_cpu: AtomicBool,
+    /// Jobs in a row that stalled (reset by a job that did not). Only touched by the `busy`
+    /// holder.
+    stalled_jobs: AtomicU64,
 }
 
 // SAFETY: all fields but `job` are Sync. `job` is written only by the holder of `busy`,
@@ -199,6 +203,7 @@ static POOL: Pool = Pool {
     stalls: AtomicU64::new(0),
     last_stalls: [const { AtomicU64::new(0) }; STALLS_SERIAL - 1],
     shared_cpu: AtomicBool::new(false),
+    stalled_jobs: AtomicU64::new(0),
 };
 
 /// The CPU the calling thread runs on (Linux `sched_getcpu`; `None` elsewhere, under Miri
@@ -266,11 +271,12 @@ fn serial_now(pool: &Pool) -> bool {
 }
 
 /// Records a stall (only by the `busy` holder); at the [`STALLS_SERIAL`]-th within
-/// [`STALL_WINDOW`], or the first within [`STALL_MEMORY`] of the end of the last serial
-/// period, dispatches run serially for the next period.
+/// [`STALL_WINDOW`] or in consecutive jobs, or the first within [`STALL_MEMORY`] of the end
+/// of the last serial period, dispatches run serially for the next period.
 fn stalled(pool: &Pool) {
     let now = now_ns();
     pool.stalls.fetch_add(1, Ordering::Relaxed);
+    let in_a_row = pool.stalled_jobs.fetch_add(1, Ordering::Relaxed) + 1;
     let oldest = pool.last_stalls[0].load(Ordering::Relaxed);
     for i in 1..pool.last_stalls.len() {
         let t = pool.last_stalls[i].load(Ordering::Relaxed);
@@ -280,7 +286,8 @@ fn stalled(pool: &Pool) {
     let last_end = pool.serial_until.load(Ordering::Relaxed);
     let last = pool.serial_ns.load(Ordering::Relaxed);
     let recent = last_end != 0 && now < last_end.saturating_add(STALL_MEMORY.as_nanos() as u64);
-    if !recent && (oldest == 0 || now.saturating_sub(oldest) > STALL_WINDOW.as_nanos() as u64) {
+    let window = oldest != 0 && now.saturating_sub(oldest) <= STALL_WINDOW.as_nanos() as u64;
+    if !recent && !window && in_a_row < STALLS_SERIAL as u64 {
         return;
     }
     let period = if recent {
@@ -433,8 +440,12 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
             start.saturating_duration_since(own_start) / mine.clamp(1, u32::MAX as usize) as u32;
         stall |= waited > STALL_MIN && waited > own.saturating_mul(STALL_TASKS);
     }
-    if ADAPTIVE && stall && payload.is_none() {
-        stalled(pool);
+    if ADAPTIVE && payload.is_none() {
+        if stall {
+            stalled(pool);
+        } else if pool.stalled_jobs.load(Ordering::Relaxed) != 0 {
+            pool.stalled_jobs.store(0, Ordering::Relaxed);
+        }
     }
     let helper_panic = pool.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
     drop(busy);
