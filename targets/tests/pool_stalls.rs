@@ -16,8 +16,8 @@ fn spin_for(d: Duration) {
 
 /// Whatever task a pool thread runs sleeps 5 ms (a pool thread descheduled in the middle of
 /// a task, as the dispatcher sees it) while the caller's take microseconds: each such job is
-/// a stall, and the third within 50 ms starts a serial period, in which jobs run on their
-/// caller alone. Once it is over, pool threads take tasks again.
+/// a long wait, and the third within 50 ms starts a serial period, in which jobs run on
+/// their caller alone. Once it is over, pool threads take tasks again.
 #[test]
 fn stalled_pool_threads_send_the_next_jobs_to_the_caller() {
     let me = std::thread::current().id();

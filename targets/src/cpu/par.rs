@@ -31,20 +31,21 @@
 //! A pool thread can be descheduled in the middle of a task it claimed (another process
 //! busy on its core): the dispatcher then waits for that task, up to a scheduler time slice
 //! (milliseconds), and every job of a run can hit it again, so that 2 threads end up slower
-//! than one; or the other cores are busy and the scheduler puts a pool thread on the
-//! dispatcher's core, where its tasks and its spinning take the dispatcher's time. The
-//! dispatcher times its wait for claimed tasks, and a wait above [`STALL_MIN`] and above
-//! [`STALL_TASKS`] times its own mean task counts as a stall, as does a job in which a pool
-//! thread finished a task on the CPU the dispatcher published it from (`sched_getcpu`).
-//! [`STALLS_SERIAL`] stalls within [`STALL_WINDOW`], or in as many jobs in a row (a batch
-//! split by image is one job per run), make every dispatch run serially on its caller for a
-//! while ([`SERIAL_FIRST`]); then the pool is tried again, and a stall within
-//! [`STALL_MEMORY`] of the period's end starts the next one at once, twice as long (up to
-//! [`SERIAL_MAX`]). Isolated stalls (another process or the hypervisor taking the core for a
-//! moment) change nothing: they cost less than running serially would. Kernels size their
-//! task split by [`threads_now`], so that a serial job is not cut into tasks that repeat
-//! shared work. Results do not change (they never depend on which thread ran a task);
-//! [`stalls`] counts the stalls of the process.
+//! than one. Or the other cores are busy and the scheduler puts a pool thread on the
+//! dispatcher's core, where its tasks and its spinning take the dispatcher's time. So the
+//! dispatcher times its waits for claimed tasks (a long wait: above [`STALL_MIN`] and above
+//! [`STALL_TASKS`] times its own mean task) and checks whether a pool thread finished a task
+//! on the CPU the job was published from (`sched_getcpu`). A stall is [`STALLS_SERIAL`] long
+//! waits within [`STALL_WINDOW`], or a pool thread on the dispatcher's CPU in every job for
+//! [`SHARED_PERSIST`]; after one, every dispatch runs serially on its caller for
+//! [`SERIAL_FIRST`], then the pool is tried again, and a long wait or a stall within
+//! [`STALL_MEMORY`] of the period's end starts the next period at once, twice as long (up to
+//! [`SERIAL_MAX`]). Isolated long waits (another process or the hypervisor taking a core for
+//! a moment) and a woken pool thread placed beside its waker for a few jobs change nothing:
+//! they cost less than running serially would. Kernels size their task split by
+//! [`threads_now`], so that a serial job is not cut into tasks that repeat shared work.
+//! Results do not change (they never depend on which thread ran a task); [`stalls`] counts
+//! the long waits and stalls of the process.
 //!
 //! # Panics
 //! A panic in a task (or in `join`'s first closure) is caught where it happens; the job's
@@ -86,7 +87,12 @@ pub const SERIAL_MAX: Duration = Duration::from_secs(1);
 pub const STALL_MEMORY: Duration = Duration::from_millis(50);
 /// [`STALLS_SERIAL`] stalls within this make the dispatches run serially.
 pub const STALL_WINDOW: Duration = Duration::from_millis(50);
-/// Stalls within [`STALL_WINDOW`] that make the dispatches run serially (an unloaded VM
+/// How long every job must have had a pool thread on the dispatcher's CPU for that to count
+/// as a stall (that starts a serial period at once). A woken pool thread often lands on its
+/// waker's CPU for the first jobs; the scheduler moves it to an idle core within a few
+/// milliseconds.
+pub const SHARED_PERSIST: Duration = Duration::from_millis(10);
+/// Long waits within [`STALL_WINDOW`] that make the dispatches run serially (an unloaded VM
 /// shows isolated waits of 0.2-3 ms on a descheduled pool thread, 1-5 per few hundred runs;
 /// a busy core, one every few milliseconds).
 pub const STALLS_SERIAL: usize = 3;
@@ -165,9 +171,9 @@ struct Pool {
     last_stalls: [AtomicU64; STALLS_SERIAL - 1],
     /// Set by a pool thread that finished a task of the current job on the dispatcher's CPU.
     shared_cpu: AtomicBool,
-    /// Jobs in a row that stalled (reset by a job that did not). Only touched by the `busy`
-    /// holder.
-    stalled_jobs: AtomicU64,
+    /// Since when (ns of [`now_ns`]) every job had a pool thread on the dispatcher's CPU; 0:
+    /// the last job had none. Only touched by the `busy` holder.
+    shared_since: AtomicU64,
 }
 
 // SAFETY: all fields but `job` are Sync. `job` is written only by the holder of `busy`,
@@ -180,31 +186,38 @@ struct Pool {
 // the next write.
 unsafe impl Sync for Pool {}
 
-static POOL: Pool = Pool {
-    busy: Padded(AtomicBool::new(false)),
-    claim: Padded(AtomicU64::new(0)),
-    seats: Padded(AtomicU64::new(0)),
-    done: Padded(AtomicUsize::new(0)),
-    job: UnsafeCell::new(Job {
-        f: std::ptr::null(),
-        tasks: 0,
-        mxcsr: 0,
-        cpu: None,
-    }),
-    epoch: AtomicU64::new(0),
-    helpers: AtomicUsize::new(0),
-    spawn_failed: AtomicBool::new(false),
-    sleepers: AtomicUsize::new(0),
-    park: Mutex::new(()),
-    wake: Condvar::new(),
-    panic: Mutex::new(None),
-    serial_until: AtomicU64::new(0),
-    serial_ns: AtomicU64::new(0),
-    stalls: AtomicU64::new(0),
-    last_stalls: [const { AtomicU64::new(0) }; STALLS_SERIAL - 1],
-    shared_cpu: AtomicBool::new(false),
-    stalled_jobs: AtomicU64::new(0),
-};
+static POOL: Pool = Pool::new();
+
+impl Pool {
+    /// An idle pool with no thread yet.
+    const fn new() -> Pool {
+        Pool {
+            busy: Padded(AtomicBool::new(false)),
+            claim: Padded(AtomicU64::new(0)),
+            seats: Padded(AtomicU64::new(0)),
+            done: Padded(AtomicUsize::new(0)),
+            job: UnsafeCell::new(Job {
+                f: std::ptr::null(),
+                tasks: 0,
+                mxcsr: 0,
+                cpu: None,
+            }),
+            epoch: AtomicU64::new(0),
+            helpers: AtomicUsize::new(0),
+            spawn_failed: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
+            park: Mutex::new(()),
+            wake: Condvar::new(),
+            panic: Mutex::new(None),
+            serial_until: AtomicU64::new(0),
+            serial_ns: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            last_stalls: [const { AtomicU64::new(0) }; STALLS_SERIAL - 1],
+            shared_cpu: AtomicBool::new(false),
+            shared_since: AtomicU64::new(0),
+        }
+    }
+}
 
 /// The CPU the calling thread runs on (Linux `sched_getcpu`; `None` elsewhere, under Miri
 /// or on error).
@@ -270,27 +283,57 @@ fn serial_now(pool: &Pool) -> bool {
     until != 0 && now_ns() < until
 }
 
-/// Records a stall (only by the `busy` holder); at the [`STALLS_SERIAL`]-th within
-/// [`STALL_WINDOW`] or in consecutive jobs, or the first within [`STALL_MEMORY`] of the end
-/// of the last serial period, dispatches run serially for the next period.
+/// Records a long wait (only by the `busy` holder); at the [`STALLS_SERIAL`]-th within
+/// [`STALL_WINDOW`], or the first within [`STALL_MEMORY`] of the end of the last serial
+/// period, dispatches run serially for the next period.
 fn stalled(pool: &Pool) {
     let now = now_ns();
     pool.stalls.fetch_add(1, Ordering::Relaxed);
-    let in_a_row = pool.stalled_jobs.fetch_add(1, Ordering::Relaxed) + 1;
     let oldest = pool.last_stalls[0].load(Ordering::Relaxed);
     for i in 1..pool.last_stalls.len() {
         let t = pool.last_stalls[i].load(Ordering::Relaxed);
         pool.last_stalls[i - 1].store(t, Ordering::Relaxed);
     }
     pool.last_stalls[STALLS_SERIAL - 2].store(now, Ordering::Relaxed);
-    let last_end = pool.serial_until.load(Ordering::Relaxed);
-    let last = pool.serial_ns.load(Ordering::Relaxed);
-    let recent = last_end != 0 && now < last_end.saturating_add(STALL_MEMORY.as_nanos() as u64);
     let window = oldest != 0 && now.saturating_sub(oldest) <= STALL_WINDOW.as_nanos() as u64;
-    if !recent && !window && in_a_row < STALLS_SERIAL as u64 {
+    if window || after_period(pool, now) {
+        serial_period(pool, now);
+    }
+}
+
+/// Whether `now` is within [`STALL_MEMORY`] of the end of the last serial period.
+fn after_period(pool: &Pool, now: u64) -> bool {
+    let end = pool.serial_until.load(Ordering::Relaxed);
+    end != 0 && now < end.saturating_add(STALL_MEMORY.as_nanos() as u64)
+}
+
+/// Records whether a pool thread ran a task of the job just finished on the dispatcher's
+/// CPU (only by the `busy` holder): when every job did for [`SHARED_PERSIST`], that is a
+/// stall and dispatches run serially for the next period (a shorter run of them is the
+/// scheduler placing a woken pool thread beside its waker for a moment).
+fn shared_core(pool: &Pool, shared: bool) {
+    let since = pool.shared_since.load(Ordering::Relaxed);
+    if !shared {
+        if since != 0 {
+            pool.shared_since.store(0, Ordering::Relaxed);
+        }
         return;
     }
-    let period = if recent {
+    let now = now_ns();
+    if since == 0 {
+        pool.shared_since.store(now, Ordering::Relaxed);
+    } else if now.saturating_sub(since) >= SHARED_PERSIST.as_nanos() as u64 {
+        pool.stalls.fetch_add(1, Ordering::Relaxed);
+        pool.shared_since.store(0, Ordering::Relaxed);
+        serial_period(pool, now);
+    }
+}
+
+/// Starts a serial period at `now` (only by the `busy` holder): [`SERIAL_FIRST`], or twice
+/// the last one when it ended within [`STALL_MEMORY`].
+fn serial_period(pool: &Pool, now: u64) {
+    let last = pool.serial_ns.load(Ordering::Relaxed);
+    let period = if after_period(pool, now) {
         last.saturating_mul(2).min(SERIAL_MAX.as_nanos() as u64)
     } else {
         SERIAL_FIRST.as_nanos() as u64
@@ -429,23 +472,20 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
             std::thread::yield_now();
         }
     }
-    // A pool thread that ran a task on our CPU shares it with us (the other cores busy):
-    // its tasks and spinning take our time instead of adding some. Counted as a stall.
-    let mut stall = pool.shared_cpu.load(Ordering::Relaxed);
+    let mut long_wait = false;
     if spins >= SPIN_CHECK {
         // A long wait: a stall when it also exceeds `STALL_TASKS` of our own mean tasks
         // (`pre` and the tasks we ran, over the tasks, at least one).
         let waited = start.elapsed();
         let own =
             start.saturating_duration_since(own_start) / mine.clamp(1, u32::MAX as usize) as u32;
-        stall |= waited > STALL_MIN && waited > own.saturating_mul(STALL_TASKS);
+        long_wait = waited > STALL_MIN && waited > own.saturating_mul(STALL_TASKS);
     }
     if ADAPTIVE && payload.is_none() {
-        if stall {
+        if long_wait {
             stalled(pool);
-        } else if pool.stalled_jobs.load(Ordering::Relaxed) != 0 {
-            pool.stalled_jobs.store(0, Ordering::Relaxed);
         }
+        shared_core(pool, pool.shared_cpu.load(Ordering::Relaxed));
     }
     let helper_panic = pool.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
     drop(busy);
@@ -893,6 +933,63 @@ mod tests {
             "pool-thread panics propagated: {pool_panics}/{}",
             rounds(50)
         );
+    }
+
+    #[test]
+    fn par_stall_bookkeeping_on_a_pool_of_its_own() {
+        use super::{now_ns, shared_core, stalled, Pool};
+        use super::{SERIAL_FIRST, SHARED_PERSIST, STALL_MEMORY};
+        let serial = |p: &Pool| {
+            let until = p.serial_until.load(Ordering::Relaxed);
+            until != 0 && now_ns() < until
+        };
+        // A pool thread on the dispatcher's CPU for a few jobs (a woken thread placed beside
+        // its waker): nothing; in every job for `SHARED_PERSIST`: a serial period. (Sleeps
+        // can overshoot on a loaded machine: the checks that a short run changes nothing are
+        // made only when it was short.)
+        let p = Pool::new();
+        let t0 = Instant::now();
+        shared_core(&p, true);
+        shared_core(&p, true);
+        if t0.elapsed() < SHARED_PERSIST {
+            assert!(!serial(&p));
+        }
+        shared_core(&p, false);
+        let t0 = Instant::now();
+        shared_core(&p, true);
+        std::thread::sleep(SHARED_PERSIST / 2);
+        shared_core(&p, true);
+        if t0.elapsed() < SHARED_PERSIST {
+            assert!(!serial(&p), "a shorter run than SHARED_PERSIST");
+        }
+        std::thread::sleep(SHARED_PERSIST);
+        shared_core(&p, true);
+        assert!(serial(&p));
+        assert_eq!(
+            p.serial_ns.load(Ordering::Relaxed),
+            SERIAL_FIRST.as_nanos() as u64
+        );
+        assert_eq!(p.stalls.load(Ordering::Relaxed), 1);
+        // Long waits: two change nothing, the third within the window starts a period.
+        let p = Pool::new();
+        stalled(&p);
+        stalled(&p);
+        assert!(!serial(&p));
+        stalled(&p);
+        assert!(serial(&p));
+        // One long wait right after the period's end starts the next one, twice as long.
+        let end = p.serial_until.load(Ordering::Relaxed);
+        std::thread::sleep(SERIAL_FIRST + SERIAL_FIRST / 10);
+        assert!(!serial(&p));
+        let at = now_ns();
+        stalled(&p);
+        assert!(serial(&p));
+        if at < end + STALL_MEMORY.as_nanos() as u64 {
+            assert_eq!(
+                p.serial_ns.load(Ordering::Relaxed),
+                2 * SERIAL_FIRST.as_nanos() as u64
+            );
+        }
     }
 
     #[test]
