@@ -32,20 +32,19 @@
 //! busy on its core): the dispatcher then waits for that task, up to a scheduler time slice
 //! (milliseconds), and every job of a run can hit it again, so that 2 threads end up slower
 //! than one. Or the other cores are busy and the scheduler puts a pool thread on the
-//! dispatcher's core, where its tasks and its spinning take the dispatcher's time. So the
-//! dispatcher times its waits for claimed tasks (a long wait: above [`STALL_MIN`] and above
-//! [`STALL_TASKS`] times its own mean task) and checks whether a pool thread finished a task
-//! on the CPU the job was published from (`sched_getcpu`). A stall is [`STALLS_SERIAL`] long
-//! waits within [`STALL_WINDOW`], or a pool thread on the dispatcher's CPU in every job for
-//! [`SHARED_PERSIST`]; after one, every dispatch runs serially on its caller for
-//! [`SERIAL_FIRST`], then the pool is tried again, and a long wait or a stall within
-//! [`STALL_MEMORY`] of the period's end starts the next period at once, twice as long (up to
-//! [`SERIAL_MAX`]). Isolated long waits (another process or the hypervisor taking a core for
-//! a moment) and a woken pool thread placed beside its waker for a few jobs change nothing:
-//! they cost less than running serially would. Kernels size their task split by
-//! [`threads_now`], so that a serial job is not cut into tasks that repeat shared work.
-//! Results do not change (they never depend on which thread ran a task); [`stalls`] counts
-//! the long waits and stalls of the process.
+//! dispatcher's core, where its tasks and the dispatcher's spinning take turns. So a job
+//! stalls when the dispatcher waited long for claimed tasks (above [`STALL_MIN`] and above
+//! [`STALL_TASKS`] times its own mean task) or a pool thread finished a task on the CPU the
+//! job was published from (`sched_getcpu`). [`STALLS_SERIAL`] stalled jobs within
+//! [`STALL_WINDOW`] or in a row make every dispatch run serially on its caller for
+//! [`SERIAL_FIRST`]; then the pool is tried again, and a long wait within [`STALL_MEMORY`]
+//! of the period's end starts the next period at once, twice as long (up to
+//! [`SERIAL_MAX`]). Isolated stalls (another process or the hypervisor taking a core for a
+//! moment) change nothing: they cost less than running serially would; nor does a pool
+//! thread on the dispatcher's CPU within [`SHARED_GRACE`] of a period's end (a woken thread
+//! placed beside its waker). Kernels size their task split by [`threads_now`], so that a
+//! serial job is not cut into tasks that repeat shared work. Results do not change (they
+//! never depend on which thread ran a task); [`stalls`] counts the stalled jobs.
 //!
 //! # Panics
 //! A panic in a task (or in `join`'s first closure) is caught where it happens; the job's
@@ -87,12 +86,12 @@ pub const SERIAL_MAX: Duration = Duration::from_secs(1);
 pub const STALL_MEMORY: Duration = Duration::from_millis(50);
 /// [`STALLS_SERIAL`] stalls within this make the dispatches run serially.
 pub const STALL_WINDOW: Duration = Duration::from_millis(50);
-/// How long every job must have had a pool thread on the dispatcher's CPU for that to count
-/// as a stall (that starts a serial period at once). A woken pool thread often lands on its
-/// waker's CPU for the first jobs; the scheduler moves it to an idle core within a few
-/// milliseconds.
-pub const SHARED_PERSIST: Duration = Duration::from_millis(10);
-/// Long waits within [`STALL_WINDOW`] that make the dispatches run serially (an unloaded VM
+/// After a serial period, how long a pool thread on the dispatcher's CPU is not a stall: a
+/// woken pool thread often lands on its waker's CPU for the first jobs, until the scheduler
+/// moves it to an idle core.
+pub const SHARED_GRACE: Duration = Duration::from_millis(10);
+/// Stalled jobs within [`STALL_WINDOW`], or in a row, that make the dispatches run serially
+/// (an unloaded VM
 /// shows isolated waits of 0.2-3 ms on a descheduled pool thread, 1-5 per few hundred runs;
 /// a busy core, one every few milliseconds).
 pub const STALLS_SERIAL: usize = 3;
@@ -171,9 +170,9 @@ struct Pool {
     last_stalls: [AtomicU64; STALLS_SERIAL - 1],
     /// Set by a pool thread that finished a task of the current job on the dispatcher's CPU.
     shared_cpu: AtomicBool,
-    /// Since when (ns of [`now_ns`]) every job had a pool thread on the dispatcher's CPU; 0:
-    /// the last job had none. Only touched by the `busy` holder.
-    shared_since: AtomicU64,
+    /// Stalled jobs in a row (reset by a job that did not stall). Only touched by the `busy`
+    /// holder.
+    stalled_jobs: AtomicU64,
 }
 
 // SAFETY: all fields but `job` are Sync. `job` is written only by the holder of `busy`,
@@ -214,7 +213,7 @@ impl Pool {
             stalls: AtomicU64::new(0),
             last_stalls: [const { AtomicU64::new(0) }; STALLS_SERIAL - 1],
             shared_cpu: AtomicBool::new(false),
-            shared_since: AtomicU64::new(0),
+            stalled_jobs: AtomicU64::new(0),
         }
     }
 }
@@ -283,12 +282,38 @@ fn serial_now(pool: &Pool) -> bool {
     until != 0 && now_ns() < until
 }
 
-/// Records a long wait (only by the `busy` holder); at the [`STALLS_SERIAL`]-th within
-/// [`STALL_WINDOW`], or the first within [`STALL_MEMORY`] of the end of the last serial
-/// period, dispatches run serially for the next period.
-fn stalled(pool: &Pool) {
+/// What made a job a stalled one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stall {
+    /// A long wait for a claimed task.
+    Wait,
+    /// A pool thread finished a task on the dispatcher's CPU.
+    SharedCpu,
+}
+
+/// Records how the job just finished went (only by the `busy` holder; `None`: no stall). At
+/// the [`STALLS_SERIAL`]-th stalled job within [`STALL_WINDOW`] or in a row, or at a long
+/// wait within [`STALL_MEMORY`] of the end of the last serial period, dispatches run
+/// serially for the next period. A pool thread on the dispatcher's CPU within
+/// [`SHARED_GRACE`] of that end does not count (the scheduler often places a woken thread
+/// beside its waker for a moment).
+fn record(pool: &Pool, stall: Option<Stall>) {
+    let Some(kind) = stall else {
+        if pool.stalled_jobs.load(Ordering::Relaxed) != 0 {
+            pool.stalled_jobs.store(0, Ordering::Relaxed);
+        }
+        return;
+    };
     let now = now_ns();
+    let end = pool.serial_until.load(Ordering::Relaxed);
+    if kind == Stall::SharedCpu
+        && end != 0
+        && now < end.saturating_add(SHARED_GRACE.as_nanos() as u64)
+    {
+        return;
+    }
     pool.stalls.fetch_add(1, Ordering::Relaxed);
+    let in_a_row = pool.stalled_jobs.fetch_add(1, Ordering::Relaxed) + 1;
     let oldest = pool.last_stalls[0].load(Ordering::Relaxed);
     for i in 1..pool.last_stalls.len() {
         let t = pool.last_stalls[i].load(Ordering::Relaxed);
@@ -296,7 +321,9 @@ fn stalled(pool: &Pool) {
     }
     pool.last_stalls[STALLS_SERIAL - 2].store(now, Ordering::Relaxed);
     let window = oldest != 0 && now.saturating_sub(oldest) <= STALL_WINDOW.as_nanos() as u64;
-    if window || after_period(pool, now) {
+    let after = kind == Stall::Wait && after_period(pool, now);
+    if window || after || in_a_row >= STALLS_SERIAL as u64 {
+        pool.stalled_jobs.store(0, Ordering::Relaxed);
         serial_period(pool, now);
     }
 }
@@ -305,28 +332,6 @@ fn stalled(pool: &Pool) {
 fn after_period(pool: &Pool, now: u64) -> bool {
     let end = pool.serial_until.load(Ordering::Relaxed);
     end != 0 && now < end.saturating_add(STALL_MEMORY.as_nanos() as u64)
-}
-
-/// Records whether a pool thread ran a task of the job just finished on the dispatcher's
-/// CPU (only by the `busy` holder): when every job did for [`SHARED_PERSIST`], that is a
-/// stall and dispatches run serially for the next period (a shorter run of them is the
-/// scheduler placing a woken pool thread beside its waker for a moment).
-fn shared_core(pool: &Pool, shared: bool) {
-    let since = pool.shared_since.load(Ordering::Relaxed);
-    if !shared {
-        if since != 0 {
-            pool.shared_since.store(0, Ordering::Relaxed);
-        }
-        return;
-    }
-    let now = now_ns();
-    if since == 0 {
-        pool.shared_since.store(now, Ordering::Relaxed);
-    } else if now.saturating_sub(since) >= SHARED_PERSIST.as_nanos() as u64 {
-        pool.stalls.fetch_add(1, Ordering::Relaxed);
-        pool.shared_since.store(0, Ordering::Relaxed);
-        serial_period(pool, now);
-    }
 }
 
 /// Starts a serial period at `now` (only by the `busy` holder): [`SERIAL_FIRST`], or twice
@@ -482,10 +487,14 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
         long_wait = waited > STALL_MIN && waited > own.saturating_mul(STALL_TASKS);
     }
     if ADAPTIVE && payload.is_none() {
-        if long_wait {
-            stalled(pool);
-        }
-        shared_core(pool, pool.shared_cpu.load(Ordering::Relaxed));
+        let stall = if long_wait {
+            Some(Stall::Wait)
+        } else if pool.shared_cpu.load(Ordering::Relaxed) {
+            Some(Stall::SharedCpu)
+        } else {
+            None
+        };
+        record(pool, stall);
     }
     let helper_panic = pool.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
     drop(busy);
@@ -937,52 +946,38 @@ mod tests {
 
     #[test]
     fn par_stall_bookkeeping_on_a_pool_of_its_own() {
-        use super::{now_ns, shared_core, stalled, Pool};
-        use super::{SERIAL_FIRST, SHARED_PERSIST, STALL_MEMORY};
+        use super::{now_ns, record, Pool, Stall};
+        use super::{SERIAL_FIRST, SHARED_GRACE, STALL_MEMORY};
         let serial = |p: &Pool| {
             let until = p.serial_until.load(Ordering::Relaxed);
             until != 0 && now_ns() < until
         };
-        // A pool thread on the dispatcher's CPU for a few jobs (a woken thread placed beside
-        // its waker): nothing; in every job for `SHARED_PERSIST`: a serial period. (Sleeps
-        // can overshoot on a loaded machine: the checks that a short run changes nothing are
-        // made only when it was short.)
+        // Two stalled jobs change nothing, the third in a row (or within the window) starts
+        // a period.
         let p = Pool::new();
-        let t0 = Instant::now();
-        shared_core(&p, true);
-        shared_core(&p, true);
-        if t0.elapsed() < SHARED_PERSIST {
-            assert!(!serial(&p));
-        }
-        shared_core(&p, false);
-        let t0 = Instant::now();
-        shared_core(&p, true);
-        std::thread::sleep(SHARED_PERSIST / 2);
-        shared_core(&p, true);
-        if t0.elapsed() < SHARED_PERSIST {
-            assert!(!serial(&p), "a shorter run than SHARED_PERSIST");
-        }
-        std::thread::sleep(SHARED_PERSIST);
-        shared_core(&p, true);
+        record(&p, Some(Stall::Wait));
+        record(&p, Some(Stall::SharedCpu));
+        assert!(!serial(&p));
+        record(&p, Some(Stall::Wait));
         assert!(serial(&p));
         assert_eq!(
             p.serial_ns.load(Ordering::Relaxed),
             SERIAL_FIRST.as_nanos() as u64
         );
-        assert_eq!(p.stalls.load(Ordering::Relaxed), 1);
-        // Long waits: two change nothing, the third within the window starts a period.
-        let p = Pool::new();
-        stalled(&p);
-        stalled(&p);
-        assert!(!serial(&p));
-        stalled(&p);
-        assert!(serial(&p));
-        // One long wait right after the period's end starts the next one, twice as long.
+        assert_eq!(p.stalls.load(Ordering::Relaxed), 3);
+        // After the period: a pool thread on our CPU within the grace does not count; one
+        // long wait within the memory starts the next period, twice as long.
         let end = p.serial_until.load(Ordering::Relaxed);
-        std::thread::sleep(SERIAL_FIRST + SERIAL_FIRST / 10);
+        std::thread::sleep(SERIAL_FIRST + SERIAL_FIRST / 20);
         assert!(!serial(&p));
         let at = now_ns();
-        stalled(&p);
+        record(&p, Some(Stall::SharedCpu));
+        if at < end + SHARED_GRACE.as_nanos() as u64 {
+            assert_eq!(p.stalls.load(Ordering::Relaxed), 3);
+        }
+        assert!(!serial(&p), "one shared-CPU job does not start a period");
+        let at = now_ns();
+        record(&p, Some(Stall::Wait));
         assert!(serial(&p));
         if at < end + STALL_MEMORY.as_nanos() as u64 {
             assert_eq!(
@@ -990,6 +985,12 @@ mod tests {
                 2 * SERIAL_FIRST.as_nanos() as u64
             );
         }
+        // A clean job breaks a run.
+        let p = Pool::new();
+        record(&p, Some(Stall::SharedCpu));
+        record(&p, None);
+        record(&p, Some(Stall::SharedCpu));
+        assert_eq!(p.stalled_jobs.load(Ordering::Relaxed), 1);
     }
 
     #[test]
