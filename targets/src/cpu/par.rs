@@ -75,8 +75,11 @@ const SPIN_CHECK: u32 = 64;
 pub const STALL_MIN: Duration = Duration::from_micros(200);
 /// A stall is a wait of more than this many of the dispatcher's own mean task durations.
 pub const STALL_TASKS: u32 = 4;
-/// The first serial period.
+/// The first serial period (at least; see [`SERIAL_JOBS`]).
 pub const SERIAL_FIRST: Duration = Duration::from_millis(20);
+/// The first serial period lasts at least this many times the job that started it (a batch
+/// split by image is one job of tens of milliseconds per run).
+pub const SERIAL_JOBS: u32 = 8;
 /// The longest serial period (the period doubles per stall that follows the last serial
 /// period within [`STALL_MEMORY`]).
 pub const SERIAL_MAX: Duration = Duration::from_secs(1);
@@ -297,7 +300,7 @@ enum Stall {
 /// serially for the next period. A pool thread on the dispatcher's CPU within
 /// [`SHARED_GRACE`] of that end does not count (the scheduler often places a woken thread
 /// beside its waker for a moment).
-fn record(pool: &Pool, stall: Option<Stall>) {
+fn record(pool: &Pool, stall: Option<Stall>, job: Duration) {
     let Some(kind) = stall else {
         if pool.stalled_jobs.load(Ordering::Relaxed) != 0 {
             pool.stalled_jobs.store(0, Ordering::Relaxed);
@@ -324,7 +327,7 @@ fn record(pool: &Pool, stall: Option<Stall>) {
     let after = kind == Stall::Wait && after_period(pool, now);
     if window || after || in_a_row >= STALLS_SERIAL as u64 {
         pool.stalled_jobs.store(0, Ordering::Relaxed);
-        serial_period(pool, now);
+        serial_period(pool, now, job);
     }
 }
 
@@ -334,14 +337,18 @@ fn after_period(pool: &Pool, now: u64) -> bool {
     end != 0 && now < end.saturating_add(STALL_MEMORY.as_nanos() as u64)
 }
 
-/// Starts a serial period at `now` (only by the `busy` holder): [`SERIAL_FIRST`], or twice
-/// the last one when it ended within [`STALL_MEMORY`].
-fn serial_period(pool: &Pool, now: u64) {
+/// Starts a serial period at `now` after a job of duration `job` (only by the `busy`
+/// holder): [`SERIAL_FIRST`] or [`SERIAL_JOBS`] jobs, whichever is longer, or twice the last
+/// one when it ended within [`STALL_MEMORY`].
+fn serial_period(pool: &Pool, now: u64, job: Duration) {
     let last = pool.serial_ns.load(Ordering::Relaxed);
+    let first = SERIAL_FIRST
+        .max(job.saturating_mul(SERIAL_JOBS))
+        .min(SERIAL_MAX);
     let period = if after_period(pool, now) {
         last.saturating_mul(2).min(SERIAL_MAX.as_nanos() as u64)
     } else {
-        SERIAL_FIRST.as_nanos() as u64
+        first.as_nanos() as u64
     };
     pool.serial_ns.store(period, Ordering::Relaxed);
     pool.serial_until.store(now + period, Ordering::Relaxed);
@@ -494,7 +501,7 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
         } else {
             None
         };
-        record(pool, stall);
+        record(pool, stall, own_start.elapsed());
     }
     let helper_panic = pool.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
     drop(busy);
@@ -955,10 +962,10 @@ mod tests {
         // Two stalled jobs change nothing, the third in a row (or within the window) starts
         // a period.
         let p = Pool::new();
-        record(&p, Some(Stall::Wait));
-        record(&p, Some(Stall::SharedCpu));
+        record(&p, Some(Stall::Wait), Duration::ZERO);
+        record(&p, Some(Stall::SharedCpu), Duration::ZERO);
         assert!(!serial(&p));
-        record(&p, Some(Stall::Wait));
+        record(&p, Some(Stall::Wait), Duration::ZERO);
         assert!(serial(&p));
         assert_eq!(
             p.serial_ns.load(Ordering::Relaxed),
@@ -971,13 +978,13 @@ mod tests {
         std::thread::sleep(SERIAL_FIRST + SERIAL_FIRST / 20);
         assert!(!serial(&p));
         let at = now_ns();
-        record(&p, Some(Stall::SharedCpu));
+        record(&p, Some(Stall::SharedCpu), Duration::ZERO);
         if at < end + SHARED_GRACE.as_nanos() as u64 {
             assert_eq!(p.stalls.load(Ordering::Relaxed), 3);
         }
         assert!(!serial(&p), "one shared-CPU job does not start a period");
         let at = now_ns();
-        record(&p, Some(Stall::Wait));
+        record(&p, Some(Stall::Wait), Duration::ZERO);
         assert!(serial(&p));
         if at < end + STALL_MEMORY.as_nanos() as u64 {
             assert_eq!(
@@ -987,9 +994,9 @@ mod tests {
         }
         // A clean job breaks a run.
         let p = Pool::new();
-        record(&p, Some(Stall::SharedCpu));
-        record(&p, None);
-        record(&p, Some(Stall::SharedCpu));
+        record(&p, Some(Stall::SharedCpu), Duration::ZERO);
+        record(&p, None, Duration::ZERO);
+        record(&p, Some(Stall::SharedCpu), Duration::ZERO);
         assert_eq!(p.stalled_jobs.load(Ordering::Relaxed), 1);
     }
 
