@@ -37,7 +37,8 @@ fn stalled_pool_threads_send_the_next_jobs_to_the_caller() {
     }
     assert!(stalls() >= before + 3, "{} stalls", stalls() - before);
     let left = serial_left().expect("no serial period after the stalls");
-    assert!(left <= Duration::from_millis(20), "{left:?}");
+    // The first period: 20 ms, or 8 times the stalled job (here at least 5 ms) if longer.
+    assert!(left <= Duration::from_secs(1), "{left:?}");
     let who = Mutex::new(HashSet::new());
     for_each(2, 16, &|_| {
         who.lock().unwrap().insert(std::thread::current().id());
