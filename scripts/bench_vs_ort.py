@@ -275,7 +275,8 @@ class MncEngine:
                            "--warmup", str(warmup), *self.common()])
         j = json.loads(out)
         return j["median_ms"], {"resolved_target": j["target"], "device": j["device"],
-                                "build_ms": j["build_ms"], "min_ms": j["min_ms"], "p90_ms": j["p90_ms"]}
+                                "build_ms": j["build_ms"], "min_ms": j["min_ms"], "p90_ms": j["p90_ms"],
+                                "pool_stalls": j.get("pool_stalls")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,6 +423,16 @@ def markdown(res):
         rat = c.get("ratios", {})
         cells += [f"{rat[r[2]]:.2f}" if rat.get(r[2]) is not None else "-" for r in ratios]
         lines.append("| " + " | ".join(cells) + " |")
+    stalled = []
+    for c in res["configs"]:
+        for k, runs in c.get("mnc_details", {}).items():
+            n = sum(d.get("pool_stalls") or 0 for d in runs)
+            if n:
+                stalled.append(f"{c['label']} b{c['batch']} t{c['threads']} {short(k)}: {n}")
+    if stalled:
+        lines += ["", "mnc thread-pool stalls in the timed runs, summed over rounds (after 3 within "
+                  "50 ms or in a row mnc runs the kernels on its calling thread alone for a while; "
+                  "docs/CPU_BACKEND.md, Threads): " + "; ".join(stalled)]
     if res.get("checks"):
         lines += ["", "Output check (same input, max |y - y_ort|, max |y_ort|):", ""]
         for ch in res["checks"]:
