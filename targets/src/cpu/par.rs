@@ -70,22 +70,22 @@ pub const IDLE_SPIN: Duration = Duration::from_micros(if cfg!(miri) { 2 } else {
 const WAIT_SPIN: Duration = Duration::from_micros(50);
 /// Spin iterations between two clock reads.
 const SPIN_CHECK: u32 = 64;
-/// Shortest wait for pool threads' claimed tasks that counts as a stall (see the module
+/// Shortest wait for pool threads' claimed tasks that counts as a long wait (see the module
 /// docs); also at least [`STALL_TASKS`] mean tasks of the dispatcher.
 pub const STALL_MIN: Duration = Duration::from_micros(200);
-/// A stall is a wait of more than this many of the dispatcher's own mean task durations.
+/// A long wait is one of more than this many of the dispatcher's own mean task durations.
 pub const STALL_TASKS: u32 = 4;
 /// The first serial period (at least; see [`SERIAL_JOBS`]).
 pub const SERIAL_FIRST: Duration = Duration::from_millis(20);
 /// The first serial period lasts at least this many times the job that started it (a batch
 /// split by image is one job of tens of milliseconds per run).
 pub const SERIAL_JOBS: u32 = 8;
-/// The longest serial period (the period doubles per stall that follows the last serial
+/// The longest serial period (the period doubles per long wait that follows the last serial
 /// period within [`STALL_MEMORY`]).
 pub const SERIAL_MAX: Duration = Duration::from_secs(1);
-/// A stall within this of the end of the last serial period (the first jobs that try the
-/// pool again) starts the next period at once, twice as long; a later one counts towards
-/// [`STALLS_SERIAL`] and a period then starts again from [`SERIAL_FIRST`].
+/// A long wait within this of the end of the last serial period (the first jobs that try
+/// the pool again) starts the next period at once, twice as long; a later stall counts
+/// towards [`STALLS_SERIAL`] and a period then starts again from [`SERIAL_FIRST`].
 pub const STALL_MEMORY: Duration = Duration::from_millis(50);
 /// [`STALLS_SERIAL`] stalls within this make the dispatches run serially.
 pub const STALL_WINDOW: Duration = Duration::from_millis(50);
@@ -94,9 +94,8 @@ pub const STALL_WINDOW: Duration = Duration::from_millis(50);
 /// moves it to an idle core.
 pub const SHARED_GRACE: Duration = Duration::from_millis(10);
 /// Stalled jobs within [`STALL_WINDOW`], or in a row, that make the dispatches run serially
-/// (an unloaded VM
-/// shows isolated waits of 0.2-3 ms on a descheduled pool thread, 1-5 per few hundred runs;
-/// a busy core, one every few milliseconds).
+/// (an unloaded VM shows isolated waits of 0.2-3 ms on a descheduled pool thread, 1-5 per
+/// few hundred runs; a busy core, one every few milliseconds).
 pub const STALLS_SERIAL: usize = 3;
 
 /// Low bits of `claim` / `seats` holding a count; the high bits hold the job's epoch.
@@ -242,8 +241,8 @@ fn now_ns() -> u64 {
     BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1
 }
 
-/// Stalls of the process's pool so far (see the module docs): long waits on a descheduled
-/// pool thread, and jobs in which a pool thread ran on the dispatcher's CPU.
+/// Stalled jobs of the process's pool so far (see the module docs): long waits on a
+/// descheduled pool thread, and jobs in which a pool thread ran on the dispatcher's CPU.
 pub fn stalls() -> u64 {
     POOL.stalls.load(Ordering::Relaxed)
 }
@@ -276,13 +275,19 @@ pub fn threads_now(threads: usize) -> usize {
 pub fn serial_left() -> Option<Duration> {
     let until = POOL.serial_until.load(Ordering::Relaxed);
     let now = now_ns();
-    (until != 0 && now < until).then(|| Duration::from_nanos(until - now))
+    within(&POOL, now, Duration::ZERO).then(|| Duration::from_nanos(until - now))
 }
 
 /// Whether dispatches run serially now (a serial period, see the module docs).
 fn serial_now(pool: &Pool) -> bool {
-    let until = pool.serial_until.load(Ordering::Relaxed);
-    until != 0 && now_ns() < until
+    within(pool, now_ns(), Duration::ZERO)
+}
+
+/// Whether `now` is before the end of the last serial period plus `after` (false before
+/// the first period).
+fn within(pool: &Pool, now: u64, after: Duration) -> bool {
+    let end = pool.serial_until.load(Ordering::Relaxed);
+    end != 0 && now < end.saturating_add(after.as_nanos() as u64)
 }
 
 /// What made a job a stalled one.
@@ -299,8 +304,8 @@ enum Stall {
 /// wait within [`STALL_MEMORY`] of the end of the last serial period, dispatches run
 /// serially for the next period. A pool thread on the dispatcher's CPU within
 /// [`SHARED_GRACE`] of that end does not count (the scheduler often places a woken thread
-/// beside its waker for a moment).
-fn record(pool: &Pool, stall: Option<Stall>, job: Duration) {
+/// beside its waker for a moment). `job`: when the dispatcher started its share of the job.
+fn record(pool: &Pool, stall: Option<Stall>, job: Instant) {
     let Some(kind) = stall else {
         if pool.stalled_jobs.load(Ordering::Relaxed) != 0 {
             pool.stalled_jobs.store(0, Ordering::Relaxed);
@@ -308,11 +313,7 @@ fn record(pool: &Pool, stall: Option<Stall>, job: Duration) {
         return;
     };
     let now = now_ns();
-    let end = pool.serial_until.load(Ordering::Relaxed);
-    if kind == Stall::SharedCpu
-        && end != 0
-        && now < end.saturating_add(SHARED_GRACE.as_nanos() as u64)
-    {
+    if kind == Stall::SharedCpu && within(pool, now, SHARED_GRACE) {
         return;
     }
     pool.stalls.fetch_add(1, Ordering::Relaxed);
@@ -324,17 +325,11 @@ fn record(pool: &Pool, stall: Option<Stall>, job: Duration) {
     }
     pool.last_stalls[STALLS_SERIAL - 2].store(now, Ordering::Relaxed);
     let window = oldest != 0 && now.saturating_sub(oldest) <= STALL_WINDOW.as_nanos() as u64;
-    let after = kind == Stall::Wait && after_period(pool, now);
+    let after = kind == Stall::Wait && within(pool, now, STALL_MEMORY);
     if window || after || in_a_row >= STALLS_SERIAL as u64 {
         pool.stalled_jobs.store(0, Ordering::Relaxed);
-        serial_period(pool, now, job);
+        serial_period(pool, now, job.elapsed());
     }
-}
-
-/// Whether `now` is within [`STALL_MEMORY`] of the end of the last serial period.
-fn after_period(pool: &Pool, now: u64) -> bool {
-    let end = pool.serial_until.load(Ordering::Relaxed);
-    end != 0 && now < end.saturating_add(STALL_MEMORY.as_nanos() as u64)
 }
 
 /// Starts a serial period at `now` after a job of duration `job` (only by the `busy`
@@ -345,7 +340,7 @@ fn serial_period(pool: &Pool, now: u64, job: Duration) {
     let first = SERIAL_FIRST
         .max(job.saturating_mul(SERIAL_JOBS))
         .min(SERIAL_MAX);
-    let period = if after_period(pool, now) {
+    let period = if within(pool, now, STALL_MEMORY) {
         last.saturating_mul(2).min(SERIAL_MAX.as_nanos() as u64)
     } else {
         first.as_nanos() as u64
@@ -501,7 +496,7 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
         } else {
             None
         };
-        record(pool, stall, own_start.elapsed());
+        record(pool, stall, own_start);
     }
     let helper_panic = pool.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
     drop(busy);
@@ -953,19 +948,15 @@ mod tests {
 
     #[test]
     fn par_stall_bookkeeping_on_a_pool_of_its_own() {
-        use super::{now_ns, record, Pool, Stall};
+        use super::{now_ns, record, serial_now as serial, Pool, Stall};
         use super::{SERIAL_FIRST, SHARED_GRACE, STALL_MEMORY};
-        let serial = |p: &Pool| {
-            let until = p.serial_until.load(Ordering::Relaxed);
-            until != 0 && now_ns() < until
-        };
         // Two stalled jobs change nothing, the third in a row (or within the window) starts
         // a period.
         let p = Pool::new();
-        record(&p, Some(Stall::Wait), Duration::ZERO);
-        record(&p, Some(Stall::SharedCpu), Duration::ZERO);
+        record(&p, Some(Stall::Wait), Instant::now());
+        record(&p, Some(Stall::SharedCpu), Instant::now());
         assert!(!serial(&p));
-        record(&p, Some(Stall::Wait), Duration::ZERO);
+        record(&p, Some(Stall::Wait), Instant::now());
         assert!(serial(&p));
         assert_eq!(
             p.serial_ns.load(Ordering::Relaxed),
@@ -978,13 +969,13 @@ mod tests {
         std::thread::sleep(SERIAL_FIRST + SERIAL_FIRST / 20);
         assert!(!serial(&p));
         let at = now_ns();
-        record(&p, Some(Stall::SharedCpu), Duration::ZERO);
+        record(&p, Some(Stall::SharedCpu), Instant::now());
         if at < end + SHARED_GRACE.as_nanos() as u64 {
             assert_eq!(p.stalls.load(Ordering::Relaxed), 3);
         }
         assert!(!serial(&p), "one shared-CPU job does not start a period");
         let at = now_ns();
-        record(&p, Some(Stall::Wait), Duration::ZERO);
+        record(&p, Some(Stall::Wait), Instant::now());
         assert!(serial(&p));
         if at < end + STALL_MEMORY.as_nanos() as u64 {
             assert_eq!(
@@ -994,9 +985,9 @@ mod tests {
         }
         // A clean job breaks a run.
         let p = Pool::new();
-        record(&p, Some(Stall::SharedCpu), Duration::ZERO);
-        record(&p, None, Duration::ZERO);
-        record(&p, Some(Stall::SharedCpu), Duration::ZERO);
+        record(&p, Some(Stall::SharedCpu), Instant::now());
+        record(&p, None, Instant::now());
+        record(&p, Some(Stall::SharedCpu), Instant::now());
         assert_eq!(p.stalled_jobs.load(Ordering::Relaxed), 1);
     }
 
