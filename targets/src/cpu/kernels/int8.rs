@@ -2677,6 +2677,15 @@ pub mod vbmi {
     /// Vectors per depthwise block (independent accumulators).
     const RB: usize = 4;
 
+    /// The mask of the first `n` bytes of a 64-byte vector (`n <= 64`).
+    fn bytes_mask(n: usize) -> __mmask64 {
+        if n >= 64 {
+            !0
+        } else {
+            (1u64 << n) - 1
+        }
+    }
+
     /// The kernel set.
     pub static KERNELS: super::Int8Kernels = super::Int8Kernels {
         name: "vbmi",
@@ -2846,7 +2855,7 @@ pub mod vbmi {
                     if k >= regs || n == 0 {
                         return zpv;
                     }
-                    let m: __mmask64 = if n == 64 { !0 } else { (1u64 << n) - 1 };
+                    let m = bytes_mask(n);
                     let v = _mm512_maskz_loadu_epi8(m, src.add(64 * k) as *const i8);
                     _mm512_mask_blend_epi8(m, zpv, _mm512_xor_si512(v, f))
                 });
@@ -2947,7 +2956,7 @@ pub mod vbmi {
                 let mut i = 0;
                 while i < c1 - c0 {
                     let n = (c1 - c0 - i).min(64);
-                    let k: __mmask64 = if n == 64 { !0 } else { (1u64 << n) - 1 };
+                    let k = bytes_mask(n);
                     let v = _mm512_maskz_loadu_epi8(k, src.add(i) as *const i8);
                     _mm512_mask_storeu_epi8(dst.add(i) as *mut i8, k, _mm512_xor_si512(v, f));
                     i += 64;
@@ -3122,7 +3131,7 @@ pub mod vbmi {
             let mut i = i0;
             while i < i1 {
                 let n = (i1 - i).min(64);
-                let k: __mmask64 = if n == 64 { !0 } else { (1u64 << n) - 1 };
+                let k = bytes_mask(n);
                 let v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(k, x.add(i) as *const i8), f);
                 let lo = _mm512_permutex2var_epi8(tab[0], v, tab[1]);
                 let hi = _mm512_permutex2var_epi8(tab[2], v, tab[3]);
@@ -3157,7 +3166,7 @@ pub mod vbmi {
                 let mut i = 0;
                 while i < px {
                     let n = (px - i).min(64);
-                    let k: __mmask64 = if n == 64 { !0 } else { (1u64 << n) - 1 };
+                    let k = bytes_mask(n);
                     let v = _mm512_maskz_loadu_epi8(k, p.add(i) as *const i8);
                     let v = _mm512_maskz_mov_epi8(k, _mm512_xor_si512(v, f));
                     acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
