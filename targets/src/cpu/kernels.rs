@@ -1228,7 +1228,7 @@ pub fn best_giga_rate(reps: usize, amount: f64, mut run: impl FnMut()) -> f64 {
 }
 
 /// The depthwise body for the AVX2 / AVX-512 modules (uses the module's helpers and its
-/// stride-2 loader `ld_s2`).
+/// `deinterleave`).
 macro_rules! dw_body {
     ($feat:literal) => {
         /// See [`super::DwGeom`] and [`super::dw_kernel`] for the contract.
@@ -1274,14 +1274,11 @@ macro_rules! dw_body {
                 let (oh, ow, taps) = (u(g.oh), u(g.ow), u(g.kh * g.kw));
                 // The border stays zero: only the interior is rewritten per plane.
                 fill_zero(sp, hp * wp);
-                let interior = sp.add(u(g.pt) * wp + u(g.pl));
                 let (code, pp) = (g.act, g.act_params);
+                let half = wp.div_ceil(2);
                 for q in q0..q1 {
                     let (b, o) = (q / co, q % co);
-                    let xp = d.x.add((b * ci + o / cog) * h * w);
-                    for iy in 0..h {
-                        copy(interior.add(iy * wp), xp.add(iy * w), w);
-                    }
+                    pad_rows(sp, d.x.add((b * ci + o / cog) * h * w), g);
                     let epi = super::Epi::new(
                         if d.bias.is_null() {
                             d.bias
@@ -1299,6 +1296,7 @@ macro_rules! dw_body {
                     let pg = Geom {
                         sp,
                         pw: wp,
+                        half,
                         taps: d.w.add(o * taps),
                         kh: u(g.kh),
                         kw: u(g.kw),
@@ -1364,10 +1362,81 @@ macro_rules! dw_body {
             }
         }
 
+        /// Copies the `h x w` input plane `x` into the interior of the padded plane `sp`
+        /// (`hp x wp`, the input at row `pt`, column `pl`), leaving the border as it is. With
+        /// column stride 2 each padded row is stored deinterleaved, its even columns first
+        /// (`wp.div_ceil(2)` floats) and its odd columns after them, so that every tap of a
+        /// vector of outputs is one contiguous load ([`tap`]).
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `x` is valid for reading `h * w` f32 and `sp`
+        /// for writing `hp * wp`, with `pt + h <= hp` and `pl + w <= wp`.
+        unsafe fn pad_rows(sp: *mut f32, x: *const f32, g: &super::DwGeom) {
+            let u = |v: u64| v as usize;
+            let (h, w, wp, pt, pl) = (u(g.h), u(g.w), u(g.wp), u(g.pt), u(g.pl));
+            let half = wp.div_ceil(2);
+            // Where input columns 0, 2, 4, .. and 1, 3, 5, .. of a row go: padded column
+            // `j = pl + ix` is at `j / 2` if even, at `half + j / 2` if odd.
+            let (even_at, odd_at) = if pl % 2 == 0 {
+                (pl / 2, half + pl / 2)
+            } else {
+                (half + pl / 2, pl.div_ceil(2))
+            };
+            // SAFETY: rows `pt..pt + h` of `sp` and every input row are in bounds, and the
+            // columns written are padded columns `pl..pl + w` of their row (contract).
+            unsafe {
+                for iy in 0..h {
+                    let (row, src) = (sp.add((pt + iy) * wp), x.add(iy * w));
+                    if g.sx == 2 {
+                        copy_s2(row.add(even_at), row.add(odd_at), src, w);
+                    } else {
+                        copy(row.add(pl), src, w);
+                    }
+                }
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `src` is valid for reading `n` f32, `even` for
+        /// writing `n.div_ceil(2)` and `odd` for writing `n / 2`; none of them overlap.
+        unsafe fn copy_s2(even: *mut f32, odd: *mut f32, src: *const f32, n: usize) {
+            // SAFETY: loads stay below `n` floats at `src`, stores below the halves' lengths
+            // (contract).
+            unsafe {
+                let mut i = 0;
+                while i + 2 * W <= n {
+                    let (e, o) = deinterleave(ld(src.add(i)), ld(src.add(i + W)));
+                    st(even.add(i / 2), e);
+                    st(odd.add(i / 2), o);
+                    i += 2 * W;
+                }
+                if i < n {
+                    let r = n - i;
+                    let a = ldm(src.add(i), r.min(W));
+                    let b = if r > W {
+                        ldm(src.add(i + W), r - W)
+                    } else {
+                        zero()
+                    };
+                    let (e, o) = deinterleave(a, b);
+                    stm(even.add(i / 2), e, r.div_ceil(2));
+                    if r > 1 {
+                        stm(odd.add(i / 2), o, r / 2);
+                    }
+                }
+            }
+        }
+
         /// One output plane read from its padded input copy.
         struct Geom {
             sp: *const f32,
             pw: usize,
+            /// Stride 2 along rows (`SX == 2`): a padded row holds its even columns at
+            /// `0..half` and its odd columns at `half..pw`, so padded column `j` is at
+            /// `j / 2` (even) or `half + j / 2` (odd).
+            half: usize,
             taps: *const f32,
             kh: usize,
             kw: usize,
@@ -1421,12 +1490,14 @@ macro_rules! dw_body {
             }
         }
 
-        /// `n` (1..=W) inputs at element stride `sx` from `p` (stride 0 in `SX` = any).
+        /// `n` (1..=W) inputs at element stride `sx` from `p` (`SX == 1`: contiguous; any
+        /// other `SX`: the stride `sx`, element by element; stride 2 reads deinterleaved rows
+        /// contiguously instead, see [`Geom::half`]).
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
         /// The CPU supports the module's ISA; `p` is valid for reading the elements `0, sx, .., (n
-        /// - 1) * sx` (`1 <= n <= W`; for `SX == 2`, `2n - 1` f32).
+        /// - 1) * sx` (`1 <= n <= W`).
         unsafe fn load<const SX: usize>(p: *const f32, n: usize, sx: usize) -> V {
             // SAFETY: only the elements `i * sx` for `i < n` are read (contract).
             unsafe {
@@ -1438,7 +1509,6 @@ macro_rules! dw_body {
                             ldm(p, n)
                         }
                     }
-                    2 => ld_s2(p, n),
                     _ => {
                         let mut t = [0.0f32; W];
                         for (i, v) in t.iter_mut().enumerate().take(n) {
@@ -1446,6 +1516,33 @@ macro_rules! dw_body {
                         }
                         ld(t.as_ptr())
                     }
+                }
+            }
+        }
+
+        /// The `n` (1..=W) inputs that tap column `j` (`kx * dx`) of output columns `ox..ox +
+        /// n` reads from padded row `row` at column stride `sx` (`SX`: 1, 2, or 0 for any):
+        /// padded columns `ox * sx + j + i * sx`, which for stride 2 lie contiguously in the
+        /// row's deinterleaved form ([`pad_rows`], [`Geom::half`]).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `row` is a padded row (deinterleaved with
+        /// `half` even columns for `SX == 2`) holding every column read.
+        unsafe fn tap<const SX: usize>(
+            row: *const f32,
+            ox: usize,
+            j: usize,
+            n: usize,
+            sx: usize,
+            half: usize,
+        ) -> V {
+            // SAFETY: the columns read are inside the padded row (contract).
+            unsafe {
+                match SX {
+                    1 => load::<1>(row.add(ox + j), n, 1),
+                    2 => load::<1>(row.add((j % 2) * half + ox + j / 2), n, 1),
+                    _ => load::<0>(row.add(ox * sx + j), n, sx),
                 }
             }
         }
@@ -1476,10 +1573,10 @@ macro_rules! dw_body {
                         // K x K taps, stride SX, no dilation (checked by the caller): input row
                         // `ir` of the block feeds output row `r` through tap row `ir - r * SX`.
                         // Per accumulator the taps still come in (ky, kx) order.
-                        let base = g.sp.add(oy * SX * g.pw + ox * SX);
+                        let top = g.sp.add(oy * SX * g.pw);
                         for ir in 0..(RB - 1) * SX + K {
                             for kx in 0..K {
-                                let v = load::<SX>(base.add(ir * g.pw + kx), n, SX);
+                                let v = tap::<SX>(top.add(ir * g.pw), ox, kx, n, SX, g.half);
                                 for (r, a) in acc.iter_mut().enumerate() {
                                     if ir >= r * SX && ir - r * SX < K {
                                         let t = bc(g.taps.add((ir - r * SX) * K + kx));
@@ -1492,10 +1589,9 @@ macro_rules! dw_body {
                     for ky in 0..if K > 0 { 0 } else { g.kh } {
                         for kx in 0..g.kw {
                             let t = bc(g.taps.add(ky * g.kw + kx));
-                            let col = ox * sx + kx * g.dx;
                             for (r, a) in acc.iter_mut().enumerate() {
-                                let row = (oy + r) * g.sy + ky * g.dy;
-                                let v = load::<SX>(g.sp.add(row * g.pw + col), n, sx);
+                                let row = g.sp.add(((oy + r) * g.sy + ky * g.dy) * g.pw);
+                                let v = tap::<SX>(row, ox, kx * g.dx, n, sx, g.half);
                                 *a = fma(v, t, *a);
                             }
                         }
@@ -1730,21 +1826,15 @@ pub mod avx2 {
     fn fma(a: V, b: V, c: V) -> V {
         _mm256_fmadd_ps(a, b, c)
     }
-    /// Elements `0, 2, .., 2(n-1)` from `p` (reads exactly `2n - 1` floats).
+    /// The even and the odd elements of the `2W` elements `a, b` (in order).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    /// # Safety
-    /// The CPU supports the module's ISA; `p` is valid for reading `2n - 1` f32 (`1 <= n <= W`).
-    unsafe fn ld_s2(p: *const f32, n: usize) -> V {
-        // SAFETY: `2n - 1` floats at `p` are readable (contract): the two masked loads read
-        // exactly those.
-        unsafe {
-            let m = 2 * n - 1;
-            let a = ldm(p, m.min(W));
-            let b = ldm(p.wrapping_add(W), m.saturating_sub(W));
-            let t = _mm256_shuffle_ps(a, b, 0b10_00_10_00);
-            _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0b11_01_10_00))
-        }
+    fn deinterleave(a: V, b: V) -> (V, V) {
+        let e = _mm256_shuffle_ps(a, b, 0b10_00_10_00);
+        let o = _mm256_shuffle_ps(a, b, 0b11_01_11_01);
+        let fix =
+            |t: V| _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0b11_01_10_00));
+        (fix(e), fix(o))
     }
     lane_ops!(
         "avx2,fma",
@@ -1816,21 +1906,16 @@ pub mod avx512 {
     fn fma(a: V, b: V, c: V) -> V {
         _mm512_fmadd_ps(a, b, c)
     }
-    /// Elements `0, 2, .., 2(n-1)` from `p` (reads exactly `2n - 1` floats).
+    /// The even and the odd elements of the `2W` elements `a, b` (in order).
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    /// # Safety
-    /// The CPU supports the module's ISA; `p` is valid for reading `2n - 1` f32 (`1 <= n <= W`).
-    unsafe fn ld_s2(p: *const f32, n: usize) -> V {
-        // SAFETY: `2n - 1` floats at `p` are readable (contract): the two masked loads read
-        // exactly those.
-        unsafe {
-            let m = 2 * n - 1;
-            let a = ldm(p, m.min(W));
-            let b = ldm(p.wrapping_add(W), m.saturating_sub(W));
-            let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-            _mm512_permutex2var_ps(a, idx, b)
-        }
+    fn deinterleave(a: V, b: V) -> (V, V) {
+        let e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let o = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        (
+            _mm512_permutex2var_ps(a, e, b),
+            _mm512_permutex2var_ps(a, o, b),
+        )
     }
     lane_ops!(
         "avx512f,avx2,fma",

@@ -7,7 +7,8 @@
 //!    (`hp x wp`, input at row `pt`, column `pl`; split over the pool by planes);
 //! 2. output rows (batch x rows, split over the pool): per row, per `W`-column chunk, per block
 //!    of `CB` output channels (`CB` accumulators: 8 on AVX2, 16 on AVX-512), every tap
-//!    `(ci, ky, kx)` loads one input vector (stride 2 by the ISA's masked loads + permute)
+//!    `(ci, ky, kx)` loads one input vector (stride 2: the padded rows are deinterleaved,
+//!    even columns then odd, so that the load is contiguous too)
 //!    and feeds it to the `CB` accumulators with broadcast weights, so a load serves `CB`
 //!    FMAs; the epilogue (bias, residual, activation) runs on the registers before the only
 //!    (masked) store. Leftover channels go one at a time.
@@ -48,38 +49,18 @@ pub fn stem_kernel(t: Target) -> Option<(&'static str, StemFn)> {
         .map(|d| (d.symbol, d.func))
 }
 
-/// Pads input plane `p` (`b * ci + c`) into scratch plane `p`: zero border, input interior.
-///
-/// # Safety
-/// `d` describes valid buffers (`x`: `n * ci * h * w` floats, scratch `n * ci * hp * wp` with
-/// `n = planes / co`), `p < n * ci`, and no other task touches scratch plane `p`.
-unsafe fn pad_plane(d: &Dw, p: usize) {
-    let g = &d.g;
-    let u = |v: u64| v as usize;
-    let (h, w, hp, wp, pt, pl) = (u(g.h), u(g.w), u(g.hp), u(g.wp), u(g.pt), u(g.pl));
-    // SAFETY: plane `p` of the scratch (`hp * wp` floats) and of the input (`h * w`) are in
-    // bounds (contract); `pt + h <= hp` and `pl + w <= wp` (the geometry's padded plane holds
-    // the input).
-    unsafe {
-        let dst = std::slice::from_raw_parts_mut(d.scratch.add(p * hp * wp), hp * wp);
-        let src = std::slice::from_raw_parts(d.x.add(p * h * w), h * w);
-        dst[..pt * wp].fill(0.0);
-        for iy in 0..h {
-            let row = &mut dst[(pt + iy) * wp..(pt + iy + 1) * wp];
-            row[..pl].fill(0.0);
-            row[pl..pl + w].copy_from_slice(&src[iy * w..(iy + 1) * w]);
-            row[pl + w..].fill(0.0);
-        }
-        dst[(pt + h) * wp..].fill(0.0);
-    }
-}
-
-/// Runs a stem conv: pads every input plane, then output rows `(b, oy)` in ranges through the
+/// Runs a stem conv: pads every input plane through the ISA's `pad(d, p)` (input plane
+/// `p = b * ci + c` into scratch plane `p`), then output rows `(b, oy)` in ranges through the
 /// ISA's `rows(d, r0, r1)` (flattened `b * oh + oy`), on `threads`.
 ///
 /// # Safety
 /// As for the ISA's `stem`: `d` describes valid buffers for its geometry.
-pub(super) unsafe fn stem_drive(rows: unsafe fn(&Dw, usize, usize), d: &Dw, threads: usize) {
+pub(super) unsafe fn stem_drive(
+    pad: unsafe fn(&Dw, usize),
+    rows: unsafe fn(&Dw, usize, usize),
+    d: &Dw,
+    threads: usize,
+) {
     let threads = super::super::par::threads_now(threads);
     let g = &d.g;
     let n = (g.planes / g.co.max(1)) as usize;
@@ -89,12 +70,12 @@ pub(super) unsafe fn stem_drive(rows: unsafe fn(&Dw, usize, usize), d: &Dw, thre
     if threads <= 1 || work < PAR_MIN_WORK {
         // SAFETY: every plane and every row on this thread (contract).
         unsafe {
-            (0..planes).for_each(|p| pad_plane(d, p));
+            (0..planes).for_each(|p| pad(d, p));
             return rows(d, 0, all);
         }
     }
     // SAFETY: each task pads its own plane (contract).
-    super::super::par::for_each(threads, planes, &|p| unsafe { pad_plane(d, p) });
+    super::super::par::for_each(threads, planes, &|p| unsafe { pad(d, p) });
     let tasks = threads.saturating_mul(TASKS_PER_THREAD).min(all).max(1);
     super::super::par::for_each(threads, tasks, &|t| {
         let (r0, r1) = part(all, tasks, t);
@@ -104,7 +85,8 @@ pub(super) unsafe fn stem_drive(rows: unsafe fn(&Dw, usize, usize), d: &Dw, thre
 }
 
 /// The stem body of the AVX2 / AVX-512 modules: `stem` (the [`StemFn`] entry) and its row
-/// function, using the module's helpers (`load` of the depthwise body, `finish`, `bc`, ...)
+/// function, using the module's helpers (`pad_rows` and `tap` of the depthwise body, `finish`,
+/// `bc`, ...)
 /// and `CB` (accumulators per channel block).
 macro_rules! stem_body {
     ($feat:literal) => {
@@ -129,8 +111,26 @@ macro_rules! stem_body {
             // states, and so is the ISA.
             super::at_boundary(|| unsafe {
                 let d = super::Dw::new(x, w, bias, res, y, scratch, geom);
-                super::stem::stem_drive(stem_rows, &d, threads)
+                super::stem::stem_drive(stem_pad, stem_rows, &d, threads)
             })
+        }
+
+        /// Pads input plane `p` (`b * ci + c`) into scratch plane `p`: zero border, input
+        /// interior (deinterleaved for column stride 2, see [`pad_rows`]).
+        ///
+        /// # Safety
+        /// The CPU supports the module's ISA; `d` is as [`stem`]'s contract states, `p < n *
+        /// ci`, and no other task touches scratch plane `p`.
+        unsafe fn stem_pad(d: &super::Dw, p: usize) {
+            let g = &d.g;
+            let (h, w, hp, wp) = (g.h as usize, g.w as usize, g.hp as usize, g.wp as usize);
+            // SAFETY: scratch plane `p` (`hp * wp` floats) and input plane `p` (`h * w`) are
+            // in bounds (contract); the geometry's padded plane holds the input.
+            unsafe {
+                let sp = d.scratch.add(p * hp * wp);
+                fill_zero(sp, hp * wp);
+                pad_rows(sp, d.x.add(p * h * w), g);
+            }
         }
 
         /// Output rows `r0..r1` (flattened `b * oh + oy`) of every channel.
@@ -198,6 +198,7 @@ macro_rules! stem_body {
             let (ci, co, kh, kw) = (u(g.ci), u(g.co), u(g.kh), u(g.kw));
             let (sy, sx, dy, dx) = (u(g.sy), u(g.sx), u(g.dy), u(g.dx));
             let (oh, ow, hp, wp) = (u(g.oh), u(g.ow), u(g.hp), u(g.wp));
+            let half = wp.div_ceil(2);
             // SAFETY: every tap read lies inside padded plane `b * ci + c` (the geometry's
             // `hp x wp` covers the last output's window, as for the depthwise kernel), weights
             // `t * co + c0 + j < k * co`, outputs and residuals of row `oy`, columns `ox..ox +
@@ -207,9 +208,9 @@ macro_rules! stem_body {
                 for c in 0..ci {
                     let plane = d.scratch.add((b * ci + c) * hp * wp);
                     for ky in 0..kh {
-                        let row = plane.add((oy * sy + ky * dy) * wp + ox * sx);
+                        let row = plane.add((oy * sy + ky * dy) * wp);
                         for kx in 0..kw {
-                            let v = load::<SX>(row.add(kx * dx), n, sx);
+                            let v = tap::<SX>(row, ox, kx * dx, n, sx, half);
                             let wt = d.w.add(((c * kh + ky) * kw + kx) * co + c0);
                             for (j, a) in acc.iter_mut().enumerate() {
                                 *a = fma(v, bc(wt.add(j)), *a);
