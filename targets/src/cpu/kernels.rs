@@ -491,6 +491,18 @@ fn part(len: usize, parts: usize, i: usize) -> (usize, usize) {
     (len * i / parts, len * (i + 1) / parts)
 }
 
+/// Whether the AVX-512 GEMM computes an `m x n` call with its output rows in the vector
+/// lanes ([`avx512::ROW_TILE`] rows x at most [`avx512::COL_TILE`] columns per register tile,
+/// the tile transposed in registers before the epilogue) instead of its columns: when `m` is
+/// a multiple of the row tile and vectors of columns would leave more than one lane in eight
+/// empty (the 49 columns of a 7x7 plane fill 49 of 64 lanes; 960 rows fill all of theirs).
+/// A pure function of the shape: both ways compute every output with the same arithmetic
+/// (an FMA chain over `k` ascending from zero), so the results are identical.
+pub fn rows_in_lanes(m: usize, n: usize, lanes: usize) -> bool {
+    let row_tile = 2 * lanes;
+    m > 0 && m.is_multiple_of(row_tile) && n > 0 && 8 * n < 7 * n.div_ceil(lanes) * lanes
+}
+
 /// Runs a GEMM (rows `r0..r1` in whole `mr` blocks, columns `c0..c1`) as tasks on `threads`.
 ///
 /// # Safety
@@ -716,6 +728,13 @@ macro_rules! act_body {
 /// The GEMM body, shared by the ISA modules (uses `NV`, `MR` and the module's helpers).
 macro_rules! gemm_body {
     ($feat:literal) => {
+        gemm_body!($feat, |g: &super::Gemm, threads: usize| {
+            // SAFETY: as for `gemm_drive` (the caller's contract).
+            unsafe { super::gemm_drive(range, MR, NR, g, threads) }
+        });
+    };
+    // `drive(g, threads)` runs a whole call (the module may pick other tiles by shape).
+    ($feat:literal, $drive:expr) => {
         /// Columns per register tile.
         pub const NR: usize = NV * W;
 
@@ -752,8 +771,9 @@ macro_rules! gemm_body {
                 ldc,
                 epi: super::Epi::new(bias, res, act, act_params),
             };
+            let drive: unsafe fn(&super::Gemm, usize) = $drive;
             // SAFETY: the buffers are as this function's contract states, and so is the ISA.
-            super::at_boundary(|| unsafe { super::gemm_drive(range, MR, NR, &g, threads) })
+            super::at_boundary(|| unsafe { drive(&g, threads) })
         }
 
         /// Rows `r0..r1` (`r0` a multiple of `MR`) and columns `c0..c1` of the call.
@@ -1931,7 +1951,154 @@ pub mod avx512 {
         _mm512_storeu_ps
     );
     act_body!("avx512f,avx2,fma");
-    gemm_body!("avx512f,avx2,fma");
+    gemm_body!("avx512f,avx2,fma", |g: &super::Gemm, threads: usize| {
+        // SAFETY: as for `gemm_drive` (the caller's contract); the row-tile condition of
+        // `rows_range` is what `rows_in_lanes` checks.
+        unsafe {
+            if super::rows_in_lanes(g.m, g.n, W) {
+                super::gemm_drive(rows_range, ROW_TILE, COL_TILE, g, threads)
+            } else {
+                super::gemm_drive(range, MR, NR, g, threads)
+            }
+        }
+    });
+
+    /// Rows per register tile of the rows-in-lanes GEMM ([`super::rows_in_lanes`]): two
+    /// vectors.
+    pub const ROW_TILE: usize = 2 * W;
+    /// Most columns per register tile of the rows-in-lanes GEMM (2 x 12 accumulators).
+    pub const COL_TILE: usize = 12;
+
+    /// Rows `r0..r1` and columns `c0..c1` of a rows-in-lanes GEMM: row tiles of
+    /// [`ROW_TILE`], the columns cut into nearly equal tiles of at most [`COL_TILE`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    /// # Safety
+    /// As for [`range`], with `r0` and `r1` multiples of [`ROW_TILE`] (so is `m`).
+    unsafe fn rows_range(g: &super::Gemm, r0: usize, r1: usize, c0: usize, c1: usize) {
+        let tiles = (c1 - c0).div_ceil(COL_TILE);
+        // SAFETY: every tile lies inside rows `r0..r1`, columns `c0..c1` (contract).
+        unsafe {
+            let mut row = r0;
+            while row < r1 {
+                for t in 0..tiles {
+                    let (a, b) = super::part(c1 - c0, tiles, t);
+                    let col = c0 + a;
+                    match b - a {
+                        1 => rows_tile::<1>(g, row, col),
+                        2 => rows_tile::<2>(g, row, col),
+                        3 => rows_tile::<3>(g, row, col),
+                        4 => rows_tile::<4>(g, row, col),
+                        5 => rows_tile::<5>(g, row, col),
+                        6 => rows_tile::<6>(g, row, col),
+                        7 => rows_tile::<7>(g, row, col),
+                        8 => rows_tile::<8>(g, row, col),
+                        9 => rows_tile::<9>(g, row, col),
+                        10 => rows_tile::<10>(g, row, col),
+                        11 => rows_tile::<11>(g, row, col),
+                        _ => rows_tile::<12>(g, row, col),
+                    }
+                }
+                row += ROW_TILE;
+            }
+        }
+    }
+
+    /// One rows-in-lanes register tile: rows `row..row + ROW_TILE`, columns `col..col + NC`.
+    /// Per `k`: two vectors of A (four packed `MR`-row blocks, `MR = W / 2`), `NC`
+    /// broadcasts of B, `2 * NC` FMAs; then each vector's `W x NC` block is transposed so
+    /// that the epilogue and the store run along a row, as in [`tile`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    /// # Safety
+    /// As for [`range`]; rows `row..row + ROW_TILE` and columns `col..col + NC` lie inside
+    /// the call (`NC <= W`).
+    unsafe fn rows_tile<const NC: usize>(g: &super::Gemm, row: usize, col: usize) {
+        const { assert!(2 * MR == W && NC <= W) };
+        // SAFETY: A blocks `row / MR ..+ 4` exist (the row tile lies inside `m`), each `k *
+        // MR` floats; B rows `0..k` hold columns `col..col + NC`; C (and the residual) rows
+        // `row..row + ROW_TILE` hold them too (contract).
+        unsafe {
+            let k = g.k;
+            let blk = |i: usize| g.a.add((row / MR + i) * k * MR);
+            let (a0, a1, a2, a3) = (blk(0), blk(1), blk(2), blk(3));
+            let half = |lo: *const f32, hi: *const f32| {
+                let v = _mm512_castps256_ps512(_mm256_loadu_ps(lo));
+                _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                    _mm512_castps_pd(v),
+                    _mm256_loadu_pd(hi as *const f64),
+                ))
+            };
+            let bp = g.b.add(col);
+            let mut acc = [[zero(); NC]; 2];
+            for p in 0..k {
+                let o = p * MR;
+                let (x0, x1) = (half(a0.add(o), a1.add(o)), half(a2.add(o), a3.add(o)));
+                let brow = bp.add(p * g.ldb);
+                let [lo, hi] = &mut acc;
+                for (j, (l, h)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
+                    let b = bc(brow.add(j));
+                    *l = fma(x0, b, *l);
+                    *h = fma(x1, b, *h);
+                }
+            }
+            let e = &g.epi;
+            for (h, part) in acc.iter().enumerate() {
+                let mut v = [zero(); W];
+                v[..NC].copy_from_slice(part);
+                let v = transpose(v);
+                for (r, x) in v.iter().enumerate() {
+                    let m = row + h * W + r;
+                    let off = m * g.ldc + col;
+                    let bias = if e.bias.is_null() {
+                        zero()
+                    } else {
+                        bc(e.bias.add(m))
+                    };
+                    let res = if e.res.is_null() {
+                        std::ptr::null()
+                    } else {
+                        e.res.add(off)
+                    };
+                    stm(g.c.add(off), finish(*x, e, bias, res, NC), NC);
+                }
+            }
+        }
+    }
+
+    /// The 16 x 16 transpose: lane `j` of vector `i` becomes lane `i` of vector `j`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    pub(super) fn transpose(r: [V; W]) -> [V; W] {
+        let mut t = [zero(); W];
+        // 32-bit interleave of row pairs, then 64-bit, then 128-bit lanes twice.
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        let mut u = [zero(); W];
+        for i in 0..4 {
+            let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+            let pd = |x: V| _mm512_castps_pd(x);
+            let ps = |x: __m512d| _mm512_castpd_ps(x);
+            u[4 * i] = ps(_mm512_unpacklo_pd(pd(a), pd(c)));
+            u[4 * i + 1] = ps(_mm512_unpackhi_pd(pd(a), pd(c)));
+            u[4 * i + 2] = ps(_mm512_unpacklo_pd(pd(b), pd(d)));
+            u[4 * i + 3] = ps(_mm512_unpackhi_pd(pd(b), pd(d)));
+        }
+        for i in 0..4 {
+            for j in 0..2 {
+                let (a, b) = (u[8 * j + i], u[8 * j + i + 4]);
+                t[8 * j + i] = _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b);
+                t[8 * j + i + 4] = _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b);
+            }
+        }
+        for i in 0..8 {
+            let (a, b) = (t[i], t[i + 8]);
+            u[i] = _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b);
+            u[i + 8] = _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b);
+        }
+        u
+    }
     gemv_body!("avx512f,avx2,fma");
     se_body!("avx512f,avx2,fma");
     peak_body!("avx512f,avx2,fma");

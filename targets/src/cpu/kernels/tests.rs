@@ -109,6 +109,12 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
             (40, 700, 24),
             (96, 300, 16),
             (160, 49, 200),
+            // Output rows in the lanes on AVX-512 (rows_in_lanes): every tile width 1..=12.
+            (64, 1, 7),
+            (32, 13, 9),
+            (96, 25, 33),
+            (320, 7, 50),
+            (32, 100, 5),
         ];
         for (si, &(m, n, k)) in shapes.iter().enumerate() {
             let a = rand(m * k, 1 + si as u64);
@@ -756,6 +762,47 @@ fn stem_matches_naive_and_stays_in_bounds() {
                     &|| format!("{t} case {ci_} {act:?}"),
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn rows_in_lanes_where_column_vectors_leave_lanes_empty() {
+    // 7x7 planes: 49 columns fill 49 of 64 lanes; 960 rows fill all of theirs.
+    assert!(rows_in_lanes(960, 49, 16));
+    assert!(rows_in_lanes(32, 1, 16));
+    // Rows not a multiple of the row tile, or columns that fill their vectors.
+    assert!(!rows_in_lanes(968, 49, 16));
+    assert!(!rows_in_lanes(960, 196, 16));
+    assert!(!rows_in_lanes(960, 14, 16));
+    assert!(!rows_in_lanes(960, 48, 16));
+    assert!(!rows_in_lanes(0, 49, 16));
+    assert!(!rows_in_lanes(960, 0, 16));
+    // 8 lanes: 49 columns fill 49 of 56.
+    assert!(!rows_in_lanes(960, 49, 8));
+}
+
+#[test]
+fn avx512_transpose_is_a_transpose() {
+    if !Target::X86_64Avx512.runs_on_host() {
+        eprintln!("SKIPPED: the host has no AVX-512");
+        return;
+    }
+    use std::arch::x86_64::*;
+    let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
+    // SAFETY: the host runs AVX-512 (checked above); loads and stores of 16 floats each.
+    let out = unsafe {
+        let rows: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(m.as_ptr().add(16 * i)));
+        let t = super::avx512::transpose(rows);
+        let mut out = vec![0.0f32; 256];
+        for (i, v) in t.iter().enumerate() {
+            _mm512_storeu_ps(out.as_mut_ptr().add(16 * i), *v);
+        }
+        out
+    };
+    for i in 0..16 {
+        for j in 0..16 {
+            assert_eq!(out[16 * i + j], m[16 * j + i], "({i}, {j})");
         }
     }
 }
