@@ -432,12 +432,49 @@ impl DwGeom {
         ])
     }
 
-    /// Floats of scratch the op needs: one padded plane per task (`None` on overflow).
-    pub fn scratch_floats(&self) -> Option<usize> {
-        let f = self.tasks.checked_mul(self.hp)?.checked_mul(self.wp)?;
+    /// Whether the depthwise kernel of an ISA with `lanes` f32 per vector computes these
+    /// planes with the channels in the vector lanes, [`LANE_CHANNELS`] planes at a time
+    /// (the AVX-512 kernel, on planes of at most [`LANE_MAX_PIXELS`] outputs, where one
+    /// plane at a time leaves lanes empty and pays its fixed costs per channel). A pure
+    /// function of the shape; both ways give identical results.
+    pub fn in_lanes(&self, lanes: usize) -> bool {
+        lanes == LANE_CHANNELS
+            && self.oh.saturating_mul(self.ow) <= LANE_MAX_PIXELS
+            && self.kh.saturating_mul(self.kw) <= LANE_MAX_TAPS
+    }
+
+    /// Floats of scratch one task needs on an ISA with `lanes` f32 per vector: the padded
+    /// plane, or with the channels in the lanes ([`DwGeom::in_lanes`]) the padded planes,
+    /// the output pixels and the taps of `lanes` channels, interleaved (`None` on overflow).
+    pub fn task_floats(&self, lanes: usize) -> Option<usize> {
+        let plane = self.hp.checked_mul(self.wp)?;
+        let f = if self.in_lanes(lanes) {
+            let out = (self.oh * self.ow).next_multiple_of(lanes as u64);
+            plane
+                .checked_add(out)?
+                .checked_add(self.kh * self.kw)?
+                .checked_mul(lanes as u64)?
+        } else {
+            plane
+        };
         usize::try_from(f).ok()
     }
+
+    /// Floats of scratch the op needs on an ISA with `lanes` f32 per vector: one
+    /// [`DwGeom::task_floats`] area per task (`None` on overflow).
+    pub fn scratch_floats(&self, lanes: usize) -> Option<usize> {
+        self.task_floats(lanes)?
+            .checked_mul(usize::try_from(self.tasks).ok()?)
+    }
 }
+
+/// Channels per step of a depthwise op computed with the channels in the vector lanes
+/// ([`DwGeom::in_lanes`]): one AVX-512 vector.
+pub const LANE_CHANNELS: usize = 16;
+/// Most output pixels per plane computed with the channels in the vector lanes.
+pub const LANE_MAX_PIXELS: u64 = 64;
+/// Most taps of a window computed with the channels in the vector lanes.
+pub const LANE_MAX_TAPS: u64 = 49;
 
 /// Signature of the depthwise op entry points:
 /// `(x, taps, bias, residual, y, scratch, geometry, threads)`; `bias` and `residual` may be
@@ -587,15 +624,21 @@ impl Dw {
 ///
 /// # Safety
 /// As for the ISA's `planes` function.
-unsafe fn dw_drive(planes: unsafe fn(&Dw, usize, usize, *mut f32), d: &Dw, threads: usize) {
+unsafe fn dw_drive(
+    planes: unsafe fn(&Dw, usize, usize, *mut f32),
+    lanes: usize,
+    d: &Dw,
+    threads: usize,
+) {
     let g = &d.g;
     let n = g.planes as usize;
     let work = n * (g.oh * g.ow * g.kh * g.kw) as usize;
-    let plane = (g.hp * g.wp) as usize;
+    // The geometry's scratch was sized by `scratch_floats(lanes)` (contract).
+    let area = g.task_floats(lanes).unwrap_or(0);
     plane_ranges(threads, n, work, g.tasks as usize, &|q0, q1, t| {
-        // SAFETY: task `t` owns scratch plane `t` (the geometry reserves `tasks` of them);
+        // SAFETY: task `t` owns scratch area `t` (the geometry reserves `tasks` of them);
         // disjoint ranges of the caller's planes.
-        unsafe { planes(d, q0, q1, d.scratch.add(t * plane)) }
+        unsafe { planes(d, q0, q1, d.scratch.add(t * area)) }
     });
 }
 
@@ -1250,12 +1293,17 @@ pub fn best_giga_rate(reps: usize, amount: f64, mut run: impl FnMut()) -> f64 {
 /// The depthwise body for the AVX2 / AVX-512 modules (uses the module's helpers and its
 /// `deinterleave`).
 macro_rules! dw_body {
+    // An ISA without a channels-in-lanes path (`DwGeom::in_lanes` is false for its width).
     ($feat:literal) => {
+        dw_body!($feat, planes);
+    };
+    // `lanes(d, q0, q1, scratch)`: the planes with the channels in the lanes.
+    ($feat:literal, $lanes:expr) => {
         /// See [`super::DwGeom`] and [`super::dw_kernel`] for the contract.
         ///
         /// # Safety
         /// The CPU must support the module's ISA; the buffers must be as the geometry
-        /// describes (scratch: `tasks * hp * wp` floats).
+        /// describes (scratch: [`super::DwGeom::scratch_floats`] for `W` lanes).
         #[allow(clippy::too_many_arguments)]
         pub unsafe extern "C" fn dw(
             x: *const f32,
@@ -1271,7 +1319,12 @@ macro_rules! dw_body {
             // states, and so is the ISA.
             super::at_boundary(|| unsafe {
                 let d = super::Dw::new(x, w, bias, res, y, scratch, geom);
-                super::dw_drive(planes, &d, threads)
+                let lanes: unsafe fn(&super::Dw, usize, usize, *mut f32) = $lanes;
+                if d.g.in_lanes(W) {
+                    super::dw_drive(lanes, W, &d, threads)
+                } else {
+                    super::dw_drive(planes, W, &d, threads)
+                }
             })
         }
 
@@ -2102,7 +2155,184 @@ pub mod avx512 {
     gemv_body!("avx512f,avx2,fma");
     se_body!("avx512f,avx2,fma");
     peak_body!("avx512f,avx2,fma");
-    dw_body!("avx512f,avx2,fma");
+    dw_body!("avx512f,avx2,fma", lane_planes);
+
+    /// Depthwise planes `q0..q1` with the channels in the vector lanes
+    /// ([`super::DwGeom::in_lanes`]), `W` planes at a time: the input planes are transposed
+    /// into one padded plane of pixel vectors (each the `W` channels of one pixel), every
+    /// output pixel accumulates its taps as vectors of `W` channels (tap vectors of the `W`
+    /// channels' weights), and the output pixel vectors are transposed back into planes for
+    /// the epilogue and the stores. Every output sums the same products in the same order
+    /// as [`planes`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    /// # Safety
+    /// As for [`planes`], with `sp` valid for writing [`super::DwGeom::task_floats`] of
+    /// `W` lanes.
+    unsafe fn lane_planes(d: &super::Dw, q0: usize, q1: usize, sp: *mut f32) {
+        let g = &d.g;
+        let u = |v: u64| v as usize;
+        let (h, w, hp, wp, pt, pl) = (u(g.h), u(g.w), u(g.hp), u(g.wp), u(g.pt), u(g.pl));
+        let (co, ci, cog) = (u(g.co), u(g.ci), u(g.cog));
+        let (oh, ow, kh, kw) = (u(g.oh), u(g.ow), u(g.kh), u(g.kw));
+        let (hw, ohw, taps) = (h * w, oh * ow, kh * kw);
+        // SAFETY: the scratch holds the padded pixel plane (`hp * wp` vectors), the output
+        // pixels (`ohw` rounded up to `W` vectors) and the taps (`taps` vectors); input,
+        // weight, bias, residual and output accesses are those of planes `q0..q1`
+        // (contract).
+        unsafe {
+            let (tp, out) = (sp, sp.add(hp * wp * W));
+            let wv = out.add(ohw.next_multiple_of(W) * W);
+            // The border stays zero: only the interior pixels are rewritten.
+            fill_zero(tp, hp * wp * W);
+            let e = super::Epi::new(d.bias, d.res, g.act, g.act_params);
+            let mut q = q0;
+            while q < q1 {
+                let nch = (q1 - q).min(W);
+                // Per lane: its output channel and input plane.
+                let mut chan = [0usize; W];
+                let mut src = [d.x; W];
+                let (mut b, mut o) = (q / co, q % co);
+                for i in 0..nch {
+                    chan[i] = o;
+                    src[i] = d.x.add((b * ci + o / cog) * hw);
+                    o += 1;
+                    if o == co {
+                        (b, o) = (b + 1, 0);
+                    }
+                }
+                for t in 0..taps {
+                    for (i, &o) in chan.iter().enumerate() {
+                        *wv.add(t * W + i) = if i < nch { *d.w.add(o * taps + t) } else { 0.0 };
+                    }
+                }
+                let mut p0 = 0;
+                while p0 < hw {
+                    let cnt = (hw - p0).min(W);
+                    let px = transpose(std::array::from_fn(|i| {
+                        if i < nch {
+                            ldm(src[i].add(p0), cnt)
+                        } else {
+                            zero()
+                        }
+                    }));
+                    let (mut iy, mut ix) = (p0 / w, p0 % w);
+                    for v in px.iter().take(cnt) {
+                        st(tp.add(((pt + iy) * wp + pl + ix) * W), *v);
+                        ix += 1;
+                        if ix == w {
+                            (iy, ix) = (iy + 1, 0);
+                        }
+                    }
+                    p0 += W;
+                }
+                match g.sx {
+                    1 => lane_rows::<1>(g, tp, wv, out),
+                    2 => lane_rows::<2>(g, tp, wv, out),
+                    _ => lane_rows::<0>(g, tp, wv, out),
+                }
+                let mut p0 = 0;
+                while p0 < ohw {
+                    let cnt = (ohw - p0).min(W);
+                    let cv = transpose(std::array::from_fn(|j| {
+                        if j < cnt {
+                            ld(out.add((p0 + j) * W))
+                        } else {
+                            zero()
+                        }
+                    }));
+                    for (i, v) in cv.iter().enumerate().take(nch) {
+                        let (qi, o) = (q + i, chan[i]);
+                        let bias = if d.bias.is_null() {
+                            zero()
+                        } else {
+                            bc(d.bias.add(o))
+                        };
+                        let res = if d.res.is_null() {
+                            std::ptr::null()
+                        } else {
+                            d.res.add(qi * ohw + p0)
+                        };
+                        stm(d.y.add(qi * ohw + p0), finish(*v, &e, bias, res, cnt), cnt);
+                    }
+                    p0 += W;
+                }
+                q += W;
+            }
+        }
+    }
+
+    /// Every output pixel of [`lane_planes`]' current channels, in blocks of up to 8 pixels of
+    /// a row, `SX` the column stride (0: any).
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    /// # Safety
+    /// As for [`lane_block`].
+    unsafe fn lane_rows<const SX: usize>(
+        g: &super::DwGeom,
+        tp: *const f32,
+        wv: *const f32,
+        out: *mut f32,
+    ) {
+        let (oh, ow) = (g.oh as usize, g.ow as usize);
+        // SAFETY: blocks of pixels inside the output plane (contract).
+        unsafe {
+            for oy in 0..oh {
+                let mut ox = 0;
+                while ox < ow {
+                    let nb = (ow - ox).min(8);
+                    match nb {
+                        8 => lane_block::<8, SX>(g, tp, wv, out, oy, ox),
+                        7 => lane_block::<7, SX>(g, tp, wv, out, oy, ox),
+                        6 => lane_block::<6, SX>(g, tp, wv, out, oy, ox),
+                        5 => lane_block::<5, SX>(g, tp, wv, out, oy, ox),
+                        4 => lane_block::<4, SX>(g, tp, wv, out, oy, ox),
+                        3 => lane_block::<3, SX>(g, tp, wv, out, oy, ox),
+                        2 => lane_block::<2, SX>(g, tp, wv, out, oy, ox),
+                        _ => lane_block::<1, SX>(g, tp, wv, out, oy, ox),
+                    }
+                    ox += nb;
+                }
+            }
+        }
+    }
+
+    /// Output pixels `ox..ox + NB` of row `oy` as vectors of `W` channels, from the padded
+    /// pixel plane `tp` and the tap vectors `wv`, into the output pixel vectors `out`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    /// # Safety
+    /// As for [`lane_planes`]: every tap of these outputs lies inside the padded plane.
+    unsafe fn lane_block<const NB: usize, const SX: usize>(
+        g: &super::DwGeom,
+        tp: *const f32,
+        wv: *const f32,
+        out: *mut f32,
+        oy: usize,
+        ox: usize,
+    ) {
+        let u = |v: u64| v as usize;
+        let (wp, kh, kw) = (u(g.wp), u(g.kh), u(g.kw));
+        let (sy, dy, dx) = (u(g.sy), u(g.dy), u(g.dx));
+        let sx = if SX > 0 { SX } else { u(g.sx) };
+        // SAFETY: pixel `(oy * sy + ky * dy, (ox + j) * sx + kx * dx)` lies inside the
+        // padded plane for every tap and `j < NB` (the geometry's padded plane holds every
+        // tap of every output); `out` holds `oh * ow` vectors (contract).
+        unsafe {
+            let mut acc = [zero(); NB];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let t = ld(wv.add((ky * kw + kx) * W));
+                    let base = tp.add(((oy * sy + ky * dy) * wp + ox * sx + kx * dx) * W);
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a = fma(ld(base.add(j * sx * W)), t, *a);
+                    }
+                }
+            }
+            let row = out.add((oy * u(g.ow) + ox) * W);
+            for (j, a) in acc.iter().enumerate() {
+                st(row.add(j * W), *a);
+            }
+        }
+    }
     /// Output channels per block of the stem kernel (accumulators; 32 zmm registers).
     const CB: usize = 16;
     stem_body!("avx512f,avx2,fma");

@@ -468,7 +468,7 @@ fn plan_conv(c: &Conv, info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<P
             kernel: true,
             threads,
         };
-        let scratch = scratch_bytes(geom.scratch_floats(), "padded planes")?;
+        let scratch = scratch_bytes(geom.scratch_floats(isa.lanes), "padded planes")?;
         return Ok(jit(kind, vec![geom.to_blob()], scratch, flops));
     }
     let Some(wt) = info.consts[1] else {

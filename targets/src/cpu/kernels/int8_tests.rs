@@ -1430,7 +1430,9 @@ fn bench_depthwise_and_stem_int8_vs_f32() {
                 act_params: 0,
                 tasks: 1,
             };
-            let scratch = fg.scratch_floats().unwrap();
+            let scratch = fg
+                .scratch_floats(super::super::isa(t).unwrap().lanes)
+                .unwrap();
             f32_window_rate(dwf, &fg, c * 9, scratch, ops, &mut r)
         });
         println!("{line} | f32 {f:.1} | best int8 / f32 {:.2}", best / f);

@@ -302,6 +302,16 @@ fn dw_matches_naive_and_stays_in_bounds() {
             (1, 16, 1, 38, 38, 3, 2, 1, 1),
             (1, 6, 1, 14, 14, 5, 1, 1, 2),
             (2, 3, 2, 7, 9, 5, 2, 1, 2),
+            // Small planes: with AVX-512, channels in the lanes (DwGeom::in_lanes), in full
+            // and partial groups of 16 planes, cut anywhere by the thread split.
+            (1, 40, 1, 7, 7, 3, 1, 1, 1),
+            (2, 20, 2, 5, 6, 3, 1, 2, 2),
+            (1, 24, 1, 14, 14, 3, 2, 1, 1),
+            (1, 17, 1, 7, 7, 5, 1, 1, 2),
+            (1, 3, 1, 7, 7, 7, 1, 1, 3),
+            (1, 33, 1, 8, 8, 3, 1, 1, 1),
+            (1, 33, 1, 9, 8, 3, 1, 1, 1),
+            (1, 18, 1, 9, 4, 3, 3, 1, 0),
         ];
         for (ci_, &(n, c, mult, h, w, k, s, d, p)) in cases.iter().enumerate() {
             let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
@@ -349,7 +359,7 @@ fn dw_matches_naive_and_stays_in_bounds() {
                 check_direct_kernel(
                     f,
                     geom,
-                    |g| g.scratch_floats().unwrap(),
+                    |g| g.scratch_floats(isa(t).unwrap().lanes).unwrap(),
                     &call,
                     &want,
                     k * k,
