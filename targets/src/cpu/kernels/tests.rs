@@ -2,6 +2,8 @@
 //! (results must be bit-identical to one thread), nothing written outside the outputs.
 
 use super::*;
+use crate::Target;
+use mnc_ir::Activation;
 
 /// `n` pseudo-random values in [-1, 1).
 fn rand(n: usize, seed: u64) -> Vec<f32> {

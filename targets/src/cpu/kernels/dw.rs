@@ -1,0 +1,801 @@
+//! The depthwise kernel family (one input channel per group): geometry ([`DwGeom`]),
+//! signature, thread driver, the per-ISA body (`dw_body!`: one padded plane at a time) and
+//! the AVX-512 planes with the channels in the lanes (`dw_lanes_body!`, chosen by
+//! [`DwGeom::in_lanes`]).
+
+use super::drive::{plane_ranges, TASKS_PER_THREAD};
+use super::words_to_blob;
+use crate::cpu::isa;
+use crate::Target;
+
+/// Geometry and epilogue of a depthwise op (one input channel per group), stored in the
+/// weights blob as `u64` words (see [`DwGeom::to_blob`]) and read by the kernel.
+///
+/// Output plane `q` (`0..planes`, `= b * co + o`) reads input plane `b * ci + o / cog`, taps
+/// `w[o * kh * kw ..]`, `bias[o]`, residual plane `q`. The zero-padded copy of an input plane
+/// is `hp x wp` floats with the input at row `pt`, column `pl`; every tap read of every output
+/// lies inside it. The stem kernel reads the same struct (see [`super::stem::scratch_floats`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DwGeom {
+    pub planes: u64,
+    pub co: u64,
+    pub ci: u64,
+    pub cog: u64,
+    pub h: u64,
+    pub w: u64,
+    pub pt: u64,
+    pub pl: u64,
+    pub kh: u64,
+    pub kw: u64,
+    pub sy: u64,
+    pub sx: u64,
+    pub dy: u64,
+    pub dx: u64,
+    pub oh: u64,
+    pub ow: u64,
+    pub hp: u64,
+    pub wp: u64,
+    /// Activation code and parameters ([`encode_act`](super::encode_act)).
+    pub act: u64,
+    pub act_params: u64,
+    /// Padded planes the scratch area holds (one per task; the most tasks a call uses).
+    pub tasks: u64,
+}
+
+impl DwGeom {
+    /// The struct as f32 bit patterns (two per `u64`, little-endian), for the weights blob.
+    pub fn to_blob(&self) -> Vec<f32> {
+        words_to_blob(&[
+            self.planes,
+            self.co,
+            self.ci,
+            self.cog,
+            self.h,
+            self.w,
+            self.pt,
+            self.pl,
+            self.kh,
+            self.kw,
+            self.sy,
+            self.sx,
+            self.dy,
+            self.dx,
+            self.oh,
+            self.ow,
+            self.hp,
+            self.wp,
+            self.act,
+            self.act_params,
+            self.tasks,
+        ])
+    }
+
+    /// Whether the depthwise kernel of an ISA with `lanes` f32 per vector computes these
+    /// planes with the channels in the vector lanes, [`LANE_CHANNELS`] planes at a time
+    /// (the AVX-512 kernel, on planes of at most [`LANE_MAX_PIXELS`] outputs, where one
+    /// plane at a time leaves lanes empty and pays its fixed costs per channel). A pure
+    /// function of the shape; both ways give identical results.
+    pub fn in_lanes(&self, lanes: usize) -> bool {
+        lanes == LANE_CHANNELS
+            && self.oh.saturating_mul(self.ow) <= LANE_MAX_PIXELS
+            && self.kh.saturating_mul(self.kw) <= LANE_MAX_TAPS
+    }
+
+    /// Floats of scratch one task needs on an ISA with `lanes` f32 per vector: the padded
+    /// plane, or with the channels in the lanes ([`DwGeom::in_lanes`]) the padded planes,
+    /// the output pixels and the taps of `lanes` channels, interleaved (`None` on overflow).
+    pub fn task_floats(&self, lanes: usize) -> Option<usize> {
+        let plane = self.hp.checked_mul(self.wp)?;
+        let f = if self.in_lanes(lanes) {
+            let out = (self.oh * self.ow).next_multiple_of(lanes as u64);
+            plane
+                .checked_add(out)?
+                .checked_add(self.kh * self.kw)?
+                .checked_mul(lanes as u64)?
+        } else {
+            plane
+        };
+        usize::try_from(f).ok()
+    }
+
+    /// Floats of scratch the op needs on an ISA with `lanes` f32 per vector: one
+    /// [`DwGeom::task_floats`] area per task (`None` on overflow).
+    pub fn scratch_floats(&self, lanes: usize) -> Option<usize> {
+        self.task_floats(lanes)?
+            .checked_mul(usize::try_from(self.tasks).ok()?)
+    }
+}
+
+/// Channels per step of a depthwise op computed with the channels in the vector lanes
+/// ([`DwGeom::in_lanes`]): one AVX-512 vector.
+pub const LANE_CHANNELS: usize = 16;
+
+/// Most output pixels per plane computed with the channels in the vector lanes.
+pub const LANE_MAX_PIXELS: u64 = 64;
+
+/// Most taps of a window computed with the channels in the vector lanes.
+pub const LANE_MAX_TAPS: u64 = 49;
+
+/// Signature of the depthwise op entry points:
+/// `(x, taps, bias, residual, y, scratch, geometry, threads)`; `bias` and `residual` may be
+/// null.
+pub type DwFn = unsafe extern "C" fn(
+    *const f32,
+    *const f32,
+    *const f32,
+    *const f32,
+    *mut f32,
+    *mut f32,
+    *const DwGeom,
+    usize,
+);
+
+/// Number of parameters of [`DwFn`].
+pub const DW_PARAMS: usize = 8;
+
+/// The depthwise op kernel of a target (`None` where generated 128-bit code is used: the SSE
+/// baseline), with its symbol name (from its [`IsaDesc`](crate::cpu::IsaDesc)).
+pub fn dw_kernel(t: Target) -> Option<(&'static str, DwFn)> {
+    isa(t).and_then(|d| d.dw).map(|d| (d.symbol, d.func))
+}
+
+/// One depthwise or stem call ([`DwFn`], [`stem::StemFn`]), shared by its tasks.
+pub(super) struct Dw {
+    pub(super) x: *const f32,
+    pub(super) w: *const f32,
+    pub(super) bias: *const f32,
+    pub(super) res: *const f32,
+    pub(super) y: *mut f32,
+    pub(super) scratch: *mut f32,
+    pub(super) g: DwGeom,
+}
+
+// SAFETY: tasks read x/w/bias/res and write disjoint output planes (depthwise) or rows (stem)
+// and scratch planes of their own (depthwise: one per task; stem: the padding phase writes
+// disjoint planes before the row phase only reads them).
+unsafe impl Sync for Dw {}
+
+impl Dw {
+    /// The call's arguments as one value, the geometry copied out of the blob.
+    ///
+    /// # Safety
+    /// `geom` is valid for reading one [`DwGeom`] (at any alignment).
+    pub(super) unsafe fn new(
+        x: *const f32,
+        w: *const f32,
+        bias: *const f32,
+        res: *const f32,
+        y: *mut f32,
+        scratch: *mut f32,
+        geom: *const DwGeom,
+    ) -> Dw {
+        Dw {
+            x,
+            w,
+            bias,
+            res,
+            y,
+            scratch,
+            // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
+            // SAFETY: `geom` is readable (contract).
+            g: unsafe { std::ptr::read_unaligned(geom) },
+        }
+    }
+}
+
+/// Runs a depthwise op as ranges of planes on `threads`, each task with its own padded plane.
+///
+/// # Safety
+/// As for the ISA's `planes` function.
+pub(super) unsafe fn dw_drive(
+    planes: unsafe fn(&Dw, usize, usize, *mut f32),
+    lanes: usize,
+    d: &Dw,
+    threads: usize,
+) {
+    let g = &d.g;
+    let n = g.planes as usize;
+    let work = n * (g.oh * g.ow * g.kh * g.kw) as usize;
+    // The geometry's scratch was sized by `scratch_floats(lanes)` (contract).
+    let area = g.task_floats(lanes).unwrap_or(0);
+    plane_ranges(threads, n, work, g.tasks as usize, &|q0, q1, t| {
+        // SAFETY: task `t` owns scratch area `t` (the geometry reserves `tasks` of them);
+        // disjoint ranges of the caller's planes.
+        unsafe { planes(d, q0, q1, d.scratch.add(t * area)) }
+    });
+}
+
+/// How many tasks (and scratch planes) a depthwise op with `threads` uses.
+pub fn dw_tasks(threads: usize) -> usize {
+    if threads <= 1 {
+        1
+    } else {
+        threads.saturating_mul(TASKS_PER_THREAD)
+    }
+}
+
+/// The depthwise body for the AVX2 / AVX-512 modules (uses the module's helpers and its
+/// `deinterleave`).
+macro_rules! dw_body {
+    // An ISA without a channels-in-lanes path (`DwGeom::in_lanes` is false for its width).
+    ($feat:literal) => {
+        dw_body!($feat, planes);
+    };
+    // `lanes(d, q0, q1, scratch)`: the planes with the channels in the lanes.
+    ($feat:literal, $lanes:expr) => {
+        /// See [`super::DwGeom`] and [`super::dw_kernel`] for the contract.
+        ///
+        /// # Safety
+        /// The CPU must support the module's ISA; the buffers must be as the geometry
+        /// describes (scratch: [`super::DwGeom::scratch_floats`] for `W` lanes).
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn dw(
+            x: *const f32,
+            w: *const f32,
+            bias: *const f32,
+            res: *const f32,
+            y: *mut f32,
+            scratch: *mut f32,
+            geom: *const super::DwGeom,
+            threads: usize,
+        ) {
+            // SAFETY: the buffers (the geometry included) are as this function's contract
+            // states, and so is the ISA.
+            super::at_boundary(|| unsafe {
+                let d = super::Dw::new(x, w, bias, res, y, scratch, geom);
+                let lanes: unsafe fn(&super::Dw, usize, usize, *mut f32) = $lanes;
+                if d.g.in_lanes(W) {
+                    super::dw_drive(lanes, W, &d, threads)
+                } else {
+                    super::dw_drive(planes, W, &d, threads)
+                }
+            })
+        }
+
+        /// Output planes `q0..q1`, using the padded plane `sp`.
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `d` describes buffers as [`dw`]'s contract states;
+        /// `q0..q1` lies inside `0..planes` and no other task writes those output planes; `sp` is
+        /// valid for writing `hp * wp` f32 that only this task uses.
+        unsafe fn planes(d: &super::Dw, q0: usize, q1: usize, sp: *mut f32) {
+            // SAFETY: plane `q < planes` reads input plane `b * ci + o / cog` (`h * w` floats),
+            // taps
+            // `o * kh * kw..`, writes output plane `q` (`oh * ow` floats); `sp` holds
+            // `hp * wp` floats with the `h x w` interior at (`pt`, `pl`) (contract, geometry).
+            unsafe {
+                let g = &d.g;
+                let u = |v: u64| v as usize;
+                let (h, w, hp, wp) = (u(g.h), u(g.w), u(g.hp), u(g.wp));
+                let (co, ci, cog) = (u(g.co), u(g.ci), u(g.cog));
+                let (oh, ow, taps) = (u(g.oh), u(g.ow), u(g.kh * g.kw));
+                // The border stays zero: only the interior is rewritten per plane.
+                fill_zero(sp, hp * wp);
+                let (code, pp) = (g.act, g.act_params);
+                let half = wp.div_ceil(2);
+                for q in q0..q1 {
+                    let (b, o) = (q / co, q % co);
+                    pad_rows(sp, d.x.add((b * ci + o / cog) * h * w), g);
+                    let epi = super::Epi::new(
+                        if d.bias.is_null() {
+                            d.bias
+                        } else {
+                            d.bias.add(o)
+                        },
+                        if d.res.is_null() {
+                            d.res
+                        } else {
+                            d.res.add(q * oh * ow)
+                        },
+                        code,
+                        pp,
+                    );
+                    let pg = Geom {
+                        sp,
+                        pw: wp,
+                        half,
+                        taps: d.w.add(o * taps),
+                        kh: u(g.kh),
+                        kw: u(g.kw),
+                        sy: u(g.sy),
+                        dy: u(g.dy),
+                        dx: u(g.dx),
+                        ow,
+                        y: d.y.add(q * oh * ow),
+                        epi,
+                    };
+                    // Square 3x3 / 5x5 windows, undilated, equal strides: the tap loops unrolled
+                    // (each input vector loaded once per block and shared by the rows using it).
+                    let square = g.kh == g.kw && g.dy == 1 && g.dx == 1 && g.sy == g.sx;
+                    match (u(g.sx), if square { u(g.kh) } else { 0 }) {
+                        (1, 3) => dw_rows::<1, 3>(&pg, oh),
+                        // 5x5 unrolled only with 32 vector registers (AVX2 measured slower:
+                        // spills).
+                        (1, 5) if W == 16 => dw_rows::<1, 5>(&pg, oh),
+                        (2, 3) => dw_rows::<2, 3>(&pg, oh),
+                        (2, 5) if W == 16 => dw_rows::<2, 5>(&pg, oh),
+                        (1, _) => dw_rows::<1, 0>(&pg, oh),
+                        (2, _) => dw_rows::<2, 0>(&pg, oh),
+                        (sx, _) => dw_rows_any(&pg, oh, sx),
+                    }
+                }
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `p` is valid for writing `n` f32.
+        unsafe fn fill_zero(p: *mut f32, n: usize) {
+            // SAFETY: stores stay below `n` floats at `p` (contract).
+            unsafe {
+                let mut i = 0;
+                while i + W <= n {
+                    st(p.add(i), zero());
+                    i += W;
+                }
+                if i < n {
+                    stm(p.add(i), zero(), n - i);
+                }
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `dst` is valid for writing and `src` for reading `n`
+        /// f32; the two do not overlap.
+        unsafe fn copy(dst: *mut f32, src: *const f32, n: usize) {
+            // SAFETY: loads and stores stay below `n` floats at `src` / `dst` (contract).
+            unsafe {
+                let mut i = 0;
+                while i + W <= n {
+                    st(dst.add(i), ld(src.add(i)));
+                    i += W;
+                }
+                if i < n {
+                    stm(dst.add(i), ldm(src.add(i), n - i), n - i);
+                }
+            }
+        }
+
+        /// Copies the `h x w` input plane `x` into the interior of the padded plane `sp`
+        /// (`hp x wp`, the input at row `pt`, column `pl`), leaving the border as it is. With
+        /// column stride 2 each padded row is stored deinterleaved, its even columns first
+        /// (`wp.div_ceil(2)` floats) and its odd columns after them, so that every tap of a
+        /// vector of outputs is one contiguous load ([`tap`]).
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `x` is valid for reading `h * w` f32 and `sp`
+        /// for writing `hp * wp`, with `pt + h <= hp` and `pl + w <= wp`.
+        unsafe fn pad_rows(sp: *mut f32, x: *const f32, g: &super::DwGeom) {
+            let u = |v: u64| v as usize;
+            let (h, w, wp, pt, pl) = (u(g.h), u(g.w), u(g.wp), u(g.pt), u(g.pl));
+            let half = wp.div_ceil(2);
+            // Where input columns 0, 2, 4, .. and 1, 3, 5, .. of a row go: padded column
+            // `j = pl + ix` is at `j / 2` if even, at `half + j / 2` if odd.
+            let (even_at, odd_at) = if pl % 2 == 0 {
+                (pl / 2, half + pl / 2)
+            } else {
+                (half + pl / 2, pl.div_ceil(2))
+            };
+            // SAFETY: rows `pt..pt + h` of `sp` and every input row are in bounds, and the
+            // columns written are padded columns `pl..pl + w` of their row (contract).
+            unsafe {
+                for iy in 0..h {
+                    let (row, src) = (sp.add((pt + iy) * wp), x.add(iy * w));
+                    if g.sx == 2 {
+                        copy_s2(row.add(even_at), row.add(odd_at), src, w);
+                    } else {
+                        copy(row.add(pl), src, w);
+                    }
+                }
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `src` is valid for reading `n` f32, `even` for
+        /// writing `n.div_ceil(2)` and `odd` for writing `n / 2`; none of them overlap.
+        unsafe fn copy_s2(even: *mut f32, odd: *mut f32, src: *const f32, n: usize) {
+            // SAFETY: loads stay below `n` floats at `src`, stores below the halves' lengths
+            // (contract).
+            unsafe {
+                let mut i = 0;
+                while i + 2 * W <= n {
+                    let (e, o) = deinterleave(ld(src.add(i)), ld(src.add(i + W)));
+                    st(even.add(i / 2), e);
+                    st(odd.add(i / 2), o);
+                    i += 2 * W;
+                }
+                if i < n {
+                    let r = n - i;
+                    let a = ldm(src.add(i), r.min(W));
+                    let b = if r > W {
+                        ldm(src.add(i + W), r - W)
+                    } else {
+                        zero()
+                    };
+                    let (e, o) = deinterleave(a, b);
+                    stm(even.add(i / 2), e, r.div_ceil(2));
+                    if r > 1 {
+                        stm(odd.add(i / 2), o, r / 2);
+                    }
+                }
+            }
+        }
+
+        /// One output plane read from its padded input copy.
+        struct Geom {
+            sp: *const f32,
+            pw: usize,
+            /// Stride 2 along rows (`SX == 2`): a padded row holds its even columns at
+            /// `0..half` and its odd columns at `half..pw`, so padded column `j` is at
+            /// `j / 2` (even) or `half + j / 2` (odd).
+            half: usize,
+            taps: *const f32,
+            kh: usize,
+            kw: usize,
+            sy: usize,
+            dy: usize,
+            dx: usize,
+            ow: usize,
+            y: *mut f32,
+            epi: super::Epi,
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `g` is one output plane as [`planes`] builds it:
+        /// every tap read of its `oh` output rows lies inside the padded plane `g.sp`, and `oh *
+        /// ow` outputs (and residuals) fit `g.y` (`g.epi.res`).
+        unsafe fn dw_rows<const SX: usize, const K: usize>(g: &Geom, oh: usize) {
+            // SAFETY: `block` is called for rows `oy..oy + RB` with `oy + RB <= oh` (contract).
+            unsafe {
+                let mut oy = 0;
+                while oy + 8 <= oh {
+                    block::<8, SX, K>(g, oy, SX);
+                    oy += 8;
+                }
+                // The rest in one block: as many independent accumulator chains as rows (small
+                // planes are otherwise bound by the FMA latency of one or two chains).
+                match oh - oy {
+                    7 => block::<7, SX, K>(g, oy, SX),
+                    6 => block::<6, SX, K>(g, oy, SX),
+                    5 => block::<5, SX, K>(g, oy, SX),
+                    4 => block::<4, SX, K>(g, oy, SX),
+                    3 => block::<3, SX, K>(g, oy, SX),
+                    2 => block::<2, SX, K>(g, oy, SX),
+                    1 => block::<1, SX, K>(g, oy, SX),
+                    _ => {}
+                }
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline(never)]
+        /// # Safety
+        /// The CPU supports the module's ISA; as for [`dw_rows`].
+        unsafe fn dw_rows_any(g: &Geom, oh: usize, sx: usize) {
+            // SAFETY: `block` is called for each row `oy < oh` (contract).
+            unsafe {
+                for oy in 0..oh {
+                    block::<1, 0, 0>(g, oy, sx);
+                }
+            }
+        }
+
+        /// `n` (1..=W) inputs at element stride `sx` from `p` (`SX == 1`: contiguous; any
+        /// other `SX`: the stride `sx`, element by element; stride 2 reads deinterleaved rows
+        /// contiguously instead, see [`Geom::half`]).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `p` is valid for reading the elements `0, sx, .., (n
+        /// - 1) * sx` (`1 <= n <= W`).
+        unsafe fn load<const SX: usize>(p: *const f32, n: usize, sx: usize) -> V {
+            // SAFETY: only the elements `i * sx` for `i < n` are read (contract).
+            unsafe {
+                match SX {
+                    1 => {
+                        if n == W {
+                            ld(p)
+                        } else {
+                            ldm(p, n)
+                        }
+                    }
+                    _ => {
+                        let mut t = [0.0f32; W];
+                        for (i, v) in t.iter_mut().enumerate().take(n) {
+                            *v = *p.add(i * sx);
+                        }
+                        ld(t.as_ptr())
+                    }
+                }
+            }
+        }
+
+        /// The `n` (1..=W) inputs that tap column `j` (`kx * dx`) of output columns `ox..ox +
+        /// n` reads from padded row `row` at column stride `sx` (`SX`: 1, 2, or 0 for any):
+        /// padded columns `ox * sx + j + i * sx`, which for stride 2 lie contiguously in the
+        /// row's deinterleaved form ([`pad_rows`], [`Geom::half`]).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `row` is a padded row (deinterleaved with
+        /// `half` even columns for `SX == 2`) holding every column read.
+        unsafe fn tap<const SX: usize>(
+            row: *const f32,
+            ox: usize,
+            j: usize,
+            n: usize,
+            sx: usize,
+            half: usize,
+        ) -> V {
+            // SAFETY: the columns read are inside the padded row (contract).
+            unsafe {
+                match SX {
+                    1 => load::<1>(row.add(ox + j), n, 1),
+                    2 => load::<1>(row.add((j % 2) * half + ox + j / 2), n, 1),
+                    _ => load::<0>(row.add(ox * sx + j), n, sx),
+                }
+            }
+        }
+
+        /// `RB` output rows from `oy`, column chunks of `W`; the taps broadcast once per
+        /// chunk and shared by the rows (independent accumulator chains); the epilogue runs
+        /// on the registers before the store.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; as for [`dw_rows`], for output rows `oy..oy + RB`.
+        unsafe fn block<const RB: usize, const SX: usize, const K: usize>(
+            g: &Geom,
+            oy: usize,
+            sx: usize,
+        ) {
+            // SAFETY: the geometry keeps every tap read of rows `oy..oy + RB` inside the padded
+            // plane
+            // and the `ow` outputs of each row inside the output plane (contract).
+            unsafe {
+                let e = &g.epi;
+                let bias = if e.bias.is_null() { zero() } else { bc(e.bias) };
+                let mut ox = 0;
+                while ox < g.ow {
+                    let n = (g.ow - ox).min(W);
+                    let mut acc = [zero(); RB];
+                    if K > 0 {
+                        // K x K taps, stride SX, no dilation (checked by the caller): input row
+                        // `ir` of the block feeds output row `r` through tap row `ir - r * SX`.
+                        // Per accumulator the taps still come in (ky, kx) order.
+                        let top = g.sp.add(oy * SX * g.pw);
+                        for ir in 0..(RB - 1) * SX + K {
+                            for kx in 0..K {
+                                let v = tap::<SX>(top.add(ir * g.pw), ox, kx, n, SX, g.half);
+                                for (r, a) in acc.iter_mut().enumerate() {
+                                    if ir >= r * SX && ir - r * SX < K {
+                                        let t = bc(g.taps.add((ir - r * SX) * K + kx));
+                                        *a = fma(v, t, *a);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    for ky in 0..if K > 0 { 0 } else { g.kh } {
+                        for kx in 0..g.kw {
+                            let t = bc(g.taps.add(ky * g.kw + kx));
+                            for (r, a) in acc.iter_mut().enumerate() {
+                                let row = g.sp.add(((oy + r) * g.sy + ky * g.dy) * g.pw);
+                                let v = tap::<SX>(row, ox, kx * g.dx, n, sx, g.half);
+                                *a = fma(v, t, *a);
+                            }
+                        }
+                    }
+                    for (r, a) in acc.iter().enumerate() {
+                        let off = (oy + r) * g.ow + ox;
+                        let res = if e.res.is_null() {
+                            std::ptr::null()
+                        } else {
+                            e.res.add(off)
+                        };
+                        let v = finish(*a, e, bias, res, n);
+                        let dst = g.y.add(off);
+                        if n == W {
+                            st(dst, v);
+                        } else {
+                            stm(dst, v, n);
+                        }
+                    }
+                    ox += W;
+                }
+            }
+        }
+    };
+}
+
+/// The AVX-512 depthwise planes with the channels in the vector lanes
+/// ([`DwGeom::in_lanes`]): `lane_planes`, `lane_rows` and `lane_block` of a 16-lane module
+/// (uses its helpers and `transpose`).
+macro_rules! dw_lanes_body {
+    ($feat:literal) => {
+        /// Depthwise planes `q0..q1` with the channels in the vector lanes
+        /// ([`super::DwGeom::in_lanes`]), `W` planes at a time: the input planes are transposed
+        /// into one padded plane of pixel vectors (each the `W` channels of one pixel), every
+        /// output pixel accumulates its taps as vectors of `W` channels (tap vectors of the `W`
+        /// channels' weights), and the output pixel vectors are transposed back into planes for
+        /// the epilogue and the stores. Every output sums the same products in the same order
+        /// as [`planes`].
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// As for [`planes`], with `sp` valid for writing [`super::DwGeom::task_floats`] of
+        /// `W` lanes.
+        unsafe fn lane_planes(d: &super::Dw, q0: usize, q1: usize, sp: *mut f32) {
+            let g = &d.g;
+            let u = |v: u64| v as usize;
+            let (h, w, hp, wp, pt, pl) = (u(g.h), u(g.w), u(g.hp), u(g.wp), u(g.pt), u(g.pl));
+            let (co, ci, cog) = (u(g.co), u(g.ci), u(g.cog));
+            let (oh, ow, kh, kw) = (u(g.oh), u(g.ow), u(g.kh), u(g.kw));
+            let (hw, ohw, taps) = (h * w, oh * ow, kh * kw);
+            // SAFETY: the scratch holds the padded pixel plane (`hp * wp` vectors), the output
+            // pixels (`ohw` rounded up to `W` vectors) and the taps (`taps` vectors); input,
+            // weight, bias, residual and output accesses are those of planes `q0..q1`
+            // (contract).
+            unsafe {
+                let (tp, out) = (sp, sp.add(hp * wp * W));
+                let wv = out.add(ohw.next_multiple_of(W) * W);
+                // The border stays zero: only the interior pixels are rewritten.
+                fill_zero(tp, hp * wp * W);
+                let e = super::Epi::new(d.bias, d.res, g.act, g.act_params);
+                let mut q = q0;
+                while q < q1 {
+                    let nch = (q1 - q).min(W);
+                    // Per lane: its output channel and input plane.
+                    let mut chan = [0usize; W];
+                    let mut src = [d.x; W];
+                    let (mut b, mut o) = (q / co, q % co);
+                    for i in 0..nch {
+                        chan[i] = o;
+                        src[i] = d.x.add((b * ci + o / cog) * hw);
+                        o += 1;
+                        if o == co {
+                            (b, o) = (b + 1, 0);
+                        }
+                    }
+                    for t in 0..taps {
+                        for (i, &o) in chan.iter().enumerate() {
+                            *wv.add(t * W + i) = if i < nch { *d.w.add(o * taps + t) } else { 0.0 };
+                        }
+                    }
+                    let mut p0 = 0;
+                    while p0 < hw {
+                        let cnt = (hw - p0).min(W);
+                        let px = transpose(std::array::from_fn(|i| {
+                            if i < nch {
+                                ldm(src[i].add(p0), cnt)
+                            } else {
+                                zero()
+                            }
+                        }));
+                        let (mut iy, mut ix) = (p0 / w, p0 % w);
+                        for v in px.iter().take(cnt) {
+                            st(tp.add(((pt + iy) * wp + pl + ix) * W), *v);
+                            ix += 1;
+                            if ix == w {
+                                (iy, ix) = (iy + 1, 0);
+                            }
+                        }
+                        p0 += W;
+                    }
+                    match g.sx {
+                        1 => lane_rows::<1>(g, tp, wv, out),
+                        2 => lane_rows::<2>(g, tp, wv, out),
+                        _ => lane_rows::<0>(g, tp, wv, out),
+                    }
+                    let mut p0 = 0;
+                    while p0 < ohw {
+                        let cnt = (ohw - p0).min(W);
+                        let cv = transpose(std::array::from_fn(|j| {
+                            if j < cnt {
+                                ld(out.add((p0 + j) * W))
+                            } else {
+                                zero()
+                            }
+                        }));
+                        for (i, v) in cv.iter().enumerate().take(nch) {
+                            let (qi, o) = (q + i, chan[i]);
+                            let bias = if d.bias.is_null() {
+                                zero()
+                            } else {
+                                bc(d.bias.add(o))
+                            };
+                            let res = if d.res.is_null() {
+                                std::ptr::null()
+                            } else {
+                                d.res.add(qi * ohw + p0)
+                            };
+                            stm(d.y.add(qi * ohw + p0), finish(*v, &e, bias, res, cnt), cnt);
+                        }
+                        p0 += W;
+                    }
+                    q += W;
+                }
+            }
+        }
+
+        /// Every output pixel of [`lane_planes`]' current channels, in blocks of up to 8 pixels of
+        /// a row, `SX` the column stride (0: any).
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// As for [`lane_block`].
+        unsafe fn lane_rows<const SX: usize>(
+            g: &super::DwGeom,
+            tp: *const f32,
+            wv: *const f32,
+            out: *mut f32,
+        ) {
+            let (oh, ow) = (g.oh as usize, g.ow as usize);
+            // SAFETY: blocks of pixels inside the output plane (contract).
+            unsafe {
+                for oy in 0..oh {
+                    let mut ox = 0;
+                    while ox < ow {
+                        let nb = (ow - ox).min(8);
+                        match nb {
+                            8 => lane_block::<8, SX>(g, tp, wv, out, oy, ox),
+                            7 => lane_block::<7, SX>(g, tp, wv, out, oy, ox),
+                            6 => lane_block::<6, SX>(g, tp, wv, out, oy, ox),
+                            5 => lane_block::<5, SX>(g, tp, wv, out, oy, ox),
+                            4 => lane_block::<4, SX>(g, tp, wv, out, oy, ox),
+                            3 => lane_block::<3, SX>(g, tp, wv, out, oy, ox),
+                            2 => lane_block::<2, SX>(g, tp, wv, out, oy, ox),
+                            _ => lane_block::<1, SX>(g, tp, wv, out, oy, ox),
+                        }
+                        ox += nb;
+                    }
+                }
+            }
+        }
+
+        /// Output pixels `ox..ox + NB` of row `oy` as vectors of `W` channels, from the padded
+        /// pixel plane `tp` and the tap vectors `wv`, into the output pixel vectors `out`.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// As for [`lane_planes`]: every tap of these outputs lies inside the padded plane.
+        unsafe fn lane_block<const NB: usize, const SX: usize>(
+            g: &super::DwGeom,
+            tp: *const f32,
+            wv: *const f32,
+            out: *mut f32,
+            oy: usize,
+            ox: usize,
+        ) {
+            let u = |v: u64| v as usize;
+            let (wp, kh, kw) = (u(g.wp), u(g.kh), u(g.kw));
+            let (sy, dy, dx) = (u(g.sy), u(g.dy), u(g.dx));
+            let sx = if SX > 0 { SX } else { u(g.sx) };
+            // SAFETY: pixel `(oy * sy + ky * dy, (ox + j) * sx + kx * dx)` lies inside the
+            // padded plane for every tap and `j < NB` (the geometry's padded plane holds every
+            // tap of every output); `out` holds `oh * ow` vectors (contract).
+            unsafe {
+                let mut acc = [zero(); NB];
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let t = ld(wv.add((ky * kw + kx) * W));
+                        let base = tp.add(((oy * sy + ky * dy) * wp + ox * sx + kx * dx) * W);
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            *a = fma(ld(base.add(j * sx * W)), t, *a);
+                        }
+                    }
+                }
+                let row = out.add((oy * u(g.ow) + ox) * W);
+                for (j, a) in acc.iter().enumerate() {
+                    st(row.add(j * W), *a);
+                }
+            }
+        }
+    };
+}

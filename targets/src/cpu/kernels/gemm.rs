@@ -1,0 +1,397 @@
+//! The GEMM kernel family: signature and table entry ([`GemmFn`], [`Kernel`]), A packing
+//! ([`pack_a`]), the thread driver (`gemm_drive`), the per-ISA body (`gemm_body!`: column
+//! register tiles) and the AVX-512 tiles with output rows in the lanes
+//! (`rows_in_lanes_body!`, chosen by [`rows_in_lanes`]).
+
+use super::drive::{part, PAR_MIN_WORK, TASKS_PER_THREAD};
+use super::epilogue::Epi;
+use crate::cpu::isa;
+use crate::Target;
+
+/// Signature of the GEMM entry points:
+/// `(m, n, k, a_packed, b, ldb, c, ldc, bias, residual, act, act_params, threads)`;
+/// `bias` and `residual` may be null.
+pub type GemmFn = unsafe extern "C" fn(
+    usize,
+    usize,
+    usize,
+    *const f32,
+    *const f32,
+    usize,
+    *mut f32,
+    usize,
+    *const f32,
+    *const f32,
+    u64,
+    u64,
+    usize,
+);
+
+/// Number of parameters of [`GemmFn`].
+pub const GEMM_PARAMS: usize = 13;
+
+/// The GEMM kernel of one ISA: its symbol name, entry point and register tile.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel {
+    /// Symbol name under which the JIT resolves it.
+    pub symbol: &'static str,
+    /// Entry point (only called when the host runs the target).
+    pub func: GemmFn,
+    /// Rows of the register tile (rows per packed A block).
+    pub mr: usize,
+    /// Columns of the register tile.
+    pub nr: usize,
+}
+
+/// The GEMM kernel the given JIT target uses (`None` for the reference and CUDA targets):
+/// [`IsaDesc::gemm`](crate::cpu::IsaDesc::gemm) of its table entry.
+pub fn gemm_kernel(t: Target) -> Option<Kernel> {
+    isa(t).map(|d| d.gemm)
+}
+
+/// Floats of B per column panel (128 KiB: stays in L2 next to the A block).
+pub(super) const PANEL_FLOATS: usize = 32 * 1024;
+
+/// One GEMM call, shared by its tasks.
+pub(super) struct Gemm {
+    pub(super) m: usize,
+    pub(super) n: usize,
+    pub(super) k: usize,
+    pub(super) a: *const f32,
+    pub(super) b: *const f32,
+    pub(super) ldb: usize,
+    pub(super) c: *mut f32,
+    pub(super) ldc: usize,
+    pub(super) epi: Epi,
+}
+
+// SAFETY: the tasks of one call read `a`, `b`, bias and residual and write disjoint parts of
+// `c` (each output element belongs to exactly one task); the dispatcher outlives them.
+unsafe impl Sync for Gemm {}
+
+/// Whether the AVX-512 GEMM computes an `m x n` call with its output rows in the vector
+/// lanes ([`super::avx512::ROW_TILE`] rows x at most [`super::avx512::COL_TILE`] columns per register tile,
+/// the tile transposed in registers before the epilogue) instead of its columns: when `m` is
+/// a multiple of the row tile and vectors of columns would leave more than one lane in eight
+/// empty (the 49 columns of a 7x7 plane fill 49 of 64 lanes; 960 rows fill all of theirs).
+/// A pure function of the shape: both ways compute every output with the same arithmetic
+/// (an FMA chain over `k` ascending from zero), so the results are identical.
+pub fn rows_in_lanes(m: usize, n: usize, lanes: usize) -> bool {
+    let row_tile = 2 * lanes;
+    m > 0 && m.is_multiple_of(row_tile) && n > 0 && 8 * n < 7 * n.div_ceil(lanes) * lanes
+}
+
+/// Runs a GEMM (rows `r0..r1` in whole `mr` blocks, columns `c0..c1`) as tasks on `threads`.
+///
+/// # Safety
+/// As for the ISA's `range` function: `g` describes valid buffers.
+pub(super) unsafe fn gemm_drive(
+    range: unsafe fn(&Gemm, usize, usize, usize, usize),
+    mr: usize,
+    nr: usize,
+    g: &Gemm,
+    threads: usize,
+) {
+    let threads = crate::cpu::par::threads_now(threads);
+    let (mb, nt) = (g.m.div_ceil(mr), g.n.div_ceil(nr));
+    if threads <= 1 || g.m * g.n * g.k < PAR_MIN_WORK || mb * nt < 2 {
+        // SAFETY: the whole call, as the caller's contract allows.
+        return unsafe { range(g, 0, g.m, 0, g.n) };
+    }
+    let want = threads
+        .saturating_mul(TASKS_PER_THREAD)
+        .min(g.m * g.n * g.k / (PAR_MIN_WORK / 4))
+        .max(2);
+    let cc = nt.min(want);
+    let rc = mb.min(want.div_ceil(cc));
+    crate::cpu::par::for_each(threads, cc * rc, &|t| {
+        let (ri, ci) = (t / cc, t % cc);
+        let (b0, b1) = part(mb, rc, ri);
+        let (t0, t1) = part(nt, cc, ci);
+        let (r0, r1) = (b0 * mr, (b1 * mr).min(g.m));
+        let (c0, c1) = (t0 * nr, (t1 * nr).min(g.n));
+        if r0 < r1 && c0 < c1 {
+            // SAFETY: disjoint sub-ranges of the caller's valid call.
+            unsafe { range(g, r0, r1, c0, c1) }
+        }
+    });
+}
+
+/// Packs a row-major `m x k` matrix into `MR`-row blocks, `k`-major inside a block, the last
+/// block zero-padded to `MR` rows (the layout every kernel reads).
+pub fn pack_a(a: &[f32], m: usize, k: usize, mr: usize) -> Vec<f32> {
+    let blocks = m.div_ceil(mr);
+    let mut out = vec![0.0f32; blocks * k * mr];
+    for row in 0..m {
+        let (blk, r) = (row / mr, row % mr);
+        for p in 0..k {
+            out[blk * k * mr + p * mr + r] = a[row * k + p];
+        }
+    }
+    out
+}
+
+/// The GEMM body, shared by the ISA modules (uses `NV`, `MR` and the module's helpers).
+macro_rules! gemm_body {
+    ($feat:literal) => {
+        gemm_body!($feat, |g: &super::Gemm, threads: usize| {
+            // SAFETY: as for `gemm_drive` (the caller's contract).
+            unsafe { super::gemm_drive(range, MR, NR, g, threads) }
+        });
+    };
+    // `drive(g, threads)` runs a whole call (the module may pick other tiles by shape).
+    ($feat:literal, $drive:expr) => {
+        /// Columns per register tile.
+        pub const NR: usize = NV * W;
+
+        /// See the module docs of `kernels` for the contract.
+        ///
+        /// # Safety
+        /// The CPU must support the module's ISA; `a` must hold `ceil(m / MR) * k * MR`
+        /// floats, `b` `k` rows of `ldb` (at least `n` readable), `c` (and the residual when
+        /// not null) `m` rows of `ldc`, the bias (when not null) `m` floats.
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn gemm(
+            m: usize,
+            n: usize,
+            k: usize,
+            a: *const f32,
+            b: *const f32,
+            ldb: usize,
+            c: *mut f32,
+            ldc: usize,
+            bias: *const f32,
+            res: *const f32,
+            act: u64,
+            act_params: u64,
+            threads: usize,
+        ) {
+            let g = super::Gemm {
+                m,
+                n,
+                k,
+                a,
+                b,
+                ldb,
+                c,
+                ldc,
+                epi: super::Epi::new(bias, res, act, act_params),
+            };
+            let drive: unsafe fn(&super::Gemm, usize) = $drive;
+            // SAFETY: the buffers are as this function's contract states, and so is the ISA.
+            super::at_boundary(|| unsafe { drive(&g, threads) })
+        }
+
+        /// Rows `r0..r1` (`r0` a multiple of `MR`) and columns `c0..c1` of the call.
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `g` describes buffers as [`gemm`]'s contract states;
+        /// rows `r0..r1` (`r0` a multiple of `MR`) and columns `c0..c1` lie inside the call and no
+        /// other task writes them.
+        unsafe fn range(g: &super::Gemm, r0: usize, r1: usize, c0: usize, c1: usize) {
+            // SAFETY: every tile lies inside rows `r0..r1`, columns `c0..c1` of the call (the loops
+            // clip the last panel, block and tile), which the contract gives this task.
+            unsafe {
+                let panel = (super::PANEL_FLOATS / g.k.max(1)).max(NR) / NR * NR;
+                let mut p0 = c0;
+                while p0 < c1 {
+                    let p1 = (p0 + panel).min(c1);
+                    let mut mb = r0;
+                    while mb < r1 {
+                        let mr = (r1 - mb).min(MR);
+                        let mut nb = p0;
+                        while nb + NR <= p1 {
+                            tile::<true>(g, mb, nb, mr, NR);
+                            nb += NR;
+                        }
+                        if nb < p1 {
+                            tile::<false>(g, mb, nb, mr, p1 - nb);
+                        }
+                        mb += MR;
+                    }
+                    p0 = p1;
+                }
+            }
+        }
+
+        /// One register tile: rows `row..row + mr`, columns `col..col + cols`.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; as for [`range`]; rows `row..row + mr` (`mr <= MR`)
+        /// and columns `col..col + cols` (`cols <= NR`, `== NR` when `FULL`) lie inside the call.
+        unsafe fn tile<const FULL: bool>(
+            g: &super::Gemm,
+            row: usize,
+            col: usize,
+            mr: usize,
+            cols: usize,
+        ) {
+            // SAFETY: the tile lies inside the call (contract): A's block `row / MR` holds `k * MR`
+            // floats, B rows `0..k` hold `col + cols` columns, C rows `row..row + mr` hold
+            // `col + cols` columns; the partial tile loads and stores `cnt[j]` lanes only.
+            unsafe {
+                let (ap, bp, k, ldb) = (g.a.add(row * g.k), g.b.add(col), g.k, g.ldb);
+                let mut acc = [[zero(); NV]; MR];
+                let mut cnt = [W; NV];
+                if !FULL {
+                    for (j, c) in cnt.iter_mut().enumerate() {
+                        *c = cols.saturating_sub(j * W).min(W);
+                    }
+                }
+                for p in 0..k {
+                    let brow = bp.add(p * ldb);
+                    let mut bv = [zero(); NV];
+                    for j in 0..NV {
+                        // `wrapping_add`: an empty chunk's address may lie past the buffer (never
+                        // dereferenced: a masked load of 0 lanes reads nothing).
+                        bv[j] = if FULL {
+                            ld(brow.add(j * W))
+                        } else {
+                            ldm(brow.wrapping_add(j * W), cnt[j])
+                        };
+                    }
+                    let arow = ap.add(p * MR);
+                    for r in 0..MR {
+                        let av = bc(arow.add(r));
+                        for j in 0..NV {
+                            acc[r][j] = fma(av, bv[j], acc[r][j]);
+                        }
+                    }
+                }
+                let e = &g.epi;
+                for r in 0..mr {
+                    let off = (row + r) * g.ldc + col;
+                    let crow = g.c.add(off);
+                    let bias = if e.bias.is_null() {
+                        zero()
+                    } else {
+                        bc(e.bias.add(row + r))
+                    };
+                    for j in 0..NV {
+                        let res = if e.res.is_null() {
+                            std::ptr::null()
+                        } else {
+                            e.res.wrapping_add(off + j * W)
+                        };
+                        if FULL {
+                            st(crow.add(j * W), finish(acc[r][j], e, bias, res, W));
+                        } else if cnt[j] > 0 {
+                            let v = finish(acc[r][j], e, bias, res, cnt[j]);
+                            stm(crow.add(j * W), v, cnt[j]);
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// The AVX-512 GEMM tiles with output rows in the vector lanes ([`rows_in_lanes`]):
+/// `ROW_TILE`, `COL_TILE`, `rows_range` and `rows_tile` of a 16-lane module (uses its
+/// helpers, `MR` and `transpose`).
+macro_rules! rows_in_lanes_body {
+    ($feat:literal) => {
+        /// Rows per register tile of the rows-in-lanes GEMM ([`super::rows_in_lanes`]): two
+        /// vectors.
+        pub const ROW_TILE: usize = 2 * W;
+        /// Most columns per register tile of the rows-in-lanes GEMM (2 x 12 accumulators).
+        pub const COL_TILE: usize = 12;
+
+        /// Rows `r0..r1` and columns `c0..c1` of a rows-in-lanes GEMM: row tiles of
+        /// [`ROW_TILE`], the columns cut into nearly equal tiles of at most [`COL_TILE`].
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// As for [`range`], with `r0` and `r1` multiples of [`ROW_TILE`] (so is `m`).
+        unsafe fn rows_range(g: &super::Gemm, r0: usize, r1: usize, c0: usize, c1: usize) {
+            let tiles = (c1 - c0).div_ceil(COL_TILE);
+            // SAFETY: every tile lies inside rows `r0..r1`, columns `c0..c1` (contract).
+            unsafe {
+                let mut row = r0;
+                while row < r1 {
+                    for t in 0..tiles {
+                        let (a, b) = super::part(c1 - c0, tiles, t);
+                        let col = c0 + a;
+                        match b - a {
+                            1 => rows_tile::<1>(g, row, col),
+                            2 => rows_tile::<2>(g, row, col),
+                            3 => rows_tile::<3>(g, row, col),
+                            4 => rows_tile::<4>(g, row, col),
+                            5 => rows_tile::<5>(g, row, col),
+                            6 => rows_tile::<6>(g, row, col),
+                            7 => rows_tile::<7>(g, row, col),
+                            8 => rows_tile::<8>(g, row, col),
+                            9 => rows_tile::<9>(g, row, col),
+                            10 => rows_tile::<10>(g, row, col),
+                            11 => rows_tile::<11>(g, row, col),
+                            _ => rows_tile::<12>(g, row, col),
+                        }
+                    }
+                    row += ROW_TILE;
+                }
+            }
+        }
+
+        /// One rows-in-lanes register tile: rows `row..row + ROW_TILE`, columns `col..col + NC`.
+        /// Per `k`: two vectors of A (four packed `MR`-row blocks, `MR = W / 2`), `NC`
+        /// broadcasts of B, `2 * NC` FMAs; then each vector's `W x NC` block is transposed so
+        /// that the epilogue and the store run along a row, as in [`tile`].
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// As for [`range`]; rows `row..row + ROW_TILE` and columns `col..col + NC` lie inside
+        /// the call (`NC <= W`).
+        unsafe fn rows_tile<const NC: usize>(g: &super::Gemm, row: usize, col: usize) {
+            const { assert!(2 * MR == W && NC <= W) };
+            // SAFETY: A blocks `row / MR ..+ 4` exist (the row tile lies inside `m`), each `k *
+            // MR` floats; B rows `0..k` hold columns `col..col + NC`; C (and the residual) rows
+            // `row..row + ROW_TILE` hold them too (contract).
+            unsafe {
+                let k = g.k;
+                let blk = |i: usize| g.a.add((row / MR + i) * k * MR);
+                let (a0, a1, a2, a3) = (blk(0), blk(1), blk(2), blk(3));
+                let half = |lo: *const f32, hi: *const f32| {
+                    let v = _mm512_castps256_ps512(_mm256_loadu_ps(lo));
+                    _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                        _mm512_castps_pd(v),
+                        _mm256_loadu_pd(hi as *const f64),
+                    ))
+                };
+                let bp = g.b.add(col);
+                let mut acc = [[zero(); NC]; 2];
+                for p in 0..k {
+                    let o = p * MR;
+                    let (x0, x1) = (half(a0.add(o), a1.add(o)), half(a2.add(o), a3.add(o)));
+                    let brow = bp.add(p * g.ldb);
+                    let [lo, hi] = &mut acc;
+                    for (j, (l, h)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
+                        let b = bc(brow.add(j));
+                        *l = fma(x0, b, *l);
+                        *h = fma(x1, b, *h);
+                    }
+                }
+                let e = &g.epi;
+                for (h, part) in acc.iter().enumerate() {
+                    let mut v = [zero(); W];
+                    v[..NC].copy_from_slice(part);
+                    let v = transpose(v);
+                    for (r, x) in v.iter().enumerate() {
+                        let m = row + h * W + r;
+                        let off = m * g.ldc + col;
+                        let bias = if e.bias.is_null() {
+                            zero()
+                        } else {
+                            bc(e.bias.add(m))
+                        };
+                        let res = if e.res.is_null() {
+                            std::ptr::null()
+                        } else {
+                            e.res.add(off)
+                        };
+                        stm(g.c.add(off), finish(*x, e, bias, res, NC), NC);
+                    }
+                }
+            }
+        }
+    };
+}

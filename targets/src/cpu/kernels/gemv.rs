@@ -1,0 +1,169 @@
+//! The matrix-vector kernel family (one row times a constant matrix: the classifier at
+//! batch 1): signature, thread driver and per-ISA body (`gemv_body!`).
+
+use super::drive::{part, PAR_MIN_WORK, TASKS_PER_THREAD};
+use super::epilogue::Epi;
+use crate::cpu::isa;
+use crate::Target;
+
+/// Signature of the matrix-vector entry points (one row of A times a constant B):
+/// `(n, k, x, b, y, bias, residual, act, act_params, threads)`: `y[j] = act(sum_p x[p] *
+/// b[p * n + j] + bias[j] + residual[j])`; `bias` and `residual` may be null.
+pub type GemvFn = unsafe extern "C" fn(
+    usize,
+    usize,
+    *const f32,
+    *const f32,
+    *mut f32,
+    *const f32,
+    *const f32,
+    u64,
+    u64,
+    usize,
+);
+
+/// Number of parameters of [`GemvFn`].
+pub const GEMV_PARAMS: usize = 10;
+
+/// The matrix-vector kernel of a target, with its symbol name (from its
+/// [`IsaDesc`](crate::cpu::IsaDesc)).
+pub fn gemv_kernel(t: Target) -> Option<(&'static str, GemvFn)> {
+    isa(t).map(|d| (d.gemv.symbol, d.gemv.func))
+}
+
+/// One matrix-vector call, shared by its tasks.
+pub(super) struct Gemv {
+    pub(super) n: usize,
+    pub(super) k: usize,
+    pub(super) x: *const f32,
+    pub(super) b: *const f32,
+    pub(super) y: *mut f32,
+    pub(super) epi: Epi,
+}
+
+// SAFETY: tasks read x, b, bias, residual and write disjoint column ranges of y.
+unsafe impl Sync for Gemv {}
+
+/// Runs a matrix-vector product as column ranges (multiples of `cols`) on `threads`.
+///
+/// # Safety
+/// As for the ISA's `gemv_cols`.
+pub(super) unsafe fn gemv_drive(
+    range: unsafe fn(&Gemv, usize, usize),
+    cols: usize,
+    g: &Gemv,
+    threads: usize,
+) {
+    let threads = crate::cpu::par::threads_now(threads);
+    let blocks = g.n.div_ceil(cols);
+    if threads <= 1 || g.n * g.k < PAR_MIN_WORK || blocks < 2 {
+        // SAFETY: the whole call, as the caller's contract allows.
+        return unsafe { range(g, 0, g.n) };
+    }
+    let tasks = blocks.min(threads.saturating_mul(TASKS_PER_THREAD));
+    crate::cpu::par::for_each(threads, tasks, &|t| {
+        let (b0, b1) = part(blocks, tasks, t);
+        let (c0, c1) = (b0 * cols, (b1 * cols).min(g.n));
+        if c0 < c1 {
+            // SAFETY: disjoint column ranges of the caller's valid call.
+            unsafe { range(g, c0, c1) }
+        }
+    });
+}
+
+/// The matrix-vector body, shared by the ISA modules.
+macro_rules! gemv_body {
+    ($feat:literal) => {
+        /// Accumulators (vectors of columns) per step of [`gemv`].
+        const GV: usize = 8;
+
+        /// See [`super::GemvFn`] for the contract.
+        ///
+        /// # Safety
+        /// The CPU must support the module's ISA; `x` holds `k` floats, `b` `k * n`, `y` (and
+        /// the bias and residual when not null) `n`.
+        #[allow(clippy::too_many_arguments)]
+        pub unsafe extern "C" fn gemv(
+            n: usize,
+            k: usize,
+            x: *const f32,
+            b: *const f32,
+            y: *mut f32,
+            bias: *const f32,
+            res: *const f32,
+            act: u64,
+            act_params: u64,
+            threads: usize,
+        ) {
+            let g = super::Gemv {
+                n,
+                k,
+                x,
+                b,
+                y,
+                epi: super::Epi::new(bias, res, act, act_params),
+            };
+            // SAFETY: the buffers are as this function's contract states, and so is the ISA.
+            super::at_boundary(|| unsafe { super::gemv_drive(gemv_cols, GV * W, &g, threads) })
+        }
+
+        /// Columns `c0..c1` of the call, `GV` vectors of columns at a time.
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `g` describes buffers as [`gemv`]'s contract states;
+        /// `c0..c1` lies inside `0..n` and no other task writes those columns.
+        unsafe fn gemv_cols(g: &super::Gemv, c0: usize, c1: usize) {
+            // SAFETY: `x` holds `k` floats, `b` `k * n`, and columns `c..c + cnt[j]` of `y`, bias
+            // and residual lie inside `c0..c1 <= n` (contract).
+            unsafe {
+                let e = &g.epi;
+                let mut c = c0;
+                while c < c1 {
+                    let mut cnt = [0usize; GV];
+                    for (j, n) in cnt.iter_mut().enumerate() {
+                        *n = (c1 - c).saturating_sub(j * W).min(W);
+                    }
+                    let full = cnt[GV - 1] == W;
+                    let mut acc = [zero(); GV];
+                    for p in 0..g.k {
+                        let xv = bc(g.x.add(p));
+                        let row = g.b.add(p * g.n + c);
+                        for j in 0..GV {
+                            let v = if full {
+                                ld(row.add(j * W))
+                            } else {
+                                ldm(row.wrapping_add(j * W), cnt[j])
+                            };
+                            acc[j] = fma(xv, v, acc[j]);
+                        }
+                    }
+                    for j in 0..GV {
+                        if cnt[j] == 0 {
+                            continue;
+                        }
+                        let at = c + j * W;
+                        let bias = if e.bias.is_null() {
+                            zero()
+                        } else if cnt[j] == W {
+                            ld(e.bias.add(at))
+                        } else {
+                            ldm(e.bias.add(at), cnt[j])
+                        };
+                        let res = if e.res.is_null() {
+                            std::ptr::null()
+                        } else {
+                            e.res.add(at)
+                        };
+                        let v = finish(acc[j], e, bias, res, cnt[j]);
+                        if cnt[j] == W {
+                            st(g.y.add(at), v);
+                        } else {
+                            stm(g.y.add(at), v, cnt[j]);
+                        }
+                    }
+                    c += GV * W;
+                }
+            }
+        }
+    };
+}
