@@ -184,7 +184,7 @@ impl Dw {
     }
 }
 
-/// Runs a depthwise op as ranges of planes on `threads`, each task with its own padded plane.
+/// Runs a depthwise op as ranges of planes on `threads`, each task with its own scratch area ([`DwGeom::task_floats`]).
 ///
 /// # Safety
 /// As for the ISA's `planes` function.
@@ -199,11 +199,21 @@ pub(super) unsafe fn dw_drive(
     let work = n * (g.oh * g.ow * g.kh * g.kw) as usize;
     // The geometry's scratch was sized by `scratch_floats(lanes)` (contract).
     let area = g.task_floats(lanes).unwrap_or(0);
-    plane_ranges(threads, n, work, g.tasks as usize, &|q0, q1, t| {
-        // SAFETY: task `t` owns scratch area `t` (the geometry reserves `tasks` of them);
-        // disjoint ranges of the caller's planes.
-        unsafe { planes(d, q0, q1, d.scratch.add(t * area)) }
-    });
+    // With the channels in the lanes, tasks take whole groups of `lanes` planes (a range cut
+    // inside a group would compute that group twice, half empty).
+    let unit = if g.in_lanes(lanes) { lanes } else { 1 };
+    plane_ranges(
+        threads,
+        n.div_ceil(unit),
+        work,
+        g.tasks as usize,
+        &|u0, u1, t| {
+            let (q0, q1) = (u0 * unit, (u1 * unit).min(n));
+            // SAFETY: task `t` owns scratch area `t` (the geometry reserves `tasks` of them);
+            // disjoint ranges of the caller's planes.
+            unsafe { planes(d, q0, q1, d.scratch.add(t * area)) }
+        },
+    );
 }
 
 /// How many tasks (and scratch planes) a depthwise op with `threads` uses.
@@ -572,14 +582,12 @@ macro_rules! dw_body {
                         // `ir` of the block feeds output row `r` through tap row `ir - r * SX`.
                         // Per accumulator the taps still come in (ky, kx) order.
                         let top = g.sp.add(oy * SX * g.pw);
-                        for ir in 0..(RB - 1) * SX + K {
+                        for ky in 0..K {
                             for kx in 0..K {
-                                let v = tap::<SX>(top.add(ir * g.pw), ox, kx, n, SX, g.half);
+                                let t = bc(g.taps.add(ky * K + kx));
                                 for (r, a) in acc.iter_mut().enumerate() {
-                                    if ir >= r * SX && ir - r * SX < K {
-                                        let t = bc(g.taps.add((ir - r * SX) * K + kx));
-                                        *a = fma(v, t, *a);
-                                    }
+                                    let row = top.add((r * SX + ky) * g.pw);
+                                    *a = fma(tap::<SX>(row, ox, kx, n, SX, g.half), t, *a);
                                 }
                             }
                         }
