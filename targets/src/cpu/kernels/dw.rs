@@ -277,11 +277,11 @@ macro_rules! dw_body {
             unsafe {
                 let g = &d.g;
                 let u = |v: u64| v as usize;
-                let (h, w, hp, wp) = (u(g.h), u(g.w), u(g.hp), u(g.wp));
+                let (h, w, wp) = (u(g.h), u(g.w), u(g.wp));
                 let (co, ci, cog) = (u(g.co), u(g.ci), u(g.cog));
                 let (oh, ow, taps) = (u(g.oh), u(g.ow), u(g.kh * g.kw));
                 // The border stays zero: only the interior is rewritten per plane.
-                fill_zero(sp, hp * wp);
+                zero_border(sp, g);
                 let (code, pp) = (g.act, g.act_params);
                 let half = wp.div_ceil(2);
                 for q in q0..q1 {
@@ -328,6 +328,36 @@ macro_rules! dw_body {
                         (1, _) => dw_rows::<1, 0>(&pg, oh),
                         (2, _) => dw_rows::<2, 0>(&pg, oh),
                         (sx, _) => dw_rows_any(&pg, oh, sx),
+                    }
+                }
+            }
+        }
+
+        /// Zeroes the border of the padded plane `sp` (`hp x wp`): every position that
+        /// [`pad_rows`] does not write (the rows above and below the input, and the padded
+        /// columns left and right of it, deinterleaved for column stride 2). A task does it
+        /// once: its planes rewrite only the interior.
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `sp` is valid for writing `hp * wp` f32, with
+        /// `pt + h <= hp` and `pl + w <= wp`.
+        unsafe fn zero_border(sp: *mut f32, g: &super::DwGeom) {
+            let u = |v: u64| v as usize;
+            let (h, w, hp, wp, pt, pl) = (u(g.h), u(g.w), u(g.hp), u(g.wp), u(g.pt), u(g.pl));
+            let half = wp.div_ceil(2);
+            let at = |j: usize| match (g.sx == 2, j % 2) {
+                (false, _) => j,
+                (true, 0) => j / 2,
+                (true, _) => half + j / 2,
+            };
+            // SAFETY: every position written lies in the plane's `hp * wp` floats (contract).
+            unsafe {
+                fill_zero(sp, pt * wp);
+                fill_zero(sp.add((pt + h) * wp), (hp - pt - h) * wp);
+                for iy in pt..pt + h {
+                    let row = sp.add(iy * wp);
+                    for j in (0..pl).chain(pl + w..wp) {
+                        *row.add(at(j)) = 0.0;
                     }
                 }
             }

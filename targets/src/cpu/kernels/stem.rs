@@ -128,7 +128,7 @@ macro_rules! stem_body {
             // in bounds (contract); the geometry's padded plane holds the input.
             unsafe {
                 let sp = d.scratch.add(p * hp * wp);
-                fill_zero(sp, hp * wp);
+                zero_border(sp, g);
                 pad_rows(sp, d.x.add(p * h * w), g);
             }
         }
