@@ -970,18 +970,23 @@ mod tests {
         assert!(!serial(&p));
         let at = now_ns();
         record(&p, Some(Stall::SharedCpu), Instant::now());
+        // On a loaded machine the sleep can overrun the grace: the shared-CPU job then counts
+        // (and, within the window of the first three, starts a period), which is right, but
+        // not what the rest of this part checks.
         if at < end + SHARED_GRACE.as_nanos() as u64 {
             assert_eq!(p.stalls.load(Ordering::Relaxed), 3);
-        }
-        assert!(!serial(&p), "one shared-CPU job does not start a period");
-        let at = now_ns();
-        record(&p, Some(Stall::Wait), Instant::now());
-        assert!(serial(&p));
-        if at < end + STALL_MEMORY.as_nanos() as u64 {
-            assert_eq!(
-                p.serial_ns.load(Ordering::Relaxed),
-                2 * SERIAL_FIRST.as_nanos() as u64
-            );
+            assert!(!serial(&p), "one shared-CPU job does not start a period");
+            let at = now_ns();
+            record(&p, Some(Stall::Wait), Instant::now());
+            assert!(serial(&p));
+            if at < end + STALL_MEMORY.as_nanos() as u64 {
+                assert_eq!(
+                    p.serial_ns.load(Ordering::Relaxed),
+                    2 * SERIAL_FIRST.as_nanos() as u64
+                );
+            }
+        } else {
+            eprintln!("par_stall_bookkeeping: the sleep overran the grace; the after-period checks are skipped");
         }
         // A clean job breaks a run.
         let p = Pool::new();
