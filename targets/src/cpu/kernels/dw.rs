@@ -743,18 +743,8 @@ macro_rules! dw_lanes_body {
                             }
                         }));
                         for (i, v) in cv.iter().enumerate().take(nch) {
-                            let (qi, o) = (q + i, chan[i]);
-                            let bias = if d.bias.is_null() {
-                                zero()
-                            } else {
-                                bc(d.bias.add(o))
-                            };
-                            let res = if d.res.is_null() {
-                                std::ptr::null()
-                            } else {
-                                d.res.add(qi * ohw + p0)
-                            };
-                            stm(d.y.add(qi * ohw + p0), finish(*v, &e, bias, res, cnt), cnt);
+                            let off = (q + i) * ohw + p0;
+                            stm(d.y.add(off), finish_at(*v, &e, chan[i], off, cnt), cnt);
                         }
                         p0 += W;
                     }

@@ -133,5 +133,32 @@ macro_rules! act_body {
                 act(v, e.code, e.p0, e.p1)
             }
         }
+
+        /// [`finish`] for one vector of `n` lanes of output row (or channel) `row` at offset
+        /// `off` of the output: that row's bias and the residual at `off`, where the
+        /// epilogue has them. (Used by the AVX-512-only paths, whose register tiles are
+        /// transposed before the epilogue; the column tiles hoist the bias per row.)
+        #[allow(dead_code)]
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; the bias (when not null) holds `row`, the
+        /// residual (when not null) `n` f32 at `off`.
+        unsafe fn finish_at(v: V, e: &super::Epi, row: usize, off: usize, n: usize) -> V {
+            // SAFETY: as this function's contract.
+            unsafe {
+                let bias = if e.bias.is_null() {
+                    zero()
+                } else {
+                    bc(e.bias.add(row))
+                };
+                let res = if e.res.is_null() {
+                    std::ptr::null()
+                } else {
+                    e.res.add(off)
+                };
+                finish(v, e, bias, res, n)
+            }
+        }
     };
 }

@@ -378,17 +378,7 @@ macro_rules! rows_in_lanes_body {
                     for (r, x) in v.iter().enumerate() {
                         let m = row + h * W + r;
                         let off = m * g.ldc + col;
-                        let bias = if e.bias.is_null() {
-                            zero()
-                        } else {
-                            bc(e.bias.add(m))
-                        };
-                        let res = if e.res.is_null() {
-                            std::ptr::null()
-                        } else {
-                            e.res.add(off)
-                        };
-                        stm(g.c.add(off), finish(*x, e, bias, res, NC), NC);
+                        stm(g.c.add(off), finish_at(*x, e, m, off, NC), NC);
                     }
                 }
             }
