@@ -136,8 +136,8 @@ macro_rules! act_body {
 
         /// [`finish`] for one vector of `n` lanes of output row (or channel) `row` at offset
         /// `off` of the output: that row's bias and the residual at `off`, where the
-        /// epilogue has them. (Used by the AVX-512-only paths, whose register tiles are
-        /// transposed before the epilogue; the column tiles hoist the bias per row.)
+        /// epilogue has them. (Used by the stem kernel and the AVX-512 transposed tiles; the
+        /// SSE module has neither, and the column tiles hoist the bias per row.)
         #[allow(dead_code)]
         #[target_feature(enable = $feat)]
         #[inline]

@@ -222,17 +222,7 @@ macro_rules! stem_body {
                 for (j, a) in acc.iter().enumerate() {
                     let o = c0 + j;
                     let off = ((b * co + o) * oh + oy) * ow + ox;
-                    let bias = if d.bias.is_null() {
-                        zero()
-                    } else {
-                        bc(d.bias.add(o))
-                    };
-                    let res = if d.res.is_null() {
-                        std::ptr::null()
-                    } else {
-                        d.res.add(off)
-                    };
-                    let v = finish(*a, &e, bias, res, n);
+                    let v = finish_at(*a, &e, o, off, n);
                     if n == W {
                         st(d.y.add(off), v);
                     } else {
