@@ -273,9 +273,11 @@ pub fn threads_now(threads: usize) -> usize {
 /// What is left of the current serial period (`None` outside one): dispatches until then
 /// run on their callers alone.
 pub fn serial_left() -> Option<Duration> {
+    // One load: a period that another dispatcher starts meanwhile must not make `until - now`
+    // of an older end underflow.
     let until = POOL.serial_until.load(Ordering::Relaxed);
     let now = now_ns();
-    within(&POOL, now, Duration::ZERO).then(|| Duration::from_nanos(until - now))
+    before_end(until, now, Duration::ZERO).then(|| Duration::from_nanos(until - now))
 }
 
 /// Whether dispatches run serially now (a serial period, see the module docs).
@@ -286,7 +288,11 @@ fn serial_now(pool: &Pool) -> bool {
 /// Whether `now` is before the end of the last serial period plus `after` (false before
 /// the first period).
 fn within(pool: &Pool, now: u64, after: Duration) -> bool {
-    let end = pool.serial_until.load(Ordering::Relaxed);
+    before_end(pool.serial_until.load(Ordering::Relaxed), now, after)
+}
+
+/// Whether `now` is before `end` (a serial period's end, 0 for none) plus `after`.
+fn before_end(end: u64, now: u64, after: Duration) -> bool {
     end != 0 && now < end.saturating_add(after.as_nanos() as u64)
 }
 
@@ -948,7 +954,7 @@ mod tests {
 
     #[test]
     fn par_stall_bookkeeping_on_a_pool_of_its_own() {
-        use super::{now_ns, record, serial_now as serial, Pool, Stall};
+        use super::{before_end, now_ns, record, serial_now as serial, Pool, Stall};
         use super::{SERIAL_FIRST, SHARED_GRACE, STALL_MEMORY};
         // Two stalled jobs change nothing, the third in a row (or within the window) starts
         // a period.
@@ -973,13 +979,13 @@ mod tests {
         // On a loaded machine the sleep can overrun the grace: the shared-CPU job then counts
         // (and, within the window of the first three, starts a period), which is right, but
         // not what the rest of this part checks.
-        if at < end + SHARED_GRACE.as_nanos() as u64 {
+        if before_end(end, at, SHARED_GRACE) {
             assert_eq!(p.stalls.load(Ordering::Relaxed), 3);
             assert!(!serial(&p), "one shared-CPU job does not start a period");
             let at = now_ns();
             record(&p, Some(Stall::Wait), Instant::now());
             assert!(serial(&p));
-            if at < end + STALL_MEMORY.as_nanos() as u64 {
+            if before_end(end, at, STALL_MEMORY) {
                 assert_eq!(
                     p.serial_ns.load(Ordering::Relaxed),
                     2 * SERIAL_FIRST.as_nanos() as u64
