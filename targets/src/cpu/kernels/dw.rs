@@ -71,6 +71,11 @@ impl DwGeom {
         ])
     }
 
+    /// The input plane that output channel `o` of batch element `b` reads: `b * ci + o / cog`.
+    pub fn input_plane(&self, b: usize, o: usize) -> usize {
+        b * self.ci as usize + o / self.cog as usize
+    }
+
     /// Whether the depthwise kernel of an ISA with `lanes` f32 per vector computes these
     /// planes with the channels in the vector lanes, [`LANE_CHANNELS`] planes at a time
     /// (the AVX-512 kernel, on planes of at most [`LANE_MAX_PIXELS`] outputs, where one
@@ -278,7 +283,7 @@ macro_rules! dw_body {
                 let g = &d.g;
                 let u = |v: u64| v as usize;
                 let (h, w, wp) = (u(g.h), u(g.w), u(g.wp));
-                let (co, ci, cog) = (u(g.co), u(g.ci), u(g.cog));
+                let co = u(g.co);
                 let (oh, ow, taps) = (u(g.oh), u(g.ow), u(g.kh * g.kw));
                 // The border stays zero: only the interior is rewritten per plane.
                 zero_border(sp, g);
@@ -286,7 +291,7 @@ macro_rules! dw_body {
                 let half = wp.div_ceil(2);
                 for q in q0..q1 {
                     let (b, o) = (q / co, q % co);
-                    pad_rows(sp, d.x.add((b * ci + o / cog) * h * w), g);
+                    pad_rows(sp, d.x.add(g.input_plane(b, o) * h * w), g);
                     let epi = super::Epi::new(
                         if d.bias.is_null() {
                             d.bias
@@ -315,8 +320,7 @@ macro_rules! dw_body {
                         y: d.y.add(q * oh * ow),
                         epi,
                     };
-                    // Square 3x3 / 5x5 windows, undilated, equal strides: the tap loops unrolled
-                    // (each input vector loaded once per block and shared by the rows using it).
+                    // Square 3x3 / 5x5 windows, undilated, equal strides: the tap loops unrolled.
                     let square = g.kh == g.kw && g.dy == 1 && g.dx == 1 && g.sy == g.sx;
                     match (u(g.sx), if square { u(g.kh) } else { 0 }) {
                         (1, 3) => dw_rows::<1, 3>(&pg, oh),
@@ -333,6 +337,13 @@ macro_rules! dw_body {
             }
         }
 
+        /// Where padded column `j` of a row stored deinterleaved (stride 2, [`pad_rows`])
+        /// lies: even columns at `j / 2`, odd ones after the `half` even ones.
+        #[inline]
+        fn deinterleaved_at(j: usize, half: usize) -> usize {
+            (j % 2) * half + j / 2
+        }
+
         /// Zeroes the border of the padded plane `sp` (`hp x wp`): every position that
         /// [`pad_rows`] does not write (the rows above and below the input, and the padded
         /// columns left and right of it, deinterleaved for column stride 2). A task does it
@@ -345,10 +356,12 @@ macro_rules! dw_body {
             let u = |v: u64| v as usize;
             let (h, w, hp, wp, pt, pl) = (u(g.h), u(g.w), u(g.hp), u(g.wp), u(g.pt), u(g.pl));
             let half = wp.div_ceil(2);
-            let at = |j: usize| match (g.sx == 2, j % 2) {
-                (false, _) => j,
-                (true, 0) => j / 2,
-                (true, _) => half + j / 2,
+            let at = |j: usize| {
+                if g.sx == 2 {
+                    deinterleaved_at(j, half)
+                } else {
+                    j
+                }
             };
             // SAFETY: every position written lies in the plane's `hp * wp` floats (contract).
             unsafe {
@@ -413,13 +426,9 @@ macro_rules! dw_body {
             let u = |v: u64| v as usize;
             let (h, w, wp, pt, pl) = (u(g.h), u(g.w), u(g.wp), u(g.pt), u(g.pl));
             let half = wp.div_ceil(2);
-            // Where input columns 0, 2, 4, .. and 1, 3, 5, .. of a row go: padded column
-            // `j = pl + ix` is at `j / 2` if even, at `half + j / 2` if odd.
-            let (even_at, odd_at) = if pl % 2 == 0 {
-                (pl / 2, half + pl / 2)
-            } else {
-                (half + pl / 2, pl.div_ceil(2))
-            };
+            // Where input columns 0, 2, 4, .. and 1, 3, 5, .. of a row go: padded columns
+            // `pl` and `pl + 1` and every second one after each.
+            let (even_at, odd_at) = (deinterleaved_at(pl, half), deinterleaved_at(pl + 1, half));
             // SAFETY: rows `pt..pt + h` of `sp` and every input row are in bounds, and the
             // columns written are padded columns `pl..pl + w` of their row (contract).
             unsafe {
@@ -579,15 +588,15 @@ macro_rules! dw_body {
             unsafe {
                 match SX {
                     1 => load::<1>(row.add(ox + j), n, 1),
-                    2 => load::<1>(row.add((j % 2) * half + ox + j / 2), n, 1),
+                    2 => load::<1>(row.add(deinterleaved_at(j, half) + ox), n, 1),
                     _ => load::<0>(row.add(ox * sx + j), n, sx),
                 }
             }
         }
 
-        /// `RB` output rows from `oy`, column chunks of `W`; the taps broadcast once per
-        /// chunk and shared by the rows (independent accumulator chains); the epilogue runs
-        /// on the registers before the store.
+        /// `RB` output rows from `oy`, column chunks of `W`; each tap broadcast once per chunk
+        /// and applied to the rows' independent accumulator chains; the epilogue runs on the
+        /// registers before the store.
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
@@ -608,9 +617,10 @@ macro_rules! dw_body {
                     let n = (g.ow - ox).min(W);
                     let mut acc = [zero(); RB];
                     if K > 0 {
-                        // K x K taps, stride SX, no dilation (checked by the caller): input row
-                        // `ir` of the block feeds output row `r` through tap row `ir - r * SX`.
-                        // Per accumulator the taps still come in (ky, kx) order.
+                        // K x K taps, stride SX, no dilation (checked by the caller), in (ky, kx)
+                        // order with the rows innermost: the accumulators stay in registers
+                        // (sharing each input row between the rows that read it left them on
+                        // the stack).
                         let top = g.sp.add(oy * SX * g.pw);
                         for ky in 0..K {
                             for kx in 0..K {
@@ -674,7 +684,7 @@ macro_rules! dw_lanes_body {
             let g = &d.g;
             let u = |v: u64| v as usize;
             let (h, w, hp, wp, pt, pl) = (u(g.h), u(g.w), u(g.hp), u(g.wp), u(g.pt), u(g.pl));
-            let (co, ci, cog) = (u(g.co), u(g.ci), u(g.cog));
+            let co = u(g.co);
             let (oh, ow, kh, kw) = (u(g.oh), u(g.ow), u(g.kh), u(g.kw));
             let (hw, ohw, taps) = (h * w, oh * ow, kh * kw);
             // SAFETY: the scratch holds the padded pixel plane (`hp * wp` vectors), the output
@@ -696,7 +706,7 @@ macro_rules! dw_lanes_body {
                     let (mut b, mut o) = (q / co, q % co);
                     for i in 0..nch {
                         chan[i] = o;
-                        src[i] = d.x.add((b * ci + o / cog) * hw);
+                        src[i] = d.x.add(g.input_plane(b, o) * hw);
                         o += 1;
                         if o == co {
                             (b, o) = (b + 1, 0);
