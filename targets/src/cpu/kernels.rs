@@ -117,7 +117,8 @@ pub mod stem;
 use drive::{part, plane_ranges, PAR_MIN_WORK, TASKS_PER_THREAD};
 use dw::{dw_drive, Dw};
 pub use dw::{
-    dw_kernel, dw_tasks, DwFn, DwGeom, DW_PARAMS, LANE_CHANNELS, LANE_MAX_PIXELS, LANE_MAX_TAPS,
+    dw_kernel, dw_tasks, DwFn, DwGeom, PadRow, DW_PARAMS, LANE_CHANNELS, LANE_MAX_PIXELS,
+    LANE_MAX_TAPS, PAD_ALIGN,
 };
 use epilogue::Epi;
 pub use epilogue::{act_code, encode_act};

@@ -13,8 +13,9 @@ use crate::Target;
 ///
 /// Output plane `q` (`0..planes`, `= b * co + o`) reads input plane `b * ci + o / cog`, taps
 /// `w[o * kh * kw ..]`, `bias[o]`, residual plane `q`. The zero-padded copy of an input plane
-/// is `hp x wp` floats with the input at row `pt`, column `pl`; every tap read of every output
-/// lies inside it. The stem kernel reads the same struct (see [`super::stem::scratch_floats`]).
+/// is `hp x wp` (rows and columns; stored as [`DwGeom::pad_row`] lays a row out) with the
+/// input at row `pt`, column `pl`; every tap read of every output lies inside it. The stem
+/// kernel reads the same struct (see [`super::stem::scratch_floats`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DwGeom {
@@ -87,28 +88,119 @@ impl DwGeom {
             && self.kh.saturating_mul(self.kw) <= LANE_MAX_TAPS
     }
 
+    /// How a padded plane stores its rows ([`PadRow`]): every row starts on a cache line,
+    /// and the input's columns start on one, so that copying a row in stores whole lines
+    /// and most tap loads do not straddle two.
+    pub fn pad_row(&self) -> PadRow {
+        let (wp, pl) = (self.wp as usize, self.pl as usize);
+        // The smallest position `>= from` at which index `idx` of a run lands on a line.
+        let base =
+            |idx: usize, from: usize| from + (PAD_ALIGN - (from + idx) % PAD_ALIGN) % PAD_ALIGN;
+        if self.sx == 2 {
+            // Input column 0 is padded column `pl` (index `pl / 2` of its parity's half),
+            // input column 1 is padded column `pl + 1`.
+            let half = wp.div_ceil(2);
+            let first = base(pl / 2, 0);
+            let second = base(pl.div_ceil(2), first + half);
+            let (even, odd) = if pl.is_multiple_of(2) {
+                (first, second)
+            } else {
+                (second, first)
+            };
+            PadRow {
+                stride: (even.max(odd) + half).next_multiple_of(PAD_ALIGN),
+                even,
+                odd,
+                split: true,
+            }
+        } else {
+            let even = base(pl, 0);
+            PadRow {
+                stride: (even + wp).next_multiple_of(PAD_ALIGN),
+                even,
+                odd: even,
+                split: false,
+            }
+        }
+    }
+
+    /// Floats of one padded plane as [`DwGeom::pad_row`] stores it: `hp` rows (`None` on
+    /// overflow).
+    pub fn plane_floats(&self) -> Option<usize> {
+        usize::try_from(self.hp)
+            .ok()?
+            .checked_mul(self.pad_row().stride)
+    }
+
     /// Floats of scratch one task needs on an ISA with `lanes` f32 per vector: the padded
     /// plane, or with the channels in the lanes ([`DwGeom::in_lanes`]) the padded planes,
-    /// the output pixels and the taps of `lanes` channels, interleaved (`None` on overflow).
+    /// the output pixels and the taps of `lanes` channels, interleaved; a whole number of
+    /// cache lines ([`PAD_ALIGN`]), so that every task's area starts on one (`None` on
+    /// overflow).
     pub fn task_floats(&self, lanes: usize) -> Option<usize> {
-        let plane = self.hp.checked_mul(self.wp)?;
         let f = if self.in_lanes(lanes) {
             let out = (self.oh * self.ow).next_multiple_of(lanes as u64);
-            plane
+            let f = self
+                .hp
+                .checked_mul(self.wp)?
                 .checked_add(out)?
                 .checked_add(self.kh * self.kw)?
-                .checked_mul(lanes as u64)?
+                .checked_mul(lanes as u64)?;
+            usize::try_from(f).ok()?
         } else {
-            plane
+            self.plane_floats()?
         };
-        usize::try_from(f).ok()
+        Some(f.next_multiple_of(PAD_ALIGN))
     }
 
     /// Floats of scratch the op needs on an ISA with `lanes` f32 per vector: one
-    /// [`DwGeom::task_floats`] area per task (`None` on overflow).
+    /// [`DwGeom::task_floats`] area per task, and [`PAD_ALIGN`] more to start the first on a
+    /// cache line ([`aligned`]) (`None` on overflow).
     pub fn scratch_floats(&self, lanes: usize) -> Option<usize> {
         self.task_floats(lanes)?
-            .checked_mul(usize::try_from(self.tasks).ok()?)
+            .checked_mul(usize::try_from(self.tasks).ok()?)?
+            .checked_add(PAD_ALIGN)
+    }
+}
+
+/// Floats to which the rows of padded planes and the scratch areas are aligned: one 64-byte
+/// cache line.
+pub const PAD_ALIGN: usize = 16;
+
+/// The first cache-line-aligned float at or after `p` (a scratch area sized with
+/// [`PAD_ALIGN`] floats to spare holds it and everything after it that it was sized for).
+pub(super) fn aligned(p: *mut f32) -> *mut f32 {
+    p.wrapping_add(
+        (p as usize)
+            .next_multiple_of(PAD_ALIGN * 4)
+            .wrapping_sub(p as usize)
+            / 4,
+    )
+}
+
+/// Where the columns of a padded row lie ([`DwGeom::pad_row`]): rows are `stride` floats
+/// apart; padded column `j` is at `even + j`, or, with column stride 2 (`split`), the even
+/// columns at `even + j / 2` and the odd ones at `odd + j / 2`, so that the inputs of a
+/// vector of outputs are one contiguous load. Positions between the runs are never read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PadRow {
+    pub stride: usize,
+    pub even: usize,
+    pub odd: usize,
+    pub split: bool,
+}
+
+impl PadRow {
+    /// The position of padded column `j` in its row.
+    #[inline]
+    pub fn at(&self, j: usize) -> usize {
+        if !self.split {
+            self.even + j
+        } else if j.is_multiple_of(2) {
+            self.even + j / 2
+        } else {
+            self.odd + j / 2
+        }
     }
 }
 
@@ -181,7 +273,9 @@ impl Dw {
             bias,
             res,
             y,
-            scratch,
+            // The areas of the tasks (stem: the planes) start on cache lines; the scratch has
+            // `PAD_ALIGN` floats to spare for it (`scratch_floats`).
+            scratch: aligned(scratch),
             // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
             // SAFETY: `geom` is readable (contract).
             g: unsafe { std::ptr::read_unaligned(geom) },
@@ -273,22 +367,23 @@ macro_rules! dw_body {
         /// # Safety
         /// The CPU supports the module's ISA; `d` describes buffers as [`dw`]'s contract states;
         /// `q0..q1` lies inside `0..planes` and no other task writes those output planes; `sp` is
-        /// valid for writing `hp * wp` f32 that only this task uses.
+        /// valid for writing [`super::DwGeom::plane_floats`] f32 that only this task uses.
         unsafe fn planes(d: &super::Dw, q0: usize, q1: usize, sp: *mut f32) {
             // SAFETY: plane `q < planes` reads input plane `b * ci + o / cog` (`h * w` floats),
             // taps
             // `o * kh * kw..`, writes output plane `q` (`oh * ow` floats); `sp` holds
-            // `hp * wp` floats with the `h x w` interior at (`pt`, `pl`) (contract, geometry).
+            // `hp` padded rows ([`super::DwGeom::pad_row`]) with the `h x w` interior at (`pt`,
+            // `pl`) (contract, geometry).
             unsafe {
                 let g = &d.g;
                 let u = |v: u64| v as usize;
-                let (h, w, wp) = (u(g.h), u(g.w), u(g.wp));
+                let (h, w) = (u(g.h), u(g.w));
                 let co = u(g.co);
                 let (oh, ow, taps) = (u(g.oh), u(g.ow), u(g.kh * g.kw));
                 // The border stays zero: only the interior is rewritten per plane.
                 zero_border(sp, g);
                 let (code, pp) = (g.act, g.act_params);
-                let half = wp.div_ceil(2);
+                let pr = g.pad_row();
                 for q in q0..q1 {
                     let (b, o) = (q / co, q % co);
                     pad_rows(sp, d.x.add(g.input_plane(b, o) * h * w), g);
@@ -308,8 +403,7 @@ macro_rules! dw_body {
                     );
                     let pg = Geom {
                         sp,
-                        pw: wp,
-                        half,
+                        pr,
                         taps: d.w.add(o * taps),
                         kh: u(g.kh),
                         kw: u(g.kw),
@@ -337,40 +431,26 @@ macro_rules! dw_body {
             }
         }
 
-        /// Where padded column `j` of a row stored deinterleaved (stride 2, [`pad_rows`])
-        /// lies: even columns at `j / 2`, odd ones after the `half` even ones.
-        #[inline]
-        fn deinterleaved_at(j: usize, half: usize) -> usize {
-            (j % 2) * half + j / 2
-        }
-
-        /// Zeroes the border of the padded plane `sp` (`hp x wp`): every position that
-        /// [`pad_rows`] does not write (the rows above and below the input, and the padded
-        /// columns left and right of it, deinterleaved for column stride 2). A task does it
-        /// once: its planes rewrite only the interior.
+        /// Zeroes the border of the padded plane `sp` (`hp` rows, [`super::DwGeom::pad_row`]):
+        /// every padded column that [`pad_rows`] does not write (the rows above and below the
+        /// input, and the padded columns left and right of it). A task does it once: its
+        /// planes rewrite only the interior.
         #[target_feature(enable = $feat)]
         /// # Safety
-        /// The CPU supports the module's ISA; `sp` is valid for writing `hp * wp` f32, with
-        /// `pt + h <= hp` and `pl + w <= wp`.
+        /// The CPU supports the module's ISA; `sp` is valid for writing
+        /// [`super::DwGeom::plane_floats`] f32, with `pt + h <= hp` and `pl + w <= wp`.
         unsafe fn zero_border(sp: *mut f32, g: &super::DwGeom) {
             let u = |v: u64| v as usize;
             let (h, w, hp, wp, pt, pl) = (u(g.h), u(g.w), u(g.hp), u(g.wp), u(g.pt), u(g.pl));
-            let half = wp.div_ceil(2);
-            let at = |j: usize| {
-                if g.sx == 2 {
-                    deinterleaved_at(j, half)
-                } else {
-                    j
-                }
-            };
-            // SAFETY: every position written lies in the plane's `hp * wp` floats (contract).
+            let pr = g.pad_row();
+            // SAFETY: every position written lies in the plane's `hp` rows (contract).
             unsafe {
-                fill_zero(sp, pt * wp);
-                fill_zero(sp.add((pt + h) * wp), (hp - pt - h) * wp);
+                fill_zero(sp, pt * pr.stride);
+                fill_zero(sp.add((pt + h) * pr.stride), (hp - pt - h) * pr.stride);
                 for iy in pt..pt + h {
-                    let row = sp.add(iy * wp);
+                    let row = sp.add(iy * pr.stride);
                     for j in (0..pl).chain(pl + w..wp) {
-                        *row.add(at(j)) = 0.0;
+                        *row.add(pr.at(j)) = 0.0;
                     }
                 }
             }
@@ -414,30 +494,31 @@ macro_rules! dw_body {
         }
 
         /// Copies the `h x w` input plane `x` into the interior of the padded plane `sp`
-        /// (`hp x wp`, the input at row `pt`, column `pl`), leaving the border as it is. With
-        /// column stride 2 each padded row is stored deinterleaved, its even columns first
-        /// (`wp.div_ceil(2)` floats) and its odd columns after them, so that every tap of a
-        /// vector of outputs is one contiguous load ([`tap`]).
+        /// (`hp` rows as [`super::DwGeom::pad_row`] lays them out, the input at row `pt`,
+        /// column `pl`), leaving the border as it is. With column stride 2 each padded row is
+        /// stored deinterleaved, its even columns in one run and its odd columns in another,
+        /// so that every tap of a vector of outputs is one contiguous load ([`tap`]).
         #[target_feature(enable = $feat)]
         /// # Safety
         /// The CPU supports the module's ISA; `x` is valid for reading `h * w` f32 and `sp`
-        /// for writing `hp * wp`, with `pt + h <= hp` and `pl + w <= wp`.
+        /// for writing [`super::DwGeom::plane_floats`], with `pt + h <= hp` and `pl + w <=
+        /// wp`.
         unsafe fn pad_rows(sp: *mut f32, x: *const f32, g: &super::DwGeom) {
             let u = |v: u64| v as usize;
-            let (h, w, wp, pt, pl) = (u(g.h), u(g.w), u(g.wp), u(g.pt), u(g.pl));
-            let half = wp.div_ceil(2);
+            let (h, w, pt, pl) = (u(g.h), u(g.w), u(g.pt), u(g.pl));
+            let pr = g.pad_row();
             // Where input columns 0, 2, 4, .. and 1, 3, 5, .. of a row go: padded columns
-            // `pl` and `pl + 1` and every second one after each.
-            let (even_at, odd_at) = (deinterleaved_at(pl, half), deinterleaved_at(pl + 1, half));
+            // `pl` and `pl + 1` and every second one after each (cache-line aligned).
+            let (even_at, odd_at) = (pr.at(pl), pr.at(pl + 1));
             // SAFETY: rows `pt..pt + h` of `sp` and every input row are in bounds, and the
             // columns written are padded columns `pl..pl + w` of their row (contract).
             unsafe {
                 for iy in 0..h {
-                    let (row, src) = (sp.add((pt + iy) * wp), x.add(iy * w));
+                    let (row, src) = (sp.add((pt + iy) * pr.stride), x.add(iy * w));
                     if g.sx == 2 {
                         copy_s2(row.add(even_at), row.add(odd_at), src, w);
                     } else {
-                        copy(row.add(pl), src, w);
+                        copy(row.add(even_at), src, w);
                     }
                 }
             }
@@ -479,11 +560,8 @@ macro_rules! dw_body {
         /// One output plane read from its padded input copy.
         struct Geom {
             sp: *const f32,
-            pw: usize,
-            /// Stride 2 along rows (`SX == 2`): a padded row holds its even columns at
-            /// `0..half` and its odd columns at `half..pw`, so padded column `j` is at
-            /// `j / 2` (even) or `half + j / 2` (odd).
-            half: usize,
+            /// Where the padded columns of a row are, and the rows' distance.
+            pr: super::PadRow,
             taps: *const f32,
             kh: usize,
             kw: usize,
@@ -539,7 +617,7 @@ macro_rules! dw_body {
 
         /// `n` (1..=W) inputs at element stride `sx` from `p` (`SX == 1`: contiguous; any
         /// other `SX`: the stride `sx`, element by element; stride 2 reads deinterleaved rows
-        /// contiguously instead, see [`Geom::half`]).
+        /// contiguously instead, see [`super::PadRow`]).
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
@@ -570,26 +648,30 @@ macro_rules! dw_body {
         /// The `n` (1..=W) inputs that tap column `j` (`kx * dx`) of output columns `ox..ox +
         /// n` reads from padded row `row` at column stride `sx` (`SX`: 1, 2, or 0 for any):
         /// padded columns `ox * sx + j + i * sx`, which for stride 2 lie contiguously in the
-        /// row's deinterleaved form ([`pad_rows`], [`Geom::half`]).
+        /// row's deinterleaved form ([`pad_rows`], [`super::PadRow`]).
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
-        /// The CPU supports the module's ISA; `row` is a padded row (deinterleaved with
-        /// `half` even columns for `SX == 2`) holding every column read.
+        /// The CPU supports the module's ISA; `row` is a padded row laid out as `pr` says
+        /// (deinterleaved for `SX == 2`) holding every column read.
         unsafe fn tap<const SX: usize>(
             row: *const f32,
             ox: usize,
             j: usize,
             n: usize,
             sx: usize,
-            half: usize,
+            pr: &super::PadRow,
         ) -> V {
             // SAFETY: the columns read are inside the padded row (contract).
             unsafe {
+                // `pr.at` spelled out per stride: `SX` is a constant here, the `split` test is not.
                 match SX {
-                    1 => load::<1>(row.add(ox + j), n, 1),
-                    2 => load::<1>(row.add(deinterleaved_at(j, half) + ox), n, 1),
-                    _ => load::<0>(row.add(ox * sx + j), n, sx),
+                    1 => load::<1>(row.add(pr.even + ox + j), n, 1),
+                    2 => {
+                        let run = if j.is_multiple_of(2) { pr.even } else { pr.odd };
+                        load::<1>(row.add(run + j / 2 + ox), n, 1)
+                    }
+                    _ => load::<0>(row.add(pr.even + ox * sx + j), n, sx),
                 }
             }
         }
@@ -621,13 +703,13 @@ macro_rules! dw_body {
                         // order with the rows innermost: the accumulators stay in registers
                         // (sharing each input row between the rows that read it left them on
                         // the stack).
-                        let top = g.sp.add(oy * SX * g.pw);
+                        let top = g.sp.add(oy * SX * g.pr.stride);
                         for ky in 0..K {
                             for kx in 0..K {
                                 let t = bc(g.taps.add(ky * K + kx));
                                 for (r, a) in acc.iter_mut().enumerate() {
-                                    let row = top.add((r * SX + ky) * g.pw);
-                                    *a = fma(tap::<SX>(row, ox, kx, n, SX, g.half), t, *a);
+                                    let row = top.add((r * SX + ky) * g.pr.stride);
+                                    *a = fma(tap::<SX>(row, ox, kx, n, SX, &g.pr), t, *a);
                                 }
                             }
                         }
@@ -636,8 +718,8 @@ macro_rules! dw_body {
                         for kx in 0..g.kw {
                             let t = bc(g.taps.add(ky * g.kw + kx));
                             for (r, a) in acc.iter_mut().enumerate() {
-                                let row = g.sp.add(((oy + r) * g.sy + ky * g.dy) * g.pw);
-                                let v = tap::<SX>(row, ox, kx * g.dx, n, sx, g.half);
+                                let row = g.sp.add(((oy + r) * g.sy + ky * g.dy) * g.pr.stride);
+                                let v = tap::<SX>(row, ox, kx * g.dx, n, sx, &g.pr);
                                 *a = fma(v, t, *a);
                             }
                         }

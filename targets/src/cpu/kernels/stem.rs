@@ -4,7 +4,8 @@
 //!
 //! [`StemFn`] computes a whole ungrouped conv with at most [`STEM_MAX_CI`] input channels:
 //! 1. the input planes of every batch element are copied into zero-padded scratch planes
-//!    (`hp x wp`, input at row `pt`, column `pl`; split over the pool by planes);
+//!    (`hp` rows laid out by [`DwGeom::pad_row`], input at row `pt`, column `pl`; split over
+//!    the pool by planes);
 //! 2. output rows (batch x rows, split over the pool): per row, per `W`-column chunk, per block
 //!    of `CB` output channels (`CB` accumulators: 8 on AVX2, 16 on AVX-512), every tap
 //!    `(ci, ky, kx)` loads one input vector (stride 2: the padded rows are deinterleaved,
@@ -17,22 +18,25 @@
 //! zero: results do not depend on the thread count. The ISA bodies are in [`stem_body`]
 //! (expanded in the AVX2 and AVX-512 modules).
 
-use super::{part, Dw, DwFn, DwGeom, PAR_MIN_WORK, TASKS_PER_THREAD};
+use super::{part, Dw, DwFn, DwGeom, PAD_ALIGN, PAR_MIN_WORK, TASKS_PER_THREAD};
 use crate::Target;
 
 /// Most input channels the stem kernel takes (beyond that, im2col + GEMM).
 pub const STEM_MAX_CI: usize = 4;
 
 /// Floats of scratch a stem conv with geometry `g` needs: the padded input planes of every
-/// batch element (`None` on overflow).
+/// batch element ([`DwGeom::plane_floats`] each), and [`PAD_ALIGN`] to spare to start them on
+/// a cache line (`None` on overflow).
 ///
 /// The stem kernel reads the depthwise kernel's geometry [`DwGeom`]: `planes = n * co` output
 /// planes, `ci` input channels (all read by every output plane), the padded plane `hp x wp`,
 /// window, strides, dilations and activation; it ignores `cog` and `tasks`.
 pub fn scratch_floats(g: &DwGeom) -> Option<usize> {
     let n = g.planes.checked_div(g.co)?;
-    let f = n.checked_mul(g.ci)?.checked_mul(g.hp)?.checked_mul(g.wp)?;
-    usize::try_from(f).ok()
+    usize::try_from(n.checked_mul(g.ci)?)
+        .ok()?
+        .checked_mul(g.plane_floats()?)?
+        .checked_add(PAD_ALIGN)
 }
 
 /// Signature of the stem entry points: the depthwise kernel's ([`DwFn`]: `(x, weights, bias,
@@ -123,11 +127,12 @@ macro_rules! stem_body {
         /// ci`, and no other task touches scratch plane `p`.
         unsafe fn stem_pad(d: &super::Dw, p: usize) {
             let g = &d.g;
-            let (h, w, hp, wp) = (g.h as usize, g.w as usize, g.hp as usize, g.wp as usize);
-            // SAFETY: scratch plane `p` (`hp * wp` floats) and input plane `p` (`h * w`) are
+            let (h, w) = (g.h as usize, g.w as usize);
+            let plane = g.plane_floats().unwrap_or(0);
+            // SAFETY: scratch plane `p` (`plane` floats) and input plane `p` (`h * w`) are
             // in bounds (contract); the geometry's padded plane holds the input.
             unsafe {
-                let sp = d.scratch.add(p * hp * wp);
+                let sp = d.scratch.add(p * plane);
                 zero_border(sp, g);
                 pad_rows(sp, d.x.add(p * h * w), g);
             }
@@ -197,8 +202,8 @@ macro_rules! stem_body {
             let u = |v: u64| v as usize;
             let (ci, co, kh, kw) = (u(g.ci), u(g.co), u(g.kh), u(g.kw));
             let (sy, sx, dy, dx) = (u(g.sy), u(g.sx), u(g.dy), u(g.dx));
-            let (oh, ow, hp, wp) = (u(g.oh), u(g.ow), u(g.hp), u(g.wp));
-            let half = wp.div_ceil(2);
+            let (oh, ow) = (u(g.oh), u(g.ow));
+            let (pr, plane_floats) = (g.pad_row(), g.plane_floats().unwrap_or(0));
             // SAFETY: every tap read lies inside padded plane `b * ci + c` (the geometry's
             // `hp x wp` covers the last output's window, as for the depthwise kernel), weights
             // `t * co + c0 + j < k * co`, outputs and residuals of row `oy`, columns `ox..ox +
@@ -206,11 +211,11 @@ macro_rules! stem_body {
             unsafe {
                 let mut acc = [zero(); NB];
                 for c in 0..ci {
-                    let plane = d.scratch.add((b * ci + c) * hp * wp);
+                    let plane = d.scratch.add((b * ci + c) * plane_floats);
                     for ky in 0..kh {
-                        let row = plane.add((oy * sy + ky * dy) * wp);
+                        let row = plane.add((oy * sy + ky * dy) * pr.stride);
                         for kx in 0..kw {
-                            let v = tap::<SX>(row, ox, kx * dx, n, sx, half);
+                            let v = tap::<SX>(row, ox, kx * dx, n, sx, &pr);
                             let wt = d.w.add(((c * kh + ky) * kw + kx) * co + c0);
                             for (j, a) in acc.iter_mut().enumerate() {
                                 *a = fma(v, bc(wt.add(j)), *a);

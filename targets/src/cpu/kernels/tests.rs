@@ -818,3 +818,147 @@ fn avx512_transpose_is_a_transpose() {
         }
     }
 }
+
+/// The padded row layout: every padded column has its own place inside the row, the runs the
+/// input is copied into start on a cache line, and with column stride 2 each parity's columns
+/// are contiguous (one load per tap of a vector of outputs).
+#[test]
+fn padded_rows_align_the_copied_input_and_keep_columns_apart() {
+    for sx in [1u64, 2, 3] {
+        for pl in 0..4u64 {
+            for w in [1u64, 2, 7, 15, 16, 17, 56, 112, 225] {
+                let wp = w + 2 * pl + sx;
+                let g = DwGeom {
+                    planes: 1,
+                    co: 1,
+                    ci: 1,
+                    cog: 1,
+                    h: 1,
+                    w,
+                    pt: 0,
+                    pl,
+                    kh: 1,
+                    kw: 1,
+                    sy: 1,
+                    sx,
+                    dy: 1,
+                    dx: 1,
+                    oh: 1,
+                    ow: 1,
+                    hp: 1,
+                    wp,
+                    act: 0,
+                    act_params: 0,
+                    tasks: 1,
+                };
+                let pr = g.pad_row();
+                let what = format!("sx {sx} pl {pl} w {w}: {pr:?}");
+                assert_eq!(pr.stride % PAD_ALIGN, 0, "{what}");
+                assert_eq!(pr.split, sx == 2, "{what}");
+                let mut at: Vec<usize> = (0..wp as usize).map(|j| pr.at(j)).collect();
+                assert!(at.iter().all(|&p| p < pr.stride), "{what}");
+                assert_eq!(pr.at(pl as usize) % PAD_ALIGN, 0, "{what}");
+                if sx == 2 {
+                    assert_eq!(pr.at(pl as usize + 1) % PAD_ALIGN, 0, "{what}");
+                    for j in 2..wp as usize {
+                        assert_eq!(pr.at(j), pr.at(j - 2) + 1, "{what} at {j}");
+                    }
+                } else {
+                    for j in 1..wp as usize {
+                        assert_eq!(pr.at(j), pr.at(j - 1) + 1, "{what} at {j}");
+                    }
+                }
+                at.sort_unstable();
+                at.dedup();
+                assert_eq!(at.len(), wp as usize, "{what}: columns share a place");
+                assert_eq!(
+                    g.plane_floats(),
+                    Some(pr.stride),
+                    "{what}: one row per padded row"
+                );
+            }
+        }
+    }
+}
+
+/// Depthwise throughput, one thread, on the depthwise layers of MobileNetV2, MobileNetV3 and
+/// EfficientNet-B0 (channels x plane, window, stride), per f32 target the host runs: GFLOP/s
+/// (best of 20 calls, inputs in cache as far as they fit). No assertion (a benchmark, not a
+/// timed test); run with `cargo test --release -p mnc-targets --lib bench_depthwise_f32 --
+/// --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_depthwise_f32() {
+    let shapes = [
+        (96, 112, 3, 2),
+        (144, 56, 3, 1),
+        (144, 56, 3, 2),
+        (72, 56, 5, 2),
+        (192, 28, 3, 1),
+        (120, 28, 5, 1),
+        (240, 28, 5, 1),
+        (240, 28, 3, 2),
+        (240, 28, 5, 2),
+        (384, 14, 3, 1),
+        (480, 14, 5, 1),
+        (672, 14, 5, 1),
+        (576, 14, 3, 2),
+        (672, 14, 5, 2),
+        (960, 7, 3, 1),
+        (1152, 7, 5, 1),
+    ];
+    let targets = Target::host_jit_targets();
+    println!("C x HxW kK /S: GFLOP/s per target ({targets:?})");
+    for (c, s, k, stride) in shapes {
+        let (o, p) = ((s - 1) / stride + 1, k / 2);
+        let hp = ((o - 1) * stride + k).max(s + 2 * p);
+        let g = DwGeom {
+            planes: c as u64,
+            co: c as u64,
+            ci: c as u64,
+            cog: 1,
+            h: s as u64,
+            w: s as u64,
+            pt: p as u64,
+            pl: p as u64,
+            kh: k as u64,
+            kw: k as u64,
+            sy: stride as u64,
+            sx: stride as u64,
+            dy: 1,
+            dx: 1,
+            oh: o as u64,
+            ow: o as u64,
+            hp: hp as u64,
+            wp: hp as u64,
+            act: 0,
+            act_params: 0,
+            tasks: 1,
+        };
+        let (x, wt) = (rand(c * s * s, 1), rand(c * k * k, 2));
+        let mut y = vec![0.0f32; c * o * o];
+        let mut line = format!("{c:>5} x {s}x{s} k{k} /{stride}:");
+        for &t in &targets {
+            let Some((_, f)) = dw_kernel(t) else { continue };
+            let mut scratch = vec![0.0f32; g.scratch_floats(isa(t).unwrap().lanes).unwrap()];
+            let ops = 2.0 * (c * o * o * k * k) as f64;
+            let rate = best_giga_rate(20, ops, || {
+                // SAFETY: buffers sized by the geometry; the host runs the target.
+                unsafe {
+                    f(
+                        x.as_ptr(),
+                        wt.as_ptr(),
+                        std::ptr::null(),
+                        std::ptr::null(),
+                        y.as_mut_ptr(),
+                        scratch.as_mut_ptr(),
+                        &g,
+                        1,
+                    )
+                }
+            });
+            line += &format!(" {t} {rate:.1}");
+        }
+        println!("{line}");
+    }
+}
