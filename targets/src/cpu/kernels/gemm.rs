@@ -201,11 +201,15 @@ macro_rules! gemm_body {
                         let mr = (r1 - mb).min(MR);
                         let mut nb = p0;
                         while nb + NR <= p1 {
-                            tile::<true>(g, mb, nb, mr, NR);
+                            tile::<true, NV>(g, mb, nb, mr, NR);
                             nb += NR;
                         }
-                        if nb < p1 {
-                            tile::<false>(g, mb, nb, mr, p1 - nb);
+                        // The last tile computes only the vectors that hold columns (the
+                        // 4 columns left of a 14x14 plane's 196 are one vector, not `NV`).
+                        if p1 - nb > W {
+                            tile::<false, NV>(g, mb, nb, mr, p1 - nb);
+                        } else if nb < p1 {
+                            tile::<false, 1>(g, mb, nb, mr, p1 - nb);
                         }
                         mb += MR;
                     }
@@ -214,13 +218,14 @@ macro_rules! gemm_body {
             }
         }
 
-        /// One register tile: rows `row..row + mr`, columns `col..col + cols`.
+        /// One register tile of `VN` vectors: rows `row..row + mr`, columns `col..col + cols`.
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
         /// The CPU supports the module's ISA; as for [`range`]; rows `row..row + mr` (`mr <= MR`)
-        /// and columns `col..col + cols` (`cols <= NR`, `== NR` when `FULL`) lie inside the call.
-        unsafe fn tile<const FULL: bool>(
+        /// and columns `col..col + cols` (`cols <= VN * W`, `== VN * W` when `FULL`) lie
+        /// inside the call.
+        unsafe fn tile<const FULL: bool, const VN: usize>(
             g: &super::Gemm,
             row: usize,
             col: usize,
@@ -232,8 +237,8 @@ macro_rules! gemm_body {
             // `col + cols` columns; the partial tile loads and stores `cnt[j]` lanes only.
             unsafe {
                 let (ap, bp, k, ldb) = (g.a.add(row * g.k), g.b.add(col), g.k, g.ldb);
-                let mut acc = [[zero(); NV]; MR];
-                let mut cnt = [W; NV];
+                let mut acc = [[zero(); VN]; MR];
+                let mut cnt = [W; VN];
                 if !FULL {
                     for (j, c) in cnt.iter_mut().enumerate() {
                         *c = cols.saturating_sub(j * W).min(W);
@@ -241,8 +246,8 @@ macro_rules! gemm_body {
                 }
                 for p in 0..k {
                     let brow = bp.add(p * ldb);
-                    let mut bv = [zero(); NV];
-                    for j in 0..NV {
+                    let mut bv = [zero(); VN];
+                    for j in 0..VN {
                         // `wrapping_add`: an empty chunk's address may lie past the buffer (never
                         // dereferenced: a masked load of 0 lanes reads nothing).
                         bv[j] = if FULL {
@@ -254,7 +259,7 @@ macro_rules! gemm_body {
                     let arow = ap.add(p * MR);
                     for r in 0..MR {
                         let av = bc(arow.add(r));
-                        for j in 0..NV {
+                        for j in 0..VN {
                             acc[r][j] = fma(av, bv[j], acc[r][j]);
                         }
                     }
@@ -268,7 +273,7 @@ macro_rules! gemm_body {
                     } else {
                         bc(e.bias.add(row + r))
                     };
-                    for j in 0..NV {
+                    for j in 0..VN {
                         let res = if e.res.is_null() {
                             std::ptr::null()
                         } else {

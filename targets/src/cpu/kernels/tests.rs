@@ -111,6 +111,8 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
             (40, 700, 24),
             (96, 300, 16),
             (160, 49, 200),
+            // A 14x14 plane: the last column tile one vector of 4 columns.
+            (12, 196, 20),
             // Output rows in the lanes on AVX-512 (rows_in_lanes): every tile width 1..=12.
             (64, 1, 7),
             (32, 13, 9),
