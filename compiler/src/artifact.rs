@@ -10,7 +10,7 @@
 //! Weights are stored as the optimized IR's constants (raw little-endian); the CPU backend's
 //! packed weight layout is not stored, so loading re-packs (at JIT compile time).
 
-use mnc_ir::schedule::{ConvClass, ConvSchedule, GpuTile, LoopOrder};
+use mnc_ir::schedule::{ConvClass, ConvSchedule, GpuTile};
 use mnc_ir::tensor::checked_numel;
 use mnc_ir::{
     Activation, BinaryOp, Conv, DType, Epilogue, Gemm, Graph, IrError, Lrn, NodeId, Op, Pool,
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 /// The 8 magic bytes every artifact starts with.
 pub const MAGIC: &[u8; 8] = b"MNC\0ART\n";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Conventional file extension.
 pub const EXTENSION: &str = "mnc";
 /// Bytes of the fixed header: magic, version (u32), total file length (u64).
@@ -371,17 +371,7 @@ impl Writer {
         self.opt_act(act);
     }
     fn schedule(&mut self, s: &ConvSchedule) {
-        let ConvSchedule {
-            class,
-            tile_oc,
-            tile_ow,
-            tile_ic,
-            vector_width,
-            loop_order,
-            fuse_pointwise,
-            band_rows,
-            gpu,
-        } = s;
+        let ConvSchedule { class, gpu } = s;
         self.u8(match class {
             ConvClass::Stem => 0,
             ConvClass::Depthwise => 1,
@@ -389,17 +379,6 @@ impl Writer {
             ConvClass::Standard => 3,
             ConvClass::Grouped => 4,
         });
-        self.usize(*tile_oc);
-        self.usize(*tile_ow);
-        self.usize(*tile_ic);
-        self.usize(*vector_width);
-        self.u8(match loop_order {
-            LoopOrder::OcOuter => 0,
-            LoopOrder::PixelOuter => 1,
-            LoopOrder::ChannelOuter => 2,
-        });
-        self.bool(*fuse_pointwise);
-        self.usize(*band_rows);
         match gpu {
             None => self.u8(0),
             Some(GpuTile { bm, bn, bk, tm, tn }) => {
@@ -822,18 +801,6 @@ impl<'a> Reader<'a> {
             4 => ConvClass::Grouped,
             b => return Err(self.err(format!("unknown conv class tag {b}"))),
         };
-        let tile_oc = self.usize("tile_oc")?;
-        let tile_ow = self.usize("tile_ow")?;
-        let tile_ic = self.usize("tile_ic")?;
-        let vector_width = self.usize("vector_width")?;
-        let loop_order = match self.u8("loop order")? {
-            0 => LoopOrder::OcOuter,
-            1 => LoopOrder::PixelOuter,
-            2 => LoopOrder::ChannelOuter,
-            b => return Err(self.err(format!("unknown loop order tag {b}"))),
-        };
-        let fuse_pointwise = self.bool("fuse_pointwise")?;
-        let band_rows = self.usize("band_rows")?;
         let gpu = if self.bool("gpu tile present")? {
             Some(GpuTile {
                 bm: self.usize("gpu bm")?,
@@ -845,17 +812,7 @@ impl<'a> Reader<'a> {
         } else {
             None
         };
-        Ok(ConvSchedule {
-            class,
-            tile_oc,
-            tile_ow,
-            tile_ic,
-            vector_width,
-            loop_order,
-            fuse_pointwise,
-            band_rows,
-            gpu,
-        })
+        Ok(ConvSchedule { class, gpu })
     }
     fn tensor(&mut self) -> R<Tensor> {
         let dtype = self.dtype()?;
@@ -1204,13 +1161,6 @@ mod tests {
         let ci = g.add_constant("ci", Tensor::from_i64(vec![2], vec![0, -1]).unwrap());
         let sched = ConvSchedule {
             class: ConvClass::Pointwise,
-            tile_oc: 6,
-            tile_ow: 16,
-            tile_ic: 96,
-            vector_width: 8,
-            loop_order: LoopOrder::PixelOuter,
-            fuse_pointwise: true,
-            band_rows: 3,
             gpu: Some(GpuTile {
                 bm: 32,
                 bn: 64,

@@ -1,6 +1,9 @@
 //! Execution schedules attached to ops by the scheduling pass (`mnc-passes`) and consumed by
-//! the backends. Pure data: how a conv is classified and how its loops are tiled. The pass
-//! that fills them in owns their meaning; the printer shows them in the IR dump.
+//! the backends. Pure data: how a conv is classified (the cost report and the CUDA code
+//! generator read it) and, on GPU targets, the block tile of its GEMM kernel (the CUDA code
+//! generator runs it). The pass that fills them in owns their meaning; the printer shows them
+//! in the IR dump. Nothing here is a plan that no backend executes: the CPU kernels choose
+//! their register tiles and layouts from the shapes and their ISA table (`mnc-targets`).
 
 use std::fmt;
 
@@ -31,49 +34,11 @@ impl fmt::Display for ConvClass {
     }
 }
 
-/// Loop nest order of a conv schedule (outermost first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LoopOrder {
-    /// `oc tile { pixel tile { ic block { kh, kw } } }`: one output-channel tile's weights stay
-    /// in cache while activations stream (large weights).
-    OcOuter,
-    /// `pixel tile { oc tile { ic block { kh, kw } } }`: an activation tile stays in cache
-    /// while all weights stream from L2 (weights fit L2).
-    PixelOuter,
-    /// Depthwise: `channel { oh { ow tile { kh, kw } } }` (each channel independent).
-    ChannelOuter,
-}
-
-impl fmt::Display for LoopOrder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LoopOrder::OcOuter => "oc-outer",
-            LoopOrder::PixelOuter => "pixel-outer",
-            LoopOrder::ChannelOuter => "channel-outer",
-        })
-    }
-}
-
-/// The schedule of one conv: its class plus target-parameterized tiling. Chosen by the
-/// scheduling pass as a pure function of shapes and target facts.
+/// The schedule of one conv: its class and, on GPU targets, its GEMM block tile. Chosen by
+/// the scheduling pass as a pure function of shapes and target facts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvSchedule {
     pub class: ConvClass,
-    /// Output channels computed per micro-kernel call.
-    pub tile_oc: usize,
-    /// Output pixels (along W; along H*W for pointwise) computed per micro-kernel call.
-    pub tile_ow: usize,
-    /// Reduction elements (input channels x kernel taps) per cache block.
-    pub tile_ic: usize,
-    /// f32 lanes of the target's vectors.
-    pub vector_width: usize,
-    pub loop_order: LoopOrder,
-    /// Depthwise only: computed in bands of `band_rows` output rows, each consumed at once by
-    /// the pointwise conv that reads it, so the intermediate stays in cache. A plan: no
-    /// backend executes the fused form yet.
-    pub fuse_pointwise: bool,
-    /// Rows per band when `fuse_pointwise` (0 otherwise).
-    pub band_rows: usize,
     /// GPU targets only: the block tile of the GEMM kernel that runs this conv (pointwise
     /// convs); `None` on CPU targets and for convs that GPUs run one thread per output.
     pub gpu: Option<GpuTile>,
@@ -81,19 +46,7 @@ pub struct ConvSchedule {
 
 impl fmt::Display for ConvSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} oc{} ow{} ic{} v{} {}",
-            self.class,
-            self.tile_oc,
-            self.tile_ow,
-            self.tile_ic,
-            self.vector_width,
-            self.loop_order
-        )?;
-        if self.fuse_pointwise {
-            write!(f, " fuse-pw rows{}", self.band_rows)?;
-        }
+        write!(f, "{}", self.class)?;
         if let Some(t) = &self.gpu {
             write!(f, " gpu[{t}]")?;
         }
@@ -181,16 +134,9 @@ mod tests {
     fn gpu_tile_is_printed_only_when_present() {
         let mut s = ConvSchedule {
             class: ConvClass::Pointwise,
-            tile_oc: 6,
-            tile_ow: 16,
-            tile_ic: 96,
-            vector_width: 8,
-            loop_order: LoopOrder::PixelOuter,
-            fuse_pointwise: false,
-            band_rows: 0,
             gpu: None,
         };
-        assert_eq!(s.to_string(), "pointwise oc6 ow16 ic96 v8 pixel-outer");
+        assert_eq!(s.to_string(), "pointwise");
         s.gpu = Some(GpuTile {
             bm: 32,
             bn: 32,
@@ -200,7 +146,7 @@ mod tests {
         });
         assert_eq!(
             s.to_string(),
-            "pointwise oc6 ow16 ic96 v8 pixel-outer gpu[block 32x32x16 warp 4x32 thread 2x2]"
+            "pointwise gpu[block 32x32x16 warp 4x32 thread 2x2]"
         );
     }
 }

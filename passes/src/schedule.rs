@@ -1,17 +1,19 @@
-//! Depthwise/pointwise scheduling: classifies every conv (stem, depthwise, pointwise,
-//! standard, grouped) and attaches a [`ConvSchedule`] (tile sizes, loop order, vector width,
-//! and whether a depthwise conv is computed in row bands fused with the pointwise conv that
-//! consumes it). The choice is a pure function of the conv's shapes and the
-//! [`TargetFacts`]: [`classify`], [`choose`] and [`fuse_band_rows`] are unit-tested without
-//! any backend. The schedule is printed in the IR dump. No backend executes these
-//! schedules yet (the reference executor ignores them); in particular the depthwise-pointwise
-//! fusion flag is a plan, not an executed fusion.
+//! Conv scheduling: classifies every conv (stem, depthwise, pointwise, standard, grouped) and
+//! attaches a [`ConvSchedule`]: the class (read by the cost report and the CUDA code
+//! generator) and, on GPU targets, the block tile of a pointwise conv's GEMM kernel (which
+//! the CUDA code generator runs). The choice is a pure function of the conv's shapes and the
+//! [`TargetFacts`]: [`classify`] and [`choose`] are unit-tested without any backend. The
+//! schedule is printed in the IR dump.
+//!
+//! The CPU kernels choose their register tiles, orientations and layouts themselves, from
+//! the shapes and their ISA table (`mnc_targets::cpu`, e.g. `rows_in_lanes`,
+//! `DwGeom::in_lanes`); CPU tile sizes, a loop order and a depthwise-pointwise fusion plan
+//! that this pass once computed were deleted because no backend executed them.
 
 use crate::error::PassError;
 use crate::manager::{Pass, PassContext};
 use crate::target::{gpu_tile, TargetFacts};
-use crate::util::single_user;
-use mnc_ir::schedule::{ConvClass, ConvSchedule, LoopOrder};
+use mnc_ir::schedule::{ConvClass, ConvSchedule};
 use mnc_ir::{Graph, NodeId, Op};
 
 const NAME: &str = "schedule";
@@ -102,84 +104,18 @@ pub fn classify(s: &ConvShape) -> ConvClass {
     }
 }
 
-/// The schedule of one conv on `t` (without depthwise-pointwise fusion; see
-/// [`fuse_band_rows`]).
-///
-/// - Depthwise: one channel at a time, up to 4 vectors of output pixels per call (4
-///   accumulators), the whole `kh*kw` window as the reduction.
-/// - Others (GEMM-like): a register-blocked micro-kernel of `tile_oc x tile_ow` with
-///   `tile_ow` = 2 vectors of output pixels (along H*W for pointwise, W otherwise) and
-///   `tile_oc` the accumulator rows the register file holds beside the 2 input vectors and
-///   one broadcast weight; the reduction is blocked so that one weight panel and one input
-///   panel fill at most half of L1. Weights that fit half of L2 stream per pixel tile
-///   (pixel-outer), larger ones stay per oc tile (oc-outer).
-/// - On a GPU target, pointwise convs (run as a GEMM with `m = oc`, `n = batch * oh * ow`,
-///   `k = ic`) also get the block tile of [`gpu_tile::gemm_tile`]; other convs run one
-///   thread per output and get none.
+/// The schedule of one conv on `t`: its class, and on a GPU target the block tile of
+/// [`gpu_tile::gemm_tile`] for pointwise convs (run as a GEMM with `m = oc`, `n = batch * oh
+/// * ow`, `k = ic`); other convs run one thread per output there and get none.
 pub fn choose(s: &ConvShape, t: &TargetFacts) -> ConvSchedule {
     let class = classify(s);
-    let v = t.vector_f32.max(1);
-    let round_v = |x: usize| x.div_ceil(v) * v;
-    if class == ConvClass::Depthwise {
-        return ConvSchedule {
-            class,
-            tile_oc: 1,
-            tile_ow: (4 * v).min(round_v(s.ow)),
-            tile_ic: s.kernel[0] * s.kernel[1],
-            vector_width: v,
-            loop_order: LoopOrder::ChannelOuter,
-            fuse_pointwise: false,
-            band_rows: 0,
-            gpu: None,
-        };
-    }
-    let pixels = if class == ConvClass::Pointwise {
-        s.oh * s.ow
-    } else {
-        s.ow
-    };
-    let tile_ow = (2 * v).min(round_v(pixels));
-    let nv = tile_ow.div_ceil(v);
-    let oc_per_group = s.oc / s.group.max(1);
-    let tile_oc = (t.vector_registers.saturating_sub(nv + 1) / nv)
-        .max(1)
-        .min(oc_per_group);
-    let k = s.ic / s.group.max(1) * s.kernel[0] * s.kernel[1];
-    let panel = (tile_oc + tile_ow) * 4;
-    let tile_ic = ((t.l1_bytes / 2) / panel).clamp(1, k.max(1));
-    let weight_bytes = s.oc * k * 4;
-    let loop_order = if weight_bytes <= t.l2_bytes / 2 {
-        LoopOrder::PixelOuter
-    } else {
-        LoopOrder::OcOuter
-    };
     let gpu = match &t.gpu {
         Some(g) if class == ConvClass::Pointwise => {
             Some(gpu_tile::gemm_tile(s.oc, s.batch * s.oh * s.ow, s.ic, g))
         }
         _ => None,
     };
-    ConvSchedule {
-        class,
-        tile_oc,
-        tile_ow,
-        tile_ic,
-        vector_width: v,
-        loop_order,
-        fuse_pointwise: false,
-        band_rows: 0,
-        gpu,
-    }
-}
-
-/// Rows per band when depthwise conv `dw` feeds pointwise conv `pw`: the most output rows
-/// whose depthwise result (`C x rows x OW` f32) plus the pointwise output band
-/// (`OC x rows x OW`) fit in half of L2, capped at the output height; `None` when not even
-/// one row fits (then the two convs run separately).
-pub fn fuse_band_rows(dw: &ConvShape, pw: &ConvShape, t: &TargetFacts) -> Option<usize> {
-    let row_bytes = (dw.oc + pw.oc) * dw.ow * 4;
-    let rows = (t.l2_bytes / 2) / row_bytes.max(1);
-    (rows >= 1).then(|| rows.min(dw.oh))
+    ConvSchedule { class, gpu }
 }
 
 /// The scheduling pass: (re)computes the schedule of every conv.
@@ -196,19 +132,7 @@ impl Pass for Schedule {
             let Some(shape) = ConvShape::of(g, id) else {
                 continue;
             };
-            let mut s = choose(&shape, &ctx.target);
-            if s.class == ConvClass::Depthwise {
-                if let Some((user, 0)) = single_user(g, id) {
-                    if let Some(pw) = ConvShape::of(g, user) {
-                        if classify(&pw) == ConvClass::Pointwise {
-                            if let Some(rows) = fuse_band_rows(&shape, &pw, &ctx.target) {
-                                s.fuse_pointwise = true;
-                                s.band_rows = rows;
-                            }
-                        }
-                    }
-                }
-            }
+            let s = choose(&shape, &ctx.target);
             if let Op::Conv(c) = &mut g.node_mut(id).op {
                 if c.schedule.as_ref() != Some(&s) {
                     c.schedule = Some(s);
@@ -261,63 +185,6 @@ mod tests {
     }
 
     #[test]
-    fn pointwise_tiles_follow_the_register_file() {
-        let pw = shape(96, 24, 56, 1, 1, 1);
-        let avx2 = choose(&pw, &TargetFacts::default());
-        assert_eq!((avx2.tile_oc, avx2.tile_ow, avx2.vector_width), (6, 16, 8));
-        assert_eq!(avx2.tile_ic, 96, "whole reduction fits half of L1");
-        assert_eq!(avx2.loop_order, LoopOrder::PixelOuter);
-        let avx512 = choose(&pw, &wide_cpu());
-        assert_eq!((avx512.tile_oc, avx512.tile_ow), (14, 32));
-        let neon = choose(&pw, &TargetFacts::aarch64_neon());
-        assert_eq!((neon.tile_oc, neon.tile_ow), (14, 8));
-        // 7x7 feature map = 49 pixels: 2 vectors on avx2; few output channels clamp tile_oc.
-        let small = choose(&shape(960, 4, 7, 1, 1, 1), &TargetFacts::default());
-        assert_eq!((small.tile_oc, small.tile_ow), (4, 16));
-        // Tiny map on avx512: one vector only.
-        let one = choose(&shape(8, 8, 2, 1, 1, 1), &wide_cpu());
-        assert_eq!((one.tile_oc, one.tile_ow), (8, 16));
-    }
-
-    #[test]
-    fn reduction_blocking_and_loop_order_follow_caches() {
-        // 1280x320 pointwise: 1.6 MB of weights > L2/2 on avx2 -> oc-outer; K = 320 > the
-        // L1 budget of 16384 / ((6 + 16) * 4) = 186.
-        let s = choose(&shape(320, 1280, 7, 1, 1, 1), &TargetFacts::default());
-        assert_eq!(s.loop_order, LoopOrder::OcOuter);
-        assert_eq!(s.tile_ic, 186);
-        // Standard 3x3: reduction over ic*9, pixels along W only.
-        let s = choose(&shape(16, 32, 5, 3, 1, 1), &TargetFacts::default());
-        assert_eq!(
-            (s.class, s.tile_ow, s.tile_ic),
-            (ConvClass::Standard, 8, 144)
-        );
-    }
-
-    #[test]
-    fn depthwise_schedule_and_fusion_band() {
-        let dw = shape(144, 144, 56, 3, 1, 144);
-        let s = choose(&dw, &TargetFacts::default());
-        assert_eq!(
-            (s.tile_oc, s.tile_ow, s.tile_ic, s.loop_order),
-            (1, 32, 9, LoopOrder::ChannelOuter)
-        );
-        let pw = shape(144, 24, 56, 1, 1, 1);
-        // (144 + 24) * 56 * 4 = 37632 bytes per row; 512 KiB / that = 13 rows.
-        assert_eq!(fuse_band_rows(&dw, &pw, &TargetFacts::default()), Some(13));
-        // A huge row does not fit: no fusion.
-        let wide = shape(4096, 4096, 512, 3, 1, 4096);
-        let wpw = shape(4096, 4096, 512, 1, 1, 1);
-        assert_eq!(fuse_band_rows(&wide, &wpw, &TargetFacts::scalar()), None);
-        // Capped at the output height.
-        let tiny = shape(8, 8, 4, 3, 1, 8);
-        assert_eq!(
-            fuse_band_rows(&tiny, &shape(8, 8, 4, 1, 1, 1), &TargetFacts::scalar()),
-            Some(4)
-        );
-    }
-
-    #[test]
     fn pass_attaches_schedules_and_is_idempotent() {
         let g = crate::samples::mobilenet_v2_block(1).unwrap();
         let (after, n) = check_pass(&g, &Schedule, 0.0);
@@ -328,10 +195,7 @@ mod tests {
         match &after.node(dw).op {
             Op::Conv(c) => {
                 let s = c.schedule.as_ref().unwrap();
-                assert!(
-                    !s.fuse_pointwise,
-                    "before fusion the depthwise feeds a BatchNorm"
-                );
+                assert_eq!((s.class, s.gpu), (ConvClass::Depthwise, None));
             }
             _ => unreachable!(),
         }
