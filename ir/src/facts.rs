@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`OpFacts::view`] ([`is_view`]): the output is the input's bytes | `simplify` (view chains), the memory plan, the CPU and CUDA backends |
 //! | [`OpFacts::in_place`] ([`in_place_candidates`]): which input's buffer the output may take over | the memory plan, the CPU backend |
-//! | [`OpFacts::channel_blockable`]: runs on channel-blocked activations | the layout analysis |
+//! | [`OpFacts::channel_blockable`]: runs on channel-blocked activations | nothing yet: the op's declared fact for a channel-blocked layout (a report-only layout analysis that read it was deleted; no backend runs blocked layouts) |
 //! | [`OpFacts::elementwise`] and [`through_transpose`]: how the op meets a transpose | `transpose-sink` |
 //! | [`OpFacts::weights`]: parameter inputs and their mult-adds (torchinfo's conventions) | the cost report |
 //!

@@ -6,8 +6,9 @@
 //! - Rewrites, one file each: [`cleanup`], [`canon`] (canonicalization: `transpose-sink`,
 //!   `simplify`, `act-canon`, `affine-merge`, one file each), [`bn_fold`], [`act_fusion`],
 //!   [`residual`], [`se`], [`schedule`], [`qdq`] (QDQ convs into integer convs).
-//! - Analyses: [`layout`] (which layout the target wants and where conversions would go;
-//!   nothing is inserted), [`memory`] (arena planning).
+//! - Analyses: [`memory`] (arena planning, which the backends call).
+//!   (A channel-blocked layout analysis that only the pipeline report printed, inserting
+//!   nothing and read by no backend, was deleted.)
 //! - [`samples`]: small hand-built MobileNet/EfficientNet blocks for tests and examples.
 //!
 //! Entry points: [`optimize`] (the full pipeline), [`cleanup_and_fold`] (target-independent
@@ -19,7 +20,6 @@ pub mod bn_fold;
 pub mod canon;
 pub mod cleanup;
 pub mod error;
-pub mod layout;
 pub mod manager;
 pub mod memory;
 pub mod qdq;
@@ -53,8 +53,6 @@ pub struct PipelineOptions {
     pub print_after: PrintAfter,
     /// Iteration cap of the fixed-point fusion group.
     pub max_iterations: usize,
-    /// Run the layout analysis on the final graph (report only).
-    pub analyze_layout: bool,
 }
 
 impl Default for PipelineOptions {
@@ -64,7 +62,6 @@ impl Default for PipelineOptions {
             verify: cfg!(debug_assertions),
             print_after: PrintAfter::Nothing,
             max_iterations: 8,
-            analyze_layout: true,
         }
     }
 }
@@ -159,14 +156,10 @@ pub fn optimize_pipeline(opts: &PipelineOptions) -> PassManager {
         .once(schedule::Schedule)
 }
 
-/// Runs the full pipeline on `g` and, when asked, analyzes layouts. (The activation arena is
-/// planned by the backend that runs the graph: [`memory::plan_arena`].)
+/// Runs the full pipeline on `g`. (The activation arena is planned by the backend that runs
+/// the graph: [`memory::plan_arena`].)
 pub fn optimize(g: &mut Graph, opts: &PipelineOptions) -> Result<PipelineReport, PassError> {
-    let mut report = optimize_pipeline(opts).run(g)?;
-    if opts.analyze_layout {
-        report.layout = Some(layout::analyze(g, &opts.target).map_err(PassError::ir("layout"))?);
-    }
-    Ok(report)
+    optimize_pipeline(opts).run(g)
 }
 
 /// Runs only the target-independent passes (cleanup, canonicalization, BatchNorm folding,
@@ -310,10 +303,6 @@ mod tests {
         assert!(shown.starts_with("# pipeline: optimize = qdq-fold,cleanup,(transpose-sink,simplify,act-canon,cleanup)*,bn-fold,affine-merge,(act-fusion,residual-fusion,se-fusion)*,schedule target: x86_64-avx2"));
         // No memory plan: the backend plans its arena.
         assert!(!shown.contains("memory:"), "{shown}");
-        assert!(
-            shown.contains("layout: target prefers nchw8c; 2 conversions"),
-            "{shown}"
-        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! every pass, per-pass timing and change counts, and print-after hooks.
 
 use crate::error::PassError;
-use crate::layout::LayoutPlan;
 use crate::target::TargetFacts;
 use mnc_ir::Graph;
 use std::fmt;
@@ -93,8 +92,6 @@ pub struct PipelineReport {
     pub nodes_before: usize,
     pub nodes_after: usize,
     pub total_time: Duration,
-    /// Layout analysis of the final graph (analysis only: nothing is inserted).
-    pub layout: Option<LayoutPlan>,
 }
 
 impl PipelineReport {
@@ -134,14 +131,6 @@ impl fmt::Display for PipelineReport {
             self.nodes_after,
             self.total_time.as_micros()
         )?;
-        if let Some(l) = &self.layout {
-            writeln!(
-                f,
-                "layout: target prefers {}; {} conversions would be needed (analysis only, none inserted)",
-                l.preferred,
-                l.conversions.len()
-            )?;
-        }
         Ok(())
     }
 }

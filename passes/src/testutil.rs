@@ -8,19 +8,6 @@ use std::collections::HashMap;
 
 pub use crate::samples::{Builder, Lcg};
 
-/// A 16-lane CPU with 32 vector registers, 48 KiB L1d and 2 MiB L2 (an AVX-512 machine),
-/// for tests of the target-dependent passes beside the default 8-lane one.
-pub fn wide_cpu() -> crate::TargetFacts {
-    crate::TargetFacts {
-        name: "test-16-lane".into(),
-        vector_f32: 16,
-        vector_registers: 32,
-        l1_bytes: 48 << 10,
-        l2_bytes: 2 << 20,
-        ..Default::default()
-    }
-}
-
 /// Adds a standalone activation node (panics on a shape error: test helper).
 pub fn act(g: &mut Graph, name: &str, a: Activation, x: NodeId) -> NodeId {
     g.add_node_inferred(name, Op::Act(a), &[x]).unwrap()

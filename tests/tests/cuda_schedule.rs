@@ -14,7 +14,6 @@ fn scheduled(g: &Graph, target: TargetFacts) -> (Graph, String) {
     let opts = PipelineOptions {
         target,
         verify: true,
-        analyze_layout: false,
         ..Default::default()
     };
     let report = optimize(&mut h, &opts).unwrap_or_else(|e| panic!("{}: {e}", g.name));
