@@ -218,6 +218,12 @@ pub mod sse {
     fn round(a: V) -> V {
         _mm_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
     }
+    /// `y * 2^n` for integral `n` with `2^n` in the normal exponent range.
+    #[target_feature(enable = "sse4.2")]
+    #[inline]
+    fn scale2(y: V, n: V) -> V {
+        mul(y, pow2(n))
+    }
     /// `2^n` for integral `n` in the normal exponent range.
     #[target_feature(enable = "sse4.2")]
     #[inline]
@@ -295,6 +301,12 @@ pub mod avx2 {
     #[inline]
     fn round(a: V) -> V {
         _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
+    }
+    /// `y * 2^n` for integral `n` with `2^n` in the normal exponent range.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn scale2(y: V, n: V) -> V {
+        mul(y, pow2(n))
     }
     /// `2^n` for integral `n` in the normal exponent range.
     #[target_feature(enable = "avx2,fma")]
@@ -384,12 +396,12 @@ pub mod avx512 {
     fn round(a: V) -> V {
         _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
     }
-    /// `2^n` for integral `n` in the normal exponent range.
+    /// `y * 2^n` for integral `n` (one `vscalefps`; exact, as `y * 2^n` is when `2^n` is
+    /// normal).
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    fn pow2(n: V) -> V {
-        let e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
-        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
+    fn scale2(y: V, n: V) -> V {
+        _mm512_scalef_ps(y, n)
     }
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]

