@@ -794,10 +794,22 @@ macro_rules! dw_lanes_body {
                             (b, o) = (b + 1, 0);
                         }
                     }
-                    for t in 0..taps {
-                        for (i, &o) in chan.iter().enumerate() {
-                            *wv.add(t * W + i) = if i < nch { *d.w.add(o * taps + t) } else { 0.0 };
+                    // The tap vectors: the channels' rows of taps transposed, `W` taps at a
+                    // time (lanes past `nch` zero).
+                    let mut t0 = 0;
+                    while t0 < taps {
+                        let cnt = (taps - t0).min(W);
+                        let tv = transpose(std::array::from_fn(|i| {
+                            if i < nch {
+                                ldm(d.w.add(chan[i] * taps + t0), cnt)
+                            } else {
+                                zero()
+                            }
+                        }));
+                        for (j, v) in tv.iter().enumerate().take(cnt) {
+                            st(wv.add((t0 + j) * W), *v);
                         }
+                        t0 += W;
                     }
                     let mut p0 = 0;
                     while p0 < hw {
