@@ -7,6 +7,11 @@ Times every (model, batch, threads) configuration with
                    inter_op_num_threads = 1, sequential execution, default graph optimizations),
   * OpenVINO      (in-process, CPU plugin, INFERENCE_PRECISION_HINT f32, INFERENCE_NUM_THREADS = T,
                    PERFORMANCE_HINT LATENCY, one infer request),
+  * OpenVINO AVX2 (the same in a worker process started with ONEDNN_MAX_CPU_ISA=AVX2, which caps
+                   the plugin's oneDNN kernels at AVX2: the like-for-like baseline of mnc's
+                   `x86_64-avx2` target on an AVX-512 machine, where onnxruntime has no such
+                   switch; the worker records the conv primitives the plugin picked, and the
+                   script stops if any is not an AVX2 one),
   * mnc           (`mnc bench MODEL --format json --threads T --batch B --target TARGET`, a
                    separate process per measurement, once per --targets entry),
 
@@ -61,7 +66,9 @@ LABELS = {
     "mobilenet_v3_large": "MobileNetV3-Large",
     **{f"efficientnet_b{i}": f"EfficientNet-B{i}" for i in range(8)},
 }
-ENGINE_NAMES = {"ort": "onnxruntime", "openvino": "OpenVINO f32"}
+ENGINE_NAMES = {"ort": "onnxruntime", "openvino": "OpenVINO f32", "openvino-avx2": "OpenVINO f32 AVX2"}
+# The environment of the OpenVINO AVX2 worker: oneDNN's ISA cap (read when the library loads).
+OPENVINO_AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,6 +252,15 @@ class OpenVinoEngine:
             for name in ["INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "PERFORMANCE_HINT",
                          "NUM_STREAMS", "ENABLE_CPU_PINNING", "EXECUTION_DEVICES"]
         }
+        # The kernels the plugin picked for the convolutions (e.g. brgconv_avx512_dw_f32).
+        prims = set()
+        for op in self.compiled.get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            if "primitiveType" in info:
+                prim = str(info["primitiveType"].astype(str))
+                if "conv" in prim:
+                    prims.add(prim)
+        self.settings["conv_primitives"] = sorted(prims)
 
     def output(self):
         self.req.infer()
@@ -252,6 +268,70 @@ class OpenVinoEngine:
 
     def round_ms(self, iters, warmup):
         return timed_median_ms(self.req.infer, iters, warmup), {}
+
+
+class OpenVinoAvx2Engine:
+    """OpenVINO with oneDNN capped at AVX2 (`OPENVINO_AVX2_ENV`), in a worker process of this
+    script (`--openvino-worker`): the cap is read when the library loads, so it cannot apply to
+    the in-process OpenVINO. Line protocol on the worker's stdin/stdout: `time ITERS WARMUP` ->
+    the median ms; `output PATH` -> the output written to PATH (.npy); one JSON line per
+    answer."""
+
+    key = "openvino-avx2"
+
+    def __init__(self, path, threads, x, work, pinning=None):
+        x_path = os.path.join(work, f"ovx_{os.getpid()}_{id(self)}.npy")
+        np.save(x_path, x)
+        cmd = [sys.executable, os.path.abspath(__file__), "--openvino-worker", path, str(threads),
+               x_path, "-" if pinning is None else str(int(pinning))]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, **OPENVINO_AVX2_ENV})
+        self.settings = {**self.ask("settings"), "env": OPENVINO_AVX2_ENV}
+        os.remove(x_path)
+        wide = [p for p in self.settings["conv_primitives"] if "avx2" not in p]
+        if wide:
+            raise RuntimeError(f"{path}: OpenVINO with {OPENVINO_AVX2_ENV} still runs conv primitives "
+                               f"{wide}: not an AVX2 baseline")
+
+    def ask(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"OpenVINO AVX2 worker exited (code {self.proc.wait()}) on `{line}`")
+        return json.loads(reply)
+
+    def output(self):
+        with tempfile.TemporaryDirectory() as d:
+            y_path = os.path.join(d, "y.npy")
+            self.ask(f"output {y_path}")
+            return np.load(y_path)
+
+    def round_ms(self, iters, warmup):
+        return self.ask(f"time {iters} {warmup}")["median_ms"], {}
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+def openvino_worker(path, threads, x_path, pinning):
+    """The OpenVINO AVX2 worker's loop (see `OpenVinoAvx2Engine`)."""
+    e = OpenVinoEngine(path, int(threads), np.load(x_path),
+                       pinning=None if pinning == "-" else pinning == "1")
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd[0] == "settings":
+            reply = e.settings
+        elif cmd[0] == "time":
+            reply = {"median_ms": e.round_ms(int(cmd[1]), int(cmd[2]))[0]}
+        elif cmd[0] == "output":
+            np.save(cmd[1], e.output())
+            reply = {}
+        else:
+            raise SystemExit(f"openvino worker: unknown command {line!r}")
+        print(json.dumps(reply), flush=True)
 
 
 class MncEngine:
@@ -306,7 +386,7 @@ def versions(a):
         import onnxruntime
 
         v["onnxruntime"] = onnxruntime.__version__
-    if "openvino" in a.engines:
+    if "openvino" in a.engines or "openvino-avx2" in a.engines:
         import openvino
 
         v["openvino"] = openvino.get_version()
@@ -386,6 +466,9 @@ def columns(keys):
                 ratios.append((first, base, f"mnc {short(first)} / {name}"))
         if "ort" in keys:
             ratios += [(k, "ort", f"{short(k)} / ort") for k in mncs[1:]]
+        if "openvino-avx2" in keys:
+            ratios += [(k, "openvino-avx2", f"{short(k)} / OpenVINO AVX2")
+                       for k in mncs if short(k) == "avx2"]
     return cols, ratios
 
 
@@ -476,8 +559,8 @@ def parse_args(argv):
     ap.add_argument("--mnc", default="target/release/mnc", help="the mnc binary (cargo build --release -p mnc)")
     ap.add_argument("--targets", "--target", nargs="+", default=["host", "x86_64-avx2"], dest="targets",
                     help="mnc targets, one column each (default: host x86_64-avx2)")
-    ap.add_argument("--engines", nargs="+", default=["ort", "openvino", "mnc"],
-                    choices=["ort", "openvino", "mnc"])
+    ap.add_argument("--engines", nargs="+", default=["ort", "openvino", "openvino-avx2", "mnc"],
+                    choices=["ort", "openvino", "openvino-avx2", "mnc"])
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=5)
@@ -523,7 +606,10 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    a = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--openvino-worker"]:
+        return openvino_worker(*argv[1:])
+    a = parse_args(argv)
     # SIGTERM ends like Ctrl-C, so the busy loop and the temporary folder are cleaned up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t_start = time.time()
@@ -553,7 +639,7 @@ def main(argv=None):
 
 
 def run(a, res, work, t_start):
-    engine_keys = [k for k in ("ort", "openvino") if k in a.engines]
+    engine_keys = [k for k in ("ort", "openvino", "openvino-avx2") if k in a.engines]
     if "mnc" in a.engines:
         engine_keys += [f"mnc:{t}" for t in a.targets]
     res["engine_keys"] = engine_keys
@@ -580,6 +666,8 @@ def run(a, res, work, t_start):
                     es.append(OrtEngine(path, t, x))
                 if "openvino" in a.engines:
                     es.append(OpenVinoEngine(path, t, x, pinning=a.openvino_pinning))
+                if "openvino-avx2" in a.engines:
+                    es.append(OpenVinoAvx2Engine(path, t, x, work, pinning=a.openvino_pinning))
                 if "mnc" in a.engines:
                     es += [MncEngine(a.mnc, path, t, b, tg) for tg in a.targets]
                 key = f"{label} b{b} t{t}"
@@ -614,6 +702,10 @@ def run(a, res, work, t_start):
         res["duration_s"] = time.time() - t_start
         res["loadavg_end"] = list(os.getloadavg())
         write_out(res, a.out)
+    for es in engines.values():
+        for e in es:
+            if isinstance(e, OpenVinoAvx2Engine):
+                e.close()
     res["complete"] = True
     res["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     res["duration_s"] = time.time() - t_start
