@@ -1406,30 +1406,7 @@ fn bench_depthwise_and_stem_int8_vs_f32() {
             }
         });
         let f = dw_kernel(t).map_or(0.0, |(_, dwf)| {
-            let hp = (o - 1) * stride + 3;
-            let fg = DwGeom {
-                planes: c as u64,
-                co: c as u64,
-                ci: c as u64,
-                cog: 1,
-                h: s as u64,
-                w: s as u64,
-                pt: 1,
-                pl: 1,
-                kh: 3,
-                kw: 3,
-                sy: stride as u64,
-                sx: stride as u64,
-                dy: 1,
-                dx: 1,
-                oh: o as u64,
-                ow: o as u64,
-                hp: hp.max(s + 1) as u64,
-                wp: hp.max(s + 1) as u64,
-                act: 0,
-                act_params: 0,
-                tasks: 1,
-            };
+            let fg = super::super::tests::square_dw(c, s, 3, stride);
             let scratch = fg
                 .scratch_floats(super::super::isa(t).unwrap().lanes)
                 .unwrap();

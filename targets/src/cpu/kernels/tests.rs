@@ -883,6 +883,37 @@ fn padded_rows_align_the_copied_input_and_keep_columns_apart() {
     }
 }
 
+/// The geometry of a square depthwise conv for the benchmarks: `c` planes of `s x s`, a
+/// `k x k` window, `stride`, padding `k / 2` on every side, no activation, one task.
+pub(super) fn square_dw(c: usize, s: usize, k: usize, stride: usize) -> DwGeom {
+    let (o, p) = ((s + 2 * (k / 2) - k) / stride + 1, k / 2);
+    let hp = ((o - 1) * stride + k).max(s + p);
+    let u = |v: usize| v as u64;
+    DwGeom {
+        planes: u(c),
+        co: u(c),
+        ci: u(c),
+        cog: 1,
+        h: u(s),
+        w: u(s),
+        pt: u(p),
+        pl: u(p),
+        kh: u(k),
+        kw: u(k),
+        sy: u(stride),
+        sx: u(stride),
+        dy: 1,
+        dx: 1,
+        oh: u(o),
+        ow: u(o),
+        hp: u(hp),
+        wp: u(hp),
+        act: 0,
+        act_params: 0,
+        tasks: 1,
+    }
+}
+
 /// Depthwise throughput, one thread, on the depthwise layers of MobileNetV2, MobileNetV3 and
 /// EfficientNet-B0 (channels x plane, window, stride), per f32 target the host runs: GFLOP/s
 /// (best of 20 calls, inputs in cache as far as they fit). No assertion (a benchmark, not a
@@ -912,31 +943,8 @@ fn bench_depthwise_f32() {
     let targets = Target::host_jit_targets();
     println!("C x HxW kK /S: GFLOP/s per target ({targets:?})");
     for (c, s, k, stride) in shapes {
-        let (o, p) = ((s - 1) / stride + 1, k / 2);
-        let hp = ((o - 1) * stride + k).max(s + 2 * p);
-        let g = DwGeom {
-            planes: c as u64,
-            co: c as u64,
-            ci: c as u64,
-            cog: 1,
-            h: s as u64,
-            w: s as u64,
-            pt: p as u64,
-            pl: p as u64,
-            kh: k as u64,
-            kw: k as u64,
-            sy: stride as u64,
-            sx: stride as u64,
-            dy: 1,
-            dx: 1,
-            oh: o as u64,
-            ow: o as u64,
-            hp: hp as u64,
-            wp: hp as u64,
-            act: 0,
-            act_params: 0,
-            tasks: 1,
-        };
+        let g = square_dw(c, s, k, stride);
+        let o = g.oh as usize;
         let (x, wt) = (rand(c * s * s, 1), rand(c * k * k, 2));
         let mut y = vec![0.0f32; c * o * o];
         let mut line = format!("{c:>5} x {s}x{s} k{k} /{stride}:");
