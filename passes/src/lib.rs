@@ -2,7 +2,8 @@
 //!
 //! - [`manager`]: the [`Pass`] trait, pipelines of passes and fixed-point groups, verification
 //!   after every pass, timing/change reports, print-after hooks.
-//! - [`target`]: the target facts (vector width, caches) the target-dependent passes read.
+//! - [`target`]: the target facts the target-dependent passes read (GPU numbers, buffer
+//!   alignment, int8 kernels).
 //! - Rewrites, one file each: [`cleanup`], [`canon`] (canonicalization: `transpose-sink`,
 //!   `simplify`, `act-canon`, `affine-merge`, one file each), [`bn_fold`], [`act_fusion`],
 //!   [`residual`], [`se`], [`schedule`], [`qdq`] (QDQ convs into integer convs).

@@ -454,7 +454,7 @@ mod tests {
             .fixed_point("ids", vec![Box::new(OneIdentity)], 3);
         assert_eq!(
             pm.header(),
-            "# pipeline: demo = breaker,(one-identity)* target: x86_64-avx2 v8 regs16 l1=32K l2=1024K int8"
+            "# pipeline: demo = breaker,(one-identity)* target: x86_64-avx2 int8"
         );
     }
 }

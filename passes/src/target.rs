@@ -1,5 +1,8 @@
-//! Target facts: the few numbers about a CPU or GPU that the target-dependent passes
-//! (scheduling, layout analysis, memory alignment) read. Pure data. The x86-64 JIT ISAs are
+//! Target facts: what the target-dependent passes read about a CPU or GPU (the GPU's
+//! numbers for the scheduling pass's GEMM tiles, the buffer alignment for the memory plan,
+//! whether int8 kernels exist for `qdq-fold`). Pure data. Vector widths, register counts
+//! and cache sizes are not here: no pass reads them (the CPU kernels' tiles come from the
+//! ISA table in `mnc-targets`). The x86-64 JIT ISAs are
 //! not described here: `mnc-targets` builds their facts from its ISA table
 //! (`mnc_targets::cpu::isa`, one entry per ISA) and `mnc_targets::Target::pass_facts` hands
 //! every target's facts to the pipeline. The presets here are for what has no table entry:
@@ -20,14 +23,6 @@ use std::fmt;
 pub struct TargetFacts {
     /// Name shown in the IR dump header, e.g. `x86_64-avx2`.
     pub name: String,
-    /// f32 lanes per vector register.
-    pub vector_f32: usize,
-    /// Number of architectural vector registers.
-    pub vector_registers: usize,
-    /// L1 data cache size per core, bytes.
-    pub l1_bytes: usize,
-    /// L2 cache size per core, bytes.
-    pub l2_bytes: usize,
     /// Alignment of every buffer in the activation arena, bytes.
     pub alignment: usize,
     /// GPU targets only: what the GPU tile choice needs (`None` on CPUs).
@@ -77,14 +72,10 @@ impl GpuFacts {
 }
 
 impl TargetFacts {
-    /// AArch64 with NEON: 4 f32 lanes, 32 registers, 64 KiB L1d, 1 MiB L2.
+    /// AArch64 with NEON (no int8 kernels).
     pub fn aarch64_neon() -> Self {
         TargetFacts {
             name: "aarch64-neon".into(),
-            vector_f32: 4,
-            vector_registers: 32,
-            l1_bytes: 64 << 10,
-            l2_bytes: 1 << 20,
             alignment: 64,
             gpu: None,
             int8: false,
@@ -95,26 +86,17 @@ impl TargetFacts {
     pub fn scalar() -> Self {
         TargetFacts {
             name: "scalar".into(),
-            vector_f32: 1,
-            vector_registers: 16,
-            l1_bytes: 32 << 10,
-            l2_bytes: 256 << 10,
             alignment: 64,
             gpu: None,
             int8: false,
             int8_residual: false,
         }
     }
-    /// NVIDIA A100 (`cuda-sm80`). The CPU fields describe one thread and one SM (scalar
-    /// lanes, 255 registers per thread, 192 KiB L1/shared per SM, 40 MiB L2, 128-byte
-    /// buffers); the CUDA backend reads only the GPU tiles of the schedule.
+    /// NVIDIA A100 (`cuda-sm80`), 128-byte buffers; the CUDA backend reads the GPU tiles of
+    /// the schedule.
     pub fn cuda_sm80() -> Self {
         TargetFacts {
             name: "cuda-sm80".into(),
-            vector_f32: 1,
-            vector_registers: 255,
-            l1_bytes: 192 << 10,
-            l2_bytes: 40 << 20,
             alignment: 128,
             gpu: Some(GpuFacts::sm80()),
             // The int8 kernels of the CUDA target (`dp4a` convs, issue 14), without fused
@@ -123,13 +105,10 @@ impl TargetFacts {
             int8_residual: false,
         }
     }
-    /// NVIDIA H100 (`cuda-sm90`): as [`TargetFacts::cuda_sm80`] with 256 KiB L1/shared per
-    /// SM and 50 MiB L2.
+    /// NVIDIA H100 (`cuda-sm90`): as [`TargetFacts::cuda_sm80`] with the H100's GPU facts.
     pub fn cuda_sm90() -> Self {
         TargetFacts {
             name: "cuda-sm90".into(),
-            l1_bytes: 256 << 10,
-            l2_bytes: 50 << 20,
             gpu: Some(GpuFacts::sm90()),
             ..Self::cuda_sm80()
         }
@@ -151,17 +130,13 @@ impl TargetFacts {
     }
 }
 
-/// The machine the passes schedule for without a backend: x86-64 with AVX2/FMA, 8 f32
-/// lanes, 16 ymm registers, 32 KiB L1d, 1 MiB L2, int8 kernels. The same machine as the AVX2 entry of
-/// `mnc-targets`' ISA table (tested there), which is what compiled code is scheduled for.
+/// The machine the passes run for without a backend: x86-64 with AVX2/FMA and int8 kernels,
+/// 64-byte buffers. The same facts as the AVX2 entry of `mnc-targets`' ISA table (tested
+/// there).
 impl Default for TargetFacts {
     fn default() -> Self {
         TargetFacts {
             name: "x86_64-avx2".into(),
-            vector_f32: 8,
-            vector_registers: 16,
-            l1_bytes: 32 << 10,
-            l2_bytes: 1 << 20,
             alignment: 64,
             gpu: None,
             int8: true,
@@ -172,15 +147,7 @@ impl Default for TargetFacts {
 
 impl fmt::Display for TargetFacts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} v{} regs{} l1={}K l2={}K",
-            self.name,
-            self.vector_f32,
-            self.vector_registers,
-            self.l1_bytes >> 10,
-            self.l2_bytes >> 10
-        )?;
+        f.write_str(&self.name)?;
         if self.int8 {
             f.write_str(" int8")?;
         }
@@ -205,9 +172,9 @@ mod tests {
     fn presets_by_name() {
         for t in TargetFacts::presets() {
             assert_eq!(TargetFacts::by_name(&t.name), Some(t.clone()));
-            assert!(t.vector_f32 >= 1 && t.alignment.is_power_of_two());
+            assert!(t.alignment.is_power_of_two());
         }
-        assert_eq!(TargetFacts::by_name("x86_64-avx2").unwrap().vector_f32, 8);
+        assert!(TargetFacts::by_name("x86_64-avx2").unwrap().int8);
         assert!(
             TargetFacts::by_name("x86_64").is_none(),
             "JIT ISAs live in mnc-targets"
@@ -225,13 +192,7 @@ mod tests {
         assert_eq!(a.gpu.as_ref().unwrap().sm_count, 108);
         assert_eq!(h.gpu.as_ref().unwrap().sm_count, 132);
         assert_eq!(h.gpu.as_ref().unwrap().compute_capability, 90);
-        assert_eq!(
-            h.to_string(),
-            "cuda-sm90 v1 regs255 l1=256K l2=51200K int8 sm_90 sms132 smem=48K"
-        );
-        assert_eq!(
-            TargetFacts::default().to_string(),
-            "x86_64-avx2 v8 regs16 l1=32K l2=1024K int8"
-        );
+        assert_eq!(h.to_string(), "cuda-sm90 int8 sm_90 sms132 smem=48K");
+        assert_eq!(TargetFacts::default().to_string(), "x86_64-avx2 int8");
     }
 }

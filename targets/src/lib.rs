@@ -104,7 +104,7 @@ impl Target {
         }
     }
 
-    /// The facts the scheduling and layout passes read for the target: the JIT ISAs' from
+    /// The facts the passes read for the target: the JIT ISAs' from
     /// their table entry ([`cpu::IsaDesc::target_facts`]), the CUDA architectures'
     /// ([`cuda::CudaArch::target_facts`]), scalar facts for the reference executor.
     pub fn pass_facts(self) -> mnc_passes::TargetFacts {

@@ -5,7 +5,7 @@
 //! its `std::arch` kernels all stay within them), whether generated code uses FMA, the
 //! kernel set ([`kernels::Kernel`] GEMM with its register tile, matrix-vector,
 //! SqueezeExcite, the optional depthwise and stem-conv ops, the peak-throughput loop) and the machine facts
-//! the scheduling and layout passes read ([`IsaDesc::target_facts`]). [`Target`] methods,
+//! the passes read ([`IsaDesc::target_facts`]: buffer alignment, int8 kernels). [`Target`] methods,
 //! [`super::isa_for`], the kernel selectors of [`kernels`], [`super::compile`] and
 //! `mnc::exec::target_facts` all read this table; none of them matches on the ISA itself.
 //!
@@ -36,16 +36,12 @@ pub struct PeakLoop {
     pub flops_per_step: usize,
 }
 
-/// The machine numbers the passes read, besides the vector width ([`IsaDesc::lanes`]).
+/// Machine numbers of an ISA besides the vector width ([`IsaDesc::lanes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MachineFacts {
-    /// Architectural vector registers.
+    /// Architectural vector registers (the register tiles must fit them; tested).
     pub vector_registers: usize,
-    /// L1 data cache per core, bytes.
-    pub l1_bytes: usize,
-    /// L2 cache per core, bytes.
-    pub l2_bytes: usize,
-    /// Alignment of every activation buffer, bytes.
+    /// Alignment of every activation buffer, bytes (the passes' memory plan).
     pub alignment: usize,
 }
 
@@ -61,7 +57,7 @@ pub struct IsaDesc {
     pub features: &'static [&'static str],
     /// Whether generated code fuses multiply-adds (needs `fma` in [`IsaDesc::features`]).
     pub fma: bool,
-    /// f32 lanes of the kernels' vectors (the passes' `vector_f32`).
+    /// f32 lanes of the kernels' vectors.
     pub lanes: usize,
     /// The GEMM micro-kernel and its `MR x NR` register tile.
     pub gemm: Kernel,
@@ -91,15 +87,11 @@ impl IsaDesc {
         self.features.iter().map(|f| cranelift_flag(f))
     }
 
-    /// The facts the scheduling and layout passes read for this ISA, named as the target.
+    /// The facts the passes read for this ISA, named as the target.
     pub fn target_facts(&self) -> mnc_passes::TargetFacts {
         let m = self.machine;
         mnc_passes::TargetFacts {
             name: self.target.name().into(),
-            vector_f32: self.lanes,
-            vector_registers: m.vector_registers,
-            l1_bytes: m.l1_bytes,
-            l2_bytes: m.l2_bytes,
             alignment: m.alignment,
             gpu: None,
             // Every ISA has an int8 set (its last one needs no extra CPU feature); every
@@ -159,8 +151,6 @@ pub static X86_64: IsaDesc = IsaDesc {
     },
     machine: MachineFacts {
         vector_registers: 16,
-        l1_bytes: 32 << 10,
-        l2_bytes: 1 << 20,
         alignment: 64,
     },
 };
@@ -201,8 +191,6 @@ pub static X86_64_AVX2: IsaDesc = IsaDesc {
     },
     machine: MachineFacts {
         vector_registers: 16,
-        l1_bytes: 32 << 10,
-        l2_bytes: 1 << 20,
         alignment: 64,
     },
 };
@@ -249,8 +237,6 @@ pub static X86_64_AVX512: IsaDesc = IsaDesc {
     },
     machine: MachineFacts {
         vector_registers: 32,
-        l1_bytes: 48 << 10,
-        l2_bytes: 2 << 20,
         alignment: 64,
     },
 };
@@ -367,7 +353,6 @@ mod tests {
             let f = d.target_facts();
             let t = d.target;
             assert_eq!(f.name, t.name());
-            assert_eq!(f.vector_f32, d.lanes);
             assert!(f.gpu.is_none());
             // Every vector load of a kernel may be aligned to a whole vector.
             assert!(
