@@ -799,13 +799,7 @@ macro_rules! dw_lanes_body {
                     let mut t0 = 0;
                     while t0 < taps {
                         let cnt = (taps - t0).min(W);
-                        let tv = transpose(std::array::from_fn(|i| {
-                            if i < nch {
-                                ldm(d.w.add(chan[i] * taps + t0), cnt)
-                            } else {
-                                zero()
-                            }
-                        }));
+                        let tv = rows_transposed(|i| d.w.add(chan[i] * taps), nch, t0, cnt);
                         for (j, v) in tv.iter().enumerate().take(cnt) {
                             st(wv.add((t0 + j) * W), *v);
                         }
@@ -814,13 +808,7 @@ macro_rules! dw_lanes_body {
                     let mut p0 = 0;
                     while p0 < hw {
                         let cnt = (hw - p0).min(W);
-                        let px = transpose(std::array::from_fn(|i| {
-                            if i < nch {
-                                ldm(src[i].add(p0), cnt)
-                            } else {
-                                zero()
-                            }
-                        }));
+                        let px = rows_transposed(|i| src[i], nch, p0, cnt);
                         let (mut iy, mut ix) = (p0 / w, p0 % w);
                         for v in px.iter().take(cnt) {
                             st(tp.add(((pt + iy) * wp + pl + ix) * W), *v);
@@ -855,6 +843,29 @@ macro_rules! dw_lanes_body {
                     q += W;
                 }
             }
+        }
+
+        /// Elements `at..at + cnt` (`cnt <= W`) of the rows `row(i)`, `i < nch` (`nch <= W`),
+        /// transposed: vector `j` holds element `at + j` of every row, zero past `nch`.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; each `row(i)`, `i < nch`, is valid for reading
+        /// `at + cnt` f32.
+        unsafe fn rows_transposed(
+            row: impl Fn(usize) -> *const f32,
+            nch: usize,
+            at: usize,
+            cnt: usize,
+        ) -> [V; W] {
+            // SAFETY: only the elements `at..at + cnt` of rows `i < nch` are read (contract).
+            transpose(std::array::from_fn(|i| unsafe {
+                if i < nch {
+                    ldm(row(i).add(at), cnt)
+                } else {
+                    zero()
+                }
+            }))
         }
 
         /// Every output pixel of [`lane_planes`]' current channels, in blocks of up to 8 pixels of

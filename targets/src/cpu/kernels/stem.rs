@@ -161,8 +161,11 @@ macro_rules! stem_body {
             let g = &d.g;
             let co = g.co as usize;
             let (oh, ow) = (g.oh as usize, g.ow as usize);
+            // The padded planes' layout, once for all the rows (`chan` runs per column chunk
+            // and channel block).
+            let (pr, plane) = (g.pad_row(), g.plane_floats().unwrap_or(0));
             // SAFETY: as this function's contract; `chan` is called with channel blocks inside
-            // `0..co` and a column chunk inside `0..ow`.
+            // `0..co` and a column chunk inside `0..ow`, and the planes' layout.
             unsafe {
                 for r in r0..r1 {
                     let (b, oy) = (r / oh, r % oh);
@@ -171,11 +174,11 @@ macro_rules! stem_body {
                         let n = (ow - ox).min(W);
                         let mut c0 = 0;
                         while c0 + CB <= co {
-                            chan::<CB, SX>(d, b, oy, ox, n, c0);
+                            chan::<CB, SX>(d, &pr, plane, b, oy, ox, n, c0);
                             c0 += CB;
                         }
                         while c0 < co {
-                            chan::<1, SX>(d, b, oy, ox, n, c0);
+                            chan::<1, SX>(d, &pr, plane, b, oy, ox, n, c0);
                             c0 += 1;
                         }
                         ox += W;
@@ -189,9 +192,13 @@ macro_rules! stem_body {
         #[inline]
         /// # Safety
         /// The CPU supports the module's ISA; as for [`stem_rows`], with `c0 + NB <= co`,
-        /// `ox + n <= ow`, `1 <= n <= W`.
+        /// `ox + n <= ow`, `1 <= n <= W`, `pr` and `plane_floats` the geometry's
+        /// [`super::DwGeom::pad_row`] and [`super::DwGeom::plane_floats`].
+        #[allow(clippy::too_many_arguments)]
         unsafe fn chan<const NB: usize, const SX: usize>(
             d: &super::Dw,
+            pr: &super::PadRow,
+            plane_floats: usize,
             b: usize,
             oy: usize,
             ox: usize,
@@ -203,7 +210,6 @@ macro_rules! stem_body {
             let (ci, co, kh, kw) = (u(g.ci), u(g.co), u(g.kh), u(g.kw));
             let (sy, sx, dy, dx) = (u(g.sy), u(g.sx), u(g.dy), u(g.dx));
             let (oh, ow) = (u(g.oh), u(g.ow));
-            let (pr, plane_floats) = (g.pad_row(), g.plane_floats().unwrap_or(0));
             // SAFETY: every tap read lies inside padded plane `b * ci + c` (the geometry's
             // `hp x wp` covers the last output's window, as for the depthwise kernel), weights
             // `t * co + c0 + j < k * co`, outputs and residuals of row `oy`, columns `ox..ox +
@@ -215,7 +221,7 @@ macro_rules! stem_body {
                     for ky in 0..kh {
                         let row = plane.add((oy * sy + ky * dy) * pr.stride);
                         for kx in 0..kw {
-                            let v = tap::<SX>(row, ox, kx * dx, n, sx, &pr);
+                            let v = tap::<SX>(row, ox, kx * dx, n, sx, pr);
                             let wt = d.w.add(((c * kh + ky) * kw + kx) * co + c0);
                             for (j, a) in acc.iter_mut().enumerate() {
                                 *a = fma(v, bc(wt.add(j)), *a);
