@@ -88,6 +88,23 @@ impl DwGeom {
             && self.kh.saturating_mul(self.kw) <= LANE_MAX_TAPS
     }
 
+    /// Whether the depthwise kernel of an ISA with `lanes` f32 per vector reads these planes
+    /// straight from the input, without the padded copy (the AVX-512 kernel, on square 3x3
+    /// and 5x5 windows at stride 2 not computed in the lanes): each input row is loaded once
+    /// per vector of outputs and split into its tap vectors in registers (masked loads give
+    /// the padding's zeros), then applied to the output rows that read it. A pure function of
+    /// the shape; both ways give identical results (the same products in the same order).
+    pub fn strided_direct(&self, lanes: usize) -> bool {
+        lanes == STRIDED_DIRECT_LANES
+            && !self.in_lanes(lanes)
+            && self.sx == 2
+            && self.sy == 2
+            && self.dx == 1
+            && self.dy == 1
+            && self.kh == self.kw
+            && matches!(self.kh, 3 | 5)
+    }
+
     /// How a padded plane stores its rows ([`PadRow`]): every row starts on a cache line,
     /// and the input's columns start on one, so that copying a row in stores whole lines
     /// and most tap loads do not straddle two.
@@ -134,9 +151,9 @@ impl DwGeom {
 
     /// Floats of scratch one task needs on an ISA with `lanes` f32 per vector: the padded
     /// plane, or with the channels in the lanes ([`DwGeom::in_lanes`]) the padded planes,
-    /// the output pixels and the taps of `lanes` channels, interleaved; a whole number of
-    /// cache lines ([`PAD_ALIGN`]), so that every task's area starts on one (`None` on
-    /// overflow).
+    /// the output pixels and the taps of `lanes` channels, interleaved, or none on the
+    /// strided direct path ([`DwGeom::strided_direct`]); a whole number of cache lines
+    /// ([`PAD_ALIGN`]), so that every task's area starts on one (`None` on overflow).
     pub fn task_floats(&self, lanes: usize) -> Option<usize> {
         let f = if self.in_lanes(lanes) {
             let out = (self.oh * self.ow).next_multiple_of(lanes as u64);
@@ -147,6 +164,9 @@ impl DwGeom {
                 .checked_add(self.kh * self.kw)?
                 .checked_mul(lanes as u64)?;
             usize::try_from(f).ok()?
+        } else if self.strided_direct(lanes) {
+            // Read straight from the input: no padded plane.
+            0
         } else {
             self.plane_floats()?
         };
@@ -207,6 +227,9 @@ impl PadRow {
 /// Channels per step of a depthwise op computed with the channels in the vector lanes
 /// ([`DwGeom::in_lanes`]): one AVX-512 vector.
 pub const LANE_CHANNELS: usize = 16;
+/// The vector width (f32 lanes) whose depthwise kernel has the strided direct path
+/// ([`DwGeom::strided_direct`]): AVX-512's.
+pub const STRIDED_DIRECT_LANES: usize = 16;
 
 /// Most output pixels per plane computed with the channels in the vector lanes.
 pub const LANE_MAX_PIXELS: u64 = 64;
@@ -329,10 +352,11 @@ pub fn dw_tasks(threads: usize) -> usize {
 macro_rules! dw_body {
     // An ISA without a channels-in-lanes path (`DwGeom::in_lanes` is false for its width).
     ($feat:literal) => {
-        dw_body!($feat, planes);
+        dw_body!($feat, planes, planes);
     };
-    // `lanes(d, q0, q1, scratch)`: the planes with the channels in the lanes.
-    ($feat:literal, $lanes:expr) => {
+    // `lanes(d, q0, q1, scratch)`: the planes with the channels in the lanes; `strided(d,
+    // q0, q1, scratch)`: the strided direct planes (`DwGeom::strided_direct`).
+    ($feat:literal, $lanes:expr, $strided:expr) => {
         /// See [`super::DwGeom`] and [`super::dw_kernel`] for the contract.
         ///
         /// # Safety
@@ -354,8 +378,11 @@ macro_rules! dw_body {
             super::at_boundary(|| unsafe {
                 let d = super::Dw::new(x, w, bias, res, y, scratch, geom);
                 let lanes: unsafe fn(&super::Dw, usize, usize, *mut f32) = $lanes;
+                let strided: unsafe fn(&super::Dw, usize, usize, *mut f32) = $strided;
                 if d.g.in_lanes(W) {
                     super::dw_drive(lanes, W, &d, threads)
+                } else if d.g.strided_direct(W) {
+                    super::dw_drive(strided, W, &d, threads)
                 } else {
                     super::dw_drive(planes, W, &d, threads)
                 }
@@ -937,6 +964,244 @@ macro_rules! dw_lanes_body {
                 let row = out.add((oy * u(g.ow) + ox) * W);
                 for (j, a) in acc.iter().enumerate() {
                     st(row.add(j * W), *a);
+                }
+            }
+        }
+    };
+}
+
+/// The AVX-512 strided direct depthwise planes ([`DwGeom::strided_direct`]): `strided_planes`,
+/// `strided_rows` and `strided_block` of a 16-lane module (uses its helpers and
+/// `deinterleave`).
+macro_rules! dw_strided_body {
+    ($feat:literal) => {
+        /// Depthwise planes `q0..q1` at stride 2 with a square 3x3 or 5x5 window, read straight
+        /// from the input planes ([`super::DwGeom::strided_direct`]; the scratch is not used).
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `d` describes buffers as [`dw`]'s contract
+        /// states, with a geometry for which `strided_direct(W)` holds; `q0..q1` lies inside
+        /// `0..planes` and no other task writes those output planes.
+        unsafe fn strided_planes(d: &super::Dw, q0: usize, q1: usize, _scratch: *mut f32) {
+            // SAFETY: plane `q < planes` reads input plane `b * ci + o / cog` (`h * w` floats)
+            // and taps `o * kh * kw..`, and writes output plane `q` (`oh * ow` floats)
+            // (contract, geometry).
+            unsafe {
+                let g = &d.g;
+                let u = |v: u64| v as usize;
+                let (h, w, co, oh, ow, k) = (u(g.h), u(g.w), u(g.co), u(g.oh), u(g.ow), u(g.kh));
+                for q in q0..q1 {
+                    let (b, o) = (q / co, q % co);
+                    let epi = super::Epi::new(
+                        if d.bias.is_null() {
+                            d.bias
+                        } else {
+                            d.bias.add(o)
+                        },
+                        if d.res.is_null() {
+                            d.res
+                        } else {
+                            d.res.add(q * oh * ow)
+                        },
+                        g.act,
+                        g.act_params,
+                    );
+                    let pg = Strided {
+                        x: d.x.add(g.input_plane(b, o) * h * w),
+                        h,
+                        w,
+                        pt: u(g.pt),
+                        pl: u(g.pl),
+                        taps: d.w.add(o * k * k),
+                        ow,
+                        y: d.y.add(q * oh * ow),
+                        epi,
+                    };
+                    if k == 3 {
+                        strided_rows::<3>(&pg, oh)
+                    } else {
+                        strided_rows::<5>(&pg, oh)
+                    }
+                }
+            }
+        }
+
+        /// One output plane of the strided direct path, read from its input plane.
+        struct Strided {
+            x: *const f32,
+            h: usize,
+            w: usize,
+            pt: usize,
+            pl: usize,
+            taps: *const f32,
+            ow: usize,
+            y: *mut f32,
+            epi: super::Epi,
+        }
+
+        #[target_feature(enable = $feat)]
+        #[inline(never)]
+        /// # Safety
+        /// The CPU supports the module's ISA; `g` is one output plane as [`strided_planes`]
+        /// builds it, with `oh` output rows.
+        unsafe fn strided_rows<const K: usize>(g: &Strided, oh: usize) {
+            // SAFETY: every block covers rows `< oh` and columns from `ox < ow` (contract).
+            unsafe {
+                let mut ox = 0;
+                while ox < g.ow {
+                    let mut oy = 0;
+                    while oy + 8 <= oh {
+                        strided_block::<8, K>(g, oy, ox);
+                        oy += 8;
+                    }
+                    // The rest in one block.
+                    match oh - oy {
+                        7 => strided_block::<7, K>(g, oy, ox),
+                        6 => strided_block::<6, K>(g, oy, ox),
+                        5 => strided_block::<5, K>(g, oy, ox),
+                        4 => strided_block::<4, K>(g, oy, ox),
+                        3 => strided_block::<3, K>(g, oy, ox),
+                        2 => strided_block::<2, K>(g, oy, ox),
+                        1 => strided_block::<1, K>(g, oy, ox),
+                        _ => {}
+                    }
+                    ox += W;
+                }
+            }
+        }
+
+        /// The lanes of `x[c0 .. c0 + W]` that lie inside `0..w`, as a load mask.
+        #[inline]
+        fn col_mask(c0: isize, w: usize) -> u16 {
+            let lo = (-c0).clamp(0, W as isize) as u32;
+            let hi = (w as isize - c0).clamp(0, W as isize) as u32;
+            let upto = |n: u32| if n >= 16 { 0xffffu32 } else { (1u32 << n) - 1 };
+            (upto(hi) & !upto(lo)) as u16
+        }
+
+        /// Input row `2 oy + J - pt` of a [`strided_block`] (`J < 2 RB + K - 2`, else
+        /// nothing): its three masked loads (`m`: the loads' masks and first column), the `K`
+        /// tap vectors, and their products added to the accumulators of the output rows that
+        /// read it.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; as for [`strided_block`].
+        unsafe fn strided_row<const J: usize, const RB: usize, const K: usize>(
+            g: &Strided,
+            oy: usize,
+            m: (u16, u16, u16, isize),
+            acc: &mut [V; RB],
+        ) {
+            if J >= 2 * RB + K - 2 {
+                return;
+            }
+            // Element `j` of the concatenated loads (a, b, c) is input column `c0 + j`.
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            // The even / odd runs shifted by one or two lanes, topped up from `c`.
+            let s1 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+            let s1o = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17);
+            let s2 = _mm512_setr_epi32(2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18);
+            let iy = (2 * oy + J).wrapping_sub(g.pt);
+            let inside = iy < g.h;
+            let (ma, mb, mc, c0) = m;
+            let (ma, mb, mc) = if inside { (ma, mb, mc) } else { (0, 0, 0) };
+            // SAFETY: the loads are masked to columns `0..w` of row `iy < h` of the plane, or
+            // load nothing (contract).
+            unsafe {
+                let p =
+                    g.x.add(if inside { iy * g.w } else { 0 })
+                        .wrapping_offset(c0);
+                let a = _mm512_maskz_loadu_ps(ma, p);
+                let b = _mm512_maskz_loadu_ps(mb, p.wrapping_add(W));
+                let c = _mm512_maskz_loadu_ps(mc, p.wrapping_add(2 * W));
+                let ev = _mm512_permutex2var_ps(a, even, b);
+                let od = _mm512_permutex2var_ps(a, odd, b);
+                let mut t = [ev, od, _mm512_permutex2var_ps(ev, s1, c), zero(), zero()];
+                if K == 5 {
+                    t[3] = _mm512_permutex2var_ps(od, s1o, c);
+                    t[4] = _mm512_permutex2var_ps(ev, s2, c);
+                }
+                for (r, a) in acc.iter_mut().enumerate() {
+                    // Window row `ky = J - 2 r` of output row `oy + r`.
+                    if J >= 2 * r && J - 2 * r < K {
+                        let ky = J - 2 * r;
+                        for (kx, &tv) in t.iter().enumerate().take(K) {
+                            *a = fma(tv, bc(g.taps.add(ky * K + kx)), *a);
+                        }
+                    }
+                }
+            }
+        }
+
+        /// `RB` output rows from `oy` times one vector of `W` output columns from `ox`: the `2
+        /// RB + K - 2` input rows they read are visited top to bottom ([`strided_row`]); each
+        /// is loaded once (three masked loads of the input columns `2 ox - pl ..`, zero
+        /// outside the row, nothing for rows outside the plane), split into its `K` tap
+        /// vectors in registers (tap `kx` of output `ox + i` is column `2 (ox + i) + kx -
+        /// pl`), and applied to the (at most two) output rows that read it. Each accumulator
+        /// sums its taps in `(ky, kx)` order from zero, the padding as zero products, as the
+        /// padded copy does: identical results.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; as for [`strided_rows`], for output rows `oy..oy
+        /// + RB` and columns `ox..` of the plane.
+        unsafe fn strided_block<const RB: usize, const K: usize>(
+            g: &Strided,
+            oy: usize,
+            ox: usize,
+        ) {
+            // SAFETY: the rows' loads are masked (`strided_row`); the stores and residual reads
+            // cover the `n` outputs of the vector in rows `< oh` (contract).
+            unsafe {
+                let e = &g.epi;
+                let bias = if e.bias.is_null() { zero() } else { bc(e.bias) };
+                let n = (g.ow - ox).min(W);
+                let c0 = 2 * ox as isize - g.pl as isize;
+                let m = (
+                    col_mask(c0, g.w),
+                    col_mask(c0 + W as isize, g.w),
+                    col_mask(c0 + 2 * W as isize, g.w),
+                    c0,
+                );
+                let mut acc = [zero(); RB];
+                // One call per input row (at most 2 * 8 + 5 - 2 = 19): the accumulators are
+                // indexed by constants and stay in registers.
+                strided_row::<0, RB, K>(g, oy, m, &mut acc);
+                strided_row::<1, RB, K>(g, oy, m, &mut acc);
+                strided_row::<2, RB, K>(g, oy, m, &mut acc);
+                strided_row::<3, RB, K>(g, oy, m, &mut acc);
+                strided_row::<4, RB, K>(g, oy, m, &mut acc);
+                strided_row::<5, RB, K>(g, oy, m, &mut acc);
+                strided_row::<6, RB, K>(g, oy, m, &mut acc);
+                strided_row::<7, RB, K>(g, oy, m, &mut acc);
+                strided_row::<8, RB, K>(g, oy, m, &mut acc);
+                strided_row::<9, RB, K>(g, oy, m, &mut acc);
+                strided_row::<10, RB, K>(g, oy, m, &mut acc);
+                strided_row::<11, RB, K>(g, oy, m, &mut acc);
+                strided_row::<12, RB, K>(g, oy, m, &mut acc);
+                strided_row::<13, RB, K>(g, oy, m, &mut acc);
+                strided_row::<14, RB, K>(g, oy, m, &mut acc);
+                strided_row::<15, RB, K>(g, oy, m, &mut acc);
+                strided_row::<16, RB, K>(g, oy, m, &mut acc);
+                strided_row::<17, RB, K>(g, oy, m, &mut acc);
+                strided_row::<18, RB, K>(g, oy, m, &mut acc);
+                for (r, a) in acc.iter().enumerate() {
+                    let off = (oy + r) * g.ow + ox;
+                    let res = if e.res.is_null() {
+                        std::ptr::null()
+                    } else {
+                        e.res.add(off)
+                    };
+                    let out = finish(*a, e, bias, res, n);
+                    let dst = g.y.add(off);
+                    if n == W {
+                        st(dst, out);
+                    } else {
+                        stm(dst, out, n);
+                    }
                 }
             }
         }

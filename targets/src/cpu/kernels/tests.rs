@@ -306,6 +306,15 @@ fn dw_matches_naive_and_stays_in_bounds() {
             (1, 16, 1, 38, 38, 3, 2, 1, 1),
             (1, 6, 1, 14, 14, 5, 1, 1, 2),
             (2, 3, 2, 7, 9, 5, 2, 1, 2),
+            // Stride 2, 3x3 / 5x5 on planes above 64 outputs: with AVX-512 read straight
+            // from the input (DwGeom::strided_direct): no padding, several column vectors
+            // with a partial last one, channel multipliers, planes shorter than the window,
+            // every rest of the 8-row blocks.
+            (1, 5, 1, 35, 70, 3, 2, 1, 0),
+            (1, 3, 2, 23, 41, 5, 2, 1, 2),
+            (2, 4, 1, 12, 100, 3, 2, 1, 1),
+            (1, 2, 1, 3, 40, 5, 2, 1, 2),
+            (1, 3, 1, 30, 33, 5, 2, 1, 1),
             // Small planes: with AVX-512, channels in the lanes (DwGeom::in_lanes), in full
             // and partial groups of 16 planes, cut anywhere by the thread split.
             (1, 40, 1, 7, 7, 3, 1, 1, 1),
@@ -970,5 +979,64 @@ fn bench_depthwise_f32() {
             line += &format!(" {t} {rate:.1}");
         }
         println!("{line}");
+    }
+}
+
+/// The strided direct depthwise path (AVX-512, `DwGeom::strided_direct`) computes exactly what
+/// the padded-copy path computes (the AVX2 kernel runs that path for every geometry): the same
+/// products in the same order, so the outputs are bit-identical.
+#[test]
+fn strided_direct_depthwise_equals_the_padded_copy() {
+    let (Some((_, wide)), Some((_, narrow))) = (
+        dw_kernel(Target::X86_64Avx512),
+        dw_kernel(Target::X86_64Avx2),
+    ) else {
+        return;
+    };
+    if !Target::X86_64Avx512.runs_on_host() || !Target::X86_64Avx2.runs_on_host() {
+        eprintln!("strided_direct_depthwise_equals_the_padded_copy: skipped (no AVX-512)");
+        return;
+    }
+    for (i, (c, s, k, stride)) in [(8, 112, 3, 2), (6, 56, 5, 2), (5, 29, 3, 2), (4, 37, 5, 2)]
+        .into_iter()
+        .enumerate()
+    {
+        for act in [None, Some(Activation::Relu)] {
+            let mut g = square_dw(c, s, k, stride);
+            (g.act, g.act_params) = encode_act(act);
+            assert!(g.strided_direct(16) && !g.strided_direct(8));
+            let o = g.oh as usize;
+            let (x, wt, bias) = (
+                rand(c * s * s, 10 + i as u64),
+                rand(c * k * k, 11),
+                rand(c, 12),
+            );
+            let run = |f: DwFn, lanes: usize| {
+                let mut y = vec![0.0f32; c * o * o];
+                let mut scratch = vec![0.0f32; g.scratch_floats(lanes).unwrap()];
+                // SAFETY: buffers sized by the geometry; the host runs both targets.
+                unsafe {
+                    f(
+                        x.as_ptr(),
+                        wt.as_ptr(),
+                        bias.as_ptr(),
+                        std::ptr::null(),
+                        y.as_mut_ptr(),
+                        scratch.as_mut_ptr(),
+                        &g,
+                        1,
+                    )
+                };
+                y
+            };
+            let (a, b) = (run(wide, 16), run(narrow, 8));
+            for (j, (p, q)) in a.iter().zip(&b).enumerate() {
+                assert_eq!(
+                    p.to_bits(),
+                    q.to_bits(),
+                    "case {i} {act:?} output {j}: {p} vs {q}"
+                );
+            }
+        }
     }
 }
