@@ -502,10 +502,10 @@ pub mod avx512 {
     gemv_body!("avx512f,avx2,fma");
     se_body!("avx512f,avx2,fma");
     peak_body!("avx512f,avx2,fma");
-    dw_body!("avx512f,avx2,fma", lane_planes, strided_planes);
+    dw_body!("avx512f,avx2,fma", lane_planes, unpadded_planes);
 
     dw_lanes_body!("avx512f,avx2,fma");
-    dw_strided_body!("avx512f,avx2,fma");
+    dw_unpadded_body!("avx512f,avx2,fma");
 
     /// Output channels per block of the stem kernel (accumulators; 32 zmm registers).
     const CB: usize = 16;

@@ -90,15 +90,18 @@ impl DwGeom {
 
     /// Whether the depthwise kernel of an ISA with `lanes` f32 per vector reads these planes
     /// straight from the input, without the padded copy (the AVX-512 kernel, on square 3x3
-    /// and 5x5 windows at stride 2 not computed in the lanes): each input row is loaded once
-    /// per vector of outputs and split into its tap vectors in registers (masked loads give
-    /// the padding's zeros), then applied to the output rows that read it. A pure function of
-    /// the shape; both ways give identical results (the same products in the same order).
-    pub fn strided_direct(&self, lanes: usize) -> bool {
-        lanes == STRIDED_DIRECT_LANES
+    /// and 5x5 undilated windows not computed in the lanes, at stride 2, or at stride 1 when
+    /// an output row fits one vector, e.g. 14x14): each input row is loaded once per vector
+    /// of outputs and split into its tap vectors in registers (masked loads give the
+    /// padding's zeros), then applied to the output rows that read it. Wider stride-1 rows
+    /// measured faster through the copy (56x56 3x3: 88-92 GFLOP/s against 77). A pure
+    /// function of the shape; both ways give identical results (the same products in the
+    /// same order).
+    pub fn unpadded(&self, lanes: usize) -> bool {
+        lanes == UNPADDED_LANES
             && !self.in_lanes(lanes)
-            && self.sx == 2
-            && self.sy == 2
+            && self.sx == self.sy
+            && (self.sx == 2 || self.sx == 1 && self.ow <= lanes as u64)
             && self.dx == 1
             && self.dy == 1
             && self.kh == self.kw
@@ -152,7 +155,7 @@ impl DwGeom {
     /// Floats of scratch one task needs on an ISA with `lanes` f32 per vector: the padded
     /// plane, or with the channels in the lanes ([`DwGeom::in_lanes`]) the padded planes,
     /// the output pixels and the taps of `lanes` channels, interleaved, or none on the
-    /// strided direct path ([`DwGeom::strided_direct`]); a whole number of cache lines
+    /// unpadded path ([`DwGeom::unpadded`]); a whole number of cache lines
     /// ([`PAD_ALIGN`]), so that every task's area starts on one (`None` on overflow).
     pub fn task_floats(&self, lanes: usize) -> Option<usize> {
         let f = if self.in_lanes(lanes) {
@@ -164,7 +167,7 @@ impl DwGeom {
                 .checked_add(self.kh * self.kw)?
                 .checked_mul(lanes as u64)?;
             usize::try_from(f).ok()?
-        } else if self.strided_direct(lanes) {
+        } else if self.unpadded(lanes) {
             // Read straight from the input: no padded plane.
             0
         } else {
@@ -227,9 +230,9 @@ impl PadRow {
 /// Channels per step of a depthwise op computed with the channels in the vector lanes
 /// ([`DwGeom::in_lanes`]): one AVX-512 vector.
 pub const LANE_CHANNELS: usize = 16;
-/// The vector width (f32 lanes) whose depthwise kernel has the strided direct path
-/// ([`DwGeom::strided_direct`]): AVX-512's.
-pub const STRIDED_DIRECT_LANES: usize = 16;
+/// The vector width (f32 lanes) whose depthwise kernel has the unpadded path
+/// ([`DwGeom::unpadded`]): AVX-512's.
+pub const UNPADDED_LANES: usize = 16;
 
 /// Most output pixels per plane computed with the channels in the vector lanes.
 pub const LANE_MAX_PIXELS: u64 = 64;
@@ -354,9 +357,9 @@ macro_rules! dw_body {
     ($feat:literal) => {
         dw_body!($feat, planes, planes);
     };
-    // `lanes(d, q0, q1, scratch)`: the planes with the channels in the lanes; `strided(d,
-    // q0, q1, scratch)`: the strided direct planes (`DwGeom::strided_direct`).
-    ($feat:literal, $lanes:expr, $strided:expr) => {
+    // `lanes(d, q0, q1, scratch)`: the planes with the channels in the lanes; `unpadded(d,
+    // q0, q1, scratch)`: the planes read without the padded copy (`DwGeom::unpadded`).
+    ($feat:literal, $lanes:expr, $unpadded:expr) => {
         /// See [`super::DwGeom`] and [`super::dw_kernel`] for the contract.
         ///
         /// # Safety
@@ -378,11 +381,11 @@ macro_rules! dw_body {
             super::at_boundary(|| unsafe {
                 let d = super::Dw::new(x, w, bias, res, y, scratch, geom);
                 let lanes: unsafe fn(&super::Dw, usize, usize, *mut f32) = $lanes;
-                let strided: unsafe fn(&super::Dw, usize, usize, *mut f32) = $strided;
+                let unpadded: unsafe fn(&super::Dw, usize, usize, *mut f32) = $unpadded;
                 if d.g.in_lanes(W) {
                     super::dw_drive(lanes, W, &d, threads)
-                } else if d.g.strided_direct(W) {
-                    super::dw_drive(strided, W, &d, threads)
+                } else if d.g.unpadded(W) {
+                    super::dw_drive(unpadded, W, &d, threads)
                 } else {
                     super::dw_drive(planes, W, &d, threads)
                 }
@@ -970,19 +973,19 @@ macro_rules! dw_lanes_body {
     };
 }
 
-/// The AVX-512 strided direct depthwise planes ([`DwGeom::strided_direct`]): `strided_planes`,
-/// `strided_rows` and `strided_block` of a 16-lane module (uses its helpers and
-/// `deinterleave`).
-macro_rules! dw_strided_body {
+/// The AVX-512 depthwise planes read without the padded copy ([`DwGeom::unpadded`]):
+/// `unpadded_planes`, `unpadded_rows`, `unpadded_block` and `unpadded_row` of a 16-lane
+/// module (uses its helpers).
+macro_rules! dw_unpadded_body {
     ($feat:literal) => {
-        /// Depthwise planes `q0..q1` at stride 2 with a square 3x3 or 5x5 window, read straight
-        /// from the input planes ([`super::DwGeom::strided_direct`]; the scratch is not used).
+        /// Depthwise planes `q0..q1` with a square 3x3 or 5x5 window at stride 1 or 2, read
+        /// straight from the input planes ([`super::DwGeom::unpadded`]; no scratch).
         #[target_feature(enable = $feat)]
         /// # Safety
         /// The CPU supports the module's ISA; `d` describes buffers as [`dw`]'s contract
-        /// states, with a geometry for which `strided_direct(W)` holds; `q0..q1` lies inside
+        /// states, with a geometry for which `unpadded(W)` holds; `q0..q1` lies inside
         /// `0..planes` and no other task writes those output planes.
-        unsafe fn strided_planes(d: &super::Dw, q0: usize, q1: usize, _scratch: *mut f32) {
+        unsafe fn unpadded_planes(d: &super::Dw, q0: usize, q1: usize, _scratch: *mut f32) {
             // SAFETY: plane `q < planes` reads input plane `b * ci + o / cog` (`h * w` floats)
             // and taps `o * kh * kw..`, and writes output plane `q` (`oh * ow` floats)
             // (contract, geometry).
@@ -1006,7 +1009,7 @@ macro_rules! dw_strided_body {
                         g.act,
                         g.act_params,
                     );
-                    let pg = Strided {
+                    let pg = Unpadded {
                         x: d.x.add(g.input_plane(b, o) * h * w),
                         h,
                         w,
@@ -1017,17 +1020,18 @@ macro_rules! dw_strided_body {
                         y: d.y.add(q * oh * ow),
                         epi,
                     };
-                    if k == 3 {
-                        strided_rows::<3>(&pg, oh)
-                    } else {
-                        strided_rows::<5>(&pg, oh)
+                    match (u(g.sx), k) {
+                        (1, 3) => unpadded_rows::<1, 3>(&pg, oh),
+                        (1, _) => unpadded_rows::<1, 5>(&pg, oh),
+                        (_, 3) => unpadded_rows::<2, 3>(&pg, oh),
+                        _ => unpadded_rows::<2, 5>(&pg, oh),
                     }
                 }
             }
         }
 
-        /// One output plane of the strided direct path, read from its input plane.
-        struct Strided {
+        /// One output plane of the unpadded path, read from its input plane.
+        struct Unpadded {
             x: *const f32,
             h: usize,
             w: usize,
@@ -1042,27 +1046,27 @@ macro_rules! dw_strided_body {
         #[target_feature(enable = $feat)]
         #[inline(never)]
         /// # Safety
-        /// The CPU supports the module's ISA; `g` is one output plane as [`strided_planes`]
+        /// The CPU supports the module's ISA; `g` is one output plane as [`unpadded_planes`]
         /// builds it, with `oh` output rows.
-        unsafe fn strided_rows<const K: usize>(g: &Strided, oh: usize) {
+        unsafe fn unpadded_rows<const S: usize, const K: usize>(g: &Unpadded, oh: usize) {
             // SAFETY: every block covers rows `< oh` and columns from `ox < ow` (contract).
             unsafe {
                 let mut ox = 0;
                 while ox < g.ow {
                     let mut oy = 0;
                     while oy + 8 <= oh {
-                        strided_block::<8, K>(g, oy, ox);
+                        unpadded_block::<8, S, K>(g, oy, ox);
                         oy += 8;
                     }
                     // The rest in one block.
                     match oh - oy {
-                        7 => strided_block::<7, K>(g, oy, ox),
-                        6 => strided_block::<6, K>(g, oy, ox),
-                        5 => strided_block::<5, K>(g, oy, ox),
-                        4 => strided_block::<4, K>(g, oy, ox),
-                        3 => strided_block::<3, K>(g, oy, ox),
-                        2 => strided_block::<2, K>(g, oy, ox),
-                        1 => strided_block::<1, K>(g, oy, ox),
+                        7 => unpadded_block::<7, S, K>(g, oy, ox),
+                        6 => unpadded_block::<6, S, K>(g, oy, ox),
+                        5 => unpadded_block::<5, S, K>(g, oy, ox),
+                        4 => unpadded_block::<4, S, K>(g, oy, ox),
+                        3 => unpadded_block::<3, S, K>(g, oy, ox),
+                        2 => unpadded_block::<2, S, K>(g, oy, ox),
+                        1 => unpadded_block::<1, S, K>(g, oy, ox),
                         _ => {}
                     }
                     ox += W;
@@ -1079,31 +1083,24 @@ macro_rules! dw_strided_body {
             (upto(hi) & !upto(lo)) as u16
         }
 
-        /// Input row `2 oy + J - pt` of a [`strided_block`] (`J < 2 RB + K - 2`, else
-        /// nothing): its three masked loads (`m`: the loads' masks and first column), the `K`
-        /// tap vectors, and their products added to the accumulators of the output rows that
-        /// read it.
+        /// Input row `S oy + J - pt` of an [`unpadded_block`] at stride `S` (`J < S (RB - 1) +
+        /// K`, else nothing): its masked loads (`m`: the loads' masks and first column; two at
+        /// stride 1, three at stride 2), the `K` tap vectors, and their products added to the
+        /// accumulators of the output rows that read it.
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
-        /// The CPU supports the module's ISA; as for [`strided_block`].
-        unsafe fn strided_row<const J: usize, const RB: usize, const K: usize>(
-            g: &Strided,
+        /// The CPU supports the module's ISA; as for [`unpadded_block`].
+        unsafe fn unpadded_row<const J: usize, const RB: usize, const S: usize, const K: usize>(
+            g: &Unpadded,
             oy: usize,
             m: (u16, u16, u16, isize),
             acc: &mut [V; RB],
         ) {
-            if J >= 2 * RB + K - 2 {
+            if J >= S * (RB - 1) + K {
                 return;
             }
-            // Element `j` of the concatenated loads (a, b, c) is input column `c0 + j`.
-            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-            let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-            // The even / odd runs shifted by one or two lanes, topped up from `c`.
-            let s1 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
-            let s1o = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17);
-            let s2 = _mm512_setr_epi32(2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18);
-            let iy = (2 * oy + J).wrapping_sub(g.pt);
+            let iy = (S * oy + J).wrapping_sub(g.pt);
             let inside = iy < g.h;
             let (ma, mb, mc, c0) = m;
             let (ma, mb, mc) = if inside { (ma, mb, mc) } else { (0, 0, 0) };
@@ -1115,19 +1112,78 @@ macro_rules! dw_strided_body {
                         .wrapping_offset(c0);
                 let a = _mm512_maskz_loadu_ps(ma, p);
                 let b = _mm512_maskz_loadu_ps(mb, p.wrapping_add(W));
-                let c = _mm512_maskz_loadu_ps(mc, p.wrapping_add(2 * W));
-                let ev = _mm512_permutex2var_ps(a, even, b);
-                let od = _mm512_permutex2var_ps(a, odd, b);
-                let mut t = [ev, od, _mm512_permutex2var_ps(ev, s1, c), zero(), zero()];
-                if K == 5 {
-                    t[3] = _mm512_permutex2var_ps(od, s1o, c);
-                    t[4] = _mm512_permutex2var_ps(ev, s2, c);
-                }
+                let t: [V; K] = if S == 1 {
+                    // Tap `kx`: elements `kx..kx + W` of (a, b).
+                    let (ai, bi) = (_mm512_castps_si512(a), _mm512_castps_si512(b));
+                    std::array::from_fn(|kx| {
+                        _mm512_castsi512_ps(match kx {
+                            0 => ai,
+                            1 => _mm512_alignr_epi32::<1>(bi, ai),
+                            2 => _mm512_alignr_epi32::<2>(bi, ai),
+                            3 => _mm512_alignr_epi32::<3>(bi, ai),
+                            _ => _mm512_alignr_epi32::<4>(bi, ai),
+                        })
+                    })
+                } else {
+                    // Element `j` of the concatenated loads (a, b, c) is input column `c0 + j`;
+                    // tap `kx` takes elements `kx, kx + 2, ..`: the even / odd runs, and those
+                    // shifted by one or two lanes topped up from `c`.
+                    let c = _mm512_maskz_loadu_ps(mc, p.wrapping_add(2 * W));
+                    let idx = |first: i32, last: i32| {
+                        _mm512_setr_epi32(
+                            first,
+                            first + 2,
+                            first + 4,
+                            first + 6,
+                            first + 8,
+                            first + 10,
+                            first + 12,
+                            first + 14,
+                            first + 16,
+                            first + 18,
+                            first + 20,
+                            first + 22,
+                            first + 24,
+                            first + 26,
+                            first + 28,
+                            last,
+                        )
+                    };
+                    let ev = _mm512_permutex2var_ps(a, idx(0, 30), b);
+                    let od = _mm512_permutex2var_ps(a, idx(1, 31), b);
+                    let shift = |first: i32, last: i32| {
+                        _mm512_setr_epi32(
+                            first,
+                            first + 1,
+                            first + 2,
+                            first + 3,
+                            first + 4,
+                            first + 5,
+                            first + 6,
+                            first + 7,
+                            first + 8,
+                            first + 9,
+                            first + 10,
+                            first + 11,
+                            first + 12,
+                            first + 13,
+                            first + 14,
+                            last,
+                        )
+                    };
+                    std::array::from_fn(|kx| match kx {
+                        0 => ev,
+                        1 => od,
+                        2 => _mm512_permutex2var_ps(ev, shift(1, 16), c),
+                        3 => _mm512_permutex2var_ps(od, shift(1, 17), c),
+                        _ => _mm512_permutex2var_ps(ev, shift(2, 18), c),
+                    })
+                };
                 for (r, a) in acc.iter_mut().enumerate() {
-                    // Window row `ky = J - 2 r` of output row `oy + r`.
-                    if J >= 2 * r && J - 2 * r < K {
-                        let ky = J - 2 * r;
-                        for (kx, &tv) in t.iter().enumerate().take(K) {
+                    // Window row `ky = J - S r` of output row `oy + r`.
+                    if J >= S * r && J - S * r < K {
+                        let ky = J - S * r;
+                        for (kx, &tv) in t.iter().enumerate() {
                             *a = fma(tv, bc(g.taps.add(ky * K + kx)), *a);
                         }
                     }
@@ -1135,31 +1191,31 @@ macro_rules! dw_strided_body {
             }
         }
 
-        /// `RB` output rows from `oy` times one vector of `W` output columns from `ox`: the `2
-        /// RB + K - 2` input rows they read are visited top to bottom ([`strided_row`]); each
-        /// is loaded once (three masked loads of the input columns `2 ox - pl ..`, zero
-        /// outside the row, nothing for rows outside the plane), split into its `K` tap
-        /// vectors in registers (tap `kx` of output `ox + i` is column `2 (ox + i) + kx -
-        /// pl`), and applied to the (at most two) output rows that read it. Each accumulator
-        /// sums its taps in `(ky, kx)` order from zero, the padding as zero products, as the
-        /// padded copy does: identical results.
+        /// `RB` output rows from `oy` times one vector of `W` output columns from `ox`, stride
+        /// `S`: the `S (RB - 1) + K` input rows they read are visited top to bottom
+        /// ([`unpadded_row`]); each is loaded once (masked loads of the input columns from `S
+        /// ox - pl`, zero outside the row, nothing for rows outside the plane), split into its
+        /// `K` tap vectors in registers (tap `kx` of output `ox + i` is input column `S (ox +
+        /// i) + kx - pl`: `valignd` at stride 1, `vpermt2ps` at stride 2), and applied to the
+        /// output rows that read it. Each accumulator sums its taps in `(ky, kx)` order from zero, the
+        /// padding as zero products, as the padded copy does: identical results.
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
-        /// The CPU supports the module's ISA; as for [`strided_rows`], for output rows `oy..oy
+        /// The CPU supports the module's ISA; as for [`unpadded_rows`], for output rows `oy..oy
         /// + RB` and columns `ox..` of the plane.
-        unsafe fn strided_block<const RB: usize, const K: usize>(
-            g: &Strided,
+        unsafe fn unpadded_block<const RB: usize, const S: usize, const K: usize>(
+            g: &Unpadded,
             oy: usize,
             ox: usize,
         ) {
-            // SAFETY: the rows' loads are masked (`strided_row`); the stores and residual reads
+            // SAFETY: the rows' loads are masked (`unpadded_row`); the stores and residual reads
             // cover the `n` outputs of the vector in rows `< oh` (contract).
             unsafe {
                 let e = &g.epi;
                 let bias = if e.bias.is_null() { zero() } else { bc(e.bias) };
                 let n = (g.ow - ox).min(W);
-                let c0 = 2 * ox as isize - g.pl as isize;
+                let c0 = (S * ox) as isize - g.pl as isize;
                 let m = (
                     col_mask(c0, g.w),
                     col_mask(c0 + W as isize, g.w),
@@ -1167,27 +1223,27 @@ macro_rules! dw_strided_body {
                     c0,
                 );
                 let mut acc = [zero(); RB];
-                // One call per input row (at most 2 * 8 + 5 - 2 = 19): the accumulators are
+                // One call per input row (at most 2 * 7 + 5 = 19): the accumulators are
                 // indexed by constants and stay in registers.
-                strided_row::<0, RB, K>(g, oy, m, &mut acc);
-                strided_row::<1, RB, K>(g, oy, m, &mut acc);
-                strided_row::<2, RB, K>(g, oy, m, &mut acc);
-                strided_row::<3, RB, K>(g, oy, m, &mut acc);
-                strided_row::<4, RB, K>(g, oy, m, &mut acc);
-                strided_row::<5, RB, K>(g, oy, m, &mut acc);
-                strided_row::<6, RB, K>(g, oy, m, &mut acc);
-                strided_row::<7, RB, K>(g, oy, m, &mut acc);
-                strided_row::<8, RB, K>(g, oy, m, &mut acc);
-                strided_row::<9, RB, K>(g, oy, m, &mut acc);
-                strided_row::<10, RB, K>(g, oy, m, &mut acc);
-                strided_row::<11, RB, K>(g, oy, m, &mut acc);
-                strided_row::<12, RB, K>(g, oy, m, &mut acc);
-                strided_row::<13, RB, K>(g, oy, m, &mut acc);
-                strided_row::<14, RB, K>(g, oy, m, &mut acc);
-                strided_row::<15, RB, K>(g, oy, m, &mut acc);
-                strided_row::<16, RB, K>(g, oy, m, &mut acc);
-                strided_row::<17, RB, K>(g, oy, m, &mut acc);
-                strided_row::<18, RB, K>(g, oy, m, &mut acc);
+                unpadded_row::<0, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<1, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<2, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<3, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<4, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<5, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<6, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<7, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<8, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<9, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<10, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<11, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<12, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<13, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<14, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<15, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<16, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<17, RB, S, K>(g, oy, m, &mut acc);
+                unpadded_row::<18, RB, S, K>(g, oy, m, &mut acc);
                 for (r, a) in acc.iter().enumerate() {
                     let off = (oy + r) * g.ow + ox;
                     let res = if e.res.is_null() {

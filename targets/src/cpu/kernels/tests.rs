@@ -306,15 +306,19 @@ fn dw_matches_naive_and_stays_in_bounds() {
             (1, 16, 1, 38, 38, 3, 2, 1, 1),
             (1, 6, 1, 14, 14, 5, 1, 1, 2),
             (2, 3, 2, 7, 9, 5, 2, 1, 2),
-            // Stride 2, 3x3 / 5x5 on planes above 64 outputs: with AVX-512 read straight
-            // from the input (DwGeom::strided_direct): no padding, several column vectors
-            // with a partial last one, channel multipliers, planes shorter than the window,
-            // every rest of the 8-row blocks.
+            // Stride 2, 3x3 / 5x5 on planes above 64 outputs, and stride 1 with rows of at
+            // most 16 outputs: with AVX-512 read straight from the input
+            // (DwGeom::unpadded): no padding, several column vectors with a partial last
+            // one, channel multipliers, planes shorter than the window, every rest of the
+            // 8-row blocks.
             (1, 5, 1, 35, 70, 3, 2, 1, 0),
             (1, 3, 2, 23, 41, 5, 2, 1, 2),
             (2, 4, 1, 12, 100, 3, 2, 1, 1),
             (1, 2, 1, 3, 40, 5, 2, 1, 2),
             (1, 3, 1, 30, 33, 5, 2, 1, 1),
+            (1, 4, 1, 11, 16, 3, 1, 1, 1),
+            (2, 3, 2, 13, 10, 5, 1, 1, 2),
+            (1, 2, 1, 20, 12, 5, 1, 1, 0),
             // Small planes: with AVX-512, channels in the lanes (DwGeom::in_lanes), in full
             // and partial groups of 16 planes, cut anywhere by the thread split.
             (1, 40, 1, 7, 7, 3, 1, 1, 1),
@@ -982,11 +986,11 @@ fn bench_depthwise_f32() {
     }
 }
 
-/// The strided direct depthwise path (AVX-512, `DwGeom::strided_direct`) computes exactly what
-/// the padded-copy path computes (the AVX2 kernel runs that path for every geometry): the same
+/// The unpadded depthwise path (AVX-512, `DwGeom::unpadded`: stride 2, or stride 1 on rows of
+/// at most 16 outputs) computes exactly what the padded-copy path computes (the AVX2 kernel runs that path for every geometry): the same
 /// products in the same order, so the outputs are bit-identical.
 #[test]
-fn strided_direct_depthwise_equals_the_padded_copy() {
+fn unpadded_depthwise_equals_the_padded_copy() {
     let (Some((_, wide)), Some((_, narrow))) = (
         dw_kernel(Target::X86_64Avx512),
         dw_kernel(Target::X86_64Avx2),
@@ -994,17 +998,23 @@ fn strided_direct_depthwise_equals_the_padded_copy() {
         return;
     };
     if !Target::X86_64Avx512.runs_on_host() || !Target::X86_64Avx2.runs_on_host() {
-        eprintln!("strided_direct_depthwise_equals_the_padded_copy: skipped (no AVX-512)");
+        eprintln!("unpadded_depthwise_equals_the_padded_copy: skipped (no AVX-512)");
         return;
     }
-    for (i, (c, s, k, stride)) in [(8, 112, 3, 2), (6, 56, 5, 2), (5, 29, 3, 2), (4, 37, 5, 2)]
-        .into_iter()
-        .enumerate()
-    {
+    let shapes = [
+        (8, 112, 3, 2),
+        (6, 56, 5, 2),
+        (5, 29, 3, 2),
+        (4, 37, 5, 2),
+        (7, 14, 3, 1),
+        (3, 16, 5, 1),
+        (2, 9, 3, 1),
+    ];
+    for (i, (c, s, k, stride)) in shapes.into_iter().enumerate() {
         for act in [None, Some(Activation::Relu)] {
             let mut g = square_dw(c, s, k, stride);
             (g.act, g.act_params) = encode_act(act);
-            assert!(g.strided_direct(16) && !g.strided_direct(8));
+            assert!(g.unpadded(16) && !g.unpadded(8));
             let o = g.oh as usize;
             let (x, wt, bias) = (
                 rand(c * s * s, 10 + i as u64),
