@@ -315,21 +315,27 @@ macro_rules! rows_in_lanes_body {
                 let mut row = r0;
                 while row < r1 {
                     for t in 0..tiles {
+                        // The first column tile prefetches the next row tile's A into L2.
+                        let pf = if t == 0 && row + ROW_TILE < r1 {
+                            g.a.add((row + ROW_TILE) * g.k)
+                        } else {
+                            std::ptr::null()
+                        };
                         let (a, b) = super::part(c1 - c0, tiles, t);
                         let col = c0 + a;
                         match b - a {
-                            1 => rows_tile::<1>(g, row, col),
-                            2 => rows_tile::<2>(g, row, col),
-                            3 => rows_tile::<3>(g, row, col),
-                            4 => rows_tile::<4>(g, row, col),
-                            5 => rows_tile::<5>(g, row, col),
-                            6 => rows_tile::<6>(g, row, col),
-                            7 => rows_tile::<7>(g, row, col),
-                            8 => rows_tile::<8>(g, row, col),
-                            9 => rows_tile::<9>(g, row, col),
-                            10 => rows_tile::<10>(g, row, col),
-                            11 => rows_tile::<11>(g, row, col),
-                            _ => rows_tile::<12>(g, row, col),
+                            1 => rows_tile::<1>(g, row, col, pf),
+                            2 => rows_tile::<2>(g, row, col, pf),
+                            3 => rows_tile::<3>(g, row, col, pf),
+                            4 => rows_tile::<4>(g, row, col, pf),
+                            5 => rows_tile::<5>(g, row, col, pf),
+                            6 => rows_tile::<6>(g, row, col, pf),
+                            7 => rows_tile::<7>(g, row, col, pf),
+                            8 => rows_tile::<8>(g, row, col, pf),
+                            9 => rows_tile::<9>(g, row, col, pf),
+                            10 => rows_tile::<10>(g, row, col, pf),
+                            11 => rows_tile::<11>(g, row, col, pf),
+                            _ => rows_tile::<12>(g, row, col, pf),
                         }
                     }
                     row += ROW_TILE;
@@ -339,14 +345,23 @@ macro_rules! rows_in_lanes_body {
 
         /// One rows-in-lanes register tile: rows `row..row + ROW_TILE`, columns `col..col + NC`.
         /// Per `k`: two vectors of A (four packed `MR`-row blocks, `MR = W / 2`), `NC`
-        /// broadcasts of B, `2 * NC` FMAs; then each vector's `W x NC` block is transposed so
-        /// that the epilogue and the store run along a row, as in [`tile`].
+        /// broadcasts of B, `2 * NC` FMAs, and (when `pf` is not null) two cache lines of the
+        /// `ROW_TILE * k` floats of A at `pf` prefetched into L2 (the next row tile's blocks:
+        /// the weights of the 7x7 layers come cold from L3, and the first column tile of each
+        /// row tile fetches the next one's while it computes); then each vector's `W x NC`
+        /// block is transposed so that the epilogue and the store run along a row, as in
+        /// [`tile`].
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
         /// As for [`range`]; rows `row..row + ROW_TILE` and columns `col..col + NC` lie inside
         /// the call (`NC <= W`).
-        unsafe fn rows_tile<const NC: usize>(g: &super::Gemm, row: usize, col: usize) {
+        unsafe fn rows_tile<const NC: usize>(
+            g: &super::Gemm,
+            row: usize,
+            col: usize,
+            pf: *const f32,
+        ) {
             const { assert!(2 * MR == W && NC <= W) };
             // SAFETY: A blocks `row / MR ..+ 4` exist (the row tile lies inside `m`), each `k *
             // MR` floats; B rows `0..k` hold columns `col..col + NC`; C (and the residual) rows
@@ -368,6 +383,10 @@ macro_rules! rows_in_lanes_body {
                     let o = p * MR;
                     let (x0, x1) = (half(a0.add(o), a1.add(o)), half(a2.add(o), a3.add(o)));
                     let brow = bp.add(p * g.ldb);
+                    if !pf.is_null() {
+                        _mm_prefetch::<_MM_HINT_T1>(pf.add(p * ROW_TILE) as *const i8);
+                        _mm_prefetch::<_MM_HINT_T1>(pf.add(p * ROW_TILE + W) as *const i8);
+                    }
                     let [lo, hi] = &mut acc;
                     for (j, (l, h)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
                         let b = bc(brow.add(j));
