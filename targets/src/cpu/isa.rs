@@ -133,6 +133,7 @@ pub static X86_64: IsaDesc = IsaDesc {
         func: kernels::sse::gemm,
         mr: kernels::sse::MR,
         nr: kernels::sse::NR,
+        row_lanes: None,
     },
     gemv: Sym {
         symbol: "mnc_gemv_sse",
@@ -167,6 +168,7 @@ pub static X86_64_AVX2: IsaDesc = IsaDesc {
         func: kernels::avx2::gemm,
         mr: kernels::avx2::MR,
         nr: kernels::avx2::NR,
+        row_lanes: None,
     },
     gemv: Sym {
         symbol: "mnc_gemv_avx2",
@@ -207,6 +209,7 @@ pub static X86_64_AVX512: IsaDesc = IsaDesc {
         func: kernels::avx512::gemm,
         mr: kernels::avx512::MR,
         nr: kernels::avx512::NR,
+        row_lanes: Some(kernels::avx512::W),
     },
     gemv: Sym {
         symbol: "mnc_gemv_avx512",

@@ -117,7 +117,7 @@ pub mod stem;
 use drive::{part, plane_ranges, PAR_MIN_WORK, TASKS_PER_THREAD};
 use dw::{dw_drive, Dw};
 pub use dw::{
-    dw_kernel, dw_tasks, DwFn, DwGeom, PadRow, DW_PARAMS, LANE_CHANNELS, LANE_MAX_PIXELS,
+    dw_kernel, dw_tasks, DwFn, DwGeom, DwPath, PadRow, DW_PARAMS, LANE_CHANNELS, LANE_MAX_PIXELS,
     LANE_MAX_TAPS, PAD_ALIGN,
 };
 use epilogue::Epi;
@@ -456,6 +456,7 @@ pub mod avx512 {
         // `rows_range` is what `rows_in_lanes` checks.
         unsafe {
             if super::rows_in_lanes(g.m, g.n, W) {
+                // (The table entry's `row_lanes` is `W`: reports read the same choice.)
                 super::gemm_drive(rows_range, ROW_TILE, COL_TILE, g, threads)
             } else {
                 super::gemm_drive(range, MR, NR, g, threads)

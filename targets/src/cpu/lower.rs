@@ -9,7 +9,7 @@
 use super::emit::{Emitter, Operand};
 use super::isa::IsaDesc;
 use super::kernels::stem::{self, STEM_MAX_CI};
-use super::kernels::{dw_tasks, encode_act, pack_a, DwGeom, Kernel, SeGeom};
+use super::kernels::{dw_tasks, encode_act, pack_a, DwGeom, DwPath, Kernel, SeGeom};
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
 use mnc_ir::eval::conv::valid_range;
 use mnc_ir::facts;
@@ -72,14 +72,16 @@ pub enum Kind {
     /// 1x1/s1/p0), split over `threads`.
     ConvGemm {
         im2col: bool,
+        /// The GEMM kernel runs it with the output rows in the lanes ([`Kernel::rows_in_lanes`]).
+        rows_in_lanes: bool,
         threads: usize,
     },
     /// Conv with one input channel per group (depthwise and channel multipliers): either the
-    /// per-ISA depthwise op kernel (`kernel`: geometry in extra 0, one zero-padded scratch
-    /// plane per task, fused epilogue, split over `threads`), or generated
-    /// register-accumulating loops over a zero-padded copy of each plane.
+    /// per-ISA depthwise op kernel (`kernel`: the path it takes, [`DwGeom::path`]; geometry
+    /// in extra 0, scratch for the path's planes, fused epilogue, split over `threads`), or
+    /// (`None`) generated register-accumulating loops over a zero-padded copy of each plane.
     ConvDirect {
-        kernel: bool,
+        kernel: Option<DwPath>,
         threads: usize,
     },
     /// Ungrouped conv with at most [`STEM_MAX_CI`] input channels (the stem) through the
@@ -151,10 +153,34 @@ impl Kind {
 
     pub fn label(&self) -> &'static str {
         match self {
-            Kind::ConvGemm { im2col: true, .. } => "conv-im2col-gemm",
-            Kind::ConvGemm { im2col: false, .. } => "conv-gemm",
-            Kind::ConvDirect { kernel: true, .. } => "conv-direct-kernel",
-            Kind::ConvDirect { kernel: false, .. } => "conv-direct",
+            Kind::ConvGemm {
+                im2col: true,
+                rows_in_lanes: false,
+                ..
+            } => "conv-im2col-gemm",
+            Kind::ConvGemm {
+                im2col: true,
+                rows_in_lanes: true,
+                ..
+            } => "conv-im2col-gemm-rows",
+            Kind::ConvGemm {
+                im2col: false,
+                rows_in_lanes: false,
+                ..
+            } => "conv-gemm",
+            Kind::ConvGemm {
+                im2col: false,
+                rows_in_lanes: true,
+                ..
+            } => "conv-gemm-rows",
+            Kind::ConvDirect {
+                kernel: Some(path), ..
+            } => match path {
+                DwPath::Padded => "conv-dw-padded",
+                DwPath::Unpadded => "conv-dw-unpadded",
+                DwPath::Lanes => "conv-dw-lanes",
+            },
+            Kind::ConvDirect { kernel: None, .. } => "conv-direct",
             Kind::ConvStem { .. } => "conv-stem-kernel",
             Kind::Act(_) => "act",
             Kind::Affine { .. } => "affine",
@@ -457,7 +483,7 @@ fn plan_conv(c: &Conv, info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<P
                 return Ok(p);
             }
             let kind = Kind::ConvDirect {
-                kernel: false,
+                kernel: None,
                 threads: 1,
             };
             let scratch = scratch_bytes(hp.checked_mul(wp), "padded plane")?;
@@ -465,7 +491,7 @@ fn plan_conv(c: &Conv, info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<P
         }
         let geom = direct_geom(&g, c, hp, wp, dw_tasks(threads).min(g.n * g.co).max(1));
         let kind = Kind::ConvDirect {
-            kernel: true,
+            kernel: Some(geom.path(isa.lanes)),
             threads,
         };
         let scratch = scratch_bytes(geom.scratch_floats(isa.lanes), "padded planes")?;
@@ -517,6 +543,7 @@ fn plan_conv(c: &Conv, info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<P
     Ok(jit(
         Kind::ConvGemm {
             im2col: !pointwise,
+            rows_in_lanes: isa.gemm.rows_in_lanes(g.cog, g.oh * g.ow),
             threads,
         },
         vec![packed],
@@ -783,7 +810,12 @@ pub fn emit_op(
     let extra = |j: usize| 1 + n_in + j;
     let scratch_slot = 1 + n_in + plan.extras.len();
     match (&plan.kind, info.op) {
-        (Kind::ConvGemm { im2col, threads }, Op::Conv(c)) => emit_conv_gemm(
+        (
+            Kind::ConvGemm {
+                im2col, threads, ..
+            },
+            Op::Conv(c),
+        ) => emit_conv_gemm(
             e,
             info,
             c,
@@ -796,7 +828,7 @@ pub fn emit_op(
         ),
         (
             Kind::ConvDirect {
-                kernel: true,
+                kernel: Some(_),
                 threads,
             },
             Op::Conv(c),
@@ -808,7 +840,7 @@ pub fn emit_op(
             let sref = refs.stem.ok_or_else(|| missing("stem"))?;
             emit_conv_op_kernel(e, c, extra(1), extra(0), scratch_slot, *threads, sref)
         }
-        (Kind::ConvDirect { kernel: false, .. }, Op::Conv(c)) => {
+        (Kind::ConvDirect { kernel: None, .. }, Op::Conv(c)) => {
             emit_conv_direct(e, info, c, scratch_slot)?
         }
         (Kind::Act(a), _) => {

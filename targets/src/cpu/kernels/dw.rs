@@ -108,6 +108,20 @@ impl DwGeom {
             && matches!(self.kh, 3 | 5)
     }
 
+    /// How the depthwise kernel of an ISA with `lanes` f32 per vector computes these planes
+    /// (what [`dw_kernel`]'s entry runs, what the compile report names): the one choice,
+    /// from [`DwGeom::in_lanes`] and [`DwGeom::unpadded`]; every path gives identical
+    /// results.
+    pub fn path(&self, lanes: usize) -> DwPath {
+        if self.in_lanes(lanes) {
+            DwPath::Lanes
+        } else if self.unpadded(lanes) {
+            DwPath::Unpadded
+        } else {
+            DwPath::Padded
+        }
+    }
+
     /// How a padded plane stores its rows ([`PadRow`]): every row starts on a cache line,
     /// and the input's columns start on one, so that copying a row in stores whole lines
     /// and most tap loads do not straddle two.
@@ -158,7 +172,7 @@ impl DwGeom {
     /// unpadded path ([`DwGeom::unpadded`]); a whole number of cache lines
     /// ([`PAD_ALIGN`]), so that every task's area starts on one (`None` on overflow).
     pub fn task_floats(&self, lanes: usize) -> Option<usize> {
-        let f = if self.in_lanes(lanes) {
+        let f = if self.path(lanes) == DwPath::Lanes {
             let out = (self.oh * self.ow).next_multiple_of(lanes as u64);
             let f = self
                 .hp
@@ -167,7 +181,7 @@ impl DwGeom {
                 .checked_add(self.kh * self.kw)?
                 .checked_mul(lanes as u64)?;
             usize::try_from(f).ok()?
-        } else if self.unpadded(lanes) {
+        } else if self.path(lanes) == DwPath::Unpadded {
             // Read straight from the input: no padded plane.
             0
         } else {
@@ -184,6 +198,19 @@ impl DwGeom {
             .checked_mul(usize::try_from(self.tasks).ok()?)?
             .checked_add(PAD_ALIGN)
     }
+}
+
+/// How the depthwise kernel computes a conv's planes ([`DwGeom::path`]; reports name it
+/// `conv-dw-padded`, `conv-dw-unpadded`, `conv-dw-lanes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DwPath {
+    /// One plane at a time from a zero-padded copy of its input plane.
+    Padded,
+    /// One plane at a time, its input rows read without a copy ([`DwGeom::unpadded`]).
+    Unpadded,
+    /// [`LANE_CHANNELS`] planes at a time, the channels in the vector lanes
+    /// ([`DwGeom::in_lanes`]).
+    Lanes,
 }
 
 /// Floats to which the rows of padded planes and the scratch areas are aligned: one 64-byte
@@ -326,7 +353,11 @@ pub(super) unsafe fn dw_drive(
     let area = g.task_floats(lanes).unwrap_or(0);
     // With the channels in the lanes, tasks take whole groups of `lanes` planes (a range cut
     // inside a group would compute that group twice, half empty).
-    let unit = if g.in_lanes(lanes) { lanes } else { 1 };
+    let unit = if g.path(lanes) == DwPath::Lanes {
+        lanes
+    } else {
+        1
+    };
     plane_ranges(
         threads,
         n.div_ceil(unit),
@@ -382,13 +413,12 @@ macro_rules! dw_body {
                 let d = super::Dw::new(x, w, bias, res, y, scratch, geom);
                 let lanes: unsafe fn(&super::Dw, usize, usize, *mut f32) = $lanes;
                 let unpadded: unsafe fn(&super::Dw, usize, usize, *mut f32) = $unpadded;
-                if d.g.in_lanes(W) {
-                    super::dw_drive(lanes, W, &d, threads)
-                } else if d.g.unpadded(W) {
-                    super::dw_drive(unpadded, W, &d, threads)
-                } else {
-                    super::dw_drive(planes, W, &d, threads)
-                }
+                let path = match d.g.path(W) {
+                    super::DwPath::Lanes => lanes,
+                    super::DwPath::Unpadded => unpadded,
+                    super::DwPath::Padded => planes,
+                };
+                super::dw_drive(path, W, &d, threads)
             })
         }
 

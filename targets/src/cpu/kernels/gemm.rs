@@ -41,6 +41,18 @@ pub struct Kernel {
     pub mr: usize,
     /// Columns of the register tile.
     pub nr: usize,
+    /// The vector width of the kernel's tiles with output rows in the lanes (`None` where
+    /// it has none): it runs an `m x n` call that way when [`rows_in_lanes`]`(m, n,
+    /// lanes)` holds ([`Kernel::rows_in_lanes`]).
+    pub row_lanes: Option<usize>,
+}
+
+impl Kernel {
+    /// Whether the kernel runs an `m x n` call with its output rows in the vector lanes.
+    pub fn rows_in_lanes(&self, m: usize, n: usize) -> bool {
+        self.row_lanes
+            .is_some_and(|lanes| rows_in_lanes(m, n, lanes))
+    }
 }
 
 /// The GEMM kernel the given JIT target uses (`None` for the reference and CUDA targets):

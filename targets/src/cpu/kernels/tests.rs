@@ -1050,3 +1050,36 @@ fn unpadded_depthwise_equals_the_padded_copy() {
         }
     }
 }
+
+/// The depthwise path of the nets' layers (a pure function of the shape and the vector
+/// width): what the compile report names and the kernel runs.
+#[test]
+fn depthwise_paths_follow_the_shape_and_the_vector_width() {
+    // (channels, plane, window, stride, AVX-512 path)
+    let cases = [
+        (96, 112, 3, 2, DwPath::Unpadded),
+        (32, 112, 3, 1, DwPath::Padded),
+        (144, 56, 3, 1, DwPath::Padded),
+        (144, 56, 5, 2, DwPath::Unpadded),
+        (240, 28, 3, 2, DwPath::Unpadded),
+        (192, 28, 3, 1, DwPath::Padded),
+        (384, 14, 3, 1, DwPath::Unpadded),
+        (672, 14, 5, 1, DwPath::Unpadded),
+        (576, 14, 3, 2, DwPath::Lanes),
+        (960, 7, 3, 1, DwPath::Lanes),
+        (1152, 7, 5, 1, DwPath::Lanes),
+    ];
+    for (c, s, k, stride, want) in cases {
+        let g = square_dw(c, s, k, stride);
+        assert_eq!(g.path(16), want, "{c}x{s} k{k}/{stride}");
+        assert_eq!(g.path(8), DwPath::Padded, "{c}x{s} k{k}/{stride} on AVX2");
+        assert_eq!(g.path(4), DwPath::Padded);
+    }
+    // 7x7 windows and dilations keep the copy.
+    let mut g = square_dw(8, 56, 7, 2);
+    assert_eq!(g.path(16), DwPath::Padded);
+    g = square_dw(8, 56, 3, 2);
+    g.dx = 2;
+    g.dy = 2;
+    assert_eq!(g.path(16), DwPath::Padded);
+}
