@@ -381,6 +381,30 @@ pub fn dw_tasks(threads: usize) -> usize {
     }
 }
 
+/// Runs `$f::<RB, ..>(args.., i0)` over the items `0..$len` in blocks of `RB = 8` items from
+/// `i0`, the rest (1 to 7 items) in one last block: a constant `RB` per call, so that a
+/// block's accumulators stay in registers.
+macro_rules! in_blocks_of_8 {
+    ($len:expr, $f:ident::<_ $(, $gen:tt)*>($($arg:expr),*)) => {{
+        let len: usize = $len;
+        let mut i0 = 0;
+        while i0 + 8 <= len {
+            $f::<8 $(, $gen)*>($($arg,)* i0);
+            i0 += 8;
+        }
+        match len - i0 {
+            7 => $f::<7 $(, $gen)*>($($arg,)* i0),
+            6 => $f::<6 $(, $gen)*>($($arg,)* i0),
+            5 => $f::<5 $(, $gen)*>($($arg,)* i0),
+            4 => $f::<4 $(, $gen)*>($($arg,)* i0),
+            3 => $f::<3 $(, $gen)*>($($arg,)* i0),
+            2 => $f::<2 $(, $gen)*>($($arg,)* i0),
+            1 => $f::<1 $(, $gen)*>($($arg,)* i0),
+            _ => {}
+        }
+    }};
+}
+
 /// The depthwise body for the AVX2 / AVX-512 modules (uses the module's helpers and its
 /// `deinterleave`).
 macro_rules! dw_body {
@@ -641,25 +665,9 @@ macro_rules! dw_body {
         /// ow` outputs (and residuals) fit `g.y` (`g.epi.res`).
         unsafe fn dw_rows<const SX: usize, const K: usize>(g: &Geom, oh: usize) {
             // SAFETY: `block` is called for rows `oy..oy + RB` with `oy + RB <= oh` (contract).
-            unsafe {
-                let mut oy = 0;
-                while oy + 8 <= oh {
-                    block::<8, SX, K>(g, oy, SX);
-                    oy += 8;
-                }
-                // The rest in one block: as many independent accumulator chains as rows (small
-                // planes are otherwise bound by the FMA latency of one or two chains).
-                match oh - oy {
-                    7 => block::<7, SX, K>(g, oy, SX),
-                    6 => block::<6, SX, K>(g, oy, SX),
-                    5 => block::<5, SX, K>(g, oy, SX),
-                    4 => block::<4, SX, K>(g, oy, SX),
-                    3 => block::<3, SX, K>(g, oy, SX),
-                    2 => block::<2, SX, K>(g, oy, SX),
-                    1 => block::<1, SX, K>(g, oy, SX),
-                    _ => {}
-                }
-            }
+            // The rest in one block: as many independent accumulator chains as rows (small
+            // planes are otherwise bound by the FMA latency of one or two chains).
+            unsafe { in_blocks_of_8!(oh, block::<_, SX, K>(g, SX)) }
         }
 
         #[target_feature(enable = $feat)]
@@ -670,7 +678,7 @@ macro_rules! dw_body {
             // SAFETY: `block` is called for each row `oy < oh` (contract).
             unsafe {
                 for oy in 0..oh {
-                    block::<1, 0, 0>(g, oy, sx);
+                    block::<1, 0, 0>(g, sx, oy);
                 }
             }
         }
@@ -745,8 +753,8 @@ macro_rules! dw_body {
         /// The CPU supports the module's ISA; as for [`dw_rows`], for output rows `oy..oy + RB`.
         unsafe fn block<const RB: usize, const SX: usize, const K: usize>(
             g: &Geom,
-            oy: usize,
             sx: usize,
+            oy: usize,
         ) {
             // SAFETY: the geometry keeps every tap read of rows `oy..oy + RB` inside the padded
             // plane
@@ -943,21 +951,7 @@ macro_rules! dw_lanes_body {
             // SAFETY: blocks of pixels inside the output plane (contract).
             unsafe {
                 for oy in 0..oh {
-                    let mut ox = 0;
-                    while ox < ow {
-                        let nb = (ow - ox).min(8);
-                        match nb {
-                            8 => lane_block::<8, SX>(g, tp, wv, out, oy, ox),
-                            7 => lane_block::<7, SX>(g, tp, wv, out, oy, ox),
-                            6 => lane_block::<6, SX>(g, tp, wv, out, oy, ox),
-                            5 => lane_block::<5, SX>(g, tp, wv, out, oy, ox),
-                            4 => lane_block::<4, SX>(g, tp, wv, out, oy, ox),
-                            3 => lane_block::<3, SX>(g, tp, wv, out, oy, ox),
-                            2 => lane_block::<2, SX>(g, tp, wv, out, oy, ox),
-                            _ => lane_block::<1, SX>(g, tp, wv, out, oy, ox),
-                        }
-                        ox += nb;
-                    }
+                    in_blocks_of_8!(ow, lane_block::<_, SX>(g, tp, wv, out, oy));
                 }
             }
         }
@@ -1083,22 +1077,7 @@ macro_rules! dw_unpadded_body {
             unsafe {
                 let mut ox = 0;
                 while ox < g.ow {
-                    let mut oy = 0;
-                    while oy + 8 <= oh {
-                        unpadded_block::<8, S, K>(g, oy, ox);
-                        oy += 8;
-                    }
-                    // The rest in one block.
-                    match oh - oy {
-                        7 => unpadded_block::<7, S, K>(g, oy, ox),
-                        6 => unpadded_block::<6, S, K>(g, oy, ox),
-                        5 => unpadded_block::<5, S, K>(g, oy, ox),
-                        4 => unpadded_block::<4, S, K>(g, oy, ox),
-                        3 => unpadded_block::<3, S, K>(g, oy, ox),
-                        2 => unpadded_block::<2, S, K>(g, oy, ox),
-                        1 => unpadded_block::<1, S, K>(g, oy, ox),
-                        _ => {}
-                    }
+                    in_blocks_of_8!(oh, unpadded_block::<_, S, K>(g, ox));
                     ox += W;
                 }
             }
@@ -1236,8 +1215,8 @@ macro_rules! dw_unpadded_body {
         /// + RB` and columns `ox..` of the plane.
         unsafe fn unpadded_block<const RB: usize, const S: usize, const K: usize>(
             g: &Unpadded,
-            oy: usize,
             ox: usize,
+            oy: usize,
         ) {
             // SAFETY: the rows' loads are masked (`unpadded_row`); the stores and residual reads
             // cover the `n` outputs of the vector in rows `< oh` (contract).
