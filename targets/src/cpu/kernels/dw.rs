@@ -792,22 +792,46 @@ macro_rules! dw_body {
                             }
                         }
                     }
-                    for (r, a) in acc.iter().enumerate() {
-                        let off = (oy + r) * g.ow + ox;
-                        let res = if e.res.is_null() {
-                            std::ptr::null()
-                        } else {
-                            e.res.add(off)
-                        };
-                        let v = finish(*a, e, bias, res, n);
-                        let dst = g.y.add(off);
-                        if n == W {
-                            st(dst, v);
-                        } else {
-                            stm(dst, v, n);
-                        }
-                    }
+                    store_rows(g.y, g.ow, oy, ox, n, &acc, e, bias);
                     ox += W;
+                }
+            }
+        }
+
+        /// The epilogue and the stores of `RB` output rows from `oy` of an output plane `y`
+        /// (`ow` wide), `n` outputs from column `ox` (`1 <= n <= W`): the bias vector, the
+        /// residual at the same place, the activation.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; those outputs (and the residual's) are in bounds.
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn store_rows<const RB: usize>(
+            y: *mut f32,
+            ow: usize,
+            oy: usize,
+            ox: usize,
+            n: usize,
+            acc: &[V; RB],
+            e: &super::Epi,
+            bias: V,
+        ) {
+            // SAFETY: as this function's contract.
+            unsafe {
+                for (r, a) in acc.iter().enumerate() {
+                    let off = (oy + r) * ow + ox;
+                    let res = if e.res.is_null() {
+                        std::ptr::null()
+                    } else {
+                        e.res.add(off)
+                    };
+                    let v = finish(*a, e, bias, res, n);
+                    let dst = y.add(off);
+                    if n == W {
+                        st(dst, v);
+                    } else {
+                        stm(dst, v, n);
+                    }
                 }
             }
         }
@@ -1206,8 +1230,8 @@ macro_rules! dw_unpadded_body {
         /// ox - pl`, zero outside the row, nothing for rows outside the plane), split into its
         /// `K` tap vectors in registers (tap `kx` of output `ox + i` is input column `S (ox +
         /// i) + kx - pl`: `valignd` at stride 1, `vpermt2ps` at stride 2), and applied to the
-        /// output rows that read it. Each accumulator sums its taps in `(ky, kx)` order from zero, the
-        /// padding as zero products, as the padded copy does: identical results.
+        /// output rows that read it. Each accumulator sums its taps in `(ky, kx)` order from
+        /// zero, the padding as zero products, as the padded copy does: identical results.
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
@@ -1253,21 +1277,7 @@ macro_rules! dw_unpadded_body {
                 unpadded_row::<16, RB, S, K>(g, oy, m, &mut acc);
                 unpadded_row::<17, RB, S, K>(g, oy, m, &mut acc);
                 unpadded_row::<18, RB, S, K>(g, oy, m, &mut acc);
-                for (r, a) in acc.iter().enumerate() {
-                    let off = (oy + r) * g.ow + ox;
-                    let res = if e.res.is_null() {
-                        std::ptr::null()
-                    } else {
-                        e.res.add(off)
-                    };
-                    let out = finish(*a, e, bias, res, n);
-                    let dst = g.y.add(off);
-                    if n == W {
-                        st(dst, out);
-                    } else {
-                        stm(dst, out, n);
-                    }
-                }
+                store_rows(g.y, g.ow, oy, ox, n, &acc, e, bias);
             }
         }
     };
