@@ -892,8 +892,10 @@ macro_rules! dw_lanes_body {
                     while t0 < taps {
                         let cnt = (taps - t0).min(W);
                         let tv = rows_transposed(|i| d.w.add(chan[i] * taps), nch, t0, cnt);
-                        for (j, v) in tv.iter().enumerate().take(cnt) {
-                            st(wv.add((t0 + j) * W), *v);
+                        for (j, v) in tv.iter().enumerate() {
+                            if j < cnt {
+                                st(wv.add((t0 + j) * W), *v);
+                            }
                         }
                         t0 += W;
                     }
@@ -901,12 +903,19 @@ macro_rules! dw_lanes_body {
                     while p0 < hw {
                         let cnt = (hw - p0).min(W);
                         let px = rows_transposed(|i| src[i], nch, p0, cnt);
-                        let (mut iy, mut ix) = (p0 / w, p0 % w);
-                        for v in px.iter().take(cnt) {
-                            st(tp.add(((pt + iy) * wp + pl + ix) * W), *v);
+                        let (iy, mut ix) = (p0 / w, p0 % w);
+                        // Over all `W` vectors (a constant trip count: `px` stays in registers),
+                        // storing the first `cnt`; the destination steps along the padded rows.
+                        let mut dst = tp.add(((pt + iy) * wp + pl + ix) * W);
+                        for (j, v) in px.iter().enumerate() {
+                            if j < cnt {
+                                st(dst, *v);
+                            }
                             ix += 1;
+                            dst = dst.wrapping_add(W);
                             if ix == w {
-                                (iy, ix) = (iy + 1, 0);
+                                ix = 0;
+                                dst = dst.wrapping_add((wp - w) * W);
                             }
                         }
                         p0 += W;
@@ -926,9 +935,11 @@ macro_rules! dw_lanes_body {
                                 zero()
                             }
                         }));
-                        for (i, v) in cv.iter().enumerate().take(nch) {
-                            let off = (q + i) * ohw + p0;
-                            stm(d.y.add(off), finish_at(*v, &e, chan[i], off, cnt), cnt);
+                        for (i, v) in cv.iter().enumerate() {
+                            if i < nch {
+                                let off = (q + i) * ohw + p0;
+                                stm(d.y.add(off), finish_at(*v, &e, chan[i], off, cnt), cnt);
+                            }
                         }
                         p0 += W;
                     }
