@@ -816,16 +816,59 @@ macro_rules! dw_body {
             e: &super::Epi,
             bias: V,
         ) {
+            use super::act_code as c;
+            // One dispatch on the activation per block, each arm with the activation a
+            // constant: the rows' epilogues are then straight-line code and the accumulators
+            // stay in registers (a dispatch per row kept them on the stack).
+            // SAFETY: as this function's contract.
+            unsafe {
+                match e.code {
+                    c::NONE => store_rows_as::<RB, { c::NONE }>(y, ow, oy, ox, n, acc, e, bias),
+                    c::RELU => store_rows_as::<RB, { c::RELU }>(y, ow, oy, ox, n, acc, e, bias),
+                    c::CLIP => store_rows_as::<RB, { c::CLIP }>(y, ow, oy, ox, n, acc, e, bias),
+                    c::SIGMOID => {
+                        store_rows_as::<RB, { c::SIGMOID }>(y, ow, oy, ox, n, acc, e, bias)
+                    }
+                    c::HARD_SIGMOID => {
+                        store_rows_as::<RB, { c::HARD_SIGMOID }>(y, ow, oy, ox, n, acc, e, bias)
+                    }
+                    c::HARD_SWISH => {
+                        store_rows_as::<RB, { c::HARD_SWISH }>(y, ow, oy, ox, n, acc, e, bias)
+                    }
+                    _ => store_rows_as::<RB, { c::SILU }>(y, ow, oy, ox, n, acc, e, bias),
+                }
+            }
+        }
+
+        /// [`store_rows`] with the activation `CODE` (`e.code`) a constant.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// As for [`store_rows`].
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn store_rows_as<const RB: usize, const CODE: u64>(
+            y: *mut f32,
+            ow: usize,
+            oy: usize,
+            ox: usize,
+            n: usize,
+            acc: &[V; RB],
+            e: &super::Epi,
+            bias: V,
+        ) {
             // SAFETY: as this function's contract.
             unsafe {
                 for (r, a) in acc.iter().enumerate() {
                     let off = (oy + r) * ow + ox;
-                    let res = if e.res.is_null() {
-                        std::ptr::null()
-                    } else {
-                        e.res.add(off)
-                    };
-                    let v = finish(*a, e, bias, res, n);
+                    let mut v = *a;
+                    if !e.bias.is_null() {
+                        v = add(v, bias);
+                    }
+                    if !e.res.is_null() {
+                        let res = e.res.add(off);
+                        v = add(v, if n == W { ld(res) } else { ldm(res, n) });
+                    }
+                    let v = act(v, CODE, e.p0, e.p1);
                     let dst = y.add(off);
                     if n == W {
                         st(dst, v);
