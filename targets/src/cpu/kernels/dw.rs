@@ -860,15 +860,12 @@ macro_rules! dw_body {
             unsafe {
                 for (r, a) in acc.iter().enumerate() {
                     let off = (oy + r) * ow + ox;
-                    let mut v = *a;
-                    if !e.bias.is_null() {
-                        v = add(v, bias);
-                    }
-                    if !e.res.is_null() {
-                        let res = e.res.add(off);
-                        v = add(v, if n == W { ld(res) } else { ldm(res, n) });
-                    }
-                    let v = act(v, CODE, e.p0, e.p1);
+                    let res = if e.res.is_null() {
+                        std::ptr::null()
+                    } else {
+                        e.res.add(off)
+                    };
+                    let v = finish_with(*a, e, bias, res, n, CODE);
                     let dst = y.add(off);
                     if n == W {
                         st(dst, v);

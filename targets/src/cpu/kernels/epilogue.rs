@@ -125,7 +125,26 @@ macro_rules! act_body {
         /// # Safety
         /// The CPU supports the module's ISA; `res`, when not null, is valid for reading `n` f32
         /// (`n <= W`).
-        unsafe fn finish(mut v: V, e: &super::Epi, bias: V, res: *const f32, n: usize) -> V {
+        unsafe fn finish(v: V, e: &super::Epi, bias: V, res: *const f32, n: usize) -> V {
+            // SAFETY: as this function's contract.
+            unsafe { finish_with(v, e, bias, res, n, e.code) }
+        }
+
+        /// [`finish`] with the activation `code` given (a constant at a call site that
+        /// dispatches on `e.code` once for many vectors, so that the match folds away).
+        #[allow(dead_code)]
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// As for [`finish`].
+        unsafe fn finish_with(
+            mut v: V,
+            e: &super::Epi,
+            bias: V,
+            res: *const f32,
+            n: usize,
+            code: u64,
+        ) -> V {
             // SAFETY: `res` holds `n` readable f32 when not null (this function's contract).
             unsafe {
                 if !e.bias.is_null() {
@@ -134,7 +153,7 @@ macro_rules! act_body {
                 if !res.is_null() {
                     v = add(v, if n == W { ld(res) } else { ldm(res, n) });
                 }
-                act(v, e.code, e.p0, e.p1)
+                act(v, code, e.p0, e.p1)
             }
         }
 
