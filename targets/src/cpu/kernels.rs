@@ -455,8 +455,8 @@ pub mod avx512 {
         // SAFETY: as for `gemm_drive` (the caller's contract); the row-tile condition of
         // `rows_range` is what `rows_in_lanes` checks.
         unsafe {
-            if super::rows_in_lanes(g.m, g.n, W) {
-                // (The table entry's `row_lanes` is `W`: reports read the same choice.)
+            // The table entry's choice, which the reports name too.
+            if crate::cpu::isa::X86_64_AVX512.gemm.rows_in_lanes(g.m, g.n) {
                 super::gemm_drive(rows_range, ROW_TILE, COL_TILE, g, threads)
             } else {
                 super::gemm_drive(range, MR, NR, g, threads)

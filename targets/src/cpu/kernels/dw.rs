@@ -172,20 +172,20 @@ impl DwGeom {
     /// unpadded path ([`DwGeom::unpadded`]); a whole number of cache lines
     /// ([`PAD_ALIGN`]), so that every task's area starts on one (`None` on overflow).
     pub fn task_floats(&self, lanes: usize) -> Option<usize> {
-        let f = if self.path(lanes) == DwPath::Lanes {
-            let out = (self.oh * self.ow).next_multiple_of(lanes as u64);
-            let f = self
-                .hp
-                .checked_mul(self.wp)?
-                .checked_add(out)?
-                .checked_add(self.kh * self.kw)?
-                .checked_mul(lanes as u64)?;
-            usize::try_from(f).ok()?
-        } else if self.path(lanes) == DwPath::Unpadded {
+        let f = match self.path(lanes) {
+            DwPath::Lanes => {
+                let out = (self.oh * self.ow).next_multiple_of(lanes as u64);
+                let f = self
+                    .hp
+                    .checked_mul(self.wp)?
+                    .checked_add(out)?
+                    .checked_add(self.kh * self.kw)?
+                    .checked_mul(lanes as u64)?;
+                usize::try_from(f).ok()?
+            }
             // Read straight from the input: no padded plane.
-            0
-        } else {
-            self.plane_floats()?
+            DwPath::Unpadded => 0,
+            DwPath::Padded => self.plane_floats()?,
         };
         Some(f.next_multiple_of(PAD_ALIGN))
     }
@@ -334,6 +334,34 @@ impl Dw {
             g: unsafe { std::ptr::read_unaligned(geom) },
         }
     }
+
+    /// The epilogue of output plane `q` (`b * co + o`): channel `o`'s bias, the plane's
+    /// residual, the geometry's activation.
+    ///
+    /// # Safety
+    /// `q < planes` of the call (the bias and residual hold that channel and plane).
+    pub(super) unsafe fn plane_epi(&self, q: usize) -> super::Epi {
+        let g = &self.g;
+        let o = q % g.co as usize;
+        let plane = (g.oh * g.ow) as usize;
+        // SAFETY: channel `o` and plane `q` lie inside the bias and residual (contract).
+        unsafe {
+            super::Epi::new(
+                if self.bias.is_null() {
+                    self.bias
+                } else {
+                    self.bias.add(o)
+                },
+                if self.res.is_null() {
+                    self.res
+                } else {
+                    self.res.add(q * plane)
+                },
+                g.act,
+                g.act_params,
+            )
+        }
+    }
 }
 
 /// Runs a depthwise op as ranges of planes on `threads`, each task with its own scratch area ([`DwGeom::task_floats`]).
@@ -466,25 +494,11 @@ macro_rules! dw_body {
                 let (oh, ow, taps) = (u(g.oh), u(g.ow), u(g.kh * g.kw));
                 // The border stays zero: only the interior is rewritten per plane.
                 zero_border(sp, g);
-                let (code, pp) = (g.act, g.act_params);
                 let pr = g.pad_row();
                 for q in q0..q1 {
                     let (b, o) = (q / co, q % co);
                     pad_rows(sp, d.x.add(g.input_plane(b, o) * h * w), g);
-                    let epi = super::Epi::new(
-                        if d.bias.is_null() {
-                            d.bias
-                        } else {
-                            d.bias.add(o)
-                        },
-                        if d.res.is_null() {
-                            d.res
-                        } else {
-                            d.res.add(q * oh * ow)
-                        },
-                        code,
-                        pp,
-                    );
+                    let epi = d.plane_epi(q);
                     let pg = Geom {
                         sp,
                         pr,
@@ -1094,20 +1108,7 @@ macro_rules! dw_unpadded_body {
                 let (h, w, co, oh, ow, k) = (u(g.h), u(g.w), u(g.co), u(g.oh), u(g.ow), u(g.kh));
                 for q in q0..q1 {
                     let (b, o) = (q / co, q % co);
-                    let epi = super::Epi::new(
-                        if d.bias.is_null() {
-                            d.bias
-                        } else {
-                            d.bias.add(o)
-                        },
-                        if d.res.is_null() {
-                            d.res
-                        } else {
-                            d.res.add(q * oh * ow)
-                        },
-                        g.act,
-                        g.act_params,
-                    );
+                    let epi = d.plane_epi(q);
                     let pg = Unpadded {
                         x: d.x.add(g.input_plane(b, o) * h * w),
                         h,
