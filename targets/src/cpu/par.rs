@@ -13,10 +13,12 @@
 //! # Protocol
 //! The dispatcher, holding the `busy` flag, writes the job (closure, task count), then
 //! publishes it through two epoch-tagged words (`epoch << 24 | count`):
-//! - `claim` = `(epoch, tasks left)`: every participant, the caller included, claims one task
-//!   at a time with a compare-exchange that also checks the epoch, so tasks are handed out
-//!   dynamically and a pool thread that is descheduled between two tasks holds nothing back:
-//!   the caller keeps claiming and only waits for tasks already claimed and in progress.
+//! - `claim` = `(epoch, lo, hi)`: tasks `lo..hi` are unclaimed. Every participant, the
+//!   caller included, claims one task at a time with a compare-exchange that also checks the
+//!   epoch, so tasks are handed out dynamically and a pool thread that is descheduled between
+//!   two tasks holds nothing back: the caller keeps claiming and only waits for tasks already
+//!   claimed and in progress. The caller claims from the front, pool threads from the back
+//!   (see [`claim`] for why).
 //! - `seats` = `(epoch, helper places left)`: a pool thread takes a seat before it claims, so
 //!   a job runs on at most `threads` threads in all.
 //!
@@ -98,14 +100,21 @@ pub const SHARED_GRACE: Duration = Duration::from_millis(10);
 /// few hundred runs; a busy core, one every few milliseconds).
 pub const STALLS_SERIAL: usize = 3;
 
-/// Low bits of `claim` / `seats` holding a count; the high bits hold the job's epoch.
+/// Low bits of `seats` holding a count; the high bits hold the job's epoch.
 const COUNT_BITS: u32 = 24;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// Bits of each of the two task indices in `claim` (`epoch << 2 * INDEX_BITS | lo <<
+/// INDEX_BITS | hi`).
+const INDEX_BITS: u32 = 20;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 /// Largest task count of one published job; `for_each` splits larger ones.
-const MAX_JOB_TASKS: usize = COUNT_MASK as usize;
-/// Epochs wrap after 2^40 jobs; a stale compare-exchange would need a thread to sleep
-/// through exactly that many jobs to be mistaken for a current one.
-const EPOCH_MASK: u64 = u64::MAX >> COUNT_BITS;
+const MAX_JOB_TASKS: usize = INDEX_MASK as usize;
+/// Epochs wrap after 2^24 jobs (what `claim` leaves for them). A stale compare-exchange
+/// would need a pool thread to sleep between its load and its compare-exchange through a
+/// multiple of that many jobs and find the same task indices; it would then still claim an
+/// unclaimed task of the current job, counted in `done` as any other, so the only effect is
+/// one more participant than the job's seats.
+const EPOCH_MASK: u64 = (1 << (64 - 2 * INDEX_BITS)) - 1;
 
 fn pack(epoch: u64, count: u64) -> u64 {
     epoch << COUNT_BITS | count
@@ -115,6 +124,18 @@ fn epoch_of(w: u64) -> u64 {
 }
 fn count_of(w: u64) -> u64 {
     w & COUNT_MASK
+}
+/// The `claim` word of job `epoch` with tasks `lo..hi` unclaimed.
+fn pack_claim(epoch: u64, lo: u64, hi: u64) -> u64 {
+    epoch << (2 * INDEX_BITS) | lo << INDEX_BITS | hi
+}
+/// `(epoch, lo, hi)` of a `claim` word.
+fn unpack_claim(w: u64) -> (u64, u64, u64) {
+    (
+        w >> (2 * INDEX_BITS),
+        (w >> INDEX_BITS) & INDEX_MASK,
+        w & INDEX_MASK,
+    )
 }
 
 /// Keeps the hot words of the pool on cache lines of their own.
@@ -127,7 +148,6 @@ struct Padded<T>(T);
 #[derive(Clone, Copy)]
 struct Job {
     f: *const (),
-    tasks: usize,
     mxcsr: u32,
     /// The CPU the dispatcher ran on when it published the job ([`current_cpu`]).
     cpu: Option<usize>,
@@ -138,8 +158,8 @@ type TaskFn<'a> = &'a (dyn Fn(usize) + Sync + 'a);
 struct Pool {
     /// The job slot: taken (Acquire) and released (Release) by a dispatcher, never waited on.
     busy: Padded<AtomicBool>,
-    /// `(epoch, tasks left)` of the current job; tasks are claimed from the top down, task
-    /// index `tasks - left`.
+    /// `(epoch, lo, hi)` of the current job ([`pack_claim`]): tasks `lo..hi` are unclaimed;
+    /// the dispatcher claims from the front (`lo`), pool threads from the back (`hi`).
     claim: Padded<AtomicU64>,
     /// `(epoch, seats left for pool threads)` of the current job; pool threads poll it.
     seats: Padded<AtomicU64>,
@@ -199,7 +219,6 @@ impl Pool {
             done: Padded(AtomicUsize::new(0)),
             job: UnsafeCell::new(Job {
                 f: std::ptr::null(),
-                tasks: 0,
                 mxcsr: 0,
                 cpu: None,
             }),
@@ -425,14 +444,13 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
     unsafe {
         *pool.job.get() = Job {
             f: &f_ref as *const TaskFn<'_> as *const (),
-            tasks,
             mxcsr: super::fpenv::mxcsr(),
             cpu: current_cpu(),
         };
     }
     pool.claim
         .0
-        .store(pack(epoch, tasks as u64), Ordering::Release);
+        .store(pack_claim(epoch, 0, tasks as u64), Ordering::Release);
     // SeqCst store then SeqCst load of `sleepers`, against the pool thread's SeqCst
     // increment of `sleepers` then SeqCst load of `seats` (in `idle`): at least one side sees
     // the other, so either the thread does not park or we notify it under `park`.
@@ -463,8 +481,7 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
         payload = Some(p);
         mine += close(pool, epoch);
     } else {
-        while let Some(left) = claim(pool, epoch) {
-            let t = tasks - left;
+        while let Some(t) = claim(pool, epoch, End::Front) {
             mine += 1;
             if let Err(p) = caught(&mut || f(t)) {
                 payload = Some(p);
@@ -520,22 +537,43 @@ impl Drop for BusyGuard {
     }
 }
 
-/// Claims one task of job `epoch`: returns the number of tasks that were left (the task is
-/// `tasks - left`), or `None` when the job has none left or is over.
-fn claim(pool: &Pool, epoch: u64) -> Option<usize> {
+/// Which end of a job's unclaimed tasks a participant claims from.
+#[derive(Clone, Copy)]
+enum End {
+    /// The lowest unclaimed task: the dispatcher.
+    Front,
+    /// The highest: pool threads.
+    Back,
+}
+
+/// Claims one task of job `epoch` at `end` and returns its index, or `None` when the job has
+/// none left or is over.
+///
+/// Two ends, so that with two threads the dispatcher runs the first part of every job and
+/// the pool thread the last part, whatever the balance between them: consecutive ops split
+/// over the same dimension in the same order (channels, then channels again) then mostly
+/// read on each core what that core wrote, instead of fetching half of it from the other
+/// core's cache (which costs 4x more on a VM whose two vCPUs sit on different core
+/// complexes; see docs/CPU_BACKEND.md, "Task order").
+fn claim(pool: &Pool, epoch: u64, end: End) -> Option<usize> {
     let mut w = pool.claim.0.load(Ordering::Relaxed);
     loop {
-        if epoch_of(w) != epoch || count_of(w) == 0 {
+        let (e, lo, hi) = unpack_claim(w);
+        if e != epoch || lo >= hi {
             return None;
         }
+        let (next, t) = match end {
+            End::Front => (pack_claim(e, lo + 1, hi), lo),
+            End::Back => (pack_claim(e, lo, hi - 1), hi - 1),
+        };
         // Acquire on success: synchronizes with the dispatcher's Release publication of
         // `claim` (and so of `job`).
         match pool
             .claim
             .0
-            .compare_exchange_weak(w, w - 1, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange_weak(w, next, Ordering::Acquire, Ordering::Relaxed)
         {
-            Ok(_) => return Some(count_of(w) as usize),
+            Ok(_) => return Some(t as usize),
             Err(now) => w = now,
         }
     }
@@ -545,7 +583,8 @@ fn claim(pool: &Pool, epoch: u64) -> Option<usize> {
 /// Only called while the caller holds a claimed, unfinished task or is the dispatcher, so
 /// the job is still `epoch`.
 fn close(pool: &Pool, epoch: u64) -> usize {
-    count_of(pool.claim.0.swap(pack(epoch, 0), Ordering::AcqRel)) as usize
+    let (_, lo, hi) = unpack_claim(pool.claim.0.swap(pack_claim(epoch, 0, 0), Ordering::AcqRel));
+    hi.saturating_sub(lo) as usize
 }
 
 /// Spawns pool threads until there are `want` (or a spawn failed); returns how many exist.
@@ -616,11 +655,11 @@ fn idle(pool: &Pool, seen: u64) {
 
 /// Runs tasks of job `epoch` until none is left; a panic drops the rest of the job.
 fn work(pool: &Pool, epoch: u64) {
-    while let Some(left) = claim(pool, epoch) {
+    while let Some(t) = claim(pool, epoch, End::Back) {
         // SAFETY: we hold a claimed task of job `epoch` not yet counted in `done`, so the
         // dispatcher is still waiting in `dispatch`, `job` is that job's (see `impl Sync for
         // Pool`) and `job.f` points at its live `&dyn Fn`.
-        let result = unsafe { run_task(pool, left) };
+        let result = unsafe { run_task(pool, t) };
         let mut finished = 1;
         if let Err(p) = result {
             let mut slot = pool.panic.lock().unwrap_or_else(|e| e.into_inner());
@@ -637,11 +676,11 @@ fn work(pool: &Pool, epoch: u64) {
     }
 }
 
-/// Runs the task `tasks - left` of the current job, catching a panic.
+/// Runs task `t` of the current job, catching a panic.
 ///
 /// # Safety
 /// The caller holds that claimed task, not yet counted in `done`.
-unsafe fn run_task(pool: &Pool, left: usize) -> std::thread::Result<()> {
+unsafe fn run_task(pool: &Pool, t: usize) -> std::thread::Result<()> {
     // SAFETY: by the contract, `job` holds the current job and its closure is alive until
     // the task is counted in `done`, which happens after this function returned.
     let job = unsafe { *pool.job.get() };
@@ -649,7 +688,6 @@ unsafe fn run_task(pool: &Pool, left: usize) -> std::thread::Result<()> {
     super::fpenv::set_mxcsr(job.mxcsr);
     // SAFETY: `job.f` points at the dispatcher's `&dyn Fn` (see `dispatch`), alive as above.
     let f: TaskFn<'_> = unsafe { *(job.f as *const TaskFn<'_>) };
-    let t = job.tasks - left;
     let r = caught(&mut || f(t));
     if job.cpu.is_some() && current_cpu() == job.cpu {
         pool.shared_cpu.store(true, Ordering::Relaxed);
@@ -735,7 +773,7 @@ mod tests {
     use super::{for_each, join, physical_cores};
     use std::collections::HashSet;
     use std::panic::catch_unwind;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
@@ -786,6 +824,33 @@ mod tests {
             });
             let who = who.into_inner().unwrap();
             assert!(who.len() <= 2, "{} threads ran a threads=2 job", who.len());
+        }
+    }
+
+    #[test]
+    fn par_caller_runs_a_prefix_of_the_tasks_and_pool_threads_the_rest() {
+        // The caller claims from the front, pool threads from the back: whoever ran how many,
+        // the caller's tasks are `0..k`. (With a concurrent dispatcher holding the pool the
+        // job runs serially on the caller: all tasks, still a prefix.)
+        let me = std::thread::current().id();
+        for tasks in [2, 3, 8, 64] {
+            for _ in 0..rounds(20) {
+                let mine: Vec<AtomicBool> = (0..tasks).map(|_| AtomicBool::new(false)).collect();
+                for_each(2, tasks, &|t| {
+                    if std::thread::current().id() == me {
+                        mine[t].store(true, Ordering::Relaxed);
+                    }
+                    spin_for(Duration::from_micros(5));
+                });
+                let k = mine
+                    .iter()
+                    .take_while(|m| m.load(Ordering::Relaxed))
+                    .count();
+                assert!(
+                    mine[k..].iter().all(|m| !m.load(Ordering::Relaxed)),
+                    "caller's tasks of {tasks} are not a prefix"
+                );
+            }
         }
     }
 
