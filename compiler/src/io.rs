@@ -149,9 +149,11 @@ fn check_npy_header(bytes: &[u8]) -> Result<(), String> {
     shape_count_fits(trimmed)
 }
 
-/// The header's `shape` tuple, when it is one of integers, has an element count that fits
-/// 64 bits (`npyz` multiplies the dimensions unchecked: a debug build panics, a release build
-/// wraps). Headers whose shape is not such a tuple are left to `npyz` to refuse.
+/// The header's `shape` tuple holds plain non-negative integers (as numpy writes them; a
+/// Python 2 `L` suffix allowed) whose product fits 64 bits: `npyz` multiplies the dimensions
+/// unchecked (a debug build panics, a release build wraps), and its literal parser also
+/// evaluates sums such as `3+ 14+8` into dimensions. Headers without a `shape` tuple are left
+/// to `npyz` to refuse.
 fn shape_count_fits(header: &[u8]) -> Result<(), String> {
     let Some(at) = header
         .windows(7)
@@ -172,12 +174,17 @@ fn shape_count_fits(header: &[u8]) -> Result<(), String> {
         if tok.is_empty() {
             continue;
         }
-        let Some(d) = std::str::from_utf8(tok)
+        let digits = tok.strip_suffix(b"L").unwrap_or(tok);
+        let d = std::str::from_utf8(digits)
             .ok()
+            .filter(|t| t.bytes().all(|c| c.is_ascii_digit()))
             .and_then(|t| t.parse::<u64>().ok())
-        else {
-            return Ok(());
-        };
+            .ok_or_else(|| {
+                format!(
+                    "shape entry '{}' is not a non-negative integer",
+                    String::from_utf8_lossy(tok)
+                )
+            })?;
         count = count
             .checked_mul(d)
             .ok_or("the shape's element count overflows 64 bits")?;
@@ -415,6 +422,17 @@ mod tests {
                 ),
                 "element count overflows",
             ),
+            // Found by the npy fuzz target: npyz's literal parser adds `3+ 14+8` up and then
+            // multiplies the dimensions unchecked.
+            (
+                npy_bytes(
+                    1,
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3+ 14+8, 000000001076404828009136133--400000), }",
+                    &data,
+                ),
+                "is not a non-negative integer",
+            ),
+            (npy_bytes(1, "{'shape': (2, -3), }", &data), "'-3' is not"),
         ] {
             let e = err(b);
             assert!(e.contains(what), "{what}: {e}");
