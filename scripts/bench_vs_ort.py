@@ -356,7 +356,8 @@ class MncEngine:
         j = json.loads(out)
         return j["median_ms"], {"resolved_target": j["target"], "device": j["device"],
                                 "build_ms": j["build_ms"], "min_ms": j["min_ms"], "p90_ms": j["p90_ms"],
-                                "pool_stalls": j.get("pool_stalls")}
+                                "pool_stalls": j.get("pool_stalls"),
+                                "core_round_trip_ns": j.get("core_round_trip_ns")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,6 +517,14 @@ def markdown(res):
         lines += ["", "mnc thread-pool stalls in the timed runs, summed over rounds (after 3 within "
                   "50 ms or in a row mnc runs the kernels on its calling thread alone for a while; "
                   "docs/CPU_BACKEND.md, Threads): " + "; ".join(stalled)]
+    trips = sorted(d["core_round_trip_ns"] for c in res["configs"]
+                   for runs in c.get("mnc_details", {}).values() for d in runs
+                   if d.get("core_round_trip_ns") is not None)
+    if trips:
+        slow = sum(t > 250 for t in trips)
+        lines += ["", f"Core-to-core round trip after mnc's multi-thread rounds (`mnc bench`): "
+                  f"{trips[0]:.0f}-{trips[-1]:.0f} ns, median {statistics.median(trips):.0f}; "
+                  f"{slow} of {len(trips)} above 250 ns (the VM's slow state, docs/BENCHMARKS.md)"]
     if res.get("checks"):
         lines += ["", "Output check (same input, max |y - y_ort|, max |y_ort|):", ""]
         for ch in res["checks"]:

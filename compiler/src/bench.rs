@@ -130,6 +130,11 @@ pub struct BenchResult {
     /// 3 within 50 ms start a period in which the kernels run on the calling thread alone,
     /// `mnc_targets::cpu::par`). A period started in the warm-up runs is not counted.
     pub pool_stalls: Option<u64>,
+    /// x86-64 targets run on 2 or more threads: the median time, in ns, for two threads to
+    /// pass a cache line there and back ([`core_round_trip_ns`]), measured right after the
+    /// timed runs. It tells the machine's state: 70-100 ns on the development VM normally,
+    /// 340-400 ns (and slower multi-thread runs) when its vCPUs sit on distant cores.
+    pub core_round_trip_ns: Option<f64>,
     pub profile: Option<Vec<OpProfile>>,
 }
 
@@ -166,6 +171,10 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
     }
     let pool_stalls = matches!(model.executable(), Executable::Cpu(_))
         .then(|| mnc_targets::cpu::par::stalls() - stalls_before);
+    let core_round_trip_ns = match model.executable() {
+        Executable::Cpu(m) if m.report().threads >= 2 => core_round_trip_ns(),
+        _ => None,
+    };
     ms.sort_by(|x, y| x.total_cmp(y));
     let (median, min, p90) = (quantile(&ms, 0.5), ms[0], quantile(&ms, 0.9));
     let batch = model.batch();
@@ -222,6 +231,7 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         cache_bandwidth_gbs: cache_bandwidth,
         timing: "wall clock per run(), including host<->device copies for GPU targets".into(),
         pool_stalls,
+        core_round_trip_ns,
         profile,
     })
 }
@@ -251,6 +261,12 @@ impl BenchResult {
             let _ = writeln!(
                 s,
                 "thread pool: {n} stall(s) in the timed runs (a pool thread descheduled in a task, or on this thread's core; 3 within 50 ms make the kernels run on the calling thread alone for 20 ms-1 s, see docs/CPU_BACKEND.md)"
+            );
+        }
+        if let Some(ns) = self.core_round_trip_ns {
+            let _ = writeln!(
+                s,
+                "core-to-core round trip: {ns:.0} ns (two threads passing a cache line, after the timed runs; several times the usual figure means distant or shared cores, see docs/BENCHMARKS.md)"
             );
         }
         let _ = writeln!(
@@ -424,6 +440,67 @@ fn triad(a: &mut [f32], b: &[f32], c: &[f32], s: f32) {
     for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
         *a = b + s * c;
     }
+}
+
+/// The median time, in ns, for two threads to pass a cache line there and back: this thread
+/// and a scoped one alternate on one atomic word, 2000 round trips per sample, 5 samples.
+/// Each side spins, yielding its core after 1000 fruitless spins (two threads placed on one
+/// CPU still finish: the figure then shows scheduler hand-offs). `None` when no thread can be
+/// spawned or a sample takes over 50 ms (it is then stopped).
+pub fn core_round_trip_ns() -> Option<f64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const TRIPS: u64 = 2000;
+    const SAMPLES: u64 = 5;
+    const LIMIT: std::time::Duration = std::time::Duration::from_millis(50);
+    /// Waits until `w` holds `want` (true) or the other side gave up (`u64::MAX`, false).
+    fn wait(w: &AtomicU64, want: u64) -> bool {
+        let mut spins = 0u32;
+        loop {
+            match w.load(Ordering::Acquire) {
+                v if v == want => return true,
+                u64::MAX => return false,
+                _ => {}
+            }
+            spins += 1;
+            if spins.is_multiple_of(1000) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    let word = AtomicU64::new(0);
+    std::thread::scope(|sc| {
+        let echo = std::thread::Builder::new()
+            .spawn_scoped(sc, || {
+                // Answers every odd value with the next even one until told to stop.
+                let mut v = 1;
+                while wait(&word, v) {
+                    word.store(v + 1, Ordering::Release);
+                    v += 2;
+                }
+            })
+            .ok()?;
+        let mut times = Vec::new();
+        let mut v = 1;
+        'samples: for _ in 0..SAMPLES {
+            let t = std::time::Instant::now();
+            for _ in 0..TRIPS {
+                word.store(v, Ordering::Release);
+                if !wait(&word, v + 1) || t.elapsed() > LIMIT {
+                    break 'samples;
+                }
+                v += 2;
+            }
+            times.push(t.elapsed().as_secs_f64() * 1e9 / TRIPS as f64);
+        }
+        word.store(u64::MAX, Ordering::Release);
+        echo.join().ok()?;
+        (times.len() == SAMPLES as usize).then(|| {
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        })
+    })
 }
 
 /// Three zero-initialized f32 arrays of `n` elements, or `None` when memory is short.
@@ -602,8 +679,19 @@ mod tests {
             cache_bandwidth_gbs: Some(40.0),
             timing: String::new(),
             pool_stalls: Some(0),
+            core_round_trip_ns: Some(85.0),
             profile: Some(profile),
         }
+    }
+
+    /// Two threads pass the line back and forth: a figure below the sample limit (2000 trips
+    /// in 50 ms), also when the machine has one CPU (the spinning sides yield).
+    #[test]
+    fn core_round_trip_is_measured() {
+        let ns = core_round_trip_ns().expect("a round trip figure");
+        assert!(ns > 0.0 && ns <= 25_000.0, "{ns} ns");
+        let t = result(vec![op(2_000_000, 1_000_000)]).text();
+        assert!(t.contains("core-to-core round trip: 85 ns"), "{t}");
     }
 
     /// The text has the roofline columns, one row per op, and the bandwidth line.
