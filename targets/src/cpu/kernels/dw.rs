@@ -17,7 +17,7 @@ use crate::Target;
 /// input at row `pt`, column `pl`; every tap read of every output lies inside it. The stem
 /// kernel reads the same struct (see [`super::stem::scratch_floats`]).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DwGeom {
     pub planes: u64,
     pub co: u64,
@@ -493,11 +493,17 @@ macro_rules! dw_body {
                 let co = u(g.co);
                 let (oh, ow, taps) = (u(g.oh), u(g.ow), u(g.kh * g.kw));
                 // The border stays zero: only the interior is rewritten per plane.
-                zero_border(sp, g);
+                zero_border_rows(sp, g, 0, g.hp as usize);
                 let pr = g.pad_row();
                 for q in q0..q1 {
                     let (b, o) = (q / co, q % co);
-                    pad_rows(sp, d.x.add(g.input_plane(b, o) * h * w), g);
+                    pad_rows_in(
+                        sp,
+                        d.x.add(g.input_plane(b, o) * h * w),
+                        g,
+                        0,
+                        g.hp as usize,
+                    );
                     let epi = d.plane_epi(q);
                     let pg = Geom {
                         sp,
@@ -529,23 +535,29 @@ macro_rules! dw_body {
             }
         }
 
-        /// Zeroes the border of the padded plane `sp` (`hp` rows, [`super::DwGeom::pad_row`]):
-        /// every padded column that [`pad_rows`] does not write (the rows above and below the
-        /// input, and the padded columns left and right of it). A task does it once: its
-        /// planes rewrite only the interior.
+        /// Zeroes the border of rows `y0..y1` of the padded plane `sp` (`hp` rows,
+        /// [`super::DwGeom::pad_row`]): every padded column that [`pad_rows_in`] does not
+        /// write (the rows above and below the input, and the padded columns left and right
+        /// of it). A depthwise task does it once for the whole plane (`0..hp`): its planes
+        /// rewrite only the interior.
         #[target_feature(enable = $feat)]
         /// # Safety
         /// The CPU supports the module's ISA; `sp` is valid for writing
-        /// [`super::DwGeom::plane_floats`] f32, with `pt + h <= hp` and `pl + w <= wp`.
-        unsafe fn zero_border(sp: *mut f32, g: &super::DwGeom) {
+        /// [`super::DwGeom::plane_floats`] f32, with `pt + h <= hp`, `pl + w <= wp` and
+        /// `y0 <= y1 <= hp`.
+        unsafe fn zero_border_rows(sp: *mut f32, g: &super::DwGeom, y0: usize, y1: usize) {
             let u = |v: u64| v as usize;
-            let (h, w, hp, wp, pt, pl) = (u(g.h), u(g.w), u(g.hp), u(g.wp), u(g.pt), u(g.pl));
+            let (h, w, wp, pt, pl) = (u(g.h), u(g.w), u(g.wp), u(g.pt), u(g.pl));
             let pr = g.pad_row();
-            // SAFETY: every position written lies in the plane's `hp` rows (contract).
+            let (a, z) = (y0.max(pt), y1.min(pt + h)); // the interior rows of the range
+                                                       // SAFETY: every position written lies in rows `y0..y1` of the plane (contract).
             unsafe {
-                fill_zero(sp, pt * pr.stride);
-                fill_zero(sp.add((pt + h) * pr.stride), (hp - pt - h) * pr.stride);
-                for iy in pt..pt + h {
+                if a >= z {
+                    return fill_zero(sp.add(y0 * pr.stride), (y1 - y0) * pr.stride);
+                }
+                fill_zero(sp.add(y0 * pr.stride), (a - y0) * pr.stride);
+                fill_zero(sp.add(z * pr.stride), (y1 - z) * pr.stride);
+                for iy in a..z {
                     let row = sp.add(iy * pr.stride);
                     for j in (0..pl).chain(pl + w..wp) {
                         *row.add(pr.at(j)) = 0.0;
@@ -591,17 +603,24 @@ macro_rules! dw_body {
             }
         }
 
-        /// Copies the `h x w` input plane `x` into the interior of the padded plane `sp`
-        /// (`hp` rows as [`super::DwGeom::pad_row`] lays them out, the input at row `pt`,
-        /// column `pl`), leaving the border as it is. With column stride 2 each padded row is
+        /// Copies the input rows of the `h x w` plane `x` that land in padded rows `y0..y1`
+        /// into the interior of the padded plane `sp` (`hp` rows as
+        /// [`super::DwGeom::pad_row`] lays them out, the input at row `pt`, column `pl`),
+        /// leaving the border as it is. With column stride 2 each padded row is
         /// stored deinterleaved, its even columns in one run and its odd columns in another,
         /// so that every tap of a vector of outputs is one contiguous load ([`tap`]).
         #[target_feature(enable = $feat)]
         /// # Safety
         /// The CPU supports the module's ISA; `x` is valid for reading `h * w` f32 and `sp`
-        /// for writing [`super::DwGeom::plane_floats`], with `pt + h <= hp` and `pl + w <=
-        /// wp`.
-        unsafe fn pad_rows(sp: *mut f32, x: *const f32, g: &super::DwGeom) {
+        /// for writing [`super::DwGeom::plane_floats`], with `pt + h <= hp`, `pl + w <= wp`
+        /// and `y0 <= y1 <= hp`.
+        unsafe fn pad_rows_in(
+            sp: *mut f32,
+            x: *const f32,
+            g: &super::DwGeom,
+            y0: usize,
+            y1: usize,
+        ) {
             let u = |v: u64| v as usize;
             let (h, w, pt, pl) = (u(g.h), u(g.w), u(g.pt), u(g.pl));
             let pr = g.pad_row();
@@ -611,7 +630,7 @@ macro_rules! dw_body {
             // SAFETY: rows `pt..pt + h` of `sp` and every input row are in bounds, and the
             // columns written are padded columns `pl..pl + w` of their row (contract).
             unsafe {
-                for iy in 0..h {
+                for iy in y0.max(pt) - pt..y1.min(pt + h).max(pt) - pt {
                     let (row, src) = (sp.add((pt + iy) * pr.stride), x.add(iy * w));
                     if g.sx == 2 {
                         copy_s2(row.add(even_at), row.add(odd_at), src, w);
@@ -730,7 +749,7 @@ macro_rules! dw_body {
         /// The `n` (1..=W) inputs that tap column `j` (`kx * dx`) of output columns `ox..ox +
         /// n` reads from padded row `row` at column stride `sx` (`SX`: 1, 2, or 0 for any):
         /// padded columns `ox * sx + j + i * sx`, which for stride 2 lie contiguously in the
-        /// row's deinterleaved form ([`pad_rows`], [`super::PadRow`]).
+        /// row's deinterleaved form ([`pad_rows_in`], [`super::PadRow`]).
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety

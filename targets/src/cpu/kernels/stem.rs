@@ -53,34 +53,49 @@ pub fn stem_kernel(t: Target) -> Option<(&'static str, StemFn)> {
         .map(|d| (d.symbol, d.func))
 }
 
-/// Runs a stem conv: pads every input plane through the ISA's `pad(d, p)` (input plane
-/// `p = b * ci + c` into scratch plane `p`), then output rows `(b, oy)` in ranges through the
-/// ISA's `rows(d, r0, r1)` (flattened `b * oh + oy`), on `threads`.
+/// Runs a stem conv: pads the input planes through the ISA's `pad(d, p, y0, y1)` (padded rows
+/// `y0..y1` of input plane `p = b * ci + c` into scratch plane `p`), then output rows `(b,
+/// oy)` in ranges through the ISA's `rows(d, r0, r1)` (flattened `b * oh + oy`), on
+/// `threads`. Both phases split the same output-row ranges over the same task indices: task
+/// `t` pads the rows its output rows start on ([`pad_band`]), so the rows a task reads were
+/// mostly padded on its own core (the pool runs a prefix of the tasks on the caller), and the
+/// three input planes of an image split evenly instead of 2:1 over two threads.
 ///
 /// # Safety
 /// As for the ISA's `stem`: `d` describes valid buffers for its geometry.
 pub(super) unsafe fn stem_drive(
-    pad: unsafe fn(&Dw, usize),
+    pad: unsafe fn(&Dw, usize, usize, usize),
     rows: unsafe fn(&Dw, usize, usize),
     d: &Dw,
     threads: usize,
 ) {
     let threads = super::super::par::threads_now(threads);
     let g = &d.g;
-    let n = (g.planes / g.co.max(1)) as usize;
-    let planes = n * g.ci as usize;
+    let (n, ci, hp) = (
+        (g.planes / g.co.max(1)) as usize,
+        g.ci as usize,
+        g.hp as usize,
+    );
     let all = n * g.oh as usize;
     let work = (g.planes * g.oh * g.ow * g.ci * g.kh * g.kw) as usize;
-    if threads <= 1 || work < PAR_MIN_WORK {
-        // SAFETY: every plane and every row on this thread (contract).
-        unsafe {
-            (0..planes).for_each(|p| pad(d, p));
-            return rows(d, 0, all);
+    // SAFETY (both closures): each padded row of each plane is written by the one task whose
+    // band holds it, and the row ranges are disjoint (contract).
+    let pad_band_rows = |r0: usize, r1: usize| unsafe {
+        for (b, y0, y1) in pad_band(g, r0, r1) {
+            (0..ci).for_each(|c| pad(d, b * ci + c, y0, y1));
         }
+    };
+    if threads <= 1 || work < PAR_MIN_WORK {
+        pad_band_rows(0, all);
+        // SAFETY: every row on this thread, the planes padded (contract).
+        return unsafe { rows(d, 0, all) };
     }
-    // SAFETY: each task pads its own plane (contract).
-    super::super::par::for_each(threads, planes, &|p| unsafe { pad(d, p) });
     let tasks = threads.saturating_mul(TASKS_PER_THREAD).min(all).max(1);
+    debug_assert!(hp > 0);
+    super::super::par::for_each(threads, tasks, &|t| {
+        let (r0, r1) = part(all, tasks, t);
+        pad_band_rows(r0, r1)
+    });
     super::super::par::for_each(threads, tasks, &|t| {
         let (r0, r1) = part(all, tasks, t);
         // SAFETY: disjoint row ranges of the whole call (contract).
@@ -88,8 +103,31 @@ pub(super) unsafe fn stem_drive(
     });
 }
 
+/// The padded rows that the task computing output rows `r0..r1` (flattened `b * oh + oy`)
+/// pads: per image `b` touched, `(b, y0, y1)` with `y0 = oy0 * sy` for its first row `oy0`
+/// and `y1` the next range's start (the plane's `hp` rows for an image's last range), so the
+/// ranges of `0..n * oh` cover every padded row of every image exactly once.
+fn pad_band(
+    g: &super::DwGeom,
+    r0: usize,
+    r1: usize,
+) -> impl Iterator<Item = (usize, usize, usize)> {
+    let (oh, sy, hp) = (g.oh as usize, g.sy as usize, g.hp as usize);
+    let start = move |oy: usize| if oy == 0 { 0 } else { (oy * sy).min(hp) };
+    let end = move |oy: usize| if oy >= oh { hp } else { (oy * sy).min(hp) };
+    let images = if r0 < r1 {
+        r0 / oh..(r1 - 1) / oh + 1
+    } else {
+        0..0
+    };
+    images.map(move |b| {
+        let (a, z) = (r0.max(b * oh) - b * oh, r1.min((b + 1) * oh) - b * oh);
+        (b, start(a), end(z))
+    })
+}
+
 /// The stem body of the AVX2 / AVX-512 modules: `stem` (the [`StemFn`] entry) and its row
-/// function, using the module's helpers (`pad_rows` and `tap` of the depthwise body, `finish`,
+/// function, using the module's helpers (`pad_rows_in`, `zero_border_rows` and `tap` of the depthwise body, `finish`,
 /// `bc`, ...)
 /// and `CB` (accumulators per channel block).
 macro_rules! stem_body {
@@ -119,13 +157,13 @@ macro_rules! stem_body {
             })
         }
 
-        /// Pads input plane `p` (`b * ci + c`) into scratch plane `p`: zero border, input
-        /// interior (deinterleaved for column stride 2, see [`pad_rows`]).
+        /// Pads rows `y0..y1` of padded plane `p` (`b * ci + c`, scratch plane `p`): zero
+        /// border, input interior (deinterleaved for column stride 2, see [`pad_rows_in`]).
         ///
         /// # Safety
         /// The CPU supports the module's ISA; `d` is as [`stem`]'s contract states, `p < n *
-        /// ci`, and no other task touches scratch plane `p`.
-        unsafe fn stem_pad(d: &super::Dw, p: usize) {
+        /// ci`, `y0 <= y1 <= hp`, and no other task touches those rows of scratch plane `p`.
+        unsafe fn stem_pad(d: &super::Dw, p: usize, y0: usize, y1: usize) {
             let g = &d.g;
             let (h, w) = (g.h as usize, g.w as usize);
             let plane = g.plane_floats().unwrap_or(0);
@@ -133,8 +171,8 @@ macro_rules! stem_body {
             // in bounds (contract); the geometry's padded plane holds the input.
             unsafe {
                 let sp = d.scratch.add(p * plane);
-                zero_border(sp, g);
-                pad_rows(sp, d.x.add(p * h * w), g);
+                zero_border_rows(sp, g, y0, y1);
+                pad_rows_in(sp, d.x.add(p * h * w), g, y0, y1);
             }
         }
 
@@ -243,4 +281,38 @@ macro_rules! stem_body {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pad_band, part, DwGeom};
+
+    #[test]
+    fn pad_bands_cover_every_padded_row_once() {
+        // (images, oh, sy, hp): MobileNet's stem, stride 1, a window narrower than the stride
+        // (rows past `oh * sy` belong to the last band), and more tasks than rows.
+        for (n, oh, sy, hp) in [(1, 112, 2, 225), (2, 7, 1, 9), (3, 4, 3, 11), (1, 3, 2, 7)] {
+            let g = DwGeom {
+                oh,
+                sy,
+                hp,
+                ..DwGeom::default()
+            };
+            let all = n * oh as usize;
+            for tasks in [1, 2, 3, 8, 13] {
+                let mut hits = vec![0u32; n * hp as usize];
+                for t in 0..tasks {
+                    let (r0, r1) = part(all, tasks, t);
+                    for (b, y0, y1) in pad_band(&g, r0, r1) {
+                        assert!(y0 <= y1 && y1 <= hp as usize);
+                        (y0..y1).for_each(|y| hits[b * hp as usize + y] += 1);
+                    }
+                }
+                assert!(
+                    hits.iter().all(|&h| h == 1),
+                    "n={n} oh={oh} sy={sy} hp={hp} tasks={tasks}: {hits:?}"
+                );
+            }
+        }
+    }
 }
