@@ -71,18 +71,15 @@ pub(super) unsafe fn stem_drive(
 ) {
     let threads = super::super::par::threads_now(threads);
     let g = &d.g;
-    let (n, ci, hp) = (
-        (g.planes / g.co.max(1)) as usize,
-        g.ci as usize,
-        g.hp as usize,
-    );
+    let (n, ci) = ((g.planes / g.co.max(1)) as usize, g.ci as usize);
     let all = n * g.oh as usize;
     let work = (g.planes * g.oh * g.ow * g.ci * g.kh * g.kw) as usize;
-    // SAFETY (both closures): each padded row of each plane is written by the one task whose
-    // band holds it, and the row ranges are disjoint (contract).
-    let pad_band_rows = |r0: usize, r1: usize| unsafe {
+    let pad_band_rows = |r0: usize, r1: usize| {
         for (b, y0, y1) in pad_band(g, r0, r1) {
-            (0..ci).for_each(|c| pad(d, b * ci + c, y0, y1));
+            // SAFETY: each padded row of each plane is written by the one task whose band
+            // holds it (`pad_band`), the bands of disjoint row ranges being disjoint; the
+            // planes lie inside the call (contract).
+            (0..ci).for_each(|c| unsafe { pad(d, b * ci + c, y0, y1) });
         }
     };
     if threads <= 1 || work < PAR_MIN_WORK {
@@ -91,7 +88,6 @@ pub(super) unsafe fn stem_drive(
         return unsafe { rows(d, 0, all) };
     }
     let tasks = threads.saturating_mul(TASKS_PER_THREAD).min(all).max(1);
-    debug_assert!(hp > 0);
     super::super::par::for_each(threads, tasks, &|t| {
         let (r0, r1) = part(all, tasks, t);
         pad_band_rows(r0, r1)
