@@ -443,16 +443,17 @@ fn triad(a: &mut [f32], b: &[f32], c: &[f32], s: f32) {
 }
 
 /// The median time, in ns, for two threads to pass a cache line there and back: this thread
-/// and a scoped one alternate on one atomic word, 2000 round trips per sample, 5 samples.
-/// Each side spins, yielding its core after 1000 fruitless spins (two threads placed on one
-/// CPU still finish: the figure then shows scheduler hand-offs). `None` when no thread can be
-/// spawned or a sample takes over 50 ms (it is then stopped).
+/// and a scoped one alternate on one atomic word, 5 samples of up to 2000 round trips each
+/// (a sample stops after 50 ms and counts the trips it made). Each side spins, yielding its
+/// core after 100 fruitless spins, so two threads placed on one CPU (or a loaded machine)
+/// still finish: the figure then shows scheduler hand-offs. `None` when no thread can be
+/// spawned.
 pub fn core_round_trip_ns() -> Option<f64> {
     use std::sync::atomic::{AtomicU64, Ordering};
     const TRIPS: u64 = 2000;
-    const SAMPLES: u64 = 5;
+    const SAMPLES: usize = 5;
     const LIMIT: std::time::Duration = std::time::Duration::from_millis(50);
-    /// Waits until `w` holds `want` (true) or the other side gave up (`u64::MAX`, false).
+    /// Waits until `w` holds `want` (true) or the other side stopped (`u64::MAX`, false).
     fn wait(w: &AtomicU64, want: u64) -> bool {
         let mut spins = 0u32;
         loop {
@@ -462,7 +463,7 @@ pub fn core_round_trip_ns() -> Option<f64> {
                 _ => {}
             }
             spins += 1;
-            if spins.is_multiple_of(1000) {
+            if spins.is_multiple_of(100) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
@@ -481,25 +482,25 @@ pub fn core_round_trip_ns() -> Option<f64> {
                 }
             })
             .ok()?;
-        let mut times = Vec::new();
+        let mut times = Vec::with_capacity(SAMPLES);
         let mut v = 1;
-        'samples: for _ in 0..SAMPLES {
+        for _ in 0..SAMPLES {
             let t = std::time::Instant::now();
-            for _ in 0..TRIPS {
+            let mut trips = 0u64;
+            while trips < TRIPS && t.elapsed() < LIMIT {
                 word.store(v, Ordering::Release);
-                if !wait(&word, v + 1) || t.elapsed() > LIMIT {
-                    break 'samples;
-                }
+                // Only this thread stores `u64::MAX`: the echo always answers.
+                wait(&word, v + 1);
                 v += 2;
+                trips += 1;
             }
-            times.push(t.elapsed().as_secs_f64() * 1e9 / TRIPS as f64);
+            times.push(t.elapsed().as_secs_f64() * 1e9 / trips.max(1) as f64);
         }
+        // The echo waits for the next odd value: it sees the stop.
         word.store(u64::MAX, Ordering::Release);
         echo.join().ok()?;
-        (times.len() == SAMPLES as usize).then(|| {
-            times.sort_by(f64::total_cmp);
-            times[times.len() / 2]
-        })
+        times.sort_by(f64::total_cmp);
+        Some(times[SAMPLES / 2])
     })
 }
 
@@ -684,12 +685,12 @@ mod tests {
         }
     }
 
-    /// Two threads pass the line back and forth: a figure below the sample limit (2000 trips
-    /// in 50 ms), also when the machine has one CPU (the spinning sides yield).
+    /// Two threads pass the line back and forth and the figure is a time per trip, also
+    /// on a loaded machine (the spinning sides yield; a slow sample counts the trips it made).
     #[test]
     fn core_round_trip_is_measured() {
         let ns = core_round_trip_ns().expect("a round trip figure");
-        assert!(ns > 0.0 && ns <= 25_000.0, "{ns} ns");
+        assert!(ns.is_finite() && ns > 0.0, "{ns} ns");
         let t = result(vec![op(2_000_000, 1_000_000)]).text();
         assert!(t.contains("core-to-core round trip: 85 ns"), "{t}");
     }
