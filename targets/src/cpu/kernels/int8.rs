@@ -233,14 +233,25 @@ impl QConvGeom {
     /// where the image allows (a task splitting a panel's output channels with others packs
     /// the whole panel again: with few panels the packing multiplies instead of the work
     /// dividing).
+    ///
+    /// A last chunk under a quarter of the others (and under `4 * VNNI_TILE`) is spread over
+    /// them instead (MobileNetV2: 7x7 = 49 pixels one chunk, not 48 + 1; 14x14 = 4 x 49, not
+    /// 4 x 48 + 4): such a chunk packed a panel and streamed every weight of the conv again
+    /// for a few pixels, which the block's `gemv` rest does at a fraction of the cost.
     pub fn chunk(&self) -> usize {
+        let p = self.pixels().max(1);
         let c = (PANEL_BYTES / (self.k4() * 4).max(1)) / VNNI_TILE * VNNI_TILE;
         let per_image = (self.n * self.groups).max(1) as usize;
         let chunks_wanted = (self.tasks.max(1) as usize).div_ceil(per_image);
-        let share = self.pixels().div_ceil(chunks_wanted) / VNNI_TILE * VNNI_TILE;
-        c.min(share)
-            .clamp(VNNI_TILE, 32 * VNNI_TILE)
-            .min(self.pixels().max(1))
+        let share = p.div_ceil(chunks_wanted) / VNNI_TILE * VNNI_TILE;
+        let chunk = c.min(share).clamp(VNNI_TILE, 32 * VNNI_TILE).min(p);
+        let n = p.div_ceil(chunk);
+        let last = p - (n - 1) * chunk;
+        if n > 1 && last * 4 < chunk.max(4 * VNNI_TILE) {
+            p.div_ceil(n - 1)
+        } else {
+            chunk
+        }
     }
     /// Pixels of a panel row (the chunk padded to a multiple of 16).
     fn panel_stride(&self) -> usize {

@@ -1478,3 +1478,29 @@ fn bench_depthwise_and_stem_int8_vs_f32() {
     });
     println!("{line} | f32 {f:.1} | best int8 / f32 {:.2}", best / f);
 }
+
+#[test]
+fn pointwise_chunks_leave_no_sliver_of_pixels() {
+    // (ci, co, plane, tasks, chunk): MobileNetV2's pointwise convs at 2 threads (4 tasks):
+    // 7x7 in one chunk (not 48 + 1), 14x14 in 4 x 49 (not 4 x 48 + 4), 28x28 in 4 x 196
+    // (not 4 x 192 + 16), 56x56 in 4 x 784 (not 4 x 768 + 64); one task: one chunk.
+    let mut r = Rng::new(3);
+    let q = quant(&mut r, 8, 8);
+    for (ci, co, s, tasks, want) in [
+        (960, 160, 7, 4, 49),
+        (576, 96, 14, 4, 49),
+        (384, 64, 28, 4, 196),
+        (24, 144, 56, 4, 784),
+        (960, 160, 7, 1, 49),
+    ] {
+        let mut g = pw_geom(ci, co, s, s, &q);
+        g.tasks = tasks;
+        assert_eq!(g.chunk(), want, "{ci}->{co} at {s}x{s}, {tasks} tasks");
+        let n = g.pixels().div_ceil(g.chunk());
+        let last = g.pixels() - (n - 1) * g.chunk();
+        assert!(
+            n == 1 || last * 4 >= g.chunk(),
+            "{s}x{s}: last chunk {last}"
+        );
+    }
+}
