@@ -561,18 +561,28 @@ impl QConv {
         // SAFETY: as this function's contract.
         unsafe {
             if self.g.pointwise() {
-                self.fill_pw(b, gi, p0, np, panel)
+                self.fill_pw(b, gi, p0, np, 0..self.k4, panel)
             } else {
                 self.fill_im2col(b, gi, p0, np, panel)
             }
         }
     }
 
-    /// Pointwise panel: quad `q` of pixel `p` holds channels `4q..4q + 4` of the group.
+    /// Pointwise panel: quad `q` of pixel `p` holds channels `4q..4q + 4` of the group; only
+    /// the quads `quads` are written.
     ///
     /// # Safety
-    /// As for [`QConv::fill`], for a pointwise geometry.
-    unsafe fn fill_pw(&self, b: usize, gi: usize, p0: usize, np: usize, panel: *mut u8) {
+    /// As for [`QConv::fill`], for a pointwise geometry, with `quads` inside `0..k4`; the
+    /// caller owns those quads' rows of the panel.
+    unsafe fn fill_pw(
+        &self,
+        b: usize,
+        gi: usize,
+        p0: usize,
+        np: usize,
+        quads: std::ops::Range<usize>,
+        panel: *mut u8,
+    ) {
         let g = &self.g;
         let (ci, hw, k, pcp) = (g.ci as usize, self.g.pixels(), self.k, self.pcp);
         let flip = if g.x_i8 == 1 { 0x80u8 } else { 0 };
@@ -581,7 +591,7 @@ impl QConv {
         // bytes; the panel holds `k4 * pcp * 4` bytes (contract).
         unsafe {
             let base = self.x.add((b * ci + gi * k) * hw + p0);
-            for q in 0..self.k4 {
+            for q in quads {
                 let rows: [*const u8; 4] = std::array::from_fn(|j| {
                     if 4 * q + j < k {
                         base.add((4 * q + j) * hw)
@@ -818,21 +828,54 @@ unsafe fn qconv_drive(block: BlockFn, d: &QConv, threads: usize) {
         )
     };
     let items = units * splits;
+    // Pixels `(img, gi, p0, np)` of a unit.
+    let unit_px = |unit: usize| {
+        let (img, rest) = (unit / (groups * chunks), unit % (groups * chunks));
+        let (gi, ch) = (rest / chunks, rest % chunks);
+        let p0 = ch * d.chunk;
+        (img, gi, p0, d.chunk.min(p - p0))
+    };
+    // A pointwise unit split over several tasks (few pixels: MobileNetV2's 7x7 layers) is
+    // packed once, into a panel of its own, by all the tasks (each a range of its quads), and
+    // then computed from it: each task packing the whole panel again cost as much as a
+    // quarter of those convs at 2 threads. The scratch holds `g.tasks` panels.
+    let shared = splits > 1 && g.pointwise() && units <= g.tasks.max(1) as usize;
+    if shared {
+        let pack = |t: usize| {
+            let (i0, i1) = part(items, tasks, t);
+            for item in i0..i1 {
+                let (unit, s) = (item / splits, item % splits);
+                let (img, gi, p0, np) = unit_px(unit);
+                let (q0, q1) = part(d.k4, splits, s);
+                // SAFETY: panel `unit` lies in the scratch (`units <= g.tasks` panels); the
+                // item's quads of it are written by this task alone (disjoint ranges of
+                // the split); the unit's pixels lie inside the call (contract).
+                unsafe {
+                    let panel = d.scratch.wrapping_add(unit * g.panel_bytes());
+                    d.fill_pw(img, gi, p0, np, q0..q1, panel)
+                }
+            }
+        };
+        super::super::par::for_each(threads, tasks, &pack);
+    }
     let run = |t: usize| {
         let (i0, i1) = part(items, tasks, t);
-        let panel = d.scratch.wrapping_add(t * g.panel_bytes());
+        let own = d.scratch.wrapping_add(t * g.panel_bytes());
         let mut filled = usize::MAX;
         for item in i0..i1 {
             let (unit, s) = (item / splits, item % splits);
-            let (img, rest) = (unit / (groups * chunks), unit % (groups * chunks));
-            let (gi, ch) = (rest / chunks, rest % chunks);
-            let p0 = ch * d.chunk;
-            let np = d.chunk.min(p - p0);
-            // SAFETY: task `t` owns scratch panel `t` (`tasks <= g.tasks`); the unit's
-            // pixels and channels lie inside the call (contract).
+            let (img, gi, p0, np) = unit_px(unit);
+            let panel = if shared {
+                d.scratch.wrapping_add(unit * g.panel_bytes())
+            } else {
+                own
+            };
+            // SAFETY: task `t` owns scratch panel `t` (`tasks <= g.tasks`), or reads the
+            // unit's shared panel, packed before this phase; the unit's pixels and channels
+            // lie inside the call (contract).
             unsafe {
-                if filled != unit {
-                    d.fill(img, gi, p0, np, panel);
+                if !shared && filled != unit {
+                    d.fill(img, gi, p0, np, own);
                     filled = unit;
                 }
                 let (b0, b1) = part(d.blocks, splits, s);
