@@ -6,9 +6,11 @@
 //!
 //! - **Conv** ([`QConvFn`], geometry [`QConvGeom`], weights packed by [`pack_qconv`]): any
 //!   grouped conv as a GEMM per (image, group): `acc[o][p] = bias[o] + sum_k (x[k][p] -
-//!   x_zp) * w[o][k]`, requantized by [`requant1`]. Per task, a panel of up to
-//!   [`QConvGeom::chunk`] output pixels is packed as `[k / 4][pixels][4]` bytes (`k` padded
-//!   with zeros to a multiple of 4, pixels to a multiple of 16): a pointwise conv interleaves
+//!   x_zp) * w[o][k]`, requantized by [`requant1`]. Per task (or, for a pointwise chunk
+//!   that several tasks split by output channels, once by all of them, before any computes),
+//!   a panel of up to [`QConvGeom::chunk`] output pixels is packed as `[k / 4][pixels][4]`
+//!   bytes (`k` padded with zeros to a multiple of 4, pixels to a multiple of 16): a
+//!   pointwise conv interleaves
 //!   four channel rows (SSE2 unpacks), any other conv gathers im2col columns, a padded cell
 //!   being `x_zp`. An `i8` activation is turned into `u8` as it is packed (`^ 0x80`, its zero
 //!   point `+ 128`: [`QConvGeom::x_zp`] is the `u8`-domain one), so the GEMM only multiplies
