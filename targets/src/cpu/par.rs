@@ -12,14 +12,14 @@
 //!
 //! # Protocol
 //! The dispatcher, holding the `busy` flag, writes the job (closure, task count), then
-//! publishes it through two epoch-tagged words (`epoch << 24 | count`):
+//! publishes it through two epoch-tagged words:
 //! - `claim` = `(epoch, lo, hi)`: tasks `lo..hi` are unclaimed. Every participant, the
 //!   caller included, claims one task at a time with a compare-exchange that also checks the
 //!   epoch, so tasks are handed out dynamically and a pool thread that is descheduled between
 //!   two tasks holds nothing back: the caller keeps claiming and only waits for tasks already
 //!   claimed and in progress. The caller claims from the front, pool threads from the back
 //!   (see [`claim`] for why).
-//! - `seats` = `(epoch, helper places left)`: a pool thread takes a seat before it claims, so
+//! - `seats` = `(epoch, helper places left)` (`epoch << 24 | count`): a pool thread takes a seat before it claims, so
 //!   a job runs on at most `threads` threads in all.
 //!
 //! Pool threads spin (`std::hint::spin_loop`) on `seats` for [`IDLE_SPIN`] after the last job

@@ -549,8 +549,9 @@ macro_rules! dw_body {
             let u = |v: u64| v as usize;
             let (h, w, wp, pt, pl) = (u(g.h), u(g.w), u(g.wp), u(g.pt), u(g.pl));
             let pr = g.pad_row();
-            let (a, z) = (y0.max(pt), y1.min(pt + h)); // the interior rows of the range
-                                                       // SAFETY: every position written lies in rows `y0..y1` of the plane (contract).
+            // The interior rows of the range.
+            let (a, z) = (y0.max(pt), y1.min(pt + h));
+            // SAFETY: every position written lies in rows `y0..y1` of the plane (contract).
             unsafe {
                 if a >= z {
                     return fill_zero(sp.add(y0 * pr.stride), (y1 - y0) * pr.stride);
@@ -630,8 +631,9 @@ macro_rules! dw_body {
             // SAFETY: rows `pt..pt + h` of `sp` and every input row are in bounds, and the
             // columns written are padded columns `pl..pl + w` of their row (contract).
             unsafe {
-                for iy in y0.max(pt) - pt..y1.min(pt + h).max(pt) - pt {
-                    let (row, src) = (sp.add((pt + iy) * pr.stride), x.add(iy * w));
+                // The padded rows of the range that hold input rows (`r - pt`).
+                for r in y0.max(pt)..y1.min(pt + h) {
+                    let (row, src) = (sp.add(r * pr.stride), x.add((r - pt) * w));
                     if g.sx == 2 {
                         copy_s2(row.add(even_at), row.add(odd_at), src, w);
                     } else {
