@@ -2382,7 +2382,7 @@ pub mod vnni {
     /// The kernel set.
     pub static KERNELS: super::Int8Kernels = super::Int8Kernels {
         name: "vnni",
-        features: &["avx512vnni"],
+        features: &["avx512vnni", "avx512bw"],
         conv: super::Sym {
             symbol: "mnc_qconv_vnni",
             func: conv,
@@ -2416,7 +2416,7 @@ pub mod vnni {
     ///
     /// # Safety
     /// `p` is valid for writing `n` bytes.
-    #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     #[inline]
     pub(super) unsafe fn store_bytes(p: *mut u8, v: Vi, n: usize) {
         // SAFETY: the mask writes bytes below `n` only (contract).
@@ -2425,7 +2425,7 @@ pub mod vnni {
 
     /// # Safety
     /// As for [`super::BlockFn`]; the CPU runs AVX-512F and VNNI.
-    #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     pub(super) unsafe fn block(
         d: &QConv,
         panel: *const u8,
@@ -2439,8 +2439,9 @@ pub mod vnni {
         // and the `rows x np` outputs.
         unsafe {
             let mut p = 0;
+            let pk = Packed::new(&d.g, wblk);
             while p + VNNI_TILE <= np {
-                tile::<3>(d, panel, wblk, rows, y, ys, p, VNNI_TILE);
+                tile::<3>(d, panel, wblk, rows, y, ys, p, VNNI_TILE, pk.as_ref());
                 p += VNNI_TILE;
             }
             // The rest: whole 16-pixel vectors in one tile, and a last partial vector of at
@@ -2456,9 +2457,9 @@ pub mod vnni {
             }
             match n.div_ceil(W) {
                 0 => {}
-                1 => tile::<1>(d, panel, wblk, rows, y, ys, p, n),
-                2 => tile::<2>(d, panel, wblk, rows, y, ys, p, n),
-                _ => tile::<3>(d, panel, wblk, rows, y, ys, p, n),
+                1 => tile::<1>(d, panel, wblk, rows, y, ys, p, n, None),
+                2 => tile::<2>(d, panel, wblk, rows, y, ys, p, n, None),
+                _ => tile::<3>(d, panel, wblk, rows, y, ys, p, n, None),
             }
         }
     }
@@ -2470,7 +2471,7 @@ pub mod vnni {
     ///
     /// # Safety
     /// As for [`block`] with `np = 1`.
-    #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     unsafe fn gemv(
         d: &QConv,
         panel: *const u8,
@@ -2525,12 +2526,13 @@ pub mod vnni {
     }
 
     /// The `MR` channels of the block (`rows` stored) times pixels `p..p + n` (`n <= 16 *
-    /// NV`, the panel padded past them).
+    /// NV`, the panel padded past them); a whole 48-pixel tile stores through `pk` where the
+    /// block has one ([`Packed`]).
     ///
     /// # Safety
     /// As for [`block`].
     #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     #[inline]
     unsafe fn tile<const NV: usize>(
         d: &QConv,
@@ -2541,6 +2543,7 @@ pub mod vnni {
         ys: usize,
         p: usize,
         n: usize,
+        pk: Option<&Packed>,
     ) {
         // SAFETY: quads `q < k4` of pixels `p..p + 16 * NV <= pcp` and of the block's `MR`
         // channels lie in the panel and the block; outputs as [`block`].
@@ -2570,6 +2573,16 @@ pub mod vnni {
                 _mm512_set1_ps((d.g.lo - d.g.y_zp) as f32),
                 _mm512_set1_ps((d.g.hi - d.g.y_zp) as f32),
             );
+            if NV == 3 && n == VNNI_TILE {
+                if let Some(e) = pk {
+                    for (r, a) in acc.iter().enumerate().take(rows) {
+                        let m =
+                            _mm512_set1_ps((wblk.add(4 * (MR + r)) as *const f32).read_unaligned());
+                        e.store48([a[0], a[1], a[NV - 1]], m, y.add(r * ys + p));
+                    }
+                    return;
+                }
+            }
             let zp = _mm512_set1_epi32(d.g.y_zp as i32);
             for (r, a) in acc.iter().enumerate().take(rows) {
                 let m = _mm512_set1_ps((wblk.add(4 * (MR + r)) as *const f32).read_unaligned());
@@ -2584,11 +2597,87 @@ pub mod vnni {
         }
     }
 
+    /// The requantization of a whole tile row by saturating packs: each accumulator is
+    /// multiplied and rounded (`cvtps2dq`), packed to `i16` with signed saturation, the zero
+    /// point added with saturation, clamped in `i16` where the clamp is narrower than the
+    /// output type, and packed to bytes with the output type's saturation: 48 bytes, one
+    /// store. The same integers as [`requant`]: rounding commutes with a clamp to integer
+    /// bounds, and the saturations only move values already outside `lo..=hi` further
+    /// out. `cvtps2dq` is exact while `|acc * m| < 2^31`, which every multiplier of the
+    /// block below `0.5` in magnitude guarantees ([`Packed::new`] checks it).
+    pub(super) struct Packed {
+        zp: Vi,
+        lo: Vi,
+        hi: Vi,
+        /// The `i8` pack (signed saturation); else `u8`.
+        signed: bool,
+        /// Whether `lo..=hi` is narrower than the pack's saturation.
+        clamp: bool,
+    }
+
+    impl Packed {
+        /// The packed epilogue for the weight block `wblk`, or `None` when one of its
+        /// multipliers is not below `0.5` in magnitude (or NaN).
+        ///
+        /// # Safety
+        /// `wblk` holds a packed block's `MR` biases and multipliers.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+        #[inline]
+        pub(super) unsafe fn new(g: &super::QConvGeom, wblk: *const u8) -> Option<Packed> {
+            // SAFETY: the block's `MR` multipliers follow its `MR` biases (contract).
+            let m = unsafe { _mm256_loadu_ps(wblk.add(MR * 4) as *const f32) };
+            let abs = _mm256_andnot_ps(_mm256_set1_ps(-0.0), m);
+            // Ordered less-than: false for NaN.
+            let ok = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(abs, _mm256_set1_ps(0.5)));
+            if ok != 0xff {
+                return None;
+            }
+            let (lo, hi) = (g.lo, g.hi);
+            let signed = hi <= 127;
+            let (smin, smax) = if signed { (-128, 127) } else { (0, 255) };
+            Some(Packed {
+                zp: _mm512_set1_epi16(g.y_zp as i16),
+                lo: _mm512_set1_epi16(lo as i16),
+                hi: _mm512_set1_epi16(hi as i16),
+                signed,
+                clamp: lo > smin || hi < smax,
+            })
+        }
+
+        /// Requantizes the 48 lanes of `a` (pixels in order) by the multiplier `m` and
+        /// stores their 48 bytes at `y`.
+        ///
+        /// # Safety
+        /// `y` is valid for writing 48 bytes.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+        #[inline]
+        unsafe fn store48(&self, a: [Vi; 3], m: Vf, y: *mut u8) {
+            let r = a.map(|v| _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(v), m)));
+            let mut p01 = _mm512_adds_epi16(_mm512_packs_epi32(r[0], r[1]), self.zp);
+            let mut p22 = _mm512_adds_epi16(_mm512_packs_epi32(r[2], r[2]), self.zp);
+            if self.clamp {
+                p01 = _mm512_min_epi16(_mm512_max_epi16(p01, self.lo), self.hi);
+                p22 = _mm512_min_epi16(_mm512_max_epi16(p22, self.lo), self.hi);
+            }
+            let b = if self.signed {
+                _mm512_packs_epi16(p01, p22)
+            } else {
+                _mm512_packus_epi16(p01, p22)
+            };
+            // Each 128-bit lane `l` holds pixels `4l..4l + 4` of `r[0]`, `r[1]`, `r[2]`,
+            // `r[2]` (one dword each): gather dwords `0, 4, 8, 12, 1, 5, ..` into order.
+            let idx = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+            let b = _mm512_permutexvar_epi32(idx, b);
+            // SAFETY: 48 bytes (contract).
+            unsafe { _mm512_mask_storeu_epi8(y as *mut i8, (1u64 << 48) - 1, b) }
+        }
+    }
+
     /// The first `n` floats at `p` (`n <= 16`).
     ///
     /// # Safety
     /// `p` is valid for reading `n` floats.
-    #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     #[inline]
     unsafe fn ldm(p: *const f32, n: usize) -> Vf {
         // SAFETY: the mask reads lanes below `n` only (contract).
@@ -2603,7 +2692,7 @@ pub mod vnni {
     /// # Safety
     /// `e` holds `(n + 1) / 2` floats, `o` `n / 2`, `src` `avail >= n` readable bytes; the
     /// CPU runs AVX-512F.
-    #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     unsafe fn row2(
         e: *mut f32,
         o: *mut f32,
@@ -2651,7 +2740,7 @@ pub mod vnni {
     ///
     /// # Safety
     /// `p` is valid for reading 16 bytes.
-    #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     #[inline]
     unsafe fn ld_u8(p: *const u8) -> Vi {
         // SAFETY: contract.
@@ -2662,7 +2751,7 @@ pub mod vnni {
     ///
     /// # Safety
     /// `p` is valid for reading 16 bytes.
-    #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     #[inline]
     unsafe fn ld_i8(p: *const u8) -> Vi {
         // SAFETY: contract.
@@ -2673,7 +2762,7 @@ pub mod vnni {
     ///
     /// # Safety
     /// `p` is valid for writing `n` floats.
-    #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
     #[inline]
     unsafe fn stm(p: *mut f32, v: Vf, n: usize) {
         // SAFETY: the mask writes lanes below `n` only (contract).
@@ -2681,7 +2770,7 @@ pub mod vnni {
     }
 
     simd_ops!(
-        "avx512f,avx512vnni,avx2,fma",
+        "avx512f,avx512bw,avx512vnni,avx2,fma",
         _mm512_set1_ps,
         _mm512_set1_epi32,
         _mm512_fmadd_ps,
@@ -2701,7 +2790,7 @@ pub mod vnni {
 
     int8_peak_loop!(
         dot_loop,
-        "avx512f,avx512vnni,avx2,fma",
+        "avx512f,avx512bw,avx512vnni,avx2,fma",
         "`vpdpbusd` (64 8-bit multiply-adds)",
         _mm512_setzero_si512(),
         _mm512_set1_epi32,
@@ -2710,7 +2799,7 @@ pub mod vnni {
         _mm512_add_epi32
     );
 
-    qdw_body!("avx512f,avx512vnni,avx2,fma");
+    qdw_body!("avx512f,avx512bw,avx512vnni,avx2,fma");
 
     int8_entries!(block, dw_planes, quant, dequant);
 }

@@ -491,6 +491,64 @@ fn pointwise_panel_edges_match_the_reference() {
     }
 }
 
+/// The VNNI tile's packed epilogue ([`super::vnni::Packed`]): taken for a block whose
+/// multipliers are all below 0.5 in magnitude and not otherwise, and equal to the reference
+/// either way, at the edges of its reasoning: multipliers just below 0.5 (the largest
+/// `|acc * m|`), ties (powers of two), `u8` and `i8` outputs, clamps as wide as the type and
+/// narrower (ReLU6-like), zero points at the ends of the range.
+#[test]
+fn packed_epilogue_matches_the_reference() {
+    let ks = sets("packed_epilogue_matches_the_reference");
+    let mut r = Rng::new(77);
+    let (ci, co, hw) = (40usize, 16usize, 96 + 5);
+    for case in 0..16 {
+        let mut q = quant(&mut r, co, ci);
+        let (tmin, tmax) = (q.yq.min(), q.yq.max());
+        q.rq.zero_point = [tmin, tmax, (tmin + tmax) / 2, tmin + 3][case % 4];
+        (q.rq.lo, q.rq.hi) = if case % 8 < 4 {
+            (tmin, tmax)
+        } else {
+            let lo = q.rq.zero_point.clamp(tmin + 2, tmax - 42);
+            (lo, lo + 40)
+        };
+        let fast = case % 3 != 2;
+        for (o, m) in q.rq.mult.iter_mut().enumerate() {
+            *m = match (fast, o % 4) {
+                (true, 0) => 0.499_999_97,
+                (true, 1) => 0.25,
+                (true, 2) => -0.125,
+                (true, _) => r.f(0.000_1, 0.01),
+                // One multiplier of 0.5 sends its block to the lane-by-lane epilogue.
+                (false, 0) => 0.5,
+                (false, _) => r.f(0.000_1, 0.4),
+            };
+        }
+        let g = pw_geom(ci, co, 1, hw, &q);
+        let x = bytes(&mut r, ci * hw);
+        let w: Vec<i8> = (0..co * ci).map(|_| r.int(-128, 127) as i8).collect();
+        let bias: Vec<i32> = (0..co).map(|_| r.int(-300_000, 300_000) as i32).collect();
+        let want = ref_conv(&g, &q, &x, &w, &bias);
+        let packed = pack_qconv(&g, &w, &bias, &q.rq.mult).unwrap();
+        #[cfg(target_arch = "x86_64")]
+        if ks.iter().any(|k| k.name == "vnni") {
+            // SAFETY: the host runs the vnni set; the block holds `MR` biases and multipliers.
+            let pk = unsafe { super::vnni::Packed::new(&g, packed.as_ptr()) };
+            assert_eq!(pk.is_some(), fast, "case {case}");
+        }
+        for kset in &ks {
+            for t in [1, 2] {
+                let got = run_conv(kset, &g, &x, &packed, t);
+                if let Some(j) = (0..want.len()).find(|&j| got[j] != want[j]) {
+                    panic!(
+                        "{} threads {t} case {case}: y[{j}] = {} want {}\n{g:?}",
+                        kset.conv.symbol, got[j], want[j]
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn extreme_values_stay_exact() {
     // Every input at the far end from its zero point and every weight -128: the largest
