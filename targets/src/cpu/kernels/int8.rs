@@ -518,7 +518,8 @@ impl QConv {
     /// `geom` is readable.
     /// # Safety
     /// `geom` is readable, followed by the sum's [`QBinaryGeom`] when `res` is set;
-    /// `range` runs on this CPU.
+    /// `range` and `interleave` run on this CPU.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn new(
         x: *const u8,
         wp: *const u8,
