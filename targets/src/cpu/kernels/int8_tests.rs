@@ -1549,6 +1549,8 @@ fn pointwise_chunks_leave_no_sliver_of_pixels() {
         (576, 96, 14, 4, 49),
         (384, 64, 28, 4, 196),
         (24, 144, 56, 4, 784),
+        // 5 chunks of 672 would leave one thread 3 of them: 4 x 784 (a panel of 113 KB).
+        (144, 24, 56, 4, 784),
         (960, 160, 7, 1, 49),
     ] {
         let mut g = pw_geom(ci, co, s, s, &q);
