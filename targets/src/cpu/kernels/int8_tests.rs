@@ -434,6 +434,78 @@ fn conv_with_residual_sum_matches_the_conv_then_the_add() {
     }
 }
 
+/// Wide rows (the 16-pixel im2col groups, the last one overlapping the one before): stride 1
+/// and 2, windows whose taps start inside and outside the row, input bytes `u8` and `i8`
+/// (flipped), a last input row read to its last byte.
+#[test]
+fn wide_im2col_rows_match_the_reference() {
+    let ks = sets("wide_im2col_rows_match_the_reference");
+    let mut r = Rng::new(41);
+    // (ci, co, h, w, k, stride, pad)
+    for (i, &(ci, co, h, w, k, s, p)) in [
+        (3usize, 16usize, 7usize, 224usize, 3usize, 2usize, 1usize),
+        (3, 8, 5, 225, 3, 2, 0),
+        (5, 9, 4, 150, 3, 1, 1),
+        (4, 24, 6, 201, 5, 2, 2),
+        (3, 32, 3, 130, 2, 2, 0),
+        (2, 8, 3, 300, 3, 1, 0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for xq in [QType::U8, QType::I8] {
+            let mut q = quant(&mut r, co, ci * k * k);
+            q.xq = xq;
+            q.x_zp = zero_point(&mut r, xq);
+            let (x_zp, x_i8) = u8_domain(q.xq, q.x_zp);
+            let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            let u = |v: usize| v as u64;
+            let g = QConvGeom {
+                n: 1,
+                ci: u(ci),
+                h: u(h),
+                w: u(w),
+                co: u(co),
+                groups: 1,
+                kh: u(k),
+                kw: u(k),
+                sy: u(s),
+                sx: u(s),
+                dy: 1,
+                dx: 1,
+                pt: u(p),
+                pl: u(p),
+                oh: u(oh),
+                ow: u(ow),
+                x_zp,
+                x_i8,
+                y_zp: q.rq.zero_point as i64,
+                lo: q.rq.lo as i64,
+                hi: q.rq.hi as i64,
+                tasks: 4,
+                res: 0,
+                res_conv_a: 0,
+            };
+            let x = bytes(&mut r, ci * h * w);
+            let wt: Vec<i8> = (0..co * g.k()).map(|_| r.int(-128, 127) as i8).collect();
+            let bias: Vec<i32> = (0..co).map(|_| r.int(-20000, 20000) as i32).collect();
+            let want = ref_conv(&g, &q, &x, &wt, &bias);
+            let packed = pack_qconv(&g, &wt, &bias, &q.rq.mult).unwrap();
+            for kset in &ks {
+                for t in [1, 2] {
+                    let got = run_conv(kset, &g, &x, &packed, t);
+                    if let Some(j) = (0..want.len()).find(|&j| got[j] != want[j]) {
+                        panic!(
+                            "{} threads {t} case {i} {xq:?}: y[{j}] = {} want {}\n{g:?}",
+                            kset.conv.symbol, got[j], want[j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn stem_conv_matches_the_reference() {
     conv_cases(1, 8, 2);
