@@ -11,7 +11,8 @@
 //!   a panel of up to [`QConvGeom::chunk`] output pixels is packed as `[k / 4][pixels][4]`
 //!   bytes (`k` padded with zeros to a multiple of 4, pixels to a multiple of 16): a
 //!   pointwise conv interleaves
-//!   four channel rows (SSE2 unpacks), any other conv gathers im2col columns, a padded cell
+//!   four channel rows (SSE2 unpacks; AVX-512BW 64 pixels at a time in the VNNI sets: the
+//!   set's `InterleaveFn`), any other conv gathers im2col columns, a padded cell
 //!   being `x_zp`. An `i8` activation is turned into `u8` as it is packed (`^ 0x80`, its zero
 //!   point `+ 128`: [`QConvGeom::x_zp`] is the `u8`-domain one), so the GEMM only multiplies
 //!   `u8 x i8`. The weights are packed once ([`pack_qconv`]) in blocks of [`MR`] output
@@ -20,7 +21,9 @@
 //!   `sum_k x[k][p] * w[o][k]` (raw bytes) in wrapping `i32`, adds the folded bias and
 //!   requantizes: the same integer as the reference whenever that one fits `i32`
 //!   (`mnc_ir::quant::accumulator_fits`). The VNNI path multiplies with `vpdpbusd` (4
-//!   products per lane, `MR` channels x 48 pixels in 24 zmm accumulators); the AVX2 path with
+//!   products per lane, `MR` channels x 48 pixels in 24 zmm accumulators; whole tiles of a
+//!   block whose multipliers are below 0.5 requantize by saturating packs, `vnni::Packed`,
+//!   the same integers, docs/QUANTIZATION.md); the AVX2 path with
 //!   `vpmaddwd` on the bytes widened to `i16` (exact: no saturation); the scalar path loops.
 //! - **Depthwise** ([`QDwFn`], geometry [`QDwGeom`], weights packed by [`pack_qdw`]): one input
 //!   channel per group (a channel multiplier allowed), any window, stride, padding, dilation.
