@@ -521,10 +521,18 @@ def markdown(res):
                    for runs in c.get("mnc_details", {}).values() for d in runs
                    if d.get("core_round_trip_ns") is not None)
     if trips:
-        slow = sum(t > 250 for t in trips)
+        slow = sum(t > SLOW_TRIP_NS for t in trips)
         lines += ["", f"Core-to-core round trip after mnc's multi-thread rounds (`mnc bench`): "
                   f"{trips[0]:.0f}-{trips[-1]:.0f} ns, median {statistics.median(trips):.0f}; "
-                  f"{slow} of {len(trips)} above 250 ns (the VM's slow state, docs/BENCHMARKS.md)"]
+                  f"{slow} of {len(trips)} above {SLOW_TRIP_NS} ns (the VM's slow state, docs/BENCHMARKS.md)"]
+    state_rows = state_table(res, ratios)
+    if state_rows:
+        lines += ["", "Multi-thread rows by the VM's state (a round counts as slow when the core-to-core "
+                  f"round trip `mnc bench` measured after its runs was above {SLOW_TRIP_NS} ns; the "
+                  "other engines of the round may have run in the other state): median of the "
+                  "per-round ratios, rounds in parentheses", "",
+                  "| model | batch | threads | ratio | normal state | slow state |",
+                  "|---|---:|---:|---|---:|---:|"] + state_rows
     if res.get("checks"):
         lines += ["", "Output check (same input, max |y - y_ort|, max |y_ort|):", ""]
         for ch in res["checks"]:
@@ -532,6 +540,36 @@ def markdown(res):
                               for k, v in ch["max_abs_diff_vs_ort"].items())
             lines.append(f"- {ch['label']} batch {ch['batch']}: {diffs} (max |y_ort| {ch['max_abs_ort']:.3g})")
     return "\n".join(lines) + "\n"
+
+
+SLOW_TRIP_NS = 250
+
+
+def state_table(res, ratios):
+    """Rows of the per-state table: for every multi-thread config and every ratio whose
+    numerator is an mnc engine, the median per-round ratio over normal-state and slow-state
+    rounds (by that engine's round trip of the round)."""
+    rows = []
+    for c in res["configs"]:
+        if c["threads"] < 2:
+            continue
+        for num, den, label in ratios:
+            runs = c.get("mnc_details", {}).get(num)
+            nums, dens = c["rounds_ms"].get(num, []), c["rounds_ms"].get(den, [])
+            if not runs or not nums or not dens:
+                continue
+            groups = {False: [], True: []}
+            for d, n, m in zip(runs, nums, dens):
+                trip = d.get("core_round_trip_ns")
+                if trip is not None:
+                    groups[trip > SLOW_TRIP_NS].append(n / m)
+
+            def cell(v):
+                return f"{statistics.median(v):.2f} ({len(v)})" if v else "- (0)"
+            if groups[False] or groups[True]:
+                rows.append(f"| {c['label']} | {c['batch']} | {c['threads']} | {label} | "
+                            f"{cell(groups[False])} | {cell(groups[True])} |")
+    return rows
 
 
 def summarize(cfg, keys):
