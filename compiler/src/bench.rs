@@ -130,6 +130,10 @@ pub struct BenchResult {
     /// 3 within 50 ms start a period in which the kernels run on the calling thread alone,
     /// `mnc_targets::cpu::par`). A period started in the warm-up runs is not counted.
     pub pool_stalls: Option<u64>,
+    /// x86-64 targets run on 2 or more threads: how many of the timed runs ran on the
+    /// calling thread alone, the runtime having measured that faster than the thread pool
+    /// (or probing it again; `mnc_runtime::threads`).
+    pub serial_runs: Option<u64>,
     /// x86-64 targets run on 2 or more threads: the median time, in ns, for two threads to
     /// pass a cache line there and back ([`core_round_trip_ns`]), measured right after the
     /// timed runs. It tells the machine's state: 70-100 ns on the development VM normally,
@@ -164,11 +168,17 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
     // Not preallocated from a caller's number (a huge --iters must not abort the process).
     let mut ms: Vec<f64> = Vec::new();
     let stalls_before = mnc_targets::cpu::par::stalls();
+    let choice = |m: &Model| match m.executable() {
+        Executable::Cpu(c) if c.report().threads >= 2 => Some(c.thread_choice_runs().1),
+        _ => None,
+    };
+    let serial_before = choice(model);
     for _ in 0..opts.iters {
         let t = std::time::Instant::now();
         model.run_shared(&inputs)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let serial_runs = choice(model).zip(serial_before).map(|(a, b)| a - b);
     let pool_stalls = matches!(model.executable(), Executable::Cpu(_))
         .then(|| mnc_targets::cpu::par::stalls() - stalls_before);
     let core_round_trip_ns = match model.executable() {
@@ -231,6 +241,7 @@ pub fn bench(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         cache_bandwidth_gbs: cache_bandwidth,
         timing: "wall clock per run(), including host<->device copies for GPU targets".into(),
         pool_stalls,
+        serial_runs,
         core_round_trip_ns,
         profile,
     })
@@ -261,6 +272,13 @@ impl BenchResult {
             let _ = writeln!(
                 s,
                 "thread pool: {n} stall(s) in the timed runs (a pool thread descheduled in a task, or on this thread's core; 3 within 50 ms make the kernels run on the calling thread alone for 20 ms-1 s, see docs/CPU_BACKEND.md)"
+            );
+        }
+        if let Some(n) = self.serial_runs.filter(|&n| n > 0) {
+            let _ = writeln!(
+                s,
+                "thread choice: {n} of the {} timed runs on the calling thread alone (measured faster than the thread pool, or trying it again; see docs/CPU_BACKEND.md)",
+                self.iters
             );
         }
         if let Some(ns) = self.core_round_trip_ns {
@@ -680,6 +698,7 @@ mod tests {
             cache_bandwidth_gbs: Some(40.0),
             timing: String::new(),
             pool_stalls: Some(0),
+            serial_runs: None,
             core_round_trip_ns: Some(85.0),
             profile: Some(profile),
         }

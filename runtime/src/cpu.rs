@@ -38,6 +38,7 @@
 
 use crate::error::RuntimeError;
 pub use crate::guard::{GuardError, GuardPlacement};
+use crate::threads::{RunMode, ThreadChoice};
 use mnc_ir::eval::eval_op;
 use mnc_ir::tensor::checked_numel;
 use mnc_ir::{IrError, Tensor, TensorData, TensorType, TensorView};
@@ -110,6 +111,8 @@ pub struct CompiledModel {
     graph_name: String,
     compile_time: Duration,
     arenas: Mutex<Vec<AlignedBytes>>,
+    /// Pool or calling thread alone, by measured run times ([`crate::threads`]).
+    choice: Mutex<ThreadChoice>,
 }
 
 impl CompiledModel {
@@ -128,6 +131,7 @@ impl CompiledModel {
             graph_name: g.name.clone(),
             compile_time: t.elapsed(),
             arenas: Mutex::new(Vec::new()),
+            choice: Mutex::new(ThreadChoice::new()),
         })
     }
 
@@ -159,7 +163,38 @@ impl CompiledModel {
     /// Like [`CompiledModel::run`] on borrowed inputs: each is copied once, straight into
     /// the run's arena.
     pub fn run_views(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, CpuRunError> {
-        self.run_inner(inputs, None, None)
+        if self.program.report.threads < 2 {
+            return self.run_inner(inputs, None, None);
+        }
+        // The pool or this thread alone, whichever the runs so far measured faster
+        // ([`crate::threads`]).
+        let mode = self.choice.lock().map_or(RunMode::Pool, |c| c.next());
+        let stalls = mnc_targets::cpu::par::stalls();
+        let t = Instant::now();
+        let out = match mode {
+            RunMode::Pool => self.run_inner(inputs, None, None),
+            RunMode::Serial => {
+                mnc_targets::cpu::par::serial_scope(|| self.run_inner(inputs, None, None))
+            }
+        };
+        if out.is_ok() {
+            let t = t.elapsed();
+            // A pool run in which the pool's stall detection took over measures nothing.
+            let pool_serial = mnc_targets::cpu::par::stalls() != stalls
+                || mnc_targets::cpu::par::serial_left().is_some();
+            if let Ok(mut c) = self.choice.lock() {
+                c.record(mode, (mode == RunMode::Serial || !pool_serial).then_some(t));
+            }
+        }
+        out
+    }
+
+    /// How many of the runs so far (`run`, `run_views`; the first, cold one not counted) ran
+    /// on the thread pool and how many on the calling thread alone ([`crate::threads`]).
+    pub fn thread_choice_runs(&self) -> (u64, u64) {
+        self.choice.lock().map_or((0, 0), |c| {
+            (c.runs_in(RunMode::Pool), c.runs_in(RunMode::Serial))
+        })
     }
 
     /// Test mode: like [`CompiledModel::run`], but every generated step runs with each

@@ -12,6 +12,7 @@ pub mod cuda;
 pub mod error;
 pub mod guard;
 pub mod reference;
+pub mod threads;
 
 pub use error::RuntimeError;
 pub use reference::ReferenceExecutor;

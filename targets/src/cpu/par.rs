@@ -280,13 +280,35 @@ const ADAPTIVE: bool = !cfg!(test);
 /// only costs speed (results never depend on the split). In this crate's unit tests it
 /// returns `threads` ([`ADAPTIVE`]).
 pub fn threads_now(threads: usize) -> usize {
-    if threads <= 1 || !ADAPTIVE {
+    if threads <= 1 || SERIAL_HERE.get() {
+        1
+    } else if !ADAPTIVE {
         threads
     } else if POOL.busy.0.load(Ordering::Relaxed) || serial_now(&POOL) {
         1
     } else {
         threads
     }
+}
+
+thread_local! {
+    /// Set by [`serial_scope`]: every job this thread dispatches runs on it alone.
+    static SERIAL_HERE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every job the calling thread dispatches in it run serially on that thread
+/// ([`threads_now`] returns 1 there), as a run the runtime measured faster without the pool
+/// (`mnc_runtime`'s thread choice). Results do not change (they never depend on the
+/// split); the previous setting is restored when `f` returns or unwinds.
+pub fn serial_scope<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL_HERE.set(self.0);
+        }
+    }
+    let _restore = Restore(SERIAL_HERE.replace(true));
+    f()
 }
 
 /// What is left of the current serial period (`None` outside one): dispatches until then
@@ -412,6 +434,7 @@ fn dispatch<P: FnOnce()>(threads: usize, tasks: usize, max_seats: usize, f: Task
         (0..tasks).for_each(f);
     };
     if threads <= 1
+        || SERIAL_HERE.get()
         || pool
             .busy
             .0

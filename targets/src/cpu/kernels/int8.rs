@@ -264,7 +264,7 @@ impl QConvGeom {
         // threads ran 3 against 2): take the next whole number of rounds, fewer chunks
         // where their panel stays within 5/4 of the budget, else more.
         let threads = (self.tasks as usize / QCONV_TASKS_PER_THREAD).max(1);
-        if threads > 1 && n > 1 && (per_image * n) % threads != 0 {
+        if threads > 1 && n > 1 && !(per_image * n).is_multiple_of(threads) {
             let down = n / threads * threads;
             let fits = |m: usize| m > 0 && p.div_ceil(m) * self.k4() * 4 <= PANEL_BYTES * 5 / 4;
             n = if fits(down) {
