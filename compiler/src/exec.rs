@@ -21,6 +21,8 @@ pub struct ExecOptions {
     /// CPU: run a batch above 1 op by op over the whole batch instead of one run per image
     /// (`mnc_targets::cpu::CpuOptions::split_batch` off).
     pub no_batch_split: bool,
+    /// CPU: every run on the thread pool (`CpuOptions::thread_choice` off).
+    pub no_thread_choice: bool,
 }
 
 impl ExecOptions {
@@ -46,6 +48,9 @@ impl ExecOptions {
         }
         if self.no_batch_split && !target.is_jit() {
             bail!("--no-batch-split applies to the x86-64 targets only (target is {target})");
+        }
+        if self.no_thread_choice && !target.is_jit() {
+            bail!("--no-thread-choice applies to the x86-64 targets only (target is {target})");
         }
         Ok(())
     }
@@ -84,6 +89,7 @@ impl Executable {
                     threads: opts.cpu_threads(),
                     flush_denormals: !opts.keep_denormals,
                     split_batch: !opts.no_batch_split,
+                    thread_choice: !opts.no_thread_choice,
                     ..Default::default()
                 };
                 // The error names the target ("compiling for x86_64-avx2: ...").

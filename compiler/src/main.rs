@@ -53,6 +53,11 @@ struct CpuFlags {
     /// report says which; see docs/CPU_BACKEND.md).
     #[arg(long)]
     no_batch_split: bool,
+    /// x86-64 targets with 2+ threads: run every run on the thread pool (default: each run
+    /// on the pool or on the calling thread alone, whichever the runs so far measured
+    /// faster; results are the same; see docs/CPU_BACKEND.md, Threads).
+    #[arg(long)]
+    no_thread_choice: bool,
 }
 
 /// Arguments of `mnc run`.
@@ -297,6 +302,7 @@ fn compile_options(
             threads: cpu.threads.unwrap_or(0),
             keep_denormals: cpu.keep_denormals,
             no_batch_split: cpu.no_batch_split,
+            no_thread_choice: cpu.no_thread_choice,
         },
         nchw_inputs,
     }

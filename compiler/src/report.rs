@@ -20,6 +20,9 @@ pub struct CodegenSummary {
     pub threads: usize,
     /// Whether runs flush denormals to zero (FTZ/DAZ).
     pub flush_denormals: bool,
+    /// With 2+ threads: whether each run uses the pool or the calling thread alone by
+    /// measured run times (`--no-thread-choice` turns it off).
+    pub thread_choice: bool,
     /// Weights packed for the kernels, bytes.
     pub weight_bytes: usize,
     /// The backend's activation arena (liveness), bytes.
@@ -47,6 +50,7 @@ impl CodegenSummary {
             fallbacks: r.fallbacks(),
             threads: r.threads,
             flush_denormals: r.flush_denormals,
+            thread_choice: r.thread_choice,
             weight_bytes: r.weight_bytes,
             arena_bytes: r.arena_bytes,
             in_place_ops: r.in_place_ops,
@@ -223,11 +227,16 @@ impl CompileSummary {
         if let Some(c) = &self.codegen {
             let _ = writeln!(
                 s,
-                "codegen: {} generated functions, {:.1} KiB of code, {} fallback op(s), {} thread(s) per run, denormals {}; packed weights {:.2} MB, the backend's arena {:.2} MB (liveness; {} op(s) in place) + kernel scratch {:.2} MB",
+                "codegen: {} generated functions, {:.1} KiB of code, {} fallback op(s), {} thread(s) per run{}, denormals {}; packed weights {:.2} MB, the backend's arena {:.2} MB (liveness; {} op(s) in place) + kernel scratch {:.2} MB",
                 c.functions,
                 c.code_bytes as f64 / 1024.0,
                 c.fallbacks,
                 c.threads,
+                match (c.threads >= 2, c.thread_choice) {
+                    (false, _) => "",
+                    (true, true) => " (or the caller alone, where its runs measure faster)",
+                    (true, false) => " (always)",
+                },
                 if c.flush_denormals { "flushed" } else { "kept" },
                 c.weight_bytes as f64 / 1e6,
                 c.arena_bytes as f64 / 1e6,

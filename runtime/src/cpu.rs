@@ -163,7 +163,7 @@ impl CompiledModel {
     /// Like [`CompiledModel::run`] on borrowed inputs: each is copied once, straight into
     /// the run's arena.
     pub fn run_views(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, CpuRunError> {
-        if self.program.report.threads < 2 {
+        if !self.program.report.thread_choice {
             return self.run_inner(inputs, None, None);
         }
         // The pool or this thread alone, whichever the runs so far measured faster

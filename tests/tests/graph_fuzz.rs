@@ -89,6 +89,8 @@ fn random_graphs_match_the_reference_on_every_host_target() {
                 // default work threshold), so `per_image` meets every op shape drawn here.
                 min_image_flops: 0,
                 threads: 1 + (seed % 2) as usize,
+                // Runs on the pool or on the caller alone: the same results.
+                thread_choice: seed % 11 != 0,
             };
             let m = CompiledModel::compile(&opt, t, &opts)
                 .unwrap_or_else(|e| panic!("{what}: compile: {e}"));

@@ -108,6 +108,10 @@ pub struct CpuOptions {
     /// The least work (FLOPs) of one image for [`CpuOptions::split_batch`] to split a batch
     /// (default [`MIN_IMAGE_FLOPS`]; tests set 0 to split any separable graph).
     pub min_image_flops: u64,
+    /// With 2+ threads: time runs on the pool and on the calling thread alone and run the
+    /// faster (`mnc_runtime::threads`; results do not change). Off: every run uses the
+    /// pool. Default: on.
+    pub thread_choice: bool,
 }
 
 /// Size of each canary zone of [`CpuOptions::guards`] (before and after every buffer).
@@ -133,6 +137,7 @@ impl Default for CpuOptions {
             in_place: true,
             flush_denormals: true,
             split_batch: true,
+            thread_choice: true,
             min_image_flops: MIN_IMAGE_FLOPS,
             threads: par::physical_cores(),
         }
@@ -263,6 +268,9 @@ pub struct CompileReport {
     pub threads: usize,
     /// Whether runs flush denormals to zero (`CpuOptions::flush_denormals`).
     pub flush_denormals: bool,
+    /// Whether runs choose between the pool and the calling thread by their measured times
+    /// (`CpuOptions::thread_choice`; only with 2+ threads).
+    pub thread_choice: bool,
     /// [`CpuProgram::images`]: when above 1, the ops and their figures are one image's.
     pub images: usize,
     /// How a batch above 1 is run, and why not split by image if it is not (empty for
@@ -311,6 +319,15 @@ impl CompileReport {
         );
     }
 
+    /// How runs use the threads, for the reports: empty with one thread.
+    pub fn thread_choice_text(&self) -> &'static str {
+        match (self.threads >= 2, self.thread_choice) {
+            (false, _) => "",
+            (true, true) => " (or the caller alone, where its runs measure faster)",
+            (true, false) => " (always)",
+        }
+    }
+
     /// Number of ops that run on the reference kernel.
     pub fn fallbacks(&self) -> usize {
         self.ops.iter().filter(|o| o.fallback).count()
@@ -321,9 +338,10 @@ impl CompileReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "target {}, {} thread(s) per run, denormals {}: {} ops, {} fallback",
+            "target {}, {} thread(s) per run{}, denormals {}: {} ops, {} fallback",
             self.target,
             self.threads,
+            self.thread_choice_text(),
             if self.flush_denormals {
                 "flushed"
             } else {
@@ -544,6 +562,7 @@ fn compile_graph(
         target: target.name().to_string(),
         threads,
         flush_denormals: opts.flush_denormals,
+        thread_choice: opts.thread_choice && threads >= 2,
         images,
         batch_plan,
         ..Default::default()

@@ -40,6 +40,7 @@ pub fn verified() -> CpuOptions {
         split_batch: true,
         min_image_flops: mnc_targets::cpu::MIN_IMAGE_FLOPS,
         threads: 1,
+        thread_choice: true,
     }
 }
 
