@@ -224,6 +224,19 @@ fn conv_geom(r: &mut Rng, kind: usize, q: &Quant, big: bool) -> QConvGeom {
 
 /// A pointwise conv `ci -> co` over `h x w` with the quantization of `q`.
 fn pw_geom(ci: usize, co: usize, h: usize, w: usize, q: &Quant) -> QConvGeom {
+    square_geom(ci, co, h, w, (1, 1, 0), q)
+}
+
+/// A dense conv `ci -> co` over `h x w` with a `k x k` window, stride `s` and padding `p` on
+/// every side (`(k, s, p)`), with the quantization of `q`.
+fn square_geom(
+    ci: usize,
+    co: usize,
+    h: usize,
+    w: usize,
+    (k, s, p): (usize, usize, usize),
+    q: &Quant,
+) -> QConvGeom {
     let (x_zp, x_i8) = u8_domain(q.xq, q.x_zp);
     let u = |v: usize| v as u64;
     QConvGeom {
@@ -233,16 +246,16 @@ fn pw_geom(ci: usize, co: usize, h: usize, w: usize, q: &Quant) -> QConvGeom {
         w: u(w),
         co: u(co),
         groups: 1,
-        kh: 1,
-        kw: 1,
-        sy: 1,
-        sx: 1,
+        kh: u(k),
+        kw: u(k),
+        sy: u(s),
+        sx: u(s),
         dy: 1,
         dx: 1,
-        pt: 0,
-        pl: 0,
-        oh: u(h),
-        ow: u(w),
+        pt: u(p),
+        pl: u(p),
+        oh: u((h + 2 * p - k) / s + 1),
+        ow: u((w + 2 * p - k) / s + 1),
         x_zp,
         x_i8,
         y_zp: q.rq.zero_point as i64,
@@ -457,34 +470,9 @@ fn wide_im2col_rows_match_the_reference() {
             let mut q = quant(&mut r, co, ci * k * k);
             q.xq = xq;
             q.x_zp = zero_point(&mut r, xq);
-            let (x_zp, x_i8) = u8_domain(q.xq, q.x_zp);
-            let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
-            let u = |v: usize| v as u64;
             let g = QConvGeom {
-                n: 1,
-                ci: u(ci),
-                h: u(h),
-                w: u(w),
-                co: u(co),
-                groups: 1,
-                kh: u(k),
-                kw: u(k),
-                sy: u(s),
-                sx: u(s),
-                dy: 1,
-                dx: 1,
-                pt: u(p),
-                pl: u(p),
-                oh: u(oh),
-                ow: u(ow),
-                x_zp,
-                x_i8,
-                y_zp: q.rq.zero_point as i64,
-                lo: q.rq.lo as i64,
-                hi: q.rq.hi as i64,
                 tasks: 4,
-                res: 0,
-                res_conv_a: 0,
+                ..square_geom(ci, co, h, w, (k, s, p), &q)
             };
             let x = bytes(&mut r, ci * h * w);
             let wt: Vec<i8> = (0..co * g.k()).map(|_| r.int(-128, 127) as i8).collect();
