@@ -232,11 +232,7 @@ impl CompileSummary {
                 c.code_bytes as f64 / 1024.0,
                 c.fallbacks,
                 c.threads,
-                match (c.threads >= 2, c.thread_choice) {
-                    (false, _) => "",
-                    (true, true) => " (or the caller alone, where its runs measure faster)",
-                    (true, false) => " (always)",
-                },
+                mnc_targets::cpu::thread_choice_text(c.threads, c.thread_choice),
                 if c.flush_denormals { "flushed" } else { "kept" },
                 c.weight_bytes as f64 / 1e6,
                 c.arena_bytes as f64 / 1e6,

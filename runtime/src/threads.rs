@@ -62,9 +62,10 @@ pub struct ThreadChoice {
     /// at which both modes were last measured (the start of the wait for the next probe).
     next_probe: u64,
     last_probe: u64,
-    /// The mode of the last run, and how many runs in a row used it.
+    /// The mode of the last run, and whether that run was the first in its mode (the cold
+    /// run, or the first after a switch).
     last: Option<RunMode>,
-    streak: u64,
+    switched: bool,
 }
 
 impl ThreadChoice {
@@ -81,7 +82,7 @@ impl ThreadChoice {
             return RunMode::Pool;
         };
         // The first run after a switch is not measured: the mode runs twice.
-        if self.streak == 1 && self.runs > 1 {
+        if self.switched && self.runs > 1 {
             return last;
         }
         if self.samples.iter().any(|s| s.len() < KEEP) {
@@ -104,10 +105,9 @@ impl ThreadChoice {
     /// calling thread: that is the pool's business, not a measure of it).
     pub fn record(&mut self, mode: RunMode, t: Option<Duration>) {
         self.runs += 1;
-        let switched = self.last != Some(mode) || self.runs == 1;
-        self.streak = if switched { 1 } else { self.streak + 1 };
+        self.switched = self.last != Some(mode) || self.runs == 1;
         self.last = Some(mode);
-        let Some(t) = t.filter(|_| !switched) else {
+        let Some(t) = t.filter(|_| !self.switched) else {
             return; // the cold run, the first after a switch, or not a measure
         };
         let best_before = self.best();

@@ -260,6 +260,16 @@ fn compulsory_bytes(args: &[Loc], arg_bytes: &[usize]) -> u64 {
     out + distinct.sum::<u64>()
 }
 
+/// How runs on `threads` threads use them, for the reports: empty with one thread, else
+/// whether each run may stay on the calling thread ([`CpuOptions::thread_choice`]).
+pub fn thread_choice_text(threads: usize, thread_choice: bool) -> &'static str {
+    match (threads >= 2, thread_choice) {
+        (false, _) => "",
+        (true, true) => " (or the caller alone, where its runs measure faster)",
+        (true, false) => " (always)",
+    }
+}
+
 /// What compilation did and how long each phase took.
 #[derive(Clone, Debug, Default)]
 pub struct CompileReport {
@@ -319,13 +329,9 @@ impl CompileReport {
         );
     }
 
-    /// How runs use the threads, for the reports: empty with one thread.
+    /// How runs use the threads, for the reports ([`crate::cpu::thread_choice_text`]).
     pub fn thread_choice_text(&self) -> &'static str {
-        match (self.threads >= 2, self.thread_choice) {
-            (false, _) => "",
-            (true, true) => " (or the caller alone, where its runs measure faster)",
-            (true, false) => " (always)",
-        }
+        thread_choice_text(self.threads, self.thread_choice)
     }
 
     /// Number of ops that run on the reference kernel.

@@ -362,6 +362,30 @@ fn conv_case(
     (g, q, x, w, bias)
 }
 
+/// Runs the conv on every set in `ks` and every thread count in `threads`; panics at the
+/// first output byte that differs from `want`, naming the set, the threads and `what`.
+fn assert_conv_eq(
+    ks: &[&Int8Kernels],
+    g: &QConvGeom,
+    x: &[u8],
+    packed: &[u8],
+    want: &[u8],
+    threads: &[usize],
+    what: &str,
+) {
+    for kset in ks {
+        for &t in threads {
+            let got = run_conv(kset, g, x, packed, t);
+            if let Some(j) = (0..want.len()).find(|&j| got[j] != want[j]) {
+                panic!(
+                    "{} threads {t} {what}: y[{j}] = {} want {}\n{g:?}",
+                    kset.conv.symbol, got[j], want[j]
+                );
+            }
+        }
+    }
+}
+
 fn conv_cases(kind: usize, cases: usize, seed: u64) {
     let ks = sets("int8_conv");
     let mut r = Rng::new(seed);
@@ -371,17 +395,8 @@ fn conv_cases(kind: usize, cases: usize, seed: u64) {
         let packed = pack_qconv(&g, &w, &bias, &q.rq.mult).unwrap();
         assert_eq!(packed.len(), g.packed_bytes());
         let distinct = want.iter().collect::<std::collections::HashSet<_>>().len();
-        for kset in &ks {
-            for t in THREADS {
-                let got = run_conv(kset, &g, &x, &packed, t);
-                if let Some(j) = (0..want.len()).find(|&j| got[j] != want[j]) {
-                    panic!(
-                        "{} threads {t} case {i}: y[{j}] = {} want {} ({:?} {:?}, {distinct} distinct)\n{g:?}",
-                        kset.conv.symbol, got[j], want[j], q.xq, q.yq
-                    );
-                }
-            }
-        }
+        let what = format!("case {i} ({:?} {:?}, {distinct} distinct)", q.xq, q.yq);
+        assert_conv_eq(&ks, &g, &x, &packed, &want, &THREADS, &what);
     }
 }
 
@@ -479,17 +494,8 @@ fn wide_im2col_rows_match_the_reference() {
             let bias: Vec<i32> = (0..co).map(|_| r.int(-20000, 20000) as i32).collect();
             let want = ref_conv(&g, &q, &x, &wt, &bias);
             let packed = pack_qconv(&g, &wt, &bias, &q.rq.mult).unwrap();
-            for kset in &ks {
-                for t in [1, 2] {
-                    let got = run_conv(kset, &g, &x, &packed, t);
-                    if let Some(j) = (0..want.len()).find(|&j| got[j] != want[j]) {
-                        panic!(
-                            "{} threads {t} case {i} {xq:?}: y[{j}] = {} want {}\n{g:?}",
-                            kset.conv.symbol, got[j], want[j]
-                        );
-                    }
-                }
-            }
+            let what = format!("case {i} {xq:?}");
+            assert_conv_eq(&ks, &g, &x, &packed, &want, &[1, 2], &what);
         }
     }
 }
@@ -595,17 +601,15 @@ fn packed_epilogue_matches_the_reference() {
             let pk = unsafe { super::vnni::Packed::new(&g, packed.as_ptr()) };
             assert_eq!(pk.is_some(), fast, "case {case}");
         }
-        for kset in &ks {
-            for t in [1, 2] {
-                let got = run_conv(kset, &g, &x, &packed, t);
-                if let Some(j) = (0..want.len()).find(|&j| got[j] != want[j]) {
-                    panic!(
-                        "{} threads {t} case {case}: y[{j}] = {} want {}\n{g:?}",
-                        kset.conv.symbol, got[j], want[j]
-                    );
-                }
-            }
-        }
+        assert_conv_eq(
+            &ks,
+            &g,
+            &x,
+            &packed,
+            &want,
+            &[1, 2],
+            &format!("case {case}"),
+        );
     }
 }
 
