@@ -980,6 +980,25 @@ fn compile_graph(
 mod slot_tests {
     use super::*;
 
+    /// The reports say whether a multi-thread run may stay on its caller; one thread says
+    /// nothing; the report of a compile with `thread_choice` off says "always".
+    #[test]
+    fn reports_say_how_runs_use_the_threads() {
+        assert_eq!(thread_choice_text(1, true), "");
+        assert!(thread_choice_text(2, true).contains("caller alone"));
+        assert_eq!(thread_choice_text(2, false), " (always)");
+        let r = CompileReport {
+            threads: 2,
+            thread_choice: false,
+            ..Default::default()
+        };
+        assert!(
+            r.to_text().contains("2 thread(s) per run (always)"),
+            "{}",
+            r.to_text()
+        );
+    }
+
     #[test]
     fn a_plan_with_fewer_slots_than_the_code_reads_is_refused() {
         let args = [Loc::Arena(0), Loc::Weight(0)];

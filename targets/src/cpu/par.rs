@@ -793,7 +793,7 @@ fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{for_each, join, physical_cores};
+    use super::{for_each, join, physical_cores, serial_scope, threads_now};
     use std::collections::HashSet;
     use std::panic::catch_unwind;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -848,6 +848,26 @@ mod tests {
             let who = who.into_inner().unwrap();
             assert!(who.len() <= 2, "{} threads ran a threads=2 job", who.len());
         }
+    }
+
+    #[test]
+    fn serial_scope_runs_every_task_on_the_caller_and_restores() {
+        let me = std::thread::current().id();
+        let others = AtomicUsize::new(0);
+        let inside = serial_scope(|| {
+            for_each(4, 64, &|_| {
+                if std::thread::current().id() != me {
+                    others.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            threads_now(4)
+        });
+        assert_eq!(inside, 1);
+        assert_eq!(others.load(Ordering::Relaxed), 0);
+        // Restored after the scope, and after a panic inside one.
+        assert_eq!(threads_now(4), 4);
+        assert!(catch_unwind(|| serial_scope(|| panic!("inside"))).is_err());
+        assert_eq!(threads_now(4), 4);
     }
 
     #[test]
