@@ -16,6 +16,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod epilogue;
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,10 +1,11 @@
 //! Conv/GEMM kernels in Rust `std::arch`, compiled once per ISA and called by the generated
 //! code (registered with the JIT as symbols, see [`Kernel::symbol`] and [`dw_kernel`]).
 //!
-//! Entry points per ISA (all with the epilogue fused: bias, residual, activation from
-//! [`encode_act`], applied to the registers before the only store):
+//! Entry points per ISA (all with the epilogue fused: bias, residual, activation as one
+//! [`Epilogue`] in the call's description, applied to the registers before the only store):
 //!
-//! - **GEMM** ([`GemmFn`]): `C[m x n] = act(A[m x k] * B[k x n] + bias[row] + R)`. `A` is
+//! - **GEMM** ([`GemmFn`], shape and epilogue in a [`GemmCall`] stored in the weights
+//!   blob): `C[m x n] = act(A[m x k] * B[k x n] + bias[row] + R)`. `A` is
 //!   pre-packed by [`pack_a`] (blocks of `MR` rows, `k`-major inside a block, the last block
 //!   zero-padded); `B` is row-major with leading dimension `ldb` (an NCHW activation plane or
 //!   im2col rows); `C` and the optional residual `R` are row-major with `ldc`. Loop order:
@@ -121,11 +122,11 @@ pub use dw::{
     LANE_MAX_TAPS, PAD_ALIGN,
 };
 use epilogue::Epi;
-pub use epilogue::{act_code, encode_act};
+pub use epilogue::{ActKind, Epilogue};
 use gemm::{gemm_drive, Gemm, PANEL_FLOATS};
-pub use gemm::{gemm_kernel, pack_a, rows_in_lanes, GemmFn, Kernel, GEMM_PARAMS};
+pub use gemm::{gemm_kernel, pack_a, rows_in_lanes, GemmCall, GemmFn, Kernel, GEMM_PARAMS};
 use gemv::{gemv_drive, Gemv};
-pub use gemv::{gemv_kernel, GemvFn, GEMV_PARAMS};
+pub use gemv::{gemv_kernel, GemvCall, GemvFn, GEMV_PARAMS};
 pub use peak::{best_giga_rate, peak_gflops, peak_int8_gops};
 use se::{se_drive, Se, SePhases};
 pub use se::{se_kernel, SeFn, SeGeom, SE_PARAMS};

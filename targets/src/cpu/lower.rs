@@ -9,7 +9,9 @@
 use super::emit::{Emitter, Operand};
 use super::isa::IsaDesc;
 use super::kernels::stem::{self, STEM_MAX_CI};
-use super::kernels::{dw_tasks, encode_act, pack_a, DwGeom, DwPath, Kernel, SeGeom};
+use super::kernels::{
+    dw_tasks, pack_a, DwGeom, DwPath, Epilogue, GemmCall, GemvCall, Kernel, SeGeom,
+};
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
 use mnc_ir::eval::conv::valid_range;
 use mnc_ir::facts;
@@ -348,17 +350,13 @@ pub fn plan_op(info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<Plan, Str
             }
             let r = info.inputs[1].shape[0];
             let flops = (s.iter().product::<usize>() * 2 + 4 * s[0] * s[1] * r) as u64;
-            let (act, act_params) = encode_act(Some(se.act));
-            let (gate, gate_params) = encode_act(Some(se.gate));
             let geom = SeGeom {
                 n: s[0] as u64,
                 c: s[1] as u64,
                 hw: (s[2] * s[3]) as u64,
                 r: r as u64,
-                act,
-                act_params,
-                gate,
-                gate_params,
+                hidden: Epilogue::new(true, false, Some(se.act)),
+                gate: Epilogue::new(true, false, Some(se.gate)),
             };
             jit(
                 Kind::SqueezeExcite { threads },
@@ -442,7 +440,6 @@ fn too_many_taps(kh: usize, kw: usize) -> Option<Plan> {
 /// The geometry the depthwise and stem kernels read (`tasks`: scratch planes of the
 /// depthwise kernel; the stem kernel ignores it and `cog`).
 fn direct_geom(g: &Geo, c: &Conv, hp: usize, wp: usize, tasks: usize) -> DwGeom {
-    let (act, act_params) = encode_act(c.epilogue.act);
     let u = |v: usize| v as u64;
     DwGeom {
         planes: u(g.n * g.co),
@@ -463,8 +460,7 @@ fn direct_geom(g: &Geo, c: &Conv, hp: usize, wp: usize, tasks: usize) -> DwGeom 
         ow: u(g.ow),
         hp: u(hp),
         wp: u(wp),
-        act,
-        act_params,
+        epi: Epilogue::of_op(c.has_bias, &c.epilogue),
         tasks: u(tasks),
     }
 }
@@ -540,13 +536,24 @@ fn plan_conv(c: &Conv, info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<P
         let rows = &wv[grp * g.cog * k..(grp + 1) * g.cog * k];
         packed.extend(pack_a(rows, g.cog, k, isa.gemm.mr));
     }
+    // One call per batch element and group: B (the input plane or the im2col rows) and C
+    // are `oh * ow` columns wide.
+    let nn = (g.oh * g.ow) as u64;
+    let call = GemmCall {
+        m: g.cog as u64,
+        n: nn,
+        k: k as u64,
+        ldb: nn,
+        ldc: nn,
+        epi: Epilogue::of_op(c.has_bias, &c.epilogue),
+    };
     Ok(jit(
         Kind::ConvGemm {
             im2col: !pointwise,
             rows_in_lanes: isa.gemm.rows_in_lanes(g.cog, g.oh * g.ow),
             threads,
         },
-        vec![packed],
+        vec![packed, call.to_blob()],
         scratch,
         flops,
     ))
@@ -732,9 +739,14 @@ fn plan_gemm_vec(
     (m, k, n, trans_b): (usize, usize, usize, bool),
     bv: &[f32],
 ) -> Option<Plan> {
-    let (alpha, beta, has_c) = match info.op {
-        Op::Gemm(g) => (g.alpha, g.beta, g.has_c),
-        _ => (1.0, 0.0, false),
+    let (alpha, beta, has_c, epi) = match info.op {
+        Op::Gemm(g) => (
+            g.alpha,
+            g.beta,
+            g.has_c,
+            Epilogue::of_op(g.has_c, &g.epilogue),
+        ),
+        _ => (1.0, 0.0, false, Epilogue::NONE),
     };
     if m != 1 {
         return None;
@@ -758,6 +770,14 @@ fn plan_gemm_vec(
         };
         extras.push(bias);
     }
+    extras.push(
+        GemvCall {
+            n: n as u64,
+            k: k as u64,
+            epi,
+        }
+        .to_blob(),
+    );
     Some(jit(
         Kind::GemmVec { threads },
         extras,
@@ -822,6 +842,7 @@ pub fn emit_op(
             *im2col,
             *threads,
             extra(0),
+            extra(1),
             scratch_slot,
             kernel,
             kref?,
@@ -942,11 +963,8 @@ pub fn emit_op(
         (Kind::GemmVec { threads }, _) => {
             let vref = refs.gemv.ok_or_else(|| missing("matrix-vector"))?;
             let (y, a, w) = (e.arg(0), e.arg(1), e.arg(extra(0)));
-            let (n, k) = (info.out.numel(), info.inputs[0].numel());
-            let (has_c, residual, act) = match info.op {
-                Op::Gemm(g) => (g.has_c, g.epilogue.residual, g.epilogue.act),
-                _ => (false, false, None),
-            };
+            let has_c = matches!(info.op, Op::Gemm(g) if g.has_c);
+            let residual = matches!(info.op, Op::Gemm(g) if g.epilogue.residual);
             let null = e.c64(0);
             let bias = if has_c { e.arg(extra(1)) } else { null };
             let res = if residual {
@@ -954,15 +972,10 @@ pub fn emit_op(
             } else {
                 null
             };
-            let (act, act_params) = encode_act(act);
-            let (nv, kv) = (e.c64(n as i64), e.c64(k as i64));
-            let (ac, ap, th) = (
-                e.c64(act as i64),
-                e.c64(act_params as i64),
-                e.c64(*threads as i64),
-            );
-            e.b.ins()
-                .call(vref, &[nv, kv, a, w, y, bias, res, ac, ap, th]);
+            // The call description follows B and the bias (`plan_gemm_vec`).
+            let call = e.arg(extra(1 + has_c as usize));
+            let th = e.c64(*threads as i64);
+            e.b.ins().call(vref, &[a, w, y, bias, res, call, th]);
         }
         (Kind::Concat { axis }, _) => {
             let y = e.arg(0);
@@ -1009,6 +1022,7 @@ fn emit_conv_gemm(
     im2col: bool,
     threads: usize,
     packed_slot: usize,
+    call_slot: usize,
     scratch_slot: usize,
     kernel: &Kernel,
     kref: FuncRef,
@@ -1030,7 +1044,7 @@ fn emit_conv_gemm(
     } else {
         None
     };
-    let (act, act_params) = encode_act(c.epilogue.act);
+    let call = e.arg(call_slot);
     e.for_range(0, g.n as i64, 1, |e, b| {
         e.for_range(0, c.group as i64, 1, |e, grp| {
             // Input channels of this group: plane index b*ci + grp*cig.
@@ -1053,19 +1067,8 @@ fn emit_conv_gemm(
             let null = e.c64(0);
             let bg = bias.map_or(null, |bb| e.add_scaled(bb, go, 4));
             let rg = res.map_or(null, |r| e.add_scaled(r, pout, (nn * 4) as i64));
-            let args: Vec<Value> = [g.cog, nn, k].iter().map(|&v| e.c64(v as i64)).collect();
-            let ld = e.c64(nn as i64);
-            let (ac, ap, th) = (
-                e.c64(act as i64),
-                e.c64(act_params as i64),
-                e.c64(threads as i64),
-            );
-            e.b.ins().call(
-                kref,
-                &[
-                    args[0], args[1], args[2], ag, src, ld, yg, ld, bg, rg, ac, ap, th,
-                ],
-            );
+            let th = e.c64(threads as i64);
+            e.b.ins().call(kref, &[ag, src, yg, bg, rg, call, th]);
         });
     });
 }

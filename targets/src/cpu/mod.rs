@@ -1066,7 +1066,12 @@ mod slot_tests {
         assert_eq!(bytes("relu").1, 2 * 256 * 4, "{}", r.to_text());
         assert_eq!(bytes("square").1, 2 * 256 * 4, "{}", r.to_text());
         assert_eq!(bytes("flat"), ("view", 0));
-        assert_eq!(bytes("fc"), ("gemm-kernel", (k + k * n + n) as u64 * 4));
+        // x, B and y, plus the call description the kernel reads from the blob.
+        let call = std::mem::size_of::<kernels::GemvCall>() as u64;
+        assert_eq!(
+            bytes("fc"),
+            ("gemm-kernel", (k + k * n + n) as u64 * 4 + call)
+        );
         assert!(r.to_text().contains("B moved"), "{}", r.to_text());
     }
 

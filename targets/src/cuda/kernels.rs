@@ -4,6 +4,7 @@
 
 use super::ptx::{Kernel, Reg};
 use super::tiles::{GemmTile, ELEMENTWISE_BLOCK};
+use crate::epilogue::Epilogue;
 use mnc_ir::{Activation, BinaryOp, Lrn};
 
 /// A generated kernel and its launch grid (block size is `kernel.block`).
@@ -45,7 +46,7 @@ pub fn act(n: usize, a: Activation) -> Gen {
     let (mut k, i, exit) = per_element(2, n);
     let (x, y) = (k.param_ptr(0), k.param_ptr(1));
     let v = k.ld(x, i);
-    let r = k.act(a, v);
+    let r = k.act(&Epilogue::act_only(a), v);
     k.st(y, i, r);
     finish(k, &exit, n, "act")
 }
@@ -326,17 +327,17 @@ pub fn softmax(outer: usize, d: usize, inner: usize) -> Gen {
     finish_warps(k, &exit, outputs, "softmax")
 }
 
-/// `y[b, j] = act(sum_l w[j, l] * v[b, l] + bias[j])` for `b < nb`, `j < rows`: one warp per
-/// output (the two small matrix-vector products of SE). Params: v, w, bias, y.
-pub fn matvec(nb: usize, rows: usize, len: usize, a: Activation) -> Gen {
+/// `y[b, j] = act(sum_l w[j, l] * v[b, l] + bias[j])` for `b < nb`, `j < rows` with epilogue
+/// `e` (bias where it has one, no residual): one warp per output (the two small
+/// matrix-vector products of SE). Params: v, w, [bias], y.
+pub fn matvec(nb: usize, rows: usize, len: usize, e: &Epilogue) -> Gen {
+    debug_assert!(!e.residual(), "the matrix-vector kernel adds no residual");
     let outputs = nb * rows;
-    let (mut k, wid, lane, exit) = per_warp(4, outputs);
-    let (v, w, bias, y) = (
-        k.param_ptr(0),
-        k.param_ptr(1),
-        k.param_ptr(2),
-        k.param_ptr(3),
-    );
+    let nparams = 3 + e.bias() as usize;
+    let (mut k, wid, lane, exit) = per_warp(nparams, outputs);
+    let (v, w) = (k.param_ptr(0), k.param_ptr(1));
+    let bias = e.bias().then(|| k.param_ptr(2));
+    let y = k.param_ptr(nparams - 1);
     let b = k.u32_op_imm("div", wid, rows as u32);
     let j = k.u32_op_imm("rem", wid, rows as u32);
     let zero = k.imm_u32(0);
@@ -350,10 +351,12 @@ pub fn matvec(nb: usize, rows: usize, len: usize, a: Activation) -> Gen {
         let wv = k.ld(w, wi);
         k.ins(format!("fma.rn.f32 {acc}, {wv}, {vv}, {acc}"));
     });
-    let s = k.warp_sum(acc);
-    let bv = k.ld(bias, j);
-    let t = k.fop("add", s, bv);
-    let r = k.act(a, t);
+    let mut t = k.warp_sum(acc);
+    if let Some(bias) = bias {
+        let bv = k.ld(bias, j);
+        t = k.fop("add", t, bv);
+    }
+    let r = k.act(e, t);
     let p = k.p();
     k.ins(format!("setp.eq.u32 {p}, {lane}, 0"));
     let addr = k.addr(y, wid);
@@ -457,9 +460,8 @@ pub struct ConvSpec {
     /// top, left
     pub pad: [usize; 2],
     pub group: usize,
-    pub has_bias: bool,
-    pub residual: bool,
-    pub act: Option<Activation>,
+    /// The fused epilogue (bias per output channel, residual, activation).
+    pub epi: Epilogue,
 }
 
 /// Adds bias/residual/activation to `acc` and stores it at `y[i]`. `ptrs` are the kernel's
@@ -467,19 +469,17 @@ pub struct ConvSpec {
 fn conv_epilogue(k: &mut Kernel, s: &ConvSpec, ptrs: &[Reg], o: Reg, i: Reg, acc: Reg) {
     let mut v = acc;
     let mut next = 0;
-    if s.has_bias {
+    if s.epi.bias() {
         let b = k.ld(ptrs[next], o);
         v = k.fop("add", v, b);
         next += 1;
     }
-    if s.residual {
+    if s.epi.residual() {
         let r = k.ld(ptrs[next], i);
         v = k.fop("add", v, r);
         next += 1;
     }
-    if let Some(a) = s.act {
-        v = k.act(a, v);
-    }
+    v = k.act(&s.epi, v);
     k.st(ptrs[next], i, v);
 }
 
@@ -528,7 +528,7 @@ pub(super) fn taps(k: &mut Kernel, s: &ConvSpec, oy: Reg, ox: Reg) -> Vec<(Reg, 
 /// Params: x, w, [bias], [residual], y.
 pub fn depthwise(s: &ConvSpec) -> Gen {
     let n = s.n * s.co * s.oh * s.ow;
-    let nparams = 3 + s.has_bias as usize + s.residual as usize;
+    let nparams = 3 + s.epi.bias() as usize + s.epi.residual() as usize;
     let (mut k, i, exit) = per_element(nparams, n);
     let ptrs: Vec<Reg> = (0..nparams).map(|p| k.param_ptr(p)).collect();
     let idx = k.decode(i, &[s.n * s.co, s.oh, s.ow]);
@@ -556,7 +556,7 @@ pub fn depthwise(s: &ConvSpec) -> Gen {
 /// Params: x, w, [bias], [residual], y.
 pub fn direct_conv(s: &ConvSpec) -> Gen {
     let n = s.n * s.co * s.oh * s.ow;
-    let nparams = 3 + s.has_bias as usize + s.residual as usize;
+    let nparams = 3 + s.epi.bias() as usize + s.epi.residual() as usize;
     let (mut k, i, exit) = per_element(nparams, n);
     let ptrs: Vec<Reg> = (0..nparams).map(|p| k.param_ptr(p)).collect();
     let idx = k.decode(i, &[s.n, s.co, s.oh, s.ow]);
@@ -634,9 +634,7 @@ pub fn pool(s: &PoolSpec) -> Gen {
         dilation: s.dilation,
         pad: [s.pads[0], s.pads[1]],
         group: 1,
-        has_bias: false,
-        residual: false,
-        act: None,
+        epi: Epilogue::NONE,
     };
     let zero = k.imm_u32(0);
     let xbase = k.mad_imm(plane, (s.h * s.w) as u32, zero);
@@ -707,7 +705,7 @@ pub fn pool(s: &PoolSpec) -> Gen {
 /// pointwise conv over a whole batch is one GEMM. Offsets (in elements):
 /// `A = m*sam + k*sak`, `B = (n / ninner)*sbb + (n % ninner)*sbn + k*sbk`,
 /// `C = (n / ninner)*scb + (n % ninner)*scn + m*scm` (the residual operand has C's layout),
-/// bias `= m*bsm + n*bsn` scaled by `beta`.
+/// bias `= m*bsm + n*bsn` scaled by `beta` (where the epilogue has a bias).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GemmSpec {
     pub m: usize,
@@ -723,10 +721,10 @@ pub struct GemmSpec {
     pub scn: usize,
     pub scb: usize,
     pub alpha: f32,
-    /// (bsm, bsn, beta)
-    pub bias: Option<(usize, usize, f32)>,
-    pub residual: bool,
-    pub act: Option<Activation>,
+    /// The bias's strides `(bsm, bsn)` and scale `beta`, read where `epi` has a bias.
+    pub bias: (usize, usize, f32),
+    /// The fused epilogue (bias, residual, activation).
+    pub epi: Epilogue,
     pub tile: GemmTile,
 }
 
@@ -751,11 +749,11 @@ struct GemmOut {
 impl GemmOut {
     fn of(s: &GemmSpec, ptrs: &[Reg]) -> GemmOut {
         let mut next = 2;
-        let bias = s.bias.map(|_| {
+        let bias = s.epi.bias().then(|| {
             next += 1;
             ptrs[next - 1]
         });
-        let res = s.residual.then(|| {
+        let res = s.epi.residual().then(|| {
             next += 1;
             ptrs[next - 1]
         });
@@ -774,7 +772,8 @@ impl GemmOut {
         if s.alpha != 1.0 {
             v = k.fop_imm("mul", v, s.alpha);
         }
-        if let (Some((bsm, bsn, beta)), Some(bp)) = (s.bias, self.bias) {
+        if let Some(bp) = self.bias {
+            let (bsm, bsn, beta) = s.bias;
             let zero = k.imm_u32(0);
             let bi = k.mad_imm(m, bsm as u32, zero);
             let bi = k.mad_imm(n, bsn as u32, bi);
@@ -795,9 +794,7 @@ impl GemmOut {
             k.ins(format!("@{p} ld.global.nc.f32 {rv}, [{a}]"));
             v = k.fop("add", v, rv);
         }
-        if let Some(a) = s.act {
-            v = k.act(a, v);
-        }
+        v = k.act(&s.epi, v);
         let a = k.addr(self.out, oi);
         k.ins(format!("@{p} st.global.f32 [{a}], {v}"));
     }
@@ -809,7 +806,7 @@ pub fn gemm(s: &GemmSpec) -> Gen {
     let t = s.tile;
     let threads = t.threads();
     let (thx, thy) = (t.bn / t.tn, t.bm / t.tm);
-    let nparams = 3 + s.bias.is_some() as usize + s.residual as usize;
+    let nparams = 3 + s.epi.bias() as usize + s.epi.residual() as usize;
     let mut k = Kernel::new(nparams, threads as u32);
     let ptrs: Vec<Reg> = (0..nparams).map(|p| k.param_ptr(p)).collect();
     let (pa, pb) = (ptrs[0], ptrs[1]);
@@ -985,7 +982,7 @@ pub fn gemm_tf32(s: &GemmSpec) -> Gen {
     let (bm, bn, bk) = TF32_TILE;
     let (lda, ldb) = (bm + 8, bn + 8); // padded rows: conflict-free fragment reads
     let threads = 128usize;
-    let nparams = 3 + s.bias.is_some() as usize + s.residual as usize;
+    let nparams = 3 + s.epi.bias() as usize + s.epi.residual() as usize;
     let mut k = Kernel::new(nparams, threads as u32);
     let ptrs: Vec<Reg> = (0..nparams).map(|p| k.param_ptr(p)).collect();
     let (pa, pb) = (ptrs[0], ptrs[1]);

@@ -22,6 +22,7 @@ pub mod kernels;
 pub mod ptx;
 pub mod tiles;
 
+use crate::epilogue::Epilogue;
 use kernels::{ConvSpec, GemmSpec, Gen, PoolSpec};
 use mnc_ir::{DType, Graph, NodeId, Op, PoolKind, QType, Tensor, TensorData, TensorType};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -798,9 +799,7 @@ fn lower_node(
                 dilation: c.dilations,
                 pad: [c.pads[0], c.pads[1]],
                 group: c.group,
-                has_bias: c.has_bias,
-                residual: c.epilogue.residual,
-                act: c.epilogue.act,
+                epi: Epilogue::of_op(c.has_bias, &c.epilogue),
             };
             let pointwise =
                 ws[2] == 1 && ws[3] == 1 && c.strides == [1, 1] && c.pads == [0; 4] && c.group == 1;
@@ -821,9 +820,8 @@ fn lower_node(
                     scn: 1,
                     scb: spec.co * hw,
                     alpha: 1.0,
-                    bias: c.has_bias.then_some((1, 0, 1.0)),
-                    residual: c.epilogue.residual,
-                    act: c.epilogue.act,
+                    bias: (1, 0, 1.0),
+                    epi: spec.epi,
                     tile: match c.schedule.as_ref().and_then(|s| s.gpu) {
                         Some(t) if tiles::supported(&t, lw.arch) => t,
                         Some(t) => {
@@ -854,9 +852,9 @@ fn lower_node(
             let (sbk, sbn) = if gm.trans_b { (1, k) } else { (n, 1) };
             let bias = if gm.has_c {
                 let cs = kernels::broadcast_strides(shape(g, ins[2]), 2);
-                Some((cs[0], cs[1], gm.beta))
+                (cs[0], cs[1], gm.beta)
             } else {
-                None
+                (0, 0, 0.0)
             };
             let gs = GemmSpec {
                 m,
@@ -873,8 +871,7 @@ fn lower_node(
                 scb: 0,
                 alpha: gm.alpha,
                 bias,
-                residual: gm.epilogue.residual,
-                act: gm.epilogue.act,
+                epi: Epilogue::of_op(gm.has_c, &gm.epilogue),
                 tile: tiles::gemm_tile(m, n, k, lw.arch),
             };
             lw.emit(id, lw.gemm(&gs), args(a))?;
@@ -902,9 +899,8 @@ fn lower_node(
                 scn: 1,
                 scb: 0,
                 alpha: 1.0,
-                bias: None,
-                residual: false,
-                act: None,
+                bias: (0, 0, 0.0),
+                epi: Epilogue::NONE,
                 tile: tiles::gemm_tile(m, n, k, lw.arch),
             };
             lw.emit(id, lw.gemm(&gs), args(&a[..2]))?;
@@ -919,12 +915,12 @@ fn lower_node(
             lw.emit(id, kernels::mean(nb * c, hw, 1), vec![a[0], s])?;
             lw.emit(
                 id,
-                kernels::matvec(nb, r, c, se.act),
+                kernels::matvec(nb, r, c, &Epilogue::new(true, false, Some(se.act))),
                 vec![s, a[1], a[2], hid],
             )?;
             lw.emit(
                 id,
-                kernels::matvec(nb, c, r, se.gate),
+                kernels::matvec(nb, c, r, &Epilogue::new(true, false, Some(se.gate))),
                 vec![hid, a[3], a[4], gate],
             )?;
             lw.emit(id, kernels::scale_rows(n_out, hw), vec![a[0], gate, out])?;
@@ -1166,9 +1162,9 @@ fn lower_qconv(
             dilation: c.dilations,
             pad: [c.pads[0], c.pads[1]],
             group: c.group,
-            has_bias: c.has_bias,
-            residual: false,
-            act: None,
+            // The requantization follows the integer accumulation (`int8`); the residual was
+            // refused above.
+            epi: Epilogue::new(c.has_bias, false, None),
         },
         x: x_type,
         x_zp: q.x.at(0).1,

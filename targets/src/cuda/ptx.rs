@@ -4,7 +4,7 @@
 //! Everything is deterministic: register numbers and labels are counters, immediates are
 //! printed exactly (`0fXXXXXXXX` for f32).
 
-use mnc_ir::Activation;
+use crate::epilogue::{ActKind, Epilogue};
 use std::fmt::Write;
 
 /// A virtual register, printed as its PTX name (`%r3`, `%rd1`, `%f7`, `%p2`).
@@ -279,34 +279,37 @@ impl Kernel {
         self.ins(format!("{op}.NaN.f32 {r}, {a}, {}", fimm(imm)));
         r
     }
-    /// Applies an activation with the semantics of [`Activation::apply`] (NaN propagates
+    /// Applies the activation of epilogue `e` ([`Epilogue::act`], parameters `p0`, `p1`) with
+    /// the semantics of [`Activation::apply`](mnc_ir::Activation::apply) (NaN propagates
     /// through the clamps; `ex2.approx` overflows to `+inf`, so SiLU(-inf) = NaN).
-    pub fn act(&mut self, a: Activation, x: Reg) -> Reg {
-        match a {
-            Activation::Relu => self.fop_imm_nan("max", x, 0.0),
-            Activation::Clip { min, max } => {
-                let t = self.fop_imm_nan("max", x, min);
-                self.fop_imm_nan("min", t, max)
+    pub fn act(&mut self, e: &Epilogue, x: Reg) -> Reg {
+        let (p0, p1) = (e.p0, e.p1);
+        match e.act {
+            ActKind::None => x,
+            ActKind::Relu => self.fop_imm_nan("max", x, 0.0),
+            ActKind::Clip => {
+                let t = self.fop_imm_nan("max", x, p0);
+                self.fop_imm_nan("min", t, p1)
             }
-            Activation::Sigmoid => {
+            ActKind::Sigmoid => {
                 let e = self.exp_neg(x);
                 let one = self.imm_f32(1.0);
                 self.fop("div", one, e)
             }
-            Activation::HardSigmoid { alpha, beta } => {
-                let t = self.fop_imm("mul", x, alpha);
-                let t = self.fop_imm("add", t, beta);
+            ActKind::HardSigmoid => {
+                let t = self.fop_imm("mul", x, p0);
+                let t = self.fop_imm("add", t, p1);
                 let t = self.fop_imm_nan("max", t, 0.0);
                 self.fop_imm_nan("min", t, 1.0)
             }
-            Activation::HardSwish => {
+            ActKind::HardSwish => {
                 let t = self.fop_imm("mul", x, 1.0 / 6.0);
                 let t = self.fop_imm("add", t, 0.5);
                 let t = self.fop_imm_nan("max", t, 0.0);
                 let t = self.fop_imm_nan("min", t, 1.0);
                 self.fop("mul", x, t)
             }
-            Activation::Silu => {
+            ActKind::Silu => {
                 let e = self.exp_neg(x);
                 self.fop("div", x, e)
             }

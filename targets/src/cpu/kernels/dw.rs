@@ -4,6 +4,7 @@
 //! [`DwGeom::in_lanes`]).
 
 use super::drive::{plane_ranges, TASKS_PER_THREAD};
+use super::epilogue::Epilogue;
 use super::words_to_blob;
 use crate::cpu::isa;
 use crate::Target;
@@ -17,7 +18,7 @@ use crate::Target;
 /// input at row `pt`, column `pl`; every tap read of every output lies inside it. The stem
 /// kernel reads the same struct (see [`super::stem::scratch_floats`]).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct DwGeom {
     pub planes: u64,
     pub co: u64,
@@ -37,9 +38,9 @@ pub struct DwGeom {
     pub ow: u64,
     pub hp: u64,
     pub wp: u64,
-    /// Activation code and parameters ([`encode_act`](super::encode_act)).
-    pub act: u64,
-    pub act_params: u64,
+    /// The fused epilogue (whether the bias and residual operands are read, the
+    /// activation).
+    pub epi: Epilogue,
     /// Padded planes the scratch area holds (one per task; the most tasks a call uses).
     pub tasks: u64,
 }
@@ -47,6 +48,7 @@ pub struct DwGeom {
 impl DwGeom {
     /// The struct as f32 bit patterns (two per `u64`, little-endian), for the weights blob.
     pub fn to_blob(&self) -> Vec<f32> {
+        let [e0, e1] = self.epi.to_words();
         words_to_blob(&[
             self.planes,
             self.co,
@@ -66,8 +68,8 @@ impl DwGeom {
             self.ow,
             self.hp,
             self.wp,
-            self.act,
-            self.act_params,
+            e0,
+            e1,
             self.tasks,
         ])
     }
@@ -320,18 +322,21 @@ impl Dw {
         scratch: *mut f32,
         geom: *const DwGeom,
     ) -> Dw {
+        // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
+        // SAFETY: `geom` is readable (contract).
+        let g: DwGeom = unsafe { std::ptr::read_unaligned(geom) };
+        // The operands the epilogue has; null otherwise, which the kernels test.
+        let e = super::Epi::new(&g.epi, bias, res);
         Dw {
             x,
             w,
-            bias,
-            res,
+            bias: e.bias,
+            res: e.res,
             y,
             // The areas of the tasks (stem: the planes) start on cache lines; the scratch has
             // `PAD_ALIGN` floats to spare for it (`scratch_floats`).
             scratch: aligned(scratch),
-            // The blob keeps it 8-byte aligned, but the guard-page test mode may not.
-            // SAFETY: `geom` is readable (contract).
-            g: unsafe { std::ptr::read_unaligned(geom) },
+            g,
         }
     }
 
@@ -347,6 +352,7 @@ impl Dw {
         // SAFETY: channel `o` and plane `q` lie inside the bias and residual (contract).
         unsafe {
             super::Epi::new(
+                &g.epi,
                 if self.bias.is_null() {
                     self.bias
                 } else {
@@ -357,8 +363,6 @@ impl Dw {
                 } else {
                     self.res.add(q * plane)
                 },
-                g.act,
-                g.act_params,
             )
         }
     }
@@ -851,37 +855,45 @@ macro_rules! dw_body {
             e: &super::Epi,
             bias: V,
         ) {
-            use super::act_code as c;
+            use super::ActKind as K;
             // One dispatch on the activation per block, each arm with the activation a
             // constant: the rows' epilogues are then straight-line code and the accumulators
             // stay in registers (a dispatch per row kept them on the stack).
             // SAFETY: as this function's contract.
             unsafe {
-                match e.code {
-                    c::NONE => store_rows_as::<RB, { c::NONE }>(y, ow, oy, ox, n, acc, e, bias),
-                    c::RELU => store_rows_as::<RB, { c::RELU }>(y, ow, oy, ox, n, acc, e, bias),
-                    c::CLIP => store_rows_as::<RB, { c::CLIP }>(y, ow, oy, ox, n, acc, e, bias),
-                    c::SIGMOID => {
-                        store_rows_as::<RB, { c::SIGMOID }>(y, ow, oy, ox, n, acc, e, bias)
+                match e.act {
+                    K::None => {
+                        store_rows_as::<RB, { K::None as u32 }>(y, ow, oy, ox, n, acc, e, bias)
                     }
-                    c::HARD_SIGMOID => {
-                        store_rows_as::<RB, { c::HARD_SIGMOID }>(y, ow, oy, ox, n, acc, e, bias)
+                    K::Relu => {
+                        store_rows_as::<RB, { K::Relu as u32 }>(y, ow, oy, ox, n, acc, e, bias)
                     }
-                    c::HARD_SWISH => {
-                        store_rows_as::<RB, { c::HARD_SWISH }>(y, ow, oy, ox, n, acc, e, bias)
+                    K::Clip => {
+                        store_rows_as::<RB, { K::Clip as u32 }>(y, ow, oy, ox, n, acc, e, bias)
                     }
-                    _ => store_rows_as::<RB, { c::SILU }>(y, ow, oy, ox, n, acc, e, bias),
+                    K::Sigmoid => {
+                        store_rows_as::<RB, { K::Sigmoid as u32 }>(y, ow, oy, ox, n, acc, e, bias)
+                    }
+                    K::HardSigmoid => store_rows_as::<RB, { K::HardSigmoid as u32 }>(
+                        y, ow, oy, ox, n, acc, e, bias,
+                    ),
+                    K::HardSwish => {
+                        store_rows_as::<RB, { K::HardSwish as u32 }>(y, ow, oy, ox, n, acc, e, bias)
+                    }
+                    K::Silu => {
+                        store_rows_as::<RB, { K::Silu as u32 }>(y, ow, oy, ox, n, acc, e, bias)
+                    }
                 }
             }
         }
 
-        /// [`store_rows`] with the activation `CODE` (`e.code`) a constant.
+        /// [`store_rows`] with the activation `ActKind::ALL[CODE]` (`e.act`) a constant.
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
         /// As for [`store_rows`].
         #[allow(clippy::too_many_arguments)]
-        unsafe fn store_rows_as<const RB: usize, const CODE: u64>(
+        unsafe fn store_rows_as<const RB: usize, const CODE: u32>(
             y: *mut f32,
             ow: usize,
             oy: usize,
@@ -900,7 +912,7 @@ macro_rules! dw_body {
                     } else {
                         e.res.add(off)
                     };
-                    let v = finish_with(*a, e, bias, res, n, CODE);
+                    let v = finish_with(*a, e, bias, res, n, super::ActKind::ALL[CODE as usize]);
                     let dst = y.add(off);
                     if n == W {
                         st(dst, v);
@@ -945,7 +957,7 @@ macro_rules! dw_lanes_body {
                 let wv = out.add(ohw.next_multiple_of(W) * W);
                 // The border stays zero: only the interior pixels are rewritten.
                 fill_zero(tp, hp * wp * W);
-                let e = super::Epi::new(d.bias, d.res, g.act, g.act_params);
+                let e = super::Epi::new(&g.epi, d.bias, d.res);
                 let mut q = q0;
                 while q < q1 {
                     let nch = (q1 - q).min(W);

@@ -1,59 +1,32 @@
-//! The fused epilogue every f32 kernel applies before its only store: activation codes
-//! ([`act_code`], [`encode_act`]), the per-call description (`Epi`) and the ISA body
-//! (`act_body!`: `exp`, `act`, `finish`).
+//! The fused epilogue every f32 kernel applies before its only store: the shared description
+//! ([`Epilogue`], [`ActKind`]: `crate::epilogue`), the per-call operands (`Epi`) and the ISA
+//! body (`act_body!`: `exp`, `act`, `finish`).
 
-use mnc_ir::Activation;
+pub use crate::epilogue::{ActKind, Epilogue};
 
-/// Activation codes of the fused epilogue (the `act` argument of the kernels).
-pub mod act_code {
-    pub const NONE: u64 = 0;
-    pub const RELU: u64 = 1;
-    /// `p0 = min`, `p1 = max`.
-    pub const CLIP: u64 = 2;
-    pub const SIGMOID: u64 = 3;
-    /// `p0 = alpha`, `p1 = beta`.
-    pub const HARD_SIGMOID: u64 = 4;
-    pub const HARD_SWISH: u64 = 5;
-    pub const SILU: u64 = 6;
-}
-
-/// The fused activation as `(code, params)`: the code from [`act_code`] and its two f32
-/// parameters packed as `p0.to_bits() | p1.to_bits() << 32`.
-pub fn encode_act(a: Option<Activation>) -> (u64, u64) {
-    let pack = |a: f32, b: f32| a.to_bits() as u64 | (b.to_bits() as u64) << 32;
-    match a {
-        None => (act_code::NONE, 0),
-        Some(Activation::Relu) => (act_code::RELU, 0),
-        Some(Activation::Clip { min, max }) => (act_code::CLIP, pack(min, max)),
-        Some(Activation::Sigmoid) => (act_code::SIGMOID, 0),
-        Some(Activation::HardSigmoid { alpha, beta }) => {
-            (act_code::HARD_SIGMOID, pack(alpha, beta))
-        }
-        Some(Activation::HardSwish) => (act_code::HARD_SWISH, 0),
-        Some(Activation::Silu) => (act_code::SILU, 0),
-    }
-}
-
-/// The epilogue of one kernel call.
+/// The epilogue of one kernel call: the call's [`Epilogue`] with its operands (a pointer is
+/// null where the description has no such operand, whatever the caller passed).
 #[derive(Clone, Copy)]
 pub(super) struct Epi {
     /// Per-row bias (null: none).
     pub(super) bias: *const f32,
     /// Residual with the output's layout (null: none).
     pub(super) res: *const f32,
-    pub(super) code: u64,
+    pub(super) act: ActKind,
     pub(super) p0: f32,
     pub(super) p1: f32,
 }
 
 impl Epi {
-    pub(super) fn new(bias: *const f32, res: *const f32, code: u64, pp: u64) -> Epi {
+    /// The epilogue `d` with its bias and residual operands (read only where `d` has them).
+    pub(super) fn new(d: &Epilogue, bias: *const f32, res: *const f32) -> Epi {
+        let null = std::ptr::null();
         Epi {
-            bias,
-            res,
-            code,
-            p0: f32::from_bits(pp as u32),
-            p1: f32::from_bits((pp >> 32) as u32),
+            bias: if d.bias() { bias } else { null },
+            res: if d.residual() { res } else { null },
+            act: d.act,
+            p0: d.p0,
+            p1: d.p1,
         }
     }
 }
@@ -93,28 +66,27 @@ macro_rules! act_body {
             scale2(y, fx)
         }
 
-        /// The activation `code` ([`super::act_code`]) with parameters `p0`, `p1`.
+        /// The activation `kind` with parameters `p0`, `p1`.
         #[target_feature(enable = $feat)]
         #[inline]
-        fn act(v: V, code: u64, p0: f32, p1: f32) -> V {
-            match code {
-                super::act_code::NONE => v,
+        fn act(v: V, kind: super::ActKind, p0: f32, p1: f32) -> V {
+            use super::ActKind as K;
+            match kind {
+                K::None => v,
                 // The input second in min/max (x86 returns the second operand when either is
                 // NaN): NaN propagates, as in `Activation::apply`.
-                super::act_code::RELU => max(zero(), v),
-                super::act_code::CLIP => min(splat(p1), max(splat(p0), v)),
-                super::act_code::SIGMOID => div(splat(1.0), add(splat(1.0), exp(sub(zero(), v)))),
-                super::act_code::HARD_SIGMOID => {
-                    min(splat(1.0), max(zero(), fma(v, splat(p0), splat(p1))))
-                }
-                super::act_code::HARD_SWISH => mul(
+                K::Relu => max(zero(), v),
+                K::Clip => min(splat(p1), max(splat(p0), v)),
+                K::Sigmoid => div(splat(1.0), add(splat(1.0), exp(sub(zero(), v)))),
+                K::HardSigmoid => min(splat(1.0), max(zero(), fma(v, splat(p0), splat(p1)))),
+                K::HardSwish => mul(
                     v,
                     min(
                         splat(1.0),
                         max(zero(), fma(v, splat(1.0 / 6.0), splat(0.5))),
                     ),
                 ),
-                _ => div(v, add(splat(1.0), exp(sub(zero(), v)))),
+                K::Silu => div(v, add(splat(1.0), exp(sub(zero(), v)))),
             }
         }
 
@@ -127,11 +99,11 @@ macro_rules! act_body {
         /// (`n <= W`).
         unsafe fn finish(v: V, e: &super::Epi, bias: V, res: *const f32, n: usize) -> V {
             // SAFETY: as this function's contract.
-            unsafe { finish_with(v, e, bias, res, n, e.code) }
+            unsafe { finish_with(v, e, bias, res, n, e.act) }
         }
 
-        /// [`finish`] with the activation `code` given (a constant at a call site that
-        /// dispatches on `e.code` once for many vectors, so that the match folds away).
+        /// [`finish`] with the activation `kind` given (a constant at a call site that
+        /// dispatches on `e.act` once for many vectors, so that the match folds away).
         #[allow(dead_code)]
         #[target_feature(enable = $feat)]
         #[inline]
@@ -143,7 +115,7 @@ macro_rules! act_body {
             bias: V,
             res: *const f32,
             n: usize,
-            code: u64,
+            kind: super::ActKind,
         ) -> V {
             // SAFETY: `res` holds `n` readable f32 when not null (this function's contract).
             unsafe {
@@ -153,7 +125,7 @@ macro_rules! act_body {
                 if !res.is_null() {
                     v = add(v, if n == W { ld(res) } else { ldm(res, n) });
                 }
-                act(v, code, e.p0, e.p1)
+                act(v, kind, e.p0, e.p1)
             }
         }
 

@@ -4,31 +4,47 @@
 //! (`rows_in_lanes_body!`, chosen by [`rows_in_lanes`]).
 
 use super::drive::{part, PAR_MIN_WORK, TASKS_PER_THREAD};
-use super::epilogue::Epi;
+use super::epilogue::{Epi, Epilogue};
+use super::words_to_blob;
 use crate::cpu::isa;
 use crate::Target;
 
-/// Signature of the GEMM entry points:
-/// `(m, n, k, a_packed, b, ldb, c, ldc, bias, residual, act, act_params, threads)`;
-/// `bias` and `residual` may be null.
+/// The shape and epilogue of one GEMM call, stored in the weights blob
+/// ([`GemmCall::to_blob`]) and read by the kernel: `C[m x n] = act(A[m x k] B[k x n] +
+/// bias[row] + R)` with B's rows `ldb` floats apart and C's (and R's) `ldc`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GemmCall {
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub ldb: u64,
+    pub ldc: u64,
+    pub epi: Epilogue,
+}
+
+impl GemmCall {
+    /// The struct as f32 bit patterns, for the weights blob.
+    pub fn to_blob(&self) -> Vec<f32> {
+        let [e0, e1] = self.epi.to_words();
+        words_to_blob(&[self.m, self.n, self.k, self.ldb, self.ldc, e0, e1])
+    }
+}
+
+/// Signature of the GEMM entry points: `(a_packed, b, c, bias, residual, call, threads)`;
+/// `bias` and `residual` are read only where the call's [`Epilogue`] has them.
 pub type GemmFn = unsafe extern "C" fn(
-    usize,
-    usize,
-    usize,
     *const f32,
     *const f32,
-    usize,
     *mut f32,
-    usize,
     *const f32,
     *const f32,
-    u64,
-    u64,
+    *const GemmCall,
     usize,
 );
 
 /// Number of parameters of [`GemmFn`].
-pub const GEMM_PARAMS: usize = 13;
+pub const GEMM_PARAMS: usize = 7;
 
 /// The GEMM kernel of one ISA: its symbol name, entry point and register tile.
 #[derive(Clone, Copy, Debug)]
@@ -159,39 +175,38 @@ macro_rules! gemm_body {
         /// See the module docs of `kernels` for the contract.
         ///
         /// # Safety
-        /// The CPU must support the module's ISA; `a` must hold `ceil(m / MR) * k * MR`
-        /// floats, `b` `k` rows of `ldb` (at least `n` readable), `c` (and the residual when
-        /// not null) `m` rows of `ldc`, the bias (when not null) `m` floats.
-        #[allow(clippy::too_many_arguments)]
+        /// The CPU must support the module's ISA; `call` must be readable (at any alignment)
+        /// and describe the buffers: `a` must hold `ceil(m / MR) * k * MR` floats, `b` `k`
+        /// rows of `ldb` (at least `n` readable), `c` (and the residual when the epilogue has
+        /// one) `m` rows of `ldc`, the bias (when the epilogue has one) `m` floats.
         pub unsafe extern "C" fn gemm(
-            m: usize,
-            n: usize,
-            k: usize,
             a: *const f32,
             b: *const f32,
-            ldb: usize,
             c: *mut f32,
-            ldc: usize,
             bias: *const f32,
             res: *const f32,
-            act: u64,
-            act_params: u64,
+            call: *const super::GemmCall,
             threads: usize,
         ) {
-            let g = super::Gemm {
-                m,
-                n,
-                k,
-                a,
-                b,
-                ldb,
-                c,
-                ldc,
-                epi: super::Epi::new(bias, res, act, act_params),
-            };
             let drive: unsafe fn(&super::Gemm, usize) = $drive;
-            // SAFETY: the buffers are as this function's contract states, and so is the ISA.
-            super::at_boundary(|| unsafe { drive(&g, threads) })
+            // SAFETY: `call` is readable and describes the buffers (contract; the blob keeps
+            // it 8-byte aligned, but the guard-page test mode may not), and the CPU runs the
+            // ISA.
+            super::at_boundary(|| unsafe {
+                let call = std::ptr::read_unaligned(call);
+                let g = super::Gemm {
+                    m: call.m as usize,
+                    n: call.n as usize,
+                    k: call.k as usize,
+                    a,
+                    b,
+                    ldb: call.ldb as usize,
+                    c,
+                    ldc: call.ldc as usize,
+                    epi: super::Epi::new(&call.epi, bias, res),
+                };
+                drive(&g, threads)
+            })
         }
 
         /// Rows `r0..r1` (`r0` a multiple of `MR`) and columns `c0..c1` of the call.

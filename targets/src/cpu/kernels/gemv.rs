@@ -2,28 +2,45 @@
 //! batch 1): signature, thread driver and per-ISA body (`gemv_body!`).
 
 use super::drive::{part, PAR_MIN_WORK, TASKS_PER_THREAD};
-use super::epilogue::Epi;
+use super::epilogue::{Epi, Epilogue};
+use super::words_to_blob;
 use crate::cpu::isa;
 use crate::Target;
 
+/// The shape and epilogue of one matrix-vector call, stored in the weights blob
+/// ([`GemvCall::to_blob`]): `y[j] = act(sum_p x[p] * b[p * n + j] + bias[j] +
+/// residual[j])` for `j < n`, `p < k`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GemvCall {
+    pub n: u64,
+    pub k: u64,
+    pub epi: Epilogue,
+}
+
+impl GemvCall {
+    /// The struct as f32 bit patterns, for the weights blob.
+    pub fn to_blob(&self) -> Vec<f32> {
+        let [e0, e1] = self.epi.to_words();
+        words_to_blob(&[self.n, self.k, e0, e1])
+    }
+}
+
 /// Signature of the matrix-vector entry points (one row of A times a constant B):
-/// `(n, k, x, b, y, bias, residual, act, act_params, threads)`: `y[j] = act(sum_p x[p] *
-/// b[p * n + j] + bias[j] + residual[j])`; `bias` and `residual` may be null.
+/// `(x, b, y, bias, residual, call, threads)`; `bias` and `residual` are read only where the
+/// call's [`Epilogue`] has them.
 pub type GemvFn = unsafe extern "C" fn(
-    usize,
-    usize,
     *const f32,
     *const f32,
     *mut f32,
     *const f32,
     *const f32,
-    u64,
-    u64,
+    *const GemvCall,
     usize,
 );
 
 /// Number of parameters of [`GemvFn`].
-pub const GEMV_PARAMS: usize = 10;
+pub const GEMV_PARAMS: usize = 7;
 
 /// The matrix-vector kernel of a target, with its symbol name (from its
 /// [`IsaDesc`](crate::cpu::IsaDesc)).
@@ -80,31 +97,32 @@ macro_rules! gemv_body {
         /// See [`super::GemvFn`] for the contract.
         ///
         /// # Safety
-        /// The CPU must support the module's ISA; `x` holds `k` floats, `b` `k * n`, `y` (and
-        /// the bias and residual when not null) `n`.
-        #[allow(clippy::too_many_arguments)]
+        /// The CPU must support the module's ISA; `call` is readable (at any alignment);
+        /// `x` holds `k` floats, `b` `k * n`, `y` (and the bias and residual where the
+        /// epilogue has them) `n`.
         pub unsafe extern "C" fn gemv(
-            n: usize,
-            k: usize,
             x: *const f32,
             b: *const f32,
             y: *mut f32,
             bias: *const f32,
             res: *const f32,
-            act: u64,
-            act_params: u64,
+            call: *const super::GemvCall,
             threads: usize,
         ) {
-            let g = super::Gemv {
-                n,
-                k,
-                x,
-                b,
-                y,
-                epi: super::Epi::new(bias, res, act, act_params),
-            };
-            // SAFETY: the buffers are as this function's contract states, and so is the ISA.
-            super::at_boundary(|| unsafe { super::gemv_drive(gemv_cols, GV * W, &g, threads) })
+            // SAFETY: `call` is readable and describes the buffers (contract), and the CPU
+            // runs the ISA.
+            super::at_boundary(|| unsafe {
+                let call = std::ptr::read_unaligned(call);
+                let g = super::Gemv {
+                    n: call.n as usize,
+                    k: call.k as usize,
+                    x,
+                    b,
+                    y,
+                    epi: super::Epi::new(&call.epi, bias, res),
+                };
+                super::gemv_drive(gemv_cols, GV * W, &g, threads)
+            })
         }
 
         /// Columns `c0..c1` of the call, `GV` vectors of columns at a time.

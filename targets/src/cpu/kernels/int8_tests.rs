@@ -1390,22 +1390,25 @@ fn bench_pointwise_int8_vs_f32() {
         let ap = pack_a(&a, m, k, gemm.mr);
         let b: Vec<f32> = (0..k * p).map(|_| r.f(-1.0, 1.0)).collect();
         let mut c = vec![0.0f32; m * p];
+        let (mu, pu, ku) = (m as u64, p as u64, k as u64);
+        let call = crate::cpu::kernels::GemmCall {
+            m: mu,
+            n: pu,
+            k: ku,
+            ldb: pu,
+            ldc: pu,
+            epi: crate::cpu::kernels::Epilogue::NONE,
+        };
         let f = best_giga_rate(20, ops, || {
             // SAFETY: the GEMM contract: `ap` packed for m x k, `b` k x p, `c` m x p.
             unsafe {
                 (gemm.func)(
-                    m,
-                    p,
-                    k,
                     ap.as_ptr(),
                     b.as_ptr(),
-                    p,
                     c.as_mut_ptr(),
-                    p,
                     std::ptr::null(),
                     std::ptr::null(),
-                    0,
-                    0,
+                    &call,
                     1,
                 )
             }
@@ -1591,8 +1594,7 @@ fn bench_depthwise_and_stem_int8_vs_f32() {
             ow: 112,
             hp: 225,
             wp: 225,
-            act: 0,
-            act_params: 0,
+            epi: crate::cpu::kernels::Epilogue::NONE,
             tasks: 1,
         };
         let scratch = super::super::stem::scratch_floats(&fg).unwrap();

@@ -2,13 +2,14 @@
 //! thread driver and the per-ISA body (`se_body!`).
 
 use super::drive::{part, PAR_MIN_WORK, TASKS_PER_THREAD};
+use super::epilogue::Epilogue;
 use super::words_to_blob;
 use crate::cpu::isa;
 use crate::Target;
 
-/// Shape and activations of a SqueezeExcite op, stored in the weights blob like [`DwGeom`](super::DwGeom).
+/// Shape and epilogues of a SqueezeExcite op, stored in the weights blob like [`DwGeom`](super::DwGeom).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SeGeom {
     pub n: u64,
     pub c: u64,
@@ -16,26 +17,17 @@ pub struct SeGeom {
     pub hw: u64,
     /// Hidden width (rows of the first weight).
     pub r: u64,
-    /// Hidden activation and gate ([`encode_act`](super::encode_act)).
-    pub act: u64,
-    pub act_params: u64,
-    pub gate: u64,
-    pub gate_params: u64,
+    /// Epilogue of the first mat-vec (its bias, the hidden activation).
+    pub hidden: Epilogue,
+    /// Epilogue of the second mat-vec (its bias, the gate).
+    pub gate: Epilogue,
 }
 
 impl SeGeom {
     /// The struct as f32 bit patterns, for the weights blob.
     pub fn to_blob(&self) -> Vec<f32> {
-        words_to_blob(&[
-            self.n,
-            self.c,
-            self.hw,
-            self.r,
-            self.act,
-            self.act_params,
-            self.gate,
-            self.gate_params,
-        ])
+        let ([h0, h1], [g0, g1]) = (self.hidden.to_words(), self.gate.to_words());
+        words_to_blob(&[self.n, self.c, self.hw, self.r, h0, h1, g0, g1])
     }
 
     /// Floats of scratch the op needs (the squeezed vector and the hidden one).
@@ -224,14 +216,21 @@ macro_rules! se_body {
             }
         }
 
-        /// The activation `code` of one scalar.
+        /// One scalar `x` through epilogue `e`: plus `*bias` where `e` has a bias, then the
+        /// activation (the mat-vecs have no residual).
+        ///
+        /// # Safety
+        /// `bias` is readable where `e` has a bias.
         #[target_feature(enable = $feat)]
         #[inline]
-        fn act1(x: f32, code: u64, pp: u64) -> f32 {
-            let (p0, p1) = (f32::from_bits(pp as u32), f32::from_bits((pp >> 32) as u32));
+        unsafe fn epi1(mut x: f32, bias: *const f32, e: &super::Epilogue) -> f32 {
+            if e.bias() {
+                // SAFETY: readable where `e` has a bias (contract).
+                x += unsafe { *bias };
+            }
             let mut t = [0.0f32; W];
             // SAFETY: `st` writes the `W` floats of the local array `t`.
-            unsafe { st(t.as_mut_ptr(), act(splat(x), code, p0, p1)) };
+            unsafe { st(t.as_mut_ptr(), act(splat(x), e.act, e.p0, e.p1)) };
             t[0]
         }
 
@@ -261,8 +260,8 @@ macro_rules! se_body {
                 let (c, r) = (d.g.c as usize, d.g.r as usize);
                 let hid = d.scratch.add(c);
                 for j in 0..r {
-                    let v = dot(d.w1.add(j * c), d.scratch, c) + *d.b1.add(j);
-                    *hid.add(j) = act1(v, d.g.act, d.g.act_params);
+                    let v = dot(d.w1.add(j * c), d.scratch, c);
+                    *hid.add(j) = epi1(v, d.b1.wrapping_add(j), &d.g.hidden);
                 }
             }
         }
@@ -280,8 +279,8 @@ macro_rules! se_body {
                 let (c, hw, r) = (d.g.c as usize, d.g.hw as usize, d.g.r as usize);
                 let hid = d.scratch.add(c);
                 for ch in c0..c1 {
-                    let v = dot(d.w2.add(ch * r), hid, r) + *d.b2.add(ch);
-                    let g = splat(act1(v, d.g.gate, d.g.gate_params));
+                    let v = dot(d.w2.add(ch * r), hid, r);
+                    let g = splat(epi1(v, d.b2.wrapping_add(ch), &d.g.gate));
                     let (xp, yp) = (d.x.add((b * c + ch) * hw), d.y.add((b * c + ch) * hw));
                     let mut i = 0;
                     while i + W <= hw {

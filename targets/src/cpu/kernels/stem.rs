@@ -263,7 +263,7 @@ macro_rules! stem_body {
                         }
                     }
                 }
-                let e = super::Epi::new(d.bias, d.res, g.act, g.act_params);
+                let e = super::Epi::new(&g.epi, d.bias, d.res);
                 for (j, a) in acc.iter().enumerate() {
                     let o = c0 + j;
                     let off = ((b * co + o) * oh + oy) * ow + ox;

@@ -65,25 +65,26 @@ fn activations_match_the_ir_definition() {
     for t in Target::jit_targets_for_test("activations_match_the_ir_definition") {
         let kern = gemm_kernel(t).unwrap();
         for a in acts() {
-            let (code, pp) = encode_act(a);
             // y = act(1 * x): a 1 x n GEMM with k = 1.
+            let call = GemmCall {
+                m: 1,
+                n: xs.len() as u64,
+                k: 1,
+                ldb: xs.len() as u64,
+                ldc: xs.len() as u64,
+                epi: Epilogue::new(false, false, a),
+            };
             let ap = pack_a(&[1.0], 1, 1, kern.mr);
             let mut y = vec![0.0f32; xs.len()];
             // SAFETY: the GEMM contract: `ap` is packed for m = k = 1, `xs` and `y` hold `xs.len()` floats, no bias or residual.
             unsafe {
                 (kern.func)(
-                    1,
-                    xs.len(),
-                    1,
                     ap.as_ptr(),
                     xs.as_ptr(),
-                    xs.len(),
                     y.as_mut_ptr(),
-                    xs.len(),
                     std::ptr::null(),
                     std::ptr::null(),
-                    code,
-                    pp,
+                    &call,
                     1,
                 )
             };
@@ -131,25 +132,26 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
             for (ai, act) in acts().into_iter().enumerate() {
                 // Rotate the bias/residual forms with the activation.
                 let (with_bias, with_res) = epilogue_form(ai + si);
-                let (code, pp) = encode_act(act);
+                let call = GemmCall {
+                    m: m as u64,
+                    n: n as u64,
+                    k: k as u64,
+                    ldb: ldb as u64,
+                    ldc: ldc as u64,
+                    epi: Epilogue::new(with_bias, with_res, act),
+                };
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1, 2, 3] {
                     let mut c = vec![7.0f32; m * ldc + 5];
                     // SAFETY: the buffers are sized for this m x n x k call (leading dimensions ldb/ldc, bias m floats, residual like C); the host runs the target.
                     unsafe {
                         (kern.func)(
-                            m,
-                            n,
-                            k,
                             ap.as_ptr(),
                             b.as_ptr(),
-                            ldb,
                             c.as_mut_ptr(),
-                            ldc,
                             ptr_if(with_bias, &bias),
                             ptr_if(with_res, &res),
-                            code,
-                            pp,
+                            &call,
                             threads,
                         )
                     };
@@ -338,7 +340,7 @@ fn dw_matches_naive_and_stays_in_bounds() {
             let wp = (p + w).max((ow - 1) * s + (k - 1) * d + 1);
             for (ai, act) in acts().into_iter().enumerate() {
                 let (with_bias, with_res) = epilogue_form(ai + ci_);
-                let (code, pp) = encode_act(act);
+                let epi = Epilogue::new(with_bias, with_res, act);
                 let geom = |threads: usize| DwGeom {
                     planes: (n * co) as u64,
                     co: co as u64,
@@ -358,8 +360,7 @@ fn dw_matches_naive_and_stays_in_bounds() {
                     ow: ow as u64,
                     hp: hp as u64,
                     wp: wp as u64,
-                    act: code,
-                    act_params: pp,
+                    epi,
                     tasks: dw_tasks(threads) as u64,
                 };
                 let x = rand(n * c * h * w, 3 + ci_ as u64);
@@ -408,20 +409,28 @@ fn dw_geometry_round_trips_through_the_blob() {
         ow: 17,
         hp: 18,
         wp: 19,
-        act: 20,
-        act_params: encode_act(Some(Activation::Clip {
-            min: f32::NAN,
-            max: -0.0,
-        }))
-        .1,
+        epi: Epilogue::new(
+            true,
+            true,
+            Some(Activation::Clip {
+                min: f32::NAN,
+                max: -0.0,
+            }),
+        ),
         tasks: 22,
     };
     let blob = g.to_blob();
     let bytes: Vec<u8> = blob.iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(bytes.len(), std::mem::size_of::<DwGeom>());
-    // SAFETY: `bytes` holds exactly `size_of::<DwGeom>()` bytes, and every bit pattern is a valid `DwGeom` (u64 fields).
-    let back: DwGeom = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const DwGeom) };
-    assert_eq!(back, g);
+    // SAFETY: `g` is a `repr(C)` struct of u64 fields and a 16-byte `Epilogue` (no padding),
+    // all initialized: its `size_of` bytes are readable.
+    let want = unsafe {
+        std::slice::from_raw_parts(
+            (&g as *const DwGeom).cast::<u8>(),
+            std::mem::size_of::<DwGeom>(),
+        )
+    };
+    assert_eq!(bytes, want);
 }
 
 #[test]
@@ -439,22 +448,23 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
             let res = rand(n, 13);
             for (ai, act) in acts().into_iter().enumerate() {
                 let (with_bias, with_res) = epilogue_form(ai + si);
-                let (code, pp) = encode_act(act);
+                let call = GemvCall {
+                    n: n as u64,
+                    k: k as u64,
+                    epi: Epilogue::new(with_bias, with_res, act),
+                };
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1, 2, 3] {
                     let mut y = vec![7.0f32; n + 20];
                     // SAFETY: `x` holds k floats, `b` k * n, `y` n (+ slack), bias and residual n; the host runs the target.
                     unsafe {
                         f(
-                            n,
-                            k,
                             x.as_ptr(),
                             b.as_ptr(),
                             y.as_mut_ptr(),
                             ptr_if(with_bias, &bias),
                             ptr_if(with_res, &res),
-                            code,
-                            pp,
+                            &call,
                             threads,
                         )
                     };
@@ -506,13 +516,15 @@ fn every_kernel_entry_catches_panics_at_its_boundary() {
                 "gemm",
                 // SAFETY: the injected panic fires before the kernel body: no pointer is used.
                 Box::new(move || unsafe {
-                    gemm(0, 0, 0, null, null, 0, nullm, 0, null, null, 0, 0, 2)
+                    gemm(null, null, nullm, null, null, std::ptr::null(), 2)
                 }),
             ),
             (
                 "gemv",
                 // SAFETY: as above.
-                Box::new(move || unsafe { gemv(0, 0, null, null, nullm, null, null, 0, 0, 2) }),
+                Box::new(move || unsafe {
+                    gemv(null, null, nullm, null, null, std::ptr::null(), 2)
+                }),
             ),
             (
                 "se",
@@ -738,7 +750,7 @@ fn stem_matches_naive_and_stays_in_bounds() {
             let wp = (p[1] + w).max((ow - 1) * s + (kw - 1) * d + 1 + (s == 2) as usize);
             for (ai, act) in acts().into_iter().enumerate() {
                 let (with_bias, with_res) = epilogue_form(ai + ci_);
-                let (code, pp) = encode_act(act);
+                let epi = Epilogue::new(with_bias, with_res, act);
                 // `cog` and `tasks` are not read by the stem kernel: deliberately absurd here.
                 let g = DwGeom {
                     planes: (n * co) as u64,
@@ -760,8 +772,7 @@ fn stem_matches_naive_and_stays_in_bounds() {
                     ow: ow as u64,
                     hp: hp as u64,
                     wp: wp as u64,
-                    act: code,
-                    act_params: pp,
+                    epi,
                 };
                 let x = rand(n * ci * h * w, 13 + ci_ as u64);
                 let wt = rand(co * ci * kh * kw, 14);
@@ -862,8 +873,7 @@ fn padded_rows_align_the_copied_input_and_keep_columns_apart() {
                     ow: 1,
                     hp: 1,
                     wp,
-                    act: 0,
-                    act_params: 0,
+                    epi: Epilogue::NONE,
                     tasks: 1,
                 };
                 let pr = g.pad_row();
@@ -921,8 +931,7 @@ pub(super) fn square_dw(c: usize, s: usize, k: usize, stride: usize) -> DwGeom {
         ow: u(o),
         hp: u(hp),
         wp: u(hp),
-        act: 0,
-        act_params: 0,
+        epi: Epilogue::NONE,
         tasks: 1,
     }
 }
@@ -1013,7 +1022,8 @@ fn unpadded_depthwise_equals_the_padded_copy() {
     for (i, (c, s, k, stride)) in shapes.into_iter().enumerate() {
         for act in [None, Some(Activation::Relu)] {
             let mut g = square_dw(c, s, k, stride);
-            (g.act, g.act_params) = encode_act(act);
+            // The calls below pass a bias and no residual.
+            g.epi = Epilogue::new(true, false, act);
             assert!(g.unpadded(16) && !g.unpadded(8));
             let o = g.oh as usize;
             let (x, wt, bias) = (
