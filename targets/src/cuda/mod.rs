@@ -3,8 +3,9 @@
 //! Owns PTX emission (a pure function of the graph: no GPU, driver or toolkit involved, and
 //! deterministic text), the GPU tile choice ([`tiles`]), the kernel generators
 //! ([`kernels`]), and the device buffer plan: one weights buffer holding every f32 constant
-//! and one activation arena whose offsets come from a liveness-based first-fit planner
-//! (reshapes are views, so they alias their input). `mnc-runtime` loads the module and
+//! and one activation arena laid out by the passes' memory planner
+//! (`mnc_passes::memory::plan_arena`, the one the CPU backend uses: views alias their input,
+//! nothing runs in place), followed by a scratch area for per-launch temporaries. `mnc-runtime` loads the module and
 //! replays the launch plan with `cudarc`.
 //!
 //! Int8 (issue 14): the quantized ops (`QuantizeLinear`, `DequantizeLinear`, `QConv` on
@@ -25,7 +26,8 @@ pub mod tiles;
 use crate::epilogue::Epilogue;
 use kernels::{ConvSpec, GemmSpec, Gen, PoolSpec};
 use mnc_ir::{DType, Graph, NodeId, Op, PoolKind, QType, Tensor, TensorData, TensorType};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use mnc_passes::memory::{plan_arena, ArenaOptions, MemoryPlan, Storage};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use thiserror::Error;
@@ -174,10 +176,14 @@ pub struct CudaProgram {
     pub launches: Vec<Launch>,
     /// Every f32 constant, packed (offsets aligned to [`ALIGN`] elements).
     pub weights: Vec<f32>,
-    /// Size of the activation arena in f32 elements.
+    /// Size of the activation arena in f32 elements: the planned activations
+    /// ([`CudaProgram::memory`]), then the largest per-node scratch (SqueezeExcite's
+    /// vectors).
     pub arena_len: usize,
-    /// Sum of all activation buffer sizes without reuse (for reports).
+    /// Sum of all activation sizes without reuse plus the scratch (for reports).
     pub naive_len: usize,
+    /// The activations' arena plan (`mnc_passes::memory::plan_arena`, byte offsets).
+    pub memory: MemoryPlan,
     pub inputs: Vec<Binding>,
     pub outputs: Vec<Binding>,
 }
@@ -195,6 +201,12 @@ impl CudaProgram {
             self.arena_len as f64 * 4.0 / (1 << 20) as f64,
             self.naive_len as f64 * 4.0 / (1 << 20) as f64,
         );
+        let planned = self.memory.arena_bytes.div_ceil(4 * ALIGN) * ALIGN;
+        s.push_str(&format!(
+            "  {}; then scratch {} bytes\n",
+            self.memory.summary(),
+            (self.arena_len - planned) * 4
+        ));
         for l in &self.launches {
             s.push_str(&format!(
                 "  {:<40} {:<20} grid {:?} block {}\n",
@@ -296,64 +308,20 @@ fn device_slot(op: &Op, slot: usize) -> bool {
     storage_facts(op).host_from.is_none_or(|h| slot < h)
 }
 
-/// First-fit arena allocator over f32 element offsets.
-#[derive(Default)]
-struct Arena {
-    free: Vec<(usize, usize)>,
-    top: usize,
-    naive: usize,
-}
-
-impl Arena {
-    fn alloc(&mut self, n: usize) -> usize {
-        let n = align(n.max(1));
-        self.naive += n;
-        if let Some(i) = self.free.iter().position(|&(_, len)| len >= n) {
-            let (start, len) = self.free[i];
-            if len == n {
-                self.free.remove(i);
-            } else {
-                self.free[i] = (start + n, len - n);
-            }
-            return start;
-        }
-        // Grow, merging a free block that ends at the top.
-        if let Some(&(start, len)) = self.free.last() {
-            if start + len == self.top {
-                self.free.pop();
-                self.top = start + n;
-                return start;
-            }
-        }
-        let start = self.top;
-        self.top += n;
-        start
-    }
-    fn release(&mut self, start: usize, n: usize) {
-        let n = align(n.max(1));
-        self.free.push((start, n));
-        self.free.sort();
-        let mut merged: Vec<(usize, usize)> = Vec::new();
-        for (s, l) in self.free.drain(..) {
-            match merged.last_mut() {
-                Some((ps, pl)) if *ps + *pl == s => *pl += l,
-                _ => merged.push((s, l)),
-            }
-        }
-        self.free = merged;
-    }
-}
-
 /// Lowering state.
 struct Lower<'g> {
     g: &'g Graph,
     arch: CudaArch,
     weights: Vec<f32>,
-    arena: Arena,
     /// Location of every computed value.
     loc: HashMap<NodeId, BufRef>,
-    /// Arena buffers: start -> (len, remaining uses, pinned).
-    bufs: BTreeMap<usize, (usize, usize, bool)>,
+    /// Where the per-launch temporaries of the node being lowered start (words): the
+    /// scratch area after the activations; reset for every node.
+    scratch_base: usize,
+    /// The next free word of the scratch area.
+    scratch_next: usize,
+    /// The end of the largest scratch area any node used (words).
+    scratch_top: usize,
     /// Distinct kernels: body key -> index.
     dedup: HashMap<String, usize>,
     kernel_texts: Vec<String>,
@@ -429,10 +397,16 @@ impl<'g> Lower<'g> {
         }
     }
 
+    /// A temporary of `n` words for the node being lowered, in the scratch area after the
+    /// planned activations (every node's temporaries start at its beginning: launches run in
+    /// order, and a node's temporaries die with it).
     fn temp(&mut self, n: usize) -> BufRef {
+        let offset = self.scratch_next;
+        self.scratch_next += align(n.max(1));
+        self.scratch_top = self.scratch_top.max(self.scratch_next);
         BufRef {
             space: Space::Arena,
-            offset: self.arena.alloc(n),
+            offset,
         }
     }
 }
@@ -471,34 +445,51 @@ pub fn compile(
         g: graph,
         arch,
         weights: Vec::new(),
-        arena: Arena::default(),
         loc: HashMap::new(),
-        bufs: BTreeMap::new(),
+        scratch_base: 0,
+        scratch_next: 0,
+        scratch_top: 0,
         dedup: HashMap::new(),
         kernel_texts: Vec::new(),
         kernel_names: Vec::new(),
         launches: Vec::new(),
         tf32: opts.allow_tf32,
     };
-    // Root (storage-owning) node of every value, and the number of reads of each root.
-    let mut root: HashMap<NodeId, NodeId> = HashMap::new();
-    let mut uses: HashMap<NodeId, usize> = HashMap::new();
-    for &id in &order {
-        if !needed.contains(&id) {
-            continue;
-        }
-        let ins = graph.inputs(id);
-        let r = if is_view(&graph.node(id).op, graph, &ins) {
-            root[&ins[0]]
-        } else {
-            id
-        };
-        root.insert(id, r);
-        for i in ins {
-            *uses.entry(root[&i]).or_default() += 1;
-        }
-    }
-    let pinned: HashSet<NodeId> = graph.outputs.iter().map(|o| root[&o.node]).collect();
+    // The activations' arena is the passes' memory plan (`plan_arena`) over the nodes some
+    // output needs, in the order they launch (graph inputs included, needed or not: `run`
+    // takes every input): constants live in the weights buffer, views share their input's
+    // buffer, and every other value gets bytes of its own; no kernel runs in place.
+    let planned: Vec<NodeId> = order
+        .iter()
+        .copied()
+        .filter(|id| needed.contains(id) || graph.inputs.contains(id))
+        .collect();
+    let memory = plan_arena(
+        graph,
+        &planned,
+        |id| {
+            let node = graph.node(id);
+            match &node.op {
+                Op::Constant(_) => Storage::Outside,
+                op if is_view(op, graph, &graph.inputs(id)) => Storage::View,
+                _ => Storage::Own(Vec::new()),
+            }
+        },
+        &ArenaOptions {
+            alignment: ALIGN * 4,
+            padding: 0,
+            overwrite_inputs: false,
+        },
+    )
+    .map_err(|e| gerr(e.to_string()))?;
+    // Word offset of every planned value's buffer.
+    let planned_at: HashMap<NodeId, usize> = memory
+        .values
+        .iter()
+        .map(|v| (v.node, memory.buffers[v.buffer].offset / 4))
+        .collect();
+    lw.scratch_base = memory.arena_bytes.div_ceil(4 * ALIGN) * ALIGN;
+    lw.scratch_top = lw.scratch_base;
     // Non-f32 constants some kernel reads on the device (the others, a QConv's weights and
     // bias, are packed at compile time and need no copy of their own).
     let mut device_consts: HashSet<NodeId> = HashSet::new();
@@ -589,43 +580,18 @@ pub fn compile(
                 }
             }
         }
-        // Output buffer, allocated before any input is released (no kernel runs in place).
-        let n_out = storage_words(&node.ty)
+        // Output buffer: the plan's (disjoint from every input: no kernel runs in place).
+        storage_words(&node.ty)
             .ok_or_else(|| lw.unsupported(id, format!("values of type {}", node.ty)))?;
-        let out = lw.temp(n_out);
-        lw.bufs.insert(
-            out.offset,
-            (
-                n_out,
-                uses.get(&id).copied().unwrap_or(0),
-                pinned.contains(&id),
-            ),
-        );
+        let out = BufRef {
+            space: Space::Arena,
+            offset: *planned_at
+                .get(&id)
+                .ok_or_else(|| lw.unsupported(id, "no arena buffer was planned for it"))?,
+        };
         lw.loc.insert(id, out);
+        lw.scratch_next = lw.scratch_base;
         lower_node(&mut lw, id, &ins, &in_refs, out)?;
-        // Release inputs whose last read this was.
-        for &i in &ins {
-            let r = root[&i];
-            if let Some(BufRef {
-                space: Space::Arena,
-                offset,
-            }) = lw.loc.get(&r).copied()
-            {
-                if let Some(b) = lw.bufs.get_mut(&offset) {
-                    b.1 = b.1.saturating_sub(1);
-                    if b.1 == 0 && !b.2 {
-                        let len = b.0;
-                        lw.bufs.remove(&offset);
-                        lw.arena.release(offset, len);
-                    }
-                }
-            }
-        }
-        // A value nobody reads (and no output pins) is released at once.
-        if let Some(&(len, 0, false)) = lw.bufs.get(&out.offset) {
-            lw.bufs.remove(&out.offset);
-            lw.arena.release(out.offset, len);
-        }
     }
 
     let mut inputs = Vec::new();
@@ -642,15 +608,18 @@ pub fn compile(
                 "input '{}' is {}; only f32, u8 and i8 inputs are supported",
                 n.name, n.ty
             )));
-        } else {
-            // An input no output depends on: give it a buffer so that `run` can still take it.
-            let words = storage_words(&n.ty).unwrap_or(0);
-            let buf = lw.temp(words);
+        } else if let (Some(&offset), Some(_)) = (planned_at.get(&id), storage_words(&n.ty)) {
+            // An input no output depends on: it has a buffer so that `run` can still take it.
             inputs.push(Binding {
                 name: n.name.clone(),
                 ty: n.ty.clone(),
-                buf,
+                buf: BufRef {
+                    space: Space::Arena,
+                    offset,
+                },
             });
+        } else {
+            return Err(gerr(format!("input '{}' has no device buffer", n.name)));
         }
     }
     let mut outputs = Vec::new();
@@ -686,8 +655,9 @@ pub fn compile(
         kernels: lw.kernel_names,
         launches: lw.launches,
         weights: lw.weights,
-        arena_len: lw.arena.top,
-        naive_len: lw.arena.naive,
+        arena_len: lw.scratch_top,
+        naive_len: memory.naive_bytes.div_ceil(4) + (lw.scratch_top - lw.scratch_base),
+        memory,
         inputs,
         outputs,
     })
@@ -924,9 +894,6 @@ fn lower_node(
                 vec![hid, a[3], a[4], gate],
             )?;
             lw.emit(id, kernels::scale_rows(n_out, hw), vec![a[0], gate, out])?;
-            for (b, len) in [(s, nb * c), (hid, nb * r), (gate, nb * c)] {
-                lw.arena.release(b.offset, len);
-            }
         }
         Op::Transpose { perm } => {
             let s = shape(g, ins[0]);

@@ -101,7 +101,7 @@ fn kernel_selection() {
 }
 
 #[test]
-fn arena_reuses_dead_buffers() {
+fn arena_is_the_passes_plan_and_reuses_dead_buffers() {
     let p = compile(&small(), CudaArch::Sm80, &CudaOptions::default()).unwrap();
     // x (2*8*81) and pw1 (2*16*81) must coexist; later values reuse x's space
     assert!(
@@ -110,19 +110,78 @@ fn arena_reuses_dead_buffers() {
         p.arena_len,
         p.naive_len
     );
+    p.memory.check().unwrap();
+    assert_eq!(
+        p.arena_len * 4,
+        p.memory.arena_bytes.next_multiple_of(4 * ALIGN)
+    );
     for l in &p.launches {
+        // Each launch of this graph writes its node's value at the plan's offset.
         let outb = l.args.last().unwrap();
+        let v = p.memory.values.iter().find(|v| v.name == l.node).unwrap();
+        assert_eq!(
+            (outb.space, outb.offset * 4),
+            (Space::Arena, p.memory.buffers[v.buffer].offset),
+            "{}",
+            l.node
+        );
         for a in &l.args[..l.args.len() - 1] {
             assert_ne!(a, outb, "{}: a kernel never runs in place", l.node);
         }
     }
-    let mut arena = Arena::default();
-    let a = arena.alloc(10);
-    let b = arena.alloc(40);
-    arena.release(a, 10);
-    assert_eq!(arena.alloc(20), a, "first fit reuses the freed block");
-    arena.release(b, 40);
-    assert_eq!(arena.alloc(64), b);
+    // The view (flatten) shares the pooled value's buffer.
+    let buf = |name: &str| {
+        p.memory
+            .values
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap()
+            .buffer
+    };
+    assert_eq!(buf("flat"), buf("gap"));
+}
+
+/// SqueezeExcite's three vectors are per-launch temporaries: in the scratch area after the
+/// planned activations, inside the arena, disjoint from each other.
+#[test]
+fn temporaries_live_in_the_scratch_after_the_plan() {
+    let mut g = Graph::new("se");
+    let x = g.add_input("x", TensorType::f32(vec![2, 8, 5, 5]));
+    let w1 = g.add_constant("w1", tf(&[3, 8, 1, 1], 1));
+    let b1 = g.add_constant("b1", tf(&[3], 2));
+    let w2 = g.add_constant("w2", tf(&[8, 3, 1, 1], 3));
+    let b2 = g.add_constant("b2", tf(&[8], 4));
+    let se = mnc_ir::SqueezeExcite {
+        act: Activation::Relu,
+        gate: Activation::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+    };
+    let y = g
+        .add_node_inferred("se", Op::SqueezeExcite(se), &[x, w1, b1, w2, b2])
+        .unwrap();
+    g.add_output("y", y);
+    let p = compile(&g, CudaArch::Sm80, &CudaOptions::default()).unwrap();
+    p.memory.check().unwrap();
+    let base = p.memory.arena_bytes.div_ceil(4 * ALIGN) * ALIGN;
+    let temps: Vec<usize> = p
+        .launches
+        .iter()
+        .flat_map(|l| l.args.iter())
+        .filter(|a| a.space == Space::Arena && a.offset >= base)
+        .map(|a| a.offset)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // mean -> s (16 words), matvec -> hid (6), matvec -> gate (16): one aligned slot each.
+    assert_eq!(
+        temps,
+        vec![base, base + ALIGN, base + 2 * ALIGN],
+        "{}",
+        p.plan_text()
+    );
+    assert_eq!(p.arena_len, base + 3 * ALIGN);
 }
 
 #[test]
