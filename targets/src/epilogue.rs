@@ -148,22 +148,11 @@ impl Default for Epilogue {
 mod tests {
     use super::*;
 
+    /// No activation, then every kind ([`mnc_ir::op::ACTIVATION_EXAMPLES`]).
     fn acts() -> Vec<Option<Activation>> {
-        vec![
-            None,
-            Some(Activation::Relu),
-            Some(Activation::Clip {
-                min: -1.5,
-                max: 6.0,
-            }),
-            Some(Activation::Sigmoid),
-            Some(Activation::HardSigmoid {
-                alpha: 0.2,
-                beta: 0.5,
-            }),
-            Some(Activation::HardSwish),
-            Some(Activation::Silu),
-        ]
+        std::iter::once(None)
+            .chain(mnc_ir::op::ACTIVATION_EXAMPLES.iter().copied().map(Some))
+            .collect()
     }
 
     #[test]

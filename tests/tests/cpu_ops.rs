@@ -13,19 +13,11 @@ use mnc_runtime::cpu::{CompiledModel, CpuOptions, Target};
 
 const TOL: f32 = 1e-4;
 
+/// No activation, then every kind ([`mnc_ir::op::ACTIVATION_EXAMPLES`]).
 fn acts() -> Vec<Option<Activation>> {
-    vec![
-        None,
-        Some(Activation::Relu),
-        Some(Activation::Clip { min: 0.0, max: 6.0 }),
-        Some(Activation::Sigmoid),
-        Some(Activation::HardSigmoid {
-            alpha: 0.2,
-            beta: 0.5,
-        }),
-        Some(Activation::HardSwish),
-        Some(Activation::Silu),
-    ]
+    std::iter::once(None)
+        .chain(mnc_ir::op::ACTIVATION_EXAMPLES.iter().copied().map(Some))
+        .collect()
 }
 
 #[test]
