@@ -71,7 +71,8 @@ pub struct JitPlan {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
     /// Conv through the GEMM kernel with its fused epilogue (im2col into scratch unless
-    /// 1x1/s1/p0), split over `threads`.
+    /// 1x1/s1/p0), split over `threads`: A packed per group in extra 0, the
+    /// [`GemmCall`] in extra 1.
     ConvGemm {
         im2col: bool,
         /// The GEMM kernel runs it with the output rows in the lanes ([`Kernel::rows_in_lanes`]).
@@ -114,7 +115,7 @@ pub enum Kind {
     /// Gemm / MatMul with the constant B packed in 16-column panels (extra 0).
     Gemm,
     /// Gemm / MatMul of one row through the matrix-vector kernel: `alpha B` (k x n) in extra
-    /// 0, `beta C` per output feature in extra 1 when the op has C.
+    /// 0, `beta C` per output feature in extra 1 when the op has C, then the [`GemvCall`].
     GemmVec {
         threads: usize,
     },

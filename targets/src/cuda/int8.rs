@@ -311,8 +311,8 @@ pub fn pad_bytes(in_shape: &[usize], out_shape: &[usize], begin: &[usize], value
 /// Static description of an integer convolution.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QConvSpec {
-    /// The geometry (`has_bias`, `residual` and `act` are ignored: the bias is packed, the
-    /// activation is the output range).
+    /// The geometry (its `epi` is ignored: the bias is packed, the activation is the output
+    /// range).
     pub conv: ConvSpec,
     /// The input's type and zero point.
     pub x: QType,

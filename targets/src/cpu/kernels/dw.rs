@@ -270,8 +270,8 @@ pub const LANE_MAX_PIXELS: u64 = 64;
 pub const LANE_MAX_TAPS: u64 = 49;
 
 /// Signature of the depthwise op entry points:
-/// `(x, taps, bias, residual, y, scratch, geometry, threads)`; `bias` and `residual` may be
-/// null.
+/// `(x, taps, bias, residual, y, scratch, geometry, threads)`; `bias` and `residual` are read
+/// only where the geometry's [`Epilogue`] has them (null otherwise).
 pub type DwFn = unsafe extern "C" fn(
     *const f32,
     *const f32,

@@ -40,7 +40,8 @@ pub fn scratch_floats(g: &DwGeom) -> Option<usize> {
 }
 
 /// Signature of the stem entry points: the depthwise kernel's ([`DwFn`]: `(x, weights, bias,
-/// residual, y, scratch, geometry, threads)`; `bias` and `residual` may be null), with scratch
+/// residual, y, scratch, geometry, threads)`; `bias` and `residual` read only where the
+/// geometry's epilogue has them), with scratch
 /// sized by [`scratch_floats`] and the weights tap-major: `w[t * co + o]` for tap
 /// `t = (c * kh + ky) * kw + kx` of output channel `o`.
 pub type StemFn = DwFn;

@@ -419,18 +419,59 @@ fn dw_geometry_round_trips_through_the_blob() {
         ),
         tasks: 22,
     };
-    let blob = g.to_blob();
-    let bytes: Vec<u8> = blob.iter().flat_map(|v| v.to_le_bytes()).collect();
-    assert_eq!(bytes.len(), std::mem::size_of::<DwGeom>());
-    // SAFETY: `g` is a `repr(C)` struct of u64 fields and a 16-byte `Epilogue` (no padding),
-    // all initialized: its `size_of` bytes are readable.
+    // SAFETY: `DwGeom` is u64 fields and a 16-byte `Epilogue`: no padding.
+    unsafe { assert_blob_is_bytes(&g, &g.to_blob()) };
+}
+
+/// The blob words of a `repr(C)` call description are its bytes (the kernels read the blob
+/// as the struct).
+///
+/// # Safety
+/// `T` has no padding bytes (all of its bytes are initialized).
+unsafe fn assert_blob_is_bytes<T: std::fmt::Debug>(v: &T, blob: &[f32]) {
+    let bytes: Vec<u8> = blob.iter().flat_map(|w| w.to_le_bytes()).collect();
+    assert_eq!(bytes.len(), std::mem::size_of::<T>(), "{v:?}");
+    // SAFETY: `v` is a valid `T` without padding (contract): its `size_of` bytes are
+    // initialized and readable.
     let want = unsafe {
-        std::slice::from_raw_parts(
-            (&g as *const DwGeom).cast::<u8>(),
-            std::mem::size_of::<DwGeom>(),
-        )
+        std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
     };
-    assert_eq!(bytes, want);
+    assert_eq!(bytes, want, "{v:?}");
+}
+
+#[test]
+fn call_descriptions_are_their_blob_words() {
+    let act = Some(Activation::HardSigmoid {
+        alpha: 0.25,
+        beta: -0.5,
+    });
+    let g = GemmCall {
+        m: 1,
+        n: 2 << 33,
+        k: 3,
+        ldb: 4,
+        ldc: 5,
+        epi: Epilogue::new(true, false, act),
+    };
+    // SAFETY: u64 fields and a 16-byte `Epilogue`: no padding.
+    unsafe { assert_blob_is_bytes(&g, &g.to_blob()) };
+    let v = GemvCall {
+        n: 6,
+        k: 7 << 40,
+        epi: Epilogue::new(false, true, act),
+    };
+    // SAFETY: as above.
+    unsafe { assert_blob_is_bytes(&v, &v.to_blob()) };
+    let s = SeGeom {
+        n: 8,
+        c: 9,
+        hw: 10,
+        r: 11,
+        hidden: Epilogue::new(true, false, Some(Activation::Relu)),
+        gate: Epilogue::new(true, true, act),
+    };
+    // SAFETY: as above.
+    unsafe { assert_blob_is_bytes(&s, &s.to_blob()) };
 }
 
 #[test]
