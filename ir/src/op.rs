@@ -91,6 +91,14 @@ pub const ACTIVATION_EXAMPLES: &[Activation] = &[
     Activation::Silu,
 ];
 
+/// No activation, then [`ACTIVATION_EXAMPLES`]: every fused-epilogue activation form tests
+/// cover.
+pub fn optional_activation_examples() -> Vec<Option<Activation>> {
+    std::iter::once(None)
+        .chain(ACTIVATION_EXAMPLES.iter().copied().map(Some))
+        .collect()
+}
+
 /// Inputs every implementation of the activations is tested on, next to ordinary values: NaN,
 /// the infinities, both zeros, values around the overflow of `exp` (`ln(f32::MAX)` is about
 /// 88.72) and the clamps of the vector `exp`, and huge finite values.

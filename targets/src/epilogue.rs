@@ -147,13 +147,7 @@ impl Default for Epilogue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// No activation, then every kind ([`mnc_ir::op::ACTIVATION_EXAMPLES`]).
-    fn acts() -> Vec<Option<Activation>> {
-        std::iter::once(None)
-            .chain(mnc_ir::op::ACTIVATION_EXAMPLES.iter().copied().map(Some))
-            .collect()
-    }
+    use mnc_ir::op::optional_activation_examples;
 
     #[test]
     fn kinds_sit_at_their_codes() {
@@ -165,7 +159,7 @@ mod tests {
     #[test]
     fn round_trips_the_ir_and_its_layout() {
         assert_eq!(std::mem::size_of::<Epilogue>(), 16);
-        for (i, a) in acts().into_iter().enumerate() {
+        for (i, a) in optional_activation_examples().into_iter().enumerate() {
             let (bias, residual) = (i % 2 == 0, i % 3 == 0);
             let e = Epilogue::new(bias, residual, a);
             assert_eq!(

@@ -6,19 +6,13 @@
 mod cpu_common;
 
 use cpu_common::*;
+use mnc_ir::op::optional_activation_examples;
 use mnc_ir::{
     Activation, BinaryOp, Conv, Epilogue, Gemm, Op, Pool, PoolKind, SqueezeExcite, Tensor,
 };
 use mnc_runtime::cpu::{CompiledModel, CpuOptions, Target};
 
 const TOL: f32 = 1e-4;
-
-/// No activation, then every kind ([`mnc_ir::op::ACTIVATION_EXAMPLES`]).
-fn acts() -> Vec<Option<Activation>> {
-    std::iter::once(None)
-        .chain(mnc_ir::op::ACTIVATION_EXAMPLES.iter().copied().map(Some))
-        .collect()
-}
 
 #[test]
 fn activations_including_extremes() {
@@ -28,7 +22,7 @@ fn activations_including_extremes() {
         .collect::<Vec<_>>();
     v.extend([-100.0, -88.0, -20.0, 0.0, 20.0, 88.0, 100.0, 1e30, -1e30]);
     let x = Tensor::from_f32(vec![v.len()], v).unwrap();
-    for a in acts().into_iter().flatten() {
+    for a in optional_activation_examples().into_iter().flatten() {
         let fb = check_op_all_targets(&Op::Act(a), &[(x.clone(), false)], TOL).unwrap();
         assert_eq!(fb, 0);
     }
@@ -248,7 +242,7 @@ fn conv_hand_cases() {
         (1, 4, 8, 8, 6, [1, 1], [2, 2], [1, 1], [0, 0, 0, 0], 1),
     ];
     for (i, &(n, ci, h, w, co, k, s, d, p, grp)) in cases.iter().enumerate() {
-        for act in acts() {
+        for act in optional_activation_examples() {
             for (bias, res) in [(false, false), (true, true), (true, false)] {
                 let c = Conv {
                     kernel: k,

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::Target;
+use mnc_ir::op::optional_activation_examples;
 use mnc_ir::Activation;
 
 /// `n` pseudo-random values in [-1, 1).
@@ -44,12 +45,6 @@ fn same_as_first(first: &mut Option<Vec<f32>>, y: Vec<f32>, what: impl Fn() -> S
     }
 }
 
-fn acts() -> Vec<Option<Activation>> {
-    std::iter::once(None)
-        .chain(mnc_ir::op::ACTIVATION_EXAMPLES.iter().copied().map(Some))
-        .collect()
-}
-
 /// `|got - want| <= tol` with `tol` relative to the magnitude of the dot product's terms.
 fn close(got: f32, want: f32, scale: f32) -> bool {
     (got - want).abs() <= 1e-5 * scale.max(1.0)
@@ -64,7 +59,7 @@ fn activations_match_the_ir_definition() {
         .collect();
     for t in Target::jit_targets_for_test("activations_match_the_ir_definition") {
         let kern = gemm_kernel(t).unwrap();
-        for a in acts() {
+        for a in optional_activation_examples() {
             // y = act(1 * x): a 1 x n GEMM with k = 1.
             let call = GemmCall {
                 m: 1,
@@ -129,7 +124,7 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
             let bias = rand(m, 3);
             let res = rand(m * ldc, 4);
             let ap = pack_a(&a, m, k, kern.mr);
-            for (ai, act) in acts().into_iter().enumerate() {
+            for (ai, act) in optional_activation_examples().into_iter().enumerate() {
                 // Rotate the bias/residual forms with the activation.
                 let (with_bias, with_res) = epilogue_form(ai + si);
                 let call = GemmCall {
@@ -338,7 +333,7 @@ fn dw_matches_naive_and_stays_in_bounds() {
             let co = c * mult;
             let hp = (p + h).max((oh - 1) * s + (k - 1) * d + 1);
             let wp = (p + w).max((ow - 1) * s + (k - 1) * d + 1);
-            for (ai, act) in acts().into_iter().enumerate() {
+            for (ai, act) in optional_activation_examples().into_iter().enumerate() {
                 let (with_bias, with_res) = epilogue_form(ai + ci_);
                 let epi = Epilogue::new(with_bias, with_res, act);
                 let geom = |threads: usize| DwGeom {
@@ -487,7 +482,7 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
             let b = rand(k * n, 11 + si as u64);
             let bias = rand(n, 12);
             let res = rand(n, 13);
-            for (ai, act) in acts().into_iter().enumerate() {
+            for (ai, act) in optional_activation_examples().into_iter().enumerate() {
                 let (with_bias, with_res) = epilogue_form(ai + si);
                 let call = GemvCall {
                     n: n as u64,
@@ -789,7 +784,7 @@ fn stem_matches_naive_and_stays_in_bounds() {
             let ow = (w + p[1] + p[3] - d * (kw - 1) - 1) / s + 1;
             let hp = (p[0] + h).max((oh - 1) * s + (kh - 1) * d + 1);
             let wp = (p[1] + w).max((ow - 1) * s + (kw - 1) * d + 1 + (s == 2) as usize);
-            for (ai, act) in acts().into_iter().enumerate() {
+            for (ai, act) in optional_activation_examples().into_iter().enumerate() {
                 let (with_bias, with_res) = epilogue_form(ai + ci_);
                 let epi = Epilogue::new(with_bias, with_res, act);
                 // `cog` and `tasks` are not read by the stem kernel: deliberately absurd here.
