@@ -189,8 +189,8 @@ impl CompiledModel {
         out
     }
 
-    /// How many of the runs so far (`run`, `run_views`; the first, cold one not counted) ran
-    /// on the thread pool and how many on the calling thread alone ([`crate::threads`]).
+    /// How many of the runs so far (`run`, `run_views`) ran on the thread pool and how many
+    /// on the calling thread alone ([`crate::threads`]).
     pub fn thread_choice_runs(&self) -> (u64, u64) {
         self.choice.lock().map_or((0, 0), |c| {
             (c.runs_in(RunMode::Pool), c.runs_in(RunMode::Serial))

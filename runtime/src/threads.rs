@@ -56,7 +56,7 @@ pub struct ThreadChoice {
     runs: u64,
     /// The last [`KEEP`] times of each mode, oldest first.
     samples: [Vec<Duration>; 2],
-    /// Runs recorded in each mode.
+    /// Runs recorded in each mode, measured or not.
     counts: [u64; 2],
     /// The run (count of recorded runs) at which the other mode is tried next, and the run
     /// at which both modes were last measured (the start of the wait for the next probe).
@@ -105,6 +105,7 @@ impl ThreadChoice {
     /// calling thread: that is the pool's business, not a measure of it).
     pub fn record(&mut self, mode: RunMode, t: Option<Duration>) {
         self.runs += 1;
+        self.counts[mode.index()] += 1;
         self.switched = self.last != Some(mode) || self.runs == 1;
         self.last = Some(mode);
         let Some(t) = t.filter(|_| !self.switched) else {
@@ -117,7 +118,6 @@ impl ThreadChoice {
             s.remove(0);
         }
         s.push(t);
-        self.counts[mode.index()] += 1;
         if self.samples.iter().any(|s| s.len() < KEEP) {
             return;
         }
@@ -152,8 +152,8 @@ impl ThreadChoice {
         }
     }
 
-    /// Runs measured in `mode` (the cold first run and the first after each switch not
-    /// counted).
+    /// Runs recorded in `mode`, measured or not (the cold first run and the first after each
+    /// switch included).
     pub fn runs_in(&self, mode: RunMode) -> u64 {
         self.counts[mode.index()]
     }
@@ -275,6 +275,23 @@ mod tests {
         assert!(back.is_some_and(|i| i < 120 + 2 * 64), "{back:?}");
     }
 
+    /// Every run counts in its mode, also the first after each switch (which is not
+    /// measured): `mnc bench` reports these counts as the runs that ran serially.
+    #[test]
+    fn every_run_counts_in_its_mode() {
+        let mut c = ThreadChoice::new();
+        let mut ran = [0u64; 2];
+        for i in 0..600 {
+            let m = c.next();
+            ran[m.index()] += 1;
+            let t =
+                if m == RunMode::Pool { 0.7 } else { 1.2 } * if i % 50 == 7 { 3.0 } else { 1.0 };
+            c.record(m, Some(Duration::from_secs_f64(t * 1e-3)));
+        }
+        assert!(ran[1] > 6, "{ran:?}");
+        assert_eq!([c.runs_in(RunMode::Pool), c.runs_in(RunMode::Serial)], ran);
+    }
+
     #[test]
     fn unmeasured_runs_change_nothing() {
         let mut c = ThreadChoice::new();
@@ -287,7 +304,11 @@ mod tests {
         for _ in 0..10 {
             c.record(RunMode::Pool, None);
         }
-        assert_eq!((c.best(), c.runs_in(RunMode::Pool)), before);
+        // The choice stays; the runs are counted (they ran on the pool).
+        assert_eq!(
+            (c.best(), c.runs_in(RunMode::Pool)),
+            (before.0, before.1 + 10)
+        );
     }
 
     #[test]
