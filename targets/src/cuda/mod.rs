@@ -581,6 +581,7 @@ pub fn compile(
             }
         }
         // Output buffer: the plan's (disjoint from every input: no kernel runs in place).
+        // The plan sized it in bytes; a type with no device storage (i64) is refused here.
         storage_words(&node.ty)
             .ok_or_else(|| lw.unsupported(id, format!("values of type {}", node.ty)))?;
         let out = BufRef {
