@@ -469,6 +469,90 @@ fn call_descriptions_are_their_blob_words() {
     unsafe { assert_blob_is_bytes(&s, &s.to_blob()) };
 }
 
+/// The epilogue's flags decide whether the bias and residual are read: with the flags off,
+/// operands passed anyway leave the GEMM's and the matrix-vector kernel's output alone.
+#[test]
+fn epilogue_flags_gate_the_operands() {
+    let (m, n, k) = (3, 5, 2);
+    let (a, b) = (rand(m * k, 31), rand(k * n, 32));
+    let (bias, res) = (rand(m.max(n), 33), rand(m * n, 34));
+    let relu = Some(Activation::Relu);
+    for t in Target::jit_targets_for_test("epilogue_flags_gate_the_operands") {
+        let kern = gemm_kernel(t).unwrap();
+        let ap = pack_a(&a, m, k, kern.mr);
+        for (with_bias, with_res) in [(false, false), (true, false), (false, true)] {
+            let u = |v: usize| v as u64;
+            let call = GemmCall {
+                m: u(m),
+                n: u(n),
+                k: u(k),
+                ldb: u(n),
+                ldc: u(n),
+                epi: Epilogue::new(with_bias, with_res, relu),
+            };
+            let mut c = vec![0.0f32; m * n];
+            // SAFETY: buffers sized for this m x n x k call; bias and residual always valid.
+            unsafe {
+                (kern.func)(
+                    ap.as_ptr(),
+                    b.as_ptr(),
+                    c.as_mut_ptr(),
+                    bias.as_ptr(),
+                    res.as_ptr(),
+                    &call,
+                    1,
+                )
+            };
+            for i in 0..m {
+                for j in 0..n {
+                    let want = epilogue(
+                        (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum(),
+                        with_bias.then(|| bias[i]),
+                        with_res.then(|| res[i * n + j]),
+                        relu,
+                    );
+                    let got = c[i * n + j];
+                    assert!(
+                        close(got, want, k as f32),
+                        "{t} gemm {with_bias} {with_res}"
+                    );
+                }
+            }
+            let (_, f) = gemv_kernel(t).unwrap();
+            let call = GemvCall {
+                n: u(n),
+                k: u(k),
+                epi: Epilogue::new(with_bias, with_res, relu),
+            };
+            let mut y = vec![0.0f32; n];
+            // SAFETY: `a` holds k floats, `b` k * n, bias and residual at least n.
+            unsafe {
+                f(
+                    a.as_ptr(),
+                    b.as_ptr(),
+                    y.as_mut_ptr(),
+                    bias.as_ptr(),
+                    res.as_ptr(),
+                    &call,
+                    1,
+                )
+            };
+            for j in 0..n {
+                let want = epilogue(
+                    (0..k).map(|p| a[p] * b[p * n + j]).sum(),
+                    with_bias.then(|| bias[j]),
+                    with_res.then(|| res[j]),
+                    relu,
+                );
+                assert!(
+                    close(y[j], want, k as f32),
+                    "{t} gemv {with_bias} {with_res}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
     for t in Target::jit_targets_for_test("gemv_matches_naive_with_every_epilogue_and_thread_count")
