@@ -118,8 +118,8 @@ pub mod stem;
 use drive::{part, plane_ranges, PAR_MIN_WORK, TASKS_PER_THREAD};
 use dw::{dw_drive, Dw};
 pub use dw::{
-    dw_kernel, dw_tasks, DwFn, DwGeom, DwPath, PadRow, DW_PARAMS, LANE_CHANNELS, LANE_MAX_PIXELS,
-    LANE_MAX_TAPS, PAD_ALIGN,
+    dw_kernel, dw_tasks, lane_max_pixels, DwFn, DwGeom, DwPath, PadRow, DW_PARAMS, LANE_MAX_TAPS,
+    PAD_ALIGN,
 };
 use epilogue::Epi;
 pub use epilogue::{ActKind, Epilogue};
@@ -375,7 +375,34 @@ pub mod avx2 {
     gemv_body!("avx2,fma");
     se_body!("avx2,fma");
     peak_body!("avx2,fma");
-    dw_body!("avx2,fma");
+    /// The 8 x 8 transpose: lane `j` of vector `i` becomes lane `i` of vector `j`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn transpose(r: [V; W]) -> [V; W] {
+        // 32-bit interleave of row pairs, then 64-bit, then the 128-bit halves.
+        let mut t = [zero(); W];
+        for i in 0..4 {
+            t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        let mut u = [zero(); W];
+        for i in 0..2 {
+            let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+            let pd = |x: V| _mm256_castps_pd(x);
+            let ps = |x: __m256d| _mm256_castpd_ps(x);
+            u[4 * i] = ps(_mm256_unpacklo_pd(pd(a), pd(c)));
+            u[4 * i + 1] = ps(_mm256_unpackhi_pd(pd(a), pd(c)));
+            u[4 * i + 2] = ps(_mm256_unpacklo_pd(pd(b), pd(d)));
+            u[4 * i + 3] = ps(_mm256_unpackhi_pd(pd(b), pd(d)));
+        }
+        for i in 0..4 {
+            t[i] = _mm256_permute2f128_ps::<0x20>(u[i], u[i + 4]);
+            t[i + 4] = _mm256_permute2f128_ps::<0x31>(u[i], u[i + 4]);
+        }
+        t
+    }
+    dw_body!("avx2,fma", lane_planes, planes);
+    dw_lanes_body!("avx2,fma");
     /// Output channels per block of the stem kernel (accumulators; 16 ymm registers).
     const CB: usize = 8;
     stem_body!("avx2,fma");

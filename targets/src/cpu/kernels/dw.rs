@@ -1,7 +1,7 @@
 //! The depthwise kernel family (one input channel per group): geometry ([`DwGeom`]),
 //! signature, thread driver, the per-ISA body (`dw_body!`: one padded plane at a time) and
-//! the AVX-512 planes with the channels in the lanes (`dw_lanes_body!`, chosen by
-//! [`DwGeom::in_lanes`]).
+//! the planes with the channels in the vector lanes (`dw_lanes_body!`, AVX2 and AVX-512,
+//! chosen by [`DwGeom::in_lanes`]).
 
 use super::drive::{plane_ranges, TASKS_PER_THREAD};
 use super::epilogue::Epilogue;
@@ -80,13 +80,12 @@ impl DwGeom {
     }
 
     /// Whether the depthwise kernel of an ISA with `lanes` f32 per vector computes these
-    /// planes with the channels in the vector lanes, [`LANE_CHANNELS`] planes at a time
-    /// (the AVX-512 kernel, on planes of at most [`LANE_MAX_PIXELS`] outputs, where one
-    /// plane at a time leaves lanes empty and pays its fixed costs per channel). A pure
-    /// function of the shape; both ways give identical results.
+    /// planes with the channels in the vector lanes, `lanes` planes at a time (the AVX-512
+    /// and AVX2 kernels, on planes of at most [`lane_max_pixels`] outputs, where one plane at
+    /// a time leaves lanes empty and pays its fixed costs per channel). A pure function of
+    /// the shape; both ways give identical results.
     pub fn in_lanes(&self, lanes: usize) -> bool {
-        lanes == LANE_CHANNELS
-            && self.oh.saturating_mul(self.ow) <= LANE_MAX_PIXELS
+        self.oh.saturating_mul(self.ow) <= lane_max_pixels(lanes, self.sx)
             && self.kh.saturating_mul(self.kw) <= LANE_MAX_TAPS
     }
 
@@ -210,7 +209,7 @@ pub enum DwPath {
     Padded,
     /// One plane at a time, its input rows read without a copy ([`DwGeom::unpadded`]).
     Unpadded,
-    /// [`LANE_CHANNELS`] planes at a time, the channels in the vector lanes
+    /// `lanes` planes at a time, the channels in the vector lanes
     /// ([`DwGeom::in_lanes`]).
     Lanes,
 }
@@ -256,15 +255,25 @@ impl PadRow {
     }
 }
 
-/// Channels per step of a depthwise op computed with the channels in the vector lanes
-/// ([`DwGeom::in_lanes`]): one AVX-512 vector.
-pub const LANE_CHANNELS: usize = 16;
 /// The vector width (f32 lanes) whose depthwise kernel has the unpadded path
 /// ([`DwGeom::unpadded`]): AVX-512's.
 pub const UNPADDED_LANES: usize = 16;
 
-/// Most output pixels per plane computed with the channels in the vector lanes.
-pub const LANE_MAX_PIXELS: u64 = 64;
+/// Most output pixels per plane that the depthwise kernel of an ISA with `lanes` f32 per
+/// vector computes with the channels in the lanes ([`DwGeom::in_lanes`]) at column stride
+/// `sx` (0: it has no such path). AVX-512: 7x7 and 8x8 planes (larger ones read their rows
+/// straight from the input, [`DwGeom::unpadded`]). AVX2 (no unpadded path): those, and at
+/// stride 2 planes up to 14x14 (MobileNetV2's 28x28 -> 14x14 layer, `mnc bench --profile
+/// --target x86_64-avx2` on a Zen 4: 0.097 ms through the padded copy, 0.060 in the lanes;
+/// at stride 1 14x14 planes measured no faster in the lanes).
+pub fn lane_max_pixels(lanes: usize, sx: u64) -> u64 {
+    match (lanes, sx) {
+        (16, _) => 64,
+        (8, 2) => 196,
+        (8, _) => 64,
+        _ => 0,
+    }
+}
 
 /// Most taps of a window computed with the channels in the vector lanes.
 pub const LANE_MAX_TAPS: u64 = 49;
@@ -925,9 +934,9 @@ macro_rules! dw_body {
     };
 }
 
-/// The AVX-512 depthwise planes with the channels in the vector lanes
-/// ([`DwGeom::in_lanes`]): `lane_planes`, `lane_rows` and `lane_block` of a 16-lane module
-/// (uses its helpers and `transpose`).
+/// The depthwise planes with the channels in the vector lanes ([`DwGeom::in_lanes`]):
+/// `lane_planes`, `lane_rows` and `lane_block` of a `W`-lane module (AVX2, AVX-512; uses
+/// its helpers and its `W x W` `transpose`).
 macro_rules! dw_lanes_body {
     ($feat:literal) => {
         /// Depthwise planes `q0..q1` with the channels in the vector lanes

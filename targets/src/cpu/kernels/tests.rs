@@ -316,8 +316,9 @@ fn dw_matches_naive_and_stays_in_bounds() {
             (1, 4, 1, 11, 16, 3, 1, 1, 1),
             (2, 3, 2, 13, 10, 5, 1, 1, 2),
             (1, 2, 1, 20, 12, 5, 1, 1, 0),
-            // Small planes: with AVX-512, channels in the lanes (DwGeom::in_lanes), in full
-            // and partial groups of 16 planes, cut anywhere by the thread split.
+            // Small planes: with AVX-512 and AVX2, channels in the lanes (DwGeom::in_lanes),
+            // in full and partial groups of 16 / 8 planes, cut anywhere by the thread split;
+            // with AVX2 also stride-2 planes of 65 to 196 outputs.
             (1, 40, 1, 7, 7, 3, 1, 1, 1),
             (2, 20, 2, 5, 6, 3, 1, 2, 2),
             (1, 24, 1, 14, 14, 3, 2, 1, 1),
@@ -326,6 +327,8 @@ fn dw_matches_naive_and_stays_in_bounds() {
             (1, 33, 1, 8, 8, 3, 1, 1, 1),
             (1, 33, 1, 9, 8, 3, 1, 1, 1),
             (1, 18, 1, 9, 4, 3, 3, 1, 0),
+            (1, 11, 1, 28, 27, 3, 2, 1, 1),
+            (2, 9, 1, 27, 25, 5, 2, 1, 2),
         ];
         for (ci_, &(n, c, mult, h, w, k, s, d, p)) in cases.iter().enumerate() {
             let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
@@ -1185,31 +1188,32 @@ fn unpadded_depthwise_equals_the_padded_copy() {
 /// width): what the compile report names and the kernel runs.
 #[test]
 fn depthwise_paths_follow_the_shape_and_the_vector_width() {
-    // (channels, plane, window, stride, AVX-512 path)
+    use DwPath::{Lanes, Padded, Unpadded};
+    // (channels, plane, window, stride, AVX-512 path, AVX2 path)
     let cases = [
-        (96, 112, 3, 2, DwPath::Unpadded),
-        (32, 112, 3, 1, DwPath::Padded),
-        (144, 56, 3, 1, DwPath::Padded),
-        (144, 56, 5, 2, DwPath::Unpadded),
-        (240, 28, 3, 2, DwPath::Unpadded),
-        (192, 28, 3, 1, DwPath::Padded),
-        (384, 14, 3, 1, DwPath::Unpadded),
-        (672, 14, 5, 1, DwPath::Unpadded),
-        (576, 14, 3, 2, DwPath::Lanes),
-        (960, 7, 3, 1, DwPath::Lanes),
-        (1152, 7, 5, 1, DwPath::Lanes),
+        (96, 112, 3, 2, Unpadded, Padded),
+        (32, 112, 3, 1, Padded, Padded),
+        (144, 56, 3, 1, Padded, Padded),
+        (144, 56, 5, 2, Unpadded, Padded),
+        (240, 28, 3, 2, Unpadded, Lanes),
+        (192, 28, 3, 1, Padded, Padded),
+        (384, 14, 3, 1, Unpadded, Padded),
+        (672, 14, 5, 1, Unpadded, Padded),
+        (576, 14, 3, 2, Lanes, Lanes),
+        (960, 7, 3, 1, Lanes, Lanes),
+        (1152, 7, 5, 1, Lanes, Lanes),
     ];
-    for (c, s, k, stride, want) in cases {
+    for (c, s, k, stride, want, want8) in cases {
         let g = square_dw(c, s, k, stride);
         assert_eq!(g.path(16), want, "{c}x{s} k{k}/{stride}");
-        assert_eq!(g.path(8), DwPath::Padded, "{c}x{s} k{k}/{stride} on AVX2");
-        assert_eq!(g.path(4), DwPath::Padded);
+        assert_eq!(g.path(8), want8, "{c}x{s} k{k}/{stride} on AVX2");
+        assert_eq!(g.path(4), Padded);
     }
     // 7x7 windows and dilations keep the copy.
     let mut g = square_dw(8, 56, 7, 2);
-    assert_eq!(g.path(16), DwPath::Padded);
+    assert_eq!(g.path(16), Padded);
     g = square_dw(8, 56, 3, 2);
     g.dx = 2;
     g.dy = 2;
-    assert_eq!(g.path(16), DwPath::Padded);
+    assert_eq!(g.path(16), Padded);
 }
