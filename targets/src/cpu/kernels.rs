@@ -125,8 +125,10 @@ use epilogue::Epi;
 pub use epilogue::{ActKind, Epilogue};
 use gemm::{gemm_drive, Gemm, PANEL_FLOATS};
 pub use gemm::{gemm_kernel, pack_a, rows_in_lanes, GemmCall, GemmFn, Kernel, GEMM_PARAMS};
+pub use gemv::{
+    gemv_block_cols, gemv_kernel, pack_gemv_b, GemvCall, GemvFn, GEMV_PARAMS, GEMV_VECTORS,
+};
 use gemv::{gemv_drive, Gemv};
-pub use gemv::{gemv_kernel, GemvCall, GemvFn, GEMV_PARAMS};
 pub use peak::{best_giga_rate, peak_gflops, peak_int8_gops};
 use se::{se_drive, Se, SePhases};
 pub use se::{se_kernel, SeFn, SeGeom, SE_PARAMS};

@@ -10,7 +10,7 @@ use super::emit::{Emitter, Operand};
 use super::isa::IsaDesc;
 use super::kernels::stem::{self, STEM_MAX_CI};
 use super::kernels::{
-    dw_tasks, pack_a, DwGeom, DwPath, Epilogue, GemmCall, GemvCall, Kernel, SeGeom,
+    dw_tasks, pack_a, pack_gemv_b, DwGeom, DwPath, Epilogue, GemmCall, GemvCall, Kernel, SeGeom,
 };
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
 use mnc_ir::eval::conv::valid_range;
@@ -367,7 +367,7 @@ pub fn plan_op(info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<Plan, Str
             )
         }
         Op::Pool(p) => plan_pool(p, info),
-        Op::Gemm(_) | Op::MatMul => plan_gemm(info, threads),
+        Op::Gemm(_) | Op::MatMul => plan_gemm(info, isa, threads),
         Op::Concat { axis } => jit(Kind::Concat { axis: *axis }, vec![], 0, 0),
         Op::Transpose { .. }
         | Op::Slice(_)
@@ -684,10 +684,11 @@ pub fn in_place_capable(kind: &Kind) -> bool {
 /// Gemm (any transposes, C, epilogue) and MatMul with a rank-2 B, when B is constant.
 ///
 /// One row of A (batch 1, the classifier case) with C absent or one value per output
-/// feature: `y = a (alpha B) + beta C` through the matrix-vector kernel (`GemmVec`), split
+/// feature: `y = a (alpha B) + beta C` through the matrix-vector kernel (`GemmVec`; `alpha B`
+/// stored by `pack_gemv_b`), split
 /// over the threads by output features. Otherwise B is packed into panels of 16 columns,
 /// `[n/16][k][16]`, zero-padded, for generated code.
-fn plan_gemm(info: &OpInfo, threads: usize) -> Plan {
+fn plan_gemm(info: &OpInfo, isa: &IsaDesc, threads: usize) -> Plan {
     let (m, k, n, trans_b) = match info.op {
         Op::Gemm(g) => {
             let (a, b) = (&info.inputs[0].shape, &info.inputs[1].shape);
@@ -711,7 +712,7 @@ fn plan_gemm(info: &OpInfo, threads: usize) -> Plan {
     let Some(bv) = info.consts[1].and_then(|t| t.as_f32()) else {
         return Plan::Fallback("B operand is not constant".into());
     };
-    if let Some(p) = plan_gemm_vec(info, threads, (m, k, n, trans_b), bv) {
+    if let Some(p) = plan_gemm_vec(info, isa, threads, (m, k, n, trans_b), bv) {
         return p;
     }
     let np = n.div_ceil(16);
@@ -736,6 +737,7 @@ fn b_elem(bv: &[f32], trans_b: bool, k: usize, n: usize, p: usize, j: usize) -> 
 /// The `GemmVec` plan of [`plan_gemm`] when it applies.
 fn plan_gemm_vec(
     info: &OpInfo,
+    isa: &IsaDesc,
     threads: usize,
     (m, k, n, trans_b): (usize, usize, usize, bool),
     bv: &[f32],
@@ -759,7 +761,7 @@ fn plan_gemm_vec(
             bk[p * n + j] = alpha * b_elem(bv, trans_b, k, n, p, j);
         }
     }
-    let mut extras = vec![bk];
+    let mut extras = vec![pack_gemv_b(&bk, k, n, isa.lanes)];
     if has_c {
         let c = info.consts[2]?.as_f32()?;
         let bias: Vec<f32> = match c.len() {

@@ -1066,11 +1066,14 @@ mod slot_tests {
         assert_eq!(bytes("relu").1, 2 * 256 * 4, "{}", r.to_text());
         assert_eq!(bytes("square").1, 2 * 256 * 4, "{}", r.to_text());
         assert_eq!(bytes("flat"), ("view", 0));
-        // x, B and y, plus the call description the kernel reads from the blob.
+        // x, B (its column blocks, the last zero-padded: what the kernel reads) and y, plus
+        // the call description the kernel reads from the blob.
         let call = std::mem::size_of::<kernels::GemvCall>() as u64;
+        let stored_n =
+            n.next_multiple_of(kernels::gemv_block_cols(isa(Target::X86_64).unwrap().lanes));
         assert_eq!(
             bytes("fc"),
-            ("gemm-kernel", (k + k * n + n) as u64 * 4 + call)
+            ("gemm-kernel", (k + k * stored_n + n) as u64 * 4 + call)
         );
         assert!(r.to_text().contains("B moved"), "{}", r.to_text());
     }

@@ -7,9 +7,35 @@ use super::words_to_blob;
 use crate::cpu::isa;
 use crate::Target;
 
+/// Vectors of columns per block of the matrix-vector kernel (its accumulators).
+pub const GEMV_VECTORS: usize = 8;
+
+/// Columns per block of the matrix-vector kernel of an ISA with `lanes` f32 per vector: the
+/// width of the column blocks [`pack_gemv_b`] stores.
+pub fn gemv_block_cols(lanes: usize) -> usize {
+    GEMV_VECTORS * lanes
+}
+
+/// The `k x n` row-major matrix `b` as the matrix-vector kernel of an ISA with `lanes` f32
+/// per vector reads it: column blocks of [`gemv_block_cols`]`(lanes)`, each `k` rows of the
+/// block's columns, `[ceil(n / cols)][k][cols]`, the last block zero-padded. A block is one
+/// contiguous stream (the hardware prefetchers follow it; rows of `n` floats made every
+/// block a strided walk), and every load is a whole vector.
+pub fn pack_gemv_b(b: &[f32], k: usize, n: usize, lanes: usize) -> Vec<f32> {
+    let cols = gemv_block_cols(lanes);
+    let blocks = n.div_ceil(cols);
+    let mut out = vec![0.0f32; blocks * k * cols];
+    for p in 0..k {
+        for j in 0..n {
+            out[((j / cols) * k + p) * cols + j % cols] = b[p * n + j];
+        }
+    }
+    out
+}
+
 /// The shape and epilogue of one matrix-vector call, stored in the weights blob
-/// ([`GemvCall::to_blob`]): `y[j] = act(sum_p x[p] * b[p * n + j] + bias[j] +
-/// residual[j])` for `j < n`, `p < k`.
+/// ([`GemvCall::to_blob`]): `y[j] = act(sum_p x[p] * B[p][j] + bias[j] + residual[j])` for
+/// `j < n`, `p < k`, with `B` stored by [`pack_gemv_b`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GemvCall {
@@ -92,14 +118,14 @@ pub(super) unsafe fn gemv_drive(
 macro_rules! gemv_body {
     ($feat:literal) => {
         /// Accumulators (vectors of columns) per step of [`gemv`].
-        const GV: usize = 8;
+        const GV: usize = super::GEMV_VECTORS;
 
         /// See [`super::GemvFn`] for the contract.
         ///
         /// # Safety
         /// The CPU must support the module's ISA; `call` is readable (at any alignment);
-        /// `x` holds `k` floats, `b` `k * n`, `y` (and the bias and residual where the
-        /// epilogue has them) `n`.
+        /// `x` holds `k` floats, `b` the `k x n` matrix as [`super::pack_gemv_b`] stores it
+        /// for `W` lanes, `y` (and the bias and residual where the epilogue has them) `n`.
         pub unsafe extern "C" fn gemv(
             x: *const f32,
             b: *const f32,
@@ -131,8 +157,9 @@ macro_rules! gemv_body {
         /// The CPU supports the module's ISA; `g` describes buffers as [`gemv`]'s contract states;
         /// `c0..c1` lies inside `0..n` and no other task writes those columns.
         unsafe fn gemv_cols(g: &super::Gemv, c0: usize, c1: usize) {
-            // SAFETY: `x` holds `k` floats, `b` `k * n`, and columns `c..c + cnt[j]` of `y`, bias
-            // and residual lie inside `c0..c1 <= n` (contract).
+            // SAFETY: `x` holds `k` floats; `b` the column blocks of `GV * W` columns, `k`
+            // rows each, the last zero-padded (`c0` is a block's first column); columns `c..c
+            // + cnt[j]` of `y`, bias and residual lie inside `c0..c1 <= n` (contract).
             unsafe {
                 let e = &g.epi;
                 let mut c = c0;
@@ -141,19 +168,14 @@ macro_rules! gemv_body {
                     for (j, n) in cnt.iter_mut().enumerate() {
                         *n = (c1 - c).saturating_sub(j * W).min(W);
                     }
-                    let full = cnt[GV - 1] == W;
                     let mut acc = [zero(); GV];
+                    let mut row = g.b.add(c * g.k);
                     for p in 0..g.k {
                         let xv = bc(g.x.add(p));
-                        let row = g.b.add(p * g.n + c);
-                        for j in 0..GV {
-                            let v = if full {
-                                ld(row.add(j * W))
-                            } else {
-                                ldm(row.wrapping_add(j * W), cnt[j])
-                            };
-                            acc[j] = fma(xv, v, acc[j]);
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            *a = fma(xv, ld(row.add(j * W)), *a);
                         }
+                        row = row.add(GV * W);
                     }
                     for j in 0..GV {
                         if cnt[j] == 0 {

@@ -527,12 +527,13 @@ fn epilogue_flags_gate_the_operands() {
                 k: u(k),
                 epi: Epilogue::new(with_bias, with_res, relu),
             };
+            let bp = pack_gemv_b(&b, k, n, crate::cpu::isa(t).unwrap().lanes);
             let mut y = vec![0.0f32; n];
-            // SAFETY: `a` holds k floats, `b` k * n, bias and residual at least n.
+            // SAFETY: `a` holds k floats, `bp` the packed k x n B, bias and residual at least n.
             unsafe {
                 f(
                     a.as_ptr(),
-                    b.as_ptr(),
+                    bp.as_ptr(),
                     y.as_mut_ptr(),
                     bias.as_ptr(),
                     res.as_ptr(),
@@ -557,6 +558,24 @@ fn epilogue_flags_gate_the_operands() {
 }
 
 #[test]
+fn gemv_blocks_hold_the_columns_zero_padded() {
+    // 3 x 5 at 1 lane per vector: blocks of 8 columns, one block, columns 5..8 zero.
+    let b: Vec<f32> = (0..15).map(|v| v as f32).collect();
+    let p = pack_gemv_b(&b, 3, 5, 1);
+    assert_eq!(p.len(), 3 * 8);
+    for r in 0..3 {
+        assert_eq!(&p[r * 8..r * 8 + 5], &b[r * 5..r * 5 + 5]);
+        assert!(p[r * 8 + 5..r * 8 + 8].iter().all(|&v| v == 0.0));
+    }
+    // 2 x 20 at 2 lanes: blocks of 16 columns; column 17 of row 1 is in block 1, row 1, lane 1.
+    let b: Vec<f32> = (0..40).map(|v| v as f32).collect();
+    let p = pack_gemv_b(&b, 2, 20, 2);
+    assert_eq!(p.len(), 2 * 2 * 16);
+    assert_eq!(p[(2 + 1) * 16 + 1], b[20 + 17]);
+    assert_eq!(gemv_block_cols(16), 128);
+}
+
+#[test]
 fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
     for t in Target::jit_targets_for_test("gemv_matches_naive_with_every_epilogue_and_thread_count")
     {
@@ -567,6 +586,7 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
         {
             let x = rand(k, 10 + si as u64);
             let b = rand(k * n, 11 + si as u64);
+            let bp = pack_gemv_b(&b, k, n, crate::cpu::isa(t).unwrap().lanes);
             let bias = rand(n, 12);
             let res = rand(n, 13);
             for (ai, act) in optional_activation_examples().into_iter().enumerate() {
@@ -579,11 +599,12 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1, 2, 3] {
                     let mut y = vec![7.0f32; n + 20];
-                    // SAFETY: `x` holds k floats, `b` k * n, `y` n (+ slack), bias and residual n; the host runs the target.
+                    // SAFETY: `x` holds k floats, `bp` the packed k x n B, `y` n (+ slack), bias
+                    // and residual n; the host runs the target.
                     unsafe {
                         f(
                             x.as_ptr(),
-                            b.as_ptr(),
+                            bp.as_ptr(),
                             y.as_mut_ptr(),
                             ptr_if(with_bias, &bias),
                             ptr_if(with_res, &res),
