@@ -126,7 +126,8 @@ pub use epilogue::{ActKind, Epilogue};
 use gemm::{gemm_drive, Gemm, PANEL_FLOATS};
 pub use gemm::{gemm_kernel, pack_a, rows_in_lanes, GemmCall, GemmFn, Kernel, GEMM_PARAMS};
 pub use gemv::{
-    gemv_block_cols, gemv_kernel, pack_gemv_b, GemvCall, GemvFn, GEMV_PARAMS, GEMV_VECTORS,
+    gemv_block_cols, gemv_kernel, pack_gemv_b, GemvCall, GemvFn, GEMV_MAX_ROWS, GEMV_PARAMS,
+    GEMV_VECTORS,
 };
 use gemv::{gemv_drive, Gemv};
 pub use peak::{best_giga_rate, peak_gflops, peak_int8_gops};

@@ -11,6 +11,7 @@ use super::isa::IsaDesc;
 use super::kernels::stem::{self, STEM_MAX_CI};
 use super::kernels::{
     dw_tasks, pack_a, pack_gemv_b, DwGeom, DwPath, Epilogue, GemmCall, GemvCall, Kernel, SeGeom,
+    GEMV_MAX_ROWS,
 };
 use cranelift_codegen::ir::{types, FuncRef, InstBuilder, Value};
 use mnc_ir::eval::conv::valid_range;
@@ -683,10 +684,9 @@ pub fn in_place_capable(kind: &Kind) -> bool {
 
 /// Gemm (any transposes, C, epilogue) and MatMul with a rank-2 B, when B is constant.
 ///
-/// One row of A (batch 1, the classifier case) with C absent or one value per output
-/// feature: `y = a (alpha B) + beta C` through the matrix-vector kernel (`GemmVec`; `alpha B`
-/// stored by `pack_gemv_b`), split
-/// over the threads by output features. Otherwise B is packed into panels of 16 columns,
+/// Up to `GEMV_MAX_ROWS` rows of A (the classifier, one row per image) with C absent or one
+/// value per output feature: `y = a (alpha B) + beta C` through the matrix-vector kernel
+/// (`GemmVec`; `alpha B` stored by `pack_gemv_b`), split over the threads by output features. Otherwise B is packed into panels of 16 columns,
 /// `[n/16][k][16]`, zero-padded, for generated code.
 fn plan_gemm(info: &OpInfo, isa: &IsaDesc, threads: usize) -> Plan {
     let (m, k, n, trans_b) = match info.op {
@@ -742,16 +742,18 @@ fn plan_gemm_vec(
     (m, k, n, trans_b): (usize, usize, usize, bool),
     bv: &[f32],
 ) -> Option<Plan> {
-    let (alpha, beta, has_c, epi) = match info.op {
+    let (alpha, beta, has_c, epi, trans_a) = match info.op {
         Op::Gemm(g) => (
             g.alpha,
             g.beta,
             g.has_c,
             Epilogue::of_op(g.has_c, &g.epilogue),
+            g.trans_a,
         ),
-        _ => (1.0, 0.0, false, Epilogue::NONE),
+        _ => (1.0, 0.0, false, Epilogue::NONE, false),
     };
-    if m != 1 {
+    // A few rows of A, row-major (one row is either way).
+    if m == 0 || m > GEMV_MAX_ROWS || m > 1 && trans_a {
         return None;
     }
     // B as k x n row-major, scaled by alpha.
@@ -775,6 +777,7 @@ fn plan_gemm_vec(
     }
     extras.push(
         GemvCall {
+            m: m as u64,
             n: n as u64,
             k: k as u64,
             epi,
@@ -1804,10 +1807,12 @@ mod tests {
             add(&mut g, conv(true), &[data, w, c4, x]);
         }
         let a = g.add_input("a", f(&[1, 5]));
-        let a2 = g.add_input("a2", f(&[3, 5]));
+        // More rows than the matrix-vector kernel takes: the generated GEMM.
+        let rows = GEMV_MAX_ROWS + 1;
+        let a2 = g.add_input("a2", f(&[rows, 5]));
         let bw = k(&mut g, "bw", &[5, 4]);
         let res = g.add_input("r", f(&[1, 4]));
-        let res2 = g.add_input("r2", f(&[3, 4]));
+        let res2 = g.add_input("r2", f(&[rows, 4]));
         let gemm = Op::Gemm(Gemm {
             epilogue: residual,
             ..Default::default()

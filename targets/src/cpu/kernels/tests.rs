@@ -454,6 +454,7 @@ fn call_descriptions_are_their_blob_words() {
     // SAFETY: u64 fields and a 16-byte `Epilogue`: no padding.
     unsafe { assert_blob_is_bytes(&g, &g.to_blob()) };
     let v = GemvCall {
+        m: 5,
         n: 6,
         k: 7 << 40,
         epi: Epilogue::new(false, true, act),
@@ -523,6 +524,7 @@ fn epilogue_flags_gate_the_operands() {
             }
             let (_, f) = gemv_kernel(t).unwrap();
             let call = GemvCall {
+                m: 1,
                 n: u(n),
                 k: u(k),
                 epi: Epilogue::new(with_bias, with_res, relu),
@@ -580,27 +582,40 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
     for t in Target::jit_targets_for_test("gemv_matches_naive_with_every_epilogue_and_thread_count")
     {
         let (_, f) = gemv_kernel(t).unwrap();
-        for (si, &(n, k)) in [(1, 1), (7, 3), (33, 17), (200, 64), (1000, 1280), (129, 5)]
-            .iter()
-            .enumerate()
-        {
-            let x = rand(k, 10 + si as u64);
+        // (rows, n, k): one row (batch 1), and the multi-row tiles with every remainder.
+        let shapes = [
+            (1, 1, 1),
+            (1, 7, 3),
+            (1, 33, 17),
+            (1, 200, 64),
+            (1, 1000, 1280),
+            (1, 129, 5),
+            (2, 33, 17),
+            (3, 200, 9),
+            (4, 129, 5),
+            (5, 70, 31),
+            (8, 1000, 96),
+            (GEMV_MAX_ROWS, 257, 7),
+        ];
+        for (si, &(m, n, k)) in shapes.iter().enumerate() {
+            let x = rand(m * k, 10 + si as u64);
             let b = rand(k * n, 11 + si as u64);
             let bp = pack_gemv_b(&b, k, n, crate::cpu::isa(t).unwrap().lanes);
             let bias = rand(n, 12);
-            let res = rand(n, 13);
+            let res = rand(m * n, 13);
             for (ai, act) in optional_activation_examples().into_iter().enumerate() {
                 let (with_bias, with_res) = epilogue_form(ai + si);
                 let call = GemvCall {
+                    m: m as u64,
                     n: n as u64,
                     k: k as u64,
                     epi: Epilogue::new(with_bias, with_res, act),
                 };
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1, 2, 3] {
-                    let mut y = vec![7.0f32; n + 20];
-                    // SAFETY: `x` holds k floats, `bp` the packed k x n B, `y` n (+ slack), bias
-                    // and residual n; the host runs the target.
+                    let mut y = vec![7.0f32; m * n + 20];
+                    // SAFETY: `x` holds m * k floats, `bp` the packed k x n B, `y` m * n (+
+                    // slack), the bias n, the residual m * n; the host runs the target.
                     unsafe {
                         f(
                             x.as_ptr(),
@@ -612,22 +627,48 @@ fn gemv_matches_naive_with_every_epilogue_and_thread_count() {
                             threads,
                         )
                     };
-                    for j in 0..n {
-                        let want = epilogue(
-                            (0..k).map(|p| x[p] * b[p * n + j]).sum(),
-                            with_bias.then(|| bias[j]),
-                            with_res.then(|| res[j]),
-                            act,
-                        );
+                    for i in 0..m {
+                        for j in 0..n {
+                            let want = epilogue(
+                                (0..k).map(|p| x[i * k + p] * b[p * n + j]).sum(),
+                                with_bias.then(|| bias[j]),
+                                with_res.then(|| res[i * n + j]),
+                                act,
+                            );
+                            let got = y[i * n + j];
+                            assert!(
+                                close(got, want, k as f32),
+                                "{t} gemv {m}x{n}x{k} {act:?} threads {threads} at ({i}, {j}): {got} vs {want}",
+                            );
+                        }
+                    }
+                    assert!(y[m * n..].iter().all(|&v| v == 7.0), "{t}: wrote past y");
+                    // One row of a multi-row call is the one-row call on that row: the same
+                    // FMA chain whatever the tile.
+                    if m > 1 && threads == 1 {
+                        let one = GemvCall { m: 1, ..call };
+                        let last = m - 1;
+                        let mut y1 = vec![0.0f32; n];
+                        // SAFETY: row `last` of x (k floats), the residual's row `last` (n).
+                        unsafe {
+                            f(
+                                x.as_ptr().add(last * k),
+                                bp.as_ptr(),
+                                y1.as_mut_ptr(),
+                                ptr_if(with_bias, &bias),
+                                ptr_if(with_res, &res).wrapping_add(last * n),
+                                &one,
+                                1,
+                            )
+                        };
+                        let row = &y[last * n..m * n];
                         assert!(
-                            close(y[j], want, k as f32),
-                            "{t} gemv {n}x{k} {act:?} threads {threads} at {j}: {} vs {want}",
-                            y[j]
+                            row.iter().zip(&y1).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{t} gemv {m}x{n}x{k}: row {last} differs from the one-row call"
                         );
                     }
-                    assert!(y[n..].iter().all(|&v| v == 7.0), "{t}: wrote past y");
                     same_as_first(&mut first, y, || {
-                        format!("{t} gemv {n}x{k}: {threads} threads differ from 1")
+                        format!("{t} gemv {m}x{n}x{k}: {threads} threads differ from 1")
                     });
                 }
             }
