@@ -399,8 +399,12 @@ fn profile_ops(
                 op.map(|o| o.op.to_string()).unwrap_or_default(),
                 op.map(|o| o.strategy.clone()).unwrap_or_default(),
                 mean_ms,
-                // A split batch's ops are one image's; its profiled times cover every image.
-                op.map_or((0, 0), |o| (o.flops * images, o.bytes * images)),
+                // A split batch's ops are one image's (its head's the batch's); its profiled
+                // times cover every image.
+                op.map_or((0, 0), |o| {
+                    let times = if o.per_batch { 1 } else { images };
+                    (o.flops * times, o.bytes * times)
+                }),
                 op.is_some_and(|o| o.int8),
                 roof,
             )

@@ -21,6 +21,9 @@ pub struct ExecOptions {
     /// CPU: run a batch above 1 op by op over the whole batch instead of one run per image
     /// (`mnc_targets::cpu::CpuOptions::split_batch` off).
     pub no_batch_split: bool,
+    /// CPU: with a batch split by image, run the classifier head per image too
+    /// (`mnc_targets::cpu::CpuOptions::batch_head` off).
+    pub no_batch_head: bool,
     /// CPU: every run on the thread pool (`CpuOptions::thread_choice` off).
     pub no_thread_choice: bool,
 }
@@ -48,6 +51,9 @@ impl ExecOptions {
         }
         if self.no_batch_split && !target.is_jit() {
             bail!("--no-batch-split applies to the x86-64 targets only (target is {target})");
+        }
+        if self.no_batch_head && !target.is_jit() {
+            bail!("--no-batch-head applies to the x86-64 targets only (target is {target})");
         }
         if self.no_thread_choice && !target.is_jit() {
             bail!("--no-thread-choice applies to the x86-64 targets only (target is {target})");
@@ -89,6 +95,7 @@ impl Executable {
                     threads: opts.cpu_threads(),
                     flush_denormals: !opts.keep_denormals,
                     split_batch: !opts.no_batch_split,
+                    batch_head: !opts.no_batch_head,
                     thread_choice: !opts.no_thread_choice,
                     ..Default::default()
                 };

@@ -53,6 +53,12 @@ struct CpuFlags {
     /// report says which; see docs/CPU_BACKEND.md).
     #[arg(long)]
     no_batch_split: bool,
+    /// x86-64 targets: with a batch split by image, run the classifier head per image too
+    /// (default: the ops after the last per-image value, a classifier's Gemms, run once over
+    /// the whole batch, so their weights stream from memory once per batch; the compile
+    /// report says where the head starts; see docs/CPU_BACKEND.md).
+    #[arg(long)]
+    no_batch_head: bool,
     /// x86-64 targets with 2+ threads: run every run on the thread pool (default: each run
     /// on the pool or on the calling thread alone, whichever the runs so far measured
     /// faster; results are the same; see docs/CPU_BACKEND.md, Threads).
@@ -302,6 +308,7 @@ fn compile_options(
             threads: cpu.threads.unwrap_or(0),
             keep_denormals: cpu.keep_denormals,
             no_batch_split: cpu.no_batch_split,
+            no_batch_head: cpu.no_batch_head,
             no_thread_choice: cpu.no_thread_choice,
         },
         nchw_inputs,

@@ -13,11 +13,11 @@
 //! only are not. Every batched value must have the batch as its axis 0; an unbatched operand
 //! of a broadcasting op must not span axis 0 (size 1 there, or a lower rank).
 
-use crate::graph::{Graph, NodeId};
+use crate::graph::{Graph, GraphOutput, NodeId};
 use crate::op::Op;
 use crate::tensor::TensorType;
 use crate::IrError;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// How an op's input slot may take part in a per-image split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,6 +302,103 @@ fn check(
     Ok(())
 }
 
+/// The classifier head of a graph with batch `B > 1` on its inputs' axis 0: `(body,
+/// head)`, where `body` is `g` with one output, the *cut*: the first value (in topological
+/// order) of type `[B, F]` that depends on the inputs and that every later op reads alone,
+/// and `head` takes the cut as its only input and runs every op after it to `g`'s
+/// outputs. `None` when no value is such a cut, when an op after it reads a value computed
+/// before it other than the cut and constants, or when no matrix product follows it (the
+/// point of the split: a backend that runs the body once per image runs the head once over
+/// the batch, so a classifier's weights stream from memory once per batch, not once per
+/// image).
+///
+/// Both graphs keep `g`'s node names, ops and types (constants the head reads are copied
+/// into it); the body's output and the head's input are named as the cut's node.
+pub fn split_head(g: &Graph) -> Option<(Graph, Graph)> {
+    let batch = *g.node(*g.inputs.first()?).ty.shape.first()?;
+    if batch < 2 {
+        return None;
+    }
+    // The nodes some output needs, in topological order.
+    let mut needed = HashSet::new();
+    let mut stack: Vec<NodeId> = g.outputs.iter().map(|o| o.node).collect();
+    while let Some(n) = stack.pop() {
+        if needed.insert(n) {
+            stack.extend(g.inputs(n));
+        }
+    }
+    let order: Vec<NodeId> = g
+        .topo_order()
+        .ok()?
+        .into_iter()
+        .filter(|n| needed.contains(n))
+        .collect();
+    let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let mut batched: HashMap<NodeId, bool> = HashMap::new();
+    for &n in &order {
+        let b = matches!(g.node(n).op, Op::Input { .. })
+            || g.inputs(n)
+                .iter()
+                .any(|i| batched.get(i).copied().unwrap_or(false));
+        batched.insert(n, b);
+    }
+    let is_cut = |i: usize| {
+        let c = order[i];
+        let node = g.node(c);
+        let after = &order[i + 1..];
+        !matches!(node.op, Op::Input { .. })
+            && batched[&c]
+            && node.ty.rank() == 2
+            && node.ty.shape[0] == batch
+            && g.outputs.iter().all(|o| pos[&o.node] > i)
+            && after.iter().all(|&n| {
+                g.inputs(n).iter().all(|inp| {
+                    *inp == c || pos[inp] > i || matches!(g.node(*inp).op, Op::Constant(_))
+                })
+            })
+            && after
+                .iter()
+                .any(|&n| matches!(g.node(n).op, Op::Gemm(_) | Op::MatMul))
+    };
+    let at = (0..order.len()).find(|&i| is_cut(i))?;
+    let cut = order[at];
+    let cn = g.node(cut);
+    let mut head = Graph::new(g.name.clone());
+    let mut map: HashMap<NodeId, NodeId> = HashMap::new();
+    map.insert(cut, head.add_input(cn.name.clone(), cn.ty.clone()));
+    for &n in &order[at + 1..] {
+        let mut ins = Vec::new();
+        for inp in g.inputs(n) {
+            let id = match map.get(&inp) {
+                Some(&id) => id,
+                // A constant computed before the cut (checked by `is_cut`): copied.
+                None => {
+                    let c = g.node(inp);
+                    let id = head.add_node_typed(c.name.clone(), c.op.clone(), &[], c.ty.clone());
+                    head.node_mut(id).sources = c.sources.clone();
+                    map.insert(inp, id);
+                    id
+                }
+            };
+            ins.push(id);
+        }
+        let node = g.node(n);
+        let id = head.add_node_typed(node.name.clone(), node.op.clone(), &ins, node.ty.clone());
+        head.node_mut(id).sources = node.sources.clone();
+        map.insert(n, id);
+    }
+    for o in &g.outputs {
+        head.add_output(o.name.clone(), map[&o.node]);
+    }
+    let mut body = g.clone();
+    body.outputs = vec![GraphOutput {
+        name: cn.name.clone(),
+        node: cut,
+    }];
+    body.remove_dead();
+    Some((body, head))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +427,90 @@ mod tests {
             .add_node_inferred("r", Op::Act(Activation::Relu), &[c])
             .unwrap();
         (g, r)
+    }
+
+    /// conv -> relu -> flatten `[4, 256]` -> gemm `[4, 10]` (-> + the flatten's first 10
+    /// features when `skip`).
+    fn classifier_graph(skip: bool) -> Graph {
+        let (mut g, r) = conv_graph(4);
+        let flat = g
+            .add_node_inferred("flat", Op::Flatten { axis: 1 }, &[r])
+            .unwrap();
+        let w = g.add_constant(
+            "fc.w",
+            Tensor::zeros(&TensorType::f32(vec![256, 10])).unwrap(),
+        );
+        let fc = g
+            .add_node_inferred("fc", Op::Gemm(Gemm::default()), &[flat, w])
+            .unwrap();
+        let y = if skip {
+            let early = g
+                .add_node_inferred(
+                    "early",
+                    Op::Reshape {
+                        shape: vec![4, 256],
+                    },
+                    &[r],
+                )
+                .unwrap();
+            let part = g
+                .add_node_inferred("part", Op::Gemm(Gemm::default()), &[early, w])
+                .unwrap();
+            g.add_node_inferred("sum", Op::Binary(BinaryOp::Add), &[fc, part])
+                .unwrap()
+        } else {
+            g.add_node_inferred("act", Op::Act(Activation::Relu), &[fc])
+                .unwrap()
+        };
+        g.add_output("y", y);
+        g
+    }
+
+    #[test]
+    fn the_classifier_head_splits_off_at_the_first_rank2_cut() {
+        let g = classifier_graph(false);
+        let (body, head) = split_head(&g).unwrap();
+        // The body ends at the flatten, the head starts there.
+        assert_eq!(body.outputs.len(), 1);
+        assert_eq!(body.node(body.outputs[0].node).name, "flat");
+        assert!(body.find("fc").is_none() && body.find("fc.w").is_none());
+        assert_eq!(head.inputs.len(), 1);
+        let hin = head.node(head.inputs[0]);
+        assert_eq!((hin.name.as_str(), &hin.ty.shape), ("flat", &vec![4, 256]));
+        let names: HashSet<String> = head
+            .node_ids()
+            .into_iter()
+            .map(|n| head.node(n).name.clone())
+            .collect();
+        let want: HashSet<String> = ["flat", "fc.w", "fc", "act"].map(String::from).into();
+        assert_eq!(names, want);
+        assert_eq!(head.outputs[0].name, "y");
+        assert_eq!(head.node(head.outputs[0].node).ty.shape, vec![4, 10]);
+        crate::verify::verify(&head).unwrap();
+        crate::verify::verify(&body).unwrap();
+        // The body is still separable by image.
+        assert!(per_image(&body).is_ok());
+    }
+
+    #[test]
+    fn no_head_without_a_cut_or_a_matrix_product() {
+        // The sum reads the conv's output beside the flatten: no single cut before `fc`; the
+        // only later cut candidates have no matrix product after them.
+        assert!(split_head(&classifier_graph(true)).is_none());
+        // No matrix product at all.
+        let (mut g, r) = conv_graph(4);
+        let flat = g
+            .add_node_inferred("flat", Op::Flatten { axis: 1 }, &[r])
+            .unwrap();
+        let a = g
+            .add_node_inferred("a", Op::Act(Activation::Relu), &[flat])
+            .unwrap();
+        g.add_output("y", a);
+        assert!(split_head(&g).is_none());
+        // Batch 1: nothing to split.
+        let (mut g, r) = conv_graph(1);
+        g.add_output("y", r);
+        assert!(split_head(&g).is_none());
     }
 
     #[test]

@@ -111,6 +111,8 @@ pub struct CompiledModel {
     graph_name: String,
     compile_time: Duration,
     arenas: Mutex<Vec<AlignedBytes>>,
+    /// The arenas of the head of a split batch ([`CpuProgram::head`]).
+    head_arenas: Mutex<Vec<AlignedBytes>>,
     /// Pool or calling thread alone, by measured run times ([`crate::threads`]).
     choice: Mutex<ThreadChoice>,
 }
@@ -131,6 +133,7 @@ impl CompiledModel {
             graph_name: g.name.clone(),
             compile_time: t.elapsed(),
             arenas: Mutex::new(Vec::new()),
+            head_arenas: Mutex::new(Vec::new()),
             choice: Mutex::new(ThreadChoice::new()),
         })
     }
@@ -266,7 +269,7 @@ impl CompiledModel {
         let _fpenv = mnc_targets::cpu::fpenv::FlushDenormals::new(p.report.flush_denormals);
         let images = p.images;
         if images == 1 {
-            return self.run_program(inputs, times, guard_pages);
+            return self.run_program(p, &self.arenas, inputs, times, guard_pages, 0);
         }
         // One run of the one-image program per image. Whole images go to the threads (each
         // image's kernels then run on its thread alone: `par` runs nested jobs serially);
@@ -290,7 +293,7 @@ impl CompiledModel {
         let results: Vec<Mutex<Option<RunResult>>> =
             (0..together).map(|_| Mutex::new(None)).collect();
         mnc_targets::cpu::par::for_each(threads, together, &|i| {
-            let r = self.run_program(&image(i), None, None);
+            let r = self.run_program(p, &self.arenas, &image(i), None, None, 0);
             if let Ok(mut slot) = results[i].lock() {
                 *slot = Some(r);
             }
@@ -305,22 +308,45 @@ impl CompiledModel {
             per_image.push(r?);
         }
         for i in together..images {
-            per_image.push(self.run_program(&image(i), times.as_deref_mut(), guard_pages)?);
+            per_image.push(self.run_program(
+                p,
+                &self.arenas,
+                &image(i),
+                times.as_deref_mut(),
+                guard_pages,
+                0,
+            )?);
         }
-        Ok(stack_images(&p.outputs, per_image)?)
+        let stacked = stack_images(&p.outputs, per_image)?;
+        match &p.head {
+            // The head once over the batch, on the stacked outputs of the images; its step
+            // times follow the per-image steps'.
+            Some(h) => self.run_program(
+                h,
+                &self.head_arenas,
+                &views(&stacked),
+                times,
+                guard_pages,
+                p.steps.len(),
+            ),
+            None => Ok(stacked),
+        }
     }
 
-    /// Runs the program once: `inputs` are its own inputs (one image of a split batch).
-    /// Step times are added to `times` (an entry per step, created on the first run).
+    /// Runs the program `p` (the model's, or the head of a split batch) once with an arena
+    /// from `arenas`: `inputs` are its own inputs (one image of a split batch, or the head's
+    /// stacked inputs). Step times are added to `times` from entry `first_step` on (an entry
+    /// per step, created on the first run).
     fn run_program(
         &self,
+        p: &CpuProgram,
+        arenas: &Mutex<Vec<AlignedBytes>>,
         inputs: &[TensorView<'_>],
         mut times: Option<&mut Vec<(String, Duration)>>,
         guard_pages: Option<GuardPlacement>,
+        first_step: usize,
     ) -> RunResult {
-        let p = &self.program;
-        let mut arena = self
-            .arenas
+        let mut arena = arenas
             .lock()
             .ok()
             .and_then(|mut v| v.pop())
@@ -408,7 +434,7 @@ impl CompiledModel {
                 }
             }
             if let Some(t) = times.as_deref_mut() {
-                match t.get_mut(k) {
+                match t.get_mut(first_step + k) {
                     Some(entry) => entry.1 += t0.elapsed(),
                     None => t.push((step.node.clone(), t0.elapsed())),
                 }
@@ -434,7 +460,7 @@ impl CompiledModel {
         for (_, ty, loc) in &p.outputs {
             outs.push(read_tensor(&arena, &p.weights, *loc, ty)?);
         }
-        if let Ok(mut pool) = self.arenas.lock() {
+        if let Ok(mut pool) = arenas.lock() {
             if pool.len() < 4 {
                 pool.push(arena);
             }

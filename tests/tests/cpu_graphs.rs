@@ -202,6 +202,40 @@ fn a_batch_split_by_image_matches_the_whole_batch_run() {
         assert_eq!(one.report().images, 5);
         assert!(one.report().to_text().contains("5 one-image runs"));
         let first = one.run(&x).unwrap();
+        // The classifier (the ops after the flatten) runs once over the batch: the same
+        // FMA chains as per image, so the same bits; canaries and guard pages hold.
+        let head: Vec<&str> = one
+            .report()
+            .ops
+            .iter()
+            .filter(|o| o.per_batch)
+            .map(|o| o.op)
+            .collect();
+        assert!(head.contains(&"Gemm"), "{}", one.report().to_text());
+        assert!(one
+            .report()
+            .batch_plan
+            .contains("the head after it once over the batch"));
+        let per_image = mnc_runtime::cpu::CpuOptions {
+            batch_head: false,
+            ..plain(1, true)
+        };
+        let no_head = CompiledModel::compile(&g, t, &per_image).unwrap();
+        assert!(no_head.report().ops.iter().all(|o| !o.per_batch));
+        assert_eq!(
+            no_head.run(&x).unwrap(),
+            first,
+            "{t}: head once vs per image"
+        );
+        let guarded = CompiledModel::compile(&g, t, &verified()).unwrap();
+        assert_eq!(guarded.run(&x).unwrap(), first, "{t}: guarded");
+        assert_eq!(
+            guarded
+                .run_guarded(&x, mnc_runtime::cpu::GuardPlacement::AgainstEnd)
+                .unwrap(),
+            first,
+            "{t}: guard pages"
+        );
         check_close(&format!("{t} split"), &first[0], &want[0], TOL).unwrap();
         check_close(
             &format!("{t} split vs unsplit"),

@@ -62,6 +62,7 @@ fn random_graphs_match_the_reference_on_every_host_target() {
     let mut cases = 0;
     // Compilations that split a batch by image (batch-2 graphs with the split on).
     let mut splits = 0;
+    let mut heads = 0;
     for seed in 0..GRAPHS {
         let g = random_graph(seed);
         let x = feeds(&g, seed);
@@ -85,6 +86,9 @@ fn random_graphs_match_the_reference_on_every_host_target() {
                 in_place: seed % 3 != 0,
                 flush_denormals: seed % 5 != 0,
                 split_batch: seed % 7 != 0,
+                // Graphs ending in a matrix product after a [2, F] value run it once over
+                // the batch (or per image).
+                batch_head: seed % 13 != 0,
                 // Any separable batch-2 graph splits (these graphs are far below the
                 // default work threshold), so `per_image` meets every op shape drawn here.
                 min_image_flops: 0,
@@ -95,6 +99,7 @@ fn random_graphs_match_the_reference_on_every_host_target() {
             let m = CompiledModel::compile(&opt, t, &opts)
                 .unwrap_or_else(|e| panic!("{what}: compile: {e}"));
             splits += usize::from(m.report().images > 1);
+            heads += usize::from(m.report().ops.iter().any(|o| o.per_batch));
             let got = m.run(&x).unwrap_or_else(|e| panic!("{what}: run: {e}"));
             if let Some(m) = mismatch(&got, &want) {
                 failures.push(format!("{what}, JIT: {m}"));
@@ -114,5 +119,5 @@ fn random_graphs_match_the_reference_on_every_host_target() {
             .unwrap_or_default()
     );
     assert!(splits > 0, "no random graph was split by image");
-    eprintln!("graph_fuzz: {GRAPHS} graphs, {cases} graph x target cases ({splits} split by image), all within {TOL:e}");
+    eprintln!("graph_fuzz: {GRAPHS} graphs, {cases} graph x target cases ({splits} split by image, {heads} of them with a head once over the batch), all within {TOL:e}");
 }

@@ -37,6 +37,7 @@ use mnc_ir::facts::InPlace;
 use mnc_ir::{Graph, IrError, NodeId, Op, Tensor, TensorType};
 use mnc_passes::memory::{plan_arena, ArenaOptions, MemoryPlan, Storage};
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -105,6 +106,11 @@ pub struct CpuOptions {
     /// threads runs image by image with the ops split across threads). Off: every op
     /// processes the whole batch. Default: on.
     pub split_batch: bool,
+    /// With [`CpuOptions::split_batch`]: run the classifier head ([`mnc_ir::batch::split_head`]:
+    /// the ops after the first `[B, F]` value that every later op reads alone, when a matrix
+    /// product is among them) once over the whole batch after the per-image runs, so that its
+    /// weights stream from memory once per batch instead of once per image. Default: on.
+    pub batch_head: bool,
     /// The least work (FLOPs) of one image for [`CpuOptions::split_batch`] to split a batch
     /// (default [`MIN_IMAGE_FLOPS`]; tests set 0 to split any separable graph).
     pub min_image_flops: u64,
@@ -137,6 +143,7 @@ impl Default for CpuOptions {
             in_place: true,
             flush_denormals: true,
             split_batch: true,
+            batch_head: true,
             thread_choice: true,
             min_image_flops: MIN_IMAGE_FLOPS,
             threads: par::physical_cores(),
@@ -246,6 +253,9 @@ pub struct OpReport {
     /// of an input (Slice, Gather) or are handed a constant both raw and packed (a Gemm's C).
     /// Counted at compile time, not measured cache misses. 0 for views (no step).
     pub bytes: u64,
+    /// The op is in the head of a split batch ([`CpuProgram::head`]): it runs once over the
+    /// whole batch, and its figures are the batch's (the other ops' are one image's).
+    pub per_batch: bool,
 }
 
 /// [`OpReport::bytes`] of a step from its pointer-table slots (output first, then what it
@@ -357,7 +367,9 @@ impl CompileReport {
             self.fallbacks()
         );
         if !self.batch_plan.is_empty() {
-            let per = if self.images > 1 {
+            let per = if self.images > 1 && self.ops.iter().any(|o| o.per_batch) {
+                "; the figures below are one image's, the head's (marked `batch`) the batch's"
+            } else if self.images > 1 {
                 "; the figures below are one image's"
             } else {
                 ""
@@ -367,8 +379,14 @@ impl CompileReport {
         for o in &self.ops {
             let _ = writeln!(
                 s,
-                "  {:<40} {:<18} {:<28} {:>7} B {:>12} flop {:>10} B moved",
-                o.node, o.op, o.strategy, o.code_bytes, o.flops, o.bytes
+                "  {:<40} {:<18} {:<28} {:>7} B {:>12} flop {:>10} B moved{}",
+                o.node,
+                o.op,
+                o.strategy,
+                o.code_bytes,
+                o.flops,
+                o.bytes,
+                if o.per_batch { " batch" } else { "" }
             );
         }
         let _ = writeln!(
@@ -434,6 +452,10 @@ pub struct CpuProgram {
     pub scratch: (usize, usize),
     /// Canary bytes before and after every arena buffer (0 unless `CpuOptions::guards`).
     pub guard: usize,
+    /// The head of a split batch ([`CpuOptions::batch_head`]): compiled for the whole batch,
+    /// it takes this program's outputs stacked over the images as its inputs and computes
+    /// the graph's outputs.
+    pub head: Option<Box<CpuProgram>>,
     pub weights: AlignedBytes,
     /// `(function name, CLIF text)` per generated function when `keep_clif` was set.
     pub clif: Vec<(String, String)>,
@@ -516,6 +538,13 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
         let how = format!("batch {batch} runs op by op (image split off)");
         return compile_graph(g, target, opts, 1, how);
     }
+    if opts.batch_head {
+        if let Some(p) = compile_with_head(g, target, opts, batch)? {
+            let mut p = p;
+            p.report.set_total(t0.elapsed());
+            return Ok(p);
+        }
+    }
     match mnc_ir::batch::per_image(g) {
         Ok(one) => {
             let how = format!("batch {batch} runs as {batch} one-image runs, in parallel");
@@ -535,6 +564,65 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
             compile_graph(g, target, opts, 1, how)
         }
     }
+}
+
+/// [`compile`] of a batch split by image with its head run once over the batch
+/// ([`CpuOptions::batch_head`]): `None` when the graph has no head
+/// ([`mnc_ir::batch::split_head`]), the body is not separable by image, or one image of it
+/// is too little work ([`CpuOptions::min_image_flops`]); the caller then splits as without
+/// a head.
+fn compile_with_head(
+    g: &Graph,
+    target: Target,
+    opts: &CpuOptions,
+    batch: usize,
+) -> Result<Option<CpuProgram>, CpuError> {
+    let Some((body, head)) = mnc_ir::batch::split_head(g) else {
+        return Ok(None);
+    };
+    let Ok(one) = mnc_ir::batch::per_image(&body) else {
+        return Ok(None);
+    };
+    let cut = body
+        .outputs
+        .first()
+        .map(|o| o.name.clone())
+        .unwrap_or_default();
+    let how = format!(
+        "batch {batch} runs as {batch} one-image runs, in parallel, up to '{cut}'; the head after it once over the batch"
+    );
+    let mut p = compile_graph(&one, target, opts, batch, how)?;
+    if p.report.flops < opts.min_image_flops {
+        return Ok(None);
+    }
+    let h = compile_graph(&head, target, opts, 1, String::new())?;
+    let r = &mut p.report;
+    r.ops.extend(h.report.ops.iter().map(|o| OpReport {
+        per_batch: true,
+        ..o.clone()
+    }));
+    r.code_bytes += h.report.code_bytes;
+    r.weight_bytes += h.report.weight_bytes;
+    r.in_place_ops += h.report.in_place_ops;
+    for (a, b) in [
+        (&mut r.time_plan, h.report.time_plan),
+        (&mut r.time_clif, h.report.time_clif),
+        (&mut r.time_compile, h.report.time_compile),
+        (&mut r.time_finalize, h.report.time_finalize),
+        (&mut r.time_setup, h.report.time_setup),
+    ] {
+        *a += b;
+    }
+    let _ = write!(
+        r.batch_plan,
+        " ({} ops; arena {} B, scratch {} B)",
+        h.report.ops.len(),
+        h.report.arena_bytes,
+        h.report.scratch_bytes
+    );
+    p.clif.extend(h.clif.iter().cloned());
+    p.head = Some(Box::new(h));
+    Ok(Some(p))
 }
 
 /// The default least work (FLOPs) of one image for [`CpuOptions::split_batch`] to run a batch
@@ -812,6 +900,7 @@ fn compile_graph(
             flops: 0,
             int8: false,
             bytes: 0,
+            per_batch: false,
         };
         match plan {
             Plan::View => {
@@ -972,6 +1061,7 @@ fn compile_graph(
         weights,
         clif,
         report,
+        head: None,
         _code: JitCode(Some(module)),
     })
 }

@@ -29,7 +29,8 @@ pub fn feeds(g: &Graph, seed: u64) -> Vec<Tensor> {
 
 /// Options with Cranelift's verifier on every generated function and guard canaries around
 /// every buffer (an out-of-bounds write fails the run); one thread, in-place execution and
-/// the split of a batch by image on (the defaults; guard mode runs the images in order).
+/// the split of a batch by image with its head once over the batch on (the defaults; guard
+/// mode runs the images in order).
 pub fn verified() -> CpuOptions {
     CpuOptions {
         verify: true,
@@ -38,6 +39,7 @@ pub fn verified() -> CpuOptions {
         in_place: true,
         flush_denormals: true,
         split_batch: true,
+        batch_head: true,
         min_image_flops: mnc_targets::cpu::MIN_IMAGE_FLOPS,
         threads: 1,
         thread_choice: true,
