@@ -483,6 +483,7 @@ fn exec_options(threads: Option<usize>, allow_tf32: bool) -> ExecOptions {
         threads: threads.unwrap_or(0),
         keep_denormals: false,
         no_batch_split: false,
+        no_batch_head: false,
         no_thread_choice: false,
     }
 }
