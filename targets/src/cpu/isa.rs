@@ -168,7 +168,7 @@ pub static X86_64_AVX2: IsaDesc = IsaDesc {
         func: kernels::avx2::gemm,
         mr: kernels::avx2::MR,
         nr: kernels::avx2::NR,
-        row_lanes: None,
+        row_lanes: Some(kernels::avx2::W),
     },
     gemv: Sym {
         symbol: "mnc_gemv_avx2",

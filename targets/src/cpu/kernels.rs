@@ -124,7 +124,9 @@ pub use dw::{
 use epilogue::Epi;
 pub use epilogue::{ActKind, Epilogue};
 use gemm::{gemm_drive, Gemm, PANEL_FLOATS};
-pub use gemm::{gemm_kernel, pack_a, rows_in_lanes, GemmCall, GemmFn, Kernel, GEMM_PARAMS};
+pub use gemm::{
+    gemm_kernel, pack_a, rows_in_lanes, GemmCall, GemmFn, Kernel, GEMM_PARAMS, ROW_BLOCK,
+};
 pub use gemv::{
     gemv_block_cols, gemv_kernel, pack_gemv_b, GemvCall, GemvFn, GEMV_MAX_ROWS, GEMV_PARAMS,
     GEMV_VECTORS,
@@ -374,7 +376,21 @@ pub mod avx2 {
         _mm256_storeu_ps
     );
     act_body!("avx2,fma");
-    gemm_body!("avx2,fma");
+    gemm_body!("avx2,fma", |g: &super::Gemm, threads: usize| {
+        // SAFETY: as for `gemm_drive` (the caller's contract); the row-tile condition of
+        // `rows_range` is what `rows_in_lanes` checks, and the lowering packed A for it
+        // (`Kernel::a_block_rows`).
+        unsafe {
+            // The table entry's choice, which the reports name too.
+            if crate::cpu::isa::X86_64_AVX2.gemm.rows_in_lanes(g.m, g.n) {
+                super::gemm_drive(rows_range, ROW_TILE, COL_TILE, g, threads)
+            } else {
+                super::gemm_drive(range, MR, NR, g, threads)
+            }
+        }
+    });
+    rows_in_lanes_body!("avx2,fma");
+    rows_tile8_body!("avx2,fma");
     gemv_body!("avx2,fma");
     se_body!("avx2,fma");
     peak_body!("avx2,fma");
@@ -496,6 +512,7 @@ pub mod avx512 {
     });
 
     rows_in_lanes_body!("avx512f,avx2,fma");
+    rows_tile16_body!("avx512f,avx2,fma");
 
     /// The 16 x 16 transpose: lane `j` of vector `i` becomes lane `i` of vector `j`.
     #[target_feature(enable = "avx512f,avx2,fma")]

@@ -534,9 +534,10 @@ fn plan_conv(c: &Conv, info: &OpInfo, isa: &IsaDesc, threads: usize) -> Result<P
         scratch_bytes(k.checked_mul(g.oh * g.ow), "im2col")?
     };
     let mut packed = Vec::new();
+    let mr = isa.gemm.a_block_rows(g.cog, g.oh * g.ow);
     for grp in 0..c.group {
         let rows = &wv[grp * g.cog * k..(grp + 1) * g.cog * k];
-        packed.extend(pack_a(rows, g.cog, k, isa.gemm.mr));
+        packed.extend(pack_a(rows, g.cog, k, mr));
     }
     // One call per batch element and group: B (the input plane or the im2col rows) and C
     // are `oh * ow` columns wide.
@@ -1037,7 +1038,8 @@ fn emit_conv_gemm(
     let k = g.cig * g.kh * g.kw;
     let nn = g.oh * g.ow;
     let plane_in = g.h * g.w;
-    let a_group = g.cog.div_ceil(kernel.mr) * k * kernel.mr;
+    let mr = kernel.a_block_rows(g.cog, nn);
+    let a_group = g.cog.div_ceil(mr) * k * mr;
     let (y, x, a) = (e.arg(0), e.arg(1), e.arg(packed_slot));
     let bias = if c.has_bias { Some(e.arg(3)) } else { None };
     let res = if c.epilogue.residual {

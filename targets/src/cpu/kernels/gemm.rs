@@ -69,6 +69,16 @@ impl Kernel {
         self.row_lanes
             .is_some_and(|lanes| rows_in_lanes(m, n, lanes))
     }
+
+    /// Rows per packed A block the kernel reads for an `m x n` call ([`pack_a`]'s `mr`):
+    /// [`ROW_BLOCK`] with the output rows in the lanes, else the register tile's rows.
+    pub fn a_block_rows(&self, m: usize, n: usize) -> usize {
+        if self.rows_in_lanes(m, n) {
+            ROW_BLOCK
+        } else {
+            self.mr
+        }
+    }
 }
 
 /// The GEMM kernel the given JIT target uses (`None` for the reference and CUDA targets):
@@ -106,8 +116,15 @@ unsafe impl Sync for Gemm {}
 /// (an FMA chain over `k` ascending from zero), so the results are identical.
 pub fn rows_in_lanes(m: usize, n: usize, lanes: usize) -> bool {
     let row_tile = 2 * lanes;
-    m > 0 && m.is_multiple_of(row_tile) && n > 0 && 8 * n < 7 * n.div_ceil(lanes) * lanes
+    // Columns per vector (AVX-512) or per two-vector tile (AVX2): 16 either way.
+    let cols = 16;
+    m > 0 && m.is_multiple_of(row_tile) && n > 0 && 8 * n < 7 * n.div_ceil(cols) * cols
 }
+
+/// Rows per packed A block of the tiles with output rows in the lanes ([`pack_a`]'s `mr`
+/// where [`Kernel::rows_in_lanes`] holds): 8 on both ISAs that have them (AVX-512: four
+/// blocks per 32-row tile, two to a vector; AVX2: two per 16-row tile, one to a vector).
+pub const ROW_BLOCK: usize = 8;
 
 /// Runs a GEMM (rows `r0..r1` in whole `mr` blocks, columns `c0..c1`) as tasks on `threads`.
 ///
@@ -319,22 +336,21 @@ macro_rules! gemm_body {
     };
 }
 
-/// The AVX-512 GEMM tiles with output rows in the vector lanes ([`rows_in_lanes`]):
-/// `ROW_TILE`, `COL_TILE`, `rows_range` and `rows_tile` of a 16-lane module (uses its
-/// helpers, `MR` and `transpose`).
+/// The GEMM tiles with output rows in the vector lanes ([`rows_in_lanes`]): `ROW_TILE` and
+/// `rows_range` of a module, which runs its `COL_TILES` (`rows_tile::<1..=COL_TILE>`, from
+/// [`rows_tile16_body`] or [`rows_tile8_body`]).
 macro_rules! rows_in_lanes_body {
     ($feat:literal) => {
         /// Rows per register tile of the rows-in-lanes GEMM ([`super::rows_in_lanes`]): two
         /// vectors.
         pub const ROW_TILE: usize = 2 * W;
-        /// Most columns per register tile of the rows-in-lanes GEMM (2 x 12 accumulators).
-        pub const COL_TILE: usize = 12;
 
         /// Rows `r0..r1` and columns `c0..c1` of a rows-in-lanes GEMM: row tiles of
-        /// [`ROW_TILE`], the columns cut into nearly equal tiles of at most [`COL_TILE`].
+        /// [`ROW_TILE`], the columns cut into nearly equal tiles of at most `COL_TILE`.
         #[target_feature(enable = $feat)]
         /// # Safety
-        /// As for [`range`], with `r0` and `r1` multiples of [`ROW_TILE`] (so is `m`).
+        /// As for [`range`], with `r0` and `r1` multiples of [`ROW_TILE`] (so is `m`) and A
+        /// packed in blocks of [`super::ROW_BLOCK`] rows.
         unsafe fn rows_range(g: &super::Gemm, r0: usize, r1: usize, c0: usize, c1: usize) {
             let tiles = (c1 - c0).div_ceil(COL_TILE);
             // SAFETY: every tile lies inside rows `r0..r1`, columns `c0..c1` (contract).
@@ -349,27 +365,36 @@ macro_rules! rows_in_lanes_body {
                             std::ptr::null()
                         };
                         let (a, b) = super::part(c1 - c0, tiles, t);
-                        let col = c0 + a;
-                        match b - a {
-                            1 => rows_tile::<1>(g, row, col, pf),
-                            2 => rows_tile::<2>(g, row, col, pf),
-                            3 => rows_tile::<3>(g, row, col, pf),
-                            4 => rows_tile::<4>(g, row, col, pf),
-                            5 => rows_tile::<5>(g, row, col, pf),
-                            6 => rows_tile::<6>(g, row, col, pf),
-                            7 => rows_tile::<7>(g, row, col, pf),
-                            8 => rows_tile::<8>(g, row, col, pf),
-                            9 => rows_tile::<9>(g, row, col, pf),
-                            10 => rows_tile::<10>(g, row, col, pf),
-                            11 => rows_tile::<11>(g, row, col, pf),
-                            _ => rows_tile::<12>(g, row, col, pf),
-                        }
+                        COL_TILES[b - a - 1](g, row, c0 + a, pf);
                     }
                     row += ROW_TILE;
                 }
             }
         }
+    };
+}
 
+/// The AVX-512 rows-in-lanes tiles: `COL_TILE`, `COL_TILES` and `rows_tile` of a 16-lane
+/// module (uses its helpers, `MR` and `transpose`).
+macro_rules! rows_tile16_body {
+    ($feat:literal) => {
+        /// Most columns per register tile of the rows-in-lanes GEMM (2 x 12 accumulators).
+        pub const COL_TILE: usize = 12;
+        /// The tiles of 1..=[`COL_TILE`] columns.
+        const COL_TILES: [unsafe fn(&super::Gemm, usize, usize, *const f32); COL_TILE] = [
+            rows_tile::<1>,
+            rows_tile::<2>,
+            rows_tile::<3>,
+            rows_tile::<4>,
+            rows_tile::<5>,
+            rows_tile::<6>,
+            rows_tile::<7>,
+            rows_tile::<8>,
+            rows_tile::<9>,
+            rows_tile::<10>,
+            rows_tile::<11>,
+            rows_tile::<12>,
+        ];
         /// One rows-in-lanes register tile: rows `row..row + ROW_TILE`, columns `col..col + NC`.
         /// Per `k`: two vectors of A (four packed `MR`-row blocks, `MR = W / 2`), `NC`
         /// broadcasts of B, `2 * NC` FMAs, and (when `pf` is not null) two cache lines of the
@@ -413,6 +438,76 @@ macro_rules! rows_in_lanes_body {
                     if !pf.is_null() {
                         _mm_prefetch::<_MM_HINT_T1>(pf.add(p * ROW_TILE) as *const i8);
                         _mm_prefetch::<_MM_HINT_T1>(pf.add(p * ROW_TILE + W) as *const i8);
+                    }
+                    let [lo, hi] = &mut acc;
+                    for (j, (l, h)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
+                        let b = bc(brow.add(j));
+                        *l = fma(x0, b, *l);
+                        *h = fma(x1, b, *h);
+                    }
+                }
+                let e = &g.epi;
+                for (h, part) in acc.iter().enumerate() {
+                    let mut v = [zero(); W];
+                    v[..NC].copy_from_slice(part);
+                    let v = transpose(v);
+                    for (r, x) in v.iter().enumerate() {
+                        let m = row + h * W + r;
+                        let off = m * g.ldc + col;
+                        stm(g.c.add(off), finish_at(*x, e, m, off, NC), NC);
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// The AVX2 rows-in-lanes tiles: `COL_TILE`, `COL_TILES` and `rows_tile` of an 8-lane module
+/// (uses its helpers and `transpose`).
+macro_rules! rows_tile8_body {
+    ($feat:literal) => {
+        /// Most columns per register tile of the rows-in-lanes GEMM (2 x 6 accumulators, two
+        /// vectors of A and a broadcast of B: 15 of the 16 registers).
+        pub const COL_TILE: usize = 6;
+        /// The tiles of 1..=[`COL_TILE`] columns.
+        const COL_TILES: [unsafe fn(&super::Gemm, usize, usize, *const f32); COL_TILE] = [
+            rows_tile::<1>,
+            rows_tile::<2>,
+            rows_tile::<3>,
+            rows_tile::<4>,
+            rows_tile::<5>,
+            rows_tile::<6>,
+        ];
+
+        /// One rows-in-lanes register tile: rows `row..row + ROW_TILE`, columns `col..col +
+        /// NC`. Per `k`: two vectors of A (two packed blocks of [`super::ROW_BLOCK`] = `W`
+        /// rows), `NC` broadcasts of B, `2 * NC` FMAs, and (when `pf` is not null) one cache
+        /// line of the next row tile's A prefetched into L2; then each vector's `W x NC`
+        /// block is transposed so that the epilogue and the store run along a row.
+        #[target_feature(enable = $feat)]
+        /// # Safety
+        /// As for [`range`], with A packed in blocks of `W` rows; rows `row..row + ROW_TILE`
+        /// and columns `col..col + NC` lie inside the call (`NC <= W`).
+        unsafe fn rows_tile<const NC: usize>(
+            g: &super::Gemm,
+            row: usize,
+            col: usize,
+            pf: *const f32,
+        ) {
+            const { assert!(super::ROW_BLOCK == W && NC <= W) };
+            // SAFETY: A blocks `row / W` and `row / W + 1` exist (the row tile lies inside
+            // `m`), each `k * W` floats; B rows `0..k` hold columns `col..col + NC`; C (and
+            // the residual) rows `row..row + ROW_TILE` hold them too (contract).
+            unsafe {
+                let k = g.k;
+                let (a0, a1) = (g.a.add(row * k), g.a.add((row + W) * k));
+                let bp = g.b.add(col);
+                let mut acc = [[zero(); NC]; 2];
+                for p in 0..k {
+                    let (x0, x1) = (ld(a0.add(p * W)), ld(a1.add(p * W)));
+                    let brow = bp.add(p * g.ldb);
+                    if !pf.is_null() {
+                        _mm_prefetch::<_MM_HINT_T1>(pf.add(p * ROW_TILE) as *const i8);
                     }
                     let [lo, hi] = &mut acc;
                     for (j, (l, h)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {

@@ -1387,7 +1387,7 @@ fn bench_pointwise_int8_vs_f32() {
             }
         });
         let a: Vec<f32> = (0..m * k).map(|_| r.f(-1.0, 1.0)).collect();
-        let ap = pack_a(&a, m, k, gemm.mr);
+        let ap = pack_a(&a, m, k, gemm.a_block_rows(m, p));
         let b: Vec<f32> = (0..k * p).map(|_| r.f(-1.0, 1.0)).collect();
         let mut c = vec![0.0f32; m * p];
         let (mu, pu, ku) = (m as u64, p as u64, k as u64);

@@ -69,7 +69,7 @@ fn activations_match_the_ir_definition() {
                 ldc: xs.len() as u64,
                 epi: Epilogue::new(false, false, a),
             };
-            let ap = pack_a(&[1.0], 1, 1, kern.mr);
+            let ap = pack_a(&[1.0], 1, 1, kern.a_block_rows(1, xs.len()));
             let mut y = vec![0.0f32; xs.len()];
             // SAFETY: the GEMM contract: `ap` is packed for m = k = 1, `xs` and `y` hold `xs.len()` floats, no bias or residual.
             unsafe {
@@ -109,7 +109,10 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
             (160, 49, 200),
             // A 14x14 plane: the last column tile one vector of 4 columns.
             (12, 196, 20),
-            // Output rows in the lanes on AVX-512 (rows_in_lanes): every tile width 1..=12.
+            // Output rows in the lanes (rows_in_lanes): on AVX-512 every tile width 1..=12,
+            // on AVX2 every width 1..=6 (16-row tiles, A in 8-row blocks).
+            (16, 49, 20),
+            (48, 17, 9),
             (64, 1, 7),
             (32, 13, 9),
             (96, 25, 33),
@@ -123,7 +126,7 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
             let b = rand(k * ldb, 2 + si as u64);
             let bias = rand(m, 3);
             let res = rand(m * ldc, 4);
-            let ap = pack_a(&a, m, k, kern.mr);
+            let ap = pack_a(&a, m, k, kern.a_block_rows(m, n));
             for (ai, act) in optional_activation_examples().into_iter().enumerate() {
                 // Rotate the bias/residual forms with the activation.
                 let (with_bias, with_res) = epilogue_form(ai + si);
@@ -483,7 +486,7 @@ fn epilogue_flags_gate_the_operands() {
     let relu = Some(Activation::Relu);
     for t in Target::jit_targets_for_test("epilogue_flags_gate_the_operands") {
         let kern = gemm_kernel(t).unwrap();
-        let ap = pack_a(&a, m, k, kern.mr);
+        let ap = pack_a(&a, m, k, kern.a_block_rows(m, n));
         for (with_bias, with_res) in [(false, false), (true, false), (false, true)] {
             let u = |v: usize| v as u64;
             let call = GemmCall {
@@ -1001,8 +1004,12 @@ fn rows_in_lanes_where_column_vectors_leave_lanes_empty() {
     assert!(!rows_in_lanes(960, 48, 16));
     assert!(!rows_in_lanes(0, 49, 16));
     assert!(!rows_in_lanes(960, 0, 16));
-    // 8 lanes: 49 columns fill 49 of 56.
-    assert!(!rows_in_lanes(960, 49, 8));
+    // AVX2 (8 lanes, 16-row tiles): its column tiles are two vectors, 16 columns, like
+    // AVX-512's one: 49 columns fill 49 of 64 there too; 960 rows are 60 row tiles.
+    assert!(rows_in_lanes(960, 49, 8));
+    assert!(!rows_in_lanes(968, 49, 8));
+    assert!(!rows_in_lanes(960, 196, 8));
+    assert!(!rows_in_lanes(960, 48, 8));
 }
 
 #[test]
@@ -1026,6 +1033,31 @@ fn avx512_transpose_is_a_transpose() {
     for i in 0..16 {
         for j in 0..16 {
             assert_eq!(out[16 * i + j], m[16 * j + i], "({i}, {j})");
+        }
+    }
+}
+
+#[test]
+fn avx2_transpose_is_a_transpose() {
+    if !Target::X86_64Avx2.runs_on_host() {
+        eprintln!("SKIPPED: the host has no AVX2");
+        return;
+    }
+    use std::arch::x86_64::*;
+    let m: Vec<f32> = (0..64).map(|i| i as f32).collect();
+    // SAFETY: the host runs AVX2 (checked above); loads and stores of 8 floats each.
+    let out = unsafe {
+        let rows: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(m.as_ptr().add(8 * i)));
+        let t = super::avx2::transpose(rows);
+        let mut out = vec![0.0f32; 64];
+        for (i, v) in t.iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(8 * i), *v);
+        }
+        out
+    };
+    for i in 0..8 {
+        for j in 0..8 {
+            assert_eq!(out[8 * i + j], m[8 * j + i], "({i}, {j})");
         }
     }
 }
