@@ -337,7 +337,7 @@ macro_rules! gemm_body {
 }
 
 /// The GEMM tiles with output rows in the vector lanes ([`rows_in_lanes`]): `ROW_TILE` and
-/// `rows_range` of a module, which runs its `COL_TILES` (`rows_tile::<1..=COL_TILE>`, from
+/// `rows_range` of a module, which runs its `rows_tile_n` (`rows_tile::<1..=COL_TILE>`, from
 /// [`rows_tile16_body`] or [`rows_tile8_body`]).
 macro_rules! rows_in_lanes_body {
     ($feat:literal) => {
@@ -365,7 +365,7 @@ macro_rules! rows_in_lanes_body {
                             std::ptr::null()
                         };
                         let (a, b) = super::part(c1 - c0, tiles, t);
-                        COL_TILES[b - a - 1](g, row, c0 + a, pf);
+                        rows_tile_n(g, row, c0 + a, pf, b - a);
                     }
                     row += ROW_TILE;
                 }
@@ -374,27 +374,36 @@ macro_rules! rows_in_lanes_body {
     };
 }
 
-/// The AVX-512 rows-in-lanes tiles: `COL_TILE`, `COL_TILES` and `rows_tile` of a 16-lane
+/// The AVX-512 rows-in-lanes tiles: `COL_TILE`, `rows_tile_n` and `rows_tile` of a 16-lane
 /// module (uses its helpers, `MR` and `transpose`).
 macro_rules! rows_tile16_body {
     ($feat:literal) => {
         /// Most columns per register tile of the rows-in-lanes GEMM (2 x 12 accumulators).
         pub const COL_TILE: usize = 12;
-        /// The tiles of 1..=[`COL_TILE`] columns.
-        const COL_TILES: [unsafe fn(&super::Gemm, usize, usize, *const f32); COL_TILE] = [
-            rows_tile::<1>,
-            rows_tile::<2>,
-            rows_tile::<3>,
-            rows_tile::<4>,
-            rows_tile::<5>,
-            rows_tile::<6>,
-            rows_tile::<7>,
-            rows_tile::<8>,
-            rows_tile::<9>,
-            rows_tile::<10>,
-            rows_tile::<11>,
-            rows_tile::<12>,
-        ];
+        /// The tile of `nc` (1..=[`COL_TILE`]) columns (the width a constant inside).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// As for [`rows_tile`].
+        unsafe fn rows_tile_n(g: &super::Gemm, row: usize, col: usize, pf: *const f32, nc: usize) {
+            // SAFETY: as this function's contract.
+            unsafe {
+                match nc {
+                    1 => rows_tile::<1>(g, row, col, pf),
+                    2 => rows_tile::<2>(g, row, col, pf),
+                    3 => rows_tile::<3>(g, row, col, pf),
+                    4 => rows_tile::<4>(g, row, col, pf),
+                    5 => rows_tile::<5>(g, row, col, pf),
+                    6 => rows_tile::<6>(g, row, col, pf),
+                    7 => rows_tile::<7>(g, row, col, pf),
+                    8 => rows_tile::<8>(g, row, col, pf),
+                    9 => rows_tile::<9>(g, row, col, pf),
+                    10 => rows_tile::<10>(g, row, col, pf),
+                    11 => rows_tile::<11>(g, row, col, pf),
+                    _ => rows_tile::<12>(g, row, col, pf),
+                }
+            }
+        }
         /// One rows-in-lanes register tile: rows `row..row + ROW_TILE`, columns `col..col + NC`.
         /// Per `k`: two vectors of A (four packed `MR`-row blocks, `MR = W / 2`), `NC`
         /// broadcasts of B, `2 * NC` FMAs, and (when `pf` is not null) two cache lines of the
@@ -462,22 +471,31 @@ macro_rules! rows_tile16_body {
     };
 }
 
-/// The AVX2 rows-in-lanes tiles: `COL_TILE`, `COL_TILES` and `rows_tile` of an 8-lane module
+/// The AVX2 rows-in-lanes tiles: `COL_TILE`, `rows_tile_n` and `rows_tile` of an 8-lane module
 /// (uses its helpers and `transpose`).
 macro_rules! rows_tile8_body {
     ($feat:literal) => {
         /// Most columns per register tile of the rows-in-lanes GEMM (2 x 6 accumulators, two
         /// vectors of A and a broadcast of B: 15 of the 16 registers).
         pub const COL_TILE: usize = 6;
-        /// The tiles of 1..=[`COL_TILE`] columns.
-        const COL_TILES: [unsafe fn(&super::Gemm, usize, usize, *const f32); COL_TILE] = [
-            rows_tile::<1>,
-            rows_tile::<2>,
-            rows_tile::<3>,
-            rows_tile::<4>,
-            rows_tile::<5>,
-            rows_tile::<6>,
-        ];
+        /// The tile of `nc` (1..=[`COL_TILE`]) columns (the width a constant inside).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// As for [`rows_tile`].
+        unsafe fn rows_tile_n(g: &super::Gemm, row: usize, col: usize, pf: *const f32, nc: usize) {
+            // SAFETY: as this function's contract.
+            unsafe {
+                match nc {
+                    1 => rows_tile::<1>(g, row, col, pf),
+                    2 => rows_tile::<2>(g, row, col, pf),
+                    3 => rows_tile::<3>(g, row, col, pf),
+                    4 => rows_tile::<4>(g, row, col, pf),
+                    5 => rows_tile::<5>(g, row, col, pf),
+                    _ => rows_tile::<6>(g, row, col, pf),
+                }
+            }
+        }
 
         /// One rows-in-lanes register tile: rows `row..row + ROW_TILE`, columns `col..col +
         /// NC`. Per `k`: two vectors of A (two packed blocks of [`super::ROW_BLOCK`] = `W`
