@@ -336,9 +336,21 @@ macro_rules! gemm_body {
     };
 }
 
-/// The GEMM tiles with output rows in the vector lanes ([`rows_in_lanes`]): `ROW_TILE` and
-/// `rows_range` of a module, which runs its `rows_tile_n` (`rows_tile::<1..=COL_TILE>`, from
-/// [`rows_tile16_body`] or [`rows_tile8_body`]).
+/// The tile of `$nc` columns, `rows_tile::<$nc>` for each listed width (the last also for
+/// any larger `$nc`): a constant width inside each tile.
+macro_rules! rows_tile_match {
+    ($nc:expr, $g:expr, $row:expr, $col:expr, $pf:expr; $($w:literal)* ; $last:literal) => {
+        match $nc {
+            $($w => rows_tile::<$w>($g, $row, $col, $pf),)*
+            _ => rows_tile::<$last>($g, $row, $col, $pf),
+        }
+    };
+}
+
+/// The GEMM tiles with output rows in the vector lanes ([`rows_in_lanes`]): `ROW_TILE`,
+/// `rows_range` and `rows_tile` of a module, with its `COL_TILE`, `rows_tile_n` (the width
+/// dispatch), `a_vectors` (A's two vectors of a `k` step) and `prefetch_a` (from
+/// [`rows_tile16_body`] or [`rows_tile8_body`]; uses its helpers and `transpose`).
 macro_rules! rows_in_lanes_body {
     ($feat:literal) => {
         /// Rows per register tile of the rows-in-lanes GEMM ([`super::rows_in_lanes`]): two
@@ -371,66 +383,91 @@ macro_rules! rows_in_lanes_body {
                 }
             }
         }
-    };
-}
 
-/// The AVX-512 rows-in-lanes tiles: `COL_TILE`, `rows_tile_n` and `rows_tile` of a 16-lane
-/// module (uses its helpers, `MR` and `transpose`).
-macro_rules! rows_tile16_body {
-    ($feat:literal) => {
-        /// Most columns per register tile of the rows-in-lanes GEMM (2 x 12 accumulators).
-        pub const COL_TILE: usize = 12;
-        /// The tile of `nc` (1..=[`COL_TILE`]) columns (the width a constant inside).
-        #[target_feature(enable = $feat)]
-        #[inline]
-        /// # Safety
-        /// As for [`rows_tile`].
-        unsafe fn rows_tile_n(g: &super::Gemm, row: usize, col: usize, pf: *const f32, nc: usize) {
-            // SAFETY: as this function's contract.
-            unsafe {
-                match nc {
-                    1 => rows_tile::<1>(g, row, col, pf),
-                    2 => rows_tile::<2>(g, row, col, pf),
-                    3 => rows_tile::<3>(g, row, col, pf),
-                    4 => rows_tile::<4>(g, row, col, pf),
-                    5 => rows_tile::<5>(g, row, col, pf),
-                    6 => rows_tile::<6>(g, row, col, pf),
-                    7 => rows_tile::<7>(g, row, col, pf),
-                    8 => rows_tile::<8>(g, row, col, pf),
-                    9 => rows_tile::<9>(g, row, col, pf),
-                    10 => rows_tile::<10>(g, row, col, pf),
-                    11 => rows_tile::<11>(g, row, col, pf),
-                    _ => rows_tile::<12>(g, row, col, pf),
-                }
-            }
-        }
-        /// One rows-in-lanes register tile: rows `row..row + ROW_TILE`, columns `col..col + NC`.
-        /// Per `k`: two vectors of A (four packed `MR`-row blocks, `MR = W / 2`), `NC`
-        /// broadcasts of B, `2 * NC` FMAs, and (when `pf` is not null) two cache lines of the
-        /// `ROW_TILE * k` floats of A at `pf` prefetched into L2 (the next row tile's blocks:
-        /// the weights of the 7x7 layers come cold from L3, and the first column tile of each
-        /// row tile fetches the next one's while it computes); then each vector's `W x NC`
-        /// block is transposed so that the epilogue and the store run along a row, as in
-        /// [`tile`].
+        /// One rows-in-lanes register tile: rows `row..row + ROW_TILE`, columns `col..col +
+        /// NC`. Per `k`: two vectors of A (`a_vectors`, from the packed blocks of
+        /// [`super::ROW_BLOCK`] rows), `NC` broadcasts of B, `2 * NC` FMAs, and (when `pf` is
+        /// not null) the `k` step's part of the next row tile's A at `pf` prefetched into L2
+        /// (`prefetch_a`: the weights of the 7x7 layers come cold from L3, and the first
+        /// column tile of each row tile fetches the next one's while it computes); then each
+        /// vector's `W x NC` block is transposed so that the epilogue and the store run along
+        /// a row, as in [`tile`].
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
         /// As for [`range`]; rows `row..row + ROW_TILE` and columns `col..col + NC` lie inside
-        /// the call (`NC <= W`).
+        /// the call (`NC <= W`), A packed in blocks of [`super::ROW_BLOCK`] rows.
         unsafe fn rows_tile<const NC: usize>(
             g: &super::Gemm,
             row: usize,
             col: usize,
             pf: *const f32,
         ) {
-            const { assert!(2 * MR == W && NC <= W) };
-            // SAFETY: A blocks `row / MR ..+ 4` exist (the row tile lies inside `m`), each `k *
-            // MR` floats; B rows `0..k` hold columns `col..col + NC`; C (and the residual) rows
-            // `row..row + ROW_TILE` hold them too (contract).
+            const { assert!(NC <= W) };
+            // SAFETY: A's blocks of rows `row..row + ROW_TILE` exist (the row tile lies inside
+            // `m`); B rows `0..k` hold columns `col..col + NC`; C (and the residual) rows `row..row
+            // + ROW_TILE` hold them too (contract).
             unsafe {
-                let k = g.k;
-                let blk = |i: usize| g.a.add((row / MR + i) * k * MR);
-                let (a0, a1, a2, a3) = (blk(0), blk(1), blk(2), blk(3));
+                let a = g.a.add(row * g.k);
+                let bp = g.b.add(col);
+                let mut acc = [[zero(); NC]; 2];
+                for p in 0..g.k {
+                    let (x0, x1) = a_vectors(a, g.k, p);
+                    let brow = bp.add(p * g.ldb);
+                    if !pf.is_null() {
+                        prefetch_a(pf, p);
+                    }
+                    let [lo, hi] = &mut acc;
+                    for (j, (l, h)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
+                        let b = bc(brow.add(j));
+                        *l = fma(x0, b, *l);
+                        *h = fma(x1, b, *h);
+                    }
+                }
+                let e = &g.epi;
+                for (h, part) in acc.iter().enumerate() {
+                    let mut v = [zero(); W];
+                    v[..NC].copy_from_slice(part);
+                    let v = transpose(v);
+                    for (r, x) in v.iter().enumerate() {
+                        let m = row + h * W + r;
+                        let off = m * g.ldc + col;
+                        stm(g.c.add(off), finish_at(*x, e, m, off, NC), NC);
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// The AVX-512 rows-in-lanes parts of [`rows_in_lanes_body`] for a 16-lane module.
+macro_rules! rows_tile16_body {
+    ($feat:literal) => {
+        /// Most columns per register tile of the rows-in-lanes GEMM (2 x 12 accumulators).
+        pub const COL_TILE: usize = 12;
+
+        /// The tile of `nc` (1..=[`COL_TILE`]) columns.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// As for [`rows_tile`].
+        unsafe fn rows_tile_n(g: &super::Gemm, row: usize, col: usize, pf: *const f32, nc: usize) {
+            // SAFETY: as this function's contract.
+            unsafe { rows_tile_match!(nc, g, row, col, pf; 1 2 3 4 5 6 7 8 9 10 11; 12) }
+        }
+
+        /// The two vectors of A of `k` step `p` of a row tile whose packed blocks start at
+        /// `a` (four blocks of [`super::ROW_BLOCK`] = `W / 2` rows, `k` steps each): blocks 0
+        /// and 1 make the first, 2 and 3 the second.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `a` holds the row tile's four blocks.
+        unsafe fn a_vectors(a: *const f32, k: usize, p: usize) -> (V, V) {
+            const { assert!(2 * super::ROW_BLOCK == W) };
+            // SAFETY: step `p < k` of blocks 0..4 (contract).
+            unsafe {
+                let blk = |i: usize| a.add((i * k + p) * super::ROW_BLOCK);
                 let half = |lo: *const f32, hi: *const f32| {
                     let v = _mm512_castps256_ps512(_mm256_loadu_ps(lo));
                     _mm512_castpd_ps(_mm512_insertf64x4::<1>(
@@ -438,114 +475,59 @@ macro_rules! rows_tile16_body {
                         _mm256_loadu_pd(hi as *const f64),
                     ))
                 };
-                let bp = g.b.add(col);
-                let mut acc = [[zero(); NC]; 2];
-                for p in 0..k {
-                    let o = p * MR;
-                    let (x0, x1) = (half(a0.add(o), a1.add(o)), half(a2.add(o), a3.add(o)));
-                    let brow = bp.add(p * g.ldb);
-                    if !pf.is_null() {
-                        _mm_prefetch::<_MM_HINT_T1>(pf.add(p * ROW_TILE) as *const i8);
-                        _mm_prefetch::<_MM_HINT_T1>(pf.add(p * ROW_TILE + W) as *const i8);
-                    }
-                    let [lo, hi] = &mut acc;
-                    for (j, (l, h)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
-                        let b = bc(brow.add(j));
-                        *l = fma(x0, b, *l);
-                        *h = fma(x1, b, *h);
-                    }
-                }
-                let e = &g.epi;
-                for (h, part) in acc.iter().enumerate() {
-                    let mut v = [zero(); W];
-                    v[..NC].copy_from_slice(part);
-                    let v = transpose(v);
-                    for (r, x) in v.iter().enumerate() {
-                        let m = row + h * W + r;
-                        let off = m * g.ldc + col;
-                        stm(g.c.add(off), finish_at(*x, e, m, off, NC), NC);
-                    }
-                }
+                (half(blk(0), blk(1)), half(blk(2), blk(3)))
             }
+        }
+
+        /// Prefetches `k` step `p` of the next row tile's A (`ROW_TILE` floats from `pf + p *
+        /// ROW_TILE`: two cache lines) into L2.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn prefetch_a(pf: *const f32, p: usize) {
+            let at = pf.wrapping_add(p * ROW_TILE);
+            // A prefetch never faults.
+            _mm_prefetch::<_MM_HINT_T1>(at as *const i8);
+            _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(W) as *const i8);
         }
     };
 }
 
-/// The AVX2 rows-in-lanes tiles: `COL_TILE`, `rows_tile_n` and `rows_tile` of an 8-lane module
-/// (uses its helpers and `transpose`).
+/// The AVX2 rows-in-lanes parts of [`rows_in_lanes_body`] for an 8-lane module.
 macro_rules! rows_tile8_body {
     ($feat:literal) => {
         /// Most columns per register tile of the rows-in-lanes GEMM (2 x 6 accumulators, two
         /// vectors of A and a broadcast of B: 15 of the 16 registers).
         pub const COL_TILE: usize = 6;
-        /// The tile of `nc` (1..=[`COL_TILE`]) columns (the width a constant inside).
+
+        /// The tile of `nc` (1..=[`COL_TILE`]) columns.
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
         /// As for [`rows_tile`].
         unsafe fn rows_tile_n(g: &super::Gemm, row: usize, col: usize, pf: *const f32, nc: usize) {
             // SAFETY: as this function's contract.
-            unsafe {
-                match nc {
-                    1 => rows_tile::<1>(g, row, col, pf),
-                    2 => rows_tile::<2>(g, row, col, pf),
-                    3 => rows_tile::<3>(g, row, col, pf),
-                    4 => rows_tile::<4>(g, row, col, pf),
-                    5 => rows_tile::<5>(g, row, col, pf),
-                    _ => rows_tile::<6>(g, row, col, pf),
-                }
-            }
+            unsafe { rows_tile_match!(nc, g, row, col, pf; 1 2 3 4 5; 6) }
         }
 
-        /// One rows-in-lanes register tile: rows `row..row + ROW_TILE`, columns `col..col +
-        /// NC`. Per `k`: two vectors of A (two packed blocks of [`super::ROW_BLOCK`] = `W`
-        /// rows), `NC` broadcasts of B, `2 * NC` FMAs, and (when `pf` is not null) one cache
-        /// line of the next row tile's A prefetched into L2; then each vector's `W x NC`
-        /// block is transposed so that the epilogue and the store run along a row.
+        /// The two vectors of A of `k` step `p` of a row tile whose packed blocks start at
+        /// `a` (two blocks of [`super::ROW_BLOCK`] = `W` rows, `k` steps each).
         #[target_feature(enable = $feat)]
+        #[inline]
         /// # Safety
-        /// As for [`range`], with A packed in blocks of `W` rows; rows `row..row + ROW_TILE`
-        /// and columns `col..col + NC` lie inside the call (`NC <= W`).
-        unsafe fn rows_tile<const NC: usize>(
-            g: &super::Gemm,
-            row: usize,
-            col: usize,
-            pf: *const f32,
-        ) {
-            const { assert!(super::ROW_BLOCK == W && NC <= W) };
-            // SAFETY: A blocks `row / W` and `row / W + 1` exist (the row tile lies inside
-            // `m`), each `k * W` floats; B rows `0..k` hold columns `col..col + NC`; C (and
-            // the residual) rows `row..row + ROW_TILE` hold them too (contract).
-            unsafe {
-                let k = g.k;
-                let (a0, a1) = (g.a.add(row * k), g.a.add((row + W) * k));
-                let bp = g.b.add(col);
-                let mut acc = [[zero(); NC]; 2];
-                for p in 0..k {
-                    let (x0, x1) = (ld(a0.add(p * W)), ld(a1.add(p * W)));
-                    let brow = bp.add(p * g.ldb);
-                    if !pf.is_null() {
-                        _mm_prefetch::<_MM_HINT_T1>(pf.add(p * ROW_TILE) as *const i8);
-                    }
-                    let [lo, hi] = &mut acc;
-                    for (j, (l, h)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
-                        let b = bc(brow.add(j));
-                        *l = fma(x0, b, *l);
-                        *h = fma(x1, b, *h);
-                    }
-                }
-                let e = &g.epi;
-                for (h, part) in acc.iter().enumerate() {
-                    let mut v = [zero(); W];
-                    v[..NC].copy_from_slice(part);
-                    let v = transpose(v);
-                    for (r, x) in v.iter().enumerate() {
-                        let m = row + h * W + r;
-                        let off = m * g.ldc + col;
-                        stm(g.c.add(off), finish_at(*x, e, m, off, NC), NC);
-                    }
-                }
-            }
+        /// The CPU supports the module's ISA; `a` holds the row tile's two blocks.
+        unsafe fn a_vectors(a: *const f32, k: usize, p: usize) -> (V, V) {
+            const { assert!(super::ROW_BLOCK == W) };
+            // SAFETY: step `p < k` of blocks 0 and 1 (contract).
+            unsafe { (ld(a.add(p * W)), ld(a.add((k + p) * W))) }
+        }
+
+        /// Prefetches `k` step `p` of the next row tile's A (`ROW_TILE` floats from `pf + p *
+        /// ROW_TILE`: one cache line) into L2.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn prefetch_a(pf: *const f32, p: usize) {
+            // A prefetch never faults.
+            _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(p * ROW_TILE) as *const i8);
         }
     };
 }
