@@ -757,11 +757,17 @@ fn plan_gemm_vec(
     if m == 0 || m > GEMV_MAX_ROWS || m > 1 && trans_a {
         return None;
     }
-    // B as k x n row-major, scaled by alpha.
+    // B as k x n row-major, scaled by alpha (read along the stored rows).
     let mut bk = vec![0.0f32; n * k];
-    for p in 0..k {
-        for j in 0..n {
-            bk[p * n + j] = alpha * b_elem(bv, trans_b, k, n, p, j);
+    if trans_b {
+        for (j, col) in bv.chunks_exact(k.max(1)).take(n).enumerate() {
+            for (p, &v) in col.iter().enumerate() {
+                bk[p * n + j] = alpha * v;
+            }
+        }
+    } else {
+        for (d, &v) in bk.iter_mut().zip(bv) {
+            *d = alpha * v;
         }
     }
     let mut extras = vec![pack_gemv_b(&bk, k, n, isa.lanes)];

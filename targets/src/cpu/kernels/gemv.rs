@@ -25,9 +25,13 @@ pub fn pack_gemv_b(b: &[f32], k: usize, n: usize, lanes: usize) -> Vec<f32> {
     let cols = gemv_block_cols(lanes);
     let blocks = n.div_ceil(cols);
     let mut out = vec![0.0f32; blocks * k * cols];
-    for p in 0..k {
-        for j in 0..n {
-            out[((j / cols) * k + p) * cols + j % cols] = b[p * n + j];
+    if out.is_empty() {
+        return out;
+    }
+    for (blk, dst) in out.chunks_exact_mut(k * cols).enumerate() {
+        let (j0, j1) = (blk * cols, ((blk + 1) * cols).min(n));
+        for (p, row) in dst.chunks_exact_mut(cols).enumerate() {
+            row[..j1 - j0].copy_from_slice(&b[p * n + j0..p * n + j1]);
         }
     }
     out
