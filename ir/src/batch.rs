@@ -351,6 +351,11 @@ pub fn split_head(g: &Graph) -> Option<(Graph, Graph)> {
             && node.ty.rank() == 2
             && node.ty.shape[0] == batch
             && g.outputs.iter().all(|o| pos[&o.node] > i)
+            // The head's only input is the cut: a graph input it reads (placed after the cut
+            // in topological order) keeps the cut from being one.
+            && after
+                .iter()
+                .all(|&n| !matches!(g.node(n).op, Op::Input { .. }))
             && after.iter().all(|&n| {
                 g.inputs(n).iter().all(|inp| {
                     *inp == c || pos[inp] > i || matches!(g.node(*inp).op, Op::Constant(_))
@@ -506,6 +511,16 @@ mod tests {
             .add_node_inferred("a", Op::Act(Activation::Relu), &[flat])
             .unwrap();
         g.add_output("y", a);
+        assert!(split_head(&g).is_none());
+        // A second graph input read after the flatten: the head would need it too.
+        let mut g = classifier_graph(false);
+        let extra = g.add_input("bias_in", TensorType::f32(vec![4, 10]));
+        let fc = g.find("fc").unwrap();
+        let sum = g
+            .add_node_inferred("plus", Op::Binary(BinaryOp::Add), &[fc, extra])
+            .unwrap();
+        g.outputs[0].node = sum;
+        g.remove_dead();
         assert!(split_head(&g).is_none());
         // Batch 1: nothing to split.
         let (mut g, r) = conv_graph(1);

@@ -539,8 +539,7 @@ pub fn compile(g: &Graph, target: Target, opts: &CpuOptions) -> Result<CpuProgra
         return compile_graph(g, target, opts, 1, how);
     }
     if opts.batch_head {
-        if let Some(p) = compile_with_head(g, target, opts, batch)? {
-            let mut p = p;
+        if let Some(mut p) = compile_with_head(g, target, opts, batch)? {
             p.report.set_total(t0.elapsed());
             return Ok(p);
         }
