@@ -123,7 +123,9 @@ pub use dw::{
 };
 use epilogue::Epi;
 pub use epilogue::{ActKind, Epilogue};
-use gemm::{gemm_drive, Gemm, PANEL_FLOATS};
+use gemm::{
+    copies_b_panels, copy_panel, gemm_drive, panel_buffer, panel_stride, Gemm, PANEL_FLOATS,
+};
 pub use gemm::{
     gemm_kernel, pack_a, rows_in_lanes, GemmCall, GemmFn, Kernel, GEMM_PARAMS, ROW_BLOCK,
 };

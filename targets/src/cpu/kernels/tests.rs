@@ -118,12 +118,21 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
             (96, 25, 33),
             (320, 7, 50),
             (32, 100, 5),
+            // Several column panels (long k), the last one partial.
+            (17, 150, 700),
         ];
         for (si, &(m, n, k)) in shapes.iter().enumerate() {
             let a = rand(m * k, 1 + si as u64);
-            let ldb = n + 3;
+            // B's rows alternately misaligned (the tiles read a copied panel) and on cache
+            // lines (the tiles read B itself).
+            let ldb = if si % 2 == 0 {
+                n + 3
+            } else {
+                n.div_ceil(16) * 16
+            };
             let ldc = n + 2;
-            let b = rand(k * ldb, 2 + si as u64);
+            let b = aligned(&rand(k * ldb, 2 + si as u64));
+            let b = &b.0[b.1..];
             let bias = rand(m, 3);
             let res = rand(m * ldc, 4);
             let ap = pack_a(&a, m, k, kern.a_block_rows(m, n));
@@ -180,6 +189,99 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
             }
         }
     }
+}
+
+/// `v` copied into a buffer at a cache-line-aligned offset: `(buffer, offset)`.
+fn aligned(v: &[f32]) -> (Vec<f32>, usize) {
+    let mut buf = vec![0.0f32; v.len() + 16];
+    let off = buf.as_ptr().align_offset(64);
+    buf[off..off + v.len()].copy_from_slice(v);
+    (buf, off)
+}
+
+/// A GEMM whose B rows are misaligned (the tiles read copied panels) gives the bits of the
+/// same product with B's rows on cache lines (the tiles read B itself), at every thread count.
+#[test]
+fn gemm_copied_panels_give_the_bits_of_aligned_rows() {
+    for t in Target::jit_targets_for_test("gemm_copied_panels_give_the_bits_of_aligned_rows") {
+        let kern = gemm_kernel(t).unwrap();
+        for (m, n, k) in [(64, 196, 384), (24, 196, 600), (9, 50, 33)] {
+            let a = rand(m * k, 5);
+            let ap = pack_a(&a, m, k, kern.a_block_rows(m, n));
+            let b = rand(k * n, 6);
+            let outputs: Vec<Vec<f32>> = [n + 1, n.div_ceil(16) * 16]
+                .into_iter()
+                .flat_map(|ldb| {
+                    let mut rows = vec![0.0f32; k * ldb];
+                    for p in 0..k {
+                        rows[p * ldb..p * ldb + n].copy_from_slice(&b[p * n..(p + 1) * n]);
+                    }
+                    let (buf, off) = aligned(&rows);
+                    let call = GemmCall {
+                        m: m as u64,
+                        n: n as u64,
+                        k: k as u64,
+                        ldb: ldb as u64,
+                        ldc: n as u64,
+                        epi: Epilogue::NONE,
+                    };
+                    [1, 2]
+                        .into_iter()
+                        .map(|threads| {
+                            let mut c = vec![0.0f32; m * n];
+                            // SAFETY: A packed for m x k, B k rows of ldb, C m x n; the host runs t.
+                            unsafe {
+                                (kern.func)(
+                                    ap.as_ptr(),
+                                    buf[off..].as_ptr(),
+                                    c.as_mut_ptr(),
+                                    std::ptr::null(),
+                                    std::ptr::null(),
+                                    &call,
+                                    threads,
+                                )
+                            };
+                            c
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            for o in &outputs[1..] {
+                assert!(
+                    o.iter()
+                        .zip(&outputs[0])
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{t} {m}x{n}x{k}: copied panels differ"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn b_panels_are_copied_only_for_misaligned_rows_read_by_several_row_blocks() {
+    let line = std::ptr::without_provenance::<f32>(64);
+    assert!(copies_b_panels(line, 196, 16, 64, 8));
+    assert!(!copies_b_panels(line, 208, 16, 64, 8));
+    assert!(!copies_b_panels(line, 784, 16, 64, 8));
+    // One block of rows reads the panel once: no copy.
+    assert!(!copies_b_panels(line, 196, 16, 8, 8));
+    // A misaligned start.
+    assert!(copies_b_panels(
+        std::ptr::without_provenance(4),
+        208,
+        16,
+        64,
+        8
+    ));
+    // AVX2's vectors: 8 floats.
+    assert!(!copies_b_panels(
+        std::ptr::without_provenance(32),
+        200,
+        8,
+        64,
+        6
+    ));
 }
 
 /// The buffers of one depthwise or stem kernel call in a test (`bias`, `res`: absent when
