@@ -126,9 +126,7 @@ pub use epilogue::{ActKind, Epilogue};
 use gemm::{
     copies_b_panels, copy_panel, gemm_drive, panel_buffer, panel_stride, Gemm, PANEL_FLOATS,
 };
-pub use gemm::{
-    gemm_kernel, pack_a, rows_in_lanes, GemmCall, GemmFn, Kernel, GEMM_PARAMS, ROW_BLOCK,
-};
+pub use gemm::{gemm_kernel, pack_a, rows_in_lanes, GemmCall, GemmFn, Kernel, GEMM_PARAMS};
 pub use gemv::{
     gemv_block_cols, gemv_kernel, pack_gemv_b, GemvCall, GemvFn, GEMV_MAX_ROWS, GEMV_PARAMS,
     GEMV_VECTORS,

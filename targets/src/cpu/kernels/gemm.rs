@@ -71,12 +71,12 @@ impl Kernel {
     }
 
     /// Rows per packed A block the kernel reads for an `m x n` call ([`pack_a`]'s `mr`):
-    /// [`ROW_BLOCK`] with the output rows in the lanes, else the register tile's rows.
+    /// the row tile (two vectors of rows) with the output rows in the lanes, so that each
+    /// `k` step of a tile reads A as two consecutive vectors; else the register tile's rows.
     pub fn a_block_rows(&self, m: usize, n: usize) -> usize {
-        if self.rows_in_lanes(m, n) {
-            ROW_BLOCK
-        } else {
-            self.mr
+        match self.row_lanes {
+            Some(lanes) if rows_in_lanes(m, n, lanes) => 2 * lanes,
+            _ => self.mr,
         }
     }
 }
@@ -188,11 +188,6 @@ pub fn rows_in_lanes(m: usize, n: usize, lanes: usize) -> bool {
     let cols = 16;
     m > 0 && m.is_multiple_of(row_tile) && n > 0 && 8 * n < 7 * n.div_ceil(cols) * cols
 }
-
-/// Rows per packed A block of the tiles with output rows in the lanes ([`pack_a`]'s `mr`
-/// where [`Kernel::rows_in_lanes`] holds): 8 on both ISAs that have them (AVX-512: four
-/// blocks per 32-row tile, two to a vector; AVX2: two per 16-row tile, one to a vector).
-pub const ROW_BLOCK: usize = 8;
 
 /// Runs a GEMM (rows `r0..r1` in whole `mr` blocks, columns `c0..c1`) as tasks on `threads`.
 ///
@@ -437,8 +432,9 @@ macro_rules! rows_tile_match {
 
 /// The GEMM tiles with output rows in the vector lanes ([`rows_in_lanes`]): `ROW_TILE`,
 /// `rows_range` and `rows_tile` of a module, with its `COL_TILE`, `rows_tile_n` (the width
-/// dispatch), `a_vectors` (A's two vectors of a `k` step) and `prefetch_a` (from
-/// [`rows_tile16_body`] or [`rows_tile8_body`]; uses its helpers and `transpose`).
+/// dispatch) and `prefetch_a` (from [`rows_tile16_body`] or [`rows_tile8_body`]; uses its
+/// helpers and `transpose`); A packed in blocks of `ROW_TILE` rows
+/// ([`Kernel::a_block_rows`]).
 macro_rules! rows_in_lanes_body {
     ($feat:literal) => {
         /// Rows per register tile of the rows-in-lanes GEMM ([`super::rows_in_lanes`]): two
@@ -450,7 +446,7 @@ macro_rules! rows_in_lanes_body {
         #[target_feature(enable = $feat)]
         /// # Safety
         /// As for [`range`], with `r0` and `r1` multiples of [`ROW_TILE`] (so is `m`) and A
-        /// packed in blocks of [`super::ROW_BLOCK`] rows.
+        /// packed in blocks of [`ROW_TILE`] rows.
         unsafe fn rows_range(g: &super::Gemm, r0: usize, r1: usize, c0: usize, c1: usize) {
             let tiles = (c1 - c0).div_ceil(COL_TILE);
             // SAFETY: every tile lies inside rows `r0..r1`, columns `c0..c1` (contract).
@@ -473,8 +469,8 @@ macro_rules! rows_in_lanes_body {
         }
 
         /// One rows-in-lanes register tile: rows `row..row + ROW_TILE`, columns `col..col +
-        /// NC`. Per `k`: two vectors of A (`a_vectors`, from the packed blocks of
-        /// [`super::ROW_BLOCK`] rows), `NC` broadcasts of B, `2 * NC` FMAs, and (when `pf` is
+        /// NC`. Per `k`: two consecutive vectors of A (its packed block of [`ROW_TILE`]
+        /// rows), `NC` broadcasts of B, `2 * NC` FMAs, and (when `pf` is
         /// not null) the `k` step's part of the next row tile's A at `pf` prefetched into L2
         /// (`prefetch_a`: the weights of the 7x7 layers come cold from L3, and the first
         /// column tile of each row tile fetches the next one's while it computes); then each
@@ -484,7 +480,7 @@ macro_rules! rows_in_lanes_body {
         #[inline]
         /// # Safety
         /// As for [`range`]; rows `row..row + ROW_TILE` and columns `col..col + NC` lie inside
-        /// the call (`NC <= W`), A packed in blocks of [`super::ROW_BLOCK`] rows.
+        /// the call (`NC <= W`), A packed in blocks of [`ROW_TILE`] rows.
         unsafe fn rows_tile<const NC: usize>(
             g: &super::Gemm,
             row: usize,
@@ -500,7 +496,7 @@ macro_rules! rows_in_lanes_body {
                 let bp = g.b.add(col);
                 let mut acc = [[zero(); NC]; 2];
                 for p in 0..g.k {
-                    let (x0, x1) = a_vectors(a, g.k, p);
+                    let (x0, x1) = (ld(a.add(p * ROW_TILE)), ld(a.add(p * ROW_TILE + W)));
                     let brow = bp.add(p * g.ldb);
                     if !pf.is_null() {
                         prefetch_a(pf, p);
@@ -544,29 +540,6 @@ macro_rules! rows_tile16_body {
             unsafe { rows_tile_match!(nc, g, row, col, pf; 1 2 3 4 5 6 7 8 9 10 11; 12) }
         }
 
-        /// The two vectors of A of `k` step `p` of a row tile whose packed blocks start at
-        /// `a` (four blocks of [`super::ROW_BLOCK`] = `W / 2` rows, `k` steps each): blocks 0
-        /// and 1 make the first, 2 and 3 the second.
-        #[target_feature(enable = $feat)]
-        #[inline]
-        /// # Safety
-        /// The CPU supports the module's ISA; `a` holds the row tile's four blocks.
-        unsafe fn a_vectors(a: *const f32, k: usize, p: usize) -> (V, V) {
-            const { assert!(2 * super::ROW_BLOCK == W) };
-            // SAFETY: step `p < k` of blocks 0..4 (contract).
-            unsafe {
-                let blk = |i: usize| a.add((i * k + p) * super::ROW_BLOCK);
-                let half = |lo: *const f32, hi: *const f32| {
-                    let v = _mm512_castps256_ps512(_mm256_loadu_ps(lo));
-                    _mm512_castpd_ps(_mm512_insertf64x4::<1>(
-                        _mm512_castps_pd(v),
-                        _mm256_loadu_pd(hi as *const f64),
-                    ))
-                };
-                (half(blk(0), blk(1)), half(blk(2), blk(3)))
-            }
-        }
-
         /// Prefetches `k` step `p` of the next row tile's A (`ROW_TILE` floats from `pf + p *
         /// ROW_TILE`: two cache lines) into L2.
         #[target_feature(enable = $feat)]
@@ -595,18 +568,6 @@ macro_rules! rows_tile8_body {
         unsafe fn rows_tile_n(g: &super::Gemm, row: usize, col: usize, pf: *const f32, nc: usize) {
             // SAFETY: as this function's contract.
             unsafe { rows_tile_match!(nc, g, row, col, pf; 1 2 3 4 5; 6) }
-        }
-
-        /// The two vectors of A of `k` step `p` of a row tile whose packed blocks start at
-        /// `a` (two blocks of [`super::ROW_BLOCK`] = `W` rows, `k` steps each).
-        #[target_feature(enable = $feat)]
-        #[inline]
-        /// # Safety
-        /// The CPU supports the module's ISA; `a` holds the row tile's two blocks.
-        unsafe fn a_vectors(a: *const f32, k: usize, p: usize) -> (V, V) {
-            const { assert!(super::ROW_BLOCK == W) };
-            // SAFETY: step `p < k` of blocks 0 and 1 (contract).
-            unsafe { (ld(a.add(p * W)), ld(a.add((k + p) * W))) }
         }
 
         /// Prefetches `k` step `p` of the next row tile's A (`ROW_TILE` floats from `pf + p *

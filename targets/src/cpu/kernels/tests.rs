@@ -284,6 +284,57 @@ fn b_panels_are_copied_only_for_misaligned_rows_read_by_several_row_blocks() {
     ));
 }
 
+/// The rows-in-lanes tiles (A in blocks of a row tile, two vectors per `k` step) give exactly
+/// one FMA chain over `k` ascending from zero per output, as the column tiles do.
+#[test]
+fn rows_in_lanes_tiles_give_one_fma_chain() {
+    for t in Target::jit_targets_for_test("rows_in_lanes_tiles_give_one_fma_chain") {
+        let kern = gemm_kernel(t).unwrap();
+        if !isa(t).unwrap().fma {
+            continue;
+        }
+        for (m, n, k) in [(32, 49, 200), (64, 13, 65), (96, 7, 3)] {
+            let (a, b) = (rand(m * k, 8), rand(k * n, 9));
+            let ap = pack_a(&a, m, k, kern.a_block_rows(m, n));
+            let call = GemmCall {
+                m: m as u64,
+                n: n as u64,
+                k: k as u64,
+                ldb: n as u64,
+                ldc: n as u64,
+                epi: Epilogue::NONE,
+            };
+            for threads in [1, 2] {
+                let mut c = vec![0.0f32; m * n];
+                // SAFETY: A packed for m x k, B k x n, C m x n; the host runs t.
+                unsafe {
+                    (kern.func)(
+                        ap.as_ptr(),
+                        b.as_ptr(),
+                        c.as_mut_ptr(),
+                        std::ptr::null(),
+                        std::ptr::null(),
+                        &call,
+                        threads,
+                    )
+                };
+                for i in 0..m {
+                    for j in 0..n {
+                        let want =
+                            (0..k).fold(0.0f32, |s, p| a[i * k + p].mul_add(b[p * n + j], s));
+                        assert_eq!(
+                            c[i * n + j].to_bits(),
+                            want.to_bits(),
+                            "{t} {m}x{n}x{k} rows in lanes {} threads {threads} at ({i},{j})",
+                            kern.rows_in_lanes(m, n)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The buffers of one depthwise or stem kernel call in a test (`bias`, `res`: absent when
 /// `None`).
 struct DirectCall<'a> {
