@@ -117,7 +117,9 @@ fn affine_batchnorm_means_concat() {
 
 #[test]
 fn squeeze_excite_both_forms() {
-    for (c, r, hw) in [(16, 4, 7), (37, 9, 5), (5, 1, 1)] {
+    // The last shape is large enough for the kernel to split every phase (the hidden
+    // mat-vec by rows) at 2 and 3 threads.
+    for (c, r, hw) in [(16, 4, 7), (37, 9, 5), (5, 1, 1), (300, 70, 7)] {
         for se in [
             SqueezeExcite {
                 act: Activation::Relu,
@@ -138,8 +140,18 @@ fn squeeze_excite_both_forms() {
                 (rand_tensor(&[c, r, 1, 1], 4), true),
                 (rand_tensor(&[c], 5), true),
             ];
-            let fb = check_op_all_targets(&Op::SqueezeExcite(se), &ins, TOL).unwrap();
-            assert_eq!(fb, 0);
+            for threads in [1, 2, 3] {
+                // The pool on every run (no switch to the calling thread alone).
+                let opts = CpuOptions {
+                    threads,
+                    thread_choice: false,
+                    ..verified()
+                };
+                let fb =
+                    check_op_all_targets_with(&Op::SqueezeExcite(se.clone()), &ins, TOL, &opts)
+                        .unwrap();
+                assert_eq!(fb, 0);
+            }
         }
     }
 }

@@ -80,23 +80,43 @@ unsafe impl Sync for Se {}
 pub(super) struct SePhases {
     /// Means of channels `c0..c1` of batch element `b` into `scratch[c]`.
     pub(super) squeeze: unsafe fn(&Se, usize, usize, usize),
-    /// The hidden vector of batch element `b` (serial: `r` short dot products).
-    pub(super) hidden: unsafe fn(&Se),
+    /// Rows `j0..j1` of the hidden vector (`r` dot products of length `c`, split by rows).
+    pub(super) hidden: unsafe fn(&Se, usize, usize),
     /// Gates and scales channels `c0..c1` of batch element `b`.
     pub(super) excite: unsafe fn(&Se, usize, usize, usize),
 }
 
-/// Runs a SqueezeExcite op: per batch element, squeeze and excite split by channels.
+/// Tasks of each phase of a SqueezeExcite op on `threads` threads: one below
+/// [`PAR_MIN_WORK`] floats read per batch element (the planes, twice, and both mat-vecs'
+/// weights: at 7x7 the weights are most of it, 2 x 960 x 240 floats in MobileNetV3-Large),
+/// else [`TASKS_PER_THREAD`] per thread, at most one per channel.
+pub(super) fn se_tasks(g: &SeGeom, threads: usize) -> usize {
+    let (c, hw, r) = (g.c as usize, g.hw as usize, g.r as usize);
+    let work = c
+        .saturating_mul(hw)
+        .saturating_mul(2)
+        .saturating_add(c.saturating_mul(r).saturating_mul(2));
+    if threads <= 1 || work < PAR_MIN_WORK {
+        1
+    } else {
+        threads.saturating_mul(TASKS_PER_THREAD).min(c)
+    }
+}
+
+/// Runs a SqueezeExcite op: per batch element, squeeze and excite split by channels, the
+/// hidden vector by its rows.
 ///
 /// # Safety
 /// As for the ISA's phase functions.
 pub(super) unsafe fn se_drive(ph: &SePhases, d: &Se, threads: usize) {
     let threads = crate::cpu::par::threads_now(threads);
-    let (c, hw) = (d.g.c as usize, d.g.hw as usize);
-    let tasks = if threads <= 1 || c * hw < PAR_MIN_WORK {
+    let (c, r) = (d.g.c as usize, d.g.r as usize);
+    let tasks = se_tasks(&d.g, threads);
+    // The hidden mat-vec alone: split where its weights are worth a pool dispatch.
+    let hidden_tasks = if c.saturating_mul(r) < PAR_MIN_WORK / 4 {
         1
     } else {
-        threads.saturating_mul(TASKS_PER_THREAD).min(c)
+        tasks.min(r).max(1)
     };
     for b in 0..d.g.n as usize {
         crate::cpu::par::for_each(threads, tasks, &|t| {
@@ -104,9 +124,12 @@ pub(super) unsafe fn se_drive(ph: &SePhases, d: &Se, threads: usize) {
             // SAFETY: disjoint channel ranges of a valid call.
             unsafe { (ph.squeeze)(d, b, c0, c1) }
         });
-        // SAFETY: the squeeze of batch element `b` is complete (the pool joined) and no
-        // task runs now.
-        unsafe { (ph.hidden)(d) };
+        // The squeeze of batch element `b` is complete (the pool joined).
+        crate::cpu::par::for_each(threads, hidden_tasks, &|t| {
+            let (j0, j1) = part(r, hidden_tasks, t);
+            // SAFETY: disjoint ranges of hidden rows of a valid call.
+            unsafe { (ph.hidden)(d, j0, j1) }
+        });
         crate::cpu::par::for_each(threads, tasks, &|t| {
             let (c0, c1) = part(c, tasks, t);
             // SAFETY: as above.
@@ -253,13 +276,14 @@ macro_rules! se_body {
         #[target_feature(enable = $feat)]
         /// # Safety
         /// The CPU supports the module's ISA; `d` describes buffers as [`se`]'s contract states,
-        /// its squeezed vector is written, and no task runs concurrently.
-        unsafe fn se_hidden(d: &super::Se) {
+        /// its squeezed vector is written; `j0..j1` lies inside `0..r` and no other task
+        /// writes those hidden rows.
+        unsafe fn se_hidden(d: &super::Se, j0: usize, j1: usize) {
             // SAFETY: `w1` holds `r * c` floats, `b1` `r`, scratch `c + r` (contract).
             unsafe {
-                let (c, r) = (d.g.c as usize, d.g.r as usize);
+                let c = d.g.c as usize;
                 let hid = d.scratch.add(c);
-                for j in 0..r {
+                for j in j0..j1 {
                     let v = dot(d.w1.add(j * c), d.scratch, c);
                     *hid.add(j) = epi1(v, d.b1.wrapping_add(j), &d.g.hidden);
                 }
