@@ -329,10 +329,13 @@ macro_rules! gemm_body {
                         }
                         // The last tile computes only the vectors that hold columns (the
                         // 4 columns left of a 14x14 plane's 196 are one vector, not `NV`).
-                        if p1 - nb > W {
-                            tile::<false, NV>(g, bp.add(nb - p0), ldb, mb, nb, mr, p1 - nb);
-                        } else if nb < p1 {
-                            tile::<false, 1>(g, bp.add(nb - p0), ldb, mb, nb, mr, p1 - nb);
+                        let (rest, bt) = (p1 - nb, bp.add(nb - p0));
+                        match rest.div_ceil(W) {
+                            0 => {}
+                            1 => tile::<false, 1>(g, bt, ldb, mb, nb, mr, rest),
+                            2 if NV > 2 => tile::<false, 2>(g, bt, ldb, mb, nb, mr, rest),
+                            3 if NV > 3 => tile::<false, 3>(g, bt, ldb, mb, nb, mr, rest),
+                            _ => tile::<false, NV>(g, bt, ldb, mb, nb, mr, rest),
                         }
                         mb += MR;
                     }
