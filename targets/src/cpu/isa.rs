@@ -134,6 +134,7 @@ pub static X86_64: IsaDesc = IsaDesc {
         mr: kernels::sse::MR,
         nr: kernels::sse::NR,
         row_lanes: None,
+        row_tile: 0,
     },
     gemv: Sym {
         symbol: "mnc_gemv_sse",
@@ -169,6 +170,7 @@ pub static X86_64_AVX2: IsaDesc = IsaDesc {
         mr: kernels::avx2::MR,
         nr: kernels::avx2::NR,
         row_lanes: Some(kernels::avx2::W),
+        row_tile: kernels::avx2::ROW_TILE,
     },
     gemv: Sym {
         symbol: "mnc_gemv_avx2",
@@ -210,6 +212,7 @@ pub static X86_64_AVX512: IsaDesc = IsaDesc {
         mr: kernels::avx512::MR,
         nr: kernels::avx512::NR,
         row_lanes: Some(kernels::avx512::W),
+        row_tile: kernels::avx512::ROW_TILE,
     },
     gemv: Sym {
         symbol: "mnc_gemv_avx512",

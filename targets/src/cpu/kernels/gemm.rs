@@ -61,6 +61,9 @@ pub struct Kernel {
     /// it has none): it runs an `m x n` call that way when [`rows_in_lanes`]`(m, n,
     /// lanes)` holds ([`Kernel::rows_in_lanes`]).
     pub row_lanes: Option<usize>,
+    /// Rows of those tiles (the rows of a packed A block for them; unused without
+    /// `row_lanes`).
+    pub row_tile: usize,
 }
 
 impl Kernel {
@@ -71,12 +74,13 @@ impl Kernel {
     }
 
     /// Rows per packed A block the kernel reads for an `m x n` call ([`pack_a`]'s `mr`):
-    /// the row tile (two vectors of rows) with the output rows in the lanes, so that each
-    /// `k` step of a tile reads A as two consecutive vectors; else the register tile's rows.
+    /// the row tile with the output rows in the lanes, so that each `k` step of a tile
+    /// reads A as consecutive vectors; else the register tile's rows.
     pub fn a_block_rows(&self, m: usize, n: usize) -> usize {
-        match self.row_lanes {
-            Some(lanes) if rows_in_lanes(m, n, lanes) => 2 * lanes,
-            _ => self.mr,
+        if self.rows_in_lanes(m, n) {
+            self.row_tile
+        } else {
+            self.mr
         }
     }
 }
@@ -422,13 +426,13 @@ macro_rules! gemm_body {
     };
 }
 
-/// The tile of `$nc` columns, `rows_tile::<$nc>` for each listed width (the last also for
-/// any larger `$nc`): a constant width inside each tile.
+/// The tile of `$rv` vectors of rows and `$nc` columns, `rows_tile::<$rv, $nc>` for each
+/// listed width (the last also for any larger `$nc`): a constant width inside each tile.
 macro_rules! rows_tile_match {
-    ($nc:expr, $g:expr, $row:expr, $col:expr, $pf:expr; $($w:literal)* ; $last:literal) => {
+    ($rv:literal; $nc:expr, $g:expr, $row:expr, $col:expr, $pf:expr; $($w:literal)* ; $last:literal) => {
         match $nc {
-            $($w => rows_tile::<$w>($g, $row, $col, $pf),)*
-            _ => rows_tile::<$last>($g, $row, $col, $pf),
+            $($w => rows_tile::<$rv, $w>($g, $row, $col, $pf),)*
+            _ => rows_tile::<$rv, $last>($g, $row, $col, $pf),
         }
     };
 }
@@ -440,22 +444,26 @@ macro_rules! rows_tile_match {
 /// ([`Kernel::a_block_rows`]).
 macro_rules! rows_in_lanes_body {
     ($feat:literal) => {
-        /// Rows per register tile of the rows-in-lanes GEMM ([`super::rows_in_lanes`]): two
-        /// vectors.
-        pub const ROW_TILE: usize = 2 * W;
+        /// Rows per register tile of the rows-in-lanes GEMM ([`super::rows_in_lanes`]):
+        /// `ROW_TILE_VECTORS` vectors (the rows of a packed A block).
+        pub const ROW_TILE: usize = ROW_TILE_VECTORS * W;
 
         /// Rows `r0..r1` and columns `c0..c1` of a rows-in-lanes GEMM: row tiles of
-        /// [`ROW_TILE`], the columns cut into nearly equal tiles of at most `COL_TILE`.
+        /// [`ROW_TILE`] (a last one of two vectors where `r1` ends there), the columns cut
+        /// into nearly equal tiles of at most `COL_TILE` (`TAIL_COL_TILE` in the two-vector
+        /// tile).
         #[target_feature(enable = $feat)]
         /// # Safety
-        /// As for [`range`], with `r0` and `r1` multiples of [`ROW_TILE`] (so is `m`) and A
-        /// packed in blocks of [`ROW_TILE`] rows.
+        /// As for [`range`], with `r0` a multiple of [`ROW_TILE`], `r1` one or `m` (a multiple
+        /// of two vectors) and A packed in blocks of [`ROW_TILE`] rows.
         unsafe fn rows_range(g: &super::Gemm, r0: usize, r1: usize, c0: usize, c1: usize) {
-            let tiles = (c1 - c0).div_ceil(COL_TILE);
             // SAFETY: every tile lies inside rows `r0..r1`, columns `c0..c1` (contract).
             unsafe {
                 let mut row = r0;
                 while row < r1 {
+                    let full = row + ROW_TILE <= r1;
+                    let width = if full { COL_TILE } else { TAIL_COL_TILE };
+                    let tiles = (c1 - c0).div_ceil(width);
                     for t in 0..tiles {
                         // The first column tile prefetches the next row tile's A into L2.
                         let pf = if t == 0 && row + ROW_TILE < r1 {
@@ -464,17 +472,33 @@ macro_rules! rows_in_lanes_body {
                             std::ptr::null()
                         };
                         let (a, b) = super::part(c1 - c0, tiles, t);
-                        rows_tile_n(g, row, c0 + a, pf, b - a);
+                        if full {
+                            rows_tile_n(g, row, c0 + a, pf, b - a);
+                        } else {
+                            rows_tail_n(g, row, c0 + a, pf, b - a);
+                        }
                     }
                     row += ROW_TILE;
                 }
             }
         }
 
-        /// One rows-in-lanes register tile: rows `row..row + ROW_TILE`, columns `col..col +
-        /// NC`. Per `k`: two consecutive vectors of A (its packed block of [`ROW_TILE`]
-        /// rows), `NC` broadcasts of B, `2 * NC` FMAs, and (when `pf` is
-        /// not null) the `k` step's part of the next row tile's A at `pf` prefetched into L2
+        /// Prefetches `k` step `p` of the next row tile's A (`ROW_TILE` floats from `pf + p *
+        /// ROW_TILE`) into L2, a cache line at a time.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn prefetch_a(pf: *const f32, p: usize) {
+            let at = pf.wrapping_add(p * ROW_TILE);
+            for line in 0..(ROW_TILE * 4).div_ceil(64) {
+                // A prefetch never faults.
+                _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(line * 16) as *const i8);
+            }
+        }
+
+        /// One rows-in-lanes register tile: rows `row..row + RV * W`, columns `col..col +
+        /// NC`. Per `k`: `RV` consecutive vectors of A (from its packed block of
+        /// [`ROW_TILE`] rows), `NC` broadcasts of B, `RV * NC` FMAs, and (when `pf` is not
+        /// null) the `k` step's part of the next row tile's A at `pf` prefetched into L2
         /// (`prefetch_a`: the weights of the 7x7 layers come cold from L3, and the first
         /// column tile of each row tile fetches the next one's while it computes); then each
         /// vector's `W x NC` block is transposed so that the epilogue and the store run along
@@ -482,33 +506,39 @@ macro_rules! rows_in_lanes_body {
         #[target_feature(enable = $feat)]
         #[inline]
         /// # Safety
-        /// As for [`range`]; rows `row..row + ROW_TILE` and columns `col..col + NC` lie inside
-        /// the call (`NC <= W`), A packed in blocks of [`ROW_TILE`] rows.
-        unsafe fn rows_tile<const NC: usize>(
+        /// As for [`range`]; rows `row..row + RV * W` (`RV <= ROW_TILE_VECTORS`) and columns
+        /// `col..col + NC` lie inside the call (`NC <= W`), A packed in blocks of
+        /// [`ROW_TILE`] rows.
+        unsafe fn rows_tile<const RV: usize, const NC: usize>(
             g: &super::Gemm,
             row: usize,
             col: usize,
             pf: *const f32,
         ) {
-            const { assert!(NC <= W) };
-            // SAFETY: A's blocks of rows `row..row + ROW_TILE` exist (the row tile lies inside
-            // `m`); B rows `0..k` hold columns `col..col + NC`; C (and the residual) rows `row..row
-            // + ROW_TILE` hold them too (contract).
+            const { assert!(NC <= W && RV <= ROW_TILE_VECTORS) };
+            // SAFETY: A's block holding rows `row..row + RV * W` exists (the row tile lies
+            // inside `m`, the block is padded to `ROW_TILE` rows); B rows `0..k` hold columns
+            // `col..col + NC`; C (and the residual) rows `row..row + RV * W` hold them too
+            // (contract).
             unsafe {
                 let a = g.a.add(row * g.k);
                 let bp = g.b.add(col);
-                let mut acc = [[zero(); NC]; 2];
+                let mut acc = [[zero(); NC]; RV];
                 for p in 0..g.k {
-                    let (x0, x1) = (ld(a.add(p * ROW_TILE)), ld(a.add(p * ROW_TILE + W)));
+                    let ap = a.add(p * ROW_TILE);
+                    let mut x = [zero(); RV];
+                    for (h, v) in x.iter_mut().enumerate() {
+                        *v = ld(ap.add(h * W));
+                    }
                     let brow = bp.add(p * g.ldb);
                     if !pf.is_null() {
                         prefetch_a(pf, p);
                     }
-                    let [lo, hi] = &mut acc;
-                    for (j, (l, h)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
+                    for j in 0..NC {
                         let b = bc(brow.add(j));
-                        *l = fma(x0, b, *l);
-                        *h = fma(x1, b, *h);
+                        for h in 0..RV {
+                            acc[h][j] = fma(x[h], b, acc[h][j]);
+                        }
                     }
                 }
                 let e = &g.epi;
@@ -530,8 +560,15 @@ macro_rules! rows_in_lanes_body {
 /// The AVX-512 rows-in-lanes parts of [`rows_in_lanes_body`] for a 16-lane module.
 macro_rules! rows_tile16_body {
     ($feat:literal) => {
-        /// Most columns per register tile of the rows-in-lanes GEMM (2 x 12 accumulators).
-        pub const COL_TILE: usize = 12;
+        /// Vectors of rows per register tile of the rows-in-lanes GEMM (64 rows: four
+        /// vectors of A and six broadcasts of B per 24 FMAs, as the column tile's ratio).
+        pub const ROW_TILE_VECTORS: usize = 4;
+        /// Most columns per register tile (4 x 6 accumulators, four vectors of A and a
+        /// broadcast: 29 of the 32 registers).
+        pub const COL_TILE: usize = 6;
+        /// Most columns per tile of the two-vector tile that ends a call whose `m` is not a
+        /// multiple of 64 (2 x 12 accumulators).
+        pub const TAIL_COL_TILE: usize = 12;
 
         /// The tile of `nc` (1..=[`COL_TILE`]) columns.
         #[target_feature(enable = $feat)]
@@ -540,18 +577,17 @@ macro_rules! rows_tile16_body {
         /// As for [`rows_tile`].
         unsafe fn rows_tile_n(g: &super::Gemm, row: usize, col: usize, pf: *const f32, nc: usize) {
             // SAFETY: as this function's contract.
-            unsafe { rows_tile_match!(nc, g, row, col, pf; 1 2 3 4 5 6 7 8 9 10 11; 12) }
+            unsafe { rows_tile_match!(4; nc, g, row, col, pf; 1 2 3 4 5; 6) }
         }
 
-        /// Prefetches `k` step `p` of the next row tile's A (`ROW_TILE` floats from `pf + p *
-        /// ROW_TILE`: two cache lines) into L2.
+        /// The two-vector tile of `nc` (1..=[`TAIL_COL_TILE`]) columns.
         #[target_feature(enable = $feat)]
-        #[inline]
-        fn prefetch_a(pf: *const f32, p: usize) {
-            let at = pf.wrapping_add(p * ROW_TILE);
-            // A prefetch never faults.
-            _mm_prefetch::<_MM_HINT_T1>(at as *const i8);
-            _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(W) as *const i8);
+        #[inline(never)]
+        /// # Safety
+        /// As for [`rows_tile`].
+        unsafe fn rows_tail_n(g: &super::Gemm, row: usize, col: usize, pf: *const f32, nc: usize) {
+            // SAFETY: as this function's contract.
+            unsafe { rows_tile_match!(2; nc, g, row, col, pf; 1 2 3 4 5 6 7 8 9 10 11; 12) }
         }
     };
 }
@@ -559,9 +595,13 @@ macro_rules! rows_tile16_body {
 /// The AVX2 rows-in-lanes parts of [`rows_in_lanes_body`] for an 8-lane module.
 macro_rules! rows_tile8_body {
     ($feat:literal) => {
+        /// Vectors of rows per register tile of the rows-in-lanes GEMM (16 rows).
+        pub const ROW_TILE_VECTORS: usize = 2;
         /// Most columns per register tile of the rows-in-lanes GEMM (2 x 6 accumulators, two
         /// vectors of A and a broadcast of B: 15 of the 16 registers).
         pub const COL_TILE: usize = 6;
+        /// As [`COL_TILE`]: the row tile is two vectors, so no call ends in a shorter one.
+        pub const TAIL_COL_TILE: usize = COL_TILE;
 
         /// The tile of `nc` (1..=[`COL_TILE`]) columns.
         #[target_feature(enable = $feat)]
@@ -570,16 +610,17 @@ macro_rules! rows_tile8_body {
         /// As for [`rows_tile`].
         unsafe fn rows_tile_n(g: &super::Gemm, row: usize, col: usize, pf: *const f32, nc: usize) {
             // SAFETY: as this function's contract.
-            unsafe { rows_tile_match!(nc, g, row, col, pf; 1 2 3 4 5; 6) }
+            unsafe { rows_tile_match!(2; nc, g, row, col, pf; 1 2 3 4 5; 6) }
         }
 
-        /// Prefetches `k` step `p` of the next row tile's A (`ROW_TILE` floats from `pf + p *
-        /// ROW_TILE`: one cache line) into L2.
+        /// As [`rows_tile_n`] (never called: every row tile is whole).
         #[target_feature(enable = $feat)]
         #[inline]
-        fn prefetch_a(pf: *const f32, p: usize) {
-            // A prefetch never faults.
-            _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(p * ROW_TILE) as *const i8);
+        /// # Safety
+        /// As for [`rows_tile`].
+        unsafe fn rows_tail_n(g: &super::Gemm, row: usize, col: usize, pf: *const f32, nc: usize) {
+            // SAFETY: as this function's contract.
+            unsafe { rows_tile_n(g, row, col, pf, nc) }
         }
     };
 }
