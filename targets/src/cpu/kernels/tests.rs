@@ -1083,6 +1083,10 @@ fn stem_matches_naive_and_stays_in_bounds() {
             (1, 2, 33, 20, 19, 3, 3, 1, 2, [2, 2, 2, 2]),
             (2, 3, 8, 1, 1, 1, 1, 2, 1, [0, 0, 0, 0]),
             (1, 3, 24, 17, 18, 7, 7, 2, 1, [3, 3, 3, 3]),
+            // Rows of several column chunks (AVX-512: 48 + 48 + 24 of 120 columns; at stride
+            // 2, 112 = 48 + 48 + 16 as in the networks' stems).
+            (1, 3, 9, 4, 120, 3, 3, 1, 1, [1, 1, 1, 1]),
+            (1, 3, 16, 8, 224, 3, 3, 2, 1, [0, 0, 1, 1]),
         ];
         for (ci_, &(n, ci, co, h, w, kh, kw, s, d, p)) in cases.iter().enumerate() {
             let oh = (h + p[0] + p[2] - d * (kh - 1) - 1) / s + 1;
