@@ -383,9 +383,9 @@ pub mod avx2 {
         unsafe {
             // The table entry's choice, which the reports name too.
             if crate::cpu::isa::X86_64_AVX2.gemm.rows_in_lanes(g.m, g.n) {
-                super::gemm_drive(rows_range, ROW_TILE, COL_TILE, g, threads)
+                super::gemm_drive(rows_range, ROW_TILE, COL_TILE, true, g, threads)
             } else {
-                super::gemm_drive(range, MR, NR, g, threads)
+                super::gemm_drive(range, MR, NR, false, g, threads)
             }
         }
     });
@@ -510,9 +510,9 @@ pub mod avx512 {
         unsafe {
             // The table entry's choice, which the reports name too.
             if crate::cpu::isa::X86_64_AVX512.gemm.rows_in_lanes(g.m, g.n) {
-                super::gemm_drive(rows_range, ROW_TILE, COL_TILE, g, threads)
+                super::gemm_drive(rows_range, ROW_TILE, COL_TILE, true, g, threads)
             } else {
-                super::gemm_drive(range, MR, NR, g, threads)
+                super::gemm_drive(range, MR, NR, false, g, threads)
             }
         }
     });

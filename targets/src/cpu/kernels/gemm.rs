@@ -193,7 +193,11 @@ pub fn rows_in_lanes(m: usize, n: usize, lanes: usize) -> bool {
     m > 0 && m.is_multiple_of(row_tile) && n > 0 && 8 * n < 7 * n.div_ceil(cols) * cols
 }
 
-/// Runs a GEMM (rows `r0..r1` in whole `mr` blocks, columns `c0..c1`) as tasks on `threads`.
+/// Runs a GEMM (rows `r0..r1` in whole `mr` blocks, columns `c0..c1`) as tasks on `threads`,
+/// split by column ranges first (the column tiles: each task reads all of A, which the
+/// panels reread anyway) or, with `rows_first`, by row blocks first (the rows-in-lanes tiles:
+/// a 7x7 layer's few columns cut into eight tasks had each one stream all of the weights, and
+/// MobileNetV3-Large's 160 -> 960 layers ran 1.2x faster on 2 threads than on one).
 ///
 /// # Safety
 /// As for the ISA's `range` function: `g` describes valid buffers.
@@ -201,6 +205,7 @@ pub(super) unsafe fn gemm_drive(
     range: unsafe fn(&Gemm, usize, usize, usize, usize),
     mr: usize,
     nr: usize,
+    rows_first: bool,
     g: &Gemm,
     threads: usize,
 ) {
@@ -214,8 +219,13 @@ pub(super) unsafe fn gemm_drive(
         .saturating_mul(TASKS_PER_THREAD)
         .min(g.m * g.n * g.k / (PAR_MIN_WORK / 4))
         .max(2);
-    let cc = nt.min(want);
-    let rc = mb.min(want.div_ceil(cc));
+    let (rc, cc) = if rows_first {
+        let rc = mb.min(want);
+        (rc, nt.min(want.div_ceil(rc)))
+    } else {
+        let cc = nt.min(want);
+        (mb.min(want.div_ceil(cc)), cc)
+    };
     crate::cpu::par::for_each(threads, cc * rc, &|t| {
         let (ri, ci) = (t / cc, t % cc);
         let (b0, b1) = part(mb, rc, ri);
@@ -248,7 +258,7 @@ macro_rules! gemm_body {
     ($feat:literal) => {
         gemm_body!($feat, |g: &super::Gemm, threads: usize| {
             // SAFETY: as for `gemm_drive` (the caller's contract).
-            unsafe { super::gemm_drive(range, MR, NR, g, threads) }
+            unsafe { super::gemm_drive(range, MR, NR, false, g, threads) }
         });
     };
     // `drive(g, threads)` runs a whole call (the module may pick other tiles by shape).
