@@ -191,6 +191,43 @@ fn gemm_matches_naive_with_every_epilogue_and_thread_count() {
     }
 }
 
+/// `C = A B` without an epilogue by `kern` on `threads`: `ap` packed for the `m x k` A, B
+/// `k` rows of `ldb` floats (at least `n` readable) in `b`, C `m x n`.
+fn gemm_plain(
+    kern: &Kernel,
+    ap: &[f32],
+    b: &[f32],
+    (m, n, k): (usize, usize, usize),
+    ldb: usize,
+    threads: usize,
+) -> Vec<f32> {
+    assert!(ap.len() >= m.div_ceil(kern.a_block_rows(m, n)) * kern.a_block_rows(m, n) * k);
+    assert!(k == 0 || b.len() >= (k - 1) * ldb + n);
+    let call = GemmCall {
+        m: m as u64,
+        n: n as u64,
+        k: k as u64,
+        ldb: ldb as u64,
+        ldc: n as u64,
+        epi: Epilogue::NONE,
+    };
+    let mut c = vec![0.0f32; m * n];
+    // SAFETY: A packed for m x k (checked above), B k rows of ldb (checked), C m x n; the
+    // caller's target runs on the host.
+    unsafe {
+        (kern.func)(
+            ap.as_ptr(),
+            b.as_ptr(),
+            c.as_mut_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            &call,
+            threads,
+        )
+    };
+    c
+}
+
 /// `v` copied into a buffer at a cache-line-aligned offset: `(buffer, offset)`.
 fn aligned(v: &[f32]) -> (Vec<f32>, usize) {
     let mut buf = vec![0.0f32; v.len() + 16];
@@ -217,32 +254,9 @@ fn gemm_copied_panels_give_the_bits_of_aligned_rows() {
                         rows[p * ldb..p * ldb + n].copy_from_slice(&b[p * n..(p + 1) * n]);
                     }
                     let (buf, off) = aligned(&rows);
-                    let call = GemmCall {
-                        m: m as u64,
-                        n: n as u64,
-                        k: k as u64,
-                        ldb: ldb as u64,
-                        ldc: n as u64,
-                        epi: Epilogue::NONE,
-                    };
                     [1, 2]
                         .into_iter()
-                        .map(|threads| {
-                            let mut c = vec![0.0f32; m * n];
-                            // SAFETY: A packed for m x k, B k rows of ldb, C m x n; the host runs t.
-                            unsafe {
-                                (kern.func)(
-                                    ap.as_ptr(),
-                                    buf[off..].as_ptr(),
-                                    c.as_mut_ptr(),
-                                    std::ptr::null(),
-                                    std::ptr::null(),
-                                    &call,
-                                    threads,
-                                )
-                            };
-                            c
-                        })
+                        .map(|threads| gemm_plain(&kern, &ap, &buf[off..], (m, n, k), ldb, threads))
                         .collect::<Vec<_>>()
                 })
                 .collect();
@@ -296,28 +310,8 @@ fn rows_in_lanes_tiles_give_one_fma_chain() {
         for (m, n, k) in [(32, 49, 200), (64, 13, 65), (96, 7, 3)] {
             let (a, b) = (rand(m * k, 8), rand(k * n, 9));
             let ap = pack_a(&a, m, k, kern.a_block_rows(m, n));
-            let call = GemmCall {
-                m: m as u64,
-                n: n as u64,
-                k: k as u64,
-                ldb: n as u64,
-                ldc: n as u64,
-                epi: Epilogue::NONE,
-            };
             for threads in [1, 2] {
-                let mut c = vec![0.0f32; m * n];
-                // SAFETY: A packed for m x k, B k x n, C m x n; the host runs t.
-                unsafe {
-                    (kern.func)(
-                        ap.as_ptr(),
-                        b.as_ptr(),
-                        c.as_mut_ptr(),
-                        std::ptr::null(),
-                        std::ptr::null(),
-                        &call,
-                        threads,
-                    )
-                };
+                let c = gemm_plain(&kern, &ap, &b, (m, n, k), n, threads);
                 for i in 0..m {
                     for j in 0..n {
                         let want =
