@@ -197,30 +197,48 @@ fn gemm_plain(
     kern: &Kernel,
     ap: &[f32],
     b: &[f32],
+    dims: (usize, usize, usize),
+    ldb: usize,
+    threads: usize,
+) -> Vec<f32> {
+    gemm_with(kern, ap, b, dims, ldb, Epilogue::NONE, (&[], &[]), threads)
+}
+
+/// [`gemm_plain`] with the epilogue `epi`, reading `bias` (`m` floats) and the residual
+/// (`m x n`) where they are not empty (passed even where `epi` does not read them).
+#[allow(clippy::too_many_arguments)]
+fn gemm_with(
+    kern: &Kernel,
+    ap: &[f32],
+    b: &[f32],
     (m, n, k): (usize, usize, usize),
     ldb: usize,
+    epi: Epilogue,
+    (bias, res): (&[f32], &[f32]),
     threads: usize,
 ) -> Vec<f32> {
     assert!(ap.len() >= m.div_ceil(kern.a_block_rows(m, n)) * kern.a_block_rows(m, n) * k);
     assert!(k == 0 || b.len() >= (k - 1) * ldb + n);
+    assert!((bias.is_empty() || bias.len() >= m) && (res.is_empty() || res.len() >= m * n));
+    assert!((!epi.bias() || !bias.is_empty()) && (!epi.residual() || !res.is_empty()));
     let call = GemmCall {
         m: m as u64,
         n: n as u64,
         k: k as u64,
         ldb: ldb as u64,
         ldc: n as u64,
-        epi: Epilogue::NONE,
+        epi,
     };
     let mut c = vec![0.0f32; m * n];
-    // SAFETY: A packed for m x k (checked above), B k rows of ldb (checked), C m x n; the
-    // caller's target runs on the host.
+    // SAFETY: A packed for m x k, B k rows of ldb, bias and residual where the epilogue
+    // reads them (all checked above), C m x n; the caller's target runs on the host.
     unsafe {
         (kern.func)(
             ap.as_ptr(),
             b.as_ptr(),
             c.as_mut_ptr(),
-            std::ptr::null(),
-            std::ptr::null(),
+            ptr_if(!bias.is_empty(), bias),
+            ptr_if(!res.is_empty(), res),
             &call,
             threads,
         )
@@ -636,27 +654,8 @@ fn epilogue_flags_gate_the_operands() {
         let ap = pack_a(&a, m, k, kern.a_block_rows(m, n));
         for (with_bias, with_res) in [(false, false), (true, false), (false, true)] {
             let u = |v: usize| v as u64;
-            let call = GemmCall {
-                m: u(m),
-                n: u(n),
-                k: u(k),
-                ldb: u(n),
-                ldc: u(n),
-                epi: Epilogue::new(with_bias, with_res, relu),
-            };
-            let mut c = vec![0.0f32; m * n];
-            // SAFETY: buffers sized for this m x n x k call; bias and residual always valid.
-            unsafe {
-                (kern.func)(
-                    ap.as_ptr(),
-                    b.as_ptr(),
-                    c.as_mut_ptr(),
-                    bias.as_ptr(),
-                    res.as_ptr(),
-                    &call,
-                    1,
-                )
-            };
+            let epi = Epilogue::new(with_bias, with_res, relu);
+            let c = gemm_with(&kern, &ap, &b, (m, n, k), n, epi, (&bias, &res), 1);
             for i in 0..m {
                 for j in 0..n {
                     let want = epilogue(
