@@ -439,7 +439,7 @@ macro_rules! gemm_body {
 /// The tile of `$rv` vectors of rows and `$nc` columns, `rows_tile::<$rv, $nc>` for each
 /// listed width (the last also for any larger `$nc`): a constant width inside each tile.
 macro_rules! rows_tile_match {
-    ($rv:literal; $nc:expr, $g:expr, $row:expr, $col:expr, $pf:expr; $($w:literal)* ; $last:literal) => {
+    ($rv:tt; $nc:expr, $g:expr, $row:expr, $col:expr, $pf:expr; $($w:literal)* ; $last:literal) => {
         match $nc {
             $($w => rows_tile::<$rv, $w>($g, $row, $col, $pf),)*
             _ => rows_tile::<$rv, $last>($g, $row, $col, $pf),
@@ -587,7 +587,7 @@ macro_rules! rows_tile16_body {
         /// As for [`rows_tile`].
         unsafe fn rows_tile_n(g: &super::Gemm, row: usize, col: usize, pf: *const f32, nc: usize) {
             // SAFETY: as this function's contract.
-            unsafe { rows_tile_match!(4; nc, g, row, col, pf; 1 2 3 4 5; 6) }
+            unsafe { rows_tile_match!(ROW_TILE_VECTORS; nc, g, row, col, pf; 1 2 3 4 5; 6) }
         }
 
         /// The two-vector tile of `nc` (1..=[`TAIL_COL_TILE`]) columns.
@@ -620,7 +620,7 @@ macro_rules! rows_tile8_body {
         /// As for [`rows_tile`].
         unsafe fn rows_tile_n(g: &super::Gemm, row: usize, col: usize, pf: *const f32, nc: usize) {
             // SAFETY: as this function's contract.
-            unsafe { rows_tile_match!(2; nc, g, row, col, pf; 1 2 3 4 5; 6) }
+            unsafe { rows_tile_match!(ROW_TILE_VECTORS; nc, g, row, col, pf; 1 2 3 4 5; 6) }
         }
 
         /// As [`rows_tile_n`] (never called: every row tile is whole).

@@ -211,22 +211,43 @@ macro_rules! stem_body {
                     while ox < ow {
                         let n = (ow - ox).min(CV * W);
                         let mut c0 = 0;
+                        while c0 + CB <= co {
+                            chan_n::<CB, SX>(d, &pr, plane, b, oy, ox, n, c0);
+                            c0 += CB;
+                        }
                         while c0 < co {
-                            let nb = if c0 + CB <= co { CB } else { 1 };
-                            // A constant block inside each call: `CB` or 1 channels, as many
-                            // column vectors as the chunk's columns fill.
-                            match (nb == CB, n.div_ceil(W)) {
-                                (true, 1) => chan::<CB, SX, 1>(d, &pr, plane, b, oy, ox, n, c0),
-                                (true, 2) => chan::<CB, SX, 2>(d, &pr, plane, b, oy, ox, n, c0),
-                                (true, _) => chan::<CB, SX, CV>(d, &pr, plane, b, oy, ox, n, c0),
-                                (false, 1) => chan::<1, SX, 1>(d, &pr, plane, b, oy, ox, n, c0),
-                                (false, 2) => chan::<1, SX, 2>(d, &pr, plane, b, oy, ox, n, c0),
-                                (false, _) => chan::<1, SX, CV>(d, &pr, plane, b, oy, ox, n, c0),
-                            }
-                            c0 += nb;
+                            chan_n::<1, SX>(d, &pr, plane, b, oy, ox, n, c0);
+                            c0 += 1;
                         }
                         ox += CV * W;
                     }
+                }
+            }
+        }
+
+        /// [`chan`] with as many column vectors as the chunk's `n` columns fill (a constant
+        /// inside each call).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// As for [`chan`], with `1 <= n <= CV * W`.
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn chan_n<const NB: usize, const SX: usize>(
+            d: &super::Dw,
+            pr: &super::PadRow,
+            plane_floats: usize,
+            b: usize,
+            oy: usize,
+            ox: usize,
+            n: usize,
+            c0: usize,
+        ) {
+            // SAFETY: as this function's contract; `NV` vectors hold the `n` columns.
+            unsafe {
+                match n.div_ceil(W) {
+                    1 => chan::<NB, SX, 1>(d, pr, plane_floats, b, oy, ox, n, c0),
+                    2 => chan::<NB, SX, 2>(d, pr, plane_floats, b, oy, ox, n, c0),
+                    _ => chan::<NB, SX, CV>(d, pr, plane_floats, b, oy, ox, n, c0),
                 }
             }
         }
