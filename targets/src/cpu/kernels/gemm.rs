@@ -219,13 +219,7 @@ pub(super) unsafe fn gemm_drive(
         .saturating_mul(TASKS_PER_THREAD)
         .min(g.m * g.n * g.k / (PAR_MIN_WORK / 4))
         .max(2);
-    let (rc, cc) = if rows_first {
-        let rc = mb.min(want);
-        (rc, nt.min(want.div_ceil(rc)))
-    } else {
-        let cc = nt.min(want);
-        (mb.min(want.div_ceil(cc)), cc)
-    };
+    let (rc, cc) = task_grid(mb, nt, want, rows_first);
     crate::cpu::par::for_each(threads, cc * rc, &|t| {
         let (ri, ci) = (t / cc, t % cc);
         let (b0, b1) = part(mb, rc, ri);
@@ -237,6 +231,19 @@ pub(super) unsafe fn gemm_drive(
             unsafe { range(g, r0, r1, c0, c1) }
         }
     });
+}
+
+/// The tasks of a GEMM split, `(row ranges, column ranges)`, for `mb` row blocks, `nt`
+/// column tiles and about `want` tasks: the columns (or, with `rows_first`, the rows) cut
+/// into as many ranges as they have tiles up to `want`, the other side into what is left.
+pub(super) fn task_grid(mb: usize, nt: usize, want: usize, rows_first: bool) -> (usize, usize) {
+    if rows_first {
+        let rc = mb.min(want);
+        (rc, nt.min(want.div_ceil(rc)))
+    } else {
+        let cc = nt.min(want);
+        (mb.min(want.div_ceil(cc)), cc)
+    }
 }
 
 /// Packs a row-major `m x k` matrix into `MR`-row blocks, `k`-major inside a block, the last

@@ -291,6 +291,38 @@ fn gemm_copied_panels_give_the_bits_of_aligned_rows() {
 }
 
 #[test]
+fn gemm_tasks_split_rows_first_for_the_rows_in_lanes_tiles() {
+    // MobileNetV3-Large's 160 -> 960 at 7x7 on AVX-512, 2 threads (8 tasks): 15 row tiles of
+    // 64, 9 column tiles of up to 6. Rows first: 8 row ranges, each task its own weights.
+    assert_eq!(gemm::task_grid(15, 9, 8, true), (8, 1));
+    // The column tiles: columns first, as before.
+    assert_eq!(gemm::task_grid(15, 9, 8, false), (1, 8));
+    // Few row blocks (960 -> 160: 3 of 64 rows): the columns take the rest.
+    assert_eq!(gemm::task_grid(3, 9, 8, true), (3, 3));
+    assert_eq!(gemm::task_grid(1, 1, 8, true), (1, 1));
+}
+
+#[test]
+fn se_splits_on_the_weights_it_reads_too() {
+    let g = |c: u64, hw: u64, r: u64| SeGeom {
+        n: 1,
+        c,
+        hw,
+        r,
+        hidden: Epilogue::NONE,
+        gate: Epilogue::NONE,
+    };
+    // 480 channels of 7x7, 120 hidden: 47K plane floats read (twice: below the split's
+    // threshold alone) and 115K of weights.
+    assert_eq!(se::se_tasks(&g(480, 49, 120), 2), 8);
+    assert_eq!(se::se_tasks(&g(480, 49, 120), 1), 1);
+    // MobileNetV3-Large's last SE blocks: 960 channels of 7x7, 240 hidden.
+    assert_eq!(se::se_tasks(&g(960, 49, 240), 2), 8);
+    // A small one stays on the calling thread.
+    assert_eq!(se::se_tasks(&g(16, 49, 4), 2), 1);
+}
+
+#[test]
 fn b_panels_are_copied_only_for_misaligned_rows_read_by_several_row_blocks() {
     let line = std::ptr::without_provenance::<f32>(64);
     assert!(copies_b_panels(line, 196, 16, 64, 8));
