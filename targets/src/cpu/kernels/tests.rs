@@ -214,9 +214,28 @@ fn gemm_with(
     (m, n, k): (usize, usize, usize),
     ldb: usize,
     epi: Epilogue,
-    (bias, res): (&[f32], &[f32]),
+    operands: (&[f32], &[f32]),
     threads: usize,
 ) -> Vec<f32> {
+    let mut c = vec![0.0f32; m * n];
+    gemm_into(kern, ap, b, (m, n, k), ldb, epi, operands, threads, &mut c);
+    c
+}
+
+/// [`gemm_with`] into `c` (`m x n`).
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(
+    kern: &Kernel,
+    ap: &[f32],
+    b: &[f32],
+    (m, n, k): (usize, usize, usize),
+    ldb: usize,
+    epi: Epilogue,
+    (bias, res): (&[f32], &[f32]),
+    threads: usize,
+    c: &mut [f32],
+) {
+    assert!(c.len() >= m * n);
     assert!(ap.len() >= m.div_ceil(kern.a_block_rows(m, n)) * kern.a_block_rows(m, n) * k);
     assert!(k == 0 || b.len() >= (k - 1) * ldb + n);
     assert!((bias.is_empty() || bias.len() >= m) && (res.is_empty() || res.len() >= m * n));
@@ -229,9 +248,8 @@ fn gemm_with(
         ldc: n as u64,
         epi,
     };
-    let mut c = vec![0.0f32; m * n];
     // SAFETY: A packed for m x k, B k rows of ldb, bias and residual where the epilogue
-    // reads them (all checked above), C m x n; the caller's target runs on the host.
+    // reads them, C m x n (all checked above); the caller's target runs on the host.
     unsafe {
         (kern.func)(
             ap.as_ptr(),
@@ -243,7 +261,6 @@ fn gemm_with(
             threads,
         )
     };
-    c
 }
 
 /// `v` copied into a buffer at a cache-line-aligned offset: `(buffer, offset)`.
@@ -1387,6 +1404,49 @@ fn bench_depthwise_f32() {
                         1,
                     )
                 }
+            });
+            line += &format!(" {t} {rate:.1}");
+        }
+        println!("{line}");
+    }
+}
+
+/// GEMM throughput, one thread, on pointwise shapes of the networks (`k x m x n`, B's rows
+/// `n` floats apart as in an NCHW plane, A and B cache-line aligned) per f32 target the host
+/// runs: GFLOP/s, best of 100 calls (inputs in cache as far as they fit). No assertion (a
+/// benchmark, not a timed test); run with `cargo test --release -p mnc-targets --lib
+/// bench_gemm_f32 -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_gemm_f32() {
+    let shapes = [
+        (576, 576, 196),
+        (384, 64, 196),
+        (672, 112, 196),
+        (96, 576, 196),
+        (64, 384, 196),
+        (144, 24, 3136),
+        (24, 144, 3136),
+        (192, 32, 784),
+        (32, 192, 784),
+        (160, 960, 49),
+        (960, 160, 49),
+        (320, 1280, 49),
+        (576, 160, 49),
+    ];
+    let targets = Target::host_jit_targets();
+    println!("k x m x n: GFLOP/s per target ({targets:?})");
+    for (k, m, n) in shapes {
+        let mut line = format!("{k:>4} x {m:>4} x {n:>4}:");
+        for &t in &targets {
+            let kern = gemm_kernel(t).unwrap();
+            let (ab, ao) = aligned(&pack_a(&rand(m * k, 1), m, k, kern.a_block_rows(m, n)));
+            let (bb, bo) = aligned(&rand(k * n, 2));
+            let mut c = vec![0.0f32; m * n];
+            let (ap, b, none) = (&ab[ao..], &bb[bo..], (&[][..], &[][..]));
+            let ops = 2.0 * (m * n * k) as f64;
+            let rate = best_giga_rate(100, ops, || {
+                gemm_into(&kern, ap, b, (m, n, k), n, Epilogue::NONE, none, 1, &mut c);
             });
             line += &format!(" {t} {rate:.1}");
         }
