@@ -1606,13 +1606,14 @@ fn bench_depthwise_and_stem_int8_vs_f32() {
 #[test]
 fn pointwise_chunks_leave_no_sliver_of_pixels() {
     // (ci, co, plane, tasks, chunk): MobileNetV2's pointwise convs at 2 threads (4 tasks):
-    // 7x7 in one chunk (not 48 + 1), 14x14 in 4 x 49 (not 4 x 48 + 4), 28x28 in 4 x 196
+    // 7x7 in one chunk (not 48 + 1), 14x14 in 2 x 98 (two tiles each at least, not 4 x 49
+    // nor 4 x 48 + 4), 28x28 in 4 x 196
     // (not 4 x 192 + 16), 56x56 in 4 x 784 (not 4 x 768 + 64); one task: one chunk.
     let mut r = Rng::new(3);
     let q = quant(&mut r, 8, 8);
     for (ci, co, s, tasks, want) in [
         (960, 160, 7, 4, 49),
-        (576, 96, 14, 4, 49),
+        (576, 96, 14, 4, 98),
         (384, 64, 28, 4, 196),
         (24, 144, 56, 4, 784),
         // 5 chunks of 672 would leave one thread 3 of them: 4 x 784 (a panel of 113 KB).
