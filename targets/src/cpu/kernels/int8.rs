@@ -539,6 +539,17 @@ impl ImTap {
 /// register tiles. `y` is the first output (channel `o0`, pixel `p0`), rows `ys` apart.
 type BlockFn = unsafe fn(&QConv, *const u8, usize, *const u8, usize, *mut u8, usize);
 
+/// What a [`BlockFn`]'s last partial vector of `n` pixels (`0 < n < 16`) at depth `k4`
+/// quads costs it beyond its whole vectors, in the set's own units (only compared with
+/// each other): a kernel set that computes such a rest pixel by pixel pays more for more
+/// pixels, one that computes it as a whole vector the same for any `n`.
+type RestCostFn = fn(usize, usize) -> usize;
+
+/// The [`RestCostFn`] of the blocks that compute every rest as a whole vector.
+fn vector_rest_cost(_n: usize, k4: usize) -> usize {
+    MR * k4
+}
+
 impl QConv {
     /// # Safety
     /// `geom` is readable.
@@ -842,13 +853,62 @@ unsafe fn interleave4(rows: [*const u8; 4], flip: u8, np: usize, dst: *mut u8) -
     p
 }
 
+/// Where an image's pixel chunks start and end: every chunk `chunk` pixels (the last one
+/// shorter), each with the same rest of a 16-pixel vector, or chunks that split the image's
+/// vectors, so that only the last one has a rest; whichever costs the busiest thread less by
+/// the kernel set's [`RestCostFn`] (14x14 in 2 chunks of 98 pixels, a 2-pixel rest each that
+/// the VNNI blocks compute pixel by pixel; 28x28 in 4 chunks, 3 x 192 + 208 pixels, not 4 x
+/// 196 each with a rest). No chunk exceeds [`QConvGeom::panel_stride`]:
+/// `ceil(ceil(p / 16) / c) = ceil(ceil(p / c) / 16)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ChunkSplit {
+    p: usize,
+    chunk: usize,
+    chunks: usize,
+    by_vectors: bool,
+}
+
+impl ChunkSplit {
+    /// The split of `p` pixels in chunks of `chunk` (`> 0`) for `images` images (times
+    /// groups) on `threads`, a rest of `r` pixels costing `rest_cost(r)`.
+    fn new(
+        p: usize,
+        chunk: usize,
+        images: usize,
+        threads: usize,
+        rest_cost: impl Fn(usize) -> usize,
+    ) -> ChunkSplit {
+        let chunks = p.div_ceil(chunk);
+        let cost = |r: usize| if r == 0 { 0 } else { rest_cost(r) };
+        let busiest = |n: usize| n.div_ceil(threads.max(1));
+        let by_vectors =
+            busiest(images) * cost(p % PX) < busiest(images * chunks) * cost(chunk % PX);
+        ChunkSplit {
+            p,
+            chunk,
+            chunks,
+            by_vectors,
+        }
+    }
+
+    /// Pixels `p0..p1` of chunk `ch < chunks`.
+    fn pixels(&self, ch: usize) -> (usize, usize) {
+        if self.by_vectors {
+            let (v0, v1) = part(self.p.div_ceil(PX), self.chunks, ch);
+            ((v0 * PX).min(self.p), (v1 * PX).min(self.p))
+        } else {
+            (ch * self.chunk, ((ch + 1) * self.chunk).min(self.p))
+        }
+    }
+}
+
 /// Runs a conv: work items `(image, group, pixel chunk, channel-block range)` in that order,
 /// split into at most `tasks` contiguous ranges, each task packing its panels into its own
 /// scratch panel and running `block` over them.
 ///
 /// # Safety
 /// `d` describes valid buffers for its geometry; `block` is callable on this CPU.
-unsafe fn qconv_drive(block: BlockFn, d: &QConv, threads: usize) {
+unsafe fn qconv_drive(block: BlockFn, rest_cost: RestCostFn, d: &QConv, threads: usize) {
     let threads = super::super::par::threads_now(threads);
     let g = &d.g;
     let (n, groups, p) = (g.n as usize, g.groups as usize, g.pixels());
@@ -875,12 +935,15 @@ unsafe fn qconv_drive(block: BlockFn, d: &QConv, threads: usize) {
         )
     };
     let items = units * splits;
+    let split = ChunkSplit::new(p, d.chunk, n * groups, tasks.min(threads), |r| {
+        rest_cost(r, d.k4)
+    });
     // Pixels `(img, gi, p0, np)` of a unit.
     let unit_px = |unit: usize| {
         let (img, rest) = (unit / (groups * chunks), unit % (groups * chunks));
         let (gi, ch) = (rest / chunks, rest % chunks);
-        let p0 = ch * d.chunk;
-        (img, gi, p0, d.chunk.min(p - p0))
+        let (p0, p1) = split.pixels(ch);
+        (img, gi, p0, p1 - p0)
     };
     // A pointwise unit split over several tasks (few pixels: MobileNetV2's 7x7 layers) is
     // packed once, into a panel of its own, by all the tasks (each a range of its quads), and
@@ -1576,7 +1639,7 @@ macro_rules! int8_peak_loop {
 
 /// The entry points of a kernel set from its per-ISA parts.
 macro_rules! conv_entry {
-    ($block:expr, $range:expr, $interleave:expr) => {
+    ($block:expr, $rest_cost:expr, $range:expr, $interleave:expr) => {
         /// See [`super::QConvFn`] and [`super::QConvGeom`] for the contract.
         ///
         /// # Safety
@@ -1594,15 +1657,15 @@ macro_rules! conv_entry {
             // SAFETY: the buffers and the ISA are as this function's contract states.
             super::super::at_boundary(|| unsafe {
                 let d = super::QConv::new(x, w, y, res, scratch, geom, $range, $interleave);
-                super::qconv_drive($block, &d, threads)
+                super::qconv_drive($block, $rest_cost, &d, threads)
             })
         }
     };
 }
 
 macro_rules! int8_entries {
-    ($block:expr, $dw_planes:expr, $quant:expr, $dequant:expr, $interleave:expr) => {
-        conv_entry!($block, super::sum_rows_scalar, $interleave);
+    ($block:expr, $rest_cost:expr, $dw_planes:expr, $quant:expr, $dequant:expr, $interleave:expr) => {
+        conv_entry!($block, $rest_cost, super::sum_rows_scalar, $interleave);
 
         dw_entry!($dw_planes);
 
@@ -2074,6 +2137,7 @@ pub mod scalar {
 
     int8_entries!(
         block,
+        super::vector_rest_cost,
         planes,
         super::quantize_scalar,
         super::dequantize_scalar,
@@ -2408,7 +2472,14 @@ pub mod avx2 {
 
     qdw_body!("avx2,fma");
 
-    int8_entries!(block, dw_planes, quant, dequant, super::interleave4);
+    int8_entries!(
+        block,
+        super::vector_rest_cost,
+        dw_planes,
+        quant,
+        dequant,
+        super::interleave4
+    );
 }
 
 /// AVX-512 with VNNI: `vpdpbusd` (`u8 x i8`, 4 products per `i32` lane), `MR` channels x 48
@@ -2422,8 +2493,28 @@ pub mod vnni {
     type Vi = __m512i;
     /// f32 / i32 lanes.
     const W: usize = 16;
-    /// A last partial vector of at most this many pixels runs through [`gemv`].
-    const GEMV_REST: usize = 6;
+    /// Cost of one [`gemv`] pixel beyond its multiply-adds, in `vpdpbusd`: the reduction
+    /// of its halves, the requantization and `MR` byte stores.
+    const GEMV_FIXED: usize = 40;
+    /// Cost of a one-vector [`tile`] beyond its `MR` `vpdpbusd` per quad: the requantization
+    /// of `MR` vectors.
+    const TILE_FIXED: usize = 16;
+
+    /// The cost in `vpdpbusd` of a last partial vector of `n` pixels (`n < 16`) of a block
+    /// over `k4` quads, pixel by pixel through [`gemv`] (half a `vpdpbusd` per quad and
+    /// pixel, plus [`GEMV_FIXED`]) or as a one-vector [`tile`] (`MR` per quad whatever its
+    /// pixels, plus [`TILE_FIXED`]), and whether [`gemv`] is the cheaper: a 49-pixel
+    /// 960-channel chunk's last pixel by `gemv`; the 4 pixels of a 100-pixel 64-channel
+    /// chunk as a tile (they took 2 us of a 20 us conv through `gemv`).
+    fn rest(n: usize, k4: usize) -> (usize, bool) {
+        let (gemv, tile) = (n * (k4.div_ceil(2) + GEMV_FIXED), MR * k4 + TILE_FIXED);
+        (gemv.min(tile), gemv < tile)
+    }
+
+    /// The [`super::RestCostFn`] of [`block`].
+    pub(super) fn rest_cost(n: usize, k4: usize) -> usize {
+        rest(n, k4).0
+    }
 
     /// The kernel set.
     pub static KERNELS: super::Int8Kernels = super::Int8Kernels {
@@ -2490,12 +2581,11 @@ pub mod vnni {
                 tile::<3>(d, panel, wblk, rows, y, ys, p, VNNI_TILE, pk.as_ref());
                 p += VNNI_TILE;
             }
-            // The rest: whole 16-pixel vectors in one tile, and a last partial vector of at
-            // most `GEMV_REST` pixels one pixel at a time by `gemv`: a tile vector costs `MR`
-            // `vpdpbusd` per quad whatever its pixels, `gemv` half of one per quad and pixel
-            // (MobileNetV2's 7x7 layers: 49 = 48 + 1 pixels; 14x14: 196 = 4 x 48 + 4).
+            // The rest: whole 16-pixel vectors in one tile, and a last partial vector one
+            // pixel at a time by `gemv` where that is cheaper ([`rest`]; MobileNetV2's
+            // 7x7 layers: 49 = 48 + 1 pixels).
             let mut n = np - p;
-            if n % W <= GEMV_REST {
+            if rest(n % W, d.k4).1 {
                 for i in n / W * W..n {
                     gemv(d, panel.add(4 * (p + i)), wblk, rows, y.add(p + i), ys);
                 }
@@ -2893,7 +2983,7 @@ pub mod vnni {
 
     qdw_body!("avx512f,avx512bw,avx512vnni,avx2,fma");
 
-    int8_entries!(block, dw_planes, quant, dequant, interleave64);
+    int8_entries!(block, rest_cost, dw_planes, quant, dequant, interleave64);
 }
 
 /// AVX-512 VNNI with VBMI (Ice Lake, Zen 4 on): the VNNI set's conv and conversions, and a
@@ -2954,7 +3044,12 @@ pub mod vbmi {
     };
 
     // The VNNI set's GEMM; its residual sums in vectors ([`sum_rows`]).
-    conv_entry!(super::vnni::block, sum_rows, super::vnni::interleave64);
+    conv_entry!(
+        super::vnni::block,
+        super::vnni::rest_cost,
+        sum_rows,
+        super::vnni::interleave64
+    );
 
     /// The constants of a sum's function ([`mnc_ir::quant::AddRequant`]) in vectors.
     struct AddVec {

@@ -1631,3 +1631,40 @@ fn pointwise_chunks_leave_no_sliver_of_pixels() {
         );
     }
 }
+
+#[test]
+fn chunks_put_vector_rests_where_they_cost_least() {
+    // The VNNI blocks' rest costs: 14x14 at 64 channels (16 quads) in 2 chunks of 98 on 2
+    // threads: a 2-pixel rest each by `gemv` beats one chunk holding a 4-pixel vector;
+    // 28x28 at 32 channels in 4 chunks of 196: one 16-pixel rest beats four 4-pixel ones.
+    let vnni = |k4: usize| move |r: usize| super::vnni::rest_cost(r, k4);
+    let s = ChunkSplit::new(196, 98, 1, 2, vnni(16));
+    assert!(!s.by_vectors);
+    assert_eq!((s.pixels(0), s.pixels(1)), ((0, 98), (98, 196)));
+    let s = ChunkSplit::new(784, 196, 1, 2, vnni(8));
+    assert!(s.by_vectors);
+    let px: Vec<_> = (0..4).map(|c| s.pixels(c)).collect();
+    assert_eq!(px, [(0, 192), (192, 384), (384, 576), (576, 784)]);
+    // A set whose rest costs a vector whatever its pixels splits by vectors where a thread
+    // gets more than one chunk.
+    assert!(ChunkSplit::new(784, 196, 1, 2, |_| 100).by_vectors);
+    assert!(ChunkSplit::new(196, 98, 1, 1, |_| 100).by_vectors);
+    // Every split covers the image once, no chunk over the panel's padded stride.
+    for p in [1, 15, 49, 196, 784, 3136, 12544, 1000] {
+        for chunk in [48, 49, 98, 196, 784, 1536] {
+            for threads in 1..4 {
+                for k4 in [4, 16, 40, 144] {
+                    let s = ChunkSplit::new(p, chunk.min(p), 1, threads, vnni(k4));
+                    let mut next = 0;
+                    for c in 0..s.chunks {
+                        let (p0, p1) = s.pixels(c);
+                        assert_eq!(p0, next, "p {p} chunk {chunk} threads {threads}");
+                        assert!(p1 >= p0 && p1 - p0 <= chunk.min(p).next_multiple_of(16));
+                        next = p1;
+                    }
+                    assert_eq!(next, p);
+                }
+            }
+        }
+    }
+}
