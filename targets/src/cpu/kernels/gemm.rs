@@ -108,8 +108,9 @@ std::thread_local! {
 /// vector loads of B would cross a cache line (on Intel cores a split load costs two, and the
 /// tiles' loads of B are what stalls: 8 x 32 tiles over 576 x 576 x 192 in cache ran at 100
 /// GFLOP/s with rows 196 floats apart against 135 with 192 or 208, Ice Lake), and more than
-/// one block of rows reads the panel (the copy is one more pass over it). A pure function of
-/// the call, which changes no arithmetic: the tiles compute the same FMA chains either way.
+/// at least [`COPY_MIN_ROW_BLOCKS`] blocks of rows read the panel (the copy is one more pass
+/// over it). A pure function of the call, which changes no arithmetic: the tiles compute the
+/// same FMA chains either way.
 pub(super) fn copies_b_panels(
     b: *const f32,
     ldb: usize,
@@ -117,8 +118,16 @@ pub(super) fn copies_b_panels(
     rows: usize,
     mr: usize,
 ) -> bool {
-    rows > mr && (!ldb.is_multiple_of(lanes) || !(b as usize).is_multiple_of(lanes * 4))
+    rows >= COPY_MIN_ROW_BLOCKS * mr
+        && (!ldb.is_multiple_of(lanes) || !(b as usize).is_multiple_of(lanes * 4))
 }
+
+/// Blocks of rows of a GEMM task from which copying its B panels pays: MobileNetV2's 14x14
+/// expansions (64 -> 384, 96 -> 576: 32-48 blocks of 6 rows per task at 2 threads) ran 9-16%
+/// faster with the copy on Zen 4, its projections (384 -> 64, 576 -> 96: 6-8 blocks per task,
+/// 384-576 rows of B per panel) 2-8% slower (with every task of more than one block copying,
+/// session 19's rule, measured on Ice Lake only).
+pub(super) const COPY_MIN_ROW_BLOCKS: usize = 16;
 
 /// Row stride (floats) of a copied panel of `cols` columns: whole vectors of `lanes`.
 pub(super) fn panel_stride(cols: usize, lanes: usize) -> usize {

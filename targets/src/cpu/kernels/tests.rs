@@ -342,17 +342,19 @@ fn se_splits_on_the_weights_it_reads_too() {
 #[test]
 fn b_panels_are_copied_only_for_misaligned_rows_read_by_several_row_blocks() {
     let line = std::ptr::without_provenance::<f32>(64);
-    assert!(copies_b_panels(line, 196, 16, 64, 8));
-    assert!(!copies_b_panels(line, 208, 16, 64, 8));
-    assert!(!copies_b_panels(line, 784, 16, 64, 8));
-    // One block of rows reads the panel once: no copy.
+    assert!(copies_b_panels(line, 196, 16, 256, 8));
+    assert!(!copies_b_panels(line, 208, 16, 256, 8));
+    assert!(!copies_b_panels(line, 784, 16, 256, 8));
+    // Fewer than COPY_MIN_ROW_BLOCKS blocks of rows read the panel: no copy.
     assert!(!copies_b_panels(line, 196, 16, 8, 8));
+    assert!(!copies_b_panels(line, 196, 16, 15 * 6, 6));
+    assert!(copies_b_panels(line, 196, 16, 16 * 6, 6));
     // A misaligned start.
     assert!(copies_b_panels(
         std::ptr::without_provenance(4),
         208,
         16,
-        64,
+        256,
         8
     ));
     // AVX2's vectors: 8 floats.
@@ -360,7 +362,7 @@ fn b_panels_are_copied_only_for_misaligned_rows_read_by_several_row_blocks() {
         std::ptr::without_provenance(32),
         200,
         8,
-        64,
+        256,
         6
     ));
 }
