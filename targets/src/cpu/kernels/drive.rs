@@ -8,9 +8,16 @@ pub(super) const PAR_MIN_WORK: usize = 1 << 16;
 /// Tasks per thread a split aims for (dynamic claiming balances a slow thread).
 pub(super) const TASKS_PER_THREAD: usize = 4;
 
-/// `part(len, parts, i)`: the `i`-th of `parts` nearly equal ranges of `0..len`.
+/// `part(len, parts, i)`: the `i`-th of `parts` nearly equal ranges of `0..len` (lengths
+/// `floor` or `ceil` of `len / parts`), the first one the longest: the dispatching thread claims tasks from the front and starts before the pool
+/// threads, which claim from the back ([`crate::cpu::par`]). With the longest one last, the
+/// pool thread got it and the dispatcher waited: MobileNetV2 int8 at 2 threads, per-op sums
+/// of the convs 1.32 -> 1.26 ms and of the depthwise convs 0.47 -> 0.46 (Zen 4, 9 rounds).
 pub(super) fn part(len: usize, parts: usize, i: usize) -> (usize, usize) {
-    (len * i / parts, len * (i + 1) / parts)
+    (
+        len - len * (parts - i) / parts,
+        len - len * (parts - i - 1) / parts,
+    )
 }
 
 /// Runs `f(q0, q1, t)` over ranges of `0..n` planes on `threads`: one task (`t = 0`, every
@@ -36,4 +43,28 @@ pub(super) fn plane_ranges(
         let (q0, q1) = part(n, tasks, t);
         f(q0, q1, t)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::part;
+
+    #[test]
+    fn parts_cover_the_range_the_first_longest() {
+        assert_eq!((part(13, 2, 0), part(13, 2, 1)), ((0, 7), (7, 13)));
+        for len in 0..40 {
+            for parts in 1..9 {
+                let mut next = 0;
+                for i in 0..parts {
+                    let (a, b) = part(len, parts, i);
+                    assert_eq!(a, next);
+                    assert!(b - a == len / parts || b - a == len.div_ceil(parts));
+                    next = b;
+                }
+                assert_eq!(next, len);
+                let (a, b) = part(len, parts, 0);
+                assert_eq!(b - a, len.div_ceil(parts));
+            }
+        }
+    }
 }
