@@ -9,10 +9,11 @@ pub(super) const PAR_MIN_WORK: usize = 1 << 16;
 pub(super) const TASKS_PER_THREAD: usize = 4;
 
 /// `part(len, parts, i)`: the `i`-th of `parts` nearly equal ranges of `0..len` (lengths
-/// `floor` or `ceil` of `len / parts`), the first one the longest: the dispatching thread claims tasks from the front and starts before the pool
-/// threads, which claim from the back ([`crate::cpu::par`]). With the longest one last, the
-/// pool thread got it and the dispatcher waited: MobileNetV2 int8 at 2 threads, per-op sums
-/// of the convs 1.32 -> 1.26 ms and of the depthwise convs 0.47 -> 0.46 (Zen 4, 9 rounds).
+/// `floor` or `ceil` of `len / parts`), the first one the longest: the dispatching thread
+/// claims tasks from the front and starts before the pool threads, which claim from the back
+/// ([`crate::cpu::par`]). With the longest one last, the pool thread got it and the
+/// dispatcher waited: MobileNetV2 int8 at 2 threads, per-op sums of the convs 1.32 -> 1.26
+/// ms and of the depthwise convs 0.47 -> 0.46 (Zen 4, 9 rounds).
 pub(super) fn part(len: usize, parts: usize, i: usize) -> (usize, usize) {
     (
         len - len * (parts - i) / parts,

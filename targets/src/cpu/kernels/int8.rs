@@ -1664,7 +1664,8 @@ macro_rules! conv_entry {
 }
 
 macro_rules! int8_entries {
-    ($block:expr, $rest_cost:expr, $dw_planes:expr, $quant:expr, $dequant:expr, $interleave:expr) => {
+    ($block:expr, $rest_cost:expr, $dw_planes:expr, $quant:expr, $dequant:expr,
+     $interleave:expr) => {
         conv_entry!($block, $rest_cost, super::sum_rows_scalar, $interleave);
 
         dw_entry!($dw_planes);
