@@ -124,7 +124,8 @@ pub use dw::{
 use epilogue::Epi;
 pub use epilogue::{ActKind, Epilogue};
 use gemm::{
-    copies_b_panels, copy_panel, gemm_drive, panel_buffer, panel_stride, Gemm, PANEL_FLOATS,
+    copies_b_panels, copy_panel, gemm_drive, panel_buffer, panel_stride, Gemm, PACK_MIN_ROW_TILES,
+    PANEL_FLOATS,
 };
 pub use gemm::{gemm_kernel, pack_a, rows_in_lanes, GemmCall, GemmFn, Kernel, GEMM_PARAMS};
 pub use gemv::{
@@ -342,10 +343,31 @@ pub mod avx2 {
     #[inline]
     /// # Safety
     /// The CPU supports the module's ISA; `p` is valid for writing `n` f32 (`n <= W`).
-    unsafe fn stm(p: *mut f32, v: V, n: usize) {
-        // SAFETY: the first `n` floats at `p` are writable (contract); lanes past `n` are not
-        // written.
-        unsafe { _mm256_maskstore_ps(p, mask(n), v) }
+    ///
+    /// Written as at most three plain stores (4, 2 and 1 lanes) rather than `vmaskmovps`,
+    /// whose store form costs about 13 cycles on Zen 4 (3.7 ns against 0.6 for a plain
+    /// store, measured in a loop): the epilogues store a partial vector per output row of
+    /// the 7x7 and 14x14 layers.
+    pub(super) unsafe fn stm(p: *mut f32, v: V, n: usize) {
+        // SAFETY: the first `n` floats at `p` are writable (contract); the stores below write
+        // lanes `0..n` only (4 + 2 + 1 covers every `n < W`).
+        unsafe {
+            if n >= W {
+                return _mm256_storeu_ps(p, v);
+            }
+            let (mut p, mut n, mut x) = (p, n, _mm256_castps256_ps128(v));
+            if n >= 4 {
+                _mm_storeu_ps(p, x);
+                (p, n, x) = (p.add(4), n - 4, _mm256_extractf128_ps::<1>(v));
+            }
+            if n >= 2 {
+                _mm_store_sd(p.cast(), _mm_castps_pd(x));
+                (p, n, x) = (p.add(2), n - 2, _mm_movehl_ps(x, x));
+            }
+            if n >= 1 {
+                _mm_store_ss(p, x);
+            }
+        }
     }
     #[target_feature(enable = "avx2,fma")]
     #[inline]

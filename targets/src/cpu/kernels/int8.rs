@@ -2148,6 +2148,7 @@ pub mod scalar {
 
 /// AVX2: `vpmaddwd` on bytes widened to `i16` (4 channels x 16 pixels per register tile).
 pub mod avx2 {
+    use super::super::avx2::stm;
     use super::{QConv, QDw, MR};
     #[cfg(target_arch = "x86_64")]
     use core::arch::x86_64::*;
@@ -2389,14 +2390,9 @@ pub mod avx2 {
                 let od = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(
                     _mm256_castps_pd(_mm256_shuffle_ps::<0b11_01_11_01>(a, b)),
                 ));
-                // Masked stores only for the tail (`vmaskmovps` stores are slow on AMD).
-                if m == 2 * W {
-                    _mm256_storeu_ps(e.add(i / 2), ev);
-                    _mm256_storeu_ps(o.add(i / 2), od);
-                } else {
-                    _mm256_maskstore_ps(e.add(i / 2), lanes(m.div_ceil(2)), ev);
-                    _mm256_maskstore_ps(o.add(i / 2), lanes(m / 2), od);
-                }
+                // Partial stores (`stm`: plain stores, not `vmaskmovps`) only for the tail.
+                stm(e.add(i / 2), ev, m.div_ceil(2));
+                stm(o.add(i / 2), od, m / 2);
                 i += 2 * W;
             }
         }
@@ -2422,17 +2418,6 @@ pub mod avx2 {
     unsafe fn ld_i8(p: *const u8) -> Vi {
         // SAFETY: contract.
         unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)) }
-    }
-
-    /// Stores the first `n` lanes of `v` (`n < 8`).
-    ///
-    /// # Safety
-    /// `p` is valid for writing `n` floats.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn stm(p: *mut f32, v: Vf, n: usize) {
-        // SAFETY: the mask writes lanes below `n` only (contract).
-        unsafe { _mm256_maskstore_ps(p, lanes(n), v) }
     }
 
     simd_ops!(
