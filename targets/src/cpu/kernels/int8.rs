@@ -2767,9 +2767,8 @@ pub mod vnni {
 
     /// The requantization of a whole tile row by saturating packs: each accumulator is
     /// multiplied and rounded (`cvtps2dq`), packed to `i16` with signed saturation, the zero
-    /// point added with saturation, clamped in `i16` where the clamp is narrower than the
-    /// output type, and packed to bytes with the output type's saturation: 48 bytes, one
-    /// store. The same integers as [`requant`]: rounding commutes with a clamp to integer
+    /// point added with saturation, packed to bytes with the pack's saturation and clamped
+    /// there (one byte vector) where the clamp is narrower: 48 bytes, one store. The same integers as [`requant`]: rounding commutes with a clamp to integer
     /// bounds, and the saturations only move values already outside `lo..=hi` further
     /// out. `cvtps2dq` is exact while `|acc * m| < 2^31`, which every multiplier of the
     /// block below `0.5` in magnitude guarantees ([`Packed::new`] checks it).
@@ -2805,8 +2804,9 @@ pub mod vnni {
             let (smin, smax) = if signed { (-128, 127) } else { (0, 255) };
             Some(Packed {
                 zp: _mm512_set1_epi16(g.y_zp as i16),
-                lo: _mm512_set1_epi16(lo as i16),
-                hi: _mm512_set1_epi16(hi as i16),
+                // Byte patterns of the bounds (`lo..=hi` lies inside the pack's range).
+                lo: _mm512_set1_epi8(lo as i8),
+                hi: _mm512_set1_epi8(hi as i8),
                 signed,
                 clamp: lo > smin || hi < smax,
             })
@@ -2821,16 +2821,24 @@ pub mod vnni {
         #[inline]
         unsafe fn store48(&self, a: [Vi; 3], m: Vf, y: *mut u8) {
             let r = a.map(|v| _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(v), m)));
-            let mut p01 = _mm512_adds_epi16(_mm512_packs_epi32(r[0], r[1]), self.zp);
-            let mut p22 = _mm512_adds_epi16(_mm512_packs_epi32(r[2], r[2]), self.zp);
-            if self.clamp {
-                p01 = _mm512_min_epi16(_mm512_max_epi16(p01, self.lo), self.hi);
-                p22 = _mm512_min_epi16(_mm512_max_epi16(p22, self.lo), self.hi);
-            }
+            let p01 = _mm512_adds_epi16(_mm512_packs_epi32(r[0], r[1]), self.zp);
+            let p22 = _mm512_adds_epi16(_mm512_packs_epi32(r[2], r[2]), self.zp);
+            // The clamp on the packed bytes (one vector, not two of words): saturating to
+            // the type's range and then clamping to `lo..=hi` inside it is the clamp.
             let b = if self.signed {
-                _mm512_packs_epi16(p01, p22)
+                let b = _mm512_packs_epi16(p01, p22);
+                if self.clamp {
+                    _mm512_min_epi8(_mm512_max_epi8(b, self.lo), self.hi)
+                } else {
+                    b
+                }
             } else {
-                _mm512_packus_epi16(p01, p22)
+                let b = _mm512_packus_epi16(p01, p22);
+                if self.clamp {
+                    _mm512_min_epu8(_mm512_max_epu8(b, self.lo), self.hi)
+                } else {
+                    b
+                }
             };
             // Each 128-bit lane `l` holds pixels `4l..4l + 4` of `r[0]`, `r[1]`, `r[2]`,
             // `r[2]` (one dword each): gather dwords `0, 4, 8, 12, 1, 5, ..` into order.
