@@ -90,6 +90,107 @@ macro_rules! act_body {
             }
         }
 
+        /// [`exp`] of `N` vectors in lockstep: each step over all `N` before the next, so
+        /// that the out-of-order core sees `N` independent chains and each constant is
+        /// broadcast once per step (same results as [`exp`] per vector). Plain loops, no
+        /// closures (a closure does not inherit the ISA's target features).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn exp_n<const N: usize>(mut x: [V; N]) -> [V; N] {
+            let (hi, lo, l2e) = (splat(89.0), splat(-87.3), splat(std::f32::consts::LOG2_E));
+            let mut fx = [zero(); N];
+            for i in 0..N {
+                x[i] = min(hi, max(lo, x[i]));
+                fx[i] = round(mul(x[i], l2e));
+            }
+            let (c1, c2) = (splat(-0.693_359_4), splat(2.121_944_4e-4));
+            let mut r = [zero(); N];
+            for i in 0..N {
+                r[i] = fma(fx[i], c2, fma(fx[i], c1, x[i]));
+            }
+            let mut y = [splat(1.987_569_1e-4); N];
+            for c in [
+                1.398_199_9e-3,
+                8.333_452e-3,
+                4.166_579_6e-2,
+                1.666_666_5e-1,
+                0.5,
+            ] {
+                let c = splat(c);
+                for i in 0..N {
+                    y[i] = fma(y[i], r[i], c);
+                }
+            }
+            let one = splat(1.0);
+            for i in 0..N {
+                y[i] = scale2(fma(y[i], mul(r[i], r[i]), add(r[i], one)), fx[i]);
+            }
+            y
+        }
+
+        /// [`act`] of `N` vectors, the exponential ones ([`exp_n`]) in lockstep; the same
+        /// results as [`act`] per vector.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        fn act_n<const N: usize>(mut v: [V; N], kind: super::ActKind, p0: f32, p1: f32) -> [V; N] {
+            use super::ActKind as K;
+            match kind {
+                K::Silu | K::Sigmoid => {
+                    let mut m = [zero(); N];
+                    for i in 0..N {
+                        m[i] = sub(zero(), v[i]);
+                    }
+                    let e = exp_n(m);
+                    let one = splat(1.0);
+                    for i in 0..N {
+                        let num = if matches!(kind, K::Silu) { v[i] } else { one };
+                        v[i] = div(num, add(one, e[i]));
+                    }
+                    v
+                }
+                _ => {
+                    for x in v.iter_mut() {
+                        *x = act(*x, kind, p0, p1);
+                    }
+                    v
+                }
+            }
+        }
+
+        /// [`finish`] of `N` vectors (`n[i]` lanes of vector `i`, its residual at `res[i]`
+        /// where not null and `n[i] > 0`), the activation by [`act_n`].
+        #[allow(dead_code)]
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; each `res[i]`, when not null and `n[i] > 0`, is
+        /// valid for reading `n[i]` f32 (`n[i] <= W`).
+        unsafe fn finish_n<const N: usize>(
+            mut v: [V; N],
+            e: &super::Epi,
+            bias: V,
+            res: [*const f32; N],
+            n: [usize; N],
+        ) -> [V; N] {
+            // SAFETY: `res[i]` holds `n[i]` readable f32 when read (contract).
+            unsafe {
+                for i in 0..N {
+                    if !e.bias.is_null() {
+                        v[i] = add(v[i], bias);
+                    }
+                    if !res[i].is_null() && n[i] > 0 {
+                        let r = if n[i] == W {
+                            ld(res[i])
+                        } else {
+                            ldm(res[i], n[i])
+                        };
+                        v[i] = add(v[i], r);
+                    }
+                }
+            }
+            act_n(v, e.act, e.p0, e.p1)
+        }
+
         /// Bias, residual and activation of one output vector of `n` lanes (`n == W`: full)
         /// at `row`/`col` of an output with leading dimension `ld`.
         #[target_feature(enable = $feat)]
