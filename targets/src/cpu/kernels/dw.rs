@@ -85,7 +85,7 @@ impl DwGeom {
     /// a time leaves lanes empty and pays its fixed costs per channel). A pure function of
     /// the shape; both ways give identical results.
     pub fn in_lanes(&self, lanes: usize) -> bool {
-        self.oh.saturating_mul(self.ow) <= lane_max_pixels(lanes, self.sx)
+        self.oh.saturating_mul(self.ow) <= lane_max_pixels(lanes, self.sx, self.kh * self.kw)
             && self.kh.saturating_mul(self.kw) <= LANE_MAX_TAPS
     }
 
@@ -261,15 +261,25 @@ pub const UNPADDED_LANES: usize = 16;
 
 /// Most output pixels per plane that the depthwise kernel of an ISA with `lanes` f32 per
 /// vector computes with the channels in the lanes ([`DwGeom::in_lanes`]) at column stride
-/// `sx` (0: it has no such path). AVX-512: 7x7 and 8x8 planes (larger ones read their rows
-/// straight from the input, [`DwGeom::unpadded`]). AVX2 (no unpadded path): those, and at
-/// stride 2 planes up to 14x14 (MobileNetV2's 28x28 -> 14x14 layer, `mnc bench --profile
-/// --target x86_64-avx2` on a Zen 4: 0.097 ms through the padded copy, 0.060 in the lanes;
-/// at stride 1 14x14 planes measured no faster in the lanes).
-pub fn lane_max_pixels(lanes: usize, sx: u64) -> u64 {
+/// `sx` with `taps` window taps (0: it has no such path). AVX-512: 7x7 and 8x8 planes
+/// (larger ones read their rows straight from the input, [`DwGeom::unpadded`]), and with
+/// 5x5 windows at stride 1 planes up to 28x28. AVX2 (no unpadded path): those, at stride 2
+/// planes up to 14x14 (MobileNetV2's 28x28 -> 14x14 layer, `mnc bench --profile --target
+/// x86_64-avx2` on a Zen 4: 0.097 ms through the padded copy, 0.060 in the lanes; at
+/// stride 1 14x14 3x3 planes measured no faster in the lanes), and with 5x5 windows planes
+/// up to 28x28 at either stride. The 5x5 limits (session 21, Zen 4, per-op profile, 1
+/// thread): EfficientNet-B0's and MobileNetV3-Large's 5x5 layers at 28x28 and 14x14
+/// output 0.73-0.80x their padded-path time on AVX2, at stride 1 0.86-0.94x the unpadded
+/// path's on AVX-512; 25 taps pay for the transposes where 9 do not (MobileNetV2's 3x3
+/// 56x56 -> 28x28 layer 1.35x in the lanes on AVX2), and AVX-512's unpadded stride-2 path
+/// stays ahead (56x56 -> 28x28 5x5: 1.17x in the lanes).
+pub fn lane_max_pixels(lanes: usize, sx: u64, taps: u64) -> u64 {
     match (lanes, sx) {
+        (16, 1) if taps >= 25 => 784,
         (16, _) => 64,
+        (8, 2) if taps >= 25 => 784,
         (8, 2) => 196,
+        (8, _) if taps >= 25 => 784,
         (8, _) => 64,
         _ => 0,
     }

@@ -550,6 +550,11 @@ fn dw_matches_naive_and_stays_in_bounds() {
             (1, 18, 1, 9, 4, 3, 3, 1, 0),
             (1, 11, 1, 28, 27, 3, 2, 1, 1),
             (2, 9, 1, 27, 25, 5, 2, 1, 2),
+            // 5x5 windows in the lanes up to 784 outputs (stride 1 on both ISAs, stride 2
+            // on AVX2), partial groups of planes; one plane just past the limit.
+            (1, 21, 1, 28, 28, 5, 1, 1, 2),
+            (1, 9, 1, 56, 55, 5, 2, 1, 2),
+            (1, 5, 1, 29, 28, 5, 1, 1, 2),
         ];
         for (ci_, &(n, c, mult, h, w, k, s, d, p)) in cases.iter().enumerate() {
             let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
