@@ -555,6 +555,8 @@ fn dw_matches_naive_and_stays_in_bounds() {
             (1, 21, 1, 28, 28, 5, 1, 1, 2),
             (1, 9, 1, 56, 55, 5, 2, 1, 2),
             (1, 5, 1, 29, 28, 5, 1, 1, 2),
+            // 5x5 at stride 1 past 784 outputs with rows of at most 16: AVX-512 unpadded.
+            (1, 3, 1, 60, 14, 5, 1, 1, 2),
         ];
         for (ci_, &(n, c, mult, h, w, k, s, d, p)) in cases.iter().enumerate() {
             let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
@@ -1484,7 +1486,7 @@ fn unpadded_depthwise_equals_the_padded_copy() {
         (5, 29, 3, 2),
         (4, 37, 5, 2),
         (7, 14, 3, 1),
-        (3, 16, 5, 1),
+        (3, 16, 3, 1),
         (2, 9, 3, 1),
     ];
     for (i, (c, s, k, stride)) in shapes.into_iter().enumerate() {
@@ -1539,11 +1541,13 @@ fn depthwise_paths_follow_the_shape_and_the_vector_width() {
         (96, 112, 3, 2, Unpadded, Padded),
         (32, 112, 3, 1, Padded, Padded),
         (144, 56, 3, 1, Padded, Padded),
-        (144, 56, 5, 2, Unpadded, Padded),
+        (144, 56, 5, 2, Unpadded, Lanes),
+        (72, 56, 5, 1, Padded, Padded),
+        (240, 28, 5, 1, Lanes, Lanes),
         (240, 28, 3, 2, Unpadded, Lanes),
         (192, 28, 3, 1, Padded, Padded),
         (384, 14, 3, 1, Unpadded, Padded),
-        (672, 14, 5, 1, Unpadded, Padded),
+        (672, 14, 5, 1, Lanes, Lanes),
         (576, 14, 3, 2, Lanes, Lanes),
         (960, 7, 3, 1, Lanes, Lanes),
         (1152, 7, 5, 1, Lanes, Lanes),
