@@ -48,22 +48,7 @@ macro_rules! act_body {
             // when either is NaN), as in `Activation::apply`. Above 88.38 the result is
             // +inf (2^128 built in the exponent bits), so exp overflows as in f32::exp and
             // SiLU(-inf) = -inf / inf = NaN on every path; below -87.3 it stays normal.
-            let x = min(splat(89.0), max(splat(-87.3), x));
-            let fx = round(mul(x, splat(std::f32::consts::LOG2_E)));
-            let r = fma(fx, splat(-0.693_359_4), x);
-            let r = fma(fx, splat(2.121_944_4e-4), r);
-            let mut y = splat(1.987_569_1e-4);
-            for c in [
-                1.398_199_9e-3,
-                8.333_452e-3,
-                4.166_579_6e-2,
-                1.666_666_5e-1,
-                0.5,
-            ] {
-                y = fma(y, r, splat(c));
-            }
-            let y = fma(y, mul(r, r), add(r, splat(1.0)));
-            scale2(y, fx)
+            exp_n([x])[0]
         }
 
         /// The activation `kind` with parameters `p0`, `p1`.

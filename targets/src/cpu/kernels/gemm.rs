@@ -519,9 +519,9 @@ macro_rules! rows_tile_match {
 }
 
 /// The GEMM tiles with output rows in the vector lanes ([`rows_in_lanes`]): `ROW_TILE`,
-/// `rows_range` and `rows_tile` of a module, with its `COL_TILE`, `rows_tile_n` (the width
-/// dispatch) and `prefetch_a` (from [`rows_tile16_body`] or [`rows_tile8_body`]; uses its
-/// helpers and `transpose`); A packed in blocks of `ROW_TILE` rows
+/// `rows_range`, `rows_tile`, `rows_tile_n` (the width dispatch) and `prefetch_a` of a
+/// module, with its `ROW_TILE_VECTORS`, `COL_TILE` and `rows_tail_n` (from
+/// [`rows_tile16_body`] or [`rows_tile8_body`]; uses its helpers and `transpose`); A packed in blocks of `ROW_TILE` rows
 /// ([`Kernel::a_block_rows`]).
 macro_rules! rows_in_lanes_body {
     ($feat:literal) => {
@@ -580,6 +580,25 @@ macro_rules! rows_in_lanes_body {
                     row += ROW_TILE;
                 }
             }
+        }
+
+        /// The tile of `nc` (1..=[`COL_TILE`], 6 on both ISAs) columns.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// As for [`rows_tile`].
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn rows_tile_n(
+            g: &super::Gemm,
+            bp: *const f32,
+            ldb: usize,
+            row: usize,
+            col: usize,
+            pf: *const f32,
+            nc: usize,
+        ) {
+            // SAFETY: as this function's contract.
+            unsafe { rows_tile_match!(ROW_TILE_VECTORS; nc, g, bp, ldb, row, col, pf; 1 2 3 4 5; 6) }
         }
 
         /// Prefetches `k` step `p` of the next row tile's A (`ROW_TILE` floats from `pf + p *
@@ -670,25 +689,6 @@ macro_rules! rows_tile16_body {
         /// multiple of 64 (2 x 12 accumulators).
         pub const TAIL_COL_TILE: usize = 12;
 
-        /// The tile of `nc` (1..=[`COL_TILE`]) columns.
-        #[target_feature(enable = $feat)]
-        #[inline]
-        /// # Safety
-        /// As for [`rows_tile`].
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn rows_tile_n(
-            g: &super::Gemm,
-            bp: *const f32,
-            ldb: usize,
-            row: usize,
-            col: usize,
-            pf: *const f32,
-            nc: usize,
-        ) {
-            // SAFETY: as this function's contract.
-            unsafe { rows_tile_match!(ROW_TILE_VECTORS; nc, g, bp, ldb, row, col, pf; 1 2 3 4 5; 6) }
-        }
-
         /// The two-vector tile of `nc` (1..=[`TAIL_COL_TILE`]) columns.
         #[target_feature(enable = $feat)]
         #[inline(never)]
@@ -720,25 +720,6 @@ macro_rules! rows_tile8_body {
         pub const COL_TILE: usize = 6;
         /// As [`COL_TILE`]: the row tile is two vectors, so no call ends in a shorter one.
         pub const TAIL_COL_TILE: usize = COL_TILE;
-
-        /// The tile of `nc` (1..=[`COL_TILE`]) columns.
-        #[target_feature(enable = $feat)]
-        #[inline]
-        /// # Safety
-        /// As for [`rows_tile`].
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn rows_tile_n(
-            g: &super::Gemm,
-            bp: *const f32,
-            ldb: usize,
-            row: usize,
-            col: usize,
-            pf: *const f32,
-            nc: usize,
-        ) {
-            // SAFETY: as this function's contract.
-            unsafe { rows_tile_match!(ROW_TILE_VECTORS; nc, g, bp, ldb, row, col, pf; 1 2 3 4 5; 6) }
-        }
 
         /// As [`rows_tile_n`] (never called: every row tile is whole).
         #[target_feature(enable = $feat)]
