@@ -510,7 +510,10 @@ macro_rules! gemm_body {
 /// The tile of `$rv` vectors of rows and `$nc` columns, `rows_tile::<$rv, $nc>` for each
 /// listed width (the last also for any larger `$nc`): a constant width inside each tile.
 macro_rules! rows_tile_match {
-    ($rv:tt; $nc:expr, $g:expr, $bp:expr, $ldb:expr, $row:expr, $col:expr, $pf:expr; $($w:literal)* ; $last:literal) => {
+    (
+        $rv:tt; $nc:expr, $g:expr, $bp:expr, $ldb:expr, $row:expr, $col:expr, $pf:expr;
+        $($w:literal)* ; $last:literal
+    ) => {
         match $nc {
             $($w => rows_tile::<$rv, $w>($g, $bp, $ldb, $row, $col, $pf),)*
             _ => rows_tile::<$rv, $last>($g, $bp, $ldb, $row, $col, $pf),
@@ -521,8 +524,8 @@ macro_rules! rows_tile_match {
 /// The GEMM tiles with output rows in the vector lanes ([`rows_in_lanes`]): `ROW_TILE`,
 /// `rows_range`, `rows_tile`, `rows_tile_n` (the width dispatch) and `prefetch_a` of a
 /// module, with its `ROW_TILE_VECTORS`, `COL_TILE` and `rows_tail_n` (from
-/// [`rows_tile16_body`] or [`rows_tile8_body`]; uses its helpers and `transpose`); A packed in blocks of `ROW_TILE` rows
-/// ([`Kernel::a_block_rows`]).
+/// [`rows_tile16_body`] or [`rows_tile8_body`]; uses its helpers and `transpose`); A packed
+/// in blocks of `ROW_TILE` rows ([`Kernel::a_block_rows`]).
 macro_rules! rows_in_lanes_body {
     ($feat:literal) => {
         /// Rows per register tile of the rows-in-lanes GEMM ([`super::rows_in_lanes`]):
@@ -598,7 +601,9 @@ macro_rules! rows_in_lanes_body {
             nc: usize,
         ) {
             // SAFETY: as this function's contract.
-            unsafe { rows_tile_match!(ROW_TILE_VECTORS; nc, g, bp, ldb, row, col, pf; 1 2 3 4 5; 6) }
+            unsafe {
+                rows_tile_match!(ROW_TILE_VECTORS; nc, g, bp, ldb, row, col, pf; 1 2 3 4 5; 6)
+            }
         }
 
         /// Prefetches `k` step `p` of the next row tile's A (`ROW_TILE` floats from `pf + p *
@@ -705,7 +710,9 @@ macro_rules! rows_tile16_body {
             nc: usize,
         ) {
             // SAFETY: as this function's contract.
-            unsafe { rows_tile_match!(2; nc, g, bp, ldb, row, col, pf; 1 2 3 4 5 6 7 8 9 10 11; 12) }
+            unsafe {
+                rows_tile_match!(2; nc, g, bp, ldb, row, col, pf; 1 2 3 4 5 6 7 8 9 10 11; 12)
+            }
         }
     };
 }

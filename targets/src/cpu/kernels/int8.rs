@@ -2768,9 +2768,9 @@ pub mod vnni {
     /// The requantization of a whole tile row by saturating packs: each accumulator is
     /// multiplied and rounded (`cvtps2dq`), packed to `i16` with signed saturation, the zero
     /// point added with saturation, packed to bytes with the pack's saturation and clamped
-    /// there (one byte vector) where the clamp is narrower: 48 bytes, one store. The same integers as [`requant`]: rounding commutes with a clamp to integer
-    /// bounds, and the saturations only move values already outside `lo..=hi` further
-    /// out. `cvtps2dq` is exact while `|acc * m| < 2^31`, which every multiplier of the
+    /// there (one byte vector) where the clamp is narrower: 48 bytes, one store. The same
+    /// integers as [`requant`]: rounding commutes with a clamp to integer bounds, and the
+    /// saturations only move values already outside `lo..=hi` further out. `cvtps2dq` is exact while `|acc * m| < 2^31`, which every multiplier of the
     /// block below `0.5` in magnitude guarantees ([`Packed::new`] checks it).
     pub(super) struct Packed {
         zp: Vi,
