@@ -33,24 +33,15 @@ impl Epi {
 
 /// Vector math shared by the ISA modules (each provides `V`, `W`, `zero`, `splat`, `add`,
 /// `sub`, `mul`, `div`, `min`, `max`, `fma`, `round`, `scale2` and `ld`/`ldm`/`st`/`stm`):
-/// the fused activations, with `exp` built as in the generated code (range reduction by
-/// `n ln2`, degree-6 polynomial, scaling by `2^n`), but with the range reduction fused
+/// the fused activations, with the exponential (`exp_n`) built as in the generated code
+/// (range reduction by `n ln2`, degree-6 polynomial, scaling by `2^n`), but with the range
+/// reduction fused
 /// (`fma`: one rounding instead of two where the ISA has FMA) and the scaling one
 /// `vscalefps` on AVX-512 (`2^n` built in the exponent bits elsewhere): 4 fewer
 /// instructions per vector, which made EfficientNet-B0's SiLU layers (op-throughput bound
 /// in the epilogue) faster: 6.09 -> 5.77 ms at 1 thread.
 macro_rules! act_body {
     ($feat:literal) => {
-        #[target_feature(enable = $feat)]
-        #[inline]
-        fn exp(x: V) -> V {
-            // The input second in min/max: NaN propagates (x86 returns the second operand
-            // when either is NaN), as in `Activation::apply`. Above 88.38 the result is
-            // +inf (2^128 built in the exponent bits), so exp overflows as in f32::exp and
-            // SiLU(-inf) = -inf / inf = NaN on every path; below -87.3 it stays normal.
-            exp_n([x])[0]
-        }
-
         /// The activation `kind` with parameters `p0`, `p1`.
         #[target_feature(enable = $feat)]
         #[inline]
@@ -62,7 +53,7 @@ macro_rules! act_body {
                 // NaN): NaN propagates, as in `Activation::apply`.
                 K::Relu => max(zero(), v),
                 K::Clip => min(splat(p1), max(splat(p0), v)),
-                K::Sigmoid => div(splat(1.0), add(splat(1.0), exp(sub(zero(), v)))),
+                K::Sigmoid | K::Silu => act_n([v], kind, p0, p1)[0],
                 K::HardSigmoid => min(splat(1.0), max(zero(), fma(v, splat(p0), splat(p1)))),
                 K::HardSwish => mul(
                     v,
@@ -71,14 +62,17 @@ macro_rules! act_body {
                         max(zero(), fma(v, splat(1.0 / 6.0), splat(0.5))),
                     ),
                 ),
-                K::Silu => div(v, add(splat(1.0), exp(sub(zero(), v)))),
             }
         }
 
-        /// [`exp`] of `N` vectors in lockstep: each step over all `N` before the next, so
-        /// that the out-of-order core sees `N` independent chains and each constant is
-        /// broadcast once per step (same results as [`exp`] per vector). Plain loops, no
-        /// closures (a closure does not inherit the ISA's target features).
+        /// `exp` of `N` vectors in lockstep: each step over all `N` before the next, so that
+        /// the out-of-order core sees `N` independent chains and each constant is broadcast
+        /// once per step (each vector's result does not depend on `N`). Plain loops, no
+        /// closures (a closure does not inherit the ISA's target features). The input second
+        /// in min/max: NaN propagates (x86 returns the second operand when either is NaN), as
+        /// in `Activation::apply`. Above 88.38 the result is +inf (2^128 built in the
+        /// exponent bits), so exp overflows as in f32::exp and SiLU(-inf) = -inf / inf = NaN
+        /// on every path; below -87.3 it stays normal.
         #[target_feature(enable = $feat)]
         #[inline]
         fn exp_n<const N: usize>(mut x: [V; N]) -> [V; N] {
@@ -113,8 +107,8 @@ macro_rules! act_body {
             y
         }
 
-        /// [`act`] of `N` vectors, the exponential ones ([`exp_n`]) in lockstep; the same
-        /// results as [`act`] per vector.
+        /// [`act`] of `N` vectors, the exponential ones ([`exp_n`]) in lockstep (and defined
+        /// here only: [`act`] takes them from here); the same results as [`act`] per vector.
         #[target_feature(enable = $feat)]
         #[inline]
         fn act_n<const N: usize>(mut v: [V; N], kind: super::ActKind, p0: f32, p1: f32) -> [V; N] {
@@ -157,21 +151,10 @@ macro_rules! act_body {
             res: [*const f32; N],
             n: [usize; N],
         ) -> [V; N] {
-            // SAFETY: `res[i]` holds `n[i]` readable f32 when read (contract).
-            unsafe {
-                for i in 0..N {
-                    if !e.bias.is_null() {
-                        v[i] = add(v[i], bias);
-                    }
-                    if !res[i].is_null() && n[i] > 0 {
-                        let r = if n[i] == W {
-                            ld(res[i])
-                        } else {
-                            ldm(res[i], n[i])
-                        };
-                        v[i] = add(v[i], r);
-                    }
-                }
+            for i in 0..N {
+                let r = if n[i] > 0 { res[i] } else { std::ptr::null() };
+                // SAFETY: `r` holds `n[i]` readable f32 when not null (contract).
+                v[i] = unsafe { bias_res(v[i], e, bias, r, n[i]) };
             }
             act_n(v, e.act, e.p0, e.p1)
         }
@@ -196,7 +179,7 @@ macro_rules! act_body {
         /// # Safety
         /// As for [`finish`].
         unsafe fn finish_with(
-            mut v: V,
+            v: V,
             e: &super::Epi,
             bias: V,
             res: *const f32,
@@ -204,15 +187,31 @@ macro_rules! act_body {
             kind: super::ActKind,
         ) -> V {
             // SAFETY: `res` holds `n` readable f32 when not null (this function's contract).
-            unsafe {
-                if !e.bias.is_null() {
-                    v = add(v, bias);
-                }
-                if !res.is_null() {
-                    v = add(v, if n == W { ld(res) } else { ldm(res, n) });
-                }
-                act(v, kind, e.p0, e.p1)
+            act(unsafe { bias_res(v, e, bias, res, n) }, kind, e.p0, e.p1)
+        }
+
+        /// `v` plus the bias vector and the `n`-lane residual at `res`, each where the
+        /// epilogue has it (`res` not null).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        /// # Safety
+        /// The CPU supports the module's ISA; `res`, when not null, is valid for reading `n`
+        /// f32 (`1 <= n <= W`).
+        unsafe fn bias_res(mut v: V, e: &super::Epi, bias: V, res: *const f32, n: usize) -> V {
+            if !e.bias.is_null() {
+                v = add(v, bias);
             }
+            if !res.is_null() {
+                // SAFETY: `res` holds `n` readable f32 (contract).
+                v = add(v, unsafe {
+                    if n == W {
+                        ld(res)
+                    } else {
+                        ldm(res, n)
+                    }
+                });
+            }
+            v
         }
 
         /// [`finish`] for one vector of `n` lanes of output row (or channel) `row` at offset

@@ -545,14 +545,15 @@ macro_rules! rows_in_lanes_body {
         unsafe fn rows_range(g: &super::Gemm, r0: usize, r1: usize, c0: usize, c1: usize) {
             // SAFETY: every tile lies inside rows `r0..r1`, columns `c0..c1` (contract).
             unsafe {
-                let full_tiles = (r1 - r0) / ROW_TILE;
-                let tiles_full = (c1 - c0).div_ceil(COL_TILE);
-                // B's columns packed tile by tile (tile `t` of columns `a..b`: `k` rows of
-                // `b - a` floats from `a * k`) where more than one row tile reads them.
-                let packed = if full_tiles >= super::PACK_MIN_ROW_TILES {
+                let full_row_tiles = (r1 - r0) / ROW_TILE;
+                let col_tiles = (c1 - c0).div_ceil(COL_TILE);
+                // B's columns packed by the full row tiles' column tiles (tile `t` of
+                // columns `a..b`: `k` rows of `b - a` floats from `a * k`) where at least
+                // `PACK_MIN_ROW_TILES` row tiles read them.
+                let packed = if full_row_tiles >= super::PACK_MIN_ROW_TILES {
                     let buf = super::panel_buffer(g.k * (c1 - c0));
-                    for t in 0..tiles_full {
-                        let (a, b) = super::part(c1 - c0, tiles_full, t);
+                    for t in 0..col_tiles {
+                        let (a, b) = super::part(c1 - c0, col_tiles, t);
                         super::copy_panel(g.b, g.ldb, g.k, c0 + a, c0 + b, buf.add(a * g.k), b - a);
                     }
                     buf as *const f32

@@ -2148,7 +2148,7 @@ pub mod scalar {
 
 /// AVX2: `vpmaddwd` on bytes widened to `i16` (4 channels x 16 pixels per register tile).
 pub mod avx2 {
-    use super::super::avx2::stm;
+    use super::super::avx2::{ldm, stm};
     use super::{QConv, QDw, MR};
     #[cfg(target_arch = "x86_64")]
     use core::arch::x86_64::*;
@@ -2213,16 +2213,6 @@ pub mod avx2 {
                 std::ptr::copy_nonoverlapping(t.as_ptr(), p, n);
             }
         }
-    }
-
-    /// Mask of the first `n` lanes (`n <= 8`).
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn lanes(n: usize) -> Vi {
-        _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(n as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        )
     }
 
     /// # Safety
@@ -2324,23 +2314,6 @@ pub mod avx2 {
                         store_bytes(y.add((r0 + r) * ys + p + j * W), v, c);
                     }
                 }
-            }
-        }
-    }
-
-    /// The first `n` floats at `p` (`n <= 8`).
-    ///
-    /// # Safety
-    /// `p` is valid for reading `n` floats.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn ldm(p: *const f32, n: usize) -> Vf {
-        // SAFETY: the mask reads lanes below `n` only (contract).
-        unsafe {
-            if n == W {
-                _mm256_loadu_ps(p)
-            } else {
-                _mm256_maskload_ps(p, lanes(n))
             }
         }
     }
@@ -2770,8 +2743,9 @@ pub mod vnni {
     /// point added with saturation, packed to bytes with the pack's saturation and clamped
     /// there (one byte vector) where the clamp is narrower: 48 bytes, one store. The same
     /// integers as [`requant`]: rounding commutes with a clamp to integer bounds, and the
-    /// saturations only move values already outside `lo..=hi` further out. `cvtps2dq` is exact while `|acc * m| < 2^31`, which every multiplier of the
-    /// block below `0.5` in magnitude guarantees ([`Packed::new`] checks it).
+    /// saturations only move values already outside `lo..=hi` further out. `cvtps2dq` is
+    /// exact while `|acc * m| < 2^31`, which every multiplier of the block below `0.5` in
+    /// magnitude guarantees ([`Packed::new`] checks it).
     pub(super) struct Packed {
         zp: Vi,
         lo: Vi,
