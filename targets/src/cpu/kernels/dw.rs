@@ -91,18 +91,16 @@ impl DwGeom {
 
     /// Whether the depthwise kernel of an ISA with `lanes` f32 per vector reads these planes
     /// straight from the input, without the padded copy (the AVX-512 kernel, on square 3x3
-    /// and 5x5 undilated windows not computed in the lanes, at stride 2, or at stride 1 when
-    /// an output row fits one vector, e.g. 14x14): each input row is loaded once per vector
-    /// of outputs and split into its tap vectors in registers (masked loads give the
-    /// padding's zeros), then applied to the output rows that read it. Wider stride-1 rows
-    /// measured faster through the copy (56x56 3x3: 88-92 GFLOP/s against 77). A pure
-    /// function of the shape; both ways give identical results (the same products in the
-    /// same order).
+    /// and 5x5 undilated windows not computed in the lanes, at stride 1 or 2): each input
+    /// row is loaded once per vector of outputs (at stride 1 one masked load per tap, at
+    /// stride 2 three loads split into the tap vectors in registers; masked loads give the
+    /// padding's zeros), then applied to the output rows that read it. A pure function of
+    /// the shape; both ways give identical results (the same products in the same order).
     pub fn unpadded(&self, lanes: usize) -> bool {
         lanes == UNPADDED_LANES
             && !self.in_lanes(lanes)
             && self.sx == self.sy
-            && (self.sx == 2 || self.sx == 1 && self.ow <= lanes as u64)
+            && (self.sx == 1 || self.sx == 2)
             && self.dx == 1
             && self.dy == 1
             && self.kh == self.kw
@@ -1231,7 +1229,7 @@ macro_rules! dw_unpadded_body {
         unsafe fn unpadded_row<const J: usize, const RB: usize, const S: usize, const K: usize>(
             g: &Unpadded,
             oy: usize,
-            m: (u16, u16, u16, isize),
+            m: ([u16; 5], isize),
             acc: &mut [V; RB],
         ) {
             if J >= S * (RB - 1) + K {
@@ -1239,33 +1237,27 @@ macro_rules! dw_unpadded_body {
             }
             let iy = (S * oy + J).wrapping_sub(g.pt);
             let inside = iy < g.h;
-            let (ma, mb, mc, c0) = m;
-            let (ma, mb, mc) = if inside { (ma, mb, mc) } else { (0, 0, 0) };
+            let (mk, c0) = m;
+            let mk = if inside { mk } else { [0; 5] };
             // SAFETY: the loads are masked to columns `0..w` of row `iy < h` of the plane, or
             // load nothing (contract).
             unsafe {
                 let p =
                     g.x.add(if inside { iy * g.w } else { 0 })
                         .wrapping_offset(c0);
-                let a = _mm512_maskz_loadu_ps(ma, p);
-                let b = _mm512_maskz_loadu_ps(mb, p.wrapping_add(W));
                 let t: [V; K] = if S == 1 {
-                    // Tap `kx`: elements `kx..kx + W` of (a, b).
-                    let (ai, bi) = (_mm512_castps_si512(a), _mm512_castps_si512(b));
-                    std::array::from_fn(|kx| {
-                        _mm512_castsi512_ps(match kx {
-                            0 => ai,
-                            1 => _mm512_alignr_epi32::<1>(bi, ai),
-                            2 => _mm512_alignr_epi32::<2>(bi, ai),
-                            3 => _mm512_alignr_epi32::<3>(bi, ai),
-                            _ => _mm512_alignr_epi32::<4>(bi, ai),
-                        })
-                    })
+                    // Tap `kx`: input columns `c0 + kx..`, one masked load each: loads where
+                    // lane rotations of two loads were shuffles, and no padded copy (Zen 4,
+                    // MobileNetV2: 14x14 rows 0.85-0.90x, 56x56 0.89x and 112x112 0.81x
+                    // their padded-copy time).
+                    std::array::from_fn(|kx| _mm512_maskz_loadu_ps(mk[kx], p.wrapping_add(kx)))
                 } else {
+                    let a = _mm512_maskz_loadu_ps(mk[0], p);
+                    let b = _mm512_maskz_loadu_ps(mk[1], p.wrapping_add(W));
                     // Element `j` of the concatenated loads (a, b, c) is input column `c0 + j`;
                     // tap `kx` takes elements `kx, kx + 2, ..`: the even / odd runs, and those
                     // shifted by one or two lanes topped up from `c`.
-                    let c = _mm512_maskz_loadu_ps(mc, p.wrapping_add(2 * W));
+                    let c = _mm512_maskz_loadu_ps(mk[2], p.wrapping_add(2 * W));
                     let idx = |first: i32, last: i32| {
                         _mm512_setr_epi32(
                             first,
@@ -1353,12 +1345,13 @@ macro_rules! dw_unpadded_body {
                 let bias = if e.bias.is_null() { zero() } else { bc(e.bias) };
                 let n = (g.ow - ox).min(W);
                 let c0 = (S * ox) as isize - g.pl as isize;
-                let m = (
-                    col_mask(c0, g.w),
-                    col_mask(c0 + W as isize, g.w),
-                    col_mask(c0 + 2 * W as isize, g.w),
-                    c0,
-                );
+                // The loads' masks: at stride 1 one load per tap (columns from `c0 + kx`), at
+                // stride 2 three vectors of columns from `c0`.
+                let masks: [u16; 5] = std::array::from_fn(|i| {
+                    let first = if S == 1 { i } else { i * W };
+                    col_mask(c0 + first as isize, g.w)
+                });
+                let m = (masks, c0);
                 let mut acc = [zero(); RB];
                 // One call per input row (at most 2 * 7 + 5 = 19): the accumulators are
                 // indexed by constants and stay in registers.

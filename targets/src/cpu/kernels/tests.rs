@@ -1465,9 +1465,10 @@ fn bench_gemm_f32() {
     }
 }
 
-/// The unpadded depthwise path (AVX-512, `DwGeom::unpadded`: stride 2, or stride 1 on rows of
-/// at most 16 outputs) computes exactly what the padded-copy path computes (the AVX2 kernel runs that path for every geometry): the same
-/// products in the same order, so the outputs are bit-identical.
+/// The unpadded depthwise path (AVX-512, `DwGeom::unpadded`: stride 1 or 2) computes exactly
+/// what the padded-copy path computes (the AVX2 kernel runs that path for every geometry): the
+/// same products in the same order, so the outputs are bit-identical. Rows of one vector and
+/// of several with a partial last one, at both strides.
 #[test]
 fn unpadded_depthwise_equals_the_padded_copy() {
     let (Some((_, wide)), Some((_, narrow))) = (
@@ -1488,6 +1489,10 @@ fn unpadded_depthwise_equals_the_padded_copy() {
         (7, 14, 3, 1),
         (3, 16, 3, 1),
         (2, 9, 3, 1),
+        (4, 112, 3, 1),
+        (3, 56, 5, 1),
+        (5, 33, 3, 1),
+        (2, 29, 5, 1),
     ];
     for (i, (c, s, k, stride)) in shapes.into_iter().enumerate() {
         for act in [None, Some(Activation::Relu)] {
@@ -1539,13 +1544,13 @@ fn depthwise_paths_follow_the_shape_and_the_vector_width() {
     // (channels, plane, window, stride, AVX-512 path, AVX2 path)
     let cases = [
         (96, 112, 3, 2, Unpadded, Padded),
-        (32, 112, 3, 1, Padded, Padded),
-        (144, 56, 3, 1, Padded, Padded),
+        (32, 112, 3, 1, Unpadded, Padded),
+        (144, 56, 3, 1, Unpadded, Padded),
         (144, 56, 5, 2, Unpadded, Lanes),
-        (72, 56, 5, 1, Padded, Padded),
+        (72, 56, 5, 1, Unpadded, Padded),
         (240, 28, 5, 1, Lanes, Lanes),
         (240, 28, 3, 2, Unpadded, Lanes),
-        (192, 28, 3, 1, Padded, Padded),
+        (192, 28, 3, 1, Unpadded, Padded),
         (384, 14, 3, 1, Unpadded, Padded),
         (672, 14, 5, 1, Lanes, Lanes),
         (576, 14, 3, 2, Lanes, Lanes),
