@@ -2,8 +2,10 @@
 //! `mnc_targets::cpu` (generated code, packed weights, arena layout) and executes it.
 //!
 //! Each run takes an arena of the planned size (reused from a small pool, so concurrent runs
-//! each get their own), copies the inputs in, calls every step with its pointer table (output,
-//! inputs, packed constants, scratch) and copies the outputs out. Steps the backend does not
+//! each get their own), copies the inputs in (or lets the steps read an input from the
+//! caller's buffer where none of them writes it while it lives: `borrowable`), calls every
+//! step with its pointer table (output, inputs, packed constants, scratch) and copies the
+//! outputs out. Steps the backend does not
 //! lower yet run the reference kernel (`mnc_ir::eval::eval_op`); they are listed as
 //! fallbacks in [`CompiledModel::report`]. Steps run one after another on the calling thread;
 //! with `CpuOptions::threads > 1` the kernels split each call over the persistent pool
@@ -164,7 +166,7 @@ impl CompiledModel {
     }
 
     /// Like [`CompiledModel::run`] on borrowed inputs: each is copied once, straight into
-    /// the run's arena.
+    /// the run's arena, or read by the steps where it is (no step writes it while it lives).
     pub fn run_views(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, CpuRunError> {
         if !self.program.report.thread_choice {
             return self.run_inner(inputs, None, None);
@@ -351,7 +353,20 @@ impl CompiledModel {
             .ok()
             .and_then(|mut v| v.pop())
             .map_or_else(|| AlignedBytes::zeroed(p.arena_bytes), Ok)?;
+        // Inputs the steps read straight from the caller's buffer (`borrowable`), as arena
+        // slot `(offset, bytes)` and the buffer; the others are copied in.
+        let mut borrowed: Vec<(Borrow, *mut u8)> = Vec::new();
         for ((_, ty, loc), t) in p.inputs.iter().zip(inputs) {
+            if guard_pages.is_none() {
+                if let Some(b) = borrowable(p, *loc, ty.bytes()) {
+                    let (ptr, len) = raw_bytes(t.data);
+                    if len == b.bytes {
+                        // Read only: `borrowable` found no step that writes the input.
+                        borrowed.push((b, ptr as *mut u8));
+                        continue;
+                    }
+                }
+            }
             write_tensor(&mut arena, *loc, *t)?;
             self.guard_fill(&mut arena, *loc, ty.bytes());
         }
@@ -384,8 +399,16 @@ impl CompiledModel {
                         let aptr = arena.as_mut_ptr();
                         for loc in &step.args {
                             table.push(match *loc {
-                                // SAFETY: `check_slots` showed `o + bytes <= arena.len()`.
-                                Loc::Arena(o) => unsafe { aptr.add(o) },
+                                // SAFETY: before `until` a slot in the input's arena slot
+                                // is the input's and lies inside its bytes (`borrowable`).
+                                Loc::Arena(o) => match borrowed
+                                    .iter()
+                                    .find(|(b, _)| k < b.until && o >= b.off && o < b.off + b.bytes)
+                                {
+                                    Some(&(b, ptr)) => unsafe { ptr.add(o - b.off) },
+                                    // SAFETY: `check_slots` showed `o + bytes <= arena.len()`.
+                                    None => unsafe { aptr.add(o) },
+                                },
                                 // SAFETY: `check_slots` showed `o + bytes <= weights.len()`.
                                 Loc::Weight(o) => unsafe { wptr.add(o) },
                                 Loc::Unused => std::ptr::null_mut(),
@@ -595,6 +618,88 @@ fn stack_images(
     Ok(stacked)
 }
 
+/// Where a run may hand the steps the caller's buffer of a program input instead of copying
+/// it into its arena slot ([`borrowable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Borrow {
+    /// The input's arena slot: `off..off + bytes`.
+    off: usize,
+    bytes: usize,
+    /// The first step that writes into the slot (the planner reuses it once the input is
+    /// dead; the step count when none does): slots of the steps before it that fall in the
+    /// slot are the input's (itself or views of it), later ones another value's.
+    until: usize,
+}
+
+/// The [`Borrow`] of the program input at `loc` (`bytes` long) when a run may read it from
+/// the caller's buffer: no canaries, a little-endian host (the arena holds little-endian
+/// bytes), a non-empty slot, no step that takes it over (writes its slot while reading it),
+/// no fallback step reading it (those read the arena itself) nor a program output in it
+/// while it lives, and every step slot that falls in it while it lives inside it (views of
+/// the input). Saves the copy of the input at every run (MobileNetV2's 600 KB image). The
+/// generated code and the kernels read their inputs with unaligned loads, so the buffer's
+/// element alignment is enough (as in guard-page mode).
+fn borrowable(p: &CpuProgram, loc: Loc, bytes: usize) -> Option<Borrow> {
+    let Loc::Arena(off) = loc else {
+        return None;
+    };
+    if p.guard > 0 || bytes == 0 || !cfg!(target_endian = "little") {
+        return None;
+    }
+    let end = off + bytes;
+    let overlaps = |o: usize, n: usize| o < end && off < o + n.max(1);
+    let inside = |o: usize, n: usize| o >= off && o + n <= end;
+    let mut until = p.steps.len();
+    for (k, step) in p.steps.iter().enumerate() {
+        let ins = 1..=step.inputs.len();
+        let (mut reads, mut writes) = (false, false);
+        for (slot, (l, &n)) in step.args.iter().zip(&step.arg_bytes).enumerate() {
+            let Loc::Arena(o) = *l else { continue };
+            if !overlaps(o, n) {
+                continue;
+            }
+            if ins.contains(&slot) {
+                if !inside(o, n) {
+                    return None;
+                }
+                reads = true;
+            } else {
+                writes = true;
+            }
+        }
+        if writes {
+            if reads {
+                return None;
+            }
+            until = k;
+            break;
+        }
+        if reads && !matches!(step.exec, Exec::Jit(_)) {
+            return None;
+        }
+    }
+    let output_in_it = p.outputs.iter().any(|(_, ty, l)| match *l {
+        Loc::Arena(o) => overlaps(o, ty.bytes()),
+        _ => false,
+    });
+    if until == p.steps.len() && output_in_it {
+        return None;
+    }
+    Some(Borrow { off, bytes, until })
+}
+
+/// The bytes of a tensor's storage: its address and length.
+fn raw_bytes(d: mnc_ir::tensor::TensorDataRef<'_>) -> (*const u8, usize) {
+    use mnc_ir::tensor::TensorDataRef as D;
+    match d {
+        D::F32(v) => (v.as_ptr().cast(), std::mem::size_of_val(v)),
+        D::I64(v) => (v.as_ptr().cast(), std::mem::size_of_val(v)),
+        D::U8(v) => (v.as_ptr(), v.len()),
+        D::I8(v) => (v.as_ptr().cast(), v.len()),
+        D::I32(v) => (v.as_ptr().cast(), std::mem::size_of_val(v)),
+    }
+}
+
 fn views(ts: &[Tensor]) -> Vec<TensorView<'_>> {
     ts.iter().map(Tensor::view).collect()
 }
@@ -701,6 +806,90 @@ pub(crate) mod tests {
                 assert_eq!(mxcsr() & CONTROL, before, "caller's MXCSR restored");
             }
         }
+    }
+
+    /// The input is read from the caller's buffer where no step writes it (a conv, the relu
+    /// after it in place, and a second conv whose output the planner puts where the input
+    /// was: from that step on the slot is the arena's again), with the outputs of the
+    /// copying path (guard pages copy every buffer) and the caller's buffer unchanged;
+    /// where the only step may take the input over in place (`relu` alone), or canaries are
+    /// on, the input is copied in and the caller's buffer stays unchanged too.
+    #[test]
+    fn inputs_are_read_in_place_only_where_no_step_writes_them() {
+        let t = Target::detect_host();
+        if !t.is_jit() {
+            eprintln!("SKIPPED inputs_are_read_in_place: no JIT target runs on this CPU");
+            return;
+        }
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", TensorType::f32(vec![1, 8, 12, 12]));
+        let w: Vec<f32> = (0..8 * 8 * 9)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 8.0)
+            .collect();
+        let w = g.add_constant("w", Tensor::from_f32(vec![8, 8, 3, 3], w).unwrap());
+        let conv = mnc_ir::Conv {
+            kernel: [3, 3],
+            pads: [1, 1, 1, 1],
+            ..Default::default()
+        };
+        let c = g
+            .add_node_inferred("conv", Op::Conv(conv), &[x, w])
+            .unwrap();
+        let r = g
+            .add_node_inferred("relu", Op::Act(Activation::Relu), &[c])
+            .unwrap();
+        let w2 = g.add_constant(
+            "w2",
+            Tensor::from_f32(vec![8, 8, 1, 1], vec![0.25; 64]).unwrap(),
+        );
+        let c2 = g
+            .add_node_inferred("conv2", Op::Conv(mnc_ir::Conv::default()), &[r, w2])
+            .unwrap();
+        g.add_output("y", c2);
+        let data: Vec<f32> = (0..8 * 144).map(|i| (i % 17) as f32 - 8.0).collect();
+        let x = Tensor::from_f32(vec![1, 8, 12, 12], data).unwrap();
+        for threads in [1, 2] {
+            let opts = CpuOptions {
+                threads,
+                ..Default::default()
+            };
+            let m = CompiledModel::compile(&g, t, &opts).unwrap();
+            let (_, ty, loc) = &m.program.inputs[0];
+            let b = borrowable(&m.program, *loc, ty.bytes()).unwrap();
+            // The second conv's output takes the input's place.
+            assert_eq!((b.off, b.bytes, b.until), (0, 4608, 2));
+            let before = x.clone();
+            let y = m.run(std::slice::from_ref(&x)).unwrap();
+            assert_eq!(x, before, "the caller's input changed");
+            let copied = m
+                .run_guarded(std::slice::from_ref(&x), GuardPlacement::AgainstEnd)
+                .unwrap();
+            assert_eq!(y, copied);
+        }
+        // `relu` alone may write its output over its dying input: copied in.
+        let Some((m, x)) = relu32(&CpuOptions::default()) else {
+            return;
+        };
+        let (_, ty, loc) = &m.program.inputs[0];
+        let in_place = m.program.steps[0].args[0] == *loc;
+        assert_eq!(borrowable(&m.program, *loc, ty.bytes()).is_none(), in_place);
+        assert!(
+            in_place,
+            "relu no longer takes its input over: pick another case"
+        );
+        let before = x.clone();
+        m.run(std::slice::from_ref(&x)).unwrap();
+        assert_eq!(x, before);
+        // Canaries: copied in.
+        let guarded = CpuOptions {
+            guards: true,
+            ..Default::default()
+        };
+        let Some((m, _)) = relu32(&guarded) else {
+            return;
+        };
+        let (_, ty, loc) = &m.program.inputs[0];
+        assert!(borrowable(&m.program, *loc, ty.bytes()).is_none());
     }
 
     fn assert_send_sync<T: Send + Sync>() {}
