@@ -399,12 +399,13 @@ impl CompiledModel {
                         let aptr = arena.as_mut_ptr();
                         for loc in &step.args {
                             table.push(match *loc {
-                                // SAFETY: before `until` a slot in the input's arena slot
-                                // is the input's and lies inside its bytes (`borrowable`).
                                 Loc::Arena(o) => match borrowed
                                     .iter()
                                     .find(|(b, _)| k < b.until && o >= b.off && o < b.off + b.bytes)
                                 {
+                                    // SAFETY: before `until` a slot in the input's arena
+                                    // slot is the input's and lies inside its bytes
+                                    // (`borrowable`), which the caller's buffer holds.
                                     Some(&(b, ptr)) => unsafe { ptr.add(o - b.off) },
                                     // SAFETY: `check_slots` showed `o + bytes <= arena.len()`.
                                     None => unsafe { aptr.add(o) },
