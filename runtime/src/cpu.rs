@@ -736,11 +736,10 @@ pub(crate) mod tests {
         g
     }
 
-    /// `relu` over 32 floats (one JIT step: output slot 0, input slot 1) compiled with `opts`
-    /// for the host, with an input of both signs; `None` on a host without a JIT target
-    /// (after printing a SKIPPED line naming the calling test's location).
+    /// The host's JIT target; `None` on a host without one (after printing a SKIPPED line
+    /// naming the calling test's location).
     #[track_caller]
-    pub(crate) fn relu32(opts: &CpuOptions) -> Option<(CompiledModel, Tensor)> {
+    pub(crate) fn host_jit() -> Option<Target> {
         let t = Target::detect_host();
         if !t.is_jit() {
             eprintln!(
@@ -749,6 +748,15 @@ pub(crate) mod tests {
             );
             return None;
         }
+        Some(t)
+    }
+
+    /// `relu` over 32 floats (one JIT step: output slot 0, input slot 1) compiled with `opts`
+    /// for the host, with an input of both signs; `None` on a host without a JIT target
+    /// ([`host_jit`]).
+    #[track_caller]
+    pub(crate) fn relu32(opts: &CpuOptions) -> Option<(CompiledModel, Tensor)> {
+        let t = host_jit()?;
         let m = CompiledModel::compile(&relu_graph(32), t, opts).unwrap();
         let x = Tensor::from_f32(vec![32], (0..32).map(|i| i as f32 - 15.5).collect()).unwrap();
         Some((m, x))
@@ -774,11 +782,9 @@ pub(crate) mod tests {
 
     #[test]
     fn denormals_are_flushed_on_every_thread_and_mxcsr_is_restored() {
-        let t = Target::detect_host();
-        if !t.is_jit() {
-            eprintln!("SKIPPED denormals test: no JIT target runs on this CPU");
+        let Some(t) = host_jit() else {
             return;
-        }
+        };
         let (g, x) = denormal_conv();
         use mnc_targets::cpu::fpenv::{mxcsr, CONTROL};
         let before = mxcsr() & CONTROL;
@@ -817,11 +823,9 @@ pub(crate) mod tests {
     /// on, the input is copied in and the caller's buffer stays unchanged too.
     #[test]
     fn inputs_are_read_in_place_only_where_no_step_writes_them() {
-        let t = Target::detect_host();
-        if !t.is_jit() {
-            eprintln!("SKIPPED inputs_are_read_in_place: no JIT target runs on this CPU");
+        let Some(t) = host_jit() else {
             return;
-        }
+        };
         let mut g = Graph::new("g");
         let x = g.add_input("x", TensorType::f32(vec![1, 8, 12, 12]));
         let w: Vec<f32> = (0..8 * 8 * 9)
