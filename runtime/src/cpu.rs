@@ -695,8 +695,8 @@ fn raw_bytes(d: mnc_ir::tensor::TensorDataRef<'_>) -> (*const u8, usize) {
     match d {
         D::F32(v) => (v.as_ptr().cast(), std::mem::size_of_val(v)),
         D::I64(v) => (v.as_ptr().cast(), std::mem::size_of_val(v)),
-        D::U8(v) => (v.as_ptr(), v.len()),
-        D::I8(v) => (v.as_ptr().cast(), v.len()),
+        D::U8(v) => (v.as_ptr(), std::mem::size_of_val(v)),
+        D::I8(v) => (v.as_ptr().cast(), std::mem::size_of_val(v)),
         D::I32(v) => (v.as_ptr().cast(), std::mem::size_of_val(v)),
     }
 }

@@ -1248,8 +1248,8 @@ macro_rules! dw_unpadded_body {
                 let t: [V; K] = if S == 1 {
                     // Tap `kx`: input columns `c0 + kx..`, one masked load each: loads where
                     // lane rotations of two loads were shuffles, and no padded copy (Zen 4,
-                    // MobileNetV2: 14x14 rows 0.85-0.90x, 56x56 0.89x and 112x112 0.81x
-                    // their padded-copy time).
+                    // MobileNetV2, 1 thread: 14x14 rows 0.92-0.94x, 56x56 0.94x and 112x112
+                    // 0.93x their earlier time).
                     std::array::from_fn(|kx| _mm512_maskz_loadu_ps(mk[kx], p.wrapping_add(kx)))
                 } else {
                     let a = _mm512_maskz_loadu_ps(mk[0], p);
