@@ -130,8 +130,9 @@ impl ThreadChoice {
             s.remove(0);
         }
         s.push(t);
+        // Both modes' estimates as measured now.
+        let (p, q) = (self.estimate(RunMode::Pool), self.estimate(RunMode::Serial));
         if !self.compared {
-            let (p, q) = (self.estimate(RunMode::Pool), self.estimate(RunMode::Serial));
             let clear = p > 0.0 && q >= CLEAR_GAP * p;
             self.compared = clear || self.samples.iter().all(|s| s.len() == KEEP);
             if !self.compared {
@@ -145,7 +146,6 @@ impl ThreadChoice {
         // The next probe, the further the larger the gap, as measured now: the chosen
         // mode's estimate moves every run (a pool that became slow brings the probe of the
         // serial mode closer).
-        let (p, q) = (self.estimate(RunMode::Pool), self.estimate(RunMode::Serial));
         let gap = p.max(q) / p.min(q).max(1e-9);
         let every = if gap < 1.2 {
             16
