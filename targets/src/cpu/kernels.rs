@@ -460,10 +460,12 @@ pub mod avx2 {
     dw_lanes_body!("avx2,fma");
     /// Output channels per block of the stem kernel (`CB x CV` accumulators; 16 ymm
     /// registers).
-    const CB: usize = 8;
-    /// Column vectors per block of the stem kernel: one (4 x 3 and 4 x 2 blocks measured
-    /// 13% and 1% slower than 8 x 1 in MobileNetV2's stem on Ice Lake).
-    const CV: usize = 1;
+    const CB: usize = 4;
+    /// Column vectors per block of the stem kernel: two (6 loads per 8 FMAs; the 8 x 1
+    /// block loads 9 per 8). MobileNetV2's stem alone at 1 thread on Zen 4 (fastest of 900
+    /// runs): 4 x 2 0.415-0.429 ms, 6 x 2 0.426-0.434, 8 x 1 0.465-0.481, 4 x 3 0.557-0.579
+    /// (spills); on Ice Lake 4 x 2 had measured 1% slower than 8 x 1 and 4 x 3 13%.
+    const CV: usize = 2;
     stem_body!("avx2,fma");
 }
 
