@@ -309,14 +309,34 @@ fn gemm_copied_panels_give_the_bits_of_aligned_rows() {
 
 #[test]
 fn gemm_tasks_split_rows_first_for_the_rows_in_lanes_tiles() {
+    use gemm::Split::{Columns, Rows, RowsPerThread};
     // MobileNetV3-Large's 160 -> 960 at 7x7 on AVX-512, 2 threads (8 tasks): 15 row tiles of
     // 64, 9 column tiles of up to 6. Rows first: 8 row ranges, each task its own weights.
-    assert_eq!(gemm::task_grid(15, 9, 8, true), (8, 1));
+    assert_eq!(gemm::task_grid(15, 9, 8, 2, Rows), (8, 1));
     // The column tiles: columns first, as before.
-    assert_eq!(gemm::task_grid(15, 9, 8, false), (1, 8));
+    assert_eq!(gemm::task_grid(15, 9, 8, 2, Columns), (1, 8));
     // Few row blocks (960 -> 160: 3 of 64 rows): the columns take the rest.
-    assert_eq!(gemm::task_grid(3, 9, 8, true), (3, 3));
-    assert_eq!(gemm::task_grid(1, 1, 8, true), (1, 1));
+    assert_eq!(gemm::task_grid(3, 9, 8, 2, Rows), (3, 3));
+    assert_eq!(gemm::task_grid(1, 1, 8, 2, Rows), (1, 1));
+    // MobileNetV2's 16 -> 96 expansion at 112x112 (16 blocks of 6 rows, 784 tiles of 16
+    // columns): one row range per thread, each in 4 column ranges; with 3 threads, 3 x 3.
+    assert_eq!(gemm::task_grid(16, 784, 8, 2, RowsPerThread), (2, 4));
+    assert_eq!(gemm::task_grid(16, 784, 12, 3, RowsPerThread), (3, 4));
+    // Fewer row blocks than threads: columns first.
+    assert_eq!(gemm::task_grid(1, 784, 8, 2, RowsPerThread), (1, 8));
+}
+
+#[test]
+fn expansions_split_rows_per_thread() {
+    use gemm::Split::{Columns, Rows, RowsPerThread};
+    // 16 -> 96 and 64 -> 384 (MobileNetV2), 40 -> 240 (EfficientNet-B0): expansions.
+    assert_eq!(gemm::gemm_split(96, 16, false), RowsPerThread);
+    assert_eq!(gemm::gemm_split(240, 40, false), RowsPerThread);
+    // Projections and the 3x3 im2col convs are not.
+    assert_eq!(gemm::gemm_split(24, 144, false), Columns);
+    assert_eq!(gemm::gemm_split(64, 3 * 3 * 32, false), Columns);
+    // The rows-in-lanes tiles keep their own split.
+    assert_eq!(gemm::gemm_split(960, 160, true), Rows);
 }
 
 #[test]
