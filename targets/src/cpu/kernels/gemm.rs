@@ -271,9 +271,9 @@ pub(super) enum Split {
 }
 
 /// Rows at least this many times the depth make a GEMM an expansion ([`Split::RowsPerThread`]):
-/// 2 takes in MobileNetV3's 2.3-4x expansions too (4 had: MobileNetV3-Large batch 1 at 2
-/// threads 0.989x the time with 2, 38 alternating rounds, 26 faster; `x86_64-avx2` 0.992x;
-/// MobileNetV3-Small 1.004x). Projections (`m < k`) never qualify.
+/// 2 takes in MobileNetV3's 2.3-4x expansions too. Against a mark of 4, MobileNetV3-Large
+/// batch 1 at 2 threads took 0.989x the time (38 alternating rounds, 26 faster), 0.992x on
+/// `x86_64-avx2`; MobileNetV3-Small 1.004x. Projections (`m < k`) never qualify.
 pub(super) const EXPAND_RATIO: usize = 2;
 
 /// How an `m x n x k` GEMM is cut into tasks: [`Split::Rows`] for the rows-in-lanes tiles

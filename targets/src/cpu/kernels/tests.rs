@@ -331,6 +331,7 @@ fn expansions_split_rows_per_thread() {
     use gemm::Split::{Columns, Rows, RowsPerThread};
     // 16 -> 96 and 64 -> 384 (MobileNetV2), 40 -> 240 (EfficientNet-B0): expansions.
     assert_eq!(gemm::gemm_split(96, 16, false), RowsPerThread);
+    assert_eq!(gemm::gemm_split(384, 64, false), RowsPerThread);
     assert_eq!(gemm::gemm_split(240, 40, false), RowsPerThread);
     // MobileNetV3's 2.3-3x expansions (80 -> 184, 24 -> 72) too.
     assert_eq!(gemm::gemm_split(184, 80, false), RowsPerThread);
