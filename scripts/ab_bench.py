@@ -67,7 +67,14 @@ def main():
                   f"min {min(normal):.3f}; slow n={slow}")
         else:
             print(f"{b}: no round in the normal state; slow n={slow}")
+        every = [r[i]["median_ms"] for r in rounds]
+        trips = [r[i].get("core_round_trip_ns") or 0 for r in rounds]
+        print(f"{b}: every round n={len(every)} median {statistics.median(every):.3f} ms, "
+              f"min {min(every):.3f}; round trips {min(trips)}-{max(trips)} ns")
     if len(a.bins) == 2:
+        rat = [r[1]["median_ms"] / r[0]["median_ms"] for r in rounds]
+        print(f"every round: B / A median {statistics.median(rat):.3f}, "
+              f"B faster in {sum(x < 1 for x in rat)} of {len(rat)}")
         both = [r for r in rounds if all((d.get("core_round_trip_ns") or 0) < SLOW_NS for d in r)]
         if both:
             rat = [r[1]["median_ms"] / r[0]["median_ms"] for r in both]

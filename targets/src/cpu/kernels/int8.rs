@@ -902,9 +902,28 @@ impl ChunkSplit {
     }
 }
 
-/// Runs a conv: work items `(image, group, pixel chunk, channel-block range)` in that order,
-/// split into at most `tasks` contiguous ranges, each task packing its panels into its own
-/// scratch panel and running `block` over them.
+/// Whether a parallel int8 conv with `units` pixel chunks and `blocks` weight blocks splits
+/// its output channels one range per thread, each range cut into pixel ranges: a pointwise
+/// expansion (`cog >= EXPAND_RATIO * k`, the 1x1 conv before an inverted residual block's
+/// depthwise conv) of one group with at least a block per thread and a chunk per task of a
+/// thread. The pool's caller claims tasks from the front and pool threads from the back
+/// ([`crate::cpu::par`]), so each thread computes about one range of the expanded planes, and
+/// the depthwise conv after it, split by planes the same way ([`super::plane_ranges`]), reads
+/// them from its own core's cache; split by pixels, half of the expanded tensor (the largest
+/// of the block) crossed to the other core. The price: every thread packs every panel. As
+/// the f32 GEMM's [`super::gemm::Split::RowsPerThread`]. A pure function of the geometry.
+fn qconv_by_channels(g: &QConvGeom, units: usize, blocks: usize, threads: usize) -> bool {
+    g.pointwise()
+        && g.groups == 1
+        && g.cog() >= super::gemm::EXPAND_RATIO.saturating_mul(g.k())
+        && blocks >= threads
+        && units >= QCONV_TASKS_PER_THREAD
+}
+
+/// Runs a conv: work items `(image, group, pixel chunk, channel-block range)` in that order
+/// (channel-block range first for an expansion, [`qconv_by_channels`]), split into at most
+/// `tasks` contiguous ranges, each task packing its panels into its own scratch panel and
+/// running `block` over them.
 ///
 /// # Safety
 /// `d` describes valid buffers for its geometry; `block` is callable on this CPU.
@@ -918,8 +937,15 @@ unsafe fn qconv_drive(block: BlockFn, rest_cost: RestCostFn, d: &QConv, threads:
         return;
     }
     let work = units * d.blocks * MR * d.chunk * d.k;
-    let (splits, tasks) = if threads <= 1 || work < QCONV_PAR_MIN_WORK {
+    let parallel = threads > 1 && work >= QCONV_PAR_MIN_WORK;
+    // An expansion's output channels go one range per thread (see [`qconv_by_channels`]).
+    let by_channels = parallel && qconv_by_channels(g, units, d.blocks, threads);
+    let (splits, tasks) = if !parallel {
         (1, 1)
+    } else if by_channels {
+        let want = qconv_tasks(threads).min(g.tasks.max(1) as usize);
+        let per = (want / threads).clamp(1, units);
+        (threads, threads * per)
     } else {
         let want = qconv_tasks(threads);
         // Units in whole rounds of the threads are not split further: splitting them by
@@ -935,6 +961,26 @@ unsafe fn qconv_drive(block: BlockFn, rest_cost: RestCostFn, d: &QConv, threads:
         )
     };
     let items = units * splits;
+    // Task `t`'s items: a range of the units in one channel-block range when split by
+    // channels, else a range of all the items.
+    let range = |t: usize| {
+        if by_channels {
+            let per = tasks / splits;
+            let (u0, u1) = part(units, per, t % per);
+            (t / per * units + u0, t / per * units + u1)
+        } else {
+            part(items, tasks, t)
+        }
+    };
+    // Item `i`: `(unit, channel-block range)`, units first within a range when split by
+    // channels (so that each task's items lie in one range), else ranges first.
+    let item = |i: usize| {
+        if by_channels {
+            (i % units, i / units)
+        } else {
+            (i / splits, i % splits)
+        }
+    };
     let split = ChunkSplit::new(p, d.chunk, n * groups, tasks.min(threads), |r| {
         rest_cost(r, d.k4)
     });
@@ -949,12 +995,12 @@ unsafe fn qconv_drive(block: BlockFn, rest_cost: RestCostFn, d: &QConv, threads:
     // packed once, into a panel of its own, by all the tasks (each a range of its quads), and
     // then computed from it: each task packing the whole panel again cost as much as a
     // quarter of those convs at 2 threads. The scratch holds `g.tasks` panels.
-    let shared = splits > 1 && g.pointwise() && units <= g.tasks.max(1) as usize;
+    let shared = !by_channels && splits > 1 && g.pointwise() && units <= g.tasks.max(1) as usize;
     if shared {
         let pack = |t: usize| {
-            let (i0, i1) = part(items, tasks, t);
-            for item in i0..i1 {
-                let (unit, s) = (item / splits, item % splits);
+            let (i0, i1) = range(t);
+            for i in i0..i1 {
+                let (unit, s) = item(i);
                 let (img, gi, p0, np) = unit_px(unit);
                 let (q0, q1) = part(d.k4, splits, s);
                 // SAFETY: panel `unit` lies in the scratch (`units <= g.tasks` panels); the
@@ -969,11 +1015,11 @@ unsafe fn qconv_drive(block: BlockFn, rest_cost: RestCostFn, d: &QConv, threads:
         super::super::par::for_each(threads, tasks, &pack);
     }
     let run = |t: usize| {
-        let (i0, i1) = part(items, tasks, t);
+        let (i0, i1) = range(t);
         let own = d.scratch.wrapping_add(t * g.panel_bytes());
         let mut filled = usize::MAX;
-        for item in i0..i1 {
-            let (unit, s) = (item / splits, item % splits);
+        for i in i0..i1 {
+            let (unit, s) = item(i);
             let (img, gi, p0, np) = unit_px(unit);
             let panel = if shared {
                 d.scratch.wrapping_add(unit * g.panel_bytes())

@@ -1633,6 +1633,42 @@ fn pointwise_chunks_leave_no_sliver_of_pixels() {
 }
 
 #[test]
+fn expansions_split_by_channels_match_the_reference() {
+    // Pointwise expansions that split their output channels one range per thread at 2
+    // threads (`qconv_by_channels`), and a projection and a grouped conv that do not; every
+    // thread count against the reference (3, 5 and 8 threads cut the channel blocks unevenly).
+    let ks = sets("int8_conv");
+    let mut r = Rng::new(17);
+    for (ci, co, s, by_channels) in [
+        (16, 96, 56, true),
+        (24, 144, 28, true),
+        (12, 40, 48, true),
+        (96, 24, 28, false),
+    ] {
+        let q = quant(&mut r, co, ci);
+        let mut g = pw_geom(ci, co, s, s, &q);
+        g.tasks = qconv_tasks(2) as u64;
+        let units = g.pixels().div_ceil(g.chunk());
+        assert_eq!(
+            qconv_by_channels(&g, units, g.blocks(), 2),
+            by_channels,
+            "{ci}->{co} at {s}x{s}"
+        );
+        let x = bytes(&mut r, ci * s * s);
+        let w: Vec<i8> = (0..co * ci).map(|_| r.int(-128, 127) as i8).collect();
+        let bias: Vec<i32> = (0..co).map(|_| r.int(-20000, 20000) as i32).collect();
+        let want = ref_conv(&g, &q, &x, &w, &bias);
+        let packed = pack_qconv(&g, &w, &bias, &q.rq.mult).unwrap();
+        let what = format!("{ci}->{co} at {s}x{s}");
+        assert_conv_eq(&ks, &g, &x, &packed, &want, &THREADS, &what);
+    }
+    let q = quant(&mut r, 96, 16);
+    let mut g = pw_geom(32, 96, 56, 56, &q);
+    g.groups = 2;
+    assert!(!qconv_by_channels(&g, 4, g.blocks(), 2), "grouped");
+}
+
+#[test]
 fn chunks_put_vector_rests_where_they_cost_least() {
     // The VNNI blocks' rest costs: 14x14 at 64 channels (16 quads) in 2 chunks of 98 on 2
     // threads: a 2-pixel rest each by `gemv` beats one chunk holding a 4-pixel vector;
