@@ -21,6 +21,38 @@ pub(super) fn part(len: usize, parts: usize, i: usize) -> (usize, usize) {
     )
 }
 
+/// `S(i)`: the sum of the first `i` of `parts` "tent" weights `w(j) = ceil(parts / 2) -
+/// min(j, parts - 1 - j)` (`4, 3, 2, 1, 1, 2, 3, 4` for 8 parts): largest at both ends,
+/// smallest in the middle, symmetric.
+fn tent_prefix(parts: usize, i: usize) -> usize {
+    let h = parts.div_ceil(2);
+    // The first `m <= h` weights are `h, h - 1, ..`.
+    let head = |m: usize| m * h - m * m.saturating_sub(1) / 2;
+    if i <= h {
+        head(i)
+    } else {
+        // By symmetry the last `parts - i` weights sum as the first `parts - i`.
+        head(h) + head(parts - h) - head(parts - i)
+    }
+}
+
+/// The range of `0..len` of task `i` (`lo <= i < hi`) when tasks `lo..hi` of `parts` cut it
+/// in proportion to their tent weights ([`tent_prefix`]): the tasks in the middle of the
+/// task list, which the dispatcher (claiming from the front) and the pool threads (from the
+/// back) reach last, are the smallest, so that whoever finishes first waits for less of the
+/// other's last task. Tasks may be empty when `len` is short.
+pub(super) fn part_tent(
+    len: usize,
+    parts: usize,
+    lo: usize,
+    hi: usize,
+    i: usize,
+) -> (usize, usize) {
+    let (s0, s1) = (tent_prefix(parts, lo), tent_prefix(parts, hi));
+    let at = |j: usize| len * (tent_prefix(parts, j) - s0) / (s1 - s0).max(1);
+    (at(i), at(i + 1))
+}
+
 /// Runs `f(q0, q1, t)` over ranges of `0..n` planes on `threads`: one task (`t = 0`, every
 /// plane) below [`PAR_MIN_WORK`] multiply-adds (`work`) or on one thread, else at most
 /// `max_tasks` (the scratch areas a geometry reserves, one per task `t`).
@@ -41,14 +73,50 @@ pub(super) fn plane_ranges(
         return f(0, n, 0);
     }
     crate::cpu::par::for_each(threads, tasks, &|t| {
-        let (q0, q1) = part(n, tasks, t);
-        f(q0, q1, t)
+        let (q0, q1) = part_tent(n, tasks, 0, tasks, t);
+        if q0 < q1 {
+            f(q0, q1, t)
+        }
     });
 }
 
 #[cfg(test)]
 mod tests {
     use super::part;
+
+    #[test]
+    fn tent_parts_cover_the_range_smallest_in_the_middle() {
+        use super::{part_tent, tent_prefix};
+        let w = |p: usize| -> Vec<usize> {
+            (0..p)
+                .map(|i| tent_prefix(p, i + 1) - tent_prefix(p, i))
+                .collect()
+        };
+        assert_eq!(w(8), [4, 3, 2, 1, 1, 2, 3, 4]);
+        assert_eq!(w(5), [3, 2, 1, 2, 3]);
+        assert_eq!(w(4), [2, 1, 1, 2]);
+        assert_eq!(w(2), [1, 1]);
+        assert_eq!(w(1), [1]);
+        let r: Vec<_> = (0..4).map(|i| part_tent(600, 4, 0, 4, i)).collect();
+        assert_eq!(r, [(0, 200), (200, 300), (300, 400), (400, 600)]);
+        // Tasks 4..8 of 8 (the second half of a grid row): growing towards the end.
+        let r: Vec<_> = (4..8).map(|i| part_tent(100, 8, 4, 8, i)).collect();
+        assert_eq!(r, [(0, 10), (10, 30), (30, 60), (60, 100)]);
+        for len in 0..50 {
+            for parts in 1..20 {
+                for (lo, hi) in [(0, parts), (0, parts / 2), (parts / 2, parts)] {
+                    let mut next = 0;
+                    for i in lo..hi {
+                        let (a, b) = part_tent(len, parts, lo, hi, i);
+                        assert_eq!(a, next, "len {len} parts {parts} {lo}..{hi}");
+                        assert!(b >= a);
+                        next = b;
+                    }
+                    assert_eq!(next, if lo < hi { len } else { 0 });
+                }
+            }
+        }
+    }
 
     #[test]
     fn parts_cover_the_range_the_first_longest() {

@@ -3,7 +3,7 @@
 //! register tiles) and the AVX-512 tiles with output rows in the lanes
 //! (`rows_in_lanes_body!`, chosen by [`rows_in_lanes`]).
 
-use super::drive::{part, PAR_MIN_WORK, TASKS_PER_THREAD};
+use super::drive::{part, part_tent, PAR_MIN_WORK, TASKS_PER_THREAD};
 use super::epilogue::{Epi, Epilogue};
 use super::words_to_blob;
 use crate::cpu::isa;
@@ -236,9 +236,16 @@ pub(super) unsafe fn gemm_drive(
     let split = gemm_split(g.m, g.k, rows_first);
     let (rc, cc) = task_grid(mb, nt, want, threads, split);
     crate::cpu::par::for_each(threads, cc * rc, &|t| {
-        let (ri, ci) = (t / cc, t % cc);
-        let (b0, b1) = part(mb, rc, ri);
-        let (t0, t1) = part(nt, cc, ci);
+        let ri = t / cc;
+        // The tasks in the middle of the list are the smallest ([`part_tent`]): the rows
+        // when they alone are split, else the columns of each row range (whose ranges stay
+        // equal: one per thread for an expansion).
+        let (b0, b1) = if cc == 1 {
+            part_tent(mb, rc, 0, rc, ri)
+        } else {
+            part(mb, rc, ri)
+        };
+        let (t0, t1) = part_tent(nt, rc * cc, ri * cc, (ri + 1) * cc, t);
         let (r0, r1) = (b0 * mr, (b1 * mr).min(g.m));
         let (c0, c1) = (t0 * nr, (t1 * nr).min(g.n));
         if r0 < r1 && c0 < c1 {
