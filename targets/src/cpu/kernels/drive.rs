@@ -1,6 +1,7 @@
 //! How the kernels cut a call into tasks for the pool ([`crate::cpu::par`]): the smallest
-//! call worth splitting, tasks per thread, near-equal ranges, and ranges of planes with a
-//! scratch area per task.
+//! call worth splitting, tasks per thread, near-equal ranges ([`part`]), ranges in
+//! proportion to tent weights ([`part_tent`]: small tasks where the dispatcher and the pool
+//! threads meet), and ranges of planes with a scratch area per task.
 
 /// Multiply-adds below which a call is not split between threads.
 pub(super) const PAR_MIN_WORK: usize = 1 << 16;
@@ -55,7 +56,8 @@ pub(super) fn part_tent(
 
 /// Runs `f(q0, q1, t)` over ranges of `0..n` planes on `threads`: one task (`t = 0`, every
 /// plane) below [`PAR_MIN_WORK`] multiply-adds (`work`) or on one thread, else at most
-/// `max_tasks` (the scratch areas a geometry reserves, one per task `t`).
+/// `max_tasks` (the scratch areas a geometry reserves, one per task `t`), sized by
+/// [`part_tent`] (empty tasks skipped).
 pub(super) fn plane_ranges(
     threads: usize,
     n: usize,
