@@ -507,6 +507,18 @@ def markdown(res):
         rat = c.get("ratios", {})
         cells += [f"{rat[r[2]]:.2f}" if rat.get(r[2]) is not None else "-" for r in ratios]
         lines.append("| " + " | ".join(cells) + " |")
+    paired = [c for c in res["configs"] if c.get("median_of_round_ratios")]
+    if paired and s["rounds"] > 1:
+        lines += ["", "Paired: the median over rounds of each round's ratio (both engines of a ratio "
+                  "timed minutes apart at most, so a disturbance that lasts a round moves one "
+                  "ratio, not one engine's column):", "",
+                  "| model | batch | threads | " + " | ".join(r[2] for r in ratios) + " |",
+                  "|---|---:|---:|" + "---:|" * len(ratios)]
+        for c in paired:
+            mr = c["median_of_round_ratios"]
+            lines.append(f"| {c['label']} | {c['batch']} | {c['threads']} | "
+                         + " | ".join(f"{mr[r[2]]:.2f}" if mr.get(r[2]) is not None else "-"
+                                      for r in ratios) + " |")
     stalled = []
     for c in res["configs"]:
         for k, runs in c.get("mnc_details", {}).items():
