@@ -19,7 +19,12 @@ and prints / writes the medians and the ratios. Interleaving: each round visits 
 configuration; for each, every engine does --warmup untimed and --iters timed runs, the engine
 order rotated by one place per round; an engine's figure for the round is the median of its
 timed runs. The table reports the median over rounds, so load from other work on a shared
-machine hits every engine alike.
+machine hits every engine alike. onnxruntime and OpenVINO keep one session per configuration
+for the whole run; mnc starts a fresh process per round (`mnc bench`), whose first runs carry
+its start-up (pool threads spawned and placed, first touches of the arena and the weights,
+the run-level thread choice's first comparison of pool and serial runs): --mnc-startup extra
+untimed runs (default 10) in each mnc round cover it, so that every engine's timed runs
+start from a warm session.
 
     python3 scripts/bench_vs_ort.py --mnc target/release/mnc --out /tmp/bench
 
@@ -335,10 +340,11 @@ def openvino_worker(path, threads, x_path, pinning):
 
 
 class MncEngine:
-    def __init__(self, mnc, path, threads, batch, target):
+    def __init__(self, mnc, path, threads, batch, target, startup=0):
         self.key = f"mnc:{target}"
         self.mnc, self.path, self.threads, self.batch, self.target = mnc, path, threads, batch, target
-        self.settings = {"target": target, "threads": threads, "batch": batch}
+        self.startup = startup
+        self.settings = {"target": target, "threads": threads, "batch": batch, "startup_runs": startup}
 
     def common(self):
         return ["--threads", str(self.threads), "--batch", str(self.batch), "--target", self.target]
@@ -352,11 +358,12 @@ class MncEngine:
 
     def round_ms(self, iters, warmup):
         out = run_checked([self.mnc, "bench", self.path, "--format", "json", "--iters", str(iters),
-                           "--warmup", str(warmup), *self.common()])
+                           "--warmup", str(warmup + self.startup), *self.common()])
         j = json.loads(out)
         return j["median_ms"], {"resolved_target": j["target"], "device": j["device"],
                                 "build_ms": j["build_ms"], "min_ms": j["min_ms"], "p90_ms": j["p90_ms"],
                                 "pool_stalls": j.get("pool_stalls"),
+                                "serial_runs": j.get("serial_runs"),
                                 "core_round_trip_ns": j.get("core_round_trip_ns")}
 
 
@@ -490,7 +497,9 @@ def markdown(res):
         lines.append("- mnc targets: " + ", ".join(f"{k[4:]} = {v}" for k, v in res["resolved_targets"].items()))
     lines += [
         f"- {s['rounds']} rounds x {s['iters']} timed runs (+{s['warmup']} warm-up) per engine, "
-        "engines interleaved, order rotated per round; median over rounds of the per-round medians, ms",
+        + (f"mnc +{s['mnc_startup']} start-up runs per round (a fresh process each), "
+           if s.get("mnc_startup") else "")
+        + "engines interleaved, order rotated per round; median over rounds of the per-round medians, ms",
         f"- busy core: {res['busy_core']['command'] if res['busy_core'] else 'none'}",
         f"- command: `{res['command']}`",
         f"- started {res['started_utc']}, {res.get('duration_s', 0):.0f} s"
@@ -625,6 +634,9 @@ def parse_args(argv):
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=30, help="timed runs per engine per round")
     ap.add_argument("--warmup", type=int, default=5, help="untimed runs before each engine's timed runs")
+    ap.add_argument("--mnc-startup", type=int, default=10,
+                    help="extra untimed runs per mnc round: its fresh process's start-up, which the "
+                         "other engines' persistent sessions paid before the first round")
     ap.add_argument("--seed", type=int, default=0, help="seed of the input (uniform in [-1, 1))")
     ap.add_argument("--zoo-seed", type=int, default=0, help="`mnc zoo --seed` of the zoo models' weights")
     ap.add_argument("--keep-bn", action="store_true",
@@ -682,7 +694,7 @@ def main(argv=None):
         "loadavg_start": list(os.getloadavg()),
         "settings": {k: getattr(a, k) for k in (
             "models", "batch", "threads", "targets", "engines", "rounds", "iters", "warmup", "seed",
-            "zoo_seed", "keep_bn", "tolerance", "openvino_pinning")},
+            "zoo_seed", "keep_bn", "tolerance", "openvino_pinning", "mnc_startup")},
         "complete": False,
         "rounds_done": 0,
     }
@@ -728,7 +740,7 @@ def run(a, res, work, t_start):
                 if "openvino-avx2" in a.engines:
                     es.append(OpenVinoAvx2Engine(path, t, x, work, pinning=a.openvino_pinning))
                 if "mnc" in a.engines:
-                    es += [MncEngine(a.mnc, path, t, b, tg) for tg in a.targets]
+                    es += [MncEngine(a.mnc, path, t, b, tg, a.mnc_startup) for tg in a.targets]
                 key = f"{label} b{b} t{t}"
                 engines[key] = es
                 for e in es:
