@@ -283,13 +283,20 @@ pub(super) enum Split {
 /// `x86_64-avx2`; MobileNetV3-Small 1.004x. Projections (`m < k`) never qualify.
 pub(super) const EXPAND_RATIO: usize = 2;
 
+/// Whether a 1x1 conv's GEMM of `m` output rows over depth `k` is an expansion (`m >=
+/// EXPAND_RATIO * k`): the f32 GEMM ([`gemm_split`]) and the int8 conv
+/// (`int8::qconv_by_channels`) then split the output channels one range per thread.
+pub(super) fn expands(m: usize, k: usize) -> bool {
+    m >= EXPAND_RATIO.saturating_mul(k)
+}
+
 /// How an `m x n x k` GEMM is cut into tasks: [`Split::Rows`] for the rows-in-lanes tiles
 /// (`rows_first`), [`Split::RowsPerThread`] for an expansion, else [`Split::Columns`]. A pure
 /// function of the shape; the results do not depend on it.
 pub(super) fn gemm_split(m: usize, k: usize, rows_first: bool) -> Split {
     if rows_first {
         Split::Rows
-    } else if m >= EXPAND_RATIO.saturating_mul(k) {
+    } else if expands(m, k) {
         Split::RowsPerThread
     } else {
         Split::Columns

@@ -904,7 +904,7 @@ impl ChunkSplit {
 
 /// Whether a parallel int8 conv with `units` pixel chunks and `blocks` weight blocks splits
 /// its output channels one range per thread, each range cut into pixel ranges: a pointwise
-/// expansion (`cog >= EXPAND_RATIO * k`, the 1x1 conv before an inverted residual block's
+/// expansion ([`super::gemm::expands`]: `cog >= EXPAND_RATIO * k`, the 1x1 conv before an inverted residual block's
 /// depthwise conv) of one group with at least a block per thread and a chunk per task of a
 /// thread. The pool's caller claims tasks from the front and pool threads from the back
 /// ([`crate::cpu::par`]), so each thread computes about one range of the expanded planes, and
@@ -915,7 +915,7 @@ impl ChunkSplit {
 fn qconv_by_channels(g: &QConvGeom, units: usize, blocks: usize, threads: usize) -> bool {
     g.pointwise()
         && g.groups == 1
-        && g.cog() >= super::gemm::EXPAND_RATIO.saturating_mul(g.k())
+        && super::gemm::expands(g.cog(), g.k())
         && blocks >= threads
         && units >= QCONV_TASKS_PER_THREAD
 }
@@ -961,11 +961,12 @@ unsafe fn qconv_drive(block: BlockFn, rest_cost: RestCostFn, d: &QConv, threads:
         )
     };
     let items = units * splits;
+    // Tasks per channel-block range when split by channels.
+    let per = tasks / splits;
     // Task `t`'s items: a range of the units in one channel-block range when split by
     // channels, else a range of all the items.
     let range = |t: usize| {
         if by_channels {
-            let per = tasks / splits;
             let (u0, u1) = part(units, per, t % per);
             (t / per * units + u0, t / per * units + u1)
         } else {
