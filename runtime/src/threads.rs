@@ -7,8 +7,8 @@
 //! gains from the second thread; with another process busy on a core the pool's own stall
 //! detection (`mnc_targets::cpu::par`) catches the worst of it. Rather than guess from such
 //! signs, [`ThreadChoice`] times whole runs both ways and runs the faster: the first runs
-//! alternate in pairs (after a cold one; one pair each when the serial run is the
-//! slower, three otherwise), then the other way is tried again (two runs)
+//! alternate in pairs (after a cold one; one pair each when the serial run is no faster
+//! than the pool's, three otherwise), then the other way is tried again (two runs)
 //! every 16 to 256 runs, the less often the larger the measured gap, so that probing costs
 //! under 1.5% of the run time. The first run after a switch is not measured: a pool run
 //! right after a serial one finds the pool threads parked (waking them, and the scheduler

@@ -904,9 +904,9 @@ impl ChunkSplit {
 
 /// Whether a parallel int8 conv with `units` pixel chunks and `blocks` weight blocks splits
 /// its output channels one range per thread, each range cut into pixel ranges: a pointwise
-/// expansion ([`super::gemm::expands`]: `cog >= EXPAND_RATIO * k`, the 1x1 conv before an inverted residual block's
-/// depthwise conv) of one group with at least a block per thread and a chunk per task of a
-/// thread. The pool's caller claims tasks from the front and pool threads from the back
+/// expansion ([`super::gemm::expands`]: `cog >= EXPAND_RATIO * k`, the 1x1 conv before an
+/// inverted residual block's depthwise conv) of one group with at least a block per thread
+/// and a chunk per task of a thread. The pool's caller claims tasks from the front and pool threads from the back
 /// ([`crate::cpu::par`]), so each thread computes about one range of the expanded planes, and
 /// the depthwise conv after it, split by planes the same way ([`super::plane_ranges`]), reads
 /// them from its own core's cache; split by pixels, half of the expanded tensor (the largest
