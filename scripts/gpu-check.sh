@@ -9,7 +9,8 @@
 # under tests/fixtures travel with the tree). It
 #   1. prints the GPU,
 #   2. runs the GPU correctness tests (every fixture and zoo model against the reference
-#      executor within 1e-4 * max|y_ref|, ragged-shape property tests),
+#      executor within 1e-4 * max|y_ref|, ragged-shape property tests; the int8 kernels,
+#      dp4a and tensor-core mma, EQUAL to the reference),
 #   3. benchmarks MobileNetV2 and EfficientNet-B0 at batch 1 and 256 with mnc (exact f32,
 #      then allow_tf32),
 #   4. benchmarks the same torchvision models with PyTorch eager (cuDNN; fp32 with TF32 off,
@@ -30,9 +31,9 @@ log="$(mktemp -d)"
 echo "== GPU"
 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader || true
 
-echo "== GPU correctness tests (fixtures, zoo models, ragged shapes)"
+echo "== GPU correctness tests (fixtures, zoo models, ragged shapes, int8)"
 # One process per test (in parallel): a fault in one cannot poison the others' CUDA context.
-tests="fixtures_match_reference zoo_models_match_reference ragged_convs_match_reference ragged_gemms_match_reference ragged_pools_se_softmax_match_reference tf32_gemms_and_models_close_to_reference"
+tests="fixtures_match_reference zoo_models_match_reference ragged_convs_match_reference ragged_gemms_match_reference ragged_pools_se_softmax_match_reference tf32_gemms_and_models_close_to_reference int8_quant_fixture_equals_reference int8_ops_equal_reference ragged_qconvs_equal_reference ragged_pointwise_qconvs_equal_reference"
 for t in $tests; do
     timeout 90 "$bin" --exact "$t" --nocapture > "$log/test-$t.txt" 2>&1 &
 done

@@ -572,6 +572,41 @@ fn qconv_cases() -> impl Strategy<Value = QConvCase> {
         )
 }
 
+/// Pointwise cases the tensor-core kernel runs (`int8::QConvKernel::Imma`: 1x1, stride 1,
+/// one group, 16+ input channels): ragged channel counts (partial 32-channel steps and
+/// 16-row tiles) and pixel counts (partial 64-pixel tiles).
+fn pointwise_qconv_cases() -> impl Strategy<Value = QConvCase> {
+    (
+        (1usize..3, 16usize..100, 1usize..140, 1usize..20, 1usize..20),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            0u8..3,
+            any::<bool>(),
+            any::<u64>(),
+        ),
+    )
+        .prop_map(
+            |((n, cig, cog, h, w), (x_i8, y_i8, act, bias, seed))| QConvCase {
+                n,
+                cig,
+                cog,
+                group: 1,
+                h,
+                w,
+                k: [1, 1],
+                stride: [1, 1],
+                dil: [1, 1],
+                pads: [0; 4],
+                x_i8,
+                y_i8,
+                act,
+                bias,
+                seed,
+            },
+        )
+}
+
 /// `Quantize -> QConv -> Dequantize` of a case (`None` if the IR refuses it).
 fn qconv_graph(c: &QConvCase) -> Option<Graph> {
     use mnc_ir::{DType, QConv, QParams};
@@ -677,6 +712,17 @@ proptest! {
             let Some(arch) = gpu("ragged_qconvs_equal_reference") else { return Ok(()); };
             check_exact(&format!("{c:?}"), &g, arch, &x);
         }
+    }
+
+    #[test]
+    fn ragged_pointwise_qconvs_equal_reference(c in pointwise_qconv_cases()) {
+        let g = qconv_graph(&c).expect("a pointwise conv the IR accepts");
+        let x = inputs_for(&g, c.seed);
+        let p = codegen::compile(&g, CudaArch::Sm80, &CudaOptions::default()).unwrap();
+        prop_assert!(p.ptx.contains("mma.sync.aligned.m16n8k32"), "not on tensor cores: {c:?}");
+        reference::run(&g, &x).unwrap();
+        let Some(arch) = gpu("ragged_pointwise_qconvs_equal_reference") else { return Ok(()); };
+        check_exact(&format!("{c:?}"), &g, arch, &x);
     }
 }
 

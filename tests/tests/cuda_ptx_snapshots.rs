@@ -153,3 +153,46 @@ fn snapshot_int8_qconv() {
     g.add_output("y", y);
     insta::assert_snapshot!("cuda_int8_qconv", ptx(&g));
 }
+
+/// int8 (issue 14): a pointwise `QConv` of 24 u8 channels to 20 (i8 activations after a
+/// Quantize): the tensor-core kernel (`mma.m16n8k32`, one partial 32-channel step, a
+/// partial 16-row tile, 5x5 pixels in one 64-pixel tile), Clip(0, 6) as the output range.
+#[test]
+fn snapshot_int8_qconv_mma() {
+    use mnc_ir::{DType, QConv, QParams};
+    let mut g = Graph::new("int8_qconv_mma");
+    let x = g.add_input("x", TensorType::f32(vec![1, 24, 5, 5]));
+    let xp = QParams::per_tensor(DType::I8, 0.02, -4);
+    let yp = QParams::per_tensor(DType::U8, 0.05, 0);
+    let xq = g
+        .add_node_inferred("xq", Op::Quantize(xp.clone()), &[x])
+        .unwrap();
+    let w = Tensor::from_i32_values(
+        vec![20, 24, 1, 1],
+        DType::I8,
+        (0..480).map(|i| i * 7 % 255 - 127).collect(),
+    )
+    .unwrap();
+    let w = g.add_constant("w", w);
+    let q = QConv {
+        conv: Conv {
+            epilogue: Epilogue {
+                residual: false,
+                act: Some(Activation::Clip { min: 0.0, max: 6.0 }),
+            },
+            ..Default::default()
+        },
+        x: xp,
+        w: QParams::per_tensor(DType::I8, 0.01, 0),
+        y: yp.clone(),
+        residual: None,
+    };
+    let c = g
+        .add_node_inferred("qconv", Op::QConv(Box::new(q)), &[xq, w])
+        .unwrap();
+    let y = g.add_node_inferred("y", Op::Dequantize(yp), &[c]).unwrap();
+    g.add_output("y", y);
+    let text = ptx(&g);
+    assert!(text.contains("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32"));
+    insta::assert_snapshot!("cuda_int8_qconv_mma", text);
+}

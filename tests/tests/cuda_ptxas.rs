@@ -125,6 +125,12 @@ fn every_kernel_assembles_with_ptxas() {
     let mut handles = Vec::new();
     let mut total = 0;
     let mut unique = 0;
+    // The int8 tensor-core conv on both activation types must be among them.
+    const IMMA_FORMS: [&str; 2] = [
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.u8.s32",
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32",
+    ];
+    let mut imma_seen = [false; 2];
     for arch in CudaArch::ALL {
         let mut modules = Vec::new();
         for (name, g) in &graphs {
@@ -136,6 +142,9 @@ fn every_kernel_assembles_with_ptxas() {
                 }
                 let p = codegen::compile(g, arch, &CudaOptions { allow_tf32 })
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
+                for (form, seen) in IMMA_FORMS.iter().zip(imma_seen.iter_mut()) {
+                    *seen |= p.ptx.contains(form);
+                }
                 assert!(p.ptx.contains(&format!(".target {}", arch.sm())));
                 total += p.kernels.len();
                 let label = if allow_tf32 {
@@ -154,6 +163,7 @@ fn every_kernel_assembles_with_ptxas() {
         let ptxas = ptxas.clone();
         handles.push(std::thread::spawn(move || assemble(&ptxas, arch, &file)));
     }
+    assert_eq!(imma_seen, [true; 2], "int8 mma forms {IMMA_FORMS:?}");
     for h in handles {
         h.join().expect("ptxas thread");
     }

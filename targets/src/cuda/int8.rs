@@ -10,7 +10,9 @@
 //! buffer, starting at its buffer's 128-byte aligned offset; an `i32` tensor is one word per
 //! element.
 //!
-//! The integer convolution runs on `dp4a`: activations (`u8` or `i8`, the type of the
+//! A pointwise integer convolution (16+ input channels, one group) runs on tensor cores
+//! ([`qconv_imma`], `mma.m16n8k32`, weights packed in fragment order by
+//! [`pack_qconv_imma`]); every other one on `dp4a` ([`QConvSpec::kernel`] chooses): activations (`u8` or `i8`, the type of the
 //! instruction's first operand) times `i8` weights, four products per instruction summed
 //! into an `i32`. The weights are packed at compile time in 4-byte quads ([`pack_qconv`]):
 //! four input channels of one tap ([`qconv`]), or four taps of the one input channel of a
@@ -602,6 +604,341 @@ pub fn qdwconv(s: &QConvSpec) -> Gen {
     let out = k.addr_sized(y, i, 1);
     qconv_store(&mut k, s, wp, o, acc, out);
     finish(k, &exit, n, "qdwconv")
+}
+
+/// Which kernel runs an integer convolution: a pure function of its geometry
+/// ([`QConvSpec::kernel`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QConvKernel {
+    /// [`qconv_imma`]: tensor-core `mma.m16n8k32` (a pointwise conv of one group with at
+    /// least [`IMMA_MIN_CHANNELS`] input channels).
+    Imma,
+    /// [`qconv`]: `dp4a`, one thread per output pixel.
+    Dp4a,
+    /// [`qdwconv`]: `dp4a` over the taps of one input channel.
+    Depthwise,
+}
+
+/// Fewest input channels of a conv [`qconv_imma`] runs: each `mma.m16n8k32` reduces 32
+/// channels, so below 16 more than half of every product would be padding.
+pub const IMMA_MIN_CHANNELS: usize = 16;
+
+/// Block tile of [`qconv_imma`]: output channels x pixels per block of 4 warps (2x2, each
+/// 32x32 = 2x4 `mma.m16n8k32` tiles), and the input channels of one reduction step.
+pub const IMMA_TILE: (usize, usize, usize) = (64, 64, 32);
+
+/// Words per staged pixel in [`qconv_imma`]'s shared tile: the 8 channel quads of a step
+/// and 4 words of padding, so that the B-fragment reads (pixel `gid`, quad `tig` of each
+/// lane) fall in 32 distinct banks.
+const IMMA_LDB: usize = 12;
+
+impl QConvSpec {
+    /// Whether the conv is a 1x1 stride-1 unpadded conv of one group (a GEMM over pixels).
+    fn pointwise(&self) -> bool {
+        let c = &self.conv;
+        c.group == 1
+            && (c.kh, c.kw) == (1, 1)
+            && c.stride == [1, 1]
+            && c.pad == [0, 0]
+            && (c.oh, c.ow) == (c.h, c.w)
+    }
+    /// The kernel that runs this conv.
+    pub fn kernel(&self) -> QConvKernel {
+        if self.depthwise() {
+            QConvKernel::Depthwise
+        } else if self.pointwise() && self.cig() >= IMMA_MIN_CHANNELS {
+            QConvKernel::Imma
+        } else {
+            QConvKernel::Dp4a
+        }
+    }
+}
+
+/// Output channels of a [`pack_qconv_imma`] pack: `co` rounded up to the block tile.
+fn imma_rows(s: &QConvSpec) -> usize {
+    s.conv.co.next_multiple_of(IMMA_TILE.0)
+}
+
+/// Reduction steps of [`qconv_imma`]: input channels in steps of 32.
+fn imma_steps(s: &QConvSpec) -> usize {
+    s.conv.ci.div_ceil(IMMA_TILE.2)
+}
+
+/// The word (in the pack, [`pack_qconv_imma`]) of A-fragment register 0 of lane `lane` for
+/// the 16-row tile `mtile` and reduction step `step`; registers 1..3 follow it.
+pub fn imma_a_word(s: &QConvSpec, mtile: usize, step: usize, lane: usize) -> usize {
+    2 * imma_rows(s) + ((mtile * imma_steps(s) + step) * 32 + lane) * 4
+}
+
+/// The weight `(row, channel)` of byte `j` of A-fragment register `r` of lane `lane` of an
+/// `mma.m16n8k32` with 8-bit operands, within its 16x32 tile (PTX ISA, "Matrix Fragments
+/// for mma.m16n8k32": element `i = 4 r + j` is in row `groupID` for `i < 4` and `8 <= i <
+/// 12`, else `groupID + 8`; column `4 threadID_in_group + (i & 3)`, plus 16 for `i >= 8`).
+fn imma_a_at(lane: usize, r: usize, j: usize) -> (usize, usize) {
+    (lane / 4 + 8 * (r % 2), 4 * (lane % 4) + j + 16 * (r / 2))
+}
+
+/// The constants of a [`qconv_imma`] conv, as weights-buffer words: the folded biases
+/// `bias[o] - x_zp * sum(w[o])` (i32 bits), then the multipliers (f32), each padded with
+/// zeros to [`imma_rows`] words; then the weights in `mma` fragment order
+/// ([`imma_a_word`]): per 16-row tile and 32-channel step, each lane's four A registers
+/// (16 bytes, one `ld.v4`), zero past the channels and rows. `w` is OI11 (one group).
+pub fn pack_qconv_imma(
+    s: &QConvSpec,
+    w: &[i8],
+    bias: &[i32],
+    mult: &[f32],
+) -> Result<Vec<f32>, String> {
+    let (co, ci) = (s.conv.co, s.conv.ci);
+    if s.kernel() != QConvKernel::Imma {
+        return Err(format!("not a tensor-core conv: {:?}", s.kernel()));
+    }
+    if w.len() != co * ci || bias.len() != co || mult.len() != co {
+        return Err(format!(
+            "QConv constants do not match the shape: {} weights for {co}x{ci}, {} biases, {} multipliers",
+            w.len(),
+            bias.len(),
+            mult.len()
+        ));
+    }
+    let rows = imma_rows(s);
+    let steps = imma_steps(s);
+    let mut out = vec![0f32; 2 * rows];
+    for o in 0..co {
+        let sum = w[o * ci..][..ci]
+            .iter()
+            .fold(0i32, |a, &v| a.wrapping_add(v as i32));
+        out[o] = f32::from_bits(bias[o].wrapping_sub(s.x_zp.wrapping_mul(sum)) as u32);
+        out[rows + o] = mult[o];
+    }
+    let mut bytes = Vec::with_capacity(rows * steps * IMMA_TILE.2);
+    for mtile in 0..rows / 16 {
+        for step in 0..steps {
+            for lane in 0..32 {
+                for r in 0..4 {
+                    for j in 0..4 {
+                        let (row, col) = imma_a_at(lane, r, j);
+                        let (o, c) = (16 * mtile + row, IMMA_TILE.2 * step + col);
+                        bytes.push(if o < co && c < ci {
+                            w[o * ci + c] as u8
+                        } else {
+                            0
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out.extend(crate::bytes_to_words(&bytes));
+    Ok(out)
+}
+
+/// The integer pointwise convolution on tensor cores (sm_80+): per image, the GEMM `y[o][p]
+/// = sum_c w[o][c] x[c][p]` in [`IMMA_TILE`] blocks of 4 warps. Each step, the block
+/// stages 32 input channels of its 64 pixels in shared memory as 4-channel words per pixel
+/// (zero past the channels and pixels: their weights are zero or their outputs unstored),
+/// each warp loads its A fragments straight from the pack (one `ld.v4` per lane and tile)
+/// and runs 2x4 `mma.sync.aligned.m16n8k32.row.col.s32.s8.{u8,s8}.s32` (integer, wrapping
+/// like the reference's sum); the folded bias is added and the result requantized as in
+/// [`qconv`]. Bit-exact like the `dp4a` kernels. Params: x, packed constants
+/// ([`pack_qconv_imma`]), y.
+pub fn qconv_imma(s: &QConvSpec) -> Gen {
+    let c = &s.conv;
+    let (bm, bn, bk) = IMMA_TILE;
+    let (co, ci) = (c.co, c.ci);
+    let pix = c.h * c.w;
+    let rows = imma_rows(s);
+    let steps = imma_steps(s);
+    let threads = 128usize;
+    let mut k = Kernel::new(3, threads as u32);
+    let (x, wp, y) = (k.param_ptr(0), k.param_ptr(1), k.param_ptr(2));
+    let tid = k.special("%tid.x");
+    let bx = k.special("%ctaid.x");
+    let by = k.special("%ctaid.y");
+    let bz = k.special("%ctaid.z");
+    let p0 = k.u32_op_imm("mul.lo", bx, bn as u32);
+    let m0 = k.u32_op_imm("mul.lo", by, bm as u32);
+    let warp = k.u32_op_imm("shr", tid, 5);
+    let lane = k.u32_op_imm("and", tid, 31);
+    let gid = k.u32_op_imm("shr", lane, 2);
+    let tig = k.u32_op_imm("and", lane, 3);
+    let wmi = k.u32_op_imm("shr", warp, 1);
+    let wni = k.u32_op_imm("and", warp, 1);
+    let sb = k.shared(bn * IMMA_LDB);
+    // The image's input planes.
+    let zero = k.imm_u32(0);
+    let xoff = k.mad_imm(bz, (ci * pix) as u32, zero);
+    let ximg = k.addr_sized(x, xoff, 1);
+    // Staging slots: element e = tid + 128 l of the step's 64 pixels x 8 channel quads
+    // (pixel e % 64, quad e / 64): four bytes of one pixel packed into one shared word.
+    struct Slot {
+        quad: usize,
+        ok: Reg,
+        src: Reg,
+        saddr: Reg,
+    }
+    let mut slots = Vec::new();
+    for l in 0..(bn * bk / 4) / threads {
+        let e = k.u32_op_imm("add", tid, (l * threads) as u32);
+        let nn = k.u32_op_imm("and", e, bn as u32 - 1);
+        // (e / 64 is l * 2 + tid / 64: the quad index is a register only through tid.)
+        let q = k.u32_op_imm("shr", e, bn.trailing_zeros());
+        let gp = k.u32_op("add", p0, nn);
+        let ok = k.p();
+        k.ins(format!("setp.lt.u32 {ok}, {gp}, {pix}"));
+        let elem = k.r();
+        k.ins(format!("mad.lo.u32 {elem}, {q}, {}, {gp}", 4 * pix));
+        let src = k.addr_sized(ximg, elem, 1);
+        let si = k.mad_imm(nn, IMMA_LDB as u32, q);
+        let saddr = k.r();
+        k.ins(format!("mad.lo.u32 {saddr}, {si}, 4, {sb}"));
+        slots.push(Slot {
+            quad: l * (threads / bn),
+            ok,
+            src,
+            saddr,
+        });
+    }
+    // The quad of each slot is `quad + tid / 64` (tid / 64 is 0 or 1).
+    let qhi = k.u32_op_imm("shr", tid, bn.trailing_zeros());
+    // A fragments: the pack's word of (tile by * 4 + wmi * 2 + mi, step, lane).
+    let t0 = k.u32_op_imm("mul.lo", by, (bm / 16) as u32);
+    let t1 = k.mad_imm(wmi, 2, t0);
+    let tl = k.mad_imm(t1, (steps * 32) as u32, lane);
+    let wfirst = k.imm_u32(2 * rows as u32);
+    let aw = k.mad_imm(tl, 4, wfirst);
+    let apos = k.addr(wp, aw);
+    let tile_bytes = steps * 32 * 16;
+    // B fragments: shared word of (pixel wn + 8 ni + gid, quad tig [+ 4]).
+    let wn = k.u32_op_imm("mul.lo", wni, 32);
+    let bpix = k.u32_op("add", wn, gid);
+    let bw = k.mad_imm(bpix, IMMA_LDB as u32, tig);
+    let rb = k.r();
+    k.ins(format!("mad.lo.u32 {rb}, {bw}, 4, {sb}"));
+    // acc[mi][ni][r]
+    let acc: Vec<Vec<Vec<Reg>>> = (0..2)
+        .map(|_| {
+            (0..4)
+                .map(|_| (0..4).map(|_| k.imm_u32(0)).collect())
+                .collect()
+        })
+        .collect();
+    let k0 = k.imm_u32(0);
+    let top = k.label("kstep");
+    k.place(&top);
+    for sl in &slots {
+        // channel of byte j: k0 + 4 (quad + tid / 64) + j
+        let kq = k.u32_op_imm("add", qhi, sl.quad as u32);
+        let kb = k.mad_imm(kq, 4, k0);
+        let bytes: Vec<Reg> = (0..4)
+            .map(|j| {
+                let p = k.p();
+                k.ins(format!(
+                    "setp.lt.u32 {p}, {kb}, {}",
+                    (ci - j.min(ci)) as u32
+                ));
+                k.ins(format!("and.pred {p}, {p}, {}", sl.ok));
+                let v = k.imm_u32(0);
+                k.ins(format!(
+                    "@{p} ld.global.nc.u8 {v}, [{}+{}]",
+                    sl.src,
+                    j * pix
+                ));
+                v
+            })
+            .collect();
+        let word = pack4(&mut k, &bytes);
+        k.ins(format!("st.shared.b32 [{}], {word}", sl.saddr));
+    }
+    k.ins("bar.sync 0");
+    let afr: Vec<Vec<Reg>> = (0..2)
+        .map(|mi| {
+            let regs: Vec<Reg> = (0..4).map(|_| k.r()).collect();
+            k.ins(format!(
+                "ld.global.nc.v4.u32 {{{}, {}, {}, {}}}, [{apos}+{}]",
+                regs[0],
+                regs[1],
+                regs[2],
+                regs[3],
+                mi * tile_bytes
+            ));
+            regs
+        })
+        .collect();
+    let bfr: Vec<Vec<Reg>> = (0..4)
+        .map(|ni| {
+            (0..2)
+                .map(|r| {
+                    let reg = k.r();
+                    let off = (ni * 8 * IMMA_LDB + 4 * r) * 4;
+                    k.ins(format!("ld.shared.b32 {reg}, [{rb}+{off}]"));
+                    reg
+                })
+                .collect()
+        })
+        .collect();
+    for mi in 0..2 {
+        for ni in 0..4 {
+            let (cr, a, b) = (&acc[mi][ni], &afr[mi], &bfr[ni]);
+            k.ins(format!(
+                "mma.sync.aligned.m16n8k32.row.col.s32.s8.{}.s32 {{{}, {}, {}, {}}}, {{{}, {}, {}, {}}}, {{{}, {}}}, {{{}, {}, {}, {}}}",
+                ld_ty(s.x),
+                cr[0], cr[1], cr[2], cr[3], a[0], a[1], a[2], a[3], b[0], b[1], cr[0], cr[1], cr[2], cr[3]
+            ));
+        }
+    }
+    k.ins("bar.sync 0");
+    k.ins(format!("add.u32 {k0}, {k0}, {bk}"));
+    k.ins(format!("add.s64 {apos}, {apos}, 512"));
+    for sl in &slots {
+        k.ins(format!("add.s64 {}, {}, {}", sl.src, sl.src, bk * pix));
+    }
+    let more = k.p();
+    k.ins(format!("setp.lt.u32 {more}, {k0}, {ci}"));
+    k.ins(format!("@{more} bra {top}"));
+
+    // Epilogue: element r of tile (mi, ni) is (o = m0 + 32 wmi + 16 mi + gid + 8 (r / 2),
+    // p = p0 + wn + 8 ni + 2 tig + r % 2).
+    let wm = k.u32_op_imm("mul.lo", wmi, 32);
+    let mrow0 = k.u32_op("add", m0, wm);
+    let mrow = k.u32_op("add", mrow0, gid);
+    let ncol0 = k.u32_op("add", p0, wn);
+    let ncol = k.mad_imm(tig, 2, ncol0);
+    let yimg = k.u32_op_imm("mul.lo", bz, co as u32);
+    for (mi, per_m) in acc.iter().enumerate() {
+        for half in 0..2 {
+            let o = k.u32_op_imm("add", mrow, (16 * mi + 8 * half) as u32);
+            // o < rows: the padded bias and multiplier words are there.
+            let bias = qconv_bias(&mut k, wp, o);
+            let mi_word = k.u32_op_imm("add", o, rows as u32);
+            let mult = k.ld(wp, mi_word);
+            let po = k.p();
+            k.ins(format!("setp.lt.u32 {po}, {o}, {co}"));
+            let orow = k.u32_op("add", yimg, o);
+            let obase = k.mad_imm(orow, pix as u32, zero);
+            for (ni, regs) in per_m.iter().enumerate() {
+                for col in 0..2 {
+                    let v0 = regs[2 * half + col];
+                    let n = k.u32_op_imm("add", ncol, (8 * ni + col) as u32);
+                    let (pn, p) = (k.p(), k.p());
+                    k.ins(format!("setp.lt.u32 {pn}, {n}, {pix}"));
+                    k.ins(format!("and.pred {p}, {po}, {pn}"));
+                    let a = k.r();
+                    k.ins(format!("add.s32 {a}, {v0}, {bias}"));
+                    let v = requant(&mut k, a, mult, s.y_zp, s.lo, s.hi);
+                    let e = k.u32_op("add", obase, n);
+                    let addr = k.addr_sized(y, e, 1);
+                    k.ins(format!("@{p} st.global.u8 [{addr}], {v}"));
+                }
+            }
+        }
+    }
+    k.ins("ret");
+    Gen {
+        kernel: k,
+        grid: [pix.div_ceil(bn) as u32, co.div_ceil(bm) as u32, c.n as u32],
+        kind: "qconvmma",
+    }
 }
 
 /// Threads per block of the int8 kernels (all one thread per output or one warp per plane).

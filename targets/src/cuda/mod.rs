@@ -9,7 +9,7 @@
 //! replays the launch plan with `cudarc`.
 //!
 //! Int8 (issue 14): the quantized ops (`QuantizeLinear`, `DequantizeLinear`, `QConv` on
-//! `dp4a`, `QLut`, `QGlobalAveragePool`, `QAdd`/`QMul`) and the integer `Pad` run on
+//! tensor cores (`mma.m16n8k32`, pointwise) or `dp4a`, `QLut`, `QGlobalAveragePool`, `QAdd`/`QMul`) and the integer `Pad` run on
 //! generated kernels ([`int8`]), bit-exact against the reference executor; `u8`/`i8` values
 //! are stored as bytes ([`storage_words`]).
 //!
@@ -1076,7 +1076,8 @@ fn const_data(g: &Graph, i: NodeId) -> Option<&TensorData> {
 }
 
 /// Lowers a `QConv`: its weights and bias (constants) packed with the folded zero point and
-/// the multipliers ([`int8::pack_qconv`]), then the `dp4a` kernel of its shape.
+/// the multipliers ([`int8::pack_qconv`], [`int8::pack_qconv_imma`]), then the kernel of its
+/// shape ([`int8::QConvSpec::kernel`]: tensor-core `mma` for pointwise convs, else `dp4a`).
 fn lower_qconv(
     lw: &mut Lower,
     id: NodeId,
@@ -1140,13 +1141,22 @@ fn lower_qconv(
         lo: rq.lo,
         hi: rq.hi,
     };
-    let packed = int8::pack_qconv(&spec, &w, &bias, &rq.mult).map_err(|r| lw.unsupported(id, r))?;
-    let consts = lw.add_weights(&packed);
-    let gen = if spec.depthwise() {
-        int8::qdwconv(&spec)
-    } else {
-        int8::qconv(&spec)
+    let (packed, gen) = match spec.kernel() {
+        int8::QConvKernel::Imma => (
+            int8::pack_qconv_imma(&spec, &w, &bias, &rq.mult),
+            int8::qconv_imma(&spec),
+        ),
+        int8::QConvKernel::Dp4a => (
+            int8::pack_qconv(&spec, &w, &bias, &rq.mult),
+            int8::qconv(&spec),
+        ),
+        int8::QConvKernel::Depthwise => (
+            int8::pack_qconv(&spec, &w, &bias, &rq.mult),
+            int8::qdwconv(&spec),
+        ),
     };
+    let packed = packed.map_err(|r| lw.unsupported(id, r))?;
+    let consts = lw.add_weights(&packed);
     lw.emit(id, gen, vec![x, consts, out])
 }
 

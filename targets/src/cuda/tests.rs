@@ -693,3 +693,269 @@ fn int8_packed_conv_arithmetic_equals_the_reference() {
         );
     }
 }
+
+/// The tensor-core conv ([`int8::qconv_imma`]) emulated on the host lane by lane: each
+/// step staged as the kernel stages it, A fragments read from the pack at
+/// [`int8::imma_a_word`], B fragments from the staged words as the kernel addresses them,
+/// each `mma.m16n8k32` computed from the fragment layouts of the PTX ISA (transcribed here
+/// independently of the pack), and the outputs placed by the accumulator layout: equals the
+/// reference executor's `QConv` exactly. Checks the pack, the staging and the fragment
+/// addressing the PTX relies on (the PTX itself runs only on a GPU).
+#[test]
+fn int8_imma_conv_arithmetic_equals_the_reference() {
+    use int8::{imma_a_word, pack_qconv_imma, QConvKernel, QConvSpec, IMMA_TILE};
+    use mnc_ir::{DType, QConv, QParams};
+    // the PTX ISA's layouts for 8-bit m16n8k32 (groupID = lane >> 2, tig = lane % 4)
+    let a_pos = |lane: usize, i: usize| {
+        let (gid, tig) = (lane >> 2, lane % 4);
+        let row = if i < 4 || (8..12).contains(&i) {
+            gid
+        } else {
+            gid + 8
+        };
+        let col = if i < 8 {
+            tig * 4 + (i & 3)
+        } else {
+            tig * 4 + (i & 3) + 16
+        };
+        (row, col)
+    };
+    let b_pos = |lane: usize, i: usize| {
+        let tig = lane % 4;
+        let k = if i < 4 {
+            tig * 4 + (i & 3)
+        } else {
+            tig * 4 + (i & 3) + 16
+        };
+        (k, lane >> 2)
+    };
+    let c_pos = |lane: usize, i: usize| {
+        let (gid, tig) = (lane >> 2, lane % 4);
+        (if i < 2 { gid } else { gid + 8 }, tig * 2 + (i & 1))
+    };
+    // (n, ci, co, h, w, i8 input)
+    let cases = [
+        (1, 16, 8, 3, 5, false),
+        (2, 19, 37, 7, 10, true),
+        (1, 70, 130, 9, 9, false),
+        (1, 32, 64, 8, 8, true),
+    ];
+    for (case, &(n, ci, co, h, w, x_i8)) in cases.iter().enumerate() {
+        let pix = h * w;
+        let xt = if x_i8 { DType::I8 } else { DType::U8 };
+        let x_zp = if x_i8 { -3 } else { 125 };
+        let q = QConv {
+            conv: Conv {
+                has_bias: true,
+                epilogue: Epilogue {
+                    residual: false,
+                    act: Some(Activation::Relu),
+                },
+                ..Default::default()
+            },
+            x: QParams::per_tensor(xt, 0.02, x_zp),
+            w: QParams {
+                dtype: DType::I8,
+                axis: Some(0),
+                scale: (0..co).map(|o| 0.002 + 0.0001 * o as f32).collect(),
+                zero_point: vec![0; co],
+            },
+            y: QParams::per_tensor(DType::U8, 0.06, 9),
+            residual: None,
+        };
+        let lcg = |len: usize, seed: u32, lo: i32, span: u32| -> Vec<i32> {
+            (0..len as u32)
+                .map(|i| {
+                    lo + ((i.wrapping_mul(2654435761) ^ seed).wrapping_mul(40503) >> 7) as i32
+                        % span as i32
+                })
+                .collect()
+        };
+        let xv = lcg(
+            n * ci * pix,
+            case as u32 + 3,
+            if x_i8 { -128 } else { 0 },
+            256,
+        );
+        let wv = lcg(co * ci, case as u32 + 5, -127, 255);
+        let bv = lcg(co, case as u32 + 9, -3000, 6000);
+        let x = Tensor::from_i32_values(vec![n, ci, h, w], xt, xv.clone()).unwrap();
+        let wt = Tensor::from_i32_values(vec![co, ci, 1, 1], DType::I8, wv.clone()).unwrap();
+        let bt = Tensor::from_i32_values(vec![co], DType::I32, bv.clone()).unwrap();
+        let want = mnc_ir::eval::eval_op(&Op::QConv(Box::new(q.clone())), &[&x, &wt, &bt]).unwrap();
+        let rq = q.requant(co).unwrap();
+        let s = QConvSpec {
+            conv: kernels::ConvSpec {
+                n,
+                ci,
+                h,
+                w,
+                co,
+                oh: h,
+                ow: w,
+                kh: 1,
+                kw: 1,
+                stride: [1, 1],
+                dilation: [1, 1],
+                pad: [0, 0],
+                group: 1,
+                epi: crate::epilogue::Epilogue::new(true, false, None),
+            },
+            x: QType::of(xt).unwrap(),
+            x_zp,
+            y_zp: rq.zero_point,
+            lo: rq.lo,
+            hi: rq.hi,
+        };
+        assert_eq!(s.kernel(), QConvKernel::Imma, "case {case}");
+        let w8: Vec<i8> = wv.iter().map(|&v| v as i8).collect();
+        let packed = pack_qconv_imma(&s, &w8, &bv, &rq.mult).unwrap();
+        let word = |i: usize| packed[i].to_bits();
+        let rows = co.next_multiple_of(IMMA_TILE.0);
+        let from_pack = mnc_ir::quant::Requant {
+            mult: packed[rows..rows + co].to_vec(),
+            ..rq.clone()
+        };
+        let xb = |b: usize, c: usize, p: usize| -> u8 {
+            if c < ci && p < pix {
+                xv[(b * ci + c) * pix + p] as u8
+            } else {
+                0
+            }
+        };
+        let (bm, bn, bk) = IMMA_TILE;
+        let steps = ci.div_ceil(bk);
+        let mut got = vec![i32::MIN; n * co * pix];
+        for b in 0..n {
+            for by in 0..co.div_ceil(bm) {
+                for bx in 0..pix.div_ceil(bn) {
+                    // acc[warp][mi][ni][lane][r]
+                    let mut acc = [[[[[0i32; 4]; 32]; 4]; 2]; 4];
+                    for step in 0..steps {
+                        // the staged words: pixel nn, quad q = 4 channels of one pixel
+                        let staged = |nn: usize, q: usize| -> u32 {
+                            u32::from_le_bytes(std::array::from_fn(|j| {
+                                xb(b, step * bk + 4 * q + j, bx * bn + nn)
+                            }))
+                        };
+                        for (warp, acc_w) in acc.iter_mut().enumerate() {
+                            let (wmi, wni) = (warp >> 1, warp & 1);
+                            for (mi, acc_m) in acc_w.iter_mut().enumerate() {
+                                let a: Vec<[u32; 4]> = (0..32)
+                                    .map(|lane| {
+                                        let w0 = imma_a_word(&s, by * 4 + wmi * 2 + mi, step, lane);
+                                        std::array::from_fn(|r| word(w0 + r))
+                                    })
+                                    .collect();
+                                for (ni, acc_t) in acc_m.iter_mut().enumerate() {
+                                    let bf: Vec<[u32; 2]> = (0..32)
+                                        .map(|lane| {
+                                            let px = wni * 32 + ni * 8 + (lane >> 2);
+                                            std::array::from_fn(|r| staged(px, lane % 4 + 4 * r))
+                                        })
+                                        .collect();
+                                    // D = A B + C from the fragments
+                                    let mut am = [[0i32; 32]; 16];
+                                    let mut bmx = [[0i32; 8]; 32];
+                                    for lane in 0..32 {
+                                        for i in 0..16 {
+                                            let (r, c) = a_pos(lane, i);
+                                            am[r][c] =
+                                                a[lane][i / 4].to_le_bytes()[i % 4] as i8 as i32;
+                                        }
+                                        for i in 0..8 {
+                                            let (kk, nn) = b_pos(lane, i);
+                                            let byte = bf[lane][i / 4].to_le_bytes()[i % 4];
+                                            bmx[kk][nn] =
+                                                if x_i8 { byte as i8 as i32 } else { byte as i32 };
+                                        }
+                                    }
+                                    for (lane, acc_l) in acc_t.iter_mut().enumerate() {
+                                        for (i, acc_i) in acc_l.iter_mut().enumerate() {
+                                            let (r, c) = c_pos(lane, i);
+                                            let dot = (0..32).fold(0i32, |t, kk| {
+                                                t.wrapping_add(am[r][kk] * bmx[kk][c])
+                                            });
+                                            *acc_i = acc_i.wrapping_add(dot);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    // the epilogue's placement of accumulator r of lane `lane`
+                    for (warp, acc_w) in acc.iter().enumerate() {
+                        let (wmi, wni) = (warp >> 1, warp & 1);
+                        for (mi, acc_m) in acc_w.iter().enumerate() {
+                            for (ni, acc_t) in acc_m.iter().enumerate() {
+                                for (lane, acc_l) in acc_t.iter().enumerate() {
+                                    let (gid, tig) = (lane >> 2, lane % 4);
+                                    for (r, &acc_r) in acc_l.iter().enumerate() {
+                                        let o = by * bm + wmi * 32 + 16 * mi + gid + 8 * (r / 2);
+                                        let p = bx * bn + wni * 32 + 8 * ni + 2 * tig + r % 2;
+                                        if o < co && p < pix {
+                                            let v = acc_r.wrapping_add(word(o) as i32);
+                                            got[(b * co + o) * pix + p] = from_pack.apply(v, o);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let want_v: Vec<i32> = want
+            .to_i64_vec()
+            .unwrap()
+            .iter()
+            .map(|&v| v as i32)
+            .collect();
+        assert_eq!(got, want_v, "case {case}");
+        assert!(
+            want_v.iter().any(|&v| v != want_v[0]),
+            "case {case} is constant"
+        );
+    }
+}
+
+/// The int8 conv kernel is a pure function of the geometry: tensor cores for pointwise
+/// convs of one group with 16+ input channels, `dp4a` otherwise.
+#[test]
+fn int8_conv_kernel_selection() {
+    use int8::{QConvKernel, QConvSpec, IMMA_MIN_CHANNELS};
+    let spec = |ci: usize, co: usize, group: usize, k: usize, stride: usize| {
+        let (oh, pad) = (if k == 1 { 9 / stride } else { 9 }, k / 2);
+        QConvSpec {
+            conv: kernels::ConvSpec {
+                n: 1,
+                ci,
+                h: 9,
+                w: 9,
+                co,
+                oh: oh.max(1),
+                ow: oh.max(1),
+                kh: k,
+                kw: k,
+                stride: [stride; 2],
+                dilation: [1, 1],
+                pad: [pad, pad],
+                group,
+                epi: crate::epilogue::Epilogue::new(true, false, None),
+            },
+            x: QType::U8,
+            x_zp: 0,
+            y_zp: 0,
+            lo: 0,
+            hi: 255,
+        }
+    };
+    let m = IMMA_MIN_CHANNELS;
+    assert_eq!(spec(m, 8, 1, 1, 1).kernel(), QConvKernel::Imma);
+    assert_eq!(spec(960, 160, 1, 1, 1).kernel(), QConvKernel::Imma);
+    assert_eq!(spec(m - 1, 8, 1, 1, 1).kernel(), QConvKernel::Dp4a);
+    assert_eq!(spec(m, 8, 1, 1, 2).kernel(), QConvKernel::Dp4a);
+    assert_eq!(spec(2 * m, 2 * m, 2, 1, 1).kernel(), QConvKernel::Dp4a);
+    assert_eq!(spec(m, 8, 1, 3, 1).kernel(), QConvKernel::Dp4a);
+    assert_eq!(spec(m, m, m, 3, 1).kernel(), QConvKernel::Depthwise);
+}

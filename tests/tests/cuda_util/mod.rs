@@ -242,7 +242,7 @@ pub fn int8_graphs(batch: usize) -> Vec<(String, Graph)> {
         "c2",
         xi,
         pt(DType::I8, 0.009, -7),
-        4,
+        16,
         Conv {
             kernel: [3, 3],
             strides: [2, 2],
@@ -322,6 +322,36 @@ pub fn int8_graphs(batch: usize) -> Vec<(String, Graph)> {
         },
         pt(DType::U8, 0.06, 10),
         true,
+    );
+    // pointwise 1x1 stride 1 over 16 channels, 21 outputs: the tensor-core `mma` kernel
+    // (a partial 32-channel step, a partial 16-row tile, ragged pixels)
+    let p2 = qconv(
+        &mut g,
+        "p2",
+        d2,
+        pt(DType::U8, 0.1, 128),
+        21,
+        Conv {
+            has_bias: true,
+            epilogue: clip,
+            ..Default::default()
+        },
+        pt(DType::U8, 0.05, 3),
+        true,
+    );
+    // the same on i8 activations (`mma` with i8 x i8)
+    let p3 = qconv(
+        &mut g,
+        "p3",
+        c2,
+        pt(DType::I8, 0.04, 5),
+        9,
+        Conv {
+            has_bias: true,
+            ..Default::default()
+        },
+        pt(DType::I8, 0.05, -2),
+        false,
     );
     // QLut i8 -> u8 (a HardSwish-like table) and u8 -> u8
     let l1 = g
@@ -408,6 +438,7 @@ pub fn int8_graphs(batch: usize) -> Vec<(String, Graph)> {
     let y2 = deq(&mut g, "y2", p1, pt(DType::U8, 0.06, 10));
     let y3 = deq(&mut g, "y3", l1, pt(DType::U8, 0.01, 0));
     let y4 = deq(&mut g, "y4", c3, pt(DType::U8, 0.03, 0));
+    let y6 = deq(&mut g, "y6", p2, pt(DType::U8, 0.05, 3));
     // per-axis quantize/dequantize (i8 along the channels)
     let ax = QParams {
         dtype: DType::I8,
@@ -425,6 +456,8 @@ pub fn int8_graphs(batch: usize) -> Vec<(String, Graph)> {
         ("y3", y3),
         ("y4", y4),
         ("y5", y5),
+        ("y6", y6),
+        ("p3_i8", p3),
         ("mul_u8", mul),
         ("c2_i8", c2),
     ] {
