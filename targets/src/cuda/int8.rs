@@ -22,7 +22,10 @@
 //! accumulator is `bias[o] + sum (x - x_zp) * w` exactly as the reference's (mod 2^32, like
 //! the reference's wrapping sum).
 
-use super::kernels::{finish, finish_warps, lane_loop, per_element, per_warp, taps, ConvSpec, Gen};
+use super::kernels::{
+    finish, finish_warps, lane_loop, mma_accumulators, per_element, per_warp, taps, warp_tile,
+    ConvSpec, Gen, WarpTile,
+};
 use super::ptx::{fimm, Kernel, Reg};
 use super::tiles::ELEMENTWISE_BLOCK;
 use mnc_ir::quant::{BinaryRequant, Requant};
@@ -752,18 +755,19 @@ pub fn qconv_imma(s: &QConvSpec) -> Gen {
     let threads = 128usize;
     let mut k = Kernel::new(3, threads as u32);
     let (x, wp, y) = (k.param_ptr(0), k.param_ptr(1), k.param_ptr(2));
-    let tid = k.special("%tid.x");
-    let bx = k.special("%ctaid.x");
-    let by = k.special("%ctaid.y");
+    let WarpTile {
+        tid,
+        bx,
+        by,
+        lane,
+        gid,
+        tig,
+        wmi,
+        wni,
+    } = warp_tile(&mut k);
     let bz = k.special("%ctaid.z");
     let p0 = k.u32_op_imm("mul.lo", bx, bn as u32);
     let m0 = k.u32_op_imm("mul.lo", by, bm as u32);
-    let warp = k.u32_op_imm("shr", tid, 5);
-    let lane = k.u32_op_imm("and", tid, 31);
-    let gid = k.u32_op_imm("shr", lane, 2);
-    let tig = k.u32_op_imm("and", lane, 3);
-    let wmi = k.u32_op_imm("shr", warp, 1);
-    let wni = k.u32_op_imm("and", warp, 1);
     let sb = k.shared(bn * IMMA_LDB);
     // The image's input planes.
     let zero = k.imm_u32(0);
@@ -815,14 +819,7 @@ pub fn qconv_imma(s: &QConvSpec) -> Gen {
     let bw = k.mad_imm(bpix, IMMA_LDB as u32, tig);
     let rb = k.r();
     k.ins(format!("mad.lo.u32 {rb}, {bw}, 4, {sb}"));
-    // acc[mi][ni][r]
-    let acc: Vec<Vec<Vec<Reg>>> = (0..2)
-        .map(|_| {
-            (0..4)
-                .map(|_| (0..4).map(|_| k.imm_u32(0)).collect())
-                .collect()
-        })
-        .collect();
+    let acc = mma_accumulators(&mut k, |k| k.imm_u32(0));
     let k0 = k.imm_u32(0);
     let top = k.label("kstep");
     k.place(&top);

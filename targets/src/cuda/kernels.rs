@@ -970,6 +970,59 @@ pub fn gemm(s: &GemmSpec) -> Gen {
     }
 }
 
+/// The thread coordinates of a block of 4 warps arranged 2x2 over a tensor-core block tile
+/// (as [`gemm_tf32`] and `int8::qconv_imma` use it): block indices, warp row/column and each
+/// lane's `mma` fragment group (`gid = lane / 4`) and index in it (`tig = lane % 4`).
+pub(super) struct WarpTile {
+    pub tid: Reg,
+    pub bx: Reg,
+    pub by: Reg,
+    pub lane: Reg,
+    pub gid: Reg,
+    pub tig: Reg,
+    /// Warp row (`warp / 2`) and column (`warp % 2`) in the block tile.
+    pub wmi: Reg,
+    pub wni: Reg,
+}
+
+/// Reads the [`WarpTile`] coordinates of the running thread.
+pub(super) fn warp_tile(k: &mut Kernel) -> WarpTile {
+    let tid = k.special("%tid.x");
+    let bx = k.special("%ctaid.x");
+    let by = k.special("%ctaid.y");
+    let warp = k.u32_op_imm("shr", tid, 5);
+    let lane = k.u32_op_imm("and", tid, 31);
+    let gid = k.u32_op_imm("shr", lane, 2);
+    let tig = k.u32_op_imm("and", lane, 3);
+    let wmi = k.u32_op_imm("shr", warp, 1);
+    let wni = k.u32_op_imm("and", warp, 1);
+    WarpTile {
+        tid,
+        bx,
+        by,
+        lane,
+        gid,
+        tig,
+        wmi,
+        wni,
+    }
+}
+
+/// A warp's accumulators `acc[mi][ni][r]` over its 2x4 `m16n8` tiles (4 registers each),
+/// each initialized by `init`.
+pub(super) fn mma_accumulators(
+    k: &mut Kernel,
+    mut init: impl FnMut(&mut Kernel) -> Reg,
+) -> Vec<Vec<Vec<Reg>>> {
+    (0..2)
+        .map(|_| {
+            (0..4)
+                .map(|_| (0..4).map(|_| init(&mut *k)).collect())
+                .collect()
+        })
+        .collect()
+}
+
 /// Block tile of [`gemm_tf32`]: 64x64 outputs per block of 4 warps (2x2, each 32x32 =
 /// 2x4 `mma.m16n8k8` tiles), reduction step 16.
 pub const TF32_TILE: (usize, usize, usize) = (64, 64, 16);
@@ -986,17 +1039,18 @@ pub fn gemm_tf32(s: &GemmSpec) -> Gen {
     let mut k = Kernel::new(nparams, threads as u32);
     let ptrs: Vec<Reg> = (0..nparams).map(|p| k.param_ptr(p)).collect();
     let (pa, pb) = (ptrs[0], ptrs[1]);
-    let tid = k.special("%tid.x");
-    let bx = k.special("%ctaid.x");
-    let by = k.special("%ctaid.y");
+    let WarpTile {
+        tid,
+        bx,
+        by,
+        gid,
+        tig,
+        wmi,
+        wni,
+        ..
+    } = warp_tile(&mut k);
     let n0 = k.u32_op_imm("mul.lo", bx, bn as u32);
     let m0 = k.u32_op_imm("mul.lo", by, bm as u32);
-    let warp = k.u32_op_imm("shr", tid, 5);
-    let lane = k.u32_op_imm("and", tid, 31);
-    let gid = k.u32_op_imm("shr", lane, 2);
-    let tig = k.u32_op_imm("and", lane, 3);
-    let wmi = k.u32_op_imm("shr", warp, 1);
-    let wni = k.u32_op_imm("and", warp, 1);
     let wm = k.u32_op_imm("mul.lo", wmi, 32);
     let wn = k.u32_op_imm("mul.lo", wni, 32);
     let sa = k.shared(bk * lda);
@@ -1068,14 +1122,7 @@ pub fn gemm_tf32(s: &GemmSpec) -> Gen {
     let rb1 = k.u32_op("add", rb0, gid);
     let rb = k.r();
     k.ins(format!("mad.lo.u32 {rb}, {rb1}, 4, {sb}"));
-    // acc[mi][ni][r]
-    let acc: Vec<Vec<Vec<Reg>>> = (0..2)
-        .map(|_| {
-            (0..4)
-                .map(|_| (0..4).map(|_| k.imm_f32(0.0)).collect())
-                .collect()
-        })
-        .collect();
+    let acc = mma_accumulators(&mut k, |k| k.imm_f32(0.0));
     let k0 = k.imm_u32(0);
     let top = k.label("ktile");
     k.place(&top);

@@ -5,6 +5,30 @@ use super::*;
 use mnc_ir::QType;
 use mnc_ir::{Activation, Conv, Epilogue, Gemm, Tensor, TensorType};
 
+/// `n` pseudo-random integers in `lo..lo + span` (deterministic per `seed`).
+fn lcg(n: usize, seed: u32, lo: i32, span: u32) -> Vec<i32> {
+    (0..n as u32)
+        .map(|i| {
+            lo + ((i.wrapping_mul(2654435761) ^ seed).wrapping_mul(40503) >> 7) as i32 % span as i32
+        })
+        .collect()
+}
+
+/// `got` equals the reference's integer output `want` (which must not be constant).
+fn assert_equals_reference(got: &[i32], want: &Tensor, case: usize) {
+    let want: Vec<i32> = want
+        .to_i64_vec()
+        .unwrap()
+        .iter()
+        .map(|&v| v as i32)
+        .collect();
+    assert_eq!(got, want, "case {case}");
+    assert!(
+        want.iter().any(|&v| v != want[0]),
+        "case {case} is constant"
+    );
+}
+
 fn tf(shape: &[usize], seed: u32) -> Tensor {
     let n: usize = shape.iter().product();
     let data = (0..n)
@@ -572,14 +596,6 @@ fn int8_packed_conv_arithmetic_equals_the_reference() {
             y: QParams::per_tensor(DType::U8, 0.05, 7),
             residual: None,
         };
-        let lcg = |n: usize, seed: u32, lo: i32, span: u32| -> Vec<i32> {
-            (0..n as u32)
-                .map(|i| {
-                    lo + ((i.wrapping_mul(2654435761) ^ seed).wrapping_mul(40503) >> 7) as i32
-                        % span as i32
-                })
-                .collect()
-        };
         let (lo, span) = if x_i8 { (-128, 256) } else { (0, 256) };
         let xv = lcg(ci * h * w, k as u32 + 1, lo, span);
         let wv = lcg(co * cig * kernel[0] * kernel[1], k as u32 + 7, -127, 255);
@@ -680,17 +696,7 @@ fn int8_packed_conv_arithmetic_equals_the_reference() {
                 }
             }
         }
-        let want_v: Vec<i32> = want
-            .to_i64_vec()
-            .unwrap()
-            .iter()
-            .map(|&v| v as i32)
-            .collect();
-        assert_eq!(got, want_v, "case {k}");
-        assert!(
-            want_v.iter().any(|&v| v != want_v[0]),
-            "case {k} is not constant"
-        );
+        assert_equals_reference(&got, &want, k);
     }
 }
 
@@ -762,14 +768,6 @@ fn int8_imma_conv_arithmetic_equals_the_reference() {
             },
             y: QParams::per_tensor(DType::U8, 0.06, 9),
             residual: None,
-        };
-        let lcg = |len: usize, seed: u32, lo: i32, span: u32| -> Vec<i32> {
-            (0..len as u32)
-                .map(|i| {
-                    lo + ((i.wrapping_mul(2654435761) ^ seed).wrapping_mul(40503) >> 7) as i32
-                        % span as i32
-                })
-                .collect()
         };
         let xv = lcg(
             n * ci * pix,
@@ -905,17 +903,7 @@ fn int8_imma_conv_arithmetic_equals_the_reference() {
                 }
             }
         }
-        let want_v: Vec<i32> = want
-            .to_i64_vec()
-            .unwrap()
-            .iter()
-            .map(|&v| v as i32)
-            .collect();
-        assert_eq!(got, want_v, "case {case}");
-        assert!(
-            want_v.iter().any(|&v| v != want_v[0]),
-            "case {case} is constant"
-        );
+        assert_equals_reference(&got, &want, case);
     }
 }
 
