@@ -618,7 +618,9 @@ fn quantize_errors_are_one_line() {
 
 /// onnxruntime loads and runs the model `mnc quantize` writes, and with the fixture's
 /// calibration set (minmax) it is onnxruntime's own quantize_static model: the same scales and
-/// zero points (to float rounding) and outputs within a small fraction of a quantization step.
+/// zero points (to float rounding) and outputs within a small fraction of a quantization step
+/// (both files through onnxruntime's int8 kernels); the model's own arithmetic (QDQ pairs
+/// kept, `scripts/check_quantize.py`) keeps every top-1 class of the float model.
 #[test]
 fn quantize_output_runs_in_onnxruntime_like_quantize_static() {
     let Some(py) = mnc_tests::python_with_onnxruntime(
