@@ -1711,9 +1711,9 @@ macro_rules! conv_entry {
 }
 
 macro_rules! int8_entries {
-    ($block:expr, $rest_cost:expr, $dw_planes:expr, $quant:expr, $dequant:expr,
+    ($block:expr, $rest_cost:expr, $sum_rows:expr, $dw_planes:expr, $quant:expr, $dequant:expr,
      $interleave:expr) => {
-        conv_entry!($block, $rest_cost, super::sum_rows_scalar, $interleave);
+        conv_entry!($block, $rest_cost, $sum_rows, $interleave);
 
         dw_entry!($dw_planes);
 
@@ -2186,6 +2186,7 @@ pub mod scalar {
     int8_entries!(
         block,
         super::vector_rest_cost,
+        super::sum_rows_scalar,
         planes,
         super::quantize_scalar,
         super::dequantize_scalar,
@@ -2227,7 +2228,7 @@ pub mod avx2 {
         },
         lut: super::LUT_PORTABLE,
         mean: super::MEAN_PORTABLE,
-        binary: super::BINARY_PORTABLE,
+        binary: BINARY,
         peak: Some(crate::cpu::isa::PeakLoop {
             func: madd_loop,
             flops_per_step: 2 * 16 * super::PEAK_CHAINS,
@@ -2365,6 +2366,186 @@ pub mod avx2 {
         }
     }
 
+    /// This set's quantized sum and product ([`binary`]), also the VNNI set's.
+    pub(super) const BINARY: super::Sym<super::super::qbinary::QBinaryFn> = super::Sym {
+        symbol: "mnc_qbinary_avx2",
+        func: binary,
+    };
+
+    /// The constants of a quantized sum or product ([`mnc_ir::quant::BinaryRequant`]) in
+    /// vectors: a sum's `ra`, `rb`, `fixed`; a product's `ratio`, zero points and `y_zp`.
+    struct BinVec {
+        mul: bool,
+        f0: Vf,
+        f1: Vf,
+        f2: Vf,
+        a_zp: Vi,
+        b_zp: Vi,
+        lo: Vi,
+        hi: Vi,
+    }
+
+    impl BinVec {
+        #[target_feature(enable = "avx2,fma")]
+        fn new(f: &mnc_ir::quant::BinaryRequant) -> BinVec {
+            use mnc_ir::quant::BinaryRequant;
+            let z = _mm256_setzero_si256();
+            match f {
+                BinaryRequant::Add(f) => BinVec {
+                    mul: false,
+                    f0: _mm256_set1_ps(f.ra),
+                    f1: _mm256_set1_ps(f.rb),
+                    f2: _mm256_set1_ps(f.fixed),
+                    a_zp: z,
+                    b_zp: z,
+                    lo: _mm256_set1_epi32(f.lo),
+                    hi: _mm256_set1_epi32(f.hi),
+                },
+                BinaryRequant::Mul(f) => BinVec {
+                    mul: true,
+                    f0: _mm256_set1_ps(f.ratio),
+                    f1: _mm256_setzero_ps(),
+                    f2: _mm256_set1_ps(f.y_zp as f32),
+                    a_zp: _mm256_set1_epi32(f.a_zp),
+                    b_zp: _mm256_set1_epi32(f.b_zp),
+                    lo: _mm256_set1_epi32(f.lo),
+                    hi: _mm256_set1_epi32(f.hi),
+                },
+            }
+        }
+
+        /// `BinaryRequant::apply` on 8 lanes of stored values: a sum's two FMAs, or a
+        /// product's exact `i32` product, multiplied and added (not fused); rounded half to
+        /// even (`cvtps2dq` under the default rounding mode), clamped.
+        #[target_feature(enable = "avx2,fma")]
+        #[inline]
+        fn apply(&self, a: Vi, b: Vi) -> Vi {
+            let t = if self.mul {
+                let p = _mm256_mullo_epi32(
+                    _mm256_sub_epi32(a, self.a_zp),
+                    _mm256_sub_epi32(b, self.b_zp),
+                );
+                _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(p), self.f0), self.f2)
+            } else {
+                let vb = _mm256_fmadd_ps(_mm256_cvtepi32_ps(b), self.f1, self.f2);
+                _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), self.f0, vb)
+            };
+            _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(t), self.lo), self.hi)
+        }
+    }
+
+    /// `W` stored bytes at `p` widened to `i32` lanes (sign-extended when `i8`).
+    ///
+    /// # Safety
+    /// `p` is valid for reading 8 bytes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn ld_q(p: *const u8, i8: bool) -> Vi {
+        // SAFETY: contract.
+        unsafe {
+            if i8 {
+                ld_i8(p)
+            } else {
+                ld_u8(p)
+            }
+        }
+    }
+
+    /// [`super::SumRowsFn`] 8 lanes at a time, each row's tail element by element: the
+    /// arithmetic of this set's `QAdd` ([`BinVec::apply`]).
+    ///
+    /// # Safety
+    /// As for [`super::SumRowsFn`]; the CPU runs AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn sum_rows(
+        g: &super::super::qbinary::QBinaryGeom,
+        y: *mut u8,
+        res: *const u8,
+        rows: usize,
+        np: usize,
+        stride: usize,
+        conv_is_a: bool,
+    ) {
+        let f = BinVec::new(&g.function());
+        let i8 = g.i8 == 1;
+        // SAFETY: 8-byte loads and stores inside the rows (contract).
+        unsafe {
+            for r in 0..rows {
+                let (yr, rr) = (y.add(r * stride), res.add(r * stride));
+                let mut i = 0;
+                while i + W <= np {
+                    let (c, b) = (ld_q(yr.add(i), i8), ld_q(rr.add(i), i8));
+                    let v = if conv_is_a {
+                        f.apply(c, b)
+                    } else {
+                        f.apply(b, c)
+                    };
+                    store_bytes(yr.add(i), v, W);
+                    i += W;
+                }
+                super::sum_rows_scalar(g, yr.add(i), rr.add(i), 1, np - i, 0, conv_is_a);
+            }
+        }
+    }
+
+    /// Elements `i0..i1` of a quantized sum or product, 8 at a time ([`BinVec::apply`]);
+    /// `b` per element or broadcast per run of `inner`; the tails element by element.
+    ///
+    /// # Safety
+    /// As for [`super::super::qbinary::range_scalar`]; the CPU runs AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn binary_range(
+        g: &super::super::qbinary::QBinaryGeom,
+        a: *const u8,
+        b: *const u8,
+        y: *mut u8,
+        i0: usize,
+        i1: usize,
+    ) {
+        let f = BinVec::new(&g.function());
+        let (inner, i8) = (g.inner as usize, g.i8 == 1);
+        // SAFETY: 8-byte loads and stores below `i1` (contract), `b` read below
+        // `ceil(i1 / inner)`.
+        unsafe {
+            let mut i = i0;
+            while i < i1 {
+                // The run of elements sharing `b[i / inner]` (the whole range when `b` is
+                // per element).
+                let end = if inner == 1 {
+                    i1
+                } else {
+                    ((i / inner + 1) * inner).min(i1)
+                };
+                while i + W <= end {
+                    let vb = if inner == 1 {
+                        ld_q(b.add(i), i8)
+                    } else {
+                        _mm256_set1_epi32(g.value(*b.add(i / inner)))
+                    };
+                    store_bytes(y.add(i), f.apply(ld_q(a.add(i), i8), vb), W);
+                    i += W;
+                }
+                super::super::qbinary::range_scalar(g, a, b, y, i, end);
+                i = end;
+            }
+        }
+    }
+
+    /// See [`super::super::qbinary::QBinaryFn`].
+    ///
+    /// # Safety
+    /// As for [`super::super::qbinary::qbinary`]; the CPU runs AVX2 and FMA.
+    pub unsafe extern "C" fn binary(
+        a: *const u8,
+        b: *const u8,
+        y: *mut u8,
+        geom: *const super::super::qbinary::QBinaryGeom,
+        threads: usize,
+    ) {
+        // SAFETY: as this function's contract.
+        unsafe { super::super::qbinary::run(a, b, y, geom, threads, binary_range) }
+    }
+
     /// Output rows per depthwise block (accumulators; 16 ymm registers).
     const RB: usize = 4;
 
@@ -2481,6 +2662,7 @@ pub mod avx2 {
     int8_entries!(
         block,
         super::vector_rest_cost,
+        sum_rows,
         dw_planes,
         quant,
         dequant,
@@ -2544,7 +2726,8 @@ pub mod vnni {
         },
         lut: super::LUT_PORTABLE,
         mean: super::MEAN_PORTABLE,
-        binary: super::BINARY_PORTABLE,
+        // The AVX2 set's (8 lanes): AVX-512 VNNI parts run AVX2.
+        binary: super::avx2::BINARY,
         peak: Some(crate::cpu::isa::PeakLoop {
             func: dot_loop,
             flops_per_step: 2 * 64 * super::PEAK_CHAINS,
@@ -2998,7 +3181,15 @@ pub mod vnni {
 
     qdw_body!("avx512f,avx512bw,avx512vnni,avx2,fma");
 
-    int8_entries!(block, rest_cost, dw_planes, quant, dequant, interleave64);
+    int8_entries!(
+        block,
+        rest_cost,
+        super::avx2::sum_rows,
+        dw_planes,
+        quant,
+        dequant,
+        interleave64
+    );
 }
 
 /// AVX-512 VNNI with VBMI (Ice Lake, Zen 4 on): the VNNI set's conv and conversions, and a
