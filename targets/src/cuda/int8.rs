@@ -366,28 +366,40 @@ impl QConvSpec {
     }
 }
 
+/// Checks the constants of a conv against its shape (`w` OIHW with `cig` channels per group,
+/// one bias and one multiplier per output channel) and returns the folded biases
+/// `bias[o] - x_zp * sum(w[o])` as f32 words holding the i32 bits (wrapping, like the
+/// reference's sum), one per output channel: what every int8 conv kernel adds to its
+/// accumulator of unshifted `x * w` products.
+fn folded_biases(s: &QConvSpec, w: &[i8], bias: &[i32], mult: &[f32]) -> Result<Vec<f32>, String> {
+    let (co, per) = (s.conv.co, s.cig() * s.taps());
+    if w.len() != co * per || bias.len() != co || mult.len() != co {
+        return Err(format!(
+            "QConv constants do not match the shape: {} weights for {co}x{}x{}, {} biases, {} multipliers",
+            w.len(),
+            s.cig(),
+            s.taps(),
+            bias.len(),
+            mult.len()
+        ));
+    }
+    Ok((0..co)
+        .map(|o| {
+            let sum = w[o * per..][..per]
+                .iter()
+                .fold(0i32, |a, &v| a.wrapping_add(v as i32));
+            f32::from_bits(bias[o].wrapping_sub(s.x_zp.wrapping_mul(sum)) as u32)
+        })
+        .collect())
+}
+
 /// The constants of an integer convolution, as weights-buffer words: the folded biases
 /// `bias[o] - x_zp * sum(w[o])` (i32 bits, `co` words), the multipliers (f32, `co` words),
 /// then the packed weights (`words_per_channel` words per output channel; see the module
 /// docs). `w` is OIHW, `bias` and `mult` one per output channel.
 pub fn pack_qconv(s: &QConvSpec, w: &[i8], bias: &[i32], mult: &[f32]) -> Result<Vec<f32>, String> {
     let (co, cig, taps) = (s.conv.co, s.cig(), s.taps());
-    if w.len() != co * cig * taps || bias.len() != co || mult.len() != co {
-        return Err(format!(
-            "QConv constants do not match the shape: {} weights for {co}x{cig}x{taps}, {} biases, {} multipliers",
-            w.len(),
-            bias.len(),
-            mult.len()
-        ));
-    }
-    let mut out: Vec<f32> = (0..co)
-        .map(|o| {
-            let sum = w[o * cig * taps..][..cig * taps]
-                .iter()
-                .fold(0i32, |a, &v| a.wrapping_add(v as i32));
-            f32::from_bits(bias[o].wrapping_sub(s.x_zp.wrapping_mul(sum)) as u32)
-        })
-        .collect();
+    let mut out = folded_biases(s, w, bias, mult)?;
     out.extend_from_slice(mult);
     let wt = |o: usize, c: usize, t: usize| -> u8 {
         if c < cig && t < taps {
@@ -696,24 +708,12 @@ pub fn pack_qconv_imma(
     if s.kernel() != QConvKernel::Imma {
         return Err(format!("not a tensor-core conv: {:?}", s.kernel()));
     }
-    if w.len() != co * ci || bias.len() != co || mult.len() != co {
-        return Err(format!(
-            "QConv constants do not match the shape: {} weights for {co}x{ci}, {} biases, {} multipliers",
-            w.len(),
-            bias.len(),
-            mult.len()
-        ));
-    }
     let rows = imma_rows(s);
     let steps = imma_steps(s);
-    let mut out = vec![0f32; 2 * rows];
-    for o in 0..co {
-        let sum = w[o * ci..][..ci]
-            .iter()
-            .fold(0i32, |a, &v| a.wrapping_add(v as i32));
-        out[o] = f32::from_bits(bias[o].wrapping_sub(s.x_zp.wrapping_mul(sum)) as u32);
-        out[rows + o] = mult[o];
-    }
+    let mut out = folded_biases(s, w, bias, mult)?;
+    out.resize(rows, 0.0);
+    out.extend_from_slice(mult);
+    out.resize(2 * rows, 0.0);
     let mut bytes = Vec::with_capacity(rows * steps * IMMA_TILE.2);
     for mtile in 0..rows / 16 {
         for step in 0..steps {

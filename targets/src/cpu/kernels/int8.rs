@@ -2507,15 +2507,7 @@ pub mod avx2 {
         // SAFETY: 8-byte loads and stores below `i1` (contract), `b` read below
         // `ceil(i1 / inner)`.
         unsafe {
-            let mut i = i0;
-            while i < i1 {
-                // The run of elements sharing `b[i / inner]` (the whole range when `b` is
-                // per element).
-                let end = if inner == 1 {
-                    i1
-                } else {
-                    ((i / inner + 1) * inner).min(i1)
-                };
+            for (mut i, end) in super::super::qbinary::runs(inner, i0, i1) {
                 while i + W <= end {
                     let vb = if inner == 1 {
                         ld_q(b.add(i), i8)
@@ -2526,7 +2518,6 @@ pub mod avx2 {
                     i += W;
                 }
                 super::super::qbinary::range_scalar(g, a, b, y, i, end);
-                i = end;
             }
         }
     }
@@ -3786,15 +3777,7 @@ pub mod vbmi {
                 };
                 _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(t), lo), hi)
             };
-            let mut i = i0;
-            while i < i1 {
-                // The run of elements sharing `b[i / inner]` (the whole range when `b` is
-                // per element).
-                let end = if inner == 1 {
-                    i1
-                } else {
-                    ((i / inner + 1) * inner).min(i1)
-                };
+            for (mut i, end) in super::super::qbinary::runs(inner, i0, i1) {
                 while i + 16 <= end {
                     let vb = if inner == 1 {
                         load(b.add(i))
@@ -3806,7 +3789,6 @@ pub mod vbmi {
                     i += 16;
                 }
                 super::super::qbinary::range_scalar(g, a, b, y, i, end);
-                i = end;
             }
         }
     }

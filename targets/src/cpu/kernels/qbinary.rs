@@ -149,6 +149,25 @@ pub(super) unsafe fn range_scalar(
     }
 }
 
+/// The runs of `i0..i1` whose elements share one `b` element (`b[i / inner]`), or the whole
+/// range as one run when `b` is per element (`inner == 1`): a vector kernel broadcasts `b`
+/// once per run, runs its lanes while they fit and hands the run's tail to [`range_scalar`].
+pub(super) fn runs(inner: usize, i0: usize, i1: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut i = i0;
+    std::iter::from_fn(move || {
+        (i < i1).then(|| {
+            let end = if inner == 1 {
+                i1
+            } else {
+                ((i / inner + 1) * inner).min(i1)
+            };
+            let run = (i, end);
+            i = end;
+            run
+        })
+    })
+}
+
 /// `y[i] = f(a[i], b[i / inner])` for `i < len`, one element at a time (sets without a
 /// vector kernel).
 ///
