@@ -33,6 +33,9 @@ export RUSTFLAGS="-Cpasses=sancov-module \
 -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares \
 --cfg fuzzing"
+# Code generation libraries are built without the instrumentation (scripts/fuzz-rustc.sh
+# says which and why).
+export RUSTC_WRAPPER="$PWD/scripts/fuzz-rustc.sh"
 start=$(date +%s)
 cargo build --release --manifest-path fuzz/Cargo.toml --target "$host" --bins
 bin=fuzz/target/$host/release
