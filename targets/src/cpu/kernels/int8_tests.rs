@@ -888,6 +888,40 @@ fn depthwise_small_planes_match_the_reference() {
     }
 }
 
+/// The channel-lanes kernel's geometries ([`dw_lanes`], the AVX2 set): whole and partial
+/// groups of eight planes, channel multipliers, strides, dilation, 5x5 windows, padding wider
+/// than the window's reach, the size limits, each checked on every set against the
+/// reference (the other sets run their own kernels on the same cases).
+#[test]
+fn depthwise_channel_lanes_match_the_reference() {
+    let ks = sets("depthwise_channel_lanes_match_the_reference");
+    let mut r = Rng::new(31);
+    // (channels, outputs per channel, images, [h, w, k, stride, dilation, pad]), dw_lanes
+    type Case = (u64, u64, u64, [u64; 6], bool);
+    let cases: [Case; 15] = [
+        (24, 1, 1, [7, 7, 3, 1, 1, 1], true),
+        (13, 1, 2, [14, 14, 3, 1, 1, 1], true),
+        (5, 1, 1, [14, 14, 5, 2, 1, 2], true),
+        (9, 2, 1, [9, 9, 3, 2, 1, 1], true),
+        (3, 1, 3, [6, 6, 3, 1, 2, 2], true),
+        (16, 1, 1, [16, 16, 3, 1, 1, 1], true),
+        (8, 1, 1, [1, 1, 1, 1, 1, 0], true),
+        (7, 1, 1, [5, 5, 3, 1, 1, 0], true),
+        (11, 1, 1, [4, 4, 3, 1, 1, 2], true),
+        (10, 1, 1, [28, 28, 3, 2, 1, 1], true),
+        (3, 1, 1, [56, 56, 3, 2, 1, 1], true),
+        (2, 1, 1, [17, 17, 3, 1, 1, 1], true),
+        (2, 1, 1, [33, 33, 3, 1, 1, 1], false),
+        (2, 1, 1, [80, 80, 3, 4, 1, 1], false),
+        (2, 1, 1, [12, 12, 7, 1, 1, 3], false),
+    ];
+    for (i, (c, cog, n, geo, want)) in cases.into_iter().enumerate() {
+        let g0 = square_dw(c, cog, n, geo);
+        assert_eq!(dw_lanes(&g0), want, "case {i}: {g0:?}");
+        check_dw(&ks, g0, &mut r, i % 4 == 3, 300 + i);
+    }
+}
+
 /// Runs the depthwise geometry `g0` (random quantization, input, weights and biases, the
 /// biases up to `2^28` when `big_bias`) on every set `ks` at several thread counts and
 /// compares each output byte with the reference conv.
