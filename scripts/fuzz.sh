@@ -3,6 +3,7 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     (default: 20 s each; targets: onnx_compile
 #                                              artifact npy image)
+#   scripts/fuzz.sh --build-only              (the build alone: .ci/run starts it early)
 #
 # No nightly and no cargo-fuzz: the targets link libFuzzer through the libfuzzer-sys crate and
 # get their coverage instrumentation from LLVM's sanitizer-coverage pass, which stable rustc
@@ -17,6 +18,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+build_only=0
+if [ "${1:-}" = --build-only ]; then
+  build_only=1
+  shift
+fi
 secs=${1:-20}
 shift || true
 targets=("$@")
@@ -40,6 +46,9 @@ start=$(date +%s)
 cargo build --release --manifest-path fuzz/Cargo.toml --target "$host" --bins
 bin=fuzz/target/$host/release
 echo "fuzz.sh: build took $(( $(date +%s) - start )) s"
+if [ "$build_only" = 1 ]; then
+  exit 0
+fi
 
 rm -rf fuzz/seeds
 "$bin/make_seeds" fuzz/seeds
