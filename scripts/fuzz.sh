@@ -53,22 +53,38 @@ fi
 rm -rf fuzz/seeds
 "$bin/make_seeds" fuzz/seeds
 
-failed=()
-for t in "${targets[@]}"; do
+# One target per CPU at a time (each is one process; time-bounded, so the wall time is
+# ceil(targets / CPUs) x SECONDS).
+run_one() {
+  local t=$1
   mkdir -p "fuzz/work/$t" "fuzz/artifacts/$t" "fuzz/corpus/$t"
-  extra=()
+  local extra=()
   # The largest fixture models are ~1.8 MB: keep them whole as seeds.
   if [ "$t" = onnx_compile ]; then extra=(-max_len=2000000); fi
-  echo "fuzz.sh: $t for ${secs} s"
-  if ! "$bin/$t" "fuzz/work/$t" "fuzz/corpus/$t" "fuzz/seeds/$t" \
-      -max_total_time="$secs" -seed=1 -timeout=10 -rss_limit_mb=2048 \
-      -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 "${extra[@]}" \
-      2> "fuzz/artifacts/$t.log"; then
-    failed+=("$t")
-    tail -n 60 "fuzz/artifacts/$t.log"
-  fi
-  grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added|stat::peak_rss_mb)" \
-    "fuzz/artifacts/$t.log" | sed "s/^/fuzz.sh: $t: /" || true
+  "$bin/$t" "fuzz/work/$t" "fuzz/corpus/$t" "fuzz/seeds/$t" \
+    -max_total_time="$secs" -seed=1 -timeout=10 -rss_limit_mb=2048 \
+    -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 "${extra[@]}" \
+    2> "fuzz/artifacts/$t.log"
+}
+jobs=$(nproc 2>/dev/null || echo 1)
+failed=()
+for ((k = 0; k < ${#targets[@]}; k += jobs)); do
+  batch=("${targets[@]:k:jobs}")
+  pids=()
+  for t in "${batch[@]}"; do
+    echo "fuzz.sh: $t for ${secs} s"
+    run_one "$t" &
+    pids+=($!)
+  done
+  for i in "${!batch[@]}"; do
+    t=${batch[$i]}
+    if ! wait "${pids[$i]}"; then
+      failed+=("$t")
+      tail -n 60 "fuzz/artifacts/$t.log"
+    fi
+    grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added|stat::peak_rss_mb)" \
+      "fuzz/artifacts/$t.log" | sed "s/^/fuzz.sh: $t: /" || true
+  done
 done
 echo "fuzz.sh: total $(( $(date +%s) - start )) s"
 if [ ${#failed[@]} -gt 0 ]; then

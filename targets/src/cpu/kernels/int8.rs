@@ -2689,12 +2689,11 @@ pub mod avx2 {
 
     qdw_body!("avx2,fma");
 
-    /// The 8x8 byte transpose: `rows[i]` holds bytes `r_i[0..8]` in its low half; returns
-    /// four vectors, the `k`-th holding `(r_0[2k], .., r_7[2k])` in its low half and
-    /// `(r_0[2k + 1], .., r_7[2k + 1])` in its high half.
+    /// The 8x8 byte transpose: `rows[i]` holds bytes `r_i[0..8]` in its low half; the
+    /// `j`-th vector returned holds `(r_0[j], .., r_7[j])` in its low half.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    fn transpose8(r: [__m128i; 8]) -> [__m128i; 4] {
+    fn transpose8(r: [__m128i; 8]) -> [__m128i; 8] {
         let t0 = _mm_unpacklo_epi8(r[0], r[1]);
         let t1 = _mm_unpacklo_epi8(r[2], r[3]);
         let t2 = _mm_unpacklo_epi8(r[4], r[5]);
@@ -2703,12 +2702,21 @@ pub mod avx2 {
         let u1 = _mm_unpackhi_epi16(t0, t1);
         let u2 = _mm_unpacklo_epi16(t2, t3);
         let u3 = _mm_unpackhi_epi16(t2, t3);
-        [
+        // Columns 2k and 2k + 1 in the low and high halves of pair k.
+        let pairs = [
             _mm_unpacklo_epi32(u0, u2),
             _mm_unpackhi_epi32(u0, u2),
             _mm_unpacklo_epi32(u1, u3),
             _mm_unpackhi_epi32(u1, u3),
-        ]
+        ];
+        std::array::from_fn(|j| {
+            let p = pairs[j / 2];
+            if j % 2 == 0 {
+                p
+            } else {
+                _mm_unpackhi_epi64(p, p)
+            }
+        })
     }
 
     /// `n <= 8` bytes at `p` in the low half of a vector (zeros after them): one 8-byte
@@ -2812,13 +2820,7 @@ pub mod avx2 {
                         let rows: [__m128i; L] =
                             std::array::from_fn(|l| load8(src[l].add(at), m, hw - at));
                         let px = transpose8(rows);
-                        for j in 0..m {
-                            let pair = px[j / 2];
-                            let b8 = if j % 2 == 0 {
-                                pair
-                            } else {
-                                _mm_unpackhi_epi64(pair, pair)
-                            };
+                        for (j, &b8) in px.iter().enumerate().take(m) {
                             let v = _mm256_xor_si256(_mm256_cvtepu8_epi32(b8), flip);
                             let f = _mm256_sub_ps(_mm256_cvtepi32_ps(v), xzp);
                             _mm256_storeu_ps(sp.add((r * wp + c + j) * L), f);
@@ -2853,13 +2855,7 @@ pub mod avx2 {
                         low_bytes(requant(s, mult, lo, hi, yzp))
                     });
                     let ch = transpose8(outs);
-                    for l in 0..n {
-                        let pair = ch[l / 2];
-                        let b8 = if l % 2 == 0 {
-                            pair
-                        } else {
-                            _mm_unpackhi_epi64(pair, pair)
-                        };
+                    for (l, &b8) in ch.iter().enumerate().take(n) {
                         let y = d.y.add((qg + l) * ohw + p0);
                         if m == 8 {
                             _mm_storel_epi64(y as *mut __m128i, b8);
