@@ -1364,11 +1364,12 @@ pub fn dw_small_table(g: &QDwGeom, s: &DwSmall) -> Vec<u8> {
 
 /// Output channels per vector of the channel-lanes depthwise kernel ([`dw_lanes`]).
 pub const DWL_LANES: usize = 8;
-/// Largest output plane (pixels) the channel-lanes kernel runs: up to 32x32. Measured on
-/// MobileNetV2 int8 (Zen 3, one thread, against plane by plane): 7x7 and 14x14 planes
-/// 1.6-1.9x faster, 28x28 ones ~1.25x, the 56x56 -> 28x28 stride-2 one ~1.45x; the 56x56
-/// stride-1 one ~8% slower (its 107 KB padded scratch: not taken).
-pub const DWL_MAX_OUT: usize = 1024;
+/// Largest output plane (pixels) the channel-lanes kernel runs: up to 16x16 (MobileNet's
+/// 14x14 and 7x7 stages). Measured on MobileNetV2 int8 (Zen 3, one thread, per op against
+/// plane by plane): 7x7 and 14x14 planes 1.6-2.3x faster. With the limit at 32x32 the 28x28
+/// planes also ran ~1.25x faster, but every other op of the model measured 1.05-1.3x slower
+/// in the same rounds (not with this limit): see docs/BENCHMARKS.md, session 28.
+pub const DWL_MAX_OUT: usize = 256;
 /// Largest padded plane of the channel-lanes kernel's scratch, in bytes (8 floats per
 /// position): an L2-resident working set.
 pub const DWL_MAX_SCRATCH: usize = 128 * 1024;
