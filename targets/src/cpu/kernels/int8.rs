@@ -1366,7 +1366,7 @@ pub fn dw_small_table(g: &QDwGeom, s: &DwSmall) -> Vec<u8> {
 pub const DWL_LANES: usize = 8;
 /// Largest output plane (pixels) the channel-lanes kernel runs: up to 16x16 (MobileNet's
 /// 14x14 and 7x7 stages). Measured on MobileNetV2 int8 (Zen 3, one thread, per op against
-/// plane by plane): 7x7 and 14x14 planes 1.6-2.3x faster. With the limit at 32x32 the 28x28
+/// plane by plane): 7x7 and 14x14 planes 1.35-2.3x faster. With the limit at 32x32 the 28x28
 /// planes also ran ~1.25x faster, but every other op of the model measured 1.05-1.3x slower
 /// in the same rounds (not with this limit): see docs/BENCHMARKS.md, session 28.
 pub const DWL_MAX_OUT: usize = 256;
@@ -2290,14 +2290,24 @@ pub mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn store_bytes(p: *mut u8, v: Vi, n: usize) {
-        let lo = low_bytes(v);
+        // SAFETY: contract.
+        unsafe { store8(p, low_bytes(v), n) }
+    }
+
+    /// Stores the first `n` of the low 8 bytes of `b` (`1 <= n <= 8`).
+    ///
+    /// # Safety
+    /// `p` is valid for writing `n` bytes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn store8(p: *mut u8, b: __m128i, n: usize) {
         // SAFETY: `n` bytes at `p` are writable (contract).
         unsafe {
-            if n == W {
-                _mm_storel_epi64(p as *mut __m128i, lo);
+            if n == 8 {
+                _mm_storel_epi64(p as *mut __m128i, b);
             } else {
                 let mut t = [0u8; 16];
-                _mm_storeu_si128(t.as_mut_ptr() as *mut __m128i, lo);
+                _mm_storeu_si128(t.as_mut_ptr() as *mut __m128i, b);
                 std::ptr::copy_nonoverlapping(t.as_ptr(), p, n);
             }
         }
@@ -2857,14 +2867,7 @@ pub mod avx2 {
                     });
                     let ch = transpose8(outs);
                     for (l, &b8) in ch.iter().enumerate().take(n) {
-                        let y = d.y.add((qg + l) * ohw + p0);
-                        if m == 8 {
-                            _mm_storel_epi64(y as *mut __m128i, b8);
-                        } else {
-                            let mut t = [0u8; 16];
-                            _mm_storeu_si128(t.as_mut_ptr() as *mut __m128i, b8);
-                            std::ptr::copy_nonoverlapping(t.as_ptr(), y, m);
-                        }
+                        store8(d.y.add((qg + l) * ohw + p0), b8, m);
                     }
                     p0 += m;
                 }
